@@ -1,0 +1,45 @@
+"""clrfind: learning-rate bounds for PyTorch with Leslie Smith's LR range test.
+
+The library API is re-exported here lazily, so `import clrfind` (and `clrfind --help`) does not import torch or
+matplotlib until a function that needs them is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bounds",
+    "ClrfindError",
+    "RangeTestResult",
+    "__version__",
+    "load_results",
+    "load_schedule",
+    "range_test",
+]
+
+_LAZY = {
+    "range_test": "clrfind.api",
+    "load_schedule": "clrfind.export",
+    "load_results": "clrfind.results",
+    "RangeTestResult": "clrfind.results",
+    "Bounds": "clrfind.results",
+    "ClrfindError": "clrfind.errors",
+}
+
+if TYPE_CHECKING:
+    from clrfind.api import range_test
+    from clrfind.errors import ClrfindError
+    from clrfind.export import load_schedule
+    from clrfind.results import Bounds, RangeTestResult, load_results
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clrfind' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

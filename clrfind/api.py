@@ -1,0 +1,520 @@
+"""The library API: `range_test` for notebooks and scripts, `run_spec` for the CLI. Both return a RangeTestResult.
+
+`range_test` works on the caller's own objects and leaves them bit-for-bit as they were (weights, optimizer state,
+train/eval mode, device, RNG states), also when the run fails. `run_spec` builds everything fresh from a spec and
+always saves what was measured, even when the run fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as _dt
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clrfind import __version__
+from clrfind.analysis import smooth, suggest_bounds, suggest_bounds_from_metric
+from clrfind.errors import RunError, RunInterrupted, SetupError, UsageError
+from clrfind.fileio import check_writable_dir
+from clrfind.ladder import Mode, lr_ladder
+from clrfind.results import (
+    PLOT_NAME,
+    RESULTS_NAME,
+    SCHEDULE_NAME,
+    Bounds,
+    OptimizerRef,
+    RangeTestResult,
+    Timing,
+    finite_or_none,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from clrfind.engine import EngineOutput
+    from clrfind.events import StepEvent
+    from clrfind.spec import LoadedSpec
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a spec run wrote its outputs; `schedule` is None when no usable bounds were found."""
+
+    out_dir: Path
+    results: Path
+    plot: Path | None
+    schedule: Path | None
+    schedule_error: str | None = None
+
+
+@dataclass(frozen=True)
+class SpecRun:
+    """A finished (or stopped) spec run: the result, its files, and facts for the summary."""
+
+    result: RangeTestResult
+    files: RunFiles
+    param_count: int
+    notes: list[str] = field(default_factory=list)
+
+
+def bounds_for(
+    lrs: np.ndarray, losses: np.ndarray, *, mode: str, stop_reason: str, max_lr: float, metric: Any | None
+) -> Bounds:
+    """Suggest bounds from the metric when the test measured one (the paper's way), else from the loss."""
+    if metric is not None and sum(v is not None for v in metric.values) >= 3:
+        values = np.array([np.nan if v is None else v for v in metric.values], dtype=float)
+        return suggest_bounds_from_metric(
+            np.asarray(metric.lrs, dtype=float),
+            values,
+            higher_is_better=metric.higher_is_better,
+            mode=mode,
+            name=metric.name,
+            stop_reason=stop_reason,
+        )
+    return suggest_bounds(lrs, losses, mode=mode, stop_reason=stop_reason, planned_max_lr=max_lr)
+
+
+def optimizer_ref(optimizer: torch.optim.Optimizer) -> OptimizerRef:
+    """The optimizer's class path and the kwargs that differ from its defaults, so an export rebuilds it."""
+    import inspect
+
+    cls = type(optimizer)
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs: dict[str, Any] = {}
+    for name, value in optimizer.defaults.items():
+        if name == "lr" or name not in params:
+            continue
+        default = params[name].default
+        if default is inspect.Parameter.empty or _differs(value, default):
+            kwargs[name] = list(value) if isinstance(value, tuple) else value
+    return OptimizerRef(target=f"{cls.__module__}.{cls.__qualname__}", kwargs=kwargs)
+
+
+def _differs(value: Any, default: Any) -> bool:
+    try:
+        return bool(value != default)
+    except Exception:
+        return True
+
+
+def _torch_version() -> str | None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return getattr(torch, "__version__", None)
+
+
+def make_result(
+    out: EngineOutput,
+    *,
+    mode: Mode,
+    min_lr: float,
+    max_lr: float,
+    planned_steps: int,
+    device: str,
+    seed: int | None,
+    metric_name: str = "loss",
+    optimizer: OptimizerRef | None = None,
+    batch_size: int | None = None,
+    world_size: int = 1,
+    accumulate: int = 1,
+    precision: str = "fp32",
+    spec: dict[str, Any] | None = None,
+    spec_path: str | None = None,
+    extra_notes: Iterable[str] = (),
+) -> RangeTestResult:
+    """Analyse the engine's curve and assemble the versioned result."""
+    bounds = None
+    if len(out.losses) > 0:
+        bounds = bounds_for(
+            out.lrs, out.losses, mode=mode, stop_reason=out.stop_reason, max_lr=max_lr, metric=out.metric
+        )
+    steps = len(out.losses)
+    return RangeTestResult(
+        clrfind_version=__version__,
+        torch_version=_torch_version(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        device=device,
+        seed=seed,
+        mode=mode,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        planned_steps=planned_steps,
+        metric_name=metric_name,  # type: ignore[arg-type]
+        lrs=[float(x) for x in out.lrs],
+        losses=finite_or_none(out.losses),
+        smoothed=finite_or_none(smooth(out.losses)) if steps else [],
+        metric=out.metric,
+        stop_reason=out.stop_reason,  # type: ignore[arg-type]
+        stop_detail=out.stop_detail,
+        bounds=bounds,
+        steps_per_epoch=out.steps_per_epoch,
+        batch_size=batch_size,
+        world_size=world_size,
+        global_batch_size=batch_size * world_size * accumulate if batch_size else None,
+        accumulate=accumulate,
+        precision=precision,
+        optimizer=optimizer,
+        spec=spec,
+        spec_path=spec_path,
+        notes=[*out.notes, *extra_notes],
+        timing=Timing(
+            seconds=round(out.seconds, 4),
+            seconds_per_step=round(out.seconds / steps, 6) if steps else None,
+            compile_seconds=out.compile_seconds,
+        ),
+    )
+
+
+@contextlib.contextmanager
+def preserved_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Restore weights, buffers, optimizer state, train/eval mode, device and RNG states on exit, even on error.
+
+    Copies are taken on the parameters' own device with `clone()`, so restoring is bit-for-bit.
+    """
+    import torch
+
+    model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optim_state = copy.deepcopy(optimizer.state_dict())
+    modes = {name: m.training for name, m in model.named_modules()}
+    py_rng = random.getstate()
+    np_rng = np.random.get_state()
+    torch_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        for name, m in model.named_modules():
+            m.training = modes.get(name, m.training)
+        random.setstate(py_rng)
+        np.random.set_state(np_rng)
+        torch.set_rng_state(torch_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def range_test(
+    model: torch.nn.Module,
+    train_loader: Iterable[Any],
+    loss_fn: Callable[..., torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    *,
+    min_lr: float,
+    max_lr: float,
+    steps: int = 100,
+    mode: Mode = "linear",
+    device: str | torch.device | None = None,
+    step_fn: Callable[..., torch.Tensor] | None = None,
+    val_loader: Iterable[Any] | None = None,
+    metric: str = "loss",
+    eval_every: int | None = None,
+    eval_batches: int = 4,
+    precision: str = "fp32",
+    accumulate: int = 1,
+    sync_every: int | None = None,
+    callback: Callable[[StepEvent], None] | None = None,
+    restore: bool = True,
+    seed: int | None = None,
+) -> RangeTestResult:
+    """Run an LR range test on your own model, loader, loss and optimizer.
+
+    The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps (linearly, as in Smith 2017, or `mode="exp"`);
+    the run stops early when the loss diverges or becomes non-finite. With `restore=True` (default) the model and
+    optimizer are left exactly as they were. A failure inside your code is raised as `RunError` after restoring.
+
+    Returns:
+        The result, with `.bounds` (base/max LR with rationale), `.plot()` and `.save(path)`.
+    """
+    import torch
+
+    from clrfind.engine import EngineOptions, run_loop
+
+    if steps < 2:
+        raise UsageError(
+            f"steps must be >= 2, got {steps}", hint="use at least 50 steps for a readable curve"
+        )
+    if not 0 < min_lr < max_lr:
+        raise UsageError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
+    if mode not in ("linear", "exp"):
+        raise UsageError(f"mode must be 'linear' or 'exp', got {mode!r}")
+    params = list(model.parameters())
+    home = params[0].device if params else torch.device("cpu")
+    dev = torch.device(device) if device is not None else home
+    lrs = lr_ladder(min_lr, max_lr, steps, mode)
+    options = EngineOptions(
+        precision=precision,  # type: ignore[arg-type]
+        accumulate=accumulate,
+        sync_every=sync_every,
+        metric=metric,  # type: ignore[arg-type]
+        eval_every=eval_every,
+        eval_batches=eval_batches,
+    )
+    guard = preserved_state(model, optimizer) if restore else contextlib.nullcontext()
+    with guard:
+        try:
+            if seed is not None:
+                from clrfind.build import seed_everything
+
+                seed_everything(seed)
+            model.to(dev)
+            if isinstance(loss_fn, torch.nn.Module):
+                loss_fn.to(dev)
+            out = run_loop(
+                model, train_loader, loss_fn, optimizer, lrs, device=dev, step_fn=step_fn,
+                val_loader=val_loader, options=options, callback=callback,
+            )  # fmt: skip
+        finally:
+            if restore:
+                model.to(home)
+    result = make_result(
+        out,
+        mode=mode,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        planned_steps=steps,
+        device=str(dev),
+        seed=seed,
+        metric_name=metric,
+        optimizer=optimizer_ref(optimizer),
+        batch_size=getattr(train_loader, "batch_size", None),
+        accumulate=accumulate,
+        precision=precision,
+    )
+    if out.error is not None:
+        raise RunError(
+            f"{out.error_origin} raised {type(out.error).__name__} at step {out.error_step}: {out.error}",
+        ) from out.error
+    if out.stop_reason == "interrupted":
+        raise RunInterrupted("interrupted by the user (Ctrl-C)")
+    return result
+
+
+def planned_steps(loaded: LoadedSpec, batches_per_epoch: int | None) -> int:
+    """`range_test.steps`, or `epochs` times the optimizer steps in one pass over the data."""
+    rt = loaded.spec.range_test
+    if rt.epochs is None:
+        return int(rt.steps or 100)
+    if not batches_per_epoch:
+        raise SetupError(
+            f"{loaded.path.name}: range_test.epochs: the training data has no length, so epochs cannot be counted",
+            hint="use range_test.steps instead",
+        )
+    return max(2, rt.epochs * max(1, batches_per_epoch // loaded.spec.accumulate))
+
+
+def default_out_dir(loaded: LoadedSpec) -> Path:
+    return Path("clrfind-runs") / loaded.name
+
+
+def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bool = True) -> RunFiles:
+    """Save results first (never lose them), then the plot and, when the bounds allow it, the schedule."""
+    from clrfind.export import write_schedule
+    from clrfind.plotting import save_figure
+
+    results_path = result.save(out_dir / RESULTS_NAME)
+    plot_path = save_figure(result.plot(), out_dir / PLOT_NAME) if result.steps_run else None
+    schedule_path, schedule_error = None, None
+    if result.bounds is not None and result.bounds.usable:
+        try:
+            schedule_path = write_schedule(result, out_dir / SCHEDULE_NAME, verify=verify_schedule)
+        except Exception as exc:  # a schedule problem must not cost the results already saved
+            schedule_error = str(exc)
+    return RunFiles(out_dir, results_path, plot_path, schedule_path, schedule_error)
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Fail before any training time is spent when the results could not be saved."""
+    try:
+        check_writable_dir(out_dir)
+    except OSError as exc:
+        raise UsageError(
+            f"{out_dir}: output directory is not writable ({exc.strerror or exc})",
+            hint="pass --out DIR with a folder you can write to",
+        ) from exc
+
+
+def run_spec(
+    loaded: LoadedSpec,
+    *,
+    out_dir: Path | None = None,
+    callback: Callable[[StepEvent], None] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    reduce_loss: Callable[[Any], Any] | None = None,
+    write: bool = True,
+) -> SpecRun:
+    """Build everything from the spec, run the test, and write results, plot and schedule into `out_dir`.
+
+    Results are saved whatever happens in the loop: an error in user code (`RunError`, exit 1) or Ctrl-C
+    (`RunInterrupted`, exit 130) is raised only after the partial results are on disk.
+    """
+    from clrfind.build import build_components, resolve_device
+    from clrfind.engine import EngineOptions, run_loop
+
+    spec = loaded.spec
+    source = loaded.path.name
+    out_dir = out_dir or default_out_dir(loaded)
+    if write and rank == 0:
+        check_output_dir(out_dir)
+    device = resolve_device(spec.device, source=source)
+    comps = build_components(loaded, device=device, rank=rank, world_size=world_size)
+    total = planned_steps(loaded, comps.batches_per_epoch)
+    rt = spec.range_test
+    lrs = lr_ladder(rt.min_lr, rt.max_lr, total, rt.mode)
+    step_target = f"step.target '{spec.step.target}'" if spec.step else f"model.target '{spec.model.target}'"
+    options = EngineOptions(
+        precision=spec.precision,
+        accumulate=spec.accumulate,
+        metric=rt.metric,
+        eval_every=rt.eval_every,
+        eval_batches=rt.eval_batches,
+        channels_last=spec.channels_last,
+        compiled=spec.compile,
+        step_target=step_target,
+        data_target=f"data.train '{spec.data.train.target}'",
+        optimizer_target=f"optimizer.target '{spec.optimizer.target}'",
+    )
+    out = run_loop(
+        comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, lrs, device=device,
+        step_fn=comps.step_fn, val_loader=comps.val_loader, options=options, callback=callback,
+        reduce_loss=reduce_loss,
+    )  # fmt: skip
+    result = make_result(
+        out,
+        mode=rt.mode,
+        min_lr=rt.min_lr,
+        max_lr=rt.max_lr,
+        planned_steps=total,
+        device=str(device),
+        seed=spec.seed,
+        metric_name=rt.metric,
+        optimizer=OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
+        batch_size=comps.batch_size,
+        world_size=world_size,
+        accumulate=spec.accumulate,
+        precision=spec.precision,
+        spec=loaded.resolved_dict(),
+        spec_path=str(loaded.path),
+    )
+    files = write_outputs(result, out_dir) if write and rank == 0 else None
+    if out.error is not None:
+        where = f"; partial results saved to {files.results}" if files else ""
+        hint = None
+        if _is_oom(out.error):
+            hint = (
+                f"CUDA ran out of memory at batch_size {spec.data.batch_size}: try a smaller data.batch_size with "
+                f"accumulate: N to keep the global batch, precision: bf16, or a smaller model"
+            )
+        raise RunError(
+            f"{out.stop_detail}{where}",
+            hint=hint or "run with --debug for the full traceback",
+            partial_path=str(files.results) if files else None,
+        ) from out.error
+    if out.stop_reason == "interrupted":
+        where = f"; partial results saved to {files.out_dir}" if files else ""
+        raise RunInterrupted(f"interrupted at step {result.steps_run} of {total}{where}")
+    return SpecRun(
+        result=result,
+        files=files or RunFiles(out_dir, out_dir / RESULTS_NAME, None, None),
+        param_count=comps.param_count,
+    )
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `clrfind check` found: enough to trust a long run before starting it."""
+
+    spec_path: Path
+    device: str
+    param_count: int
+    batch: str
+    batch_size: int | None
+    batches_per_epoch: int | None
+    steps_per_epoch: int | None
+    planned_steps: int
+    seconds_per_step: float
+    metric: str
+
+    @property
+    def estimated_seconds(self) -> float:
+        return self.seconds_per_step * self.planned_steps
+
+    def rows(self) -> list[tuple[str, str]]:
+        per_epoch = "unknown (iterable data)" if self.steps_per_epoch is None else str(self.steps_per_epoch)
+        return [
+            ("spec", str(self.spec_path)),
+            ("device", self.device),
+            ("parameters", f"{self.param_count:,}"),
+            ("batch", f"{self.batch} (batch_size {self.batch_size})"),
+            ("steps per epoch", per_epoch),
+            ("planned steps", str(self.planned_steps)),
+            ("time per step", f"{self.seconds_per_step * 1000:.1f} ms"),
+            ("estimated run time", f"{self.estimated_seconds:.1f} s (+ metric evaluations)"
+             if self.metric != "loss" else f"{self.estimated_seconds:.1f} s"),
+        ]  # fmt: skip
+
+
+def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
+    """Validate, build, train one batch forward and backward, and time a few steps at the lowest LR.
+
+    Nothing is written. The first step is diagnosed like a real run (batch layout, output/target shapes, scalar
+    loss), so every setup problem surfaces here in seconds.
+    """
+    from clrfind.build import build_components, resolve_device
+    from clrfind.engine import EngineOptions, describe_batch, run_loop
+
+    spec = loaded.spec
+    device = resolve_device(spec.device, source=loaded.path.name)
+    comps = build_components(loaded, device=device)
+    first = next(iter(comps.train_loader))
+    options = EngineOptions(
+        precision=spec.precision,
+        accumulate=spec.accumulate,
+        channels_last=spec.channels_last,
+        step_target=f"step.target '{spec.step.target}'"
+        if spec.step
+        else f"model.target '{spec.model.target}'",
+        data_target=f"data.train '{spec.data.train.target}'",
+        optimizer_target=f"optimizer.target '{spec.optimizer.target}'",
+    )
+    lr = spec.range_test.min_lr
+    runs = []
+    for n in (1, timed_steps):  # the first step pays for warm-up (and compilation); time the ones after it
+        out = run_loop(
+            comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, np.full(n, lr), device=device,
+            step_fn=comps.step_fn, options=options,
+        )  # fmt: skip
+        if out.error is not None:
+            raise RunError(out.stop_detail, hint="run with --debug for the full traceback") from out.error
+        runs.append(out)
+    steps_per_epoch = max(1, comps.batches_per_epoch // spec.accumulate) if comps.batches_per_epoch else None
+    return CheckReport(
+        spec_path=loaded.path,
+        device=str(device),
+        param_count=comps.param_count,
+        batch=describe_batch(first),
+        batch_size=comps.batch_size,
+        batches_per_epoch=comps.batches_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        planned_steps=planned_steps(loaded, comps.batches_per_epoch),
+        seconds_per_step=runs[-1].seconds / max(1, timed_steps),
+        metric=spec.range_test.metric,
+    )

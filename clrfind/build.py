@@ -1,0 +1,279 @@
+"""Build the model, data, loss, optimizer and step a spec names, fresh, on the chosen device.
+
+Every target is resolved and its kwargs checked against its signature before anything is built, so a typo in the
+last key of a spec costs nothing. torch is imported inside the functions: `clrfind --help` must not pay for it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clrfind.errors import SetupError, UsageError
+from clrfind.spec import LoadedSpec
+from clrfind.targets import instantiate, validate_spec_targets
+
+if TYPE_CHECKING:
+    import torch
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass
+class Components:
+    """What a range test trains, built from a spec; owned by the run (nothing to restore afterwards)."""
+
+    model: torch.nn.Module
+    train_loader: Any
+    val_loader: Any | None
+    loss_fn: Callable[..., Any]
+    optimizer: torch.optim.Optimizer
+    step_fn: Callable[..., Any] | None
+    device: torch.device
+    batch_size: int | None
+    batches_per_epoch: int | None
+    param_count: int
+    world_size: int = 1
+
+
+def resolve_device(requested: str, *, source: str = "spec") -> torch.device:
+    """Map `auto|cpu|cuda|cuda:N|mps` to an available torch.device, or say why it is not available."""
+    import torch
+
+    if not _DEVICE_RE.match(requested):
+        raise UsageError(
+            f"{source}: device: unknown device {requested!r}", hint="use auto, cpu, cuda, cuda:N or mps"
+        )
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"{source}: device: {requested} requested but CUDA is not available to this torch "
+                f"({torch.__version__})",
+                hint="use device: auto or cpu, or install a CUDA build of torch",
+            )
+        index = int(requested.split(":")[1]) if ":" in requested else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise UsageError(
+                f"{source}: device: {requested} requested but only {torch.cuda.device_count()} GPU(s) are visible",
+                hint=f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}",
+            )
+        return torch.device("cuda", index)
+    if requested == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise UsageError(f"{source}: device: mps requested but not available", hint="use device: auto or cpu")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices) so a spec's run is repeatable."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _is_loader(obj: Any) -> bool:
+    import torch.utils.data as tud
+
+    return isinstance(obj, tud.DataLoader)
+
+
+def make_loader(
+    obj: Any,
+    *,
+    key: str,
+    source: str,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int,
+    device: torch.device,
+    seed: int,
+    sampler: Any | None = None,
+) -> Any:
+    """Wrap what a data target returned in a DataLoader, or take a DataLoader as it is.
+
+    Map-style datasets get shuffling from a seeded generator (same order for the same seed), pinned memory on CUDA
+    and persistent workers when there are workers, so re-cycling the loader does not respawn processes.
+    """
+    import torch
+    import torch.utils.data as tud
+
+    if _is_loader(obj):
+        return obj
+    iterable = isinstance(obj, tud.IterableDataset)
+    if not iterable and not (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")):
+        raise SetupError(
+            f"{source}: {key} returned {type(obj).__name__}, not a Dataset or DataLoader",
+            hint="return a torch.utils.data.Dataset (e.g. TensorDataset), an IterableDataset or a DataLoader",
+        )
+    if not iterable and len(obj) == 0:
+        raise SetupError(f"{source}: {key} returned an empty dataset", hint="check the data it loads")
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return tud.DataLoader(
+        obj,
+        batch_size=batch_size,
+        shuffle=shuffle and not iterable and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        generator=generator,
+    )
+
+
+def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str) -> Any:
+    """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance."""
+    import torch.utils.data as tud
+
+    if isinstance(target_obj, (tud.Dataset, tud.DataLoader)) and not kwargs:
+        return target_obj
+    return instantiate(target_obj, kwargs=kwargs, key=f"{key}.target", source=source)
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
+    """Load a state_dict for fine-tuning, with weights_only=True so a checkpoint cannot run code."""
+    import torch
+
+    if not path.exists():
+        raise SetupError(
+            f"{source}: model.checkpoint: no such file {path}", hint="fix the path (relative to the spec)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SetupError(
+            f"{source}: model.checkpoint: could not load {path} with weights_only=True: {exc}".splitlines()[
+                0
+            ],
+            hint="save it with torch.save(model.state_dict(), path)",
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise SetupError(
+            f"{source}: model.checkpoint: {path} does not fit the model: {str(exc).splitlines()[0]}",
+            hint="the checkpoint must be a state_dict of the same architecture",
+        ) from exc
+
+
+def build_components(
+    loaded: LoadedSpec,
+    *,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Components:
+    """Resolve every target, check kwargs, then build everything fresh on `device`.
+
+    Under torch.distributed (`world_size > 1`) the train set gets a DistributedSampler and the model is wrapped in
+    DistributedDataParallel, so the test runs on the same global batch as training will.
+    """
+    import torch
+    import torch.utils.data as tud
+
+    spec = loaded.spec
+    source = loaded.path.name
+    resolved = validate_spec_targets(loaded)
+    seed_everything(spec.seed)
+
+    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key="model.target", source=source)
+    if not isinstance(model, torch.nn.Module):
+        raise SetupError(
+            f"{source}: model.target returned {type(model).__name__}, not a torch.nn.Module",
+            hint="point model.target at an nn.Module class or a function returning one",
+        )
+    if spec.model.checkpoint:
+        load_checkpoint(model, (loaded.base_dir / spec.model.checkpoint).resolve(), source=source)
+    model.to(device)
+    if spec.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    train_obj = _data_object(resolved["data.train"], spec.data.train.kwargs, key="data.train", source=source)
+    sampler = None
+    if world_size > 1 and not _is_loader(train_obj) and not isinstance(train_obj, tud.IterableDataset):
+        sampler = tud.DistributedSampler(
+            train_obj, num_replicas=world_size, rank=rank, shuffle=spec.data.shuffle, seed=spec.seed
+        )
+    loader_args = {
+        "source": source,
+        "batch_size": spec.data.batch_size,
+        "shuffle": spec.data.shuffle,
+        "num_workers": spec.data.num_workers,
+        "device": device,
+        "seed": spec.seed,
+    }
+    train_loader = make_loader(train_obj, key="data.train", sampler=sampler, **loader_args)
+    val_loader = None
+    if spec.data.val is not None:
+        val_obj = _data_object(resolved["data.val"], spec.data.val.kwargs, key="data.val", source=source)
+        val_loader = make_loader(val_obj, key="data.val", **{**loader_args, "shuffle": False})
+
+    loss_fn = instantiate(resolved["loss"], kwargs=spec.loss.kwargs, key="loss.target", source=source)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)
+    if not callable(loss_fn):
+        raise SetupError(
+            f"{source}: loss.target returned {type(loss_fn).__name__}, which is not callable",
+            hint="use a loss class such as torch.nn.CrossEntropyLoss or a function (output, target) -> loss",
+        )
+
+    param_count = sum(p.numel() for p in model.parameters())
+    if param_count == 0:
+        raise SetupError(f"{source}: model.target: the model has no parameters", hint="nothing to train")
+    train_model: torch.nn.Module = model
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if spec.compile:
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
+
+    optimizer = instantiate(
+        resolved["optimizer"],
+        model.parameters(),
+        kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
+        key="optimizer.target",
+        source=source,
+    )
+    if not isinstance(optimizer, torch.optim.Optimizer) or "lr" not in optimizer.param_groups[0]:
+        raise SetupError(
+            f"{source}: optimizer.target built {type(optimizer).__name__}, which has no 'lr' in its param groups",
+            hint="use a torch.optim optimizer (SGD, Adam, AdamW, ...)",
+        )
+
+    step_fn = resolved.get("step")
+    try:
+        batches_per_epoch = len(train_loader)
+    except TypeError:
+        batches_per_epoch = None
+    return Components(
+        model=train_model,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        step_fn=step_fn,
+        device=device,
+        batch_size=getattr(train_loader, "batch_size", None),
+        batches_per_epoch=batches_per_epoch,
+        param_count=param_count,
+        world_size=world_size,
+    )

@@ -1,0 +1,536 @@
+"""The `clrfind` command line: a thin Typer shell over the library API.
+
+Each command parses its options, calls one library function and renders the outcome. Every `ClrfindError` is shown
+as a one-line `error: ...` on stderr with its exit code (2 for bad specs or usage, 1 for run failures, 130 for
+Ctrl-C); `--debug` shows the traceback instead. Nothing heavy is imported at module level: `clrfind --help` must stay
+a fraction of a torch import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from clrfind import __version__
+from clrfind.errors import ClrfindError, UsageError
+
+if TYPE_CHECKING:
+    from clrfind.api import RunFiles
+    from clrfind.results import RangeTestResult
+
+app = typer.Typer(
+    name="clrfind",
+    help="Find learning-rate bounds for PyTorch with Leslie Smith's LR range test.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class _State:
+    debug: bool = False
+
+
+_state = _State()
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _cli_errors(fn: F) -> F:
+    """Render ClrfindError as one line on stderr with its exit code; anything else is a clrfind bug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ClrfindError as exc:
+            if _state.debug:
+                raise
+            _err().print(f"error: {exc}", markup=False)
+            raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _state.debug:
+                raise
+            _err().print("error: interrupted", markup=False)
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _first_ctrl_c_stops_second_exits() -> Iterator[None]:
+    """First Ctrl-C stops the run cleanly (results are saved); a second one exits at once.
+
+    Files are written atomically, so exiting in the middle of a save leaves the previous file or none, never half.
+    """
+    if sys.platform == "win32" or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+
+    def second(signum: int, frame: Any) -> None:
+        os._exit(130)
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, second)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, first)
+    except ValueError:  # not the main thread (e.g. some test runners): keep Python's default behaviour
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clrfind {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Find learning-rate bounds for PyTorch with Leslie Smith's LR range test.
+
+    A spec runs the code it names (your model, data and step functions), like any training script.
+    """
+    _state.debug = debug
+
+
+class ModeOpt(str, Enum):
+    linear = "linear"
+    exp = "exp"
+
+
+class MetricOpt(str, Enum):
+    loss = "loss"
+    accuracy = "accuracy"
+    val_loss = "val_loss"
+
+
+class PolicyOpt(str, Enum):
+    triangular = "triangular"
+    triangular2 = "triangular2"
+    exp_range = "exp_range"
+    one_cycle = "one-cycle"
+    cosine = "cosine"
+
+
+class FormatOpt(str, Enum):
+    yaml = "yaml"
+    json = "json"
+    python = "python"
+
+
+_RUN = "Run"
+_RANGE = "LR range"
+
+
+def _fmt_lr(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -> None:
+    """A short, plain-text summary a person reads after the bar: bounds, why the run stopped, where the files are."""
+    b = result.bounds
+    console.print(
+        f"range test: {result.steps_run}/{result.planned_steps} steps on {result.device} "
+        f"in {result.timing.seconds:.1f} s ({result.mode}, lr {_fmt_lr(result.min_lr)} -> {_fmt_lr(result.max_lr)})"
+        + (f", {len(result.runs)} runs" if result.runs else "")
+        + (
+            f", {result.world_size} processes, global batch {result.global_batch_size}"
+            if result.world_size > 1
+            else ""
+        )
+    )
+    console.print(f"stopped: {result.stop_reason} ({result.stop_detail})")
+    if b is not None and b.usable:
+        console.print(
+            f"suggested: base_lr {_fmt_lr(b.min_lr)}  max_lr {_fmt_lr(b.max_lr)}  "
+            f"(from {b.method}, confidence {b.confidence})"
+        )
+        console.print(f"  base_lr: {b.min_rationale}")
+        console.print(f"  max_lr: {b.max_rationale}")
+    else:
+        console.print("suggested: no reliable bounds")
+    if b is not None and b.reason:
+        console.print(f"  why: {b.reason}")
+    if b is not None and b.next_step:
+        console.print(f"  next: {b.next_step}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(f"results: {files.results}")
+    if files.plot:
+        console.print(f"plot: {files.plot}")
+    if files.schedule:
+        console.print(f"schedule: {files.schedule}")
+    elif files.schedule_error:
+        console.print(f"schedule: not written ({files.schedule_error})")
+
+
+@contextmanager
+def _progress(title: str, total: int | None, *, enabled: bool) -> Iterator[Callable[[Any], None] | None]:
+    """The progress bar's callback, or None when quiet or not on a terminal (then nothing is rendered at all)."""
+    err = _err()
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    from clrfind.progress import RangeTestProgress
+
+    with RangeTestProgress(total, console=err, title=title) as bar:
+        yield bar.update
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    """CLI options that were given, as dotted spec keys (one override mechanism for the CLI and sweeps)."""
+    keys = {
+        "device": "device",
+        "steps": "range_test.steps",
+        "epochs": "range_test.epochs",
+        "min_lr": "range_test.min_lr",
+        "max_lr": "range_test.max_lr",
+        "mode": "range_test.mode",
+        "seed": "seed",
+        "metric": "range_test.metric",
+    }
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        out[keys[name]] = value.value if isinstance(value, Enum) else value
+    return out
+
+
+@app.command("range-test")
+@_cli_errors
+def range_test_cmd(
+    spec: Annotated[Path, typer.Argument(help="The YAML spec naming your model, data, loss and optimizer.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder [default: clrfind-runs/<spec name>].", rich_help_panel=_RUN
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides the spec).", rich_help_panel=_RUN),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps in the test.", rich_help_panel=_RANGE)
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Run for N passes over the data instead of --steps.", rich_help_panel=_RANGE),
+    ] = None,
+    min_lr: Annotated[
+        float | None, typer.Option(help="Lowest LR of the ladder.", rich_help_panel=_RANGE)
+    ] = None,
+    max_lr: Annotated[
+        float | None, typer.Option(help="Highest LR of the ladder.", rich_help_panel=_RANGE)
+    ] = None,
+    mode: Annotated[
+        ModeOpt | None, typer.Option(help="LR ladder: linear (the paper's) or exp.", rich_help_panel=_RANGE)
+    ] = None,
+    metric: Annotated[
+        MetricOpt | None,
+        typer.Option(
+            help="Read the bounds from loss, or accuracy/val_loss on data.val.", rich_help_panel=_RANGE
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (overrides the spec).", rich_help_panel=_RUN)
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=_RUN)
+    ] = False,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            help="Run K times with seeds seed..seed+K-1; bounds from the mean curve, with spread.",
+            rich_help_panel=_RUN,
+            min=1,
+        ),
+    ] = 1,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check the spec and one batch (like `clrfind check`), write nothing.",
+            rich_help_panel=_RUN,
+        ),
+    ] = False,
+) -> None:
+    """Run the LR range test a spec describes; write results, plot and schedule."""
+    from clrfind.spec import load_spec
+
+    overrides = _overrides(
+        device=device,
+        steps=steps,
+        epochs=epochs,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        mode=mode,
+        seed=seed,
+        metric=metric,
+    )
+    loaded = load_spec(spec, overrides)
+    if dry_run:
+        _run_check(loaded)
+        return
+    from clrfind.api import default_out_dir
+
+    out_dir = out or default_out_dir(loaded)
+    total = loaded.spec.range_test.steps  # None for `epochs:`; the first update brings the real total
+    with _first_ctrl_c_stops_second_exits():
+        if repeats > 1:
+            from clrfind.multi import run_repeats
+
+            with _progress(f"{loaded.name} x{repeats}", total, enabled=not quiet) as callback:
+                result, files = run_repeats(
+                    spec, repeats, out_dir=out_dir, overrides=overrides, callback_for=lambda k: callback
+                )
+            _print_summary(result, files, _out())
+            return
+        from clrfind.distributed import launched_distributed
+
+        if launched_distributed():
+            _range_test_distributed(spec, overrides, out_dir, quiet=quiet)
+            return
+        from clrfind.api import run_spec
+
+        with _progress(loaded.name, total, enabled=not quiet) as callback:
+            run = run_spec(loaded, out_dir=out_dir, callback=callback)
+    _print_summary(run.result, run.files, _out())
+
+
+def _range_test_distributed(spec: Path, overrides: dict[str, Any], out_dir: Path, *, quiet: bool) -> None:
+    """One rank of a torchrun job: every rank trains; rank 0 alone shows progress, prints and writes."""
+    from clrfind.api import run_spec
+    from clrfind.distributed import distributed_context, mean_over_ranks, pick_device
+    from clrfind.spec import load_spec
+
+    device = overrides.get("device") or load_spec(spec, overrides).spec.device
+    with distributed_context(device) as ctx:
+        loaded = load_spec(spec, {**overrides, "device": pick_device(device, ctx.local_rank)})
+        with _progress(
+            loaded.name, loaded.spec.range_test.steps, enabled=ctx.is_main and not quiet
+        ) as callback:
+            run = run_spec(
+                loaded, out_dir=out_dir, callback=callback, rank=ctx.rank, world_size=ctx.world_size,
+                reduce_loss=mean_over_ranks(ctx.world_size),
+            )  # fmt: skip
+        if ctx.is_main:
+            _print_summary(run.result, run.files, _out())
+
+
+def _run_check(loaded: Any) -> None:
+    from clrfind.api import check_spec
+
+    report = check_spec(loaded)
+    console = _out()
+    for label, value in report.rows():
+        console.print(f"{label}: {value}", markup=False)
+    console.print("ok: the spec builds and one batch trains; nothing was written")
+
+
+@app.command("check")
+@_cli_errors
+def check_cmd(
+    spec: Annotated[Path, typer.Argument(help="The YAML spec to check.")],
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides the spec).")
+    ] = None,
+) -> None:
+    """Validate a spec, build everything, train one batch and estimate the run time, without writing results."""
+    from clrfind.spec import load_spec
+
+    _run_check(load_spec(spec, _overrides(device=device)))
+
+
+@app.command("plot")
+@_cli_errors
+def plot_cmd(
+    results: Annotated[Path, typer.Argument(help="A range_test.json (or the run folder holding it).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PNG to write [default: beside the results].")
+    ] = None,
+    log_x: Annotated[
+        bool | None, typer.Option("--log-x/--linear-x", help="LR axis scale [default: log for exp tests].")
+    ] = None,
+) -> None:
+    """Re-render the plot from a results file alone (no torch needed)."""
+    from clrfind.multi import SWEEP_NAME, is_sweep_file, load_sweep
+    from clrfind.plotting import plot_result, plot_sweep, save_figure
+    from clrfind.results import PLOT_NAME, load_results
+
+    folder = results if results.is_dir() else results.parent
+    if is_sweep_file(results):
+        _, runs = load_sweep(results / SWEEP_NAME if results.is_dir() else results)
+        fig = plot_sweep(runs, log_x=log_x)
+        default = folder / "sweep.png"
+    else:
+        fig = plot_result(load_results(results), log_x=log_x)
+        default = folder / PLOT_NAME
+    target = out or default
+    _check_suffix(target, ".png", "--out")
+    path = save_figure(fig, target)
+    _out().print(f"plot: {path}", markup=False)
+
+
+def _check_suffix(path: Path, suffix: str, option: str) -> None:
+    if path.suffix.lower() != suffix:
+        raise UsageError(
+            f"{option} {path}: expected a {suffix} file", hint=f"e.g. {option} {path.with_suffix(suffix)}"
+        )
+
+
+@app.command("export")
+@_cli_errors
+def export_cmd(
+    results: Annotated[Path, typer.Argument(help="A range_test.json (or the run folder holding it).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="File to write, '-' for stdout [default: beside the results]."),
+    ] = None,
+    policy: Annotated[PolicyOpt, typer.Option(help="Schedule policy.")] = PolicyOpt.triangular,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training length; the schedule is fitted to end at the end of a cycle.")
+    ] = None,
+    steps_per_epoch: Annotated[
+        int | None, typer.Option(help="Optimizer steps per epoch [default: what the range test saw].")
+    ] = None,
+    fmt: Annotated[FormatOpt, typer.Option("--format", help="Output format.")] = FormatOpt.yaml,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify", help="Construct the torch scheduler to prove the kwargs (imports torch)."
+        ),
+    ] = False,
+) -> None:
+    """Write a schedule config (CyclicLR, OneCycleLR, ...) from a results file, usable as is."""
+    from clrfind.export import build_schedule, render_schedule, verify_schedule
+    from clrfind.fileio import write_atomic
+    from clrfind.results import load_results
+
+    if epochs is not None and epochs <= 0:
+        raise UsageError(
+            f"--epochs must be a positive number of epochs, got {epochs}", hint="e.g. --epochs 20"
+        )
+    if steps_per_epoch is not None and steps_per_epoch <= 0:
+        raise UsageError(f"--steps-per-epoch must be positive, got {steps_per_epoch}")
+    result = load_results(results)
+    schedule = build_schedule(result, policy=policy.value, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    if verify:
+        verify_schedule(schedule)
+    text = render_schedule(schedule, fmt.value)
+    if out is not None and str(out) == "-":
+        sys.stdout.write(text)
+        return
+    folder = results if results.is_dir() else results.parent
+    suffix = {"yaml": ".yaml", "json": ".json", "python": ".py"}[fmt.value]
+    path = write_atomic(out or folder / f"schedule{suffix}", text)
+    _out().print(f"schedule: {path}", markup=False)
+
+
+@app.command("sweep")
+@_cli_errors
+def sweep_cmd(
+    spec: Annotated[Path, typer.Argument(help="The YAML spec to sweep.")],
+    set_: Annotated[
+        list[str],
+        typer.Option(
+            "--set", help="KEY=V1,V2,... with a dotted spec key; give one or two.", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder [default: clrfind-runs/<spec>-sweep].")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides the spec).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps per test.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """One range test per value of a spec key (e.g. weight decay); overlay the curves and pick a value.
+
+    Smith (2018): the value that allows the largest max_lr at the lowest loss regularises best.
+    """
+    from clrfind.multi import available_devices, run_sweep
+    from clrfind.plotting import plot_sweep, save_figure
+    from clrfind.spec import load_spec, parse_override
+
+    settings = [parse_override(text) for text in set_]
+    base = _overrides(device=device, steps=steps)
+    loaded = load_spec(spec, base)
+    out_dir = out or Path("clrfind-runs") / f"{loaded.name}-sweep"
+    from clrfind.api import check_output_dir, run_spec
+
+    check_output_dir(out_dir)
+    devices = available_devices() if device is None else [device]
+
+    def run_one(one: Any, folder: Path) -> RangeTestResult:
+        with _progress(folder.name, one.spec.range_test.steps, enabled=not quiet) as callback:
+            return run_spec(one, out_dir=folder, callback=callback).result
+
+    with _first_ctrl_c_stops_second_exits():
+        outcome = run_sweep(
+            spec, settings, out_dir=out_dir, base_overrides=base, devices=devices,
+            runner=None if len(devices) > 1 else run_one,
+        )  # fmt: skip
+    plot = save_figure(plot_sweep(outcome.results), out_dir / "sweep.png") if outcome.results else None
+    console = _out()
+    console.print(f"{'value':<28} {'base_lr':>9} {'max_lr':>9} {'lowest loss':>12}  confidence  stopped")
+    for run in outcome.sweep.runs:
+        low = "-" if run.lowest_loss is None else f"{run.lowest_loss:.4g}"
+        mark = " <- recommended" if run.label == outcome.sweep.recommended else ""
+        status = run.stop_reason if run.error is None else f"error: {run.error}"
+        console.print(
+            f"{run.label:<28} {_fmt_lr(run.min_lr):>9} {_fmt_lr(run.max_lr):>9} {low:>12}  {run.confidence:<10}  "
+            f"{status}{mark}",
+            markup=False,
+        )
+    console.print(f"recommended: {outcome.sweep.rationale}", markup=False)
+    console.print(f"sweep: {outcome.path}", markup=False)
+    if plot:
+        console.print(f"plot: {plot}", markup=False)
+    if all(r.error for r in outcome.sweep.runs):
+        raise ClrfindError("every run of the sweep failed; see the table above")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""One exception family for everything a user can get wrong or a run can hit.
+
+The CLI renders any `ClrfindError` as a one-line ``error: ...`` with the exit code the class carries; anything else
+is a bug in clrfind and is shown as such. The library raises these and never prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class ClrfindError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(ClrfindError):
+    """Bad command-line usage or an option value out of range."""
+
+    exit_code = 2
+
+
+class SpecError(ClrfindError):
+    """The spec file is missing, unreadable or invalid; carries every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None) -> None:
+        self.problems = problems or []
+        super().__init__(message, hint=hint)
+
+
+class TargetError(ClrfindError):
+    """A `target:` cannot be imported, is not callable, or its kwargs do not fit its signature."""
+
+    exit_code = 2
+
+
+class ResultsError(ClrfindError):
+    """A results file is missing, not JSON, truncated or of another schema version."""
+
+    exit_code = 2
+
+
+class ExportError(ClrfindError):
+    """A schedule cannot be exported from the results (no bounds, bad policy or lengths)."""
+
+    exit_code = 2
+
+
+class SetupError(ClrfindError):
+    """Building the model, data, loss or optimizer from the spec failed before training started."""
+
+    exit_code = 2
+
+
+class RunError(ClrfindError):
+    """The range test failed while running; partial results may have been saved (see `partial_path`)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, partial_path: str | None = None) -> None:
+        self.partial_path = partial_path
+        super().__init__(message, hint=hint)
+
+
+class RunInterrupted(ClrfindError):
+    """The user pressed Ctrl-C; whatever was recorded has been saved."""
+
+    exit_code = 130

@@ -1,0 +1,617 @@
+"""Schedule configs from range-test bounds: CyclicLR, OneCycleLR or cosine restarts, as torch accepts them.
+
+The schedule is a plain dict (optimizer, scheduler, training, source, notes) rendered as YAML, JSON or a
+Python snippet. `build_schedule` and `render_schedule` never import torch, so `clrfind export --format yaml`
+stays instant; only `verify_schedule` and `load_schedule` build the real torch objects.
+
+Decisions follow Smith (2017, 2018), see /work/shared/paper-notes.md:
+
+- Step size (half a cycle) is 2-10 epochs of optimizer steps, 4 by default; training ends at the end of a
+  cycle, where the LR is lowest, after at least 3 cycles when the budget allows.
+- Momentum (or Adam's beta1) is cycled opposite to the LR only when the optimizer really has it: CyclicLR with
+  ``cycle_momentum=True`` silently turns momentum-free SGD into SGD with momentum 0.9.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from clrfind.errors import ExportError
+from clrfind.fileio import write_atomic
+from clrfind.results import OptimizerRef, RangeTestResult
+
+if TYPE_CHECKING:
+    import torch
+
+POLICIES = ("triangular", "triangular2", "exp_range", "one-cycle", "cosine")
+FORMATS = ("yaml", "json", "python")
+CYCLIC_POLICIES = ("triangular", "triangular2", "exp_range")
+
+SCHEDULER_MODULE = "torch.optim.lr_scheduler"
+CYCLIC = f"{SCHEDULER_MODULE}.CyclicLR"
+ONE_CYCLE = f"{SCHEDULER_MODULE}.OneCycleLR"
+COSINE = f"{SCHEDULER_MODULE}.CosineAnnealingWarmRestarts"
+
+# -- cycle length --------------------------------------------------------------------------------------------
+# Smith (2017): stepsize 2-10x the iterations per epoch. 4 sits in the middle of that range on a log scale and
+# in the 2-8 of the Keras reference implementation; the paper's own runs used 4-8.
+STEPSIZE_EPOCHS = 4
+MIN_STEPSIZE_EPOCHS = 2
+MAX_STEPSIZE_EPOCHS = 10
+# "Train for at least 3 cycles (4+ is better)": 3 is the floor when fitting a budget, 4 the default.
+MIN_CYCLES = 3
+DEFAULT_CYCLES = 4
+
+# -- exp_range -----------------------------------------------------------------------------------------------
+# Fraction of the amplitude (max_lr - base_lr) left at the last step: the paper's gammas (0.99994 over ~42k
+# iterations) leave ~8%; 15% keeps the last cycles useful on shorter runs while still annealing.
+EXP_RANGE_END_FRACTION = 0.15
+
+# -- one-cycle -----------------------------------------------------------------------------------------------
+# OneCycleLR's default and Smith's (2018) choice: rise over 30% of training, anneal over the rest.
+ONE_CYCLE_PCT_START = 0.3
+# Smith (2018): for a single cycle the minimum bound is 10-20x below the maximum; the range test's base_lr is
+# used when it is lower still (starting lower is a gentler warm-up), never a higher one.
+ONE_CYCLE_MIN_DIV = 10.0
+# The final annealing goes "several orders of magnitude" below the start; 1e4 is OneCycleLR's own default.
+ONE_CYCLE_FINAL_DIV = 1e4
+# The warm-up ends at step pct_start * total - 1: it needs >= 2 steps for the LR to rise at all: 0.3 T >= 3.
+ONE_CYCLE_MIN_STEPS = 10
+
+# -- momentum ------------------------------------------------------------------------------------------------
+# Smith (2018): cycle momentum opposite to the LR between 0.95 (at the low LR) and 0.85 (at the peak).
+MOMENTUM_HIGH = 0.95
+MOMENTUM_LOW = 0.85
+# Optimizers configured below 0.9 momentum keep their own value as the top and dip 10% below it at the peak.
+MOMENTUM_DIP = 0.9
+# Optimizers whose beta1 defaults to 0.9 even when the results did not record `betas` (it equals the default).
+BETAS_OPTIMIZERS = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "SparseAdam")
+DEFAULT_BETA1 = 0.9
+
+# Comment lines fit the 110-column files users keep next to their training scripts.
+HEADER_WIDTH = 110
+
+
+# ============================================================================================================
+# build
+# ============================================================================================================
+
+
+def build_schedule(
+    result: RangeTestResult,
+    *,
+    policy: str = "triangular",
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    results_path: str | None = None,
+) -> dict[str, Any]:
+    """The schedule dict for `policy` from the result's bounds and optimizer; pure Python, no torch.
+
+    Args:
+        result: a range test with usable bounds and the optimizer it ran with.
+        policy: one of POLICIES.
+        epochs: training length; the schedule is fitted so training ends at the end of a cycle. Required for
+            one-cycle (a single cycle has no natural length); the others default to 4 cycles of 8 epochs.
+        steps_per_epoch: optimizer steps per epoch; defaults to what the range test saw.
+        results_path: the results file, recorded under ``source.results``.
+
+    Raises:
+        ExportError: no usable bounds, no optimizer, unknown policy, bad or too short lengths.
+    """
+    if policy not in POLICIES:
+        raise ExportError(f"unknown policy {policy!r}", hint=f"use one of: {', '.join(POLICIES)}")
+    bounds = _usable_bounds(result)
+    base_lr, max_lr = bounds.min_lr, bounds.max_lr
+    if result.optimizer is None:
+        raise ExportError(
+            "the results do not record the optimizer the test ran with, so no optimizer config can be made",
+            hint="re-run the range test with this clrfind (it records optimizer.target and kwargs)",
+        )
+    if epochs is not None and epochs <= 0:
+        raise ExportError(
+            f"epochs must be a positive number of epochs, got {epochs}", hint="e.g. --epochs 20"
+        )
+    spe = steps_per_epoch if steps_per_epoch is not None else result.steps_per_epoch
+    if spe is None:
+        raise ExportError(
+            "steps per epoch unknown (the range test's data had no length)",
+            hint="pass --steps-per-epoch N (optimizer steps per epoch of your training)",
+        )
+    if spe <= 0:
+        raise ExportError(f"steps_per_epoch must be positive, got {spe}", hint="pass --steps-per-epoch N")
+
+    notes: list[str] = []
+    cycle, base_m, max_m, momentum_note = _momentum_plan(result.optimizer)
+    opt_kwargs = {k: v for k, v in result.optimizer.kwargs.items() if k != "lr"}
+
+    if policy == "one-cycle":
+        if epochs is None:
+            raise ExportError(
+                "one-cycle needs the training length: a single cycle spans the whole run",
+                hint="pass --epochs N",
+            )
+        total = epochs * spe
+        if total < ONE_CYCLE_MIN_STEPS:
+            raise ExportError(
+                f"{epochs} epochs x {spe} steps = {total} optimizer steps is too short for one-cycle "
+                f"(its 30% warm-up needs >= {ONE_CYCLE_MIN_STEPS} steps in all)",
+                hint="pass more --epochs, or --steps-per-epoch if the range test's value is wrong",
+            )
+        div = max(max_lr / base_lr, ONE_CYCLE_MIN_DIV)
+        start_lr = max_lr / div
+        if max_lr / base_lr < ONE_CYCLE_MIN_DIV:
+            notes.append(
+                f"one-cycle starts at max_lr/{ONE_CYCLE_MIN_DIV:g} = {start_lr:.3g}, "
+                f"below base_lr {base_lr:.3g}: "
+                "Smith (2018) sets a single cycle's minimum 10-20x below its maximum"
+            )
+        else:
+            notes.append(f"one-cycle starts at base_lr {base_lr:.3g} (div_factor = max_lr / base_lr)")
+        notes.append(
+            f"the LR rises to max_lr over the first {ONE_CYCLE_PCT_START:.0%} of the steps, "
+            f"then anneals (cosine) to {start_lr / ONE_CYCLE_FINAL_DIV:.3g} at the last step"
+        )
+        sched_kwargs: dict[str, Any] = {
+            "max_lr": max_lr,
+            "total_steps": total,
+            "pct_start": ONE_CYCLE_PCT_START,
+            "anneal_strategy": "cos",
+            "div_factor": div,
+            "final_div_factor": ONE_CYCLE_FINAL_DIV,
+            "three_phase": False,
+            **_momentum_kwargs(cycle, base_m, max_m),
+        }
+        notes.append(momentum_note)
+        target, opt_lr = ONE_CYCLE, start_lr
+        training = {"steps_per_epoch": spe, "epochs": epochs, "total_steps": total, "cycles": 1}
+    else:
+        step, cycles, total, fit_note = _fit_cycles(spe, epochs)
+        notes.append(fit_note)
+        train_epochs = epochs if epochs is not None else math.ceil(total / spe)
+        training = {"steps_per_epoch": spe, "epochs": train_epochs, "total_steps": total, "cycles": cycles}
+        if policy == "cosine":
+            # The optimizer's lr is CosineAnnealingWarmRestarts' maximum; eta_min is the floor.
+            target, opt_lr = COSINE, max_lr
+            sched_kwargs = {"T_0": 2 * step, "T_mult": 1, "eta_min": base_lr}
+            notes.append(
+                "cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2016), not CLR: "
+                "the LR jumps to max_lr and anneals to base_lr every T_0 steps; it has no momentum cycling"
+            )
+        else:
+            target, opt_lr = CYCLIC, base_lr
+            sched_kwargs = {"base_lr": base_lr, "max_lr": max_lr, "step_size_up": step, "mode": policy}
+            if policy == "exp_range":
+                gamma = EXP_RANGE_END_FRACTION ** (1.0 / total)
+                sched_kwargs["gamma"] = gamma
+                notes.append(
+                    "exp_range: torch's CyclicLR scales only the amplitude above base_lr by gamma**step "
+                    "(Smith's paper decays both bounds); gamma leaves "
+                    f"{EXP_RANGE_END_FRACTION:.0%} of the amplitude at the last step"
+                )
+            elif policy == "triangular2":
+                notes.append("triangular2: the amplitude above base_lr halves every cycle")
+            sched_kwargs.update(_momentum_kwargs(cycle, base_m, max_m))
+            notes.append(momentum_note)
+
+    if bounds.reason:
+        notes.append(f"bounds confidence {bounds.confidence}: {bounds.reason}")
+    source: dict[str, Any] = {
+        "results": results_path,
+        "spec": result.spec_path,
+        "created": result.created,
+        "clrfind_version": result.clrfind_version,
+        "bounds": [base_lr, max_lr],
+        "confidence": bounds.confidence,
+        "method": bounds.method,
+        "stop_reason": result.stop_reason,
+    }
+    return {
+        "optimizer": {"target": result.optimizer.target, "kwargs": {"lr": opt_lr, **opt_kwargs}},
+        "scheduler": {"target": target, "policy": policy, "interval": "step", "kwargs": sched_kwargs},
+        "training": training,
+        "source": {k: v for k, v in source.items() if v is not None},
+        "notes": notes,
+    }
+
+
+class _UsableBounds(NamedTuple):
+    min_lr: float
+    max_lr: float
+    confidence: str
+    method: str
+    reason: str | None
+
+
+def _usable_bounds(result: RangeTestResult) -> _UsableBounds:
+    """The bounds, or the analysis' own reason and next step when there are none to export."""
+    b = result.bounds
+    if b is None:
+        raise ExportError(
+            "the results have no bounds to export", hint="re-run the range test to analyse the curve"
+        )
+    if not b.usable or b.min_lr is None or b.max_lr is None:
+        why = b.reason or "the curve gave no usable (base_lr, max_lr) pair"
+        raise ExportError(
+            f"no usable bounds in the results: {why}", hint=b.next_step or "re-run the range test"
+        )
+    return _UsableBounds(float(b.min_lr), float(b.max_lr), b.confidence, b.method, b.reason)
+
+
+def _fit_cycles(spe: int, epochs: int | None) -> tuple[int, int, int, str]:
+    """(step_size_up, cycles, total_steps, note): whole cycles that fit the training length.
+
+    Without a length: 4 cycles of 2 x 4 epochs. With one: the number of cycles whose step size is closest to 4
+    epochs, kept within 2-10 epochs and at least 3 cycles; budgets under 12 epochs give up cycles before step
+    size (the paper's 2-epoch minimum matters more than the third cycle), under 4 epochs one cycle fills the
+    budget.
+    total_steps = 2 * cycles * step_size_up <= epochs * spe, so the run stops exactly at a cycle end.
+    """
+    if epochs is None:
+        step = STEPSIZE_EPOCHS * spe
+        total = 2 * DEFAULT_CYCLES * step
+        return (
+            step,
+            DEFAULT_CYCLES,
+            total,
+            (
+                f"step size {STEPSIZE_EPOCHS} epochs ({step} steps, Smith: 2-10 epochs); "
+                f"train {DEFAULT_CYCLES} cycles = {total} optimizer steps (Smith: at least 3), "
+                "stopping at a cycle end where the LR is lowest; "
+                "pass --epochs N to fit your own training length"
+            ),
+        )
+    budget = epochs * spe
+    if budget < 2:
+        raise ExportError(
+            f"{epochs} epochs x {spe} steps = {budget} optimizer step, too short for one cycle "
+            "(a cycle needs >= 2 steps: one up, one down)",
+            hint="pass more --epochs",
+        )
+    most = epochs // (2 * MIN_STEPSIZE_EPOCHS)  # cycles whose step size is still >= 2 epochs
+    if most >= MIN_CYCLES:
+        fewest = max(MIN_CYCLES, math.ceil(epochs / (2 * MAX_STEPSIZE_EPOCHS)))
+        cycles = min(max(round(epochs / (2 * STEPSIZE_EPOCHS)), fewest), most)
+        why = f"{cycles} cycles"
+    elif most >= 1:
+        cycles = most
+        why = (
+            f"only {cycles} cycle{'s' if cycles > 1 else ''}: {epochs} epochs cannot hold "
+            f"{MIN_CYCLES} cycles of >= {MIN_STEPSIZE_EPOCHS}-epoch steps (Smith); "
+            "train longer, or consider --policy one-cycle"
+        )
+    else:
+        cycles = 1
+        why = (
+            f"1 cycle with a step size under {MIN_STEPSIZE_EPOCHS} epochs: "
+            f"{epochs} epochs is shorter than Smith's minimum cycle; "
+            "train longer, or consider --policy one-cycle"
+        )
+    step = budget // (2 * cycles)
+    total = 2 * cycles * step
+    left = budget - total
+    stop = f"; stop after {total} steps ({left} before the end of epoch {epochs})" if left else ""
+    return (
+        step,
+        cycles,
+        total,
+        (
+            f"{why} of 2 x {step} steps (step size {step / spe:.3g} epochs){stop}, "
+            "so training ends at a cycle end where the LR is lowest"
+        ),
+    )
+
+
+def _momentum_plan(optimizer: OptimizerRef) -> tuple[bool, float, float, str]:
+    """(cycle_momentum, base_momentum, max_momentum, note), decided from the recorded optimizer without torch.
+
+    The results keep only the kwargs that differ from the optimizer's defaults, so a missing `momentum` means
+    the default, which is 0 for SGD and RMSprop, and a missing `betas` on an Adam-family optimizer means
+    beta1 = 0.9.
+    """
+    kwargs = optimizer.kwargs
+    name = optimizer.target.replace(":", ".").rsplit(".", 1)[-1]
+    momentum = kwargs.get("momentum")
+    betas = kwargs.get("betas")
+    if isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and momentum > 0:
+        value, what = float(momentum), f"momentum {momentum:g}"
+    elif isinstance(betas, (list, tuple)) and betas and isinstance(betas[0], (int, float)):
+        if betas[0] <= 0:
+            return False, 0.0, 0.0, f"cycle_momentum false: {name} runs with beta1 = 0"
+        value, what = float(betas[0]), f"beta1 {betas[0]:g}"
+    elif name in BETAS_OPTIMIZERS or name.endswith(("Adam", "AdamW")):
+        value, what = DEFAULT_BETA1, f"beta1 {DEFAULT_BETA1:g} (default)"
+    else:
+        return (
+            False,
+            0.0,
+            0.0,
+            (
+                f"cycle_momentum false: {name} runs without momentum "
+                "(CyclicLR would otherwise force momentum 0.9 on it)"
+            ),
+        )
+    high, low = (MOMENTUM_HIGH, MOMENTUM_LOW) if value >= 0.9 else (value, MOMENTUM_DIP * value)
+    return (
+        True,
+        low,
+        high,
+        (
+            f"{what}: cycled opposite to the LR, {high:.3g} at the low LR and {low:.3g} at the peak "
+            "(Smith 2018); "
+            "it replaces the optimizer's own value"
+        ),
+    )
+
+
+def _momentum_kwargs(cycle: bool, base: float, high: float) -> dict[str, Any]:
+    if not cycle:
+        return {"cycle_momentum": False}
+    return {"cycle_momentum": True, "base_momentum": base, "max_momentum": high}
+
+
+# ============================================================================================================
+# render
+# ============================================================================================================
+
+
+def render_schedule(schedule: dict[str, Any], fmt: str = "yaml") -> str:
+    """The schedule as YAML (with a header saying how to use it), JSON (the same dict) or a Python snippet."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
+    _check_schedule(schedule, "schedule")
+    if fmt == "json":
+        return json.dumps(schedule, indent=2, allow_nan=False) + "\n"
+    if fmt == "python":
+        return _render_python(schedule)
+    import yaml
+
+    # PyYAML's width is a soft limit (it breaks at the first space past it): aim lower to fit HEADER_WIDTH.
+    body = yaml.safe_dump(schedule, sort_keys=False, default_flow_style=False, width=HEADER_WIDTH - 16)
+    body = body.replace(
+        "\n  interval: step\n",
+        "\n  interval: step  # call scheduler.step() after every optimizer.step()\n",
+        1,
+    )
+    return _header(schedule, loadable=True) + body
+
+
+def _header(schedule: dict[str, Any], *, loadable: bool) -> str:
+    """What produced the file and how to use it, as comment lines of at most HEADER_WIDTH characters.
+
+    `loadable`: the file is a schedule `load_schedule` reads (YAML/JSON), not the Python snippet.
+    """
+    src = schedule.get("source", {})
+    name = schedule["scheduler"]["target"].rsplit(".", 1)[-1]
+    total = schedule.get("training", {}).get("total_steps")
+    bounds = src.get("bounds") or [None, None]
+    found = (
+        ""
+        if None in bounds
+        else f" (bounds {bounds[0]:.3g} - {bounds[1]:.3g}, confidence {src.get('confidence')})"
+    )
+    usage = (
+        "Use it: scheduler = clrfind.load_schedule(PATH_OF_THIS_FILE, optimizer) sets the optimizer's lr "
+        f"and builds {name}; or build both yourself: "
+        "optimizer = OPTIMIZER(model.parameters(), **optimizer.kwargs), "
+        "scheduler = SCHEDULER(optimizer, **scheduler.kwargs)."
+    )
+    paragraphs = [
+        f"LR schedule written by clrfind {src.get('clrfind_version', '')} from an LR range test{found}.",
+        *([usage] if loadable else []),
+        "Call scheduler.step() after every optimizer.step()"
+        + (f" and stop after training.total_steps = {total} steps, at the end of a cycle." if total else "."),
+    ]
+    lines = [
+        line
+        for text in paragraphs
+        for line in textwrap.wrap(
+            text, HEADER_WIDTH, initial_indent="# ", subsequent_indent="#   ", break_on_hyphens=False
+        )
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _render_python(schedule: dict[str, Any]) -> str:
+    opt, sched = schedule["optimizer"], schedule["scheduler"]
+    # from-imports: torch.optim deletes its submodule attributes, so `torch.optim.sgd.SGD` would fail.
+    opt_module, opt_name = _split_target(opt["target"])
+    sched_module, sched_name = _split_target(sched["target"])
+    imports = [f"from {opt_module} import {opt_name}", f"from {sched_module} import {sched_name}"]
+    # repr() of YAML/JSON values is a Python literal, and round-trips floats exactly.
+    opt_kwargs = "".join(f", {k}={v!r}" for k, v in opt["kwargs"].items())
+    sched_kwargs = "".join(f",\n    {k}={v!r}" for k, v in sched["kwargs"].items())
+    total = schedule.get("training", {}).get("total_steps")
+    lines = [
+        *_header(schedule, loadable=False).splitlines(),
+        "# `model` is a placeholder: replace it with your model (or pass your parameter groups).",
+        *(
+            line
+            for note in schedule.get("notes", [])
+            for line in textwrap.wrap(note, HEADER_WIDTH, initial_indent="# note: ", subsequent_indent="#   ")
+        ),
+        *imports,
+        "",
+        f"optimizer = {opt_name}(model.parameters(){opt_kwargs})",
+        f"scheduler = {sched_name}(\n    optimizer{sched_kwargs},\n)",
+    ]
+    if total is not None:
+        lines += [
+            f"TOTAL_STEPS = {total}  # stop here: training ends at a cycle end, where the LR is lowest",
+            "# for step in range(TOTAL_STEPS):",
+            "#     loss = ...; loss.backward(); optimizer.step(); optimizer.zero_grad()",
+            "#     scheduler.step()  # after every optimizer step",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    module, _, name = target.replace(":", ".").rpartition(".")
+    return module, name
+
+
+def _check_schedule(schedule: Any, source: str) -> None:
+    """The shape every consumer relies on; names the key and the fix."""
+    fix = "re-export it with `clrfind export RESULTS`"
+    if not isinstance(schedule, dict):
+        raise ExportError(f"{source}: expected a mapping at the top, got {type(schedule).__name__}", hint=fix)
+    for section in ("optimizer", "scheduler"):
+        part = schedule.get(section)
+        if not isinstance(part, dict):
+            raise ExportError(f"{source}: key '{section}' missing or not a mapping", hint=fix)
+        if not isinstance(part.get("target"), str) or not part["target"]:
+            raise ExportError(f"{source}: key '{section}.target' missing or not a string", hint=fix)
+        if not isinstance(part.get("kwargs"), dict):
+            raise ExportError(f"{source}: key '{section}.kwargs' missing or not a mapping", hint=fix)
+    lr = schedule["optimizer"]["kwargs"].get("lr")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+        raise ExportError(
+            f"{source}: key 'optimizer.kwargs.lr' must be a positive number, got {lr!r}", hint=fix
+        )
+    target = schedule["scheduler"]["target"]
+    if not target.startswith(f"{SCHEDULER_MODULE}."):
+        raise ExportError(
+            f"{source}: key 'scheduler.target': {target!r} is not a {SCHEDULER_MODULE} class", hint=fix
+        )
+
+
+# ============================================================================================================
+# torch side: verify, load
+# ============================================================================================================
+
+
+def verify_schedule(schedule: dict[str, Any]) -> None:
+    """Build the optimizer (on a dummy parameter) and the scheduler from the dict and take one step.
+
+    Proves that the kwargs fit the torch classes before a user copies them into a training script.
+
+    Raises:
+        ExportError: the optimizer cannot be imported or built, or the scheduler rejects its kwargs.
+    """
+    import torch
+
+    _check_schedule(schedule, "schedule")
+    target = schedule["optimizer"]["target"]
+    module, name = _split_target(target)
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ExportError(
+            f"cannot import the optimizer {target} to verify the schedule: {exc}",
+            hint="verify where it is importable, or skip verification (--no-verify)",
+        ) from exc
+    param = torch.nn.Parameter(torch.zeros(1))
+    try:
+        optimizer = cls([param], **schedule["optimizer"]["kwargs"])
+    except Exception as exc:  # any failure of a user's optimizer class is reported the same way
+        raise ExportError(
+            f"optimizer {target} rejects optimizer.kwargs: {exc}", hint="fix optimizer.kwargs"
+        ) from exc
+    scheduler = _build_scheduler(schedule, optimizer, "schedule")
+    optimizer.step()
+    scheduler.step()
+
+
+def load_schedule(
+    path: str | os.PathLike[str], optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Read a schedule.yaml/.json and return its scheduler built on the caller's optimizer.
+
+    The optimizer's lr is first set to the file's ``optimizer.kwargs.lr`` (the schedulers start from it); call
+    ``scheduler.step()`` after every ``optimizer.step()`` and train for ``training.total_steps`` steps.
+
+    Raises:
+        ExportError: the file is missing or invalid, or its kwargs do not fit this optimizer.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such schedule file", hint="write one with `clrfind export RESULTS`")
+    if path.suffix.lower() == ".py":
+        raise ExportError(
+            f"{path}: a Python snippet, not a schedule file", hint="load the .yaml or .json export"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+        schedule = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{path}: not a text file ({exc.reason})", hint="pass a schedule.yaml") from exc
+    except json.JSONDecodeError as exc:
+        raise ExportError(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})",
+            hint="re-export it with `clrfind export RESULTS --format json`",
+        ) from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ExportError(
+            f"{path}: not valid YAML{at}", hint="re-export it with `clrfind export RESULTS`"
+        ) from exc
+    _check_schedule(schedule, str(path))
+    return _build_scheduler(schedule, optimizer, str(path))
+
+
+def _build_scheduler(
+    schedule: dict[str, Any], optimizer: torch.optim.Optimizer, source: str
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Set the optimizer's lr from the schedule, then build the scheduler (one path for verify and load)."""
+    import torch
+
+    target = schedule["scheduler"]["target"]
+    kwargs = dict(schedule["scheduler"]["kwargs"])
+    cls = getattr(torch.optim.lr_scheduler, target.rsplit(".", 1)[-1], None)
+    if not isinstance(cls, type) or not issubclass(cls, torch.optim.lr_scheduler.LRScheduler):
+        raise ExportError(
+            f"{source}: key 'scheduler.target': {target} is not a scheduler in torch {torch.__version__}",
+            hint="use CyclicLR, OneCycleLR or CosineAnnealingWarmRestarts",
+        )
+    if cls in (torch.optim.lr_scheduler.CyclicLR, torch.optim.lr_scheduler.OneCycleLR) and kwargs.get(
+        "cycle_momentum", True
+    ):
+        # CyclicLR/OneCycleLR would silently give a momentum-free SGD momentum max_momentum: refuse instead.
+        has_betas = "betas" in optimizer.defaults
+        momenta = [g.get("momentum", 0) for g in optimizer.param_groups]
+        if not has_betas and "momentum" in optimizer.defaults and not any(momenta):
+            raise ExportError(
+                f"{source}: scheduler.kwargs.cycle_momentum is true but {type(optimizer).__name__} "
+                f"has momentum 0; {cls.__name__} would silently turn its momentum on",
+                hint="set cycle_momentum: false in the file, or export from a range test with this optimizer",
+            )
+    lr = schedule["optimizer"]["kwargs"]["lr"]
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if "initial_lr" in group:  # left by an earlier scheduler; schedulers only setdefault it
+            group["initial_lr"] = lr
+    try:
+        return cls(optimizer, **kwargs)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ExportError(
+            f"{source}: scheduler.kwargs do not fit {cls.__name__} with {type(optimizer).__name__}: {exc}",
+            hint="re-export from a range test run with this optimizer, or fix scheduler.kwargs",
+        ) from exc
+
+
+def write_schedule(
+    result: RangeTestResult,
+    path: str | os.PathLike[str],
+    *,
+    policy: str = "triangular",
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    fmt: str = "yaml",
+    verify: bool = False,
+    results_path: str | None = None,
+) -> Path:
+    """Build, optionally verify with torch, render and write the schedule atomically; returns the path."""
+    schedule = build_schedule(
+        result, policy=policy, epochs=epochs, steps_per_epoch=steps_per_epoch, results_path=results_path
+    )
+    if verify:
+        verify_schedule(schedule)
+    return write_atomic(path, render_schedule(schedule, fmt))

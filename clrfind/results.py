@@ -1,0 +1,233 @@
+"""The versioned results file: everything a range test measured, enough to re-plot and re-export without torch.
+
+The file is JSON (never a pickle), written atomically. Non-finite losses are stored as ``null``. Loading checks the
+schema version and the shape of every field and raises `ResultsError` with the fix, so `plot` and `export` never
+crash on a file from another version or one cut short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clrfind.errors import ResultsError
+from clrfind.fileio import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+SCHEMA_VERSION = 1
+RESULTS_NAME = "range_test.json"
+PLOT_NAME = "range_test.png"
+SCHEDULE_NAME = "schedule.yaml"
+
+StopReason = Literal["completed", "diverged", "non-finite", "interrupted", "error"]
+Confidence = Literal["high", "medium", "low", "none"]
+MetricName = Literal["loss", "accuracy", "val_loss"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Bounds(_Frozen):
+    """The suggested (base_lr, max_lr) pair, how sure we are, and why.
+
+    When the curve gives no reliable answer, `min_lr`/`max_lr` may be None and `reason` and `next_step` say what
+    went wrong and what to run next, instead of a forced number.
+    """
+
+    min_lr: float | None = None
+    max_lr: float | None = None
+    method: str = "loss"
+    confidence: Confidence = "none"
+    min_rationale: str = ""
+    max_rationale: str = ""
+    reason: str | None = None
+    next_step: str | None = None
+    best_lr: float | None = None
+    divergence_lr: float | None = None
+
+    @property
+    def usable(self) -> bool:
+        """True when both bounds exist and can be exported as a schedule."""
+        return self.min_lr is not None and self.max_lr is not None and self.min_lr < self.max_lr
+
+
+class MetricCurve(_Frozen):
+    """A metric evaluated on a fixed validation subsample every few steps (the paper's accuracy test)."""
+
+    name: Literal["accuracy", "val_loss"]
+    higher_is_better: bool
+    steps: list[int]
+    lrs: list[float]
+    values: list[float | None]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> MetricCurve:
+        if not len(self.steps) == len(self.lrs) == len(self.values):
+            raise ValueError("metric.steps, metric.lrs and metric.values must have the same length")
+        return self
+
+
+class OptimizerRef(_Frozen):
+    """The optimizer the test ran with, so an exported schedule builds the same one."""
+
+    target: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Timing(_Frozen):
+    seconds: float = 0.0
+    seconds_per_step: float | None = None
+    compile_seconds: float | None = None
+
+
+class RunCurve(_Frozen):
+    """One run of a repeated test: its seed, curve, stop reason and its own bounds."""
+
+    seed: int
+    lrs: list[float]
+    losses: list[float | None]
+    smoothed: list[float | None]
+    stop_reason: StopReason
+    bounds: Bounds | None = None
+
+
+class Spread(_Frozen):
+    """How a bound varied over repeated runs: median, quartiles, extremes, and over how many runs."""
+
+    median: float
+    q1: float
+    q3: float
+    min: float
+    max: float
+    n: int
+
+
+class RangeTestResult(_Frozen):
+    """Everything one range test (or one aggregate of repeated tests) produced."""
+
+    schema_version: int = SCHEMA_VERSION
+    clrfind_version: str
+    torch_version: str | None = None
+    created: str | None = None
+    device: str = "cpu"
+    seed: int | None = None
+    mode: Literal["linear", "exp"] = "linear"
+    min_lr: float
+    max_lr: float
+    planned_steps: int
+    metric_name: MetricName = "loss"
+    lrs: list[float]
+    losses: list[float | None]
+    smoothed: list[float | None]
+    metric: MetricCurve | None = None
+    stop_reason: StopReason
+    stop_detail: str = ""
+    bounds: Bounds | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    world_size: int = 1
+    global_batch_size: int | None = None
+    accumulate: int = 1
+    precision: str = "fp32"
+    optimizer: OptimizerRef | None = None
+    spec: dict[str, Any] | None = None
+    spec_path: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    timing: Timing = Field(default_factory=Timing)
+    runs: list[RunCurve] | None = None
+    spread: dict[str, Spread] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RangeTestResult:
+        if not len(self.lrs) == len(self.losses) == len(self.smoothed):
+            raise ValueError("lrs, losses and smoothed must have the same length")
+        return self
+
+    # -- views -----------------------------------------------------------------------------------------------
+
+    @property
+    def steps_run(self) -> int:
+        return len(self.lrs)
+
+    def suggestion(self) -> tuple[float | None, float | None]:
+        """(base_lr, max_lr), without plotting anything."""
+        if self.bounds is None:
+            return (None, None)
+        return (self.bounds.min_lr, self.bounds.max_lr)
+
+    def plot(self, *, log_x: bool | None = None) -> Figure:
+        """Render the curve as a matplotlib Figure (no pyplot state); matplotlib is imported here, not before."""
+        from clrfind.plotting import plot_result
+
+        return plot_result(self, log_x=log_x)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the results as JSON, atomically. A folder path gets ``range_test.json`` inside it."""
+        path = Path(path)
+        if path.suffix.lower() != ".json":
+            path = path / RESULTS_NAME
+        return write_atomic(path, to_json(self))
+
+
+def finite_or_none(values: Any) -> list[float | None]:
+    """Floats with NaN/inf replaced by None, so the JSON is standard and non-finite points stay visible as gaps."""
+    return [float(v) if v is not None and math.isfinite(float(v)) else None for v in values]
+
+
+def to_json(result: RangeTestResult) -> str:
+    return json.dumps(result.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
+
+
+def load_results(path: str | os.PathLike[str]) -> RangeTestResult:
+    """Read and validate a results file (or the ``range_test.json`` in a run folder).
+
+    Raises:
+        ResultsError: missing, not JSON (e.g. truncated), another schema version, or fields of the wrong shape.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_NAME
+    if not path.exists():
+        raise ResultsError(
+            f"{path}: no such results file", hint="pass the range_test.json a range test wrote"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not a text file ({exc.reason})", hint="pass a range_test.json") from exc
+    except json.JSONDecodeError as exc:
+        raise ResultsError(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); the file may be truncated",
+            hint="re-run `clrfind range-test` to write it again",
+        ) from exc
+    return results_from_dict(raw, source=str(path))
+
+
+def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult:
+    """Validate a decoded results mapping; `source` names it in error messages."""
+    if not isinstance(raw, dict):
+        raise ResultsError(f"{source}: expected a JSON object at the top, got {type(raw).__name__}")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{source}: schema_version is {version!r}, this clrfind reads version {SCHEMA_VERSION}",
+            hint="re-run the range test with this clrfind, or use the clrfind version that wrote the file",
+        )
+    try:
+        return RangeTestResult.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<top>"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ResultsError(
+            f"{source}: key '{where}': {first['msg']}{more}",
+            hint="the file is damaged; re-run the range test",
+        ) from exc

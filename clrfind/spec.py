@@ -1,0 +1,535 @@
+"""Load and validate the YAML spec: unknown keys rejected at every level, every problem named by its key path.
+
+A spec is a partial description of a training run (model, data, loss, optimizer, range-test settings); the code
+supplies the runtime inputs. Validation is pydantic (strict: ``"64"`` is not an integer), but pydantic's wording is
+translated into one-line, Hydra-style messages (``spec.yaml: data.batch_size: expected an integer, got 'abc' (str)``)
+and every problem is collected into one `SpecError` instead of stopping at the first.
+
+Targets are only checked here for shape (a non-empty string); importing them is `clrfind.targets`' job, and device
+availability (which needs torch) is the build step's.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from clrfind.errors import SpecError, UsageError
+
+DEFAULT_STEPS = 100
+# eval_every: null spreads about this many metric evaluations over the run: enough points to read a curve from,
+# few enough that evaluation does not dominate a short test.
+TARGET_EVALUATIONS = 30
+DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+# Names people reach for that difflib would map to the wrong device ("gpu" is closest to "cpu").
+_DEVICE_ALIASES = {"gpu": "cuda", "cuda0": "cuda:0", "metal": "mps", "apple": "mps"}
+
+
+# -- YAML ----------------------------------------------------------------------------------------------------------
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 floats and duplicate keys rejected.
+
+    PyYAML follows YAML 1.1, where ``1e-4`` (no dot, unsigned exponent) is a *string*: the most common way to write
+    a learning rate would fail type checks. And PyYAML silently keeps the last of two equal keys, which hides typos
+    made by copy-paste; a spec is short enough that a duplicate is always a mistake.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            # Merge keys (<<) may legitimately repeat what they merge; only explicit scalar keys are compared.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely (no object construction) with the spec's rules: 1e-4 is a float, duplicate keys fail.
+
+    Raises:
+        yaml.YAMLError: the text is not valid YAML.
+    """
+    return yaml.load(text, Loader=_SpecLoader)  # _SpecLoader is a SafeLoader subclass: no object construction
+
+
+# -- the spec models -----------------------------------------------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    # strict: a spec is typed by hand, and "64" or `true` where a number belongs is a mistake to report, not coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _rule(detail: str, field: str | None = None) -> PydanticCustomError:
+    """A cross-field problem, tagged with the field it belongs to (pydantic would only give the model's path)."""
+    return PydanticCustomError("spec_rule", "{detail}", {"detail": detail, "field": field or ""})
+
+
+class TargetRef(_Frozen):
+    """A callable named by import path or file, and the keyword arguments it is called with."""
+
+    target: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("target")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise _rule("must not be empty (e.g. target: models.py:MyNet or target: torch.optim.SGD)")
+        return value.strip()
+
+
+class ModelRef(TargetRef):
+    """The model, optionally started from a saved state_dict (a range test before fine-tuning)."""
+
+    checkpoint: str | None = None
+
+
+class DataSpec(_Frozen):
+    """Where batches come from: callables returning a Dataset (map-style or iterable) or a ready DataLoader."""
+
+    train: TargetRef
+    val: TargetRef | None = None
+    batch_size: int = Field(32, gt=0)
+    shuffle: bool = True
+    num_workers: int = Field(0, ge=0)
+
+
+class RangeTestSpec(_Frozen):
+    """The LR ladder and what is measured along it."""
+
+    min_lr: float = Field(1e-5, gt=0, allow_inf_nan=False)
+    max_lr: float = Field(1.0, gt=0, allow_inf_nan=False)
+    steps: int | None = Field(None, ge=2)
+    epochs: int | None = Field(None, ge=1)
+    mode: Literal["linear", "exp"] = "linear"
+    metric: Literal["loss", "accuracy", "val_loss"] = "loss"
+    eval_every: int | None = Field(None, ge=1)
+    eval_batches: int = Field(4, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_length(cls, data: Any) -> Any:
+        # The default length applies only when neither is given; a given `epochs` must not collide with it.
+        if isinstance(data, dict) and data.get("steps") is None and data.get("epochs") is None:
+            return {**data, "steps": DEFAULT_STEPS}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RangeTestSpec:
+        if self.steps is not None and self.epochs is not None:
+            raise _rule("set either steps or epochs, not both")
+        if self.min_lr >= self.max_lr:
+            raise _rule(f"must be below max_lr ({self.max_lr}), got {self.min_lr}", "min_lr")
+        return self
+
+    def eval_interval(self, planned_steps: int) -> int:
+        """Steps between metric evaluations: `eval_every`, or about 30 evaluations over `planned_steps`."""
+        if self.eval_every is not None:
+            return self.eval_every
+        return max(1, round(planned_steps / TARGET_EVALUATIONS))
+
+
+class Spec(_Frozen):
+    """A whole range-test spec; see the module docstring and ``sample_configs/`` for examples."""
+
+    model: ModelRef
+    data: DataSpec
+    loss: TargetRef
+    optimizer: TargetRef
+    step: TargetRef | None = None
+    range_test: RangeTestSpec = Field(default_factory=RangeTestSpec)
+    device: str = "auto"
+    seed: int = Field(0, ge=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    accumulate: int = Field(1, ge=1)
+    compile: bool = False
+    channels_last: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device_shape(cls, value: str) -> str:
+        if not DEVICE_RE.fullmatch(value):
+            close = _DEVICE_ALIASES.get(value.lower()) or next(
+                iter(difflib.get_close_matches(value, ["auto", "cpu", "cuda", "mps"], n=1)), None
+            )
+            guess = f" (did you mean '{close}'?)" if close else ""
+            raise _rule(f"expected one of {', '.join(DEVICE_CHOICES)}, got {value!r}{guess}")
+        return value
+
+    @model_validator(mode="after")
+    def _metric_needs_val(self) -> Spec:
+        if self.range_test.metric != "loss" and self.data.val is None:
+            raise _rule(
+                f"metric {self.range_test.metric!r} needs data.val "
+                "(add val: {target: data.py:val_set} under data, or use metric: loss)",
+                "metric",
+            )
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """The validated spec with defaults filled in, as plain JSON values (stored in the results file).
+
+        Goes through pydantic's JSON serialiser so that anything YAML can put into kwargs (dates, bytes, NaN)
+        comes out as standard JSON instead of failing when the results are written.
+        """
+        return json.loads(self.model_dump_json())
+
+
+# Spec's model validator carries the metric rule; report it under range_test.metric, not at the top.
+_RULE_PARENT = {("metric",): ("range_test",)}
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec and where it came from (file targets and the checkpoint are relative to `base_dir`)."""
+
+    spec: Spec
+    path: Path
+    base_dir: Path
+    name: str
+    raw: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        """The file name at the start of every message about this spec."""
+        return self.path.name
+
+    def resolved_dict(self) -> dict[str, Any]:
+        return self.spec.resolved()
+
+
+# -- loading -------------------------------------------------------------------------------------------------------
+
+
+def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> LoadedSpec:
+    """Read, override and validate a spec file.
+
+    Args:
+        path: the YAML spec.
+        overrides: dotted keys set on the raw mapping before validation, e.g. ``{"range_test.steps": 50}``; the
+            CLI options and sweeps both go through here. Setting steps drops epochs and vice versa.
+
+    Raises:
+        SpecError: the file is missing or unreadable, not YAML, not a mapping, or invalid; `problems` lists all.
+    """
+    given = Path(path)
+    resolved = given.expanduser().resolve()
+    source = given.name or str(given)
+    if not resolved.exists():
+        raise _error([f"{given}: no such spec file (looked for {resolved})"])
+    if resolved.is_dir():
+        raise _error([f"{given}: is a folder, not a spec file (pass the .yaml file inside it)"])
+    try:
+        text = resolved.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _error(
+            [f"{given}: not a text file ({exc.reason} at byte {exc.start}); pass a YAML spec"]
+        ) from exc
+    except OSError as exc:
+        raise _error(
+            [f"{given}: cannot read the file ({exc.strerror or exc}); check its permissions"]
+        ) from exc
+    try:
+        raw = yaml_load(text)
+    except yaml.YAMLError as exc:
+        raise _error([f"{source}: not valid YAML {_yaml_where(exc)}"]) from exc
+    if raw is None:
+        raise _error([f"{source}: the file is empty; a spec needs at least model, data, loss and optimizer"])
+    if not isinstance(raw, dict):
+        raise _error(
+            [
+                f"{source}: expected a mapping of keys (model, data, loss, optimizer, ...) at the top, "
+                f"got {_show(raw)}"
+            ]
+        )
+    raw = apply_overrides(raw, overrides or {}, source=source)
+    problems: list[str] = []
+    spec: Spec | None = None
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err, source) for err in exc.errors(include_url=False)]
+    if problems or spec is None:
+        raise _error(problems)
+    return LoadedSpec(spec=spec, path=resolved, base_dir=resolved.parent, name=resolved.stem, raw=raw)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """A deep copy of `raw` with each dotted key set to its value (intermediate mappings created as needed).
+
+    Only the top-level key is checked here (with a suggestion); deeper unknown keys are caught by validation, which
+    names them with the same key path.
+
+    Raises:
+        SpecError: an empty or unknown top-level key, or a path that runs through a value that is not a mapping.
+    """
+    out = copy.deepcopy(dict(raw))
+    problems: list[str] = []
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        if not all(parts):
+            problems.append(
+                f"{source}: override {dotted!r}: empty key part; write keys like range_test.steps"
+            )
+            continue
+        if parts[0] not in Spec.model_fields:
+            problems.append(
+                f"{source}: override {dotted!r}: unknown key {parts[0]!r}{_suggest(parts[0], Spec.model_fields)}"
+            )
+            continue
+        node: Any = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                problems.append(f"{source}: override {dotted!r}: {where} is {_show(child)}, not a mapping")
+                break
+            node = child
+        else:
+            node[parts[-1]] = copy.deepcopy(value)
+            # steps and epochs are two ways to give one length: an override of one replaces the other.
+            if parts[:-1] == ["range_test"] and parts[-1] in ("steps", "epochs"):
+                node.pop("epochs" if parts[-1] == "steps" else "steps", None)
+    if problems:
+        raise _error(problems)
+    return out
+
+
+def parse_override(text: str) -> tuple[str, list[Any]]:
+    """Split ``"key=v1,v2,..."`` into the dotted key and its YAML-parsed values (``1e-4`` -> float).
+
+    Commas inside brackets or quotes do not split, so ``kwargs.betas=[0.9,0.99]`` is one value.
+
+    Raises:
+        UsageError: no ``=``, an empty key or value, or a value that is not valid YAML.
+    """
+    key, sep, rest = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UsageError(f"override {text!r}: expected key=value[,value...], e.g. range_test.steps=50,100")
+    if not all(re.fullmatch(r"[A-Za-z0-9_\-]+", part) for part in key.split(".")):
+        raise UsageError(
+            f"override {text!r}: {key!r} is not a dotted key path like optimizer.kwargs.weight_decay"
+        )
+    values: list[Any] = []
+    for piece in _split_top_level(rest):
+        if not piece.strip():
+            raise UsageError(f"override {text!r}: empty value; write {key}=value[,value...]")
+        try:
+            values.append(yaml_load(piece))
+        except yaml.YAMLError as exc:
+            raise UsageError(
+                f"override {text!r}: value {piece!r} is not valid YAML {_yaml_where(exc)}"
+            ) from exc
+    return key, values
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are outside brackets, braces and quotes."""
+    pieces: list[str] = []
+    depth, quote, start = 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    pieces.append(text[start:])
+    return pieces
+
+
+# -- messages ------------------------------------------------------------------------------------------------------
+
+_EXAMPLES = {
+    ("model",): "model: {target: models.py:MyNet}",
+    ("model", "target"): "target: models.py:MyNet",
+    ("data",): "data: {train: {target: data.py:train_set}, batch_size: 64}",
+    ("data", "train"): "train: {target: data.py:train_set}",
+    ("data", "train", "target"): "target: data.py:train_set",
+    ("data", "val", "target"): "target: data.py:val_set",
+    ("loss",): "loss: {target: torch.nn.CrossEntropyLoss}",
+    ("loss", "target"): "target: torch.nn.CrossEntropyLoss",
+    ("optimizer",): "optimizer: {target: torch.optim.SGD, kwargs: {momentum: 0.9}}",
+    ("optimizer", "target"): "target: torch.optim.SGD",
+    ("step", "target"): "target: steps.py:my_step",
+}
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _error(problems: list[str]) -> SpecError:
+    more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return SpecError(problems[0] + more, problems=problems)
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    what = _one_line(getattr(exc, "problem", None) or str(exc))
+    if mark is None:
+        return f"({what})"
+    return f"at line {mark.line + 1}, column {mark.column + 1} ({what})"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML terms, with its type: ``'abc' (str)``, ``null``, ``true (bool)``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (bool)"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif re.fullmatch(r"[A-Za-z0-9_\-]+", str(part)):
+            parts.append(str(part))
+        else:
+            parts.append(repr(part))
+    return ".".join(parts).replace(".[", "[") or "<top>"
+
+
+def _suggest(word: str, choices: typing.Iterable[str]) -> str:
+    choices = list(choices)
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (allowed: {', '.join(choices)})"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec model class that sits at key path `loc`, following field annotations (Optional unwrapped)."""
+    cls: type[BaseModel] | None = Spec
+    for part in loc:
+        field = cls.model_fields.get(part) if cls is not None and isinstance(part, str) else None
+        if field is None:
+            return None
+        candidates = [field.annotation]
+        origin = typing.get_origin(field.annotation)
+        if origin is typing.Union or origin is types.UnionType:
+            candidates = list(typing.get_args(field.annotation))
+        cls = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return cls
+
+
+def _describe(err: Any, source: str) -> str:
+    """Translate one pydantic error into ``file: key.path: what is wrong (the fix)``."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind == "spec_rule":
+        field = ctx.get("field")
+        if field:
+            loc = (*_RULE_PARENT.get((field,), loc), field)
+        return f"{source}: {_key_path(loc)}: {ctx.get('detail')}"
+    if len(loc) >= 2 and loc[-1] == "[key]":
+        return f"{source}: {_key_path(loc[:-2])}: keyword names must be strings, got {_show(loc[-2])}"
+    where = _key_path(loc)
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        hint = _suggest(str(loc[-1]), model.model_fields) if model is not None else ""
+        return f"{source}: {where}: unknown key{hint}"
+    if kind == "missing":
+        example = _EXAMPLES.get(loc)
+        return f"{source}: {where}: missing required key" + (f" (e.g. {example})" if example else "")
+    if kind in _TYPE_WORDS:
+        detail = f"expected {_TYPE_WORDS[kind]}, got {_show(value)}"
+        if kind in ("model_type", "model_attributes_type") and isinstance(value, str):
+            detail += f" (write {{target: {value}}})"
+        elif kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
+            detail += " (remove the quotes)"
+        return f"{source}: {where}: {detail}"
+    if kind == "literal_error":
+        choices = [c.strip().strip("'") for c in re.split(r",| or ", ctx.get("expected", "")) if c.strip()]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{source}: {where}: expected one of {', '.join(choices)}, got {_show(value)}{guess}"
+    if kind in ("greater_than", "greater_than_equal"):
+        bound = ctx.get("gt", ctx.get("ge"))
+        op = "greater than" if kind == "greater_than" else "at least"
+        return f"{source}: {where}: must be {op} {bound}, got {_show_number(value)}"
+    if kind == "finite_number":
+        return f"{source}: {where}: must be a finite number, got {value}"
+    return f"{source}: {where}: {_one_line(err['msg'])}, got {_show(value)}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _show_number(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return repr(value)

@@ -1,0 +1,515 @@
+"""Bound detection on synthetic range-test curves with known answers, built here from seeded RNGs.
+
+The curves are a sigmoid fall (centre `c`, width `w` on the sampled axis) plus an exponential blow-up: the
+clear descent ends where the sigmoid is 95% down, at c + 2.94 w, which is where max_lr must land. Each failure
+of the peer finders (early spikes, noise, NaN, negative losses, the wrong axis) gets its own case.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import numpy as np
+import pytest
+
+from clrfind.analysis import (
+    DivergenceMonitor,
+    find_divergence,
+    smooth,
+    suggest_bounds,
+    suggest_bounds_from_metric,
+)
+from clrfind.ladder import lr_ladder, sample_axis
+
+# Linear: 1e-3 -> 1 over 300 steps; the fall is centred at 0.3 (width 0.08), the blow-up starts near 0.75.
+LIN = {"c": 0.3, "w": 0.08, "d": 0.8, "dw": 0.03}
+LIN_END = 0.3 + 2.94 * 0.08  # 0.535
+# Exp: 1e-5 -> 10 over 200 steps; in log10 LR the fall is centred at -2 (width 0.25 decades).
+EXP = {"c": -2.0, "w": 0.25, "d": 0.0, "dw": 0.15}
+EXP_START, EXP_END = -2.0 - 2.94 * 0.25, -2.0 + 2.94 * 0.25  # log10: 0.0018 and 0.054
+
+
+def _curve(u: np.ndarray, *, c: float, w: float, d: float, dw: float, noise: float = 0.0, seed: int = 0):
+    """2.3 falling by 2.0 around u = c, blowing up past u = d; Gaussian noise of `noise` times the fall."""
+    rng = np.random.default_rng(seed)
+    y = 2.3 - 2.0 / (1.0 + np.exp(-(u - c) / w)) + np.exp((u - d) / dw) - np.exp((u[0] - d) / dw)
+    return y + noise * 2.0 * rng.standard_normal(u.size)
+
+
+def lin_case(noise: float = 0.0, seed: int = 0, n: int = 300, **shape: float):
+    lrs = lr_ladder(1e-3, 1.0, n, "linear")
+    return lrs, _curve(lrs, **{**LIN, **shape}, noise=noise, seed=seed)
+
+
+def exp_case(noise: float = 0.0, seed: int = 0, n: int = 200):
+    lrs = lr_ladder(1e-5, 10.0, n, "exp")
+    return lrs, _curve(np.log10(lrs), **EXP, noise=noise, seed=seed)
+
+
+def assert_sound(b) -> None:
+    """What must hold for any answer: ordered bounds, max_lr before the minimum and the divergence."""
+    if b.min_lr is not None and b.max_lr is not None:
+        assert 0 < b.min_lr < b.max_lr
+        if b.best_lr is not None:
+            assert b.max_lr <= b.best_lr
+        if b.divergence_lr is not None:
+            assert b.max_lr < b.divergence_lr
+    else:
+        assert b.reason and b.next_step
+    for text in (b.min_rationale, b.max_rationale, b.reason or ""):
+        for number in re.findall(r"\d[\d.e+-]*", text.replace("(2017)", "")):
+            digits = number.split("e")[0].replace(".", "").lstrip("0")
+            assert len(digits) <= 2, f"{number!r} in {text!r} has more than 2 significant digits"
+
+
+# == smooth ==================================================================================================
+
+
+@pytest.mark.parametrize("window", [None, 3, 7, 31, 151])
+def test_smooth_does_not_lag_a_ramp_even_at_the_ends(window):
+    ramp = np.linspace(-3.0, 5.0, 400)
+    assert smooth(ramp, window) == pytest.approx(ramp, abs=1e-9)
+
+
+def test_smooth_keeps_a_falling_edge_where_it_is():
+    # An EMA would move the mid-point of the fall to later steps; a centred fit keeps it at step 100.
+    x = np.arange(200.0)
+    y = 1.0 / (1.0 + np.exp((x - 100.0) / 10.0)) + 0.05 * np.random.default_rng(0).standard_normal(200)
+    s = smooth(y, 21)
+    assert abs(int(np.argmin(np.abs(s - 0.5))) - 100) <= 2
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_smooth_treats_non_finite_as_missing_without_spreading(bad):
+    ramp = np.linspace(0.0, 1.0, 60)
+    y = ramp.copy()
+    y[[20, 21, 45]] = bad
+    s = smooth(y, 9)
+    assert s.shape == y.shape
+    assert np.isnan(s[[20, 21, 45]]).all()
+    keep = np.isfinite(y)
+    assert s[keep] == pytest.approx(ramp[keep], abs=1e-9)
+
+
+def test_smooth_ignores_spikes_and_handles_degenerate_input():
+    y = np.linspace(1.0, 0.0, 100)
+    y[[1, 2, 50]] += 10.0
+    s = smooth(y)
+    assert np.abs(s - np.linspace(1.0, 0.0, 100))[[0, 1, 2, 3, 49, 50, 51]].max() < 0.02
+    assert np.isnan(smooth(np.full(5, np.nan))).all()
+    assert smooth(np.array([2.0])) == pytest.approx([2.0])
+    assert smooth(np.array([])).size == 0
+
+
+# == divergence ==============================================================================================
+
+
+def blowup(seed: int = 0, n: int = 300, start: int = 220, scale: float = 1.0, shift: float = 0.0):
+    """A ramp down, then a blow-up that doubles every ~2 steps from `start`."""
+    rng = np.random.default_rng(seed)
+    y = 2.3 - 2.0 * np.minimum(np.arange(n) / 150, 1.0) + 0.05 * rng.standard_normal(n)
+    y[start:] += 2.0 * np.exp(np.arange(n - start) / 3.0)
+    return scale * y + shift
+
+
+def with_nan(y: np.ndarray, at: int, value: float = np.nan) -> np.ndarray:
+    y = y.copy()
+    y[at] = value
+    return y
+
+
+@pytest.mark.parametrize(
+    ("losses", "reason"),
+    [
+        (blowup(0), "diverged"),
+        (blowup(1, scale=1e-6), "diverged"),
+        (blowup(2, shift=-10.0), "diverged"),
+        (with_nan(blowup(3, start=10_000)[:300], 123), "non-finite"),
+        (with_nan(blowup(4, start=10_000)[:300], 77, np.inf), "non-finite"),
+        (blowup(5, start=10_000)[:300], None),
+        (np.r_[np.full(12, 1.0), np.linspace(1.0, 30.0, 40)], "diverged"),  # before the noise window fills
+    ],
+)
+def test_monitor_fed_in_chunks_agrees_with_find_divergence(losses, reason):
+    index, found = find_divergence(losses)
+    assert found == reason
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        monitor = DivergenceMonitor(total_steps=losses.size)
+        at = 0
+        while at < losses.size and not monitor.update(losses[at : at + (k := int(rng.integers(1, 65)))]):
+            at += k
+        assert (monitor.stop_index, monitor.stop_reason) == (index, reason)
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(1.0, 0.0), (1e-6, 0.0), (1.0, -10.0), (50.0, 3.0)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_monitor_stops_within_5_steps_of_a_clear_blowup(scale, shift, seed):
+    monitor = DivergenceMonitor(total_steps=300, lrs=np.linspace(0.01, 3.0, 300))
+    monitor.update(blowup(seed, scale=scale, shift=shift))
+    assert monitor.stop_reason == "diverged"
+    assert 220 <= monitor.stop_index <= 225
+    assert "rose above" in monitor.detail and "at lr" in monitor.detail
+    assert monitor.update(np.zeros(0)) is True  # stopped: later calls are no-ops
+
+
+def test_monitor_stops_at_the_non_finite_step_and_ignores_the_rest():
+    monitor = DivergenceMonitor(total_steps=100)
+    assert monitor.update(np.full(40, 1.0)) is False
+    assert monitor.update(np.array([0.9, 0.8, np.nan, 0.7])) is True
+    assert (monitor.stop_index, monitor.stop_reason) == (42, "non-finite")
+    assert monitor.update(np.full(10, 1e9)) is True
+    assert monitor.stop_index == 42 and "nan" in monitor.detail
+
+
+def test_monitor_never_fires_on_an_early_spike():
+    y = blowup(0, start=10_000)[:300]
+    y[1:4] += 50.0  # the first steps of a fresh model can be wild
+    assert find_divergence(y) == (None, None)
+    monitor = DivergenceMonitor(total_steps=300)
+    for i in range(300):
+        assert monitor.update(y[i : i + 1]) is False
+
+
+@pytest.mark.parametrize("heavy_tails", [False, True])
+def test_monitor_has_no_false_alarms_on_long_flat_noise(heavy_tails):
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        noise = rng.standard_t(4, 3000) if heavy_tails else rng.standard_normal(3000)
+        assert find_divergence(2.3 + 0.3 * noise) == (None, None), seed
+
+
+def test_monitor_rejects_overfeeding_and_bad_arguments():
+    monitor = DivergenceMonitor(total_steps=5)
+    with pytest.raises(ValueError, match="monitor of 5 steps"):
+        monitor.update(np.ones(6))
+    with pytest.raises(ValueError):
+        DivergenceMonitor(total_steps=0)
+    with pytest.raises(ValueError):
+        DivergenceMonitor(total_steps=5, lrs=np.ones(4))
+
+
+# == suggest_bounds: curves with a known answer ==============================================================
+
+
+def spiked(y: np.ndarray, where: slice, by: float) -> np.ndarray:
+    y = y.copy()
+    y[where] += by
+    return y
+
+
+CLEAN_LIN = lin_case()[1]
+
+
+@pytest.mark.parametrize(
+    ("losses", "max_rel"),
+    [
+        pytest.param(CLEAN_LIN, 0.05, id="clean"),
+        pytest.param(lin_case(0.05, seed=1)[1], 0.1, id="noise-5%"),
+        pytest.param(lin_case(0.15, seed=2)[1], 0.15, id="noise-15%"),
+        pytest.param(spiked(CLEAN_LIN, slice(1, 3), 5.0), 0.05, id="spike-steps-1-2"),
+        pytest.param(spiked(CLEAN_LIN, slice(0, 3), 5.0), 0.05, id="spike-steps-0-2"),
+        pytest.param(spiked(CLEAN_LIN, slice(2, 5), -3.0), 0.05, id="dip-steps-2-4"),
+        pytest.param(spiked(CLEAN_LIN, slice(100, 102), 8.0), 0.05, id="spike-mid-descent"),
+    ],
+)
+def test_linear_u_curve(losses, max_rel):
+    lrs = lin_case()[0]
+    b = suggest_bounds(lrs, losses, mode="linear")
+    assert_sound(b)
+    assert b.max_lr == pytest.approx(LIN_END, rel=max_rel)
+    assert b.min_lr == pytest.approx(0.1, rel=0.35)  # where the smoothed loss is 5% of its fall down
+    assert b.divergence_lr == pytest.approx(0.81, abs=0.03)
+    assert b.confidence in ("high", "medium")
+    assert b.max_rationale.startswith("loss stopped falling at") and "diverged at" in b.max_rationale
+
+
+def test_early_spike_does_not_move_the_bounds():
+    lrs = lin_case()[0]
+    clean = suggest_bounds(lrs, CLEAN_LIN)
+    for where in (slice(0, 2), slice(1, 4), slice(2, 3)):
+        b = suggest_bounds(lrs, spiked(CLEAN_LIN, where, 10.0))
+        assert (b.min_lr, b.max_lr) == pytest.approx((clean.min_lr, clean.max_lr), rel=0.03)
+
+
+@pytest.mark.parametrize(("noise", "seed"), [(0.0, 0), (0.05, 1), (0.1, 2), (0.2, 3)])
+def test_exp_ladder_bounds_on_the_log_axis(noise, seed):
+    lrs, losses = exp_case(noise, seed)
+    b = suggest_bounds(lrs, losses, mode="exp")
+    assert_sound(b)
+    assert math.log10(b.max_lr) == pytest.approx(EXP_END, abs=0.3)
+    assert math.log10(b.min_lr) == pytest.approx(EXP_START, abs=0.35)
+    assert b.min_rationale.startswith("loss starts falling clearly at")
+
+
+@pytest.mark.parametrize("n", [80, 150, 400, 1500])
+def test_exp_bounds_do_not_depend_on_the_number_of_steps(n):
+    lrs, losses = exp_case(0.05, seed=n, n=n)
+    b = suggest_bounds(lrs, losses, mode="exp")
+    assert math.log10(b.max_lr) == pytest.approx(EXP_END, abs=0.3)
+
+
+def test_slopes_are_taken_on_the_sampled_axis():
+    # Lightning #14248: slopes of an exp ladder taken against the linear LR blow up at the tiny LRs, and the
+    # "steepest" point lands there. Judged on the axis it was sampled on, the curve gives the right bounds.
+    lrs, losses = exp_case(0.02, seed=4)
+    right = suggest_bounds(lrs, losses, mode="exp")
+    wrong = suggest_bounds(lrs, losses, mode="linear")
+    assert math.log10(right.max_lr) == pytest.approx(EXP_END, abs=0.3)
+    assert math.log10(wrong.max_lr) < EXP_END - 2
+
+
+def test_plateau_then_cliff():
+    lrs = lr_ladder(1e-3, 1.0, 300, "linear")
+    losses = np.where(lrs < 0.5, 2.3, 0.5) + 0.01 * np.random.default_rng(0).standard_normal(300)
+    b = suggest_bounds(lrs, losses)
+    assert_sound(b)
+    assert b.max_lr == pytest.approx(0.5, abs=0.05)
+    assert b.min_lr == pytest.approx(b.max_lr / 4)  # a cliff has no start below max_lr / 4: the paper's rule
+    assert "max_lr/4" in b.min_rationale
+
+
+def test_falling_from_the_first_step_has_no_clear_start():
+    lrs = lr_ladder(1e-3, 1.0, 300, "linear")
+    losses = 0.3 + 2.0 * np.exp(-lrs / 0.1) + np.exp((lrs - 0.8) / 0.03)
+    b = suggest_bounds(lrs, losses)
+    assert_sound(b)
+    assert b.min_lr == pytest.approx(b.max_lr / 4)
+    assert b.min_rationale.startswith("start of the fall unclear (falling from the first step)")
+
+
+def test_descent_plateau_then_sudden_blowup():
+    lrs, losses = lin_case(0.01, seed=5, c=0.15, w=0.03, d=5.0)
+    losses = np.where(lrs > 0.7, losses + 5.0, losses)
+    b = suggest_bounds(lrs, losses)
+    assert_sound(b)
+    assert b.max_lr == pytest.approx(0.15 + 2.94 * 0.03, rel=0.1)
+    assert b.divergence_lr == pytest.approx(0.71, abs=0.03)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_in_the_middle_ends_the_analysis_there(bad):
+    lrs = lin_case()[0]
+    losses = CLEAN_LIN.copy()
+    losses[200] = bad  # after the descent, before the blow-up
+    losses[201:] = 1e30  # whatever follows must not matter
+    b = suggest_bounds(lrs, losses)
+    assert_sound(b)
+    assert b.max_lr == pytest.approx(LIN_END, rel=0.05)
+    assert b.divergence_lr == pytest.approx(lrs[200])
+    assert "became non-finite at" in b.max_rationale
+    assert find_divergence(losses) == (200, "non-finite")
+
+
+def test_non_finite_while_still_falling_is_low_confidence():
+    lrs = lin_case()[0]
+    b = suggest_bounds(lrs, with_nan(CLEAN_LIN, 150))
+    assert_sound(b)
+    assert b.max_lr == pytest.approx(lrs[149])
+    assert b.confidence == "low" and "still falling" in b.max_rationale
+
+
+@pytest.mark.parametrize(
+    ("scale", "shift"), [(1.0, -5.0), (1e-6, 0.0), (1e-6, 3e-6), (250.0, 1000.0), (0.5, -0.4)]
+)
+@pytest.mark.parametrize("case", ["linear", "exp"])
+def test_bounds_are_invariant_to_shifting_and_scaling_the_loss(scale, shift, case):
+    lrs, losses = lin_case(0.05, seed=8) if case == "linear" else exp_case(0.05, seed=8)
+    base = suggest_bounds(lrs, losses, mode=case)
+    moved = suggest_bounds(lrs, scale * losses + shift, mode=case)
+    assert base.usable
+    assert moved.confidence == base.confidence
+    for key in ("min_lr", "max_lr", "best_lr", "divergence_lr"):
+        assert getattr(moved, key) == pytest.approx(getattr(base, key), rel=1e-9), key
+
+
+def test_negative_losses_diverging_back_to_their_start():
+    # A negative log-likelihood that falls below zero, then collapses back to where it started (not higher):
+    # a "4x the best loss" rule cannot fire on it; a rule relative to the fall does.
+    lrs = lr_ladder(1e-3, 1.0, 300, "linear")
+    losses = _curve(lrs, c=0.3, w=0.08, d=5.0, dw=0.03) - 1.5
+    losses[230:] = losses[0]
+    b = suggest_bounds(lrs, losses)
+    assert_sound(b)
+    assert b.divergence_lr == pytest.approx(lrs[230], abs=0.02)
+    assert b.max_lr == pytest.approx(LIN_END, rel=0.05)
+
+
+# == suggest_bounds: curves that cannot give a reliable answer ===============================================
+
+
+def test_never_diverges_gives_bounds_and_asks_for_a_larger_range():
+    lrs, losses = lin_case(0.02, seed=1, d=5.0)
+    b = suggest_bounds(lrs, losses, planned_max_lr=1.0)
+    assert_sound(b)
+    assert b.max_lr == pytest.approx(LIN_END, rel=0.1)
+    assert b.confidence == "medium"
+    assert b.divergence_lr is None
+    assert "nothing diverged up to 1" in b.max_rationale
+    assert "--max-lr 10" in b.next_step
+
+
+def test_still_falling_at_the_end_of_the_range():
+    lrs, losses = lin_case(0.02, seed=1, c=0.8, w=0.1, d=5.0)
+    b = suggest_bounds(lrs, losses, planned_max_lr=1.0)
+    assert_sound(b)
+    assert b.max_lr == pytest.approx(1.0) and b.confidence == "low"
+    assert "still falling" in b.reason and "--max-lr 10" in b.next_step
+
+
+def test_never_falls():
+    lrs = lr_ladder(1e-3, 1.0, 300, "linear")
+    losses = 2.3 + 3.0 * lrs + 0.02 * np.random.default_rng(0).standard_normal(300)
+    b = suggest_bounds(lrs, losses)
+    assert_sound(b)
+    assert b.min_lr is None and b.max_lr is None and b.confidence == "none"
+    assert "never falls" in b.reason
+    assert "--min-lr 0.0001" in b.next_step
+
+
+def test_flat_curve():
+    lrs = lr_ladder(1e-6, 1e-4, 200, "exp")
+    losses = 2.3 + 0.02 * np.random.default_rng(0).standard_normal(200)
+    b = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=1e-4)
+    assert_sound(b)
+    assert b.max_lr is None and b.confidence == "none"
+    assert "flat" in b.reason and "--max-lr 0.001" in b.next_step
+
+
+@pytest.mark.parametrize("n", [200, 1000, 5000])
+def test_pure_noise_never_gets_bounds(n):
+    lrs = lr_ladder(1e-4, 1.0, n, "exp")
+    for seed in range(10):
+        losses = 2.3 + 0.1 * np.random.default_rng(seed).standard_normal(n)
+        assert suggest_bounds(lrs, losses, mode="exp").max_lr is None
+
+
+def test_too_short():
+    lrs, losses = lin_case(n=8)
+    b = suggest_bounds(lrs, losses)
+    assert b.max_lr is None and b.confidence == "none"
+    assert b.next_step == "run more steps: --steps 100"
+
+
+def test_diverging_after_a_few_steps_asks_for_a_lower_range():
+    lrs = lr_ladder(1e-3, 1.0, 100, "linear")
+    losses = np.full(100, 2.3)
+    losses[6] = np.nan
+    b = suggest_bounds(lrs, losses)
+    assert b.max_lr is None and b.divergence_lr == pytest.approx(lrs[6])
+    assert f"--max-lr {lrs[6]:.2g}" in b.next_step
+
+
+@pytest.mark.parametrize("losses", [np.full(50, np.nan), np.r_[np.inf, np.ones(49)]])
+def test_non_finite_from_the_first_step_points_at_the_setup(losses):
+    b = suggest_bounds(lr_ladder(1e-3, 1.0, 50, "linear"), losses)
+    assert b.max_lr is None and "first loss is non-finite" in b.reason and "clrfind check" in b.next_step
+
+
+def test_very_noisy_curve_is_low_confidence():
+    lrs, losses = lin_case(0.8, seed=2, n=2000)
+    b = suggest_bounds(lrs, losses)
+    assert_sound(b)
+    assert b.confidence == "low"
+    assert "noisy" in b.reason and "larger batch" in b.next_step
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "expected"), [("completed", "high"), ("interrupted", "medium"), ("error", "medium")]
+)
+def test_stop_reason_lowers_confidence(stop_reason, expected):
+    lrs, losses = lin_case()
+    b = suggest_bounds(lrs, losses, stop_reason=stop_reason, planned_max_lr=1.0)
+    assert b.confidence == expected
+    if stop_reason != "completed":
+        assert stop_reason in b.reason and "rerun it to completion" in b.next_step
+
+
+def test_stop_reason_diverged_marks_the_last_step():
+    lrs, losses = lin_case(d=5.0)
+    b = suggest_bounds(lrs[:250], losses[:250], stop_reason="diverged")
+    assert b.divergence_lr == pytest.approx(lrs[249])
+
+
+def test_many_random_curves_stay_sound():
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        mode = "exp" if seed % 2 else "linear"
+        lrs = lr_ladder(1e-4, 1.0, int(rng.integers(10, 500)), mode)
+        u = sample_axis(lrs, mode)
+        span = u[-1] - u[0]
+        losses = rng.uniform(-3, 3) + rng.uniform(1e-3, 10) * _curve(
+            u,
+            c=u[0] + rng.uniform(-0.2, 1.0) * span,
+            w=rng.uniform(0.01, 0.2) * span,
+            d=u[0] + rng.uniform(0.3, 1.5) * span,
+            dw=rng.uniform(0.01, 0.1) * span,
+            noise=rng.uniform(0.0, 1.0),
+            seed=seed,
+        )
+        assert_sound(suggest_bounds(lrs, losses, mode=mode))
+
+
+def test_ten_thousand_points_well_under_50_ms():
+    lrs, losses = lin_case(0.1, seed=1, n=10_000)
+    suggest_bounds(lrs, losses)
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        b = suggest_bounds(lrs, losses)
+        best = min(best, time.perf_counter() - t0)
+    assert best < 0.05
+    assert b.max_lr == pytest.approx(LIN_END, rel=0.1)
+
+
+def test_length_mismatch_and_bad_mode_raise():
+    with pytest.raises(ValueError):
+        suggest_bounds(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError):
+        suggest_bounds(np.ones(3), np.ones(3), mode="cosine")
+
+
+# == suggest_bounds_from_metric ==============================================================================
+
+
+def metric_lrs(points: int = 30) -> np.ndarray:
+    return lr_ladder(1e-3, 1.0, 300, "linear")[:: 300 // points]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_accuracy_rises_then_falls(seed):
+    lrs = metric_lrs()
+    sig = 1.0 / (1.0 + np.exp(-(lrs - 0.4) / 0.06))  # flat at chance until ~0.23, up by 0.58
+    collapse = 1.0 / (1.0 + np.exp(-(lrs - 0.75) / 0.03))
+    acc = 0.1 + 0.8 * sig - 0.8 * collapse + 0.02 * np.random.default_rng(seed).standard_normal(lrs.size)
+    b = suggest_bounds_from_metric(lrs, acc, higher_is_better=True)
+    assert_sound(b)
+    assert b.method == "accuracy"
+    assert b.max_lr == pytest.approx(0.4 + 2.94 * 0.06, rel=0.15)
+    assert b.min_rationale.startswith("accuracy starts rising clearly at 0.2")
+    assert "accuracy stopped rising at" in b.max_rationale and "fell at" in b.max_rationale
+
+
+def test_val_loss_falls_then_diverges():
+    lrs = metric_lrs(40)
+    values = _curve(lrs, **LIN, noise=0.03, seed=3)
+    b = suggest_bounds_from_metric(lrs, values, higher_is_better=False, name="val_loss")
+    assert_sound(b)
+    assert b.method == "val_loss"
+    assert b.max_lr == pytest.approx(LIN_END, rel=0.15)
+    assert "val_loss stopped falling at" in b.max_rationale
+
+
+def test_metric_with_too_few_points():
+    lrs = metric_lrs(30)[:8]
+    b = suggest_bounds_from_metric(lrs, np.linspace(0.1, 0.9, 8), higher_is_better=True)
+    assert b.max_lr is None and "evaluate the metric more often" in b.next_step
+
+
+def test_metric_and_loss_paths_agree_on_the_same_curve():
+    lrs, losses = lin_case(0.02, seed=9)
+    by_loss = suggest_bounds(lrs, losses)
+    by_metric = suggest_bounds_from_metric(lrs, -losses, higher_is_better=True)
+    assert (by_metric.min_lr, by_metric.max_lr) == pytest.approx((by_loss.min_lr, by_loss.max_lr))

@@ -1,0 +1,103 @@
+"""The library API: results, bounds, save/plot, and the caller's state left bit-for-bit as it was."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import clrfind
+from clrfind.errors import RunError, UsageError
+from clrfind.results import load_results
+
+
+def _snapshot(model, optimizer):
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        copy.deepcopy(optimizer.state_dict()),  # state_dict() holds live tensors
+        torch.get_rng_state().clone(),
+        np.random.get_state()[1].copy(),
+        random.getstate(),
+        model.training,
+    )
+
+
+def _assert_same(before, model, optimizer) -> None:
+    state, opt_state, rng, np_rng, py_rng, training = before
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    now = optimizer.state_dict()
+    assert now["param_groups"] == opt_state["param_groups"]
+    assert now["state"].keys() == opt_state["state"].keys()
+    for idx, st in now["state"].items():
+        for key, value in st.items():
+            assert torch.equal(value, opt_state["state"][idx][key])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert (np.random.get_state()[1] == np_rng).all()
+    assert random.getstate() == py_rng
+    assert model.training == training
+
+
+def _warm(model, loader, loss_fn, optimizer) -> None:
+    """Give the optimizer real momentum buffers so the restore test is not trivial."""
+    for i, (x, y) in enumerate(loader):
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        if i == 3:
+            break
+
+
+def test_range_test_returns_bounds_and_restores_state(tiny_task, tmp_path) -> None:
+    model, loader, loss_fn, optimizer = tiny_task
+    _warm(model, loader, loss_fn, optimizer)
+    model.eval()
+    before = _snapshot(model, optimizer)
+    result = clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=80)
+    _assert_same(before, model, optimizer)
+    assert result.steps_run >= 10
+    assert result.bounds is not None
+    assert result.optimizer is not None and result.optimizer.target == "torch.optim.sgd.SGD"
+    assert result.optimizer.kwargs == {"momentum": 0.9}
+    saved = result.save(tmp_path)
+    assert saved.name == "range_test.json" and load_results(saved) == result
+    fig = result.plot()
+    assert fig.axes
+
+
+def test_failure_in_user_code_restores_state_and_raises_run_error(tiny_task) -> None:
+    model, loader, loss_fn, optimizer = tiny_task
+    _warm(model, loader, loss_fn, optimizer)
+    before = _snapshot(model, optimizer)
+    calls = {"n": 0}
+
+    def step(m, batch, lf):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("user bug")
+        x, y = batch
+        return lf(m(x), y)
+
+    with pytest.raises(RunError, match="step 5"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, steps=30, step_fn=step)
+    _assert_same(before, model, optimizer)
+
+
+def test_bad_arguments_are_usage_errors(tiny_task) -> None:
+    model, loader, loss_fn, optimizer = tiny_task
+    with pytest.raises(UsageError, match="min_lr"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1.0, max_lr=0.1, steps=30)
+    with pytest.raises(UsageError, match="steps"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=0.1, steps=1)
+
+
+def test_optimizer_ref_records_non_default_kwargs() -> None:
+    from clrfind.api import optimizer_ref
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    ref = optimizer_ref(torch.optim.AdamW(p, lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95)))
+    assert ref.target == "torch.optim.adamw.AdamW"
+    assert ref.kwargs == {"weight_decay": 0.05, "betas": [0.9, 0.95]}

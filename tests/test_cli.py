@@ -1,0 +1,200 @@
+"""Each command through CliRunner: exit code, stdout and stderr asserted separately."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BASE_SPEC, write_spec
+from typer.testing import CliRunner
+
+from clrfind.cli import app
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    return write_spec(tmp_path, BASE_SPEC)
+
+
+@pytest.fixture
+def run_dir(runner: CliRunner, spec: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.stderr
+    return out
+
+
+def test_range_test_writes_results_plot_schedule(runner: CliRunner, spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(out), "--quiet", "--steps", "50"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == ""
+    assert "suggested: base_lr" in res.stdout and "stopped:" in res.stdout
+    assert f"results: {out / 'range_test.json'}" in res.stdout
+    data = json.loads((out / "range_test.json").read_text())
+    assert data["schema_version"] == 1 and data["planned_steps"] == 50
+    assert data["spec"]["range_test"]["steps"] == 50
+    assert data["stop_reason"] in ("completed", "diverged", "non-finite")
+    assert (out / "range_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sched = yaml.safe_load((out / "schedule.yaml").read_text())
+    assert sched["scheduler"]["target"] == "torch.optim.lr_scheduler.CyclicLR"
+    assert sched["optimizer"]["kwargs"]["momentum"] == 0.9
+
+
+def test_default_out_dir_is_named_after_the_spec(
+    runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["range-test", str(spec), "--quiet", "--steps", "20"])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "clrfind-runs" / "spec" / "range_test.json").exists()
+
+
+def test_plot_rerenders_from_results(runner: CliRunner, run_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "again.png"
+    res = runner.invoke(app, ["plot", str(run_dir / "range_test.json"), "--out", str(target), "--log-x"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == f"plot: {target}" and res.stderr == ""
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("yaml", ".yaml"), ("json", ".json"), ("python", ".py")])
+def test_export_formats(runner: CliRunner, run_dir: Path, fmt: str, suffix: str) -> None:
+    res = runner.invoke(
+        app, ["export", str(run_dir), "--format", fmt, "--policy", "one-cycle", "--epochs", "6", "--verify"]
+    )
+    assert res.exit_code == 0, res.stderr
+    path = run_dir / f"schedule{suffix}"
+    assert res.stdout.strip() == f"schedule: {path}"
+    text = path.read_text()
+    if fmt == "yaml":
+        assert yaml.safe_load(text)["scheduler"]["target"] == "torch.optim.lr_scheduler.OneCycleLR"
+    elif fmt == "json":
+        assert json.loads(text)["scheduler"]["kwargs"]["total_steps"] > 0
+    else:
+        compile(text, str(path), "exec")
+
+
+def test_export_to_stdout(runner: CliRunner, run_dir: Path) -> None:
+    res = runner.invoke(
+        app, ["export", str(run_dir / "range_test.json"), "--out", "-", "--policy", "triangular2"]
+    )
+    assert res.exit_code == 0, res.stderr
+    assert yaml.safe_load(res.stdout)["scheduler"]["kwargs"]["mode"] == "triangular2"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--policy", "sawtooth"], "sawtooth"),
+        (["--epochs", "0"], "--epochs"),
+        (["--steps-per-epoch", "-3"], "--steps-per-epoch"),
+    ],
+)
+def test_export_bad_options(runner: CliRunner, run_dir: Path, args: list[str], needle: str) -> None:
+    res = runner.invoke(app, ["export", str(run_dir), *args])
+    assert res.exit_code == 2
+    assert needle in res.stderr and res.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["plot", "export"])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "no such results file"),
+        ("{not json", "not valid JSON"),
+        ('{"schema_version": 99}', "schema_version is 99"),
+        ('{"schema_version": 1, "lrs": [0.1]', "truncated"),
+        ('{"schema_version": 1, "lrs": "x"}', "key '"),
+    ],
+)
+def test_bad_results_files(
+    runner: CliRunner, tmp_path: Path, command: str, content: str | None, needle: str
+) -> None:
+    path = tmp_path / "range_test.json"
+    if content is not None:
+        path.write_text(content)
+    res = runner.invoke(app, [command, str(path)])
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0] and str(path) in lines[0]
+
+
+def test_bad_spec_is_one_line_exit_2(runner: CliRunner, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC.replace("batch_size: 64", "batch_sise: 64"))
+    res = runner.invoke(app, ["range-test", str(spec), "--quiet"])
+    assert res.exit_code == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and "spec.yaml" in lines[0] and "batch_sise" in lines[0] and "batch_size" in lines[0]
+    )
+
+
+def test_debug_shows_the_traceback(runner: CliRunner, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC.replace("batch_size: 64", "batch_sise: 64"))
+    res = runner.invoke(app, ["--debug", "range-test", str(spec), "--quiet"])
+    assert res.exit_code != 0
+    from clrfind.errors import SpecError
+
+    assert isinstance(res.exception, SpecError)
+
+
+def test_error_mid_run_saves_partial_results_exit_1(runner: CliRunner, tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path, BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "task.py:Boom, kwargs: {at: 9}")
+    )
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(out), "--quiet"])
+    assert res.exit_code == 1
+    line = res.stderr.strip()
+    assert (
+        line.startswith("error: ")
+        and "task.py:Boom" in line
+        and "step 8" in line
+        and "partial results" in line
+    )
+    data = json.loads((out / "range_test.json").read_text())
+    assert data["stop_reason"] == "error" and len(data["lrs"]) == 8
+
+
+def test_unwritable_out_dir_fails_before_training(runner: CliRunner, spec: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(blocker / "sub"), "--quiet"])
+    assert res.exit_code == 2 and "not writable" in res.stderr and "--out" in res.stderr
+
+
+def test_check_command_reports_without_writing(
+    runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["check", str(spec)])
+    assert res.exit_code == 0, res.stderr
+    for label in (
+        "parameters: 82",
+        "batch: [Tensor[64, 2] float32, Tensor[64] int64]",
+        "steps per epoch: 16",
+        "planned steps: 60",
+        "estimated run time",
+        "device: cpu",
+    ):
+        assert label in res.stdout
+    assert not (tmp_path / "clrfind-runs").exists()
+
+
+def test_dry_run_is_check(runner: CliRunner, spec: Path) -> None:
+    res = runner.invoke(app, ["range-test", str(spec), "--dry-run"])
+    assert res.exit_code == 0 and "nothing was written" in res.stdout
+
+
+def test_version(runner: CliRunner) -> None:
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.startswith("clrfind ")

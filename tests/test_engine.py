@@ -1,0 +1,239 @@
+"""The training loop: ladder applied per step, chunked host copies, early stops, errors and interrupts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clrfind.engine import EngineOptions, describe_batch, move_to_device, run_loop
+from clrfind.errors import SetupError
+from clrfind.ladder import lr_ladder
+
+
+class LrRecorder(torch.optim.SGD):
+    """SGD that records the LR each step ran with."""
+
+    def __init__(self, params, **kw) -> None:
+        super().__init__(params, **kw)
+        self.seen: list[float] = []
+
+    def step(self, closure=None):
+        self.seen.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+def test_each_step_trains_at_its_rung(tiny_task) -> None:
+    model, loader, loss_fn, _ = tiny_task
+    opt = LrRecorder(model.parameters(), lr=0.5)
+    lrs = lr_ladder(1e-3, 0.05, 25, "linear")
+    out = run_loop(model, loader, loss_fn, opt, lrs, device=torch.device("cpu"))
+    assert opt.seen == pytest.approx(lrs.tolist())
+    assert out.lrs.tolist() == pytest.approx(lrs.tolist())
+    assert len(out.losses) == 25 and np.isfinite(out.losses).all()
+    assert out.stop_reason == "completed"
+    assert out.steps_per_epoch == 16  # 512 samples / 32
+
+
+@pytest.mark.parametrize("sync_every", [1, 3, 7, 64])
+def test_chunk_size_does_not_change_the_curve(tiny_task, sync_every: int) -> None:
+    model, loader, loss_fn, opt = tiny_task
+    loader = torch.utils.data.DataLoader(loader.dataset, batch_size=32)  # same batch order in both runs
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    lrs = lr_ladder(1e-3, 0.05, 20, "linear")
+    a = run_loop(
+        model, loader, loss_fn, opt, lrs, device=torch.device("cpu"), options=EngineOptions(sync_every=1)
+    )
+    model.load_state_dict(state)
+    opt.state.clear()
+    b = run_loop(
+        model,
+        loader,
+        loss_fn,
+        opt,
+        lrs,
+        device=torch.device("cpu"),
+        options=EngineOptions(sync_every=sync_every),
+    )
+    assert a.losses.tolist() == pytest.approx(b.losses.tolist(), rel=1e-6)
+
+
+def test_divergence_stops_early_within_a_few_steps(tiny_task) -> None:
+    model, loader, loss_fn, opt = tiny_task
+    lrs = lr_ladder(1e-3, 500.0, 400, "exp")
+    out = run_loop(model, loader, loss_fn, opt, lrs, device=torch.device("cpu"))
+    assert out.stop_reason in ("diverged", "non-finite")
+    assert len(out.losses) < 400
+    assert out.stop_detail
+
+
+def test_nan_loss_stops_at_once(tiny_task) -> None:
+    model, loader, _, opt = tiny_task
+    calls = {"n": 0}
+
+    def loss_fn(output, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(output, target)
+        return loss * float("nan") if calls["n"] == 12 else loss
+
+    out = run_loop(
+        model,
+        loader,
+        loss_fn,
+        opt,
+        lr_ladder(1e-3, 0.01, 50),
+        device=torch.device("cpu"),
+        options=EngineOptions(sync_every=1),
+    )
+    assert out.stop_reason == "non-finite"
+    assert len(out.losses) == 12 and np.isnan(out.losses[-1])
+
+
+def test_short_dataset_is_recycled_not_divergence(tiny_task) -> None:
+    model, _, loss_fn, opt = tiny_task
+    x = torch.randn(64, 2)
+    y = (x[:, 0] > 0).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    out = run_loop(model, loader, loss_fn, opt, lr_ladder(1e-3, 0.01, 30), device=torch.device("cpu"))
+    assert out.stop_reason == "completed" and len(out.losses) == 30
+    assert out.data_restarts == 7 and out.steps_per_epoch == 4
+    assert any("restarted" in n for n in out.notes)
+
+
+def test_accumulate_one_point_per_optimizer_step(tiny_task) -> None:
+    model, loader, loss_fn, _ = tiny_task
+    opt = LrRecorder(model.parameters(), lr=0.1)
+    out = run_loop(
+        model,
+        loader,
+        loss_fn,
+        opt,
+        lr_ladder(1e-3, 0.01, 10),
+        device=torch.device("cpu"),
+        options=EngineOptions(accumulate=4),
+    )
+    assert len(opt.seen) == 10 and len(out.losses) == 10
+    assert out.steps_per_epoch == 4  # 16 batches / 4 micro-batches
+
+
+def test_error_mid_run_is_returned_with_partial_curve(tiny_task) -> None:
+    model, loader, loss_fn, opt = tiny_task
+    calls = {"n": 0}
+
+    def step(m, batch, lf):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise ValueError("bad batch")
+        x, y = batch
+        return lf(m(x), y)
+
+    out = run_loop(
+        model,
+        loader,
+        loss_fn,
+        opt,
+        lr_ladder(1e-3, 0.01, 30),
+        device=torch.device("cpu"),
+        step_fn=step,
+        options=EngineOptions(sync_every=1, step_target="step.target 'x.py:step'"),
+    )
+    assert out.stop_reason == "error" and isinstance(out.error, ValueError)
+    assert out.error_step == 8 and len(out.losses) == 8
+    assert "x.py:step" in out.stop_detail and "step 8" in out.stop_detail
+
+
+def test_keyboard_interrupt_keeps_what_was_measured(tiny_task) -> None:
+    model, loader, loss_fn, opt = tiny_task
+    calls = {"n": 0}
+
+    def step(m, batch, lf):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        x, y = batch
+        return lf(m(x), y)
+
+    out = run_loop(
+        model, loader, loss_fn, opt, lr_ladder(1e-3, 0.01, 30), device=torch.device("cpu"), step_fn=step
+    )
+    assert out.stop_reason == "interrupted" and len(out.losses) == 14
+
+
+def test_first_batch_not_a_pair_is_a_setup_error(tiny_task) -> None:
+    model, _, loss_fn, opt = tiny_task
+    triples = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 2), torch.randn(8, 2))
+    with pytest.raises(SetupError, match="not an \\(inputs, targets\\) pair"):
+        run_loop(
+            model,
+            torch.utils.data.DataLoader(triples, batch_size=4),
+            loss_fn,
+            opt,
+            lr_ladder(1e-3, 0.01, 5),
+            device=torch.device("cpu"),
+        )
+
+
+def test_shape_mismatch_reports_both_shapes(tiny_task) -> None:
+    model, _, _, opt = tiny_task
+    data = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 3))
+    with pytest.raises(SetupError) as info:
+        run_loop(
+            model,
+            torch.utils.data.DataLoader(data, batch_size=4),
+            torch.nn.MSELoss(),
+            opt,
+            lr_ladder(1e-3, 0.01, 5),
+            device=torch.device("cpu"),
+        )
+    assert "Tensor[4, 2]" in str(info.value) and "Tensor[4, 3]" in str(info.value)
+
+
+def test_non_scalar_loss_is_a_setup_error(tiny_task) -> None:
+    model, loader, _, opt = tiny_task
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
+    with pytest.raises(SetupError, match="not a scalar"):
+        run_loop(model, loader, loss_fn, opt, lr_ladder(1e-3, 0.01, 5), device=torch.device("cpu"))
+
+
+def test_empty_loader_is_a_setup_error(tiny_task) -> None:
+    model, _, loss_fn, opt = tiny_task
+    with pytest.raises(SetupError, match="no batches"):
+        run_loop(model, [], loss_fn, opt, lr_ladder(1e-3, 0.01, 5), device=torch.device("cpu"))
+
+
+def test_accuracy_metric_on_fixed_val_subsample(tiny_task) -> None:
+    model, loader, loss_fn, opt = tiny_task
+    out = run_loop(
+        model,
+        loader,
+        loss_fn,
+        opt,
+        lr_ladder(1e-3, 0.5, 40),
+        device=torch.device("cpu"),
+        val_loader=loader,
+        options=EngineOptions(metric="accuracy", eval_every=5, eval_batches=2),
+    )
+    assert out.metric is not None and out.metric.name == "accuracy" and out.metric.higher_is_better
+    assert out.metric.steps == [4, 9, 14, 19, 24, 29, 34, 39]
+    assert all(0.0 <= v <= 1.0 for v in out.metric.values)
+
+
+def test_bf16_autocast_runs_on_cpu(tiny_task) -> None:
+    model, loader, loss_fn, opt = tiny_task
+    out = run_loop(
+        model,
+        loader,
+        loss_fn,
+        opt,
+        lr_ladder(1e-3, 0.01, 8),
+        device=torch.device("cpu"),
+        options=EngineOptions(precision="bf16"),
+    )
+    assert out.stop_reason == "completed" and np.isfinite(out.losses).all()
+
+
+def test_move_to_device_and_describe_nested() -> None:
+    batch = {"a": torch.zeros(2, 3), "b": [torch.ones(4, dtype=torch.long), "text"]}
+    moved = move_to_device(batch, torch.device("cpu"), non_blocking=False)
+    assert moved["b"][1] == "text"
+    assert describe_batch(batch) == "{a: Tensor[2, 3] float32, b: [Tensor[4] int64, str]}"

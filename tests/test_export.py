@@ -1,0 +1,453 @@
+"""Schedule export: every policy x optimizer gives kwargs the real torch scheduler accepts, with the LR trace
+the bounds promise and training ending at a cycle end; lengths, momentum, errors, formats, load_schedule, and
+no torch import for build + render."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import REPO
+
+from clrfind.errors import ExportError
+from clrfind.export import (
+    COSINE,
+    CYCLIC,
+    EXP_RANGE_END_FRACTION,
+    ONE_CYCLE,
+    ONE_CYCLE_FINAL_DIV,
+    POLICIES,
+    build_schedule,
+    load_schedule,
+    render_schedule,
+    verify_schedule,
+    write_schedule,
+)
+from clrfind.results import Bounds, OptimizerRef, RangeTestResult
+
+BASE, PEAK = 0.012, 0.41
+SPE = 10
+
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sgd-momentum": ("torch.optim.sgd.SGD", {"momentum": 0.9, "weight_decay": 5e-4}),
+    "sgd-plain": ("torch.optim.SGD", {}),
+    "adam": ("torch.optim.adam.Adam", {}),
+    "adamw": ("torch.optim.AdamW", {"weight_decay": 0.01, "betas": [0.9, 0.99]}),
+}
+
+
+def make_result(
+    *,
+    bounds: Bounds | str | None = "ok",
+    optimizer: OptimizerRef | str | None = "sgd-momentum",
+    steps_per_epoch: int | None = SPE,
+) -> RangeTestResult:
+    if bounds == "ok":
+        bounds = Bounds(
+            min_lr=BASE,
+            max_lr=PEAK,
+            confidence="high",
+            min_rationale="starts falling at 0.012",
+            max_rationale="stopped falling at 0.41 and diverged at 0.63",
+            divergence_lr=0.63,
+        )
+    if isinstance(optimizer, str):
+        target, kwargs = OPTIMIZERS[optimizer]
+        optimizer = OptimizerRef(target=target, kwargs=kwargs)
+    lrs = [0.01 * (i + 1) for i in range(64)]
+    losses = [2.0 - 3 * lr if lr < 0.5 else 0.5 + 40 * (lr - 0.5) ** 2 for lr in lrs]
+    return RangeTestResult(
+        clrfind_version="0.1.0",
+        min_lr=0.01,
+        max_lr=0.64,
+        planned_steps=64,
+        lrs=lrs,
+        losses=losses,
+        smoothed=losses,
+        stop_reason="diverged",
+        bounds=bounds,
+        steps_per_epoch=steps_per_epoch,
+        optimizer=optimizer,
+        spec_path="specs/resnet.yaml",
+    )
+
+
+def _import(target: str) -> Any:
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_schedule(schedule: dict[str, Any]) -> tuple[np.ndarray, list[float], torch.optim.Optimizer, Any]:
+    """Build the optimizer and scheduler exactly as the file says and train through training.total_steps.
+
+    Returns the LR and momentum (or beta1) used by every optimizer step, the optimizer and the scheduler.
+    """
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = _import(schedule["optimizer"]["target"])([param], **schedule["optimizer"]["kwargs"])
+    scheduler = _import(schedule["scheduler"]["target"])(optimizer, **schedule["scheduler"]["kwargs"])
+    lrs, momenta = [], []
+    for _ in range(schedule["training"]["total_steps"]):
+        group = optimizer.param_groups[0]
+        lrs.append(group["lr"])
+        momenta.append(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
+        param.grad = torch.ones_like(param)
+        optimizer.step()
+        scheduler.step()
+    return np.array(lrs), momenta, optimizer, scheduler
+
+
+# -- every policy x optimizer, for real ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+@pytest.mark.parametrize("policy", POLICIES)
+def test_policy_optimizer_table_builds_real_schedulers(policy: str, opt_name: str) -> None:
+    epochs = 30 if policy == "one-cycle" else None
+    schedule = build_schedule(make_result(optimizer=opt_name), policy=policy, epochs=epochs)
+    kwargs = schedule["scheduler"]["kwargs"]
+    training = schedule["training"]
+    total = training["total_steps"]
+    lrs, momenta, optimizer, scheduler = run_schedule(schedule)
+    assert len(lrs) == total == training["epochs"] * SPE
+
+    if policy in ("triangular", "triangular2", "exp_range"):
+        assert schedule["scheduler"]["target"] == CYCLIC and kwargs["mode"] == policy
+        step = kwargs["step_size_up"]
+        assert step == 4 * SPE and training["cycles"] == 4 and total == 2 * 4 * step
+        for c in range(training["cycles"]):
+            start, peak = 2 * c * step, 2 * c * step + step
+            assert lrs[start] == pytest.approx(BASE)
+            amplitude = {
+                "triangular": 1.0,
+                "triangular2": 0.5**c,
+                "exp_range": kwargs.get("gamma", 1.0) ** peak,
+            }[policy]
+            assert lrs[peak] == pytest.approx(BASE + (PEAK - BASE) * amplitude)
+            assert lrs[start : start + 2 * step].max() == pytest.approx(lrs[peak])
+        if policy == "exp_range":
+            assert lrs.max() < PEAK  # the amplitude decays from the first step on
+        else:
+            assert lrs.max() == pytest.approx(PEAK)
+        # Training ends at a cycle end: the LR after the last step is back at base_lr.
+        assert scheduler.get_last_lr()[0] == pytest.approx(BASE)
+        if policy == "exp_range":
+            assert kwargs["gamma"] ** total == pytest.approx(EXP_RANGE_END_FRACTION)
+            assert any("only the amplitude" in n for n in schedule["notes"])
+    elif policy == "one-cycle":
+        assert schedule["scheduler"]["target"] == ONE_CYCLE and kwargs["total_steps"] == total == 30 * SPE
+        assert lrs[0] == pytest.approx(BASE)  # max/base = 34 > 10: it starts at the range test's base_lr
+        peak = int(kwargs["pct_start"] * total) - 1
+        assert int(np.argmax(lrs)) == peak and lrs[peak] == pytest.approx(PEAK)
+        assert lrs[-1] == pytest.approx(BASE / ONE_CYCLE_FINAL_DIV) and lrs[-1] == lrs.min()
+        assert schedule["optimizer"]["kwargs"]["lr"] == pytest.approx(BASE)
+    else:
+        assert schedule["scheduler"]["target"] == COSINE
+        t0 = kwargs["T_0"]
+        assert kwargs["eta_min"] == BASE and schedule["optimizer"]["kwargs"]["lr"] == PEAK
+        assert total % t0 == 0 and total // t0 == training["cycles"]
+        for c in range(training["cycles"]):
+            assert lrs[c * t0] == pytest.approx(PEAK)
+            assert lrs[(c + 1) * t0 - 1] == lrs[c * t0 : (c + 1) * t0].min()
+            assert BASE < lrs[(c + 1) * t0 - 1] < BASE + 0.01 * (PEAK - BASE)
+        # The next step would be a restart: training stops at the boundary.
+        assert scheduler.get_last_lr()[0] == pytest.approx(PEAK)
+
+    has_momentum = opt_name != "sgd-plain"
+    if policy == "cosine":
+        assert "cycle_momentum" not in kwargs
+        assert len(set(momenta)) == 1  # cosine restarts never touch momentum
+    elif has_momentum:
+        assert kwargs["cycle_momentum"] is True
+        assert momenta[0] == pytest.approx(0.95)  # high momentum at the low LR ...
+        # ... and low at the peak (Smith 2018), scaled with the LR's amplitude (exp_range decays both).
+        top = int(np.argmax(lrs))
+        assert momenta[top] == pytest.approx(0.95 - 0.10 * (lrs[top] - BASE) / (PEAK - BASE))
+        if policy != "exp_range":
+            assert momenta[top] == pytest.approx(0.85)
+    else:
+        # CyclicLR/OneCycleLR with cycle_momentum=True would silently give this SGD momentum 0.9.
+        assert kwargs["cycle_momentum"] is False
+        assert set(momenta) == {0} and optimizer.param_groups[0]["momentum"] == 0
+    verify_schedule(schedule)
+
+
+def test_momentum_below_09_cycles_under_its_own_value() -> None:
+    result = make_result(optimizer=OptimizerRef(target="torch.optim.SGD", kwargs={"momentum": 0.5}))
+    kwargs = build_schedule(result)["scheduler"]["kwargs"]
+    assert kwargs["max_momentum"] == 0.5 and kwargs["base_momentum"] == pytest.approx(0.45)
+
+
+def test_beta1_zero_and_unknown_optimizers_do_not_cycle() -> None:
+    adam0 = make_result(optimizer=OptimizerRef(target="torch.optim.Adam", kwargs={"betas": [0.0, 0.99]}))
+    assert build_schedule(adam0)["scheduler"]["kwargs"]["cycle_momentum"] is False
+    adagrad = make_result(optimizer=OptimizerRef(target="torch.optim.Adagrad", kwargs={}))
+    schedule = build_schedule(adagrad)
+    assert schedule["scheduler"]["kwargs"]["cycle_momentum"] is False
+    run_schedule(schedule)  # Adagrad has neither momentum nor betas: cycle_momentum=True would raise
+
+
+def test_one_cycle_keeps_a_10x_minimum_when_the_bounds_are_close() -> None:
+    result = make_result(bounds=Bounds(min_lr=0.1, max_lr=0.4, confidence="medium"))
+    schedule = build_schedule(result, policy="one-cycle", epochs=5)
+    assert schedule["scheduler"]["kwargs"]["div_factor"] == 10.0
+    lrs, *_ = run_schedule(schedule)
+    assert lrs[0] == pytest.approx(0.04) and lrs.max() == pytest.approx(0.4)
+    assert any("10-20x" in n for n in schedule["notes"])
+
+
+# -- training length -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epochs", "spe", "cycles", "step"),
+    [
+        (40, 100, 5, 400),  # 4-epoch steps fit exactly
+        (30, 10, 4, 37),  # 4 cycles, 4 steps left over
+        (12, 10, 3, 20),  # 3 cycles of 2-epoch steps: the shortest budget for 3 cycles
+        (10, 10, 2, 25),  # too short for 3 cycles: fewer cycles, steps stay >= 2 epochs
+        (3, 10, 1, 15),  # shorter than one 2-epoch cycle: one cycle fills it
+        (1, 2, 1, 1),  # the smallest cycle there is
+        (400, 5, 50, 20),
+        (1000, 1, 125, 4),
+    ],
+)
+def test_epochs_fitting(epochs: int, spe: int, cycles: int, step: int) -> None:
+    schedule = build_schedule(make_result(), epochs=epochs, steps_per_epoch=spe)
+    training = schedule["training"]
+    assert (training["cycles"], schedule["scheduler"]["kwargs"]["step_size_up"]) == (cycles, step)
+    assert training["total_steps"] == 2 * cycles * step <= epochs * spe
+    assert training["epochs"] == epochs and training["steps_per_epoch"] == spe
+
+
+def test_epochs_fitting_rules_hold_for_every_length() -> None:
+    for spe in (1, 3, 7, 50):
+        for epochs in range(math.ceil(2 / spe), 201):  # from the shortest budget with a whole cycle
+            schedule = build_schedule(make_result(), epochs=epochs, steps_per_epoch=spe, policy="cosine")
+            training, t0 = schedule["training"], schedule["scheduler"]["kwargs"]["T_0"]
+            cycles, total = training["cycles"], training["total_steps"]
+            assert total == cycles * t0 <= epochs * spe and t0 >= 2
+            assert epochs * spe - total < 2 * cycles  # only the remainder of the division is left unused
+            if epochs >= 12:
+                assert cycles >= 3 and 2 * spe <= t0 / 2 <= 10 * spe
+            elif epochs >= 4:
+                assert t0 / 2 >= 2 * spe
+
+
+def test_default_length_without_epochs() -> None:
+    schedule = build_schedule(make_result(steps_per_epoch=25), policy="triangular2")
+    assert schedule["scheduler"]["kwargs"]["step_size_up"] == 100
+    assert schedule["training"] == {"steps_per_epoch": 25, "epochs": 32, "total_steps": 800, "cycles": 4}
+
+
+def test_steps_per_epoch_override() -> None:
+    schedule = build_schedule(make_result(steps_per_epoch=None), steps_per_epoch=7)
+    assert schedule["scheduler"]["kwargs"]["step_size_up"] == 28
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result_kw", "build_kw", "needles"),
+    [
+        ({"bounds": None}, {}, ["no bounds"]),
+        (
+            {"bounds": Bounds(reason="the loss is flat", next_step="widen the range: --max-lr 10")},
+            {},
+            ["the loss is flat", "--max-lr 10"],
+        ),
+        ({}, {"policy": "sawtooth"}, ["'sawtooth'", *POLICIES]),
+        ({}, {"epochs": 0}, ["epochs", "0"]),
+        ({}, {"epochs": -3}, ["epochs", "-3"]),
+        ({}, {"steps_per_epoch": 0}, ["steps_per_epoch", "--steps-per-epoch"]),
+        ({"steps_per_epoch": None}, {}, ["steps per epoch unknown", "--steps-per-epoch N"]),
+        ({}, {"epochs": 1, "steps_per_epoch": 1}, ["too short", "--epochs"]),
+        ({}, {"policy": "one-cycle"}, ["one-cycle needs the training length", "--epochs N"]),
+        ({}, {"policy": "one-cycle", "epochs": 1, "steps_per_epoch": 5}, ["too short for one-cycle"]),
+        ({"optimizer": None}, {}, ["optimizer", "re-run"]),
+    ],
+)
+def test_build_errors(result_kw: dict[str, Any], build_kw: dict[str, Any], needles: list[str]) -> None:
+    with pytest.raises(ExportError) as info:
+        build_schedule(make_result(**result_kw), **build_kw)
+    text = str(info.value)
+    assert "\n" not in text
+    for needle in needles:
+        assert needle in text
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ExportError, match=r"unknown format 'toml'.*yaml, json, python"):
+        render_schedule(build_schedule(make_result()), "toml")
+
+
+# -- formats -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_yaml_and_json_round_trip(policy: str) -> None:
+    schedule = build_schedule(
+        make_result(optimizer="adamw"), policy=policy, epochs=24, results_path="run/range_test.json"
+    )
+    text = render_schedule(schedule, "yaml")
+    assert yaml.safe_load(text) == schedule
+    assert json.loads(render_schedule(schedule, "json")) == schedule
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert header[0].startswith("# LR schedule written by clrfind 0.1.0") and "0.012 - 0.41" in header[0]
+    assert "load_schedule" in "\n".join(header) and all(len(line) <= 110 for line in text.splitlines())
+    assert "  interval: step  # call scheduler.step() after every optimizer.step()" in text
+    assert schedule["source"]["results"] == "run/range_test.json"
+    assert schedule["source"]["bounds"] == [BASE, PEAK]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_python_snippet_compiles_and_runs(policy: str) -> None:
+    schedule = build_schedule(make_result(), policy=policy, epochs=20)
+    code = render_schedule(schedule, "python")
+    compiled = compile(code, "schedule.py", "exec")
+    assert "`model` is a placeholder" in code
+    namespace: dict[str, Any] = {"model": torch.nn.Linear(2, 1)}
+    exec(compiled, namespace)
+    scheduler = namespace["scheduler"]
+    assert type(scheduler).__name__ == schedule["scheduler"]["target"].rsplit(".", 1)[-1]
+    assert namespace["TOTAL_STEPS"] == schedule["training"]["total_steps"]
+    start = PEAK if policy == "cosine" else BASE
+    assert namespace["optimizer"].param_groups[0]["lr"] == pytest.approx(start)
+
+
+# -- load_schedule / verify / write --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_load_schedule_builds_on_the_callers_optimizer(tmp_path: Path, fmt: str) -> None:
+    path = write_schedule(make_result(), tmp_path / f"schedule.{fmt}", fmt=fmt, verify=True)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0, momentum=0.9)
+    scheduler = load_schedule(path, optimizer)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CyclicLR)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(BASE)
+    for _ in range(4 * SPE):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(PEAK)
+
+
+def test_load_schedule_resets_a_stale_initial_lr(tmp_path: Path) -> None:
+    path = write_schedule(make_result(), tmp_path / "schedule.yaml", policy="cosine")
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0, momentum=0.9)
+    torch.optim.lr_scheduler.StepLR(optimizer, 10)  # leaves initial_lr = 1.0 in the param groups
+    scheduler = load_schedule(path, optimizer)
+    assert scheduler.base_lrs == [PEAK]
+
+
+def test_load_schedule_refuses_to_turn_momentum_on(tmp_path: Path) -> None:
+    path = write_schedule(make_result(), tmp_path / "schedule.yaml")  # cycles SGD momentum 0.9
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    with pytest.raises(ExportError, match=r"momentum 0.*cycle_momentum: false"):
+        load_schedule(path, optimizer)
+    assert optimizer.param_groups[0]["momentum"] == 0 and optimizer.param_groups[0]["lr"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("missing.yaml", None, "no such schedule file"),
+        ("bad.yaml", "optimizer: [unclosed\n", "not valid YAML"),
+        ("bad.json", "{", "not valid JSON at line 1"),
+        ("list.yaml", "- 1\n", "expected a mapping"),
+        (
+            "noopt.yaml",
+            "scheduler: {target: torch.optim.lr_scheduler.CyclicLR, kwargs: {}}\n",
+            "key 'optimizer'",
+        ),
+        ("schedule.py", "import torch\n", "Python snippet"),
+    ],
+)
+def test_load_schedule_file_errors(tmp_path: Path, name: str, content: str | None, needle: str) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ExportError, match=needle):
+        load_schedule(path, optimizer)
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda s: s["scheduler"]["kwargs"].update(bogus=1), "do not fit CyclicLR"),
+        (lambda s: s["scheduler"].update(target="torch.optim.lr_scheduler.Nope"), "not a scheduler"),
+        (lambda s: s["scheduler"].update(target="os.system"), "not a torch.optim.lr_scheduler class"),
+        (lambda s: s["optimizer"]["kwargs"].update(lr=-1), "positive number"),
+    ],
+)
+def test_load_schedule_bad_contents(tmp_path: Path, edit: Any, needle: str) -> None:
+    schedule = build_schedule(make_result())
+    edit(schedule)
+    path = tmp_path / "schedule.yaml"
+    path.write_text(yaml.safe_dump(schedule))
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ExportError, match=needle):
+        load_schedule(path, optimizer)
+
+
+def test_verify_reports_unimportable_or_rejecting_optimizers() -> None:
+    schedule = build_schedule(make_result())
+    schedule["optimizer"]["target"] = "no_such_package.optim.Fancy"
+    with pytest.raises(ExportError, match=r"cannot import the optimizer .*--no-verify"):
+        verify_schedule(schedule)
+    schedule = build_schedule(make_result())
+    schedule["optimizer"]["kwargs"]["momentum"] = -1.0
+    with pytest.raises(ExportError, match=r"rejects optimizer\.kwargs"):
+        verify_schedule(schedule)
+
+
+def test_write_schedule_writes_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "schedule.yaml"
+    target.parent.mkdir()
+    target.write_text("old")
+    path = write_schedule(make_result(), target, policy="exp_range", verify=True)
+    assert path == target and yaml.safe_load(path.read_text())["scheduler"]["kwargs"]["mode"] == "exp_range"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["schedule.yaml"]
+
+
+def test_build_and_render_never_import_torch() -> None:
+    result = make_result()
+    code = (
+        "import sys\n"
+        "from clrfind.export import POLICIES, FORMATS, build_schedule, render_schedule\n"
+        "from clrfind.results import RangeTestResult\n"
+        "r = RangeTestResult.model_validate_json(sys.stdin.read())\n"
+        "texts = [render_schedule(build_schedule(r, policy=p, epochs=20), f)\n"
+        "         for p in POLICIES for f in FORMATS]\n"
+        "print(len(texts), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=result.model_dump_json(),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    assert out.stdout.split() == [str(len(POLICIES) * 3), "False"]
+
+
+def test_cycle_arithmetic_matches_the_paper_formula() -> None:
+    """CyclicLR's triangular LR is Smith's formula: lr = base + (max - base) * max(0, 1 - x)."""
+    schedule = build_schedule(make_result(), epochs=16, steps_per_epoch=3)
+    lrs, *_ = run_schedule(schedule)
+    s = schedule["scheduler"]["kwargs"]["step_size_up"]
+    for it, lr in enumerate(lrs):
+        cycle = math.floor(1 + it / (2 * s))
+        x = abs(it / s - 2 * cycle + 1)
+        assert lr == pytest.approx(BASE + (PEAK - BASE) * max(0.0, 1 - x))

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clrfind.ladder import lr_ladder, sample_axis
+
+
+def test_linear_ladder_values() -> None:
+    assert lr_ladder(0.1, 1.0, 10, "linear").tolist() == pytest.approx([0.1 + 0.1 * i for i in range(10)])
+
+
+def test_exp_ladder_values_even_in_log() -> None:
+    lrs = lr_ladder(1e-5, 1.0, 6, "exp")
+    assert lrs.tolist() == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], rel=1e-9)
+    assert np.diff(sample_axis(lrs, "exp")) == pytest.approx([1.0] * 5)
+
+
+def test_first_rung_is_min_and_last_is_max() -> None:
+    for mode in ("linear", "exp"):
+        lrs = lr_ladder(3e-4, 2.0, 37, mode)
+        assert lrs[0] == pytest.approx(3e-4) and lrs[-1] == pytest.approx(2.0) and len(lrs) == 37
+
+
+@pytest.mark.parametrize(
+    ("args", "match"), [((1.0, 0.1, 10), "min_lr"), ((0.0, 1.0, 10), "min_lr"), ((0.1, 1.0, 1), "steps")]
+)
+def test_bad_ladders(args: tuple[float, float, int], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        lr_ladder(*args)
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        lr_ladder(0.1, 1.0, 10, "cosine")  # type: ignore[arg-type]

@@ -1,0 +1,201 @@
+"""Repeats (spread over known seeds), sweeps (two values), and a 2-process gloo run under torch.distributed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BASE_SPEC, REPO, write_spec
+from typer.testing import CliRunner
+
+from clrfind.cli import app
+from clrfind.multi import SweepRun, aggregate_repeats, mean_curve, recommend, spread_of, sweep_grid
+from clrfind.results import Bounds, RangeTestResult
+
+
+def _result(seed: int, losses: list[float], bounds: tuple[float, float] | None) -> RangeTestResult:
+    n = len(losses)
+    return RangeTestResult(
+        clrfind_version="0", seed=seed, min_lr=0.01, max_lr=1.0, planned_steps=n,
+        lrs=list(np.linspace(0.01, 1.0, n)), losses=losses, smoothed=losses, stop_reason="completed",
+        bounds=Bounds(min_lr=bounds[0], max_lr=bounds[1], confidence="high") if bounds else None,
+    )  # fmt: skip
+
+
+def test_spread_of_known_values() -> None:
+    s = spread_of([0.1, 0.2, 0.3, 0.4, None, float("nan")])
+    assert s is not None
+    assert (s.median, s.q1, s.q3, s.min, s.max, s.n) == pytest.approx((0.25, 0.175, 0.325, 0.1, 0.4, 4))
+    assert spread_of([None]) is None
+
+
+def test_mean_curve_keeps_steps_most_runs_reached() -> None:
+    a = _result(0, [3.0, 2.0, 1.0, 0.5], None)
+    b = _result(1, [5.0, 4.0, 3.0], None)
+    c = _result(2, [1.0, 0.0], None)
+    lrs, mean = mean_curve([a, b, c])
+    assert mean.tolist() == pytest.approx([3.0, 2.0, 2.0])  # step 3 reached by 1 of 3 runs only: dropped
+    assert len(lrs) == 3
+
+
+def test_aggregate_repeats_records_every_run_and_spread() -> None:
+    x = np.linspace(0, 1, 80)
+    runs = [
+        _result(
+            s, list(2.0 - 1.5 * np.tanh(4 * x) + 3 * np.clip(x - 0.7, 0, None) ** 2 * 20 + 0.01 * s), (lo, hi)
+        )
+        for s, (lo, hi) in enumerate([(0.05, 0.4), (0.06, 0.5), (0.07, 0.6)])
+    ]
+    agg = aggregate_repeats(runs)
+    assert agg.runs is not None and [r.seed for r in agg.runs] == [0, 1, 2]
+    assert agg.spread is not None
+    assert agg.spread["max_lr"].median == pytest.approx(0.5)
+    assert agg.spread["min_lr"].min == pytest.approx(0.05) and agg.spread["min_lr"].max == pytest.approx(0.07)
+    assert agg.bounds is not None
+
+
+def test_sweep_grid_and_recommendation() -> None:
+    grid = sweep_grid([("optimizer.kwargs.weight_decay", [0, 1e-4]), ("data.batch_size", [16, 32])])
+    assert len(grid) == 4 and grid[1] == {"optimizer.kwargs.weight_decay": 0, "data.batch_size": 32}
+    runs = [
+        SweepRun(label="wd=0", overrides={}, results="", max_lr=0.3, lowest_loss=0.50),
+        SweepRun(label="wd=1e-4", overrides={}, results="", max_lr=0.6, lowest_loss=0.51),
+        SweepRun(label="wd=1e-3", overrides={}, results="", max_lr=0.9, lowest_loss=0.80),
+    ]
+    label, why = recommend(runs)
+    assert label == "wd=1e-4" and "largest max_lr" in why
+
+
+def test_repeats_command_writes_every_run(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC)
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(
+        app, ["range-test", str(spec), "--out", str(out), "--repeats", "3", "--quiet", "--steps", "40"]
+    )
+    assert res.exit_code == 0, res.stderr
+    assert "3 runs" in res.stdout
+    data = json.loads((out / "range_test.json").read_text())
+    assert [r["seed"] for r in data["runs"]] == [0, 1, 2]
+    runs_max = [r["bounds"]["max_lr"] for r in data["runs"] if r["bounds"] and r["bounds"]["max_lr"]]
+    if runs_max:
+        assert data["spread"]["max_lr"]["median"] == pytest.approx(float(np.median(runs_max)))
+    assert (out / "range_test.png").exists()
+
+
+def test_sweep_command_two_values(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC)
+    out = tmp_path / "sw"
+    res = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            str(spec),
+            "--set",
+            "optimizer.kwargs.weight_decay=0,0.001",
+            "--out",
+            str(out),
+            "--quiet",
+            "--steps",
+            "40",
+        ],
+    )
+    assert res.exit_code == 0, res.stderr
+    assert (
+        "weight_decay=0 " in res.stdout
+        and "weight_decay=0.001" in res.stdout
+        and "recommended:" in res.stdout
+    )
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [r["label"] for r in sweep["runs"]] == ["weight_decay=0", "weight_decay=0.001"]
+    for run in sweep["runs"]:
+        data = json.loads((out / run["results"]).read_text())
+        assert (
+            data["spec"]["optimizer"]["kwargs"]["weight_decay"]
+            == run["overrides"]["optimizer.kwargs.weight_decay"]
+        )
+    assert (out / "sweep.png").exists()
+    res = CliRunner().invoke(app, ["plot", str(out / "sweep.json"), "--out", str(tmp_path / "again.png")])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "again.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_bad_key_fails_before_running(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC)
+    res = CliRunner().invoke(
+        app, ["sweep", str(spec), "--set", "optimizer.kwargz.weight_decay=0,1", "--quiet"]
+    )
+    assert res.exit_code == 2 and res.stderr.startswith("error: ")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+RANK_WORKER = """
+import json, os, sys
+from pathlib import Path
+from clrfind.api import run_spec
+from clrfind.distributed import distributed_context, mean_over_ranks
+from clrfind.spec import load_spec
+spec, out = sys.argv[1], Path(sys.argv[2])
+with distributed_context("cpu") as ctx:
+    run = run_spec(load_spec(spec), out_dir=out / "files", rank=ctx.rank, world_size=ctx.world_size,
+                   reduce_loss=mean_over_ranks(ctx.world_size))
+    (out / f"rank{ctx.rank}.json").write_text(json.dumps(run.result.losses))
+"""
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_same_curve_files_once(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC.replace("steps: 60", "steps: 30"))
+    worker = tmp_path / "worker.py"
+    worker.write_text(RANK_WORKER)
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "WORLD_SIZE": "2",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    procs = [
+        subprocess.Popen([sys.executable, str(worker), str(spec), str(tmp_path)], env={**env, "RANK": str(r),
+                         "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in range(2)
+    ]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    curves = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert curves[0] == curves[1] and len(curves[0]) >= 10
+    data = json.loads((tmp_path / "files" / "range_test.json").read_text())
+    assert data["world_size"] == 2 and data["global_batch_size"] == 64
+    assert data["losses"] == curves[0]
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == [
+        "range_test.json",
+        "range_test.png",
+        "schedule.yaml",
+    ]
+
+
+@pytest.mark.slow
+def test_torchrun_cli_writes_once(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC.replace("steps: 60", "steps: 30"))
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+         "-m", "clrfind", "range-test", str(spec), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("suggested:") == 1  # rank 0 alone prints
+    data = json.loads((out / "range_test.json").read_text())
+    assert data["world_size"] == 2
