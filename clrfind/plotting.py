@@ -408,14 +408,12 @@ def _title(result: RangeTestResult) -> str:
     model = result.spec.get("model") if isinstance(result.spec, dict) else None
     if isinstance(model, dict) and isinstance(model.get("target"), str):
         head += f" (model {model['target']})"
-    stop = result.stop_reason
-    if result.stop_detail:
-        detail = result.stop_detail if len(result.stop_detail) <= 70 else result.stop_detail[:67] + "..."
-        stop += f" ({detail})"
+    stop = result.stop_reason  # the detail is a sentence: it goes to the footnote, where it has room
     confidence = result.bounds.confidence if result.bounds else "none"
     runs = f", {len(result.runs)} runs" if result.runs else ""
     return (
-        f"{head}\nstop: {stop} | confidence: {confidence} | {result.steps_run} steps{runs}, "
+        f"{head}\nstopped: {stop} | confidence: {confidence} | "
+        f"{result.steps_run} of {result.planned_steps} steps{runs}, "
         f"{result.mode} ladder {result.min_lr:.3g} to {result.max_lr:.3g}"
     )
 
@@ -433,6 +431,8 @@ def _footnote(result: RangeTestResult) -> str:
         parts.append(f"{'Caveat' if b.usable else 'No bounds'}: {b.reason}.")
     if b.next_step:
         parts.append(f"Next: {b.next_step}.")
+    if result.stop_detail:
+        parts.append(f"Stopped: {result.stop_detail}.")
     return " ".join(parts)
 
 

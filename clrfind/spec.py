@@ -43,7 +43,11 @@ _DEVICE_ALIASES = {"gpu": "cuda", "cuda0": "cuda:0", "metal": "mps", "apple": "m
 # -- YAML ----------------------------------------------------------------------------------------------------------
 
 
-class _SpecLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (10x faster); the constructor stays the safe Python one.
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SpecLoader(_SafeBase):  # type: ignore[valid-type,misc]
     """SafeLoader with YAML 1.2 floats and duplicate keys rejected.
 
     PyYAML follows YAML 1.1, where ``1e-4`` (no dot, unsigned exponent) is a *string*: the most common way to write
@@ -86,7 +90,7 @@ def yaml_load(text: str) -> Any:
     Raises:
         yaml.YAMLError: the text is not valid YAML.
     """
-    return yaml.load(text, Loader=_SpecLoader)  # _SpecLoader is a SafeLoader subclass: no object construction
+    return yaml.load(text, Loader=_SpecLoader)  # a safe loader: no object construction
 
 
 # -- the spec models -----------------------------------------------------------------------------------------------
@@ -187,9 +191,7 @@ class Spec(_Frozen):
     @classmethod
     def _device_shape(cls, value: str) -> str:
         if not DEVICE_RE.fullmatch(value):
-            close = _DEVICE_ALIASES.get(value.lower()) or next(
-                iter(difflib.get_close_matches(value, ["auto", "cpu", "cuda", "mps"], n=1)), None
-            )
+            close = _DEVICE_ALIASES.get(value.lower()) or closest(value, ["auto", "cpu", "cuda", "mps"])
             guess = f" (did you mean '{close}'?)" if close else ""
             raise _rule(f"expected one of {', '.join(DEVICE_CHOICES)}, got {value!r}{guess}")
         return value
@@ -456,11 +458,26 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts).replace(".[", "[") or "<top>"
 
 
+def closest(word: str, choices: typing.Iterable[str]) -> str | None:
+    """The choice the user most likely meant: same name in another case, a completion of it, or a near spelling."""
+    choices = [str(c) for c in choices]
+    word = str(word)
+    for choice in choices:
+        if choice.lower() == word.lower():
+            return choice
+    if len(word) >= 3:
+        prefixed = [c for c in choices if c.lower().startswith(word.lower())]
+        if len(prefixed) == 1:
+            return prefixed[0]
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _suggest(word: str, choices: typing.Iterable[str]) -> str:
     choices = list(choices)
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    close = closest(word, choices)
     if close:
-        return f" (did you mean {close[0]!r}?)"
+        return f" (did you mean {close!r}?)"
     return f" (allowed: {', '.join(choices)})"
 
 
@@ -509,11 +526,12 @@ def _describe(err: Any, source: str) -> str:
         return f"{source}: {where}: {detail}"
     if kind == "literal_error":
         choices = [c.strip().strip("'") for c in re.split(r",| or ", ctx.get("expected", "")) if c.strip()]
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(str(value), choices)
+        guess = f" (did you mean {close!r}?)" if close else ""
         return f"{source}: {where}: expected one of {', '.join(choices)}, got {_show(value)}{guess}"
     if kind in ("greater_than", "greater_than_equal"):
         bound = ctx.get("gt", ctx.get("ge"))
+        bound = f"{bound:g}" if isinstance(bound, (int, float)) else bound
         op = "greater than" if kind == "greater_than" else "at least"
         return f"{source}: {where}: must be {op} {bound}, got {_show_number(value)}"
     if kind == "finite_number":

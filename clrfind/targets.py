@@ -11,7 +11,6 @@ A spec runs the code it names, like any training script; that is documented, not
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import ClrfindError, SetupError, TargetError
+from clrfind.spec import closest
 
 if TYPE_CHECKING:
     from clrfind.spec import LoadedSpec
@@ -115,8 +115,8 @@ def _missing_message(exc: _ModuleMissing, target: str) -> str:
     top = exc.missing.split(".")[0]
     guess = ""
     if exc.missing == top:
-        close = difflib.get_close_matches(top, _top_level_modules(), n=1)
-        guess = f" (did you mean '{close[0]}'?)" if close else ""
+        close = closest(top, _top_level_modules())
+        guess = f" (did you mean '{close}'?)" if close else ""
     return (
         f"could not import '{exc.name}' for '{target}' (No module named '{exc.missing}'){guess}: check the "
         "spelling, install the package, or write 'file.py:attr' for a file beside the spec"
@@ -199,9 +199,14 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
         sys.modules.pop(name, None)
+        fix = (
+            "install what it imports"
+            if isinstance(exc, ModuleNotFoundError)
+            else "fix the error in that file"
+        )
         raise TargetError(
             f"{where}: importing '{file_part}' raised {type(exc).__name__}: {_exc_text(exc)}{_exc_where(exc)}: "
-            "fix the error in that file"
+            + fix
         ) from exc
     except BaseException:
         sys.modules.pop(name, None)
@@ -235,9 +240,9 @@ def _walk(obj: Any, attr: str, *, label: str, where: str, target: str) -> Any:
             except _ModuleMissing:
                 pass
         names = [n for n in dir(obj) if not n.startswith("_")]
-        close = difflib.get_close_matches(part, names, n=1)
+        close = closest(part, names)
         if close:
-            fix = f"did you mean '{close[0]}'?"
+            fix = f"did you mean '{close}'?"
         elif 0 < len(names) <= 12:
             fix = f"it has: {', '.join(names)}"
         else:
@@ -304,7 +309,7 @@ def call_problems(
     kwargs_key = _kwargs_key(key)
     if not callable(obj):
         return [
-            f"{where}: '{label}' is a {type(obj).__name__}, not callable: point the target at a class or function"
+            f"{where}: '{label}' is not callable (got {type(obj).__name__}): point the target at a class or function"
         ]
     try:
         sig = inspect.signature(obj)
@@ -329,17 +334,17 @@ def call_problems(
     keywords = [p.name for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
     var_kw = any(p.kind is kinds.VAR_KEYWORD for p in params)
     positional_only = {p.name for p in params if p.kind is kinds.POSITIONAL_ONLY}
+    suggested: set[str] = set()
     for name in kwargs:
         if name in filled:
             problems.append(f"{source}: {kwargs_key}.{name}: '{name}' is supplied by clrfind; remove it")
         elif name in keywords or (var_kw and name not in positional_only):
             continue
         else:
-            close = difflib.get_close_matches(str(name), keywords, n=1)
+            close = closest(str(name), keywords)
+            suggested.add(close or "")
             fix = (
-                f"did you mean '{close[0]}'?"
-                if close
-                else f"it accepts: {', '.join(keywords) or 'no keywords'}"
+                f"did you mean '{close}'?" if close else f"it accepts: {', '.join(keywords) or 'no keywords'}"
             )
             problems.append(f"{source}: {kwargs_key}.{name}: '{label}' has no argument '{name}' ({fix})")
 
@@ -348,7 +353,8 @@ def call_problems(
             kinds.VAR_POSITIONAL,
             kinds.VAR_KEYWORD,
         )
-        if required and p.name not in filled and p.name not in kwargs:
+        # A missing argument that a misspelt one was already pointed at is the same problem: report it once.
+        if required and p.name not in filled and p.name not in kwargs and p.name not in suggested:
             problems.append(
                 f"{source}: {kwargs_key}: '{label}' needs argument '{p.name}': add {p.name}: <value> under "
                 f"{kwargs_key}"

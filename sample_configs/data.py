@@ -7,13 +7,13 @@ from torch.utils.data import Dataset, TensorDataset
 
 
 def gaussian_blobs(
-    n: int = 4096, features: int = 20, classes: int = 4, noise: float = 2.5, seed: int = 0
+    n: int = 4096, features: int = 20, classes: int = 4, noise: float = 4.0, seed: int = 0
 ) -> TensorDataset:
     """Overlapping Gaussian clusters: a classification task an MLP learns in a few hundred steps."""
     g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(classes, features, generator=g) * 1.5
+    centers = torch.randn(classes, features, generator=g) * 0.5
     labels = torch.randint(0, classes, (n,), generator=g)
-    x = centers[labels] + noise * torch.randn(n, features, generator=g) / features**0.5 * 2
+    x = centers[labels] + noise * torch.randn(n, features, generator=g) / features**0.5
     return TensorDataset(x, labels)
 
 

@@ -109,10 +109,6 @@ def dict_blobs(n=128):
 
 def dict_step(model, batch, loss_fn):
     return loss_fn(model(batch["x"]), batch["y"])
-
-
-def vector_loss(output, target):
-    return torch.nn.functional.cross_entropy(output, target, reduction="none")
 '''
 
 BASE_SPEC = """

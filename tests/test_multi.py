@@ -177,7 +177,7 @@ def test_two_process_gloo_run_same_curve_files_once(tmp_path: Path) -> None:
     curves = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert curves[0] == curves[1] and len(curves[0]) >= 10
     data = json.loads((tmp_path / "files" / "range_test.json").read_text())
-    assert data["world_size"] == 2 and data["global_batch_size"] == 64
+    assert data["world_size"] == 2 and data["global_batch_size"] == 128
     assert data["losses"] == curves[0]
     assert sorted(p.name for p in (tmp_path / "files").iterdir()) == [
         "range_test.json",

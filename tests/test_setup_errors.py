@@ -1,0 +1,120 @@
+"""Setup errors through the CLI, one case per row: a one-line error naming the file, the key and the fix, exit 2.
+
+The spec loader's own table is in test_spec.py and target resolution in test_targets.py; these rows check what
+reaches the user: exit code, stderr, empty stdout, and that nothing was written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import BASE_SPEC, write_spec
+from typer.testing import CliRunner
+
+from clrfind.cli import app
+
+# Targets and setup: checked before anything trains; through the CLI, so exit code and stderr are asserted too.
+TARGET_CASES = [
+    ("no module", ("task.py:Net,", "Net,"), ["model.target", "has no module", "models.py:Net"]),
+    (
+        "module missing",
+        ("torch.nn.CrossEntropyLoss", "torchx.nn.Loss"),
+        ["loss.target", "No module named 'torchx'"],
+    ),
+    (
+        "attr missing",
+        ("task.py:Net,", "task.py:Nett,"),
+        ["model.target", "no attribute 'Nett'", "did you mean 'Net'"],
+    ),
+    ("file missing", ("task.py:Net,", "nothere.py:Net,"), ["model.target", "nothere.py", "not found"]),
+    ("not callable", ("torch.nn.CrossEntropyLoss", "torch.pi"), ["loss", "not callable"]),
+    (
+        "bad kwarg",
+        ("{hidden: 16}", "{hiden: 16}"),
+        ["model.kwargs.hiden", "did you mean 'hidden'"],
+    ),
+    ("optimizer kwarg", ("{momentum: 0.9}", "{momentun: 0.9}"), ["optimizer.kwargs", "momentun", "momentum"]),
+    (
+        "lr in optimizer",
+        ("{momentum: 0.9}", "{momentum: 0.9, lr: 0.1}"),
+        ["optimizer.kwargs.lr", "set by the range test"],
+    ),
+    (
+        "not a dataset",
+        ("task.py:blobs, kwargs: {n: 1024}", "task.py:not_a_dataset"),
+        ["data.train", "not a Dataset"],
+    ),
+    ("empty dataset", ("task.py:blobs, kwargs: {n: 1024}", "task.py:empty"), ["data.train", "empty dataset"]),
+    (
+        "not a pair",
+        ("task.py:blobs, kwargs: {n: 1024}", "task.py:triples"),
+        ["not an (inputs, targets) pair", "step:"],
+    ),
+    (
+        "loss rejects shapes",
+        ("task.py:blobs, kwargs: {n: 1024}", "task.py:wrong_classes"),
+        ["loss.target", "Tensor[64, 2]", "Tensor[64]"],
+    ),
+    (
+        "non-scalar loss",
+        ("torch.nn.CrossEntropyLoss}", "torch.nn.CrossEntropyLoss, kwargs: {reduction: none}}"),
+        ["not a scalar"],
+    ),
+    ("no cuda", ("device: cpu", "device: cuda"), ["device", "CUDA is not available"]),
+    (
+        "bad checkpoint",
+        ("kwargs: {hidden: 16}}", "kwargs: {hidden: 16}, checkpoint: none.pt}"),
+        ["model.checkpoint", "no such file"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "needles"), [c[1:] for c in TARGET_CASES], ids=[c[0] for c in TARGET_CASES])
+def test_setup_errors_through_the_cli(tmp_path: Path, edit: tuple[str, str], needles: list[str]) -> None:
+    assert edit[0] in BASE_SPEC
+    spec = write_spec(tmp_path, BASE_SPEC.replace(edit[0], edit[1]))
+    if "no cuda" in str(needles) or "CUDA" in " ".join(needles):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.stderr
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    assert not (tmp_path / "run" / "range_test.json").exists()
+
+
+def test_dict_batches_with_a_step(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path,
+        BASE_SPEC.replace("task.py:blobs, kwargs: {n: 1024}", "task.py:dict_blobs").replace(
+            "steps: 60", "steps: 20"
+        )
+        + "step: {target: task.py:dict_step}\n",
+    )
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.stderr
+
+
+def test_checkpoint_is_loaded_weights_only(tmp_path: Path) -> None:
+    import torch
+
+    spec = write_spec(
+        tmp_path, BASE_SPEC.replace("kwargs: {hidden: 16}}", "kwargs: {hidden: 16}, checkpoint: w.pt}")
+    )
+    import importlib.util
+
+    mod_spec = importlib.util.spec_from_file_location("task_ckpt", tmp_path / "task.py")
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    torch.save(mod.Net(hidden=16).state_dict(), tmp_path / "w.pt")
+    res = CliRunner().invoke(app, ["check", str(spec)])
+    assert res.exit_code == 0, res.stderr
+    torch.save({"evil": object()}, tmp_path / "w.pt")  # not loadable with weights_only=True
+    res = CliRunner().invoke(app, ["check", str(spec)])
+    assert res.exit_code == 2 and "weights_only=True" in res.stderr
