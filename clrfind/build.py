@@ -6,6 +6,7 @@ last key of a spec costs nothing. torch is imported inside the functions: `clrfi
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable
@@ -260,6 +261,8 @@ def build_components(
         )
 
     step_fn = resolved.get("step")
+    if step_fn is not None and spec.step is not None and spec.step.kwargs:
+        step_fn = functools.partial(step_fn, **spec.step.kwargs)  # validated against its signature already
     try:
         batches_per_epoch = len(train_loader)
     except TypeError:

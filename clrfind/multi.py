@@ -29,6 +29,7 @@ from clrfind.results import (
     RangeTestResult,
     RunCurve,
     Spread,
+    Timing,
     finite_or_none,
     load_results,
 )
@@ -119,6 +120,7 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
             "runs": curves,
             "spread": {k: v for k, v in spreads.items() if v is not None} or None,
             "metric": None,
+            "timing": Timing(seconds=round(sum(r.timing.seconds for r in runs), 4)),
             "notes": sorted({n for r in runs for n in r.notes}),
         }
     )

@@ -68,7 +68,7 @@ def plot_result(result: RangeTestResult, *, log_x: bool | None = None) -> Figure
     raw_label = "mean loss of the runs" if runs else "raw loss"
     ax.plot(lrs, raw, color=LOSS_COLOR, lw=0.8, alpha=0.35, label=raw_label)
     if runs:
-        focus += _draw_runs_band(ax, runs, end)
+        focus += _draw_runs_band(ax, runs, end, len(lrs))
     smooth_label = f"mean of {len(runs)} runs, smoothed" if runs else "smoothed loss"
     ax.plot(lrs, smoothed, color=LOSS_COLOR, lw=2.2, label=smooth_label)
 
@@ -189,17 +189,20 @@ def _array(values: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def _draw_runs_band(ax: Axes, runs: Sequence[RunCurve], end: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def _draw_runs_band(
+    ax: Axes, runs: Sequence[RunCurve], end: int, length: int
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Min-max band of the repeated runs' smoothed curves (they share the ladder, so step i is the same LR).
 
-    Returns the runs as curves for the y-limits, each cut at the aggregate's divergence `end` at the latest,
+    The band stops where the aggregate curve stops (`length`): one run that went on alone must not stretch the
+    LR axis. Returns the runs as curves for the y-limits, each cut at the aggregate's divergence `end` at the latest,
     so the band cannot pull one run's blow-up into view.
     """
-    n = max(len(run.lrs) for run in runs)
+    n = min(max(len(run.lrs) for run in runs), length)
     table = np.full((len(runs), n), np.nan)
     focus = []
     for i, run in enumerate(runs):
-        table[i, : len(run.smoothed)] = _array(run.smoothed)
+        table[i, : min(len(run.smoothed), n)] = _array(run.smoothed)[:n]
         run_raw = _array(run.losses)
         run_end = _end_index(_array(run.lrs), run_raw, run.bounds, run.stop_reason)
         focus.append((run_raw, table[i], min(end, run_end)))
@@ -207,7 +210,7 @@ def _draw_runs_band(ax: Axes, runs: Sequence[RunCurve], end: int) -> list[tuple[
     seen = finite.any(axis=0)
     low = np.where(seen, np.where(finite, table, np.inf).min(axis=0), 0.0)
     high = np.where(seen, np.where(finite, table, -np.inf).max(axis=0), 0.0)
-    x = _array(max(runs, key=lambda r: len(r.lrs)).lrs)
+    x = _array(max(runs, key=lambda r: len(r.lrs)).lrs)[:n]
     ax.fill_between(
         x,
         low,
