@@ -59,9 +59,8 @@ def test_sample_config_is_valid(spec) -> None:
 
 @pytest.mark.parametrize("spec", [s for s in SAMPLE_SPECS if "cifar" not in s.name], ids=lambda p: p.name)
 def test_sample_config_checks(spec) -> None:
-    from clrfind.spec import load_spec
-
     from clrfind.api import check_spec
+    from clrfind.spec import load_spec
 
     report = check_spec(load_spec(spec, {"device": "cpu"}))
     assert report.param_count > 0 and report.planned_steps >= 50
