@@ -18,12 +18,12 @@ def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_check_clean() -> None:
-    res = _ruff("check", ".")
+    res = _ruff("check", "--no-cache", ".")
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_ruff_format_clean() -> None:
-    res = _ruff("format", "--check", ".")
+    res = _ruff("format", "--check", "--no-cache", ".")
     assert res.returncode == 0, res.stdout + res.stderr
 
 
