@@ -63,4 +63,3 @@ def test_optimizer_without_lr_is_a_setup_error(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, BASE_SPEC.replace("torch.optim.SGD, kwargs: {momentum: 0.9}", "opt.py:NoLr"))
     res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
     assert res.exit_code == 2 and "no 'lr' in its param groups" in res.stderr
-
