@@ -54,6 +54,9 @@ WARMUP_STEPS = 10
 NOISE_SPAN = 31
 # The best level must be held for 5 steps (of the causal median): a few unusually easy batches are no best.
 HOLD_STEPS = 5
+# Chunks up to this size go through the plain-Python path of the monitor (microseconds per loss); longer
+# arrays (a whole saved curve) through numpy. Both give the same answer.
+SCALAR_CHUNK = 64
 # Diverged once the smoothed loss gave back half of its fall: a classifier that blows up collapses to the
 # prior, i.e. back to the *start* level, so a rule needing a rise above the start (or 4x the best) misses it.
 RISE = 0.5
@@ -258,14 +261,16 @@ def smooth(values: np.ndarray, window: int | None = None) -> np.ndarray:
 # ============================================================================================================
 
 
-def _trailing(history: np.ndarray, new: np.ndarray, span: int, reduce: str) -> tuple[np.ndarray, np.ndarray]:
+def _trailing(
+    history: np.ndarray | list[float], new: np.ndarray, span: int, reduce: str
+) -> tuple[np.ndarray, np.ndarray]:
     """`reduce` ("median" or "max") over the last `span` values ending at each new value; NaN is missing.
 
     Returns the reductions and the history to keep for the next call (the last span - 1 values, NaN-padded
     before the first), so a stream fed in chunks sees exactly the windows of the whole array, at
     O(len(new) * span) per call.
     """
-    buf = np.concatenate([np.full(max(span - 1 - history.size, 0), np.nan), history, new])
+    buf = np.concatenate([np.full(max(span - 1 - len(history), 0), np.nan), history, new])
     windows = sliding_window_view(buf, span)
     gaps = np.isnan(windows).any(axis=1)  # only before the first full window
     out = np.empty(new.size)
@@ -278,6 +283,16 @@ def _trailing(history: np.ndarray, new: np.ndarray, span: int, reduce: str) -> t
     else:
         out[~gaps] = full.max(axis=1)
     return out, buf[buf.size - span + 1 :]
+
+
+def _nan_median(values: list[float]) -> float:
+    """Median of the non-NaN values (NaN when there are none), as np.nanmedian, for a handful of floats."""
+    finite = sorted(v for v in values if v == v)
+    n = len(finite)
+    if n == 0:
+        return math.nan
+    mid = n // 2
+    return finite[mid] if n % 2 else 0.5 * (finite[mid - 1] + finite[mid])
 
 
 class DivergenceMonitor:
@@ -351,9 +366,9 @@ class DivergenceMonitor:
     def _stop(self, step: int, reason: Literal["diverged", "non-finite"], detail: str) -> None:
         self.stop_index, self.stop_reason, self.detail = step, reason, detail
 
-    def _collect_warmup(self, x: np.ndarray) -> None:
+    def _collect_warmup(self, x: np.ndarray | list[float]) -> None:
         if self._start is None:
-            self._head.extend(x[: WARMUP_STEPS - len(self._head)].tolist())
+            self._head.extend(float(v) for v in x[: WARMUP_STEPS - len(self._head)])
             if len(self._head) == WARMUP_STEPS:
                 self._start = float(np.median(self._head))
                 self._head = []
@@ -361,6 +376,9 @@ class DivergenceMonitor:
     def _feed(self, x: np.ndarray) -> None:
         n = x.size
         if n == 0:
+            return
+        if n <= SCALAR_CHUNK:
+            self._feed_scalar(x.tolist())
             return
         steps = self._seen + np.arange(n)
         diffs = np.abs(np.diff(np.concatenate([self._raw_tail[-1:], x]), prepend=np.nan))[-n:]
@@ -398,6 +416,50 @@ class DivergenceMonitor:
         self._best = float(best[-1])
         self._noise = float(peak[-1])
         self._raw_tail, self._diff_tail, self._level_tail = raw_tail, diff_tail, level_tail
+
+    def _feed_scalar(self, values: list[float]) -> None:
+        """The same rule as the vectorised path, one value at a time in plain Python.
+
+        The engine feeds a few losses per call; numpy's per-call overhead (~1 ms for the three windows) would
+        then cost more than a small model's training step, while this costs a few microseconds per loss. The
+        two paths keep the same state and must agree exactly (tests feed chunks of every size).
+        """
+        raw = [math.nan] * (MEDIAN_SPAN - 1 - len(self._raw_tail)) + list(self._raw_tail)
+        diffs = [math.nan] * (NOISE_SPAN - 1 - len(self._diff_tail)) + list(self._diff_tail)
+        levels = [math.nan] * (HOLD_STEPS - 1 - len(self._level_tail)) + list(self._level_tail)
+        best, peak, run = self._best, self._noise, self._run
+        settle_at = MEDIAN_SPAN + HOLD_STEPS - 2
+        for k, v in enumerate(values):
+            step = self._seen + k
+            diffs.append(abs(v - raw[-1]))  # NaN before the first loss: nan - x is nan
+            raw.append(v)
+            level = _nan_median(raw[-MEDIAN_SPAN:])
+            levels.append(level)
+            local = _nan_median(diffs[-NOISE_SPAN:]) / _DIFF_MAD_TO_SIGMA
+            full = step >= NOISE_SPAN
+            if full:
+                peak = max(peak, local)
+            noise = peak if full else local
+            if self._start is None:
+                self._collect_warmup([v])
+            if step >= settle_at:
+                best = min(best, max(h for h in levels[-HOLD_STEPS:] if h == h))
+            over = False
+            allowed = 0.0
+            if self._start is not None and step >= WARMUP_STEPS and noise == noise:
+                s0 = self._start
+                allowed = max(RISE * (s0 - best), NOISE_RISE * noise, REL_EPS * max(abs(s0), abs(best)))
+                over = level > best + allowed
+            run = run + 1 if over else 0
+            if run >= self.persistence:
+                self._seen = step + 1
+                self._stop(step, "diverged", self._describe(step, level, best, allowed, noise))
+                return
+            del raw[: len(raw) - (MEDIAN_SPAN - 1)], diffs[: len(diffs) - (NOISE_SPAN - 1)]
+            del levels[: len(levels) - (HOLD_STEPS - 1)]
+        self._seen += len(values)
+        self._run, self._best, self._noise = run, best, peak
+        self._raw_tail, self._diff_tail, self._level_tail = raw, diffs, levels  # lists: numpy takes them too
 
     def _describe(self, step: int, s: float, best: float, allowed: float, noise: float) -> str:
         assert self._start is not None

@@ -513,3 +513,33 @@ def test_metric_and_loss_paths_agree_on_the_same_curve():
     by_loss = suggest_bounds(lrs, losses)
     by_metric = suggest_bounds_from_metric(lrs, -losses, higher_is_better=True)
     assert (by_metric.min_lr, by_metric.max_lr) == pytest.approx((by_loss.min_lr, by_loss.max_lr))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_monitor_scalar_and_numpy_paths_agree(seed: int) -> None:
+    """Small chunks take the plain-Python path, long ones numpy: same stops, same details, on random curves."""
+    from clrfind.analysis import SCALAR_CHUNK
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    x = np.linspace(0, 1, n)
+    blow = rng.uniform(0.5, 1.2)
+    curve = (
+        2.0
+        - 1.5 * np.tanh(5 * x)
+        + 40 * np.clip(x - blow, 0, None) ** 2
+        + rng.normal(0, rng.uniform(0.01, 0.3), n)
+    )
+    curve = curve * rng.uniform(1e-3, 1e3) + rng.normal(0, 10)
+    small = DivergenceMonitor(total_steps=n)
+    for i in range(0, n, 3):
+        if small.update(curve[i : i + 3]):
+            break
+    big = DivergenceMonitor(total_steps=n)
+    big.update(curve[: SCALAR_CHUNK + 1])
+    big.update(curve[SCALAR_CHUNK + 1 :])
+    assert (small.stop_index, small.stop_reason, small.detail) == (
+        big.stop_index,
+        big.stop_reason,
+        big.detail,
+    )
