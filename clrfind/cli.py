@@ -179,14 +179,10 @@ def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -
             f"suggested: base_lr {_fmt_lr(b.min_lr)}  max_lr {_fmt_lr(b.max_lr)}  "
             f"(from {b.method}, confidence {b.confidence})"
         )
-        console.print(f"  base_lr: {b.min_rationale}")
-        console.print(f"  max_lr: {b.max_rationale}")
     else:
         console.print("suggested: no reliable bounds")
-    if b is not None and b.reason:
-        console.print(f"  why: {b.reason}")
-    if b is not None and b.next_step:
-        console.print(f"  next: {b.next_step}")
+    for label, text in b.explanation() if b is not None else []:
+        console.print(f"  {label}: {text}")
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"results: {files.results}")

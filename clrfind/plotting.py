@@ -425,15 +425,7 @@ def _footnote(result: RangeTestResult) -> str:
     b = result.bounds
     if b is None:
         return "No analysis in the results: re-run the range test."
-    parts = []
-    if b.min_lr is not None and b.min_rationale:
-        parts.append(f"base_lr: {b.min_rationale}.")
-    if b.max_lr is not None and b.max_rationale:
-        parts.append(f"max_lr: {b.max_rationale}.")
-    if b.reason:
-        parts.append(f"{'Caveat' if b.usable else 'No bounds'}: {b.reason}.")
-    if b.next_step:
-        parts.append(f"Next: {b.next_step}.")
+    parts = [f"{label}: {text}." for label, text in b.explanation()]
     if result.stop_detail:
         parts.append(f"Stopped: {result.stop_detail}.")
     return " ".join(parts)

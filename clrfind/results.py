@@ -58,6 +58,22 @@ class Bounds(_Frozen):
         """True when both bounds exist and can be exported as a schedule."""
         return self.min_lr is not None and self.max_lr is not None and self.min_lr < self.max_lr
 
+    def explanation(self) -> list[tuple[str, str]]:
+        """(label, sentence) pairs saying why each bound is where it is, or why there is none, and what next.
+
+        One wording for every place a person reads it (the run summary, the plot's footnote).
+        """
+        lines = []
+        if self.min_lr is not None and self.min_rationale:
+            lines.append(("base_lr", self.min_rationale))
+        if self.max_lr is not None and self.max_rationale:
+            lines.append(("max_lr", self.max_rationale))
+        if self.reason:
+            lines.append(("caveat" if self.usable else "why", self.reason))
+        if self.next_step:
+            lines.append(("next", self.next_step))
+        return lines
+
 
 class MetricCurve(_Frozen):
     """A metric evaluated on a fixed validation subsample every few steps (the paper's accuracy test)."""
