@@ -84,10 +84,10 @@ HINT_SIGMAS = 3.0
 START_DROP = 0.05
 # ... and at least 4 smoothed-noise std below it, so plateau noise cannot fake an early start.
 START_SIGMAS = 4.0
-# The clear descent ends where the slope (on the sampled axis) is flatter than 20% of the steepest slope for
-# several points: for a sigmoid-shaped fall that is 95% of the way down, a bit before the minimum, which
-# trains better than the minimum itself (the minimum of a rising-LR test already sits at the edge of
-# stability).
+# The clear descent ends where the smoothed slope (on the sampled axis) stops being negative for several
+# points. A 20% cut-off (ending the descent well before the minimum) looked safer, but the quality benchmark
+# (bench/quality, BENCHMARKS.md) trained better on all 7 tasks with the end of the fall itself; the
+# persistence and the smoothing already keep max_lr clear of the blow-up.
 STOP_SLOPE_FRAC = 0.2
 # Persistence of slope decisions, in points: at least this many, else half the smoothing window.
 MIN_PERSIST = 2
@@ -102,6 +102,10 @@ NOISY_LOW = 0.5
 # base_lr at most max_lr / 4: Smith (2017) sets base 3-4x below max, and the visible start of the fall lags
 # the LR where learning starts (the loss needs steps to move), so a later start than max/4 is not trusted.
 MIN_RATIO = 4.0
+# ... and at least max_lr / 20: on an exponential ladder the visible start of the fall can sit decades below
+# max_lr, and a cycle whose low end is that far down spends half its time barely training (quality benchmark:
+# iris and classification gained most from this cap).
+MAX_RATIO = 20.0
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
 
@@ -825,6 +829,11 @@ def _min_bound(ctx: _Context, descent: _Descent, max_lr: float) -> tuple[float, 
     clear = f"{what.name} starts {what.improving} clearly at {_fmt(start_lr)}"
     if start_lr > max_lr / MIN_RATIO:
         return max_lr / MIN_RATIO, f"{clear}, less than {MIN_RATIO:g}x below max_lr; {paper}"
+    if start_lr < max_lr / MAX_RATIO:
+        return (
+            max_lr / MAX_RATIO,
+            f"{clear}, more than {MAX_RATIO:g}x below max_lr; raised to max_lr/{MAX_RATIO:g}",
+        )
     return start_lr, clear
 
 
