@@ -1,0 +1,1 @@
+"""Benchmarks for clrfind (not part of the installed package)."""

@@ -1,0 +1,1 @@
+"""Quality benchmark: do clrfind's bounds train better than the peers' suggestions? `python -m bench.quality.run`."""

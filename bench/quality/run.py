@@ -1,0 +1,453 @@
+"""Quality benchmark CLI: `python -m bench.quality.run [--tasks a,b] [--seeds N] [--quick] [--markdown FILE]`.
+
+For every task, each method runs its own range test per seed and trains with what it suggests; a grid-search
+oracle (cached) gives the best reachable metric. Score per task = (metric - default) / (oracle - default), on the
+mean metric over the seeds: 1 = as good as the grid search, 0 = no better than the default LR. The same formula is
+sign-correct for lower-is-better metrics (MSE). "Within 1%" = the mean metric falls short of the oracle's by at
+most 1% of the oracle's value (for accuracy that is ~1 point); beating the oracle counts as within.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, fields, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bench.quality.methods import CLRFIND, ClrfindSettings, best_candidate, run_method
+from bench.quality.oracle import (
+    CACHE_DIR,
+    Cache,
+    Config,
+    OracleResult,
+    code_key,
+    grid,
+    oracle_cache,
+    pick_best,
+    run_config,
+)
+from bench.quality.peers import DEFAULT, PEERS
+from bench.quality.records import MethodRun
+from bench.quality.tasks import TASKS, Task
+from bench.quality.train import Outcome
+
+ORACLE = "oracle (grid)"
+METHODS = [CLRFIND, *PEERS, DEFAULT]
+WITHIN = 0.01
+
+
+# -- running -----------------------------------------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    import torch
+
+    # measured: one thread per process is fastest for these small models, and two processes share two cores
+    torch.set_num_threads(1)
+
+
+def peers_cache(task: Task, *, enabled: bool) -> Cache:
+    """Peer and default runs do not depend on clrfind: cached per task, peer code and package versions."""
+    here = Path(__file__).parent
+    versions = [importlib.metadata.version(p) for p in ("torch", "torch-lr-finder", "lightning")]
+    src = (here / "peers.py").read_text(encoding="utf-8")
+    key = hashlib.sha256((code_key(task) + src + repr(versions)).encode()).hexdigest()[:12]
+    return Cache(CACHE_DIR / f"peers-{task.name}-{key}.json", enabled=enabled)
+
+
+@dataclass
+class TaskResults:
+    task: Task
+    oracle: OracleResult
+    runs: dict[str, list[MethodRun]]
+
+
+def run_all(
+    tasks: list[Task],
+    methods: list[str],
+    seeds: list[int],
+    *,
+    quick: bool,
+    use_cache: bool,
+    settings: ClrfindSettings,
+    workers: int,
+    log: Callable[[str], None],
+) -> list[TaskResults]:
+    """Submit every missing run to a process pool, fill the caches, and collect the results per task.
+
+    Oracle and peer runs are cached (saved every few results, so an interrupted run keeps its work); clrfind is
+    never cached: it is what is being measured, and its code changes.
+    """
+    oracle_caches = {t.name: oracle_cache(t, enabled=use_cache) for t in tasks}
+    peer_caches = {t.name: peers_cache(t, enabled=use_cache) for t in tasks}
+    clrfind_runs: dict[str, dict[str, dict[str, Any]]] = {t.name: {} for t in tasks}
+    schedules_dir = str(CACHE_DIR / "schedules")
+    jobs: dict[Future[Any], tuple[str, str, Any, int]] = {}
+    ctx = get_context("spawn")  # fork after torch has started its thread pools can hang
+    started = time.perf_counter()
+
+    def save() -> None:
+        for cache in [*oracle_caches.values(), *peer_caches.values()]:
+            cache.save()
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+        for task in tasks:
+            for config in grid(task, quick=quick):
+                for seed in seeds:
+                    if oracle_caches[task.name].get(config.key, seed) is None:
+                        fut = pool.submit(run_config, task.name, config.kind, config.lr, seed)
+                        jobs[fut] = ("oracle", task.name, config, seed)
+            for method in methods:
+                for seed in seeds:
+                    if method != CLRFIND and peer_caches[task.name].get(method, seed) is not None:
+                        continue
+                    fut = pool.submit(run_method, task.name, method, seed, settings, schedules_dir)
+                    jobs[fut] = ("method", task.name, method, seed)
+        log(f"{len(jobs)} runs to do ({workers} worker processes); cached results are reused")
+        try:
+            for done, fut in enumerate(as_completed(jobs), 1):
+                kind, task_name, what, seed = jobs[fut]
+                value = fut.result().to_dict()
+                if kind == "oracle":
+                    oracle_caches[task_name].put(what.key, seed, value)
+                elif what == CLRFIND:
+                    clrfind_runs[task_name][str(seed)] = value
+                else:
+                    peer_caches[task_name].put(what, seed, value)
+                if done % 25 == 0 or done == len(jobs):
+                    save()
+                    log(f"  {done}/{len(jobs)} runs done, {time.perf_counter() - started:.0f} s")
+        finally:
+            save()
+    results = []
+    for task in tasks:
+        oracle_data = oracle_caches[task.name].data
+        method_data = {**peer_caches[task.name].data, CLRFIND: clrfind_runs[task.name]}
+        outcomes = {
+            c: [Outcome.from_dict(oracle_data[c.key][str(s)]) for s in seeds] for c in grid(task, quick=quick)
+        }
+        runs = {m: [MethodRun.from_dict(method_data[m][str(s)]) for s in seeds] for m in methods}
+        results.append(TaskResults(task, pick_best(task, outcomes), runs))
+    return results
+
+
+# -- scoring -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method on one task, aggregated over the seeds."""
+
+    method: str
+    metrics: list[float]
+    suggestion: str
+    seconds: float
+    diverged: int
+    runs: int
+    score: float | None = None
+    within: bool = False
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.metrics))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.metrics))
+
+
+def score(metric: float, default: float, oracle: float) -> float | None:
+    """(metric - default) / (oracle - default): 1 = the grid search, 0 = the default; None when they tie."""
+    gap = oracle - default
+    if abs(gap) < 1e-9:
+        return None
+    return (metric - default) / gap
+
+
+def within(task: Task, metric: float, oracle: float) -> bool:
+    shortfall = (oracle - metric) if task.higher_is_better else (metric - oracle)
+    return shortfall <= WITHIN * abs(oracle)
+
+
+def _lr(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.2g}"
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.median(finite)) if finite else None
+
+
+def method_row(task: Task, method: str, runs: list[MethodRun]) -> Row:
+    label = best_candidate(runs, task.higher_is_better)
+    metrics = [r.outcomes[label].metric for r in runs]
+    diverged = sum(o.diverged for r in runs for o in r.outcomes.values())
+    n_runs = sum(len(r.outcomes) for r in runs)
+    seconds = float(np.mean([r.seconds for r in runs]))
+    if method == CLRFIND:
+        base = _median([r.suggestion.get("base") for r in runs])
+        high = _median([r.suggestion.get("max") for r in runs])
+        missing = sum(r.suggestion.get("max") is None for r in runs)
+        text = f"{_lr(base)}-{_lr(high)}" + (f" ({missing} without bounds)" if missing else "")
+    elif method == DEFAULT:
+        text = _lr(runs[0].suggestion["lr"])
+    else:
+        lr = _median([r.suggestion.get("lr") for r in runs])
+        missing = sum(r.suggestion.get("lr") is None for r in runs)
+        text = f"{_lr(lr)} -> {'CLR' if label == 'triangular' else 'const'}" + (
+            f" ({missing} none)" if missing else ""
+        )
+    return Row(method, metrics, text, seconds, diverged, n_runs)
+
+
+def score_task(res: TaskResults) -> list[Row]:
+    """Rows for every method plus the oracle, with scores against the default and the oracle."""
+    task = res.task
+    rows = [method_row(task, m, runs) for m, runs in res.runs.items()]
+    oracle_metrics = [o.metric for o in res.oracle.best_outcomes]
+    oracle_row = Row(ORACLE, oracle_metrics, res.oracle.best.label, res.oracle.seconds,
+                     sum(o.diverged for o in res.oracle.best_outcomes), len(oracle_metrics))  # fmt: skip
+    default = next(r.mean for r in rows if r.method == DEFAULT)  # main() always runs the default
+    return [
+        replace(
+            r, score=score(r.mean, default, oracle_row.mean), within=within(task, r.mean, oracle_row.mean)
+        )
+        for r in [*rows, oracle_row]
+    ]
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+
+
+def _fmt_metric(task: Task, row: Row) -> str:
+    if task.metric == "accuracy":
+        return f"{100 * row.mean:.1f} ± {100 * row.std:.1f}"
+    return f"{row.mean:.4f} ± {row.std:.4f}"
+
+
+HEADER = ["task", "method", "metric (mean ± std)", "suggested LR", "test s", "score", "≤1%", "diverged"]
+
+
+def table_rows(results: list[TaskResults], scored: dict[str, list[Row]]) -> list[list[str]]:
+    out = []
+    for res in results:
+        task = res.task
+        unit = "val acc %" if task.metric == "accuracy" else "val MSE"
+        for i, row in enumerate(scored[task.name]):
+            out.append([
+                f"{task.name} ({unit})" if i == 0 else "",
+                row.method,
+                _fmt_metric(task, row),
+                row.suggestion,
+                f"{row.seconds:.1f}" if row.method != DEFAULT else "-",
+                "-" if row.score is None else f"{row.score:.2f}",
+                "yes" if row.within else "no",
+                f"{row.diverged}/{row.runs}" if row.diverged else "0",
+            ])  # fmt: skip
+    return out
+
+
+def summary_rows(scored: dict[str, list[Row]], methods: list[str]) -> list[list[str]]:
+    out = []
+    n_tasks = len(scored)
+    for method in [*methods, ORACLE]:
+        rows = [r for rs in scored.values() for r in rs if r.method == method]
+        scores = [r.score for r in rows if r.score is not None]
+        wins = 0
+        for rs in scored.values():
+            contenders = [r for r in rs if r.method not in (ORACLE, DEFAULT) and r.score is not None]
+            mine = next((r for r in contenders if r.method == method), None)
+            if mine is not None and all(mine.score >= r.score for r in contenders):
+                wins += 1
+        out.append([
+            method,
+            f"{np.mean(scores):.3f}" if scores else "-",
+            f"{np.mean(np.minimum(scores, 1.0)):.3f}" if scores else "-",
+            f"{min(scores):.2f}" if scores else "-",
+            f"{sum(r.within for r in rows)}/{n_tasks}",
+            f"{wins}/{n_tasks}" if method not in (ORACLE, DEFAULT) else "-",
+            str(sum(r.diverged for r in rows)),
+        ])  # fmt: skip
+    return out
+
+
+SUMMARY_HEADER = [
+    "method", "mean score", "mean of min(score, 1)", "worst task", "within 1% of oracle", "best method on",
+    "diverged runs",
+]  # fmt: skip
+
+
+def render_text(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def render_markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def details(results: list[TaskResults]) -> list[str]:
+    """Per task: the oracle's best constant and best CLR, and clrfind's bounds per seed (for diagnosing losses)."""
+    lines = []
+    for res in results:
+        task = res.task
+        sign = 1 if task.higher_is_better else -1
+
+        def mean(c: Config) -> float:
+            return float(np.mean([o.metric for o in res.oracle.outcomes[c]]))  # noqa: B023
+
+        best = {
+            kind: max((c for c in res.oracle.outcomes if c.kind == kind), key=lambda c: sign * mean(c))
+            for kind in ("constant", "triangular")
+        }
+        oracle_txt = "; ".join(f"best {c.label}: {mean(c):.4g}" for c in best.values())
+        lines.append(f"{task.name}: {task.description}; {task.epochs} epochs x {task.steps_per_epoch} steps")
+        lines.append(f"  oracle {oracle_txt}")
+        for run in res.runs.get(CLRFIND, []):
+            s = run.suggestion
+            o = run.outcomes["schedule"]
+            lines.append(
+                f"  clrfind seed {run.seed}: base {_lr(s.get('base'))} max {_lr(s.get('max'))} "
+                f"(test stopped at {_lr(s.get('stop_lr'))}) -> {o.metric:.4g}"
+                + ("  DIVERGED" if o.diverged else "")
+                + (f"  [{'; '.join(run.notes)}]" if run.notes else "")
+            )
+        for method, runs in res.runs.items():
+            if method in (CLRFIND, DEFAULT):
+                continue
+            per_seed = ", ".join(
+                f"{_lr(r.suggestion.get('lr'))} (const {r.outcomes['constant'].metric:.4g}, "
+                f"CLR {r.outcomes['triangular'].metric:.4g})"
+                + (f" [{'; '.join(r.notes)}]" if r.notes else "")
+                for r in runs
+            )
+            lines.append(f"  {method}: {per_seed}")
+    return lines
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------------
+
+
+def parse_settings(assignments: list[str]) -> ClrfindSettings:
+    """`--clrfind-set NAME=VALUE`: a ClrfindSettings field (`test_epochs=4`, `sgd_range=[1e-3, 3]`) or a clrfind
+    module constant (`analysis.STOP_SLOPE_FRAC=0.1`, `export.STEPSIZE_EPOCHS=2`). Values are parsed as YAML."""
+    settings = ClrfindSettings()
+    names = {f.name for f in fields(ClrfindSettings)}
+    constants: list[tuple[str, Any]] = []
+    for item in assignments:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--clrfind-set {item!r}: expected NAME=VALUE")
+        value = yaml.safe_load(raw)
+        if "." in name:
+            constants.append((name, value))
+        elif name in names:
+            settings = replace(settings, **{name: tuple(value) if isinstance(value, list) else value})
+        else:
+            raise SystemExit(
+                f"--clrfind-set {name}: not a setting ({', '.join(sorted(names))}) nor module.CONSTANT"
+            )
+    return replace(settings, constants=tuple(constants))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.quality.run", description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of: {', '.join(TASKS)}")
+    p.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated subset of: {', '.join(METHODS)}"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per method and oracle config (default 3)")
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default 0): held-out runs"
+    )
+    p.add_argument("--quick", action="store_true", help="1 seed and a 6-point grid: a smoke test")
+    p.add_argument("--no-cache", action="store_true", help="ignore and do not write .bench-cache/quality")
+    p.add_argument("--markdown", type=Path, help="also write the tables as Markdown to this file")
+    p.add_argument("--json", type=Path, help="also write the raw per-seed results as JSON to this file")
+    p.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)"
+    )
+    p.add_argument("--clrfind-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="experiment: override a clrfind setting or module constant (repeatable)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    command = "python -m bench.quality.run " + " ".join(shlex.quote(a) for a in given)
+    tasks = [TASKS[n.strip()] for n in args.tasks.split(",") if n.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {METHODS}")
+    if DEFAULT not in methods:
+        methods.append(DEFAULT)
+    seeds = list(range(args.first_seed, args.first_seed + (1 if args.quick else args.seeds)))
+    settings = parse_settings(args.clrfind_set)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    results = run_all(tasks, methods, seeds, quick=args.quick, use_cache=not args.no_cache, settings=settings,
+                      workers=args.workers, log=log)  # fmt: skip
+    scored = {res.task.name: score_task(res) for res in results}
+    rows = table_rows(results, scored)
+    summary = summary_rows(scored, methods)
+    elapsed = time.perf_counter() - started
+    notes = [
+        f"seeds: {seeds[0]}..{seeds[-1]}; oracle grid: {len(grid(tasks[0], quick=args.quick)) // 2} LRs x "
+        f"(constant, triangular max/4..max); wall time {elapsed:.0f} s on {args.workers} worker processes",
+        "score = (metric - default) / (oracle - default) on the mean over seeds; within 1% = short of the oracle "
+        "by <= 1% of its value; peers: the better of constant and CLR(suggestion/4..suggestion); "
+        "min(score, 1) keeps one task that beats the grid from hiding a loss elsewhere",
+        "test s = seconds of the method's range test(s) per seed; for the oracle, of its whole grid (all seeds)",
+        "diverged = training runs whose loss became non-finite (metric counted as chance), of all runs",
+    ]
+    if settings != ClrfindSettings():
+        notes.append(f"clrfind settings: {settings}")
+    print(render_text(HEADER, rows))
+    print()
+    print(render_text(SUMMARY_HEADER, summary))
+    print()
+    print("\n".join(notes))
+    print()
+    print("\n".join(details(results)))
+    if args.markdown:
+        md = [f"`{command}`", "", render_markdown(HEADER, rows), "", render_markdown(SUMMARY_HEADER, summary), "",
+              *(f"- {n}" for n in notes), "", "```", *details(results), "```", ""]  # fmt: skip
+        args.markdown.write_text("\n".join(md), encoding="utf-8")
+    if args.json:
+        raw = {
+            res.task.name: {
+                "oracle": {c.key: [o.to_dict() for o in outs] for c, outs in res.oracle.outcomes.items()},
+                "oracle_best": res.oracle.best.key,
+                "methods": {m: [r.to_dict() for r in runs] for m, runs in res.runs.items()},
+            }
+            for res in results
+        }
+        args.json.write_text(json.dumps(raw, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
