@@ -11,7 +11,9 @@
   everything from the first NaN, then the LR 1/2 of the way through the longest decreasing run (fastai's exact
   index arithmetic).
 
-Every test starts from the same seeded model and data order the training run will use.
+Every test starts from the same seeded model and data order the training run will use. `run_peer` then trains
+the suggestion generously, as a constant LR and as CLR(suggestion/4 .. suggestion); the table keeps the better.
+The default LR (`run_default`) lives here too: like the peers, it does not depend on clrfind and is cached.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ oracle (cached) gives the best reachable metric. Score per task = (metric - defa
 mean metric over the seeds: 1 = as good as the grid search, 0 = no better than the default LR. The same formula is
 sign-correct for lower-is-better metrics (MSE). "Within 1%" = the mean metric falls short of the oracle's by at
 most 1% of the oracle's value (for accuracy that is ~1 point); beating the oracle counts as within.
+
+Experiments: `--clrfind-set NAME=VALUE` changes how clrfind is driven (`mode=exp`, `min_steps=300`) or a clrfind
+module constant (`analysis.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds.
 """
 
 from __future__ import annotations
@@ -394,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
     command = "python -m bench.quality.run " + " ".join(shlex.quote(a) for a in given)
-    tasks = [TASKS[n.strip()] for n in args.tasks.split(",") if n.strip()]
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    if not names or any(n not in TASKS for n in names):
+        raise SystemExit(f"--tasks {args.tasks!r}: choose from {', '.join(TASKS)}")
+    tasks = [TASKS[n] for n in names]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
