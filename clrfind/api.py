@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as _dt
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -37,9 +38,9 @@ from clrfind.results import (
 if TYPE_CHECKING:
     import torch
 
-    from clrfind.engine import EngineOutput
+    from clrfind.engine import EngineOptions, EngineOutput
     from clrfind.events import StepEvent
-    from clrfind.spec import LoadedSpec
+    from clrfind.spec import LoadedSpec, Spec
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,27 @@ def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bo
     return RunFiles(out_dir, results_path, plot_path, schedule_path, schedule_error)
 
 
+def engine_options(spec: Spec) -> EngineOptions:
+    """The loop's settings from a spec, with each piece of user code named by its spec key for error messages."""
+    from clrfind.engine import EngineOptions
+
+    rt = spec.range_test
+    return EngineOptions(
+        precision=spec.precision,
+        accumulate=spec.accumulate,
+        metric=rt.metric,
+        eval_every=rt.eval_every,
+        eval_batches=rt.eval_batches,
+        channels_last=spec.channels_last,
+        compiled=spec.compile,
+        step_target=f"step.target '{spec.step.target}'"
+        if spec.step
+        else f"model.target '{spec.model.target}'",
+        data_target=f"data.train '{spec.data.train.target}'",
+        optimizer_target=f"optimizer.target '{spec.optimizer.target}'",
+    )
+
+
 def check_output_dir(out_dir: Path) -> None:
     """Fail before any training time is spent when the results could not be saved."""
     try:
@@ -360,7 +382,7 @@ def run_spec(
     (`RunInterrupted`, exit 130) is raised only after the partial results are on disk.
     """
     from clrfind.build import build_components, resolve_device
-    from clrfind.engine import EngineOptions, run_loop
+    from clrfind.engine import run_loop
 
     spec = loaded.spec
     source = loaded.path.name
@@ -372,19 +394,7 @@ def run_spec(
     total = planned_steps(loaded, comps.batches_per_epoch)
     rt = spec.range_test
     lrs = lr_ladder(rt.min_lr, rt.max_lr, total, rt.mode)
-    step_target = f"step.target '{spec.step.target}'" if spec.step else f"model.target '{spec.model.target}'"
-    options = EngineOptions(
-        precision=spec.precision,
-        accumulate=spec.accumulate,
-        metric=rt.metric,
-        eval_every=rt.eval_every,
-        eval_batches=rt.eval_batches,
-        channels_last=spec.channels_last,
-        compiled=spec.compile,
-        step_target=step_target,
-        data_target=f"data.train '{spec.data.train.target}'",
-        optimizer_target=f"optimizer.target '{spec.optimizer.target}'",
-    )
+    options = engine_options(spec)
     out = run_loop(
         comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, lrs, device=device,
         step_fn=comps.step_fn, val_loader=comps.val_loader, options=options, callback=callback,
@@ -479,22 +489,13 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     loss), so every setup problem surfaces here in seconds.
     """
     from clrfind.build import build_components, resolve_device
-    from clrfind.engine import EngineOptions, describe_batch, run_loop
+    from clrfind.engine import describe_batch, run_loop
 
     spec = loaded.spec
     device = resolve_device(spec.device, source=loaded.path.name)
     comps = build_components(loaded, device=device)
     first = next(iter(comps.train_loader))
-    options = EngineOptions(
-        precision=spec.precision,
-        accumulate=spec.accumulate,
-        channels_last=spec.channels_last,
-        step_target=f"step.target '{spec.step.target}'"
-        if spec.step
-        else f"model.target '{spec.model.target}'",
-        data_target=f"data.train '{spec.data.train.target}'",
-        optimizer_target=f"optimizer.target '{spec.optimizer.target}'",
-    )
+    options = dataclasses.replace(engine_options(spec), metric="loss")  # check times training steps only
     lr = spec.range_test.min_lr
     runs = []
     for n in (1, timed_steps):  # the first step pays for warm-up (and compilation); time the ones after it

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import functools
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import SetupError, UsageError
-from clrfind.spec import LoadedSpec
+from clrfind.spec import DEVICE_RE, LoadedSpec
 from clrfind.targets import instantiate, validate_spec_targets
 
 if TYPE_CHECKING:
     import torch
-
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -45,7 +42,7 @@ def resolve_device(requested: str, *, source: str = "spec") -> torch.device:
     """Map `auto|cpu|cuda|cuda:N|mps` to an available torch.device, or say why it is not available."""
     import torch
 
-    if not _DEVICE_RE.match(requested):
+    if not DEVICE_RE.fullmatch(requested):
         raise UsageError(
             f"{source}: device: unknown device {requested!r}", hint="use auto, cpu, cuda, cuda:N or mps"
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -326,11 +325,11 @@ def is_sweep_file(path: Path) -> bool:
 
 
 def available_devices() -> list[str]:
-    """One entry per CUDA device when there are several (parallel sweep); otherwise a single entry."""
+    """One entry per CUDA device when there are several (parallel sweep); otherwise just "auto" (sequential)."""
     import torch
 
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [f"cuda:{i}" for i in range(n)] if n > 1 else [os.environ.get("CLRFIND_DEVICE", "auto")]
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else ["auto"]
 
 
 def run_repeats(
