@@ -16,8 +16,10 @@ The tunable constants are module-level names, each with the reason for its value
 
 from __future__ import annotations
 
+import bisect
 import math
-import warnings
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,19 +51,18 @@ OUTLIER_MIN_WEIGHT = 1e-3
 MEDIAN_SPAN = 5
 # Steps whose losses only set the start level; nothing can be declared diverged before this.
 WARMUP_STEPS = 10
-# The step noise is the median |difference| over 31 losses (its largest value so far): it follows noise
-# that grows with the LR, and a blow-up moves it only after 16 steps, far more than a confirmation needs.
+# The step noise is the median |difference| over 31 losses; the bar uses its largest value up to the step where
+# the best level was reached (at least one full window): it follows noise that grows with the LR on the way
+# down, but a ragged stretch or blow-up past the best cannot raise the bar it is judged against.
 NOISE_SPAN = 31
 # The best level must be held for 5 steps (of the causal median): a few unusually easy batches are no best.
 HOLD_STEPS = 5
-# Chunks up to this size go through the plain-Python path of the monitor (microseconds per loss); longer
-# arrays (a whole saved curve) through numpy. Both give the same answer.
-SCALAR_CHUNK = 64
 # Diverged once the smoothed loss gave back half of its fall: a classifier that blows up collapses to the
 # prior, i.e. back to the *start* level, so a rule needing a rise above the start (or 4x the best) misses it.
 RISE = 0.5
-# ... and the rise must also exceed 4 step-noise std, so a flat noisy curve (no fall yet) never "diverges".
-NOISE_RISE = 4.0
+# ... and the rise must also exceed 4.5 step-noise std, so a flat noisy curve (no fall yet) does not "diverge":
+# no false alarm in 200 flat Gaussian or t(4) curves of 3,000 steps (4.0 had one).
+NOISE_RISE = 4.5
 # Relative float32 resolution: changes below 1e-6 of the loss's magnitude are rounding, not signal.
 REL_EPS = 1e-6
 # Median |x[t] - x[t-1]| of Gaussian noise is 0.954 sigma (sqrt(2) * 0.6745).
@@ -265,55 +266,48 @@ def smooth(values: np.ndarray, window: int | None = None) -> np.ndarray:
 # ============================================================================================================
 
 
-def _trailing(
-    history: np.ndarray | list[float], new: np.ndarray, span: int, reduce: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """`reduce` ("median" or "max") over the last `span` values ending at each new value; NaN is missing.
+class _Window:
+    """The last `span` values and a sorted copy of them: a running median for O(log span) per value."""
 
-    Returns the reductions and the history to keep for the next call (the last span - 1 values, NaN-padded
-    before the first), so a stream fed in chunks sees exactly the windows of the whole array, at
-    O(len(new) * span) per call.
-    """
-    buf = np.concatenate([np.full(max(span - 1 - len(history), 0), np.nan), history, new])
-    windows = sliding_window_view(buf, span)
-    gaps = np.isnan(windows).any(axis=1)  # only before the first full window
-    out = np.empty(new.size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN window before the first difference
-        out[gaps] = (np.nanmedian if reduce == "median" else np.nanmax)(windows[gaps], axis=1)
-    full = windows[~gaps]
-    if reduce == "median":  # odd spans: the middle element, via partition (3x faster than np.median)
-        out[~gaps] = np.partition(full, span // 2, axis=1)[:, span // 2]
-    else:
-        out[~gaps] = full.max(axis=1)
-    return out, buf[buf.size - span + 1 :]
+    def __init__(self, span: int) -> None:
+        self.span = span
+        self.values: deque[float] = deque()
+        self.ordered: list[float] = []
 
+    def push(self, value: float) -> None:
+        if len(self.values) == self.span:
+            del self.ordered[bisect.bisect_left(self.ordered, self.values.popleft())]
+        self.values.append(value)
+        bisect.insort(self.ordered, value)
 
-def _nan_median(values: list[float]) -> float:
-    """Median of the non-NaN values (NaN when there are none), as np.nanmedian, for a handful of floats."""
-    finite = sorted(v for v in values if v == v)
-    n = len(finite)
-    if n == 0:
-        return math.nan
-    mid = n // 2
-    return finite[mid] if n % 2 else 0.5 * (finite[mid - 1] + finite[mid])
+    def median(self) -> float:
+        """Median of what the window holds so far (NaN while empty)."""
+        ordered, n = self.ordered, len(self.ordered)
+        if n == 0:
+            return math.nan
+        mid = n // 2
+        return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
 class DivergenceMonitor:
-    """Online divergence check, fed chunks of raw per-step losses (any chunk size) by the engine.
+    """Online divergence check, fed the raw per-step losses in chunks of any size (a whole curve too).
 
     A non-finite loss stops the run at once, at its own step (reason "non-finite"). Otherwise the rule runs on
     `s`, the causal median of the last MEDIAN_SPAN losses. The median of the first WARMUP_STEPS losses is the
-    start level `s0`, and nothing is declared before that; `noise` is the step noise (the largest median
-    |difference| over NOISE_SPAN steps so far); `best` is the lowest level `s` held for HOLD_STEPS steps. A
-    step is "over" when
+    start level `s0`, and nothing is declared before that; `best` is the lowest level `s` held for HOLD_STEPS
+    steps, and `noise` is the step noise (median |difference| over NOISE_SPAN steps), its largest value up to
+    the step where that best was reached. A step is "over" when
 
         s > best + max(RISE * (s0 - best), NOISE_RISE * noise, REL_EPS * max(|s0|, |best|))
 
-    i.e. the loss gave back half of its fall and more than its noise allows; the run diverged once
+    i.e. the loss gave back half of its fall and more than its noise at the best allows; the run diverged once
     `persistence` consecutive steps are over. Everything is relative to the curve's own fall and noise, so it
-    works the same for negative and for tiny losses. Each update costs O(chunk): only a few recent values and
-    scalars are kept.
+    works the same for negative and for tiny losses. The noise stops growing at the best: a curve that turns
+    ragged past it (the diverging part) must not raise its own bar, or its spikes would hide the divergence
+    until the loss is non-finite.
+
+    Plain Python on purpose: the engine feeds a few losses per call, where numpy's per-call overhead would cost
+    more than a small model's training step; this costs about a microsecond per loss and O(1) memory.
 
     Attributes:
         stop_index: the step where the stop was confirmed (for "non-finite": the step of the non-finite loss).
@@ -329,17 +323,19 @@ class DivergenceMonitor:
             raise ValueError(f"persistence must be >= 1, got {persistence}")
         self.total_steps = total_steps
         self.persistence = persistence
-        self._lrs = None if lrs is None else np.asarray(lrs, dtype=float)
-        if self._lrs is not None and self._lrs.size != total_steps:
-            raise ValueError(f"lrs has {self._lrs.size} entries, total_steps is {total_steps}")
+        self._lrs = None if lrs is None else [float(v) for v in np.asarray(lrs, dtype=float).ravel()]
+        if self._lrs is not None and len(self._lrs) != total_steps:
+            raise ValueError(f"lrs has {len(self._lrs)} entries, total_steps is {total_steps}")
         self._seen = 0
-        self._raw_tail = np.empty(0)  # history of the causal median
-        self._diff_tail = np.empty(0)  # history of the noise estimate
-        self._level_tail = np.empty(0)  # history of the held level
+        self._raw = _Window(MEDIAN_SPAN)
+        self._diffs = _Window(NOISE_SPAN)
+        self._levels: deque[float] = deque(maxlen=HOLD_STEPS)
+        self._last = math.nan
         self._head: list[float] = []  # warm-up losses, until s0 is known
         self._start: float | None = None
-        self._noise = 0.0
         self._best = math.inf
+        self._peak = 0.0  # the largest step noise so far (full windows)
+        self._noise = 0.0  # ... as it was when `best` was reached
         self._run = 0
         self.stop_index: int | None = None
         self.stop_reason: Literal["diverged", "non-finite"] | None = None
@@ -349,132 +345,74 @@ class DivergenceMonitor:
     def stopped(self) -> bool:
         return self.stop_reason is not None
 
-    def update(self, losses: np.ndarray) -> bool:
+    def update(self, losses: np.ndarray | list[float]) -> bool:
         """Feed the next raw losses; True once the run should stop (later calls are no-ops returning True)."""
         if self.stopped:
             return True
-        x = np.asarray(losses, dtype=float).ravel()
-        if self._seen + x.size > self.total_steps:
-            raise ValueError(f"fed {self._seen + x.size} losses to a monitor of {self.total_steps} steps")
-        bad = np.flatnonzero(~np.isfinite(x))
-        # A divergence confirmed before the non-finite loss is what stopped the run; feed that part first.
-        self._feed(x if bad.size == 0 else x[: bad[0]])
-        if not self.stopped and bad.size:
-            step = self._seen
-            where = f" (lr {_fmt(self._lrs[step])})" if self._lrs is not None else ""
-            self._stop(step, "non-finite", f"loss was {x[bad[0]]} at step {step}{where}")
-        return self.stopped
+        values = losses.ravel().tolist() if isinstance(losses, np.ndarray) else losses
+        if self._seen + len(values) > self.total_steps:
+            raise ValueError(
+                f"fed {self._seen + len(values)} losses to a monitor of {self.total_steps} steps"
+            )
+        return any(self._push(float(value)) for value in values)  # stops at the first True
 
     # -- internals --
+
+    def _push(self, v: float) -> bool:
+        step = self._seen
+        self._seen += 1
+        if not math.isfinite(v):
+            self._stop(step, "non-finite", f"loss was {v} at step {step}{self._at(step, ' (lr {})')}")
+            return True
+        if self._last == self._last:  # not the first loss
+            self._diffs.push(abs(v - self._last))
+        self._last = v
+        self._raw.push(v)
+        level = self._raw.median()
+        self._levels.append(level)
+        local = self._diffs.median() / _DIFF_MAD_TO_SIGMA if step else 0.0
+        if step >= NOISE_SPAN:
+            self._peak = max(self._peak, local)
+        if self._start is None:
+            self._head.append(v)
+            if len(self._head) == WARMUP_STEPS:
+                self._start = statistics.median(self._head)
+                self._head = []
+        if step >= MEDIAN_SPAN + HOLD_STEPS - 2:  # full windows only
+            held = max(self._levels)
+            if held < self._best:
+                self._best = held
+                self._noise = self._peak
+        if step < NOISE_SPAN:  # too few differences for a peak: the local noise as it stands
+            self._noise = local
+        elif step == NOISE_SPAN:  # a best found early still gets its noise from a full window
+            self._noise = max(self._noise, self._peak)
+        if self._start is None or step < WARMUP_STEPS:
+            return False
+        s0, best = self._start, self._best
+        allowed = max(RISE * (s0 - best), NOISE_RISE * self._noise, REL_EPS * max(abs(s0), abs(best)))
+        self._run = self._run + 1 if level > best + allowed else 0
+        if self._run < self.persistence:
+            return False
+        self._stop(step, "diverged", self._describe(step, level, best, allowed))
+        return True
+
+    def _at(self, step: int, template: str) -> str:
+        return template.format(_fmt(self._lrs[step])) if self._lrs is not None else ""
 
     def _stop(self, step: int, reason: Literal["diverged", "non-finite"], detail: str) -> None:
         self.stop_index, self.stop_reason, self.detail = step, reason, detail
 
-    def _collect_warmup(self, x: np.ndarray | list[float]) -> None:
-        if self._start is None:
-            self._head.extend(float(v) for v in x[: WARMUP_STEPS - len(self._head)])
-            if len(self._head) == WARMUP_STEPS:
-                self._start = float(np.median(self._head))
-                self._head = []
-
-    def _feed(self, x: np.ndarray) -> None:
-        n = x.size
-        if n == 0:
-            return
-        if n <= SCALAR_CHUNK:
-            self._feed_scalar(x.tolist())
-            return
-        steps = self._seen + np.arange(n)
-        diffs = np.abs(np.diff(np.concatenate([self._raw_tail[-1:], x]), prepend=np.nan))[-n:]
-        s, raw_tail = _trailing(self._raw_tail, x, MEDIAN_SPAN, "median")
-        spread, diff_tail = _trailing(self._diff_tail, diffs, NOISE_SPAN, "median")
-        held, level_tail = _trailing(self._level_tail, s, HOLD_STEPS, "max")
-        # The largest local noise seen so far (once windows are full): a momentarily quiet stretch must not
-        # lower the floor, and the loss's noise rarely shrinks faster than its fall raises the other term.
-        local = spread / _DIFF_MAD_TO_SIGMA
-        full = steps >= NOISE_SPAN
-        peak = np.maximum.accumulate(np.concatenate([[self._noise], np.where(full, local, 0.0)]))[1:]
-        noise = np.where(full, peak, local)
-        self._collect_warmup(x)
-        settled = steps >= MEDIAN_SPAN + HOLD_STEPS - 2  # full windows only
-        best = np.minimum.accumulate(np.concatenate([[self._best], np.where(settled, held, np.inf)]))[1:]
-        allowed = np.zeros(n)
-        over = np.zeros(n, dtype=bool)
-        if self._start is not None:
-            s0 = self._start
-            allowed = np.maximum.reduce(
-                [RISE * (s0 - best), NOISE_RISE * noise, REL_EPS * np.maximum(abs(s0), np.abs(best))]
-            )
-            over = (steps >= WARMUP_STEPS) & (s > best + allowed)
-        idx = np.arange(n)
-        run = idx - np.maximum.accumulate(np.where(over, -1 - self._run, idx))
-        hits = np.flatnonzero(run >= self.persistence)
-        if hits.size:
-            j = int(hits[0])
-            self._seen = int(steps[j]) + 1
-            detail = self._describe(int(steps[j]), s[j], best[j], allowed[j], noise[j])
-            self._stop(int(steps[j]), "diverged", detail)
-            return
-        self._seen += n
-        self._run = int(run[-1])
-        self._best = float(best[-1])
-        self._noise = float(peak[-1])
-        self._raw_tail, self._diff_tail, self._level_tail = raw_tail, diff_tail, level_tail
-
-    def _feed_scalar(self, values: list[float]) -> None:
-        """The same rule as the vectorised path, one value at a time in plain Python.
-
-        The engine feeds a few losses per call; numpy's per-call overhead (~1 ms for the three windows) would
-        then cost more than a small model's training step, while this costs a few microseconds per loss. The
-        two paths keep the same state and must agree exactly (tests feed chunks of every size).
-        """
-        raw = [math.nan] * (MEDIAN_SPAN - 1 - len(self._raw_tail)) + list(self._raw_tail)
-        diffs = [math.nan] * (NOISE_SPAN - 1 - len(self._diff_tail)) + list(self._diff_tail)
-        levels = [math.nan] * (HOLD_STEPS - 1 - len(self._level_tail)) + list(self._level_tail)
-        best, peak, run = self._best, self._noise, self._run
-        settle_at = MEDIAN_SPAN + HOLD_STEPS - 2
-        for k, v in enumerate(values):
-            step = self._seen + k
-            diffs.append(abs(v - raw[-1]))  # NaN before the first loss: nan - x is nan
-            raw.append(v)
-            level = _nan_median(raw[-MEDIAN_SPAN:])
-            levels.append(level)
-            local = _nan_median(diffs[-NOISE_SPAN:]) / _DIFF_MAD_TO_SIGMA
-            full = step >= NOISE_SPAN
-            if full:
-                peak = max(peak, local)
-            noise = peak if full else local
-            if self._start is None:
-                self._collect_warmup([v])
-            if step >= settle_at:
-                best = min(best, max(h for h in levels[-HOLD_STEPS:] if h == h))
-            over = False
-            allowed = 0.0
-            if self._start is not None and step >= WARMUP_STEPS and noise == noise:
-                s0 = self._start
-                allowed = max(RISE * (s0 - best), NOISE_RISE * noise, REL_EPS * max(abs(s0), abs(best)))
-                over = level > best + allowed
-            run = run + 1 if over else 0
-            if run >= self.persistence:
-                self._seen = step + 1
-                self._stop(step, "diverged", self._describe(step, level, best, allowed, noise))
-                return
-            del raw[: len(raw) - (MEDIAN_SPAN - 1)], diffs[: len(diffs) - (NOISE_SPAN - 1)]
-            del levels[: len(levels) - (HOLD_STEPS - 1)]
-        self._seen += len(values)
-        self._run, self._best, self._noise = run, best, peak
-        self._raw_tail, self._diff_tail, self._level_tail = raw, diffs, levels  # lists: numpy takes them too
-
-    def _describe(self, step: int, s: float, best: float, allowed: float, noise: float) -> str:
+    def _describe(self, step: int, s: float, best: float, allowed: float) -> str:
         assert self._start is not None
         fall = self._start - best
         if allowed <= RISE * fall:
             why = f"best {_fmt(best)} + {RISE:g}x its fall of {_fmt(fall)}"
-        elif allowed <= NOISE_RISE * noise:
-            why = f"best {_fmt(best)} + {NOISE_RISE:g}x the step noise {_fmt(noise)}"
+        elif allowed <= NOISE_RISE * self._noise:
+            why = f"best {_fmt(best)} + {NOISE_RISE:g}x the step noise {_fmt(self._noise)} at the best"
         else:
             why = f"best {_fmt(best)} + float32 resolution"
-        where = f"lr {_fmt(self._lrs[step])}" if self._lrs is not None else f"step {step}"
+        where = self._at(step, "lr {}") or f"step {step}"
         rose = f"smoothed loss {_fmt(s)} rose above {_fmt(best + allowed)} ({why})"
         return f"{rose} for {self.persistence} steps at {where}"
 

@@ -514,10 +514,8 @@ def test_metric_and_loss_paths_agree_on_the_same_curve():
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_monitor_scalar_and_numpy_paths_agree(seed: int) -> None:
-    """Small chunks take the plain-Python path, long ones numpy: same stops, same details, on random curves."""
-    from clrfind.analysis import SCALAR_CHUNK
-
+def test_monitor_answer_does_not_depend_on_chunking(seed: int) -> None:
+    """The engine feeds chunks of 1-4 losses, `find_divergence` the whole curve: same stop, same detail."""
     rng = np.random.default_rng(seed)
     n = 400
     x = np.linspace(0, 1, n)
@@ -529,15 +527,43 @@ def test_monitor_scalar_and_numpy_paths_agree(seed: int) -> None:
         + rng.normal(0, rng.uniform(0.01, 0.3), n)
     )
     curve = curve * rng.uniform(1e-3, 1e3) + rng.normal(0, 10)
-    small = DivergenceMonitor(total_steps=n)
-    for i in range(0, n, 3):
-        if small.update(curve[i : i + 3]):
-            break
-    big = DivergenceMonitor(total_steps=n)
-    big.update(curve[: SCALAR_CHUNK + 1])
-    big.update(curve[SCALAR_CHUNK + 1 :])
-    assert (small.stop_index, small.stop_reason, small.detail) == (
-        big.stop_index,
-        big.stop_reason,
-        big.detail,
+    chunked = DivergenceMonitor(total_steps=n)
+    i = 0
+    while i < n and not chunked.update(curve[i : i + (size := int(rng.integers(1, 5)))].tolist()):
+        i += size
+    whole = DivergenceMonitor(total_steps=n)
+    whole.update(curve)
+    assert (chunked.stop_index, chunked.stop_reason, chunked.detail) == (
+        whole.stop_index,
+        whole.stop_reason,
+        whole.detail,
     )
+
+
+def ragged(seed: int, n: int = 300, turn: int = 120) -> np.ndarray:
+    """A fall, then past `turn` a ragged climb: 6x the noise at once, spikes of 10-1000x, NaN at the end."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    level = 1.0 + 1.3 / (1.0 + np.exp((t - 40) / 6.0)) + np.where(t > turn, 0.01 * (t - turn), 0.0)
+    y = level + rng.normal(0.0, 0.08, n) * np.where(t > turn, 6.0, 1.0)
+    spikes = rng.choice(np.arange(turn, n - 20), 8, replace=False)
+    y[spikes] *= rng.uniform(10.0, 1000.0, spikes.size)
+    y[n - 10 :] = np.nan
+    return y
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_monitor_stops_on_a_ragged_climb_long_before_the_nan(seed: int) -> None:
+    """Spikes and growing noise past the best must not raise the bar (the noise counts only up to the best)."""
+    index, reason = find_divergence(ragged(seed))
+    assert reason == "diverged"
+    assert 120 < index < 180  # the level is 0.36 above its best (4.5 noise std at the best) from step 156 on
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_monitor_follows_noise_that_grows_on_the_way_down(seed: int) -> None:
+    """Noise that grows 5x while the loss still falls raises the bar: a late, noisy best is no divergence."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, 1000)
+    y = 1.0 + 1.3 / (1.0 + np.exp((t - 0.3) * 30)) - 0.2 * t + (0.03 + 0.15 * t) * rng.standard_normal(t.size)
+    assert find_divergence(y) == (None, None)
