@@ -579,15 +579,16 @@ def median_wall(cmd: list[str], n: int = 5) -> tuple[float, list[float]]:
 
 
 def _staged_loop(move: bool, copy: bool, monitor: bool) -> Callable[..., RunInfo]:
-    """The raw loop plus, one by one, the engine's per-step extras: clrfind's batch mover, the chunked loss
-    copy (detach, stack every `sync_every` steps, to numpy), and DivergenceMonitor.update on each chunk."""
+    """The raw loop plus, one by one, the engine's per-step extras: clrfind's batch mover, the engine's loss
+    reader (`_HostLosses`: a float per step on CPU, a chunked non-blocking copy on CUDA), and
+    DivergenceMonitor.update on each chunk."""
     from clrfind.analysis import DivergenceMonitor
-    from clrfind.engine import choose_sync_every, move_to_device
+    from clrfind.engine import _HostLosses, choose_sync_every, move_to_device
 
     def run(model, loader, loss_fn, opt, lrs, device, **_: Any) -> RunInfo:
         every = choose_sync_every(device, None)
         mon = DivergenceMonitor(total_steps=len(lrs))
-        chunk: list[torch.Tensor] = []
+        host = _HostLosses(device)
         losses: list[float] = []
         it = iter(loader)
         for lr in lrs.tolist():
@@ -607,13 +608,13 @@ def _staged_loop(move: bool, copy: bool, monitor: bool) -> Callable[..., RunInfo
             loss.backward()
             opt.step()
             if copy:
-                chunk.append(loss.detach())
-                if len(chunk) >= every:
-                    values = torch.stack(chunk).float().cpu().numpy().astype(np.float64, copy=False)
-                    chunk = []
-                    losses.extend(values.tolist())
-                    if monitor:
-                        mon.update(values)
+                host.add(loss)
+                if len(host.chunk) >= every:
+                    host.flush()
+                    for values in host.ready():
+                        losses.extend(values)
+                        if monitor:
+                            mon.update(values)
         return RunInfo(len(lrs))
 
     return run
@@ -643,8 +644,8 @@ def ablate_engine(args: argparse.Namespace, device: torch.device) -> str:
     stages = {
         "raw": run_raw,
         "raw + move_to_device": _staged_loop(True, False, False),
-        "raw + move_to_device + chunked loss copy": _staged_loop(True, True, False),
-        "raw + move_to_device + chunked loss copy + DivergenceMonitor.update": _staged_loop(True, True, True),
+        "raw + move_to_device + loss reader": _staged_loop(True, True, False),
+        "raw + move_to_device + loss reader + DivergenceMonitor.update": _staged_loop(True, True, True),
         "engine.run_loop with DivergenceMonitor.update stubbed": engine_no_monitor,
         "engine.run_loop": run_engine,
     }
@@ -712,7 +713,7 @@ def micro_costs(device: torch.device, reps: int = 2000) -> str:
     ever adds time.
     """
     from clrfind.analysis import DivergenceMonitor
-    from clrfind.engine import _autocast, _Batches, _HostLosses, choose_sync_every, move_to_device
+    from clrfind.engine import _Batches, _HostLosses, choose_sync_every, move_to_device
 
     k = choose_sync_every(device, None)
     g = torch.Generator().manual_seed(0)
@@ -748,24 +749,22 @@ def micro_costs(device: torch.device, reps: int = 2000) -> str:
             return next(it)
 
     bench("raw: next(iterator) over the same DataLoader", raw_next)
-    bench("engine: loss.detach()", lambda: loss.detach())
-    bench("engine: with _autocast(device, 'fp32')", lambda: _autocast(device, "fp32").__enter__())
-    host = _HostLosses(device, k)
+    host = _HostLosses(device)
+    bench("engine: loss.item() (CPU) / loss.detach() (CUDA)", lambda: host.add(loss))
 
     def chunk() -> None:
         for _ in range(k):
-            host.add(loss.detach())
+            host.add(loss)
         host.flush()
         host.ready()
 
     bench(f"engine: _HostLosses add x{k} + flush + ready, per step", chunk, per=k)
     mon = DivergenceMonitor(total_steps=6 * reps * k)
-    vals = np.full(k, 2.3)
+    vals = [2.3] * k
     bench(f"engine: DivergenceMonitor.update({k} losses), per step", lambda: mon.update(vals), per=k)
-    arr = np.full(k, 2.3)
     bench(
-        "engine: drain's tolist + isfinite + min, per step",
-        lambda: (arr.tolist(), float(arr[np.isfinite(arr)].min())),
+        "engine: drain's running best over the finite losses, per step",
+        lambda: min((v for v in vals if math.isfinite(v)), default=math.inf),
         per=k,
     )
     out = (

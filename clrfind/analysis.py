@@ -274,19 +274,15 @@ class _Window:
         self.values: deque[float] = deque()
         self.ordered: list[float] = []
 
-    def push(self, value: float) -> None:
-        if len(self.values) == self.span:
-            del self.ordered[bisect.bisect_left(self.ordered, self.values.popleft())]
-        self.values.append(value)
-        bisect.insort(self.ordered, value)
-
-    def median(self) -> float:
-        """Median of what the window holds so far (NaN while empty)."""
-        ordered, n = self.ordered, len(self.ordered)
-        if n == 0:
-            return math.nan
-        mid = n // 2
-        return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+    def add(self, value: float) -> float:
+        """Push a value (dropping the oldest once full) and return the median of the window."""
+        values, ordered = self.values, self.ordered
+        if len(values) == self.span:
+            del ordered[bisect.bisect_left(ordered, values.popleft())]
+        values.append(value)
+        bisect.insort(ordered, value)
+        mid = len(ordered) >> 1
+        return ordered[mid] if len(ordered) & 1 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
 class DivergenceMonitor:
@@ -330,7 +326,7 @@ class DivergenceMonitor:
         self._raw = _Window(MEDIAN_SPAN)
         self._diffs = _Window(NOISE_SPAN)
         self._levels: deque[float] = deque(maxlen=HOLD_STEPS)
-        self._last = math.nan
+        self._last = 0.0
         self._head: list[float] = []  # warm-up losses, until s0 is known
         self._start: float | None = None
         self._best = math.inf
@@ -364,13 +360,11 @@ class DivergenceMonitor:
         if not math.isfinite(v):
             self._stop(step, "non-finite", f"loss was {v} at step {step}{self._at(step, ' (lr {})')}")
             return True
-        if self._last == self._last:  # not the first loss
-            self._diffs.push(abs(v - self._last))
-        self._last = v
-        self._raw.push(v)
-        level = self._raw.median()
+        level = self._raw.add(v)
         self._levels.append(level)
-        local = self._diffs.median() / _DIFF_MAD_TO_SIGMA if step else 0.0
+        # Step noise from the median |difference| (0 until there is a difference).
+        local = self._diffs.add(abs(v - self._last)) / _DIFF_MAD_TO_SIGMA if step else 0.0
+        self._last = v
         if step >= NOISE_SPAN:
             self._peak = max(self._peak, local)
         if self._start is None:
