@@ -107,6 +107,11 @@ MIN_RATIO = 4.0
 # max_lr, and a cycle whose low end is that far down spends half its time barely training (quality benchmark:
 # iris and classification gained most from this cap).
 MAX_RATIO = 20.0
+# max_lr goes past the end of the fall, toward the divergence LR / 2 (Smith: the best LR is within 2x of the
+# largest that still converges), no further than the curve stays level: within 25% of its fall (and 4 noise std)
+# of its minimum.
+DIVERGENCE_HEADROOM = 2.0
+FLAT_TOLERANCE = 0.25
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
 
@@ -714,8 +719,24 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
     )
 
 
-def _max_bound(ctx: _Context, descent: _Descent, verdict: _Verdict) -> tuple[float, str]:
-    """max_lr: the end of the clear descent, and how the curve ended after it."""
+def _flat_until(curve: _Smoothed, stats: _Stats, descent: _Descent) -> int:
+    """Last index, from the end of the descent on, before the smoothed curve rises clearly above its minimum."""
+    level, i_min = curve.level, curve.i_min
+    tolerance = max(FLAT_TOLERANCE * stats.fall, START_SIGMAS * curve.level_noise)
+    risen = np.flatnonzero(level[i_min:] > level[i_min] + tolerance)
+    last = i_min + int(risen[0]) - 1 if risen.size else level.size - 1
+    return max(last, descent.i_end)
+
+
+def _max_bound(
+    ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
+) -> tuple[float, str]:
+    """max_lr: past the end of the clear descent, up to halfway to where it diverged, while the curve stays level.
+
+    The end of the clear fall is a lower estimate of a good max_lr; Smith (2017) gives an upper one, "the optimum
+    LR is usually within a factor of two of the largest LR that still converges", i.e. divergence_lr / 2. max_lr
+    is their log midpoint, but never where the smoothed curve has already risen clearly above its minimum.
+    """
     what, div_lr = ctx.what, ctx.divergence_lr
     max_lr = float(ctx.lrs[descent.i_end])
     if descent.still_falling and div_lr is not None:
@@ -736,9 +757,15 @@ def _max_bound(ctx: _Context, descent: _Descent, verdict: _Verdict) -> tuple[flo
         )
         return max_lr, f"{what.name} still {what.improving} at the end of the range ({_fmt(max_lr)})"
     if div_lr is not None:
-        return (
-            max_lr,
-            f"{what.name} stopped {what.improving} at {_fmt(max_lr)} and {ctx.worse} at {_fmt(div_lr)}",
+        stopped = f"{what.name} stopped {what.improving} at {_fmt(max_lr)}"
+        flat_to = _flat_until(curve, stats, descent)
+        target = min(math.sqrt(max_lr * div_lr / DIVERGENCE_HEADROOM), float(ctx.lrs[flat_to]))
+        if target <= max_lr:
+            return max_lr, f"{stopped} and {ctx.worse} at {_fmt(div_lr)}"
+        return target, (
+            f"{stopped}, stayed level up to {_fmt(ctx.lrs[flat_to])} and {ctx.worse} at {_fmt(div_lr)}: "
+            f"max_lr {_fmt(target)}, between the end of the {what.improvement} and "
+            f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)"
         )
     last = _fmt(ctx.lrs[ctx.cut.end - 1])
     step = (
@@ -805,7 +832,7 @@ def _suggest(
         )
 
     verdict = _Verdict()
-    max_lr, max_rationale = _max_bound(ctx, descent, verdict)
+    max_lr, max_rationale = _max_bound(ctx, curve, stats, descent, verdict)
     min_lr, min_rationale = _min_bound(ctx, descent, max_lr)
     noise_ratio = stats.noise / stats.fall
     if noise_ratio > NOISY_LOW:

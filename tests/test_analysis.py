@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from clrfind.analysis import (
+    DIVERGENCE_HEADROOM,
     MAX_RATIO,
     DivergenceMonitor,
     find_divergence,
@@ -48,14 +49,21 @@ def exp_case(noise: float = 0.0, seed: int = 0, n: int = 200):
     return lrs, _curve(np.log10(lrs), **EXP, noise=noise, seed=seed)
 
 
+def exp_max(b) -> float:
+    """log10 of the expected max_lr on EXP: the log midpoint of the end of the fall and divergence_lr / 2."""
+    return 0.5 * (EXP_END + math.log10(b.divergence_lr / DIVERGENCE_HEADROOM))
+
+
 def assert_sound(b) -> None:
-    """What must hold for any answer: ordered bounds, max_lr before the minimum and the divergence."""
+    """What must hold for any answer: ordered bounds; max_lr before the minimum, or at most halfway (log) from the
+    end of the fall to divergence_lr / 2, and always before the divergence."""
     if b.min_lr is not None and b.max_lr is not None:
         assert 0 < b.min_lr < b.max_lr
-        if b.best_lr is not None:
-            assert b.max_lr <= b.best_lr
         if b.divergence_lr is not None:
             assert b.max_lr < b.divergence_lr
+            assert b.max_lr <= b.best_lr or b.max_lr < b.divergence_lr / DIVERGENCE_HEADROOM
+        elif b.best_lr is not None:
+            assert b.max_lr <= b.best_lr
     else:
         assert b.reason and b.next_step
     for text in (b.min_rationale, b.max_rationale, b.reason or ""):
@@ -239,7 +247,9 @@ def test_exp_ladder_bounds_on_the_log_axis(noise, seed):
     lrs, losses = exp_case(noise, seed)
     b = suggest_bounds(lrs, losses, mode="exp")
     assert_sound(b)
-    assert math.log10(b.max_lr) == pytest.approx(EXP_END, abs=0.3)
+    assert 0.8 < b.divergence_lr < 2.5  # the blow-up gives back half the fall near u = 0 (later when noisy)
+    assert math.log10(b.max_lr) == pytest.approx(exp_max(b), abs=0.3)
+    assert "stayed level up to" in b.max_rationale and "(log midpoint)" in b.max_rationale
     # the start of the fall, unless that is more than MAX_RATIO below max_lr (then base_lr is raised to it)
     expected = max(EXP_START, math.log10(b.max_lr / MAX_RATIO))
     assert math.log10(b.min_lr) == pytest.approx(expected, abs=0.35)
@@ -251,7 +261,7 @@ def test_exp_ladder_bounds_on_the_log_axis(noise, seed):
 def test_exp_bounds_do_not_depend_on_the_number_of_steps(n):
     lrs, losses = exp_case(0.05, seed=n, n=n)
     b = suggest_bounds(lrs, losses, mode="exp")
-    assert math.log10(b.max_lr) == pytest.approx(EXP_END, abs=0.3)
+    assert math.log10(b.max_lr) == pytest.approx(exp_max(b), abs=0.3)
 
 
 def test_slopes_are_taken_on_the_sampled_axis():
@@ -260,8 +270,8 @@ def test_slopes_are_taken_on_the_sampled_axis():
     lrs, losses = exp_case(0.02, seed=4)
     right = suggest_bounds(lrs, losses, mode="exp")
     wrong = suggest_bounds(lrs, losses, mode="linear")
-    assert math.log10(right.max_lr) == pytest.approx(EXP_END, abs=0.3)
-    assert math.log10(wrong.max_lr) < EXP_END - 2
+    assert math.log10(right.max_lr) == pytest.approx(exp_max(right), abs=0.3)
+    assert wrong.max_lr < right.max_lr / 10
 
 
 def test_plateau_then_cliff():
@@ -288,8 +298,21 @@ def test_descent_plateau_then_sudden_blowup():
     losses = np.where(lrs > 0.7, losses + 5.0, losses)
     b = suggest_bounds(lrs, losses)
     assert_sound(b)
-    assert b.max_lr == pytest.approx(0.15 + 2.94 * 0.03, rel=0.1)
     assert b.divergence_lr == pytest.approx(0.71, abs=0.03)
+    # level from the end of the fall (0.24) to the cliff: max_lr is their log midpoint with divergence_lr / 2
+    end = 0.15 + 2.94 * 0.03
+    assert b.max_lr == pytest.approx(math.sqrt(end * b.divergence_lr / DIVERGENCE_HEADROOM), rel=0.1)
+
+
+def test_max_lr_stays_below_a_rise_that_starts_right_after_the_fall():
+    """A loss that climbs again right after its minimum (no level stretch) keeps max_lr at the end of the fall."""
+    lrs, losses = exp_case(0.0)
+    u = np.log10(lrs)
+    slanted = losses + 2.0 * np.clip(u - EXP_END, 0.0, None)  # +2 per decade: 25% of the fall in 0.25 decades
+    level = suggest_bounds(lrs, losses, mode="exp")
+    b = suggest_bounds(lrs, slanted, mode="exp")
+    assert_sound(b)
+    assert math.log10(b.max_lr) < EXP_END + 0.3 < math.log10(level.max_lr)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
