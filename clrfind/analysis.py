@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from clrfind.ladder import Mode, sample_axis
+from clrfind.ladder import AUTO_EXP_RATIO, Mode, sample_axis
 from clrfind.results import Bounds, Confidence
 
 # -- smoothing --
@@ -446,7 +446,7 @@ class _Quantity:
     more_points: str  # next step when there are too few points
 
 
-_LOSS = _Quantity("loss", "falling", "falls", "fall", "diverged", "run more steps: --steps 100")
+_LOSS = _Quantity("loss", "falling", "falls", "fall", "diverged", "run more steps: --steps 300")
 
 
 def _metric_quantity(name: str, higher_is_better: bool) -> _Quantity:
@@ -649,6 +649,7 @@ class _Context:
     cut: _Cut
     stop_reason: str
     planned_max_lr: float | None
+    mode: str
 
     @property
     def divergence_lr(self) -> float | None:
@@ -663,12 +664,22 @@ class _Context:
     def stopped_early(self) -> bool:
         return self.stop_reason in ("interrupted", "error")
 
+    @property
+    def end(self) -> float:
+        return self.planned_max_lr if self.planned_max_lr is not None else float(self.lrs[-1])
+
     def wider(self) -> str:
-        end = self.planned_max_lr if self.planned_max_lr is not None else float(self.lrs[-1])
-        return f"--max-lr {_fmt(RANGE_FACTOR * end)}"
+        return f"--max-lr {_fmt(RANGE_FACTOR * self.end)}{self._as_exp(self.lrs[0], RANGE_FACTOR * self.end)}"
 
     def lower(self) -> str:
-        return f"--min-lr {_fmt(self.lrs[0] / RANGE_FACTOR)}"
+        start = self.lrs[0] / RANGE_FACTOR
+        return f"--min-lr {_fmt(start)}{self._as_exp(start, self.end)}"
+
+    def _as_exp(self, low: float, high: float) -> str:
+        """On a linear ladder over decades a lower start changes nothing: the second step stays near max/steps."""
+        if self.mode != "linear" or high / low <= AUTO_EXP_RATIO:
+            return ""
+        return " --mode exp (a linear ladder over that range puts almost every step in its top decade)"
 
     def no_bounds(self, reason: str, next_step: str) -> Bounds:
         return Bounds(
@@ -817,7 +828,7 @@ def _suggest(
     with np.errstate(divide="ignore", invalid="ignore"):
         axis = sample_axis(lrs, mode)  # type: ignore[arg-type]
     cut = _cut(y, _finite_prefix(axis, y), stop_reason)
-    ctx = _Context(lrs, what, method, cut, stop_reason, planned_max_lr)
+    ctx = _Context(lrs, what, method, cut, stop_reason, planned_max_lr, mode)
     n = cut.end
     base, stats = _measure(axis[:n], y[:n]) if n >= MIN_POINTS else (None, None)
     unreliable = _unreliable(ctx, base, stats)

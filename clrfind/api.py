@@ -23,7 +23,7 @@ from clrfind import __version__
 from clrfind.analysis import smooth, suggest_bounds, suggest_bounds_from_metric
 from clrfind.errors import RunError, RunInterrupted, SetupError, UsageError
 from clrfind.fileio import check_writable_dir
-from clrfind.ladder import Mode, lr_ladder
+from clrfind.ladder import DEFAULT_STEPS, Mode, ModeChoice, lr_ladder, resolve_mode
 from clrfind.results import (
     PLOT_NAME,
     RESULTS_NAME,
@@ -213,8 +213,8 @@ def range_test(
     *,
     min_lr: float,
     max_lr: float,
-    steps: int = 100,
-    mode: Mode = "linear",
+    steps: int = DEFAULT_STEPS,
+    mode: ModeChoice = "auto",
     device: str | torch.device | None = None,
     step_fn: Callable[..., torch.Tensor] | None = None,
     val_loader: Iterable[Any] | None = None,
@@ -230,7 +230,8 @@ def range_test(
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer.
 
-    The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps (linearly, as in Smith 2017, or `mode="exp"`);
+    The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps: linearly as in Smith (2017), evenly in log LR
+    (`mode="exp"`), or, by default ("auto"), exp when the range spans more than 1.5 decades;
     the run stops early when the loss diverges or becomes non-finite. With `restore=True` (default) the model and
     optimizer are left exactly as they were. A failure inside your code is raised as `RunError` after restoring.
 
@@ -247,12 +248,13 @@ def range_test(
         )
     if not 0 < min_lr < max_lr:
         raise UsageError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
-    if mode not in ("linear", "exp"):
-        raise UsageError(f"mode must be 'linear' or 'exp', got {mode!r}")
+    if mode not in ("auto", "linear", "exp"):
+        raise UsageError(f"mode must be 'auto', 'linear' or 'exp', got {mode!r}")
+    ladder_mode = resolve_mode(min_lr, max_lr, mode)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home
-    lrs = lr_ladder(min_lr, max_lr, steps, mode)
+    lrs = lr_ladder(min_lr, max_lr, steps, ladder_mode)
     options = EngineOptions(
         precision=precision,  # type: ignore[arg-type]
         accumulate=accumulate,
@@ -280,7 +282,7 @@ def range_test(
                 model.to(home)
     result = make_result(
         out,
-        mode=mode,
+        mode=ladder_mode,
         min_lr=min_lr,
         max_lr=max_lr,
         planned_steps=steps,
@@ -393,7 +395,8 @@ def run_spec(
     comps = build_components(loaded, device=device, rank=rank, world_size=world_size)
     total = planned_steps(loaded, comps.batches_per_epoch)
     rt = spec.range_test
-    lrs = lr_ladder(rt.min_lr, rt.max_lr, total, rt.mode)
+    mode = resolve_mode(rt.min_lr, rt.max_lr, rt.mode)
+    lrs = lr_ladder(rt.min_lr, rt.max_lr, total, mode)
     options = engine_options(spec)
     out = run_loop(
         comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, lrs, device=device,
@@ -402,7 +405,7 @@ def run_spec(
     )  # fmt: skip
     result = make_result(
         out,
-        mode=rt.mode,
+        mode=mode,
         min_lr=rt.min_lr,
         max_lr=rt.max_lr,
         planned_steps=total,

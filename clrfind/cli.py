@@ -128,6 +128,7 @@ def _main(
 
 
 class ModeOpt(str, Enum):
+    auto = "auto"
     linear = "linear"
     exp = "exp"
 
@@ -255,7 +256,11 @@ def range_test_cmd(
         float | None, typer.Option(help="Highest LR of the ladder.", rich_help_panel=_RANGE)
     ] = None,
     mode: Annotated[
-        ModeOpt | None, typer.Option(help="LR ladder: linear (the paper's) or exp.", rich_help_panel=_RANGE)
+        ModeOpt | None,
+        typer.Option(
+            help="LR ladder: auto (exp over more than 1.5 decades, else linear), linear (the paper's) or exp.",
+            rich_help_panel=_RANGE,
+        ),
     ] = None,
     metric: Annotated[
         MetricOpt | None,

@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from clrfind.errors import SpecError, UsageError
+from clrfind.ladder import DEFAULT_STEPS, ModeChoice
 
-DEFAULT_STEPS = 100
 # eval_every: null spreads about this many metric evaluations over the run: enough points to read a curve from,
 # few enough that evaluation does not dominate a short test.
 TARGET_EVALUATIONS = 30
@@ -143,7 +143,7 @@ class RangeTestSpec(_Frozen):
     max_lr: float = Field(1.0, gt=0, allow_inf_nan=False)
     steps: int | None = Field(None, ge=2)
     epochs: int | None = Field(None, ge=1)
-    mode: Literal["linear", "exp"] = "linear"
+    mode: ModeChoice = "auto"
     metric: Literal["loss", "accuracy", "val_loss"] = "loss"
     eval_every: int | None = Field(None, ge=1)
     eval_batches: int = Field(4, ge=1)

@@ -58,6 +58,8 @@ def test_range_test_returns_bounds_and_restores_state(tiny_task, tmp_path) -> No
     before = _snapshot(model, optimizer)
     result = clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=80)
     _assert_same(before, model, optimizer)
+    assert result.mode == "exp"  # "auto" over 4.3 decades
+    assert result.lrs[1] == pytest.approx(1e-3 * 20_000 ** (1 / 79))
     assert result.steps_run >= 10
     assert result.bounds is not None
     assert result.optimizer is not None and result.optimizer.target == "torch.optim.sgd.SGD"
@@ -92,6 +94,8 @@ def test_bad_arguments_are_usage_errors(tiny_task) -> None:
         clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1.0, max_lr=0.1, steps=30)
     with pytest.raises(UsageError, match="steps"):
         clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=0.1, steps=1)
+    with pytest.raises(UsageError, match="'auto', 'linear' or 'exp'"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=0.1, mode="log")  # type: ignore[arg-type]
 
 
 def test_optimizer_ref_records_non_default_kwargs() -> None:

@@ -41,11 +41,26 @@ def test_range_test_writes_results_plot_schedule(runner: CliRunner, spec: Path, 
     data = json.loads((out / "range_test.json").read_text())
     assert data["schema_version"] == 1 and data["planned_steps"] == 50
     assert data["spec"]["range_test"]["steps"] == 50
+    assert data["mode"] == "exp"  # the spec leaves mode at "auto" and its range spans 3.3 decades
     assert data["stop_reason"] in ("completed", "diverged", "non-finite")
     assert (out / "range_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sched = yaml.safe_load((out / "schedule.yaml").read_text())
     assert sched["scheduler"]["target"] == "torch.optim.lr_scheduler.CyclicLR"
     assert sched["optimizer"]["kwargs"]["momentum"] == 0.9
+
+
+def test_mode_option_overrides_auto(runner: CliRunner, spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app, ["range-test", str(spec), "--out", str(out), "-q", "--steps", "30", "--mode", "linear"]
+    )
+    assert res.exit_code == 0, res.stderr
+    assert "(linear, lr" in res.stdout
+    assert json.loads((out / "range_test.json").read_text())["mode"] == "linear"
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(out), "-q", "--mode", "log"])
+    assert res.exit_code == 2 and res.stdout == ""
+    flat = " ".join(res.stderr.replace("│", " ").split())  # Typer's error box wraps lines
+    assert "'log' is not one of 'auto', 'linear', 'exp'" in flat
 
 
 def test_default_out_dir_is_named_after_the_spec(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clrfind.ladder import lr_ladder, sample_axis
+from clrfind.ladder import AUTO_EXP_RATIO, lr_ladder, resolve_mode, sample_axis
 
 
 def test_linear_ladder_values() -> None:
@@ -33,3 +33,23 @@ def test_bad_ladders(args: tuple[float, float, int], match: str) -> None:
 def test_unknown_mode() -> None:
     with pytest.raises(ValueError, match="mode"):
         lr_ladder(0.1, 1.0, 10, "cosine")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "mode", "expected"),
+    [
+        (1e-5, 1.0, "auto", "exp"),  # 5 decades
+        (1e-3, 0.065, "auto", "exp"),  # the paper's GoogLeNet range: 65x
+        (0.001, 0.006, "auto", "linear"),  # the paper's CIFAR-10 range: 6x, a zoomed-in linear test
+        (0.1, 0.1 * AUTO_EXP_RATIO, "auto", "linear"),  # the threshold itself stays linear
+        (1e-5, 1.0, "linear", "linear"),  # an explicit choice is kept
+        (0.1, 0.2, "exp", "exp"),
+    ],
+)
+def test_auto_mode_goes_exp_over_wide_ranges(low: float, high: float, mode: str, expected: str) -> None:
+    assert resolve_mode(low, high, mode) == expected
+
+
+def test_unknown_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'auto', 'linear' or 'exp'"):
+        resolve_mode(0.1, 1.0, "cosine")

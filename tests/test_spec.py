@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clrfind.errors import SpecError, UsageError
-from clrfind.spec import Spec, load_spec, parse_override, yaml_load
+from clrfind.spec import DEFAULT_STEPS, Spec, load_spec, parse_override, yaml_load
 
 VALID = """\
 model:
@@ -83,7 +83,7 @@ def test_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     assert (rt.steps, rt.epochs, rt.mode, rt.metric, rt.eval_every, rt.eval_batches) == (
         200,
         None,
-        "linear",
+        "auto",
         "loss",
         None,
         4,
@@ -94,7 +94,7 @@ def test_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
 
 def test_minimal_spec_gets_default_length_and_range(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, dump(MINIMAL))).spec
-    assert spec.range_test.steps == 100 and spec.range_test.epochs is None
+    assert spec.range_test.steps == DEFAULT_STEPS == 300 and spec.range_test.epochs is None
     assert 0 < spec.range_test.min_lr < spec.range_test.max_lr
     assert spec.data.batch_size > 0
 
@@ -228,7 +228,7 @@ BAD = [
     ("max-nan", _set("range_test.max_lr", float("nan")), "range_test.max_lr", "must be a finite number"),
     ("max-inf", _set("range_test.max_lr", float("inf")), "range_test.max_lr", "must be a finite number"),
     ("mode-unknown", _set("range_test.mode", "cosine"), "range_test.mode",
-     "expected one of linear, exp, got 'cosine'"),
+     "expected one of auto, linear, exp, got 'cosine'"),
     ("mode-typo", _set("range_test.mode", "expo"), "range_test.mode", "did you mean 'exp'?"),
     ("metric-unknown", _set("range_test.metric", "acc"), "range_test.metric", "did you mean 'accuracy'?"),
     ("metric-needs-val", lambda r: (_drop("data.val")(r), _set("range_test.metric", "accuracy")(r)),

@@ -19,6 +19,7 @@ from bench.quality.peers import DEFAULT, run_default, run_peer
 from bench.quality.records import MethodRun
 from bench.quality.tasks import TASKS, Task, optimizer_class
 from bench.quality.train import Plan, constant_plan, fresh_model, train, train_loader
+from clrfind.ladder import DEFAULT_STEPS
 
 if TYPE_CHECKING:
     from clrfind.results import RangeTestResult
@@ -30,22 +31,23 @@ CLRFIND = "clrfind"
 class ClrfindSettings:
     """How the benchmark drives clrfind, as a user following the README would.
 
-    The range is clrfind's linear test over a wide default per optimizer family (1e-4..10 for SGD, 1e-5..1 for
-    Adam-family: both reach well past where these optimizers diverge), over `test_epochs` epochs but at least
-    `min_steps` steps ("a few epochs", as in the paper). `constants` overrides module constants of clrfind
-    (e.g. {"analysis.STOP_SLOPE_FRAC": 0.1}) inside the worker, for experiments; the run restores them.
-    `zoom` (experiment) runs an exp test over the range first and then the linear test from ~0 up to where the exp
-    test diverged (or 4x its best LR when it did not): the "exp pre-sweep + linear zoom" workflow. `max_ratio`
-    (experiment) raises base_lr to at least max_lr / max_ratio before the export, and `toward_divergence`
-    (experiment) moves max_lr to the geometric mean of itself and divergence_lr / 2 (when that is higher): two rules
-    clrfind lacks, tried here before proposing them.
+    The range is a wide default per optimizer family (1e-4..10 for SGD, 1e-5..1 for Adam-family: both reach well
+    past where these optimizers diverge), with clrfind's own defaults for the rest: `mode="auto"` (exp over such
+    ranges) and DEFAULT_STEPS steps, or `test_epochs` epochs when that is longer ("a few epochs", as in the
+    paper). `constants` overrides module constants of clrfind (e.g. {"analysis.STOP_SLOPE_FRAC": 0.1}) inside the
+    worker, for experiments; the run restores them. `zoom` (experiment) runs an exp test over the range first and
+    then the linear test from ~0 up to where the exp test diverged (or 4x its best LR when it did not): the "exp
+    pre-sweep + linear zoom" workflow. `max_ratio` (experiment) raises base_lr to at least max_lr / max_ratio
+    before the export, and `toward_divergence` (experiment) moves max_lr to the geometric mean of itself and
+    divergence_lr / 2 (when that is higher); clrfind now ships both rules (MAX_RATIO, DIVERGENCE_HEADROOM), so
+    these only matter for replaying older experiments.
     """
 
     sgd_range: tuple[float, float] = (1e-4, 10.0)
     adam_range: tuple[float, float] = (1e-5, 1.0)
-    mode: str = "linear"
+    mode: str = "auto"
     test_epochs: int = 3
-    min_steps: int = 100
+    min_steps: int = DEFAULT_STEPS
     policy: str = "triangular"
     metric: str = "loss"
     zoom: bool = False
