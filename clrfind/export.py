@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from clrfind.errors import ExportError
-from clrfind.fileio import write_atomic
+from clrfind.fileio import read_document, write_atomic
 from clrfind.results import OptimizerRef, RangeTestResult
 
 if TYPE_CHECKING:
@@ -528,8 +528,6 @@ def load_schedule(
     Raises:
         ExportError: the file is missing or invalid, or its kwargs do not fit this optimizer.
     """
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: no such schedule file", hint="write one with `clrfind export RESULTS`")
@@ -537,22 +535,7 @@ def load_schedule(
         raise ExportError(
             f"{path}: a Python snippet, not a schedule file", hint="load the .yaml or .json export"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-        schedule = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"{path}: not a text file ({exc.reason})", hint="pass a schedule.yaml") from exc
-    except json.JSONDecodeError as exc:
-        raise ExportError(
-            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})",
-            hint="re-export it with `clrfind export RESULTS --format json`",
-        ) from exc
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        raise ExportError(
-            f"{path}: not valid YAML{at}", hint="re-export it with `clrfind export RESULTS`"
-        ) from exc
+    schedule = read_document(path, error=ExportError, hint="re-export it with `clrfind export RESULTS`")
     _check_schedule(schedule, str(path))
     return _build_scheduler(schedule, optimizer, str(path))
 

@@ -1,11 +1,16 @@
-"""Atomic file writes: a crash or Ctrl-C mid-write never leaves a truncated output behind."""
+"""clrfind's own files: atomic writes (a crash or Ctrl-C mid-write never leaves a truncated output behind) and
+one reader for the JSON/YAML files it wrote (results, schedules, sweeps), with the same one-line errors."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from clrfind.errors import ClrfindError
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
@@ -42,3 +47,36 @@ def check_writable_dir(path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     os.unlink(tmp)
     return path
+
+
+def read_document(path: Path, *, error: type[ClrfindError], hint: str, as_json: bool | None = None) -> Any:
+    """Decode a JSON or YAML file clrfind wrote; any problem is one `error` naming the file and where it broke.
+
+    `as_json` None picks by suffix (.json is JSON, anything else YAML). Truncated and hand-edited files are the
+    usual culprits, hence the line and column and the `hint` (how to write the file again).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a text file ({exc.reason})", hint=hint) from exc
+    except OSError as exc:
+        raise error(
+            f"{path}: cannot read the file ({exc.strerror or exc})", hint="check its permissions"
+        ) from exc
+    if as_json or (as_json is None and path.suffix.lower() == ".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise error(
+                f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
+                "the file may be truncated",
+                hint=hint,
+            ) from exc
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{path}: not valid YAML{at}", hint=hint) from exc

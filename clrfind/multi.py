@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clrfind.analysis import smooth, suggest_bounds
 from clrfind.errors import ResultsError, UsageError
-from clrfind.fileio import write_atomic
+from clrfind.fileio import read_document, write_atomic
 from clrfind.results import (
     RESULTS_NAME,
     RangeTestResult,
@@ -300,10 +300,10 @@ def _run_parallel(
 
 def load_sweep(path: Path) -> tuple[SweepFile, list[tuple[str, RangeTestResult]]]:
     """Read a `sweep.json` and the results of every run it lists that succeeded."""
+    raw = read_document(path, error=ResultsError, hint="re-run `clrfind sweep`", as_json=True)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         sweep = SweepFile.model_validate(raw)
-    except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as exc:
+    except ValidationError as exc:
         raise ResultsError(f"{path}: not a valid sweep file ({str(exc).splitlines()[0]})",
                            hint="re-run `clrfind sweep`") from exc  # fmt: skip
     results = [(r.label, load_results(path.parent / r.results)) for r in sweep.runs if r.error is None]

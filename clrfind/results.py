@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clrfind.errors import ResultsError
-from clrfind.fileio import write_atomic
+from clrfind.fileio import read_document, write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -215,15 +215,9 @@ def load_results(path: str | os.PathLike[str]) -> RangeTestResult:
         raise ResultsError(
             f"{path}: no such results file", hint="pass the range_test.json a range test wrote"
         )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ResultsError(f"{path}: not a text file ({exc.reason})", hint="pass a range_test.json") from exc
-    except json.JSONDecodeError as exc:
-        raise ResultsError(
-            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); the file may be truncated",
-            hint="re-run `clrfind range-test` to write it again",
-        ) from exc
+    raw = read_document(
+        path, error=ResultsError, hint="re-run `clrfind range-test` to write it again", as_json=True
+    )
     return results_from_dict(raw, source=str(path))
 
 

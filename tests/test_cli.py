@@ -143,6 +143,19 @@ def test_bad_results_files(
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0] and str(path) in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [('{"kind": "clrfind-sweep", "runs": [', "not valid JSON at line 1"), (b"\xff\xfe", "not a text file")],
+)
+def test_bad_sweep_file_is_one_line_exit_2(runner: CliRunner, tmp_path: Path, content, needle: str) -> None:
+    path = tmp_path / "sweep.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    res = runner.invoke(app, ["plot", str(path)])
+    assert res.exit_code == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "re-run `clrfind sweep`" in lines[0]
+
+
 def test_bad_spec_is_one_line_exit_2(runner: CliRunner, tmp_path: Path) -> None:
     spec = write_spec(tmp_path, BASE_SPEC.replace("batch_size: 64", "batch_sise: 64"))
     res = runner.invoke(app, ["range-test", str(spec), "--quiet"])
