@@ -162,6 +162,7 @@ class Row:
     diverged: int
     runs: int
     score: float | None = None
+    score_se: float | None = None
     within: bool = False
 
     @property
@@ -172,6 +173,12 @@ class Row:
     def std(self) -> float:
         return float(np.std(self.metrics))
 
+    @property
+    def se(self) -> float:
+        """Standard error of the mean over the seeds (0 with one seed)."""
+        n = len(self.metrics)
+        return float(np.std(self.metrics, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+
 
 def score(metric: float, default: float, oracle: float) -> float | None:
     """(metric - default) / (oracle - default): 1 = the grid search, 0 = the default; None when they tie."""
@@ -179,6 +186,23 @@ def score(metric: float, default: float, oracle: float) -> float | None:
     if abs(gap) < 1e-9:
         return None
     return (metric - default) / gap
+
+
+def score_se(row: Row, default: Row, oracle: Row) -> float | None:
+    """Standard error of `score` from the seed-to-seed spread of the method, the default and the oracle.
+
+    First-order propagation through (m - d) / (o - d). It says how much of a score is seed noise: with 3 seeds
+    a noisy task moves by several tenths between seed sets. (The oracle is also the best of 20 noisy configs,
+    a selection bias this does not include: its mean is optimistic, so scores lean low.)
+    """
+    gap = oracle.mean - default.mean
+    if abs(gap) < 1e-9:
+        return None
+    s = (row.mean - default.mean) / gap
+    var = row.se**2 + (s * oracle.se) ** 2 + ((1.0 - s) * default.se) ** 2
+    if row is default or row is oracle:
+        var = 0.0
+    return math.sqrt(var) / abs(gap)
 
 
 def within(task: Task, metric: float, oracle: float) -> bool:
@@ -224,10 +248,13 @@ def score_task(res: TaskResults) -> list[Row]:
     oracle_metrics = [o.metric for o in res.oracle.best_outcomes]
     oracle_row = Row(ORACLE, oracle_metrics, res.oracle.best.label, res.oracle.seconds,
                      sum(o.diverged for o in res.oracle.best_outcomes), len(oracle_metrics))  # fmt: skip
-    default = next(r.mean for r in rows if r.method == DEFAULT)  # main() always runs the default
+    default = next(r for r in rows if r.method == DEFAULT)  # main() always runs the default
     return [
         replace(
-            r, score=score(r.mean, default, oracle_row.mean), within=within(task, r.mean, oracle_row.mean)
+            r,
+            score=score(r.mean, default.mean, oracle_row.mean),
+            score_se=score_se(r, default, oracle_row),
+            within=within(task, r.mean, oracle_row.mean),
         )
         for r in [*rows, oracle_row]
     ]
@@ -242,7 +269,13 @@ def _fmt_metric(task: Task, row: Row) -> str:
     return f"{row.mean:.4f} ± {row.std:.4f}"
 
 
-HEADER = ["task", "method", "metric (mean ± std)", "suggested LR", "test s", "score", "≤1%", "diverged"]
+HEADER = ["task", "method", "metric (mean ± std)", "suggested LR", "test s", "score ± SE", "≤1%", "diverged"]
+
+
+def _fmt_score(row: Row) -> str:
+    if row.score is None:
+        return "-"
+    return f"{row.score:.2f}" + (f" ± {row.score_se:.2f}" if row.score_se else "")
 
 
 def table_rows(results: list[TaskResults], scored: dict[str, list[Row]]) -> list[list[str]]:
@@ -257,7 +290,7 @@ def table_rows(results: list[TaskResults], scored: dict[str, list[Row]]) -> list
                 _fmt_metric(task, row),
                 row.suggestion,
                 f"{row.seconds:.1f}" if row.method != DEFAULT else "-",
-                "-" if row.score is None else f"{row.score:.2f}",
+                _fmt_score(row),
                 "yes" if row.within else "no",
                 f"{row.diverged}/{row.runs}" if row.diverged else "0",
             ])  # fmt: skip
@@ -270,6 +303,7 @@ def summary_rows(scored: dict[str, list[Row]], methods: list[str]) -> list[list[
     for method in [*methods, ORACLE]:
         rows = [r for rs in scored.values() for r in rs if r.method == method]
         scores = [r.score for r in rows if r.score is not None]
+        ses = [r.score_se or 0.0 for r in rows if r.score is not None]
         wins = 0
         for rs in scored.values():
             contenders = [r for r in rs if r.method not in (ORACLE, DEFAULT) and r.score is not None]
@@ -278,7 +312,9 @@ def summary_rows(scored: dict[str, list[Row]], methods: list[str]) -> list[list[
                 wins += 1
         out.append([
             method,
-            f"{np.mean(scores):.3f}" if scores else "-",
+            (f"{np.mean(scores):.3f}" + (f" ± {math.sqrt(sum(s * s for s in ses)) / len(ses):.3f}" if any(ses) else ""))
+            if scores
+            else "-",
             f"{np.mean(np.minimum(scores, 1.0)):.3f}" if scores else "-",
             f"{min(scores):.2f}" if scores else "-",
             f"{sum(r.within for r in rows)}/{n_tasks}",
@@ -289,7 +325,7 @@ def summary_rows(scored: dict[str, list[Row]], methods: list[str]) -> list[list[
 
 
 SUMMARY_HEADER = [
-    "method", "mean score", "mean of min(score, 1)", "worst task", "within 1% of oracle", "best method on",
+    "method", "mean score ± SE", "mean of min(score, 1)", "worst task", "within 1% of oracle", "best method on",
     "diverged runs",
 ]  # fmt: skip
 
@@ -425,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(constant, triangular max/4..max); wall time {elapsed:.0f} s on {args.workers} worker processes",
         "score = (metric - default) / (oracle - default) on the mean over seeds; within 1% = short of the oracle "
         "by <= 1% of its value; peers: the better of constant and CLR(suggestion/4..suggestion); "
-        "min(score, 1) keeps one task that beats the grid from hiding a loss elsewhere",
+        "min(score, 1) keeps one task that beats the grid from hiding a loss elsewhere; SE = standard error from "
+        "the seed-to-seed spread of the method, the default and the oracle (first order; the oracle's "
+        "best-of-20-configs selection bias is not in it)",
         "test s = seconds of the method's range test(s) per seed; for the oracle, of its whole grid (all seeds)",
         "diverged = training runs whose loss became non-finite (metric counted as chance), of all runs",
     ]
