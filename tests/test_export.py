@@ -165,14 +165,16 @@ def test_policy_optimizer_table_builds_real_schedulers(policy: str, opt_name: st
     if policy == "cosine":
         assert "cycle_momentum" not in kwargs
         assert len(set(momenta)) == 1  # cosine restarts never touch momentum
+    elif policy != "one-cycle":
+        # CyclicLR keeps the optimizer's own momentum (Smith 2017 cycles only the LR); never turns it on.
+        assert kwargs["cycle_momentum"] is False
+        assert set(momenta) == {0.9 if has_momentum else 0}
+        assert any("momentum stays at the optimizer's value" in n for n in schedule["notes"])
     elif has_momentum:
         assert kwargs["cycle_momentum"] is True
         assert momenta[0] == pytest.approx(0.95)  # high momentum at the low LR ...
-        # ... and low at the peak (Smith 2018), scaled with the LR's amplitude (exp_range decays both).
-        top = int(np.argmax(lrs))
-        assert momenta[top] == pytest.approx(0.95 - 0.10 * (lrs[top] - BASE) / (PEAK - BASE))
-        if policy != "exp_range":
-            assert momenta[top] == pytest.approx(0.85)
+        # ... and low at the peak (Smith 2018, one-cycle).
+        assert momenta[int(np.argmax(lrs))] == pytest.approx(0.85)
     else:
         # CyclicLR/OneCycleLR with cycle_momentum=True would silently give this SGD momentum 0.9.
         assert kwargs["cycle_momentum"] is False
@@ -182,15 +184,17 @@ def test_policy_optimizer_table_builds_real_schedulers(policy: str, opt_name: st
 
 def test_momentum_below_09_cycles_under_its_own_value() -> None:
     result = make_result(optimizer=OptimizerRef(target="torch.optim.SGD", kwargs={"momentum": 0.5}))
-    kwargs = build_schedule(result)["scheduler"]["kwargs"]
+    kwargs = build_schedule(result, policy="one-cycle", epochs=10)["scheduler"]["kwargs"]
     assert kwargs["max_momentum"] == 0.5 and kwargs["base_momentum"] == pytest.approx(0.45)
 
 
 def test_beta1_zero_and_unknown_optimizers_do_not_cycle() -> None:
     adam0 = make_result(optimizer=OptimizerRef(target="torch.optim.Adam", kwargs={"betas": [0.0, 0.99]}))
-    assert build_schedule(adam0)["scheduler"]["kwargs"]["cycle_momentum"] is False
+    assert (
+        build_schedule(adam0, policy="one-cycle", epochs=10)["scheduler"]["kwargs"]["cycle_momentum"] is False
+    )
     adagrad = make_result(optimizer=OptimizerRef(target="torch.optim.Adagrad", kwargs={}))
-    schedule = build_schedule(adagrad)
+    schedule = build_schedule(adagrad, policy="one-cycle", epochs=10)
     assert schedule["scheduler"]["kwargs"]["cycle_momentum"] is False
     run_schedule(schedule)  # Adagrad has neither momentum nor betas: cycle_momentum=True would raise
 
@@ -350,7 +354,9 @@ def test_load_schedule_resets_a_stale_initial_lr(tmp_path: Path) -> None:
 
 
 def test_load_schedule_refuses_to_turn_momentum_on(tmp_path: Path) -> None:
-    path = write_schedule(make_result(), tmp_path / "schedule.yaml")  # cycles SGD momentum 0.9
+    path = write_schedule(
+        make_result(), tmp_path / "schedule.yaml", policy="one-cycle", epochs=10
+    )  # cycles momentum
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
     with pytest.raises(ExportError, match=r"momentum 0.*cycle_momentum: false"):
         load_schedule(path, optimizer)
