@@ -177,19 +177,21 @@ class _Batches:
 class _HostLosses:
     """Brings per-step losses to the host in chunks, without ever making the device wait.
 
-    On CUDA each loss stays on the device as a detached 0-d tensor; every chunk is stacked and copied to pinned
-    host memory with a CUDA event, and read once the event has fired. On CPU there is nothing to wait for and
+    On an accelerator each loss stays on the device as a detached 0-d tensor; on CUDA every chunk is stacked and
+    copied to pinned host memory with a CUDA event, and read once the event has fired (other accelerators, e.g.
+    MPS, copy the chunk synchronously: one wait per chunk, not per step). On CPU there is nothing to wait for and
     reading a loss costs a microsecond, so each loss is read as a float at once (and its graph can be freed);
     chunks then only batch the host-side bookkeeping.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
+        self.on_device = device.type != "cpu"
         self.chunk: list[Any] = []
         self.pending: deque[tuple[Any, Any]] = deque()
 
     def add(self, loss: torch.Tensor) -> None:
-        self.chunk.append(loss.detach() if self.cuda else loss.item())
+        self.chunk.append(loss.detach() if self.on_device else loss.item())
 
     def flush(self) -> None:
         """Start the copy of the current chunk to the host."""
@@ -202,6 +204,8 @@ class _HostLosses:
             event = torch.cuda.Event()
             event.record()
             self.pending.append((host, event))
+        elif self.on_device:
+            self.pending.append((torch.stack(self.chunk).float().cpu().tolist(), None))
         else:
             self.pending.append((self.chunk, None))
         self.chunk = []

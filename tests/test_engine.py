@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,23 @@ def test_move_to_device_and_describe_nested() -> None:
     moved = move_to_device(batch, torch.device("cpu"), non_blocking=False)
     assert moved["b"][1] == "text"
     assert describe_batch(batch) == "{a: Tensor[2, 3] float32, b: [Tensor[4] int64, str]}"
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_host_losses_keep_order_and_values_across_chunks(device: str) -> None:
+    """CPU reads each loss at once; an accelerator ("meta" stands in: no CUDA here) copies whole chunks."""
+    from clrfind.engine import _HostLosses
+
+    host = _HostLosses(torch.device(device))
+    losses = [torch.tensor(v, requires_grad=True) * 1.0 for v in (0.5, 0.25, float("nan"), 2.0, 3.0)]
+    for i, loss in enumerate(losses):
+        host.add(loss)
+        if i in (1, 3):
+            host.flush()
+    host.flush()
+    host.flush()  # an empty chunk adds nothing
+    chunks = host.ready(wait=True)
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    flat = [v for c in chunks for v in c]
+    assert flat[:2] == [0.5, 0.25] and math.isnan(flat[2]) and flat[3:] == [2.0, 3.0]
+    assert all(isinstance(v, float) for v in flat) and host.ready() == []
