@@ -63,6 +63,16 @@ def test_mode_option_overrides_auto(runner: CliRunner, spec: Path, tmp_path: Pat
     assert "'log' is not one of 'auto', 'linear', 'exp'" in flat
 
 
+def test_bf16_runs_end_to_end_on_cpu(runner: CliRunner, tmp_path: Path) -> None:
+    """precision: bf16 (autocast) through the whole command; the results record it. CUDA is the same path."""
+    spec = write_spec(tmp_path, BASE_SPEC + "precision: bf16\n")
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == "" and "suggested: base_lr" in res.stdout
+    data = json.loads((tmp_path / "run" / "range_test.json").read_text())
+    assert data["precision"] == "bf16" and data["bounds"]["max_lr"] is not None
+
+
 def test_default_out_dir_is_named_after_the_spec(
     runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch
 ) -> None:
