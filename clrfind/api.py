@@ -23,7 +23,7 @@ from clrfind import __version__
 from clrfind.analysis import smooth, suggest_bounds, suggest_bounds_from_metric
 from clrfind.errors import RunError, RunInterrupted, SetupError, UsageError
 from clrfind.fileio import check_writable_dir
-from clrfind.ladder import DEFAULT_STEPS, Mode, ModeChoice, lr_ladder, resolve_mode
+from clrfind.ladder import DEFAULT_STEPS, Mode, ModeChoice, describe_ladder, lr_ladder, resolve_mode
 from clrfind.results import (
     PLOT_NAME,
     RESULTS_NAME,
@@ -465,6 +465,7 @@ class CheckReport:
     planned_steps: int
     seconds_per_step: float
     metric: str
+    ladder: str
 
     @property
     def estimated_seconds(self) -> float:
@@ -479,6 +480,7 @@ class CheckReport:
             ("batch", f"{self.batch} (batch_size {self.batch_size})"),
             ("steps per epoch", per_epoch),
             ("planned steps", str(self.planned_steps)),
+            ("ladder", self.ladder),
             ("time per step", f"{self.seconds_per_step * 1000:.1f} ms"),
             ("estimated run time", f"{self.estimated_seconds:.1f} s (+ metric evaluations)"
              if self.metric != "loss" else f"{self.estimated_seconds:.1f} s"),
@@ -521,4 +523,5 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         planned_steps=planned_steps(loaded, comps.batches_per_epoch),
         seconds_per_step=runs[-1].seconds / max(1, timed_steps),
         metric=spec.range_test.metric,
+        ladder=describe_ladder(spec.range_test.min_lr, spec.range_test.max_lr, spec.range_test.mode),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -25,6 +26,14 @@ def resolve_mode(min_lr: float, max_lr: float, mode: str) -> Mode:
     if mode in ("linear", "exp"):
         return mode  # type: ignore[return-value]
     raise ValueError(f"mode must be 'auto', 'linear' or 'exp', got {mode!r}")
+
+
+def describe_ladder(min_lr: float, max_lr: float, mode: str) -> str:
+    """`exp 1e-05 -> 1 (auto: the range spans 5.0 decades)`: the ladder a spec runs, and why when `auto` chose."""
+    text = f"{resolve_mode(min_lr, max_lr, mode)} {min_lr:.3g} -> {max_lr:.3g}"
+    if mode == "auto":
+        text += f" (auto: the range spans {math.log10(max_lr / min_lr):.1f} decades)"
+    return text
 
 
 def lr_ladder(min_lr: float, max_lr: float, steps: int, mode: Mode = "linear") -> np.ndarray:

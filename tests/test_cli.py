@@ -221,6 +221,7 @@ def test_check_command_reports_without_writing(
         "batch: [Tensor[64, 2] float32, Tensor[64] int64]",
         "steps per epoch: 16",
         "planned steps: 60",
+        "ladder: exp 0.001 -> 2 (auto: the range spans 3.3 decades)",
         "estimated run time",
         "device: cpu",
     ):

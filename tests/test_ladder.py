@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clrfind.ladder import AUTO_EXP_RATIO, lr_ladder, resolve_mode, sample_axis
+from clrfind.ladder import AUTO_EXP_RATIO, describe_ladder, lr_ladder, resolve_mode, sample_axis
 
 
 def test_linear_ladder_values() -> None:
@@ -53,3 +53,11 @@ def test_auto_mode_goes_exp_over_wide_ranges(low: float, high: float, mode: str,
 def test_unknown_mode_is_rejected() -> None:
     with pytest.raises(ValueError, match="'auto', 'linear' or 'exp'"):
         resolve_mode(0.1, 1.0, "cosine")
+
+
+def test_describe_ladder_says_what_auto_chose() -> None:
+    assert describe_ladder(1e-5, 1.0, "auto") == "exp 1e-05 -> 1 (auto: the range spans 5.0 decades)"
+    assert (
+        describe_ladder(0.001, 0.006, "auto") == "linear 0.001 -> 0.006 (auto: the range spans 0.8 decades)"
+    )
+    assert describe_ladder(1e-3, 3.0, "linear") == "linear 0.001 -> 3"
