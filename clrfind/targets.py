@@ -195,6 +195,7 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
     # nothing in the spec's folder can shadow an installed package for the rest of the process.
     sys.path.insert(0, folder)
     importlib.invalidate_caches()
+    hidden = _hide_shadowed(path.parent)
     try:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
@@ -215,8 +216,33 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
         sys.path.remove(folder)  # removes the first occurrence: the one inserted above
         if folder not in sys.path:
             sys.path.append(folder)
+        sys.modules.update(hidden)
     setattr(parent, short, module)
     return module
+
+
+def _hide_shadowed(folder: Path) -> dict[str, types.ModuleType]:
+    """Take out of sys.modules, for the import of a file in `folder`, modules its siblings must replace.
+
+    `import helpers` in a spec's models.py must get the helpers.py beside it, also when another spec's folder
+    (or an installed package) already put a different `helpers` in sys.modules, which Python would return
+    as is. Those are removed while the file runs and put back after (the rest of the process keeps them).
+    """
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return {}
+    names = {e.stem for e in entries if e.suffix == ".py"} | {
+        e.name for e in entries if (e / "__init__.py").is_file()
+    }
+    hidden: dict[str, types.ModuleType] = {}
+    for name in names & sys.modules.keys():
+        file = getattr(sys.modules[name], "__file__", None)
+        if file is None or Path(file).resolve().parent in (folder, folder / name):
+            continue  # built in, or already this folder's own
+        for key in [k for k in sys.modules if k == name or k.startswith(f"{name}.")]:
+            hidden[key] = sys.modules.pop(key)
+    return hidden
 
 
 def _walk(obj: Any, attr: str, *, label: str, where: str, target: str) -> Any:

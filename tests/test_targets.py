@@ -124,6 +124,19 @@ def test_file_target_relative_to_spec_folder_with_sibling_import(user_dir: Path)
     assert resolve("models.py:uses_lazy_import", user_dir)() == 42  # an import inside a function still works
 
 
+def test_each_spec_folder_gets_its_own_sibling_modules(user_dir: Path, tmp_path: Path) -> None:
+    """Two spec folders with their own helpers.py: `import helpers` in each models.py gets the one beside it."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "helpers.py").write_text(HELPERS_PY.replace("WIDTH = 7", "WIDTH = 9"))
+    (other / "models.py").write_text(MODELS_PY)
+    first = resolve("models.py:SmallCNN", user_dir)
+    second = resolve("models.py:SmallCNN", other)
+    assert first(num_classes=2).fc.in_features == 7
+    assert second(num_classes=2).fc.in_features == 9  # not the helpers the first folder left in sys.modules
+    assert Path(sys.modules["helpers"].__file__).parent == user_dir.resolve()  # put back for the rest
+
+
 def test_file_target_forms(user_dir: Path) -> None:
     assert resolve("sub/deep/nets.py:Tiny", user_dir).__name__ == "Tiny"
     absolute = str((user_dir / "sub" / "deep" / "nets.py").resolve())
