@@ -243,7 +243,10 @@ def range_test_cmd(
         typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides the spec).", rich_help_panel=_RUN),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(help="Optimizer steps in the test.", rich_help_panel=_RANGE)
+        int | None,
+        typer.Option(
+            help="Optimizer steps in the test (default: the spec's, else 300).", rich_help_panel=_RANGE
+        ),
     ] = None,
     epochs: Annotated[
         int | None,
