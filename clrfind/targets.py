@@ -11,8 +11,10 @@ A spec runs the code it names, like any training script; that is documented, not
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import inspect
 import pkgutil
@@ -21,7 +23,7 @@ import sys
 import sysconfig
 import traceback
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,8 @@ from clrfind.spec import closest
 if TYPE_CHECKING:
     from clrfind.spec import LoadedSpec
 
-# Parent package of every module imported from a file target. Registered in sys.modules so `pickle` can find
-# classes defined in those files (it imports the parent first), e.g. when a whole model is saved.
+# Parent package of every module imported from a file target: a real package (clrfind_user/) whose finder
+# re-imports a file from its module name, so `pickle` finds classes defined in those files in other processes too.
 USER_PACKAGE = "clrfind_user"
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -152,7 +154,7 @@ def _import_module(name: str, *, where: str) -> types.ModuleType:
 
 
 def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> types.ModuleType:
-    """Import a .py file as ``clrfind_user.<stem>_<hash of path>``, once per process while the file is unchanged.
+    """Import a .py file as ``clrfind_user.<stem>_<path in hex>``, once per process while the file is unchanged.
 
     Two targets in one file share one module (and so one class object). An edited file is imported again (its
     mtime and size are stamped on the module), so a notebook picks up changes without restarting.
@@ -170,17 +172,12 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
         raise TargetError(f"{where}: '{path}' is not a file: point the target at a .py file")
     stat = path.stat()
     stamp = (stat.st_mtime_ns, stat.st_size)
-    stem = re.sub(r"\W", "_", path.stem)
-    short = f"{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    short = user_module_name(path)
     name = f"{USER_PACKAGE}.{short}"
     cached = sys.modules.get(name)
     if cached is not None and getattr(cached, "__clrfind_stamp__", None) == stamp:
         return cached
-    parent = sys.modules.get(USER_PACKAGE)
-    if parent is None:
-        parent = types.ModuleType(USER_PACKAGE, "Modules clrfind imported from spec file targets.")
-        parent.__path__ = []  # a package with no folder: its children are only ever put in sys.modules
-        sys.modules[USER_PACKAGE] = parent
+    parent = importlib.import_module(USER_PACKAGE)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise TargetError(
@@ -189,15 +186,9 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
     module = importlib.util.module_from_spec(spec)
     module.__clrfind_stamp__ = stamp  # type: ignore[attr-defined]
     sys.modules[name] = module
-    folder = str(path.parent)
-    # First on sys.path while importing, so `import helpers` finds the file beside it (as `python models.py` would).
-    # Afterwards the folder stays at the end: imports made later inside the user's functions still work, but
-    # nothing in the spec's folder can shadow an installed package for the rest of the process.
-    sys.path.insert(0, folder)
-    importlib.invalidate_caches()
-    hidden = _hide_shadowed(path.parent)
     try:
-        spec.loader.exec_module(module)
+        with _beside_siblings(path):
+            spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
         sys.modules.pop(name, None)
         fix = (
@@ -212,13 +203,64 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
     except BaseException:
         sys.modules.pop(name, None)
         raise
+    setattr(parent, short, module)
+    return module
+
+
+def user_module_name(path: Path) -> str:
+    """`<stem>_<path in hex>`: readable, and decodable back to the file (see UserFileFinder)."""
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"{stem}_{str(path).encode().hex()}"
+
+
+@contextlib.contextmanager
+def _beside_siblings(path: Path) -> Iterator[None]:
+    """While a file target runs: its folder first on sys.path, as `python models.py` would have it.
+
+    So `import helpers` finds the file beside it. Afterwards the folder stays at the end of sys.path: imports made
+    later inside the user's functions still work, but nothing in the spec's folder can shadow an installed package
+    for the rest of the process.
+    """
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    importlib.invalidate_caches()
+    hidden = _hide_shadowed(path.parent)
+    try:
+        yield
     finally:
         sys.path.remove(folder)  # removes the first occurrence: the one inserted above
         if folder not in sys.path:
             sys.path.append(folder)
         sys.modules.update(hidden)
-    setattr(parent, short, module)
-    return module
+
+
+class UserFileFinder(importlib.abc.MetaPathFinder):
+    """Finds ``clrfind_user.<stem>_<path in hex>`` in a process that never resolved the spec (a DataLoader worker,
+    an unpickler): the name says which file to run."""
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        package, _, short = fullname.partition(".")
+        if package != USER_PACKAGE or not short or "." in short:
+            return None
+        try:
+            file = Path(bytes.fromhex(short.rpartition("_")[2]).decode())
+        except ValueError:
+            return None
+        if not file.is_file():
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, file, loader=_SiblingLoader(fullname, str(file))
+        )
+
+
+class _SiblingLoader(importlib.machinery.SourceFileLoader):
+    """A source loader that runs the file as `_load_file` does: beside its siblings."""
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        with _beside_siblings(Path(self.path)):
+            super().exec_module(module)
 
 
 def _hide_shadowed(folder: Path) -> dict[str, types.ModuleType]:

@@ -430,3 +430,36 @@ def test_validate_spec_targets_single_problem(user_dir: Path, edit: tuple[str, s
         validate_spec_targets(loaded)
     assert "\n" not in str(info.value) and str(info.value).startswith(fragment), str(info.value)
     assert "more problems" not in str(info.value)
+
+
+SPAWN_DATA_PY = """
+import torch
+from torch.utils.data import Dataset
+
+import helpers
+
+
+class Squares(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i * i + helpers.WIDTH)])
+"""
+
+
+@pytest.mark.slow
+def test_file_target_classes_reach_spawned_dataloader_workers(user_dir: Path) -> None:
+    """Spawn/forkserver workers unpickle the dataset by module name; clrfind_user's finder re-imports the file."""
+    import pickle
+
+    (user_dir / "spawn_data.py").write_text(SPAWN_DATA_PY)
+    dataset = resolve("spawn_data.py:Squares", user_dir, key="data.train.target")()
+    name = type(dataset).__module__
+    assert pickle.loads(pickle.dumps(dataset)).__class__ is type(dataset)  # same process: the cached module
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=2, num_workers=1, multiprocessing_context="spawn"
+    )
+    batches = [b.flatten().tolist() for b in loader]
+    assert batches == [[7.0, 8.0], [11.0, 16.0]]  # helpers.WIDTH = 7, imported beside the file in the worker
+    assert name.startswith(f"{USER_PACKAGE}.spawn_data_")
