@@ -11,7 +11,6 @@ A spec runs the code it names, like any training script; that is documented, not
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -23,7 +22,7 @@ import sys
 import sysconfig
 import traceback
 import types
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,7 +177,7 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
     if cached is not None and getattr(cached, "__clrfind_stamp__", None) == stamp:
         return cached
     parent = importlib.import_module(USER_PACKAGE)
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = _file_spec(name, path)
     if spec is None or spec.loader is None:
         raise TargetError(
             f"{where}: cannot import '{path}' as a Python module: point the target at a .py file"
@@ -187,8 +186,7 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
     module.__clrfind_stamp__ = stamp  # type: ignore[attr-defined]
     sys.modules[name] = module
     try:
-        with _beside_siblings(path):
-            spec.loader.exec_module(module)
+        spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
         sys.modules.pop(name, None)
         fix = (
@@ -213,25 +211,9 @@ def user_module_name(path: Path) -> str:
     return f"{stem}_{str(path).encode().hex()}"
 
 
-@contextlib.contextmanager
-def _beside_siblings(path: Path) -> Iterator[None]:
-    """While a file target runs: its folder first on sys.path, as `python models.py` would have it.
-
-    So `import helpers` finds the file beside it. Afterwards the folder stays at the end of sys.path: imports made
-    later inside the user's functions still work, but nothing in the spec's folder can shadow an installed package
-    for the rest of the process.
-    """
-    folder = str(path.parent)
-    sys.path.insert(0, folder)
-    importlib.invalidate_caches()
-    hidden = _hide_shadowed(path.parent)
-    try:
-        yield
-    finally:
-        sys.path.remove(folder)  # removes the first occurrence: the one inserted above
-        if folder not in sys.path:
-            sys.path.append(folder)
-        sys.modules.update(hidden)
+def _file_spec(name: str, path: Path) -> importlib.machinery.ModuleSpec | None:
+    """The import spec of a file target: its source, run by `_SiblingLoader`."""
+    return importlib.util.spec_from_file_location(name, path, loader=_SiblingLoader(name, str(path)))
 
 
 class UserFileFinder(importlib.abc.MetaPathFinder):
@@ -248,19 +230,30 @@ class UserFileFinder(importlib.abc.MetaPathFinder):
             file = Path(bytes.fromhex(short.rpartition("_")[2]).decode())
         except ValueError:
             return None
-        if not file.is_file():
-            return None
-        return importlib.util.spec_from_file_location(
-            fullname, file, loader=_SiblingLoader(fullname, str(file))
-        )
+        return _file_spec(fullname, file) if file.is_file() else None
 
 
 class _SiblingLoader(importlib.machinery.SourceFileLoader):
-    """A source loader that runs the file as `_load_file` does: beside its siblings."""
+    """Runs a file target with its folder first on sys.path, as `python models.py` would have it.
+
+    So `import helpers` finds the file beside it. Afterwards the folder stays at the end of sys.path: imports made
+    later inside the user's functions still work, but nothing in the spec's folder can shadow an installed package
+    for the rest of the process.
+    """
 
     def exec_module(self, module: types.ModuleType) -> None:
-        with _beside_siblings(Path(self.path)):
+        path = Path(self.path)
+        folder = str(path.parent)
+        sys.path.insert(0, folder)
+        importlib.invalidate_caches()
+        hidden = _hide_shadowed(path.parent)
+        try:
             super().exec_module(module)
+        finally:
+            sys.path.remove(folder)  # removes the first occurrence: the one inserted above
+            if folder not in sys.path:
+                sys.path.append(folder)
+            sys.modules.update(hidden)
 
 
 def _hide_shadowed(folder: Path) -> dict[str, types.ModuleType]:
