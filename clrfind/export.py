@@ -203,7 +203,7 @@ def build_schedule(
                 )
             elif policy == "triangular2":
                 notes.append("triangular2: the amplitude above base_lr halves every cycle")
-            sched_kwargs.update(_momentum_kwargs(False, 0.0, 0.0))
+            sched_kwargs["cycle_momentum"] = False
             notes.append(CYCLIC_MOMENTUM_NOTE)
 
     if bounds.reason:

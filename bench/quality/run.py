@@ -188,21 +188,19 @@ def score(metric: float, default: float, oracle: float) -> float | None:
     return (metric - default) / gap
 
 
-def score_se(row: Row, default: Row, oracle: Row) -> float | None:
+def score_se(row: Row, default: Row, oracle: Row, s: float | None) -> float | None:
     """Standard error of `score` from the seed-to-seed spread of the method, the default and the oracle.
 
-    First-order propagation through (m - d) / (o - d). It says how much of a score is seed noise: with 3 seeds
-    a noisy task moves by several tenths between seed sets. (The oracle is also the best of 20 noisy configs,
-    a selection bias this does not include: its mean is optimistic, so scores lean low.)
+    `s` is the row's score; first-order propagation through (m - d) / (o - d). It says how much of a score is
+    seed noise: with 3 seeds a noisy task moves by several tenths between seed sets. (The oracle is also the
+    best of 20 noisy configs, a selection bias this does not include: its mean is optimistic, so scores lean low.)
     """
-    gap = oracle.mean - default.mean
-    if abs(gap) < 1e-9:
+    if s is None:
         return None
-    s = (row.mean - default.mean) / gap
+    if row is default or row is oracle:  # the two ends of the scale: 0 and 1 by definition
+        return 0.0
     var = row.se**2 + (s * oracle.se) ** 2 + ((1.0 - s) * default.se) ** 2
-    if row is default or row is oracle:
-        var = 0.0
-    return math.sqrt(var) / abs(gap)
+    return math.sqrt(var) / abs(oracle.mean - default.mean)
 
 
 def within(task: Task, metric: float, oracle: float) -> bool:
@@ -249,15 +247,18 @@ def score_task(res: TaskResults) -> list[Row]:
     oracle_row = Row(ORACLE, oracle_metrics, res.oracle.best.label, res.oracle.seconds,
                      sum(o.diverged for o in res.oracle.best_outcomes), len(oracle_metrics))  # fmt: skip
     default = next(r for r in rows if r.method == DEFAULT)  # main() always runs the default
-    return [
-        replace(
-            r,
-            score=score(r.mean, default.mean, oracle_row.mean),
-            score_se=score_se(r, default, oracle_row),
-            within=within(task, r.mean, oracle_row.mean),
+    out = []
+    for r in [*rows, oracle_row]:
+        s = score(r.mean, default.mean, oracle_row.mean)
+        out.append(
+            replace(
+                r,
+                score=s,
+                score_se=score_se(r, default, oracle_row, s),
+                within=within(task, r.mean, oracle_row.mean),
+            )
         )
-        for r in [*rows, oracle_row]
-    ]
+    return out
 
 
 # -- output ------------------------------------------------------------------------------------------------------
