@@ -324,9 +324,9 @@ class DivergenceMonitor:
             raise ValueError(f"persistence must be >= 1, got {persistence}")
         self.total_steps = total_steps
         self.persistence = persistence
-        self._lrs = None if lrs is None else [float(v) for v in np.asarray(lrs, dtype=float).ravel()]
-        if self._lrs is not None and len(self._lrs) != total_steps:
-            raise ValueError(f"lrs has {len(self._lrs)} entries, total_steps is {total_steps}")
+        self._lrs = None if lrs is None else np.asarray(lrs, dtype=float).ravel()
+        if self._lrs is not None and self._lrs.size != total_steps:
+            raise ValueError(f"lrs has {self._lrs.size} entries, total_steps is {total_steps}")
         self._seen = 0
         self._raw = _Window(MEDIAN_SPAN)
         self._diffs = _Window(NOISE_SPAN)
