@@ -112,6 +112,8 @@ MAX_RATIO = 20.0
 # of its minimum.
 DIVERGENCE_HEADROOM = 2.0
 FLAT_TOLERANCE = 0.25
+# How far, on the log axis, max_lr moves from the end of the fall toward divergence_lr / 2 (0.5: log midpoint).
+TOWARD_DIVERGENCE = 0.5
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
 
@@ -271,23 +273,9 @@ def smooth(values: np.ndarray, window: int | None = None) -> np.ndarray:
 # ============================================================================================================
 
 
-class _Window:
-    """The last `span` values and a sorted copy of them: a running median for O(log span) per value."""
-
-    def __init__(self, span: int) -> None:
-        self.span = span
-        self.values: deque[float] = deque()
-        self.ordered: list[float] = []
-
-    def add(self, value: float) -> float:
-        """Push a value (dropping the oldest once full) and return the median of the window."""
-        values, ordered = self.values, self.ordered
-        if len(values) == self.span:
-            del ordered[bisect.bisect_left(ordered, values.popleft())]
-        values.append(value)
-        bisect.insort(ordered, value)
-        mid = len(ordered) >> 1
-        return ordered[mid] if len(ordered) & 1 else 0.5 * (ordered[mid - 1] + ordered[mid])
+def _median_sorted(ordered: list[float]) -> float:
+    mid = len(ordered) >> 1
+    return ordered[mid] if len(ordered) & 1 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
 class DivergenceMonitor:
@@ -308,7 +296,9 @@ class DivergenceMonitor:
     until the loss is non-finite.
 
     Plain Python on purpose: the engine feeds a few losses per call, where numpy's per-call overhead would cost
-    more than a small model's training step; this costs about a microsecond per loss and O(1) memory.
+    more than a small model's training step. The running medians are sorted windows kept with `bisect`, and the
+    whole chunk is processed in one loop over local variables (no call per loss): in a training loop, where the
+    interpreter's caches are cold, every Python call and attribute lookup costs thousands of instructions.
 
     Attributes:
         stop_index: the step where the stop was confirmed (for "non-finite": the step of the non-finite loss).
@@ -328,14 +318,16 @@ class DivergenceMonitor:
         if self._lrs is not None and self._lrs.size != total_steps:
             raise ValueError(f"lrs has {self._lrs.size} entries, total_steps is {total_steps}")
         self._seen = 0
-        self._raw = _Window(MEDIAN_SPAN)
-        self._diffs = _Window(NOISE_SPAN)
+        # Running medians: the window in arrival order and the same values sorted.
+        self._raw: deque[float] = deque(maxlen=MEDIAN_SPAN)
+        self._diffs: deque[float] = deque(maxlen=NOISE_SPAN)
+        self._diffs_sorted: list[float] = []
         self._levels: deque[float] = deque(maxlen=HOLD_STEPS)
         self._last = 0.0
         self._head: list[float] = []  # warm-up losses, until s0 is known
         self._start: float | None = None
         self._best = math.inf
-        self._peak = 0.0  # the largest step noise so far (full windows)
+        self._peak = 0.0  # the largest median |difference| so far (full windows)
         self._noise = 0.0  # ... as it was when `best` was reached
         self._run = 0
         self.stop_index: int | None = None
@@ -348,53 +340,85 @@ class DivergenceMonitor:
 
     def update(self, losses: np.ndarray | list[float]) -> bool:
         """Feed the next raw losses; True once the run should stop (later calls are no-ops returning True)."""
-        if self.stopped:
+        if self.stop_reason is not None:
             return True
         values = losses.ravel().tolist() if isinstance(losses, np.ndarray) else losses
         if self._seen + len(values) > self.total_steps:
             raise ValueError(
                 f"fed {self._seen + len(values)} losses to a monitor of {self.total_steps} steps"
             )
-        return any(self._push(float(value)) for value in values)  # stops at the first True
+        isfinite, insort, bisect_left = math.isfinite, bisect.insort, bisect.bisect_left
+        raw, diffs, diffs_sorted = self._raw, self._diffs, self._diffs_sorted
+        levels, head, persistence = self._levels, self._head, self.persistence
+        step, last, start, best = self._seen, self._last, self._start, self._best
+        peak, noise, run = self._peak, self._noise, self._run
+        mid_raw, mid_diffs = MEDIAN_SPAN >> 1, NOISE_SPAN >> 1
+        # Noise is kept as the median |difference| itself; the factor to a standard deviation is applied here.
+        noise_rise = NOISE_RISE / _DIFF_MAD_TO_SIGMA
+        for v in values:
+            if not isfinite(v):
+                self._stop(step, "non-finite", f"loss was {v} at step {step}{self._at(step, ' (lr {})')}")
+                step += 1
+                break
+            raw.append(v)  # the last MEDIAN_SPAN losses; the level is their median
+            if step > NOISE_SPAN:
+                # Every window is full: the common case, kept to as few operations as possible.
+                level = sorted(raw)[mid_raw]
+                levels.append(level)
+                del diffs_sorted[bisect_left(diffs_sorted, diffs[0])]
+                d = abs(v - last)
+                diffs.append(d)  # drops diffs[0]
+                insort(diffs_sorted, d)
+                local = diffs_sorted[mid_diffs]
+                if local > peak:
+                    peak = local
+                held = max(levels)
+                if held < best:
+                    best = held
+                    noise = peak
+            else:
+                level = _median_sorted(sorted(raw))
+                levels.append(level)
+                # Step noise from the median |difference| (0 until there is a difference).
+                local = 0.0
+                if step:
+                    d = abs(v - last)
+                    diffs.append(d)
+                    insort(diffs_sorted, d)
+                    local = _median_sorted(diffs_sorted)
+                if step == NOISE_SPAN:
+                    peak = local
+                if start is None:
+                    head.append(v)
+                    if len(head) == WARMUP_STEPS:
+                        start = statistics.median(head)
+                        head.clear()
+                if step >= MEDIAN_SPAN + HOLD_STEPS - 2:  # full windows only
+                    held = max(levels)
+                    if held < best:
+                        best = held
+                        noise = peak
+                # Too few differences for a peak: the local noise as it stands; at the first full window, a
+                # best found early still gets its noise from that window.
+                noise = local if step < NOISE_SPAN else max(noise, peak)
+            last = v
+            # Over the bar? `allowed` is never negative, so a level at or below the best needs no bar.
+            if level <= best or step < WARMUP_STEPS or start is None:
+                run = 0
+                step += 1
+                continue
+            allowed = max(RISE * (start - best), noise_rise * noise, REL_EPS * max(abs(start), abs(best)))
+            run = run + 1 if level > best + allowed else 0
+            if run >= persistence:
+                self._stop(step, "diverged", self._describe(step, level, best, start, noise, allowed))
+                step += 1
+                break
+            step += 1
+        self._seen, self._last, self._start, self._best = step, last, start, best
+        self._peak, self._noise, self._run = peak, noise, run
+        return self.stop_reason is not None
 
     # -- internals --
-
-    def _push(self, v: float) -> bool:
-        step = self._seen
-        self._seen += 1
-        if not math.isfinite(v):
-            self._stop(step, "non-finite", f"loss was {v} at step {step}{self._at(step, ' (lr {})')}")
-            return True
-        level = self._raw.add(v)
-        self._levels.append(level)
-        # Step noise from the median |difference| (0 until there is a difference).
-        local = self._diffs.add(abs(v - self._last)) / _DIFF_MAD_TO_SIGMA if step else 0.0
-        self._last = v
-        if step >= NOISE_SPAN:
-            self._peak = max(self._peak, local)
-        if self._start is None:
-            self._head.append(v)
-            if len(self._head) == WARMUP_STEPS:
-                self._start = statistics.median(self._head)
-                self._head = []
-        if step >= MEDIAN_SPAN + HOLD_STEPS - 2:  # full windows only
-            held = max(self._levels)
-            if held < self._best:
-                self._best = held
-                self._noise = self._peak
-        if step < NOISE_SPAN:  # too few differences for a peak: the local noise as it stands
-            self._noise = local
-        elif step == NOISE_SPAN:  # a best found early still gets its noise from a full window
-            self._noise = max(self._noise, self._peak)
-        if self._start is None or step < WARMUP_STEPS:
-            return False
-        s0, best = self._start, self._best
-        allowed = max(RISE * (s0 - best), NOISE_RISE * self._noise, REL_EPS * max(abs(s0), abs(best)))
-        self._run = self._run + 1 if level > best + allowed else 0
-        if self._run < self.persistence:
-            return False
-        self._stop(step, "diverged", self._describe(step, level, best, allowed))
-        return True
 
     def _at(self, step: int, template: str) -> str:
         return template.format(_fmt(self._lrs[step])) if self._lrs is not None else ""
@@ -402,13 +426,12 @@ class DivergenceMonitor:
     def _stop(self, step: int, reason: Literal["diverged", "non-finite"], detail: str) -> None:
         self.stop_index, self.stop_reason, self.detail = step, reason, detail
 
-    def _describe(self, step: int, s: float, best: float, allowed: float) -> str:
-        assert self._start is not None
-        fall = self._start - best
+    def _describe(self, step: int, s: float, best: float, start: float, noise: float, allowed: float) -> str:
+        fall, sigma = start - best, noise / _DIFF_MAD_TO_SIGMA
         if allowed <= RISE * fall:
             why = f"best {_fmt(best)} + {RISE:g}x its fall of {_fmt(fall)}"
-        elif allowed <= NOISE_RISE * self._noise:
-            why = f"best {_fmt(best)} + {NOISE_RISE:g}x the step noise {_fmt(self._noise)} at the best"
+        elif allowed <= NOISE_RISE / _DIFF_MAD_TO_SIGMA * noise:  # as `update` computes it
+            why = f"best {_fmt(best)} + {NOISE_RISE:g}x the step noise {_fmt(sigma)} at the best"
         else:
             why = f"best {_fmt(best)} + float32 resolution"
         where = self._at(step, "lr {}") or f"step {step}"
@@ -770,7 +793,8 @@ def _max_bound(
     if div_lr is not None:
         stopped = f"{what.name} stopped {what.improving} at {_fmt(max_lr)}"
         flat_to = _flat_until(curve, stats, descent)
-        target = min(math.sqrt(max_lr * div_lr / DIVERGENCE_HEADROOM), float(ctx.lrs[flat_to]))
+        toward = max_lr * (div_lr / DIVERGENCE_HEADROOM / max_lr) ** TOWARD_DIVERGENCE
+        target = min(toward, float(ctx.lrs[flat_to]))
         if target <= max_lr:
             return max_lr, f"{stopped} and {ctx.worse} at {_fmt(div_lr)}"
         return target, (
