@@ -241,6 +241,20 @@ def test_move_to_device_and_describe_nested() -> None:
     assert describe_batch(batch) == "{a: Tensor[2, 3] float32, b: [Tensor[4] int64, str]}"
 
 
+def test_move_to_device_fast_path_and_moves() -> None:
+    """A flat batch already on the device comes back as is; anything else is moved or converted leaf by leaf."""
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    pair = (torch.zeros(2, 3), torch.ones(2, dtype=torch.long))
+    assert move_to_device(pair, cpu, non_blocking=False) is pair
+    moved = move_to_device(list(pair), meta, non_blocking=False)  # "meta" stands in for an accelerator
+    assert type(moved) is list and all(t.device == meta for t in moved)
+    mixed = (torch.zeros(2), "id", 3)
+    assert move_to_device(mixed, meta, non_blocking=False)[1:] == ("id", 3)
+    images = (torch.zeros(2, 3, 4, 4), torch.zeros(2))
+    out = move_to_device(images, cpu, non_blocking=False, channels_last=True)
+    assert out is not images and out[0].is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 def test_host_losses_keep_order_and_values_across_chunks(device: str) -> None:
     """CPU reads each loss at once; an accelerator ("meta" stands in: no CUDA here) copies whole chunks."""
