@@ -140,6 +140,7 @@ class MetricOpt(str, Enum):
 
 
 class PolicyOpt(str, Enum):
+    auto = "auto"
     triangular = "triangular"
     triangular2 = "triangular2"
     exp_range = "exp_range"
@@ -426,7 +427,10 @@ def export_cmd(
         Path | None,
         typer.Option("--out", "-o", help="File to write, '-' for stdout [default: beside the results]."),
     ] = None,
-    policy: Annotated[PolicyOpt, typer.Option(help="Schedule policy.")] = PolicyOpt.triangular,
+    policy: Annotated[
+        PolicyOpt,
+        typer.Option(help="Schedule policy; auto = one-cycle with --epochs, triangular without."),
+    ] = PolicyOpt.auto,
     epochs: Annotated[
         int | None, typer.Option(help="Training length; the schedule is fitted to end at the end of a cycle.")
     ] = None,

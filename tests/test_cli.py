@@ -107,6 +107,21 @@ def test_export_formats(runner: CliRunner, run_dir: Path, fmt: str, suffix: str)
         compile(text, str(path), "exec")
 
 
+@pytest.mark.parametrize(
+    ("args", "target"),
+    [(["--epochs", "6"], "OneCycleLR"), ([], "CyclicLR")],
+)
+def test_export_default_policy_follows_the_training_length(
+    runner: CliRunner, run_dir: Path, args: list[str], target: str
+) -> None:
+    res = runner.invoke(app, ["export", str(run_dir), "--out", "-", *args])
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == ""
+    schedule = yaml.safe_load(res.stdout)
+    assert schedule["scheduler"]["target"] == f"torch.optim.lr_scheduler.{target}"
+    assert schedule["notes"][0].startswith("policy auto:")
+
+
 def test_export_to_stdout(runner: CliRunner, run_dir: Path) -> None:
     res = runner.invoke(
         app, ["export", str(run_dir / "range_test.json"), "--out", "-", "--policy", "triangular2"]

@@ -20,6 +20,7 @@ from conftest import REPO
 
 from clrfind.errors import ExportError
 from clrfind.export import (
+    AUTO_POLICY,
     COSINE,
     CYCLIC,
     EXP_RANGE_END_FRACTION,
@@ -105,11 +106,26 @@ def run_schedule(schedule: dict[str, Any]) -> tuple[np.ndarray, list[float], tor
     return np.array(lrs), momenta, optimizer, scheduler
 
 
+@pytest.mark.parametrize(
+    ("epochs", "target", "chosen"), [(30, ONE_CYCLE, "one-cycle"), (None, CYCLIC, "triangular")]
+)
+def test_auto_policy_is_one_cycle_for_a_known_length_else_triangular(
+    epochs: int | None, target: str, chosen: str
+) -> None:
+    schedule = build_schedule(make_result(), epochs=epochs)  # the default policy is auto
+    assert schedule["scheduler"]["target"] == target and schedule["scheduler"]["policy"] == chosen
+    assert schedule["notes"][0].startswith(f"policy auto: {chosen}, because")
+    explicit = build_schedule(make_result(), policy=chosen, epochs=epochs)
+    assert schedule["scheduler"]["kwargs"] == explicit["scheduler"]["kwargs"]
+    assert schedule["training"] == explicit["training"]
+    run_schedule(schedule)  # torch builds and steps it
+
+
 # -- every policy x optimizer, for real ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", [p for p in POLICIES if p != AUTO_POLICY])
 def test_policy_optimizer_table_builds_real_schedulers(policy: str, opt_name: str) -> None:
     epochs = 30 if policy == "one-cycle" else None
     schedule = build_schedule(make_result(optimizer=opt_name), policy=policy, epochs=epochs)
@@ -225,7 +241,7 @@ def test_one_cycle_keeps_a_10x_minimum_when_the_bounds_are_close() -> None:
     ],
 )
 def test_epochs_fitting(epochs: int, spe: int, cycles: int, step: int) -> None:
-    schedule = build_schedule(make_result(), epochs=epochs, steps_per_epoch=spe)
+    schedule = build_schedule(make_result(), policy="triangular", epochs=epochs, steps_per_epoch=spe)
     training = schedule["training"]
     assert (training["cycles"], schedule["scheduler"]["kwargs"]["step_size_up"]) == (cycles, step)
     assert training["total_steps"] == 2 * cycles * step <= epochs * spe
@@ -450,7 +466,7 @@ def test_build_and_render_never_import_torch() -> None:
 
 def test_cycle_arithmetic_matches_the_paper_formula() -> None:
     """CyclicLR's triangular LR is Smith's formula: lr = base + (max - base) * max(0, 1 - x)."""
-    schedule = build_schedule(make_result(), epochs=16, steps_per_epoch=3)
+    schedule = build_schedule(make_result(), policy="triangular", epochs=16, steps_per_epoch=3)
     lrs, *_ = run_schedule(schedule)
     s = schedule["scheduler"]["kwargs"]["step_size_up"]
     for it, lr in enumerate(lrs):

@@ -48,7 +48,7 @@ class ClrfindSettings:
     mode: str = "auto"
     test_epochs: int = 3
     min_steps: int = DEFAULT_STEPS
-    policy: str = "triangular"
+    policy: str = "auto"
     metric: str = "loss"
     zoom: bool = False
     max_ratio: float | None = None
