@@ -37,6 +37,23 @@ def test_each_step_trains_at_its_rung(tiny_task) -> None:
     assert out.steps_per_epoch == 16  # 512 samples / 32
 
 
+def test_callback_reports_progress_and_the_best_loss(tiny_task, monkeypatch) -> None:
+    """Every drain may report (no throttle here); the last event carries the whole curve's best finite loss."""
+    from clrfind import engine
+
+    monkeypatch.setattr(engine, "_CALLBACK_INTERVAL_S", 0.0)
+    model, loader, loss_fn, opt = tiny_task
+    events = []
+    out = run_loop(
+        model, loader, loss_fn, opt, lr_ladder(1e-3, 0.05, 30, "linear"), device=torch.device("cpu"),
+        options=EngineOptions(sync_every=4), callback=events.append,
+    )  # fmt: skip
+    assert [e.step for e in events] == [*range(4, 30, 4), 30, 30]  # per chunk, then the final drain
+    for e in events:
+        assert e.best_loss == min(out.losses[: e.step]) and e.loss == out.losses[e.step - 1]
+        assert e.total == 30 and e.lr == pytest.approx(out.lrs[e.step - 1])
+
+
 @pytest.mark.parametrize("sync_every", [1, 3, 7, 64])
 def test_chunk_size_does_not_change_the_curve(tiny_task, sync_every: int) -> None:
     model, loader, loss_fn, opt = tiny_task
