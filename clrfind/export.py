@@ -6,10 +6,13 @@ stays instant; only `verify_schedule` and `load_schedule` build the real torch o
 
 Decisions follow Smith (2017, 2018), see /work/shared/paper-notes.md:
 
+- `auto` (the default) is one cycle over the training when its length is known (Smith 2018), triangular CLR
+  when it is not.
 - Step size (half a cycle) is 2-10 epochs of optimizer steps, 4 by default; training ends at the end of a
   cycle, where the LR is lowest, after at least 3 cycles when the budget allows.
-- Momentum (or Adam's beta1) is cycled opposite to the LR only when the optimizer really has it: CyclicLR with
-  ``cycle_momentum=True`` silently turns momentum-free SGD into SGD with momentum 0.9.
+- CyclicLR keeps the optimizer's momentum (Smith 2017 cycles only the LR). One-cycle cycles momentum (or Adam's
+  beta1) opposite to the LR, only when the optimizer really has it: cycling silently turns momentum-free SGD into
+  SGD with momentum 0.9.
 """
 
 from __future__ import annotations
