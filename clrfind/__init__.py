@@ -18,11 +18,13 @@ __all__ = [
     "load_results",
     "load_schedule",
     "range_test",
+    "write_schedule",
 ]
 
 _LAZY = {
     "range_test": "clrfind.api",
     "load_schedule": "clrfind.export",
+    "write_schedule": "clrfind.export",
     "load_results": "clrfind.results",
     "RangeTestResult": "clrfind.results",
     "Bounds": "clrfind.results",
@@ -32,7 +34,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from clrfind.api import range_test
     from clrfind.errors import ClrfindError
-    from clrfind.export import load_schedule
+    from clrfind.export import load_schedule, write_schedule
     from clrfind.results import Bounds, RangeTestResult, load_results
 
 

@@ -68,6 +68,11 @@ def test_range_test_returns_bounds_and_restores_state(tiny_task, tmp_path) -> No
     assert saved.name == "range_test.json" and load_results(saved) == result
     fig = result.plot()
     assert fig.axes
+    # The README's library example, through to a torch scheduler.
+    assert result.bounds.usable
+    path = clrfind.write_schedule(result, tmp_path / "schedule.yaml", epochs=3)
+    scheduler = clrfind.load_schedule(path, optimizer)
+    assert type(scheduler).__name__ == "OneCycleLR"  # policy auto with a known length
 
 
 def test_failure_in_user_code_restores_state_and_raises_run_error(tiny_task) -> None:
