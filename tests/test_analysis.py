@@ -591,3 +591,10 @@ def test_monitor_follows_noise_that_grows_on_the_way_down(seed: int) -> None:
     t = np.linspace(0.0, 1.0, 1000)
     y = 1.0 + 1.3 / (1.0 + np.exp((t - 0.3) * 30)) - 0.2 * t + (0.03 + 0.15 * t) * rng.standard_normal(t.size)
     assert find_divergence(y) == (None, None)
+
+
+def test_monitor_spans_are_odd() -> None:
+    """The monitor's full-window path takes the middle element as the median: that needs odd window spans."""
+    from clrfind.analysis import MEDIAN_SPAN, NOISE_SPAN
+
+    assert MEDIAN_SPAN % 2 == 1 and NOISE_SPAN % 2 == 1
