@@ -365,7 +365,6 @@ class DivergenceMonitor:
                 # Every window is full: the common case, kept to as few operations as possible. Both spans are
                 # odd (a test checks it), so each median is the middle element.
                 level = sorted(raw)[mid_raw]
-                levels.append(level)
                 del diffs_sorted[bisect_left(diffs_sorted, diffs[0])]
                 d = abs(v - last)
                 diffs.append(d)  # drops diffs[0]
@@ -373,13 +372,8 @@ class DivergenceMonitor:
                 local = diffs_sorted[mid_diffs]
                 if local > peak:
                     peak = local
-                held = max(levels)
-                if held < best:
-                    best = held
-                    noise = peak
             else:
                 level = _median_sorted(sorted(raw))
-                levels.append(level)
                 # Step noise from the median |difference| (0 until there is a difference).
                 local = 0.0
                 if step:
@@ -394,11 +388,13 @@ class DivergenceMonitor:
                     if len(head) == WARMUP_STEPS:
                         start = statistics.median(head)
                         head.clear()
-                if step >= MEDIAN_SPAN + HOLD_STEPS - 2:  # full windows only
-                    held = max(levels)
-                    if held < best:
-                        best = held
-                        noise = peak
+            levels.append(level)
+            if step >= MEDIAN_SPAN + HOLD_STEPS - 2:  # full windows only
+                held = max(levels)
+                if held < best:
+                    best = held
+                    noise = peak
+            if step <= NOISE_SPAN:
                 # Too few differences for a peak: the local noise as it stands; at the first full window, a
                 # best found early still gets its noise from that window.
                 noise = local if step < NOISE_SPAN else max(noise, peak)
