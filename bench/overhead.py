@@ -4,11 +4,13 @@ Runs, side by side in one process and alternating round by round, the same model
 LR ladder through
 
   raw     a plain PyTorch loop that sets the LR each step and never reads the loss (the floor),
+  control the same raw loop again, timed as a contender (A/A): the ratio that noise alone produces,
   engine  clrfind.engine.run_loop (the range-test loop itself),
   api     clrfind.range_test (the public call: state save/restore, the loop, analysis, the result object),
   tlf     torch-lr-finder 0.2.2: LRFinder(...) + range_test(num_iter=steps, step_mode="linear"),
 
-and prints the median wall time per step, its spread over the rounds, and the per-round paired ratios vs raw.
+and prints the median wall time per step, its spread over the rounds, and the per-round paired ratios vs raw
+(their median, and their geometric mean with a 95% interval, next to the control's).
 It also reports where each tool stops on a diverging ladder, peak memory per contender (each in a fresh
 subprocess), host syncs per step on CUDA, `clrfind --help` against `import torch`, and, with --instr-models,
 instructions per step counted by valgrind (deterministic where wall time on a shared machine is not).
@@ -56,9 +58,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `python bench/overhead.py` from anywhere, without installing clrfind
 
-CONTENDERS = ("raw", "engine", "api", "tlf")
+CONTENDERS = ("raw", "control", "engine", "api", "tlf")
+# The control is the raw loop timed a second time, as a contender: its ratio to raw is what this machine's noise
+# and the protocol alone produce, the yardstick for reading the other ratios.
+CONTROL = "control"
 LABELS = {
     "raw": "raw PyTorch loop (floor)",
+    "control": "raw loop again (A/A noise control)",
     "engine": "clrfind engine.run_loop",
     "api": "clrfind.range_test (API)",
     "tlf": "torch-lr-finder range_test",
@@ -294,6 +300,7 @@ def run_tlf(model, loader, loss_fn, opt, lrs, device, *, diverge_th: float = 1e1
 
 RUNNERS: dict[str, Callable[..., RunInfo]] = {
     "raw": run_raw,
+    CONTROL: run_raw,
     "engine": run_engine,
     "api": run_api,
     "tlf": run_tlf,
@@ -359,6 +366,27 @@ def paired_ratios(t: Timing, name: str, *, cpu: bool = False) -> list[float]:
     """Per-round ratio to the raw loop of the same round: slow drift of the machine cancels out."""
     d = t.cpu_per_step if cpu else t.per_step
     return [a / b for a, b in zip(d[name], d["raw"], strict=True)]
+
+
+def geo_ratio(ratios: list[float]) -> tuple[float, float, float]:
+    """Geometric mean of the paired ratios with its 95% interval (Student t on the log ratios).
+
+    The median of a few rounds says little on a machine whose rounds spread 2-4x; the interval says how far the
+    estimate can be trusted, and the A/A control's interval shows what no difference at all looks like.
+    """
+    from scipy.stats import t as student_t
+
+    logs = np.log(np.asarray(ratios, dtype=float))
+    mean = float(logs.mean())
+    if logs.size < 2:
+        return math.exp(mean), math.nan, math.nan
+    half = float(student_t.ppf(0.975, logs.size - 1) * logs.std(ddof=1) / math.sqrt(logs.size))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
+def fmt_geo(ratios: list[float]) -> str:
+    g, lo, hi = geo_ratio(ratios)
+    return f"{g:.3f} [{lo:.3f}..{hi:.3f}]"
 
 
 # -- divergence
@@ -945,8 +973,26 @@ def emit_projection(
             verdicts.append(msg)
 
 
+def timing_verdict(mname: str, t: Timing, names: list[str]) -> str:
+    """The <= 1.03 target, judged on the geometric mean of the paired ratios, with its interval and the control's."""
+    eng, lo, hi = geo_ratio(paired_ratios(t, "engine"))
+    med = statistics.median(paired_ratios(t, "engine"))
+    msg = (
+        f"{mname}: engine/raw {eng:.3f} [95% {lo:.3f}..{hi:.3f}] (median {med:.3f}) <= 1.03: "
+        f"{'MET' if eng <= 1.03 else 'MISSED'}"
+    )
+    if CONTROL in names:
+        msg += f"; A/A control {fmt_geo(paired_ratios(t, CONTROL))}"
+    if "tlf" in names:
+        tlf = geo_ratio(paired_ratios(t, "tlf"))[0]
+        msg += f"; engine/raw < tlf/raw ({tlf:.3f}): {'MET' if eng < tlf else 'MISSED'}"
+    return msg
+
+
 def report(args: argparse.Namespace, device: torch.device) -> str:
     names = [n for n in CONTENDERS if n not in args.skip]
+    # The control only means something next to the timed contenders; elsewhere it would repeat the raw loop.
+    tools = [n for n in names if n != CONTROL]
     lines: list[str] = []
     emit = lines.append
     emit(
@@ -956,12 +1002,19 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
     emit("")
     emit(
         "## Time per step (median over rounds; spread = min..max; ratio = median of per-round paired ratios; "
-        "extra = median of per-round paired differences)"
+        "geo-mean = geometric mean of the paired ratios [95% interval]; extra = median of per-round paired "
+        "differences)"
     )
     emit("")
+    if CONTROL in names:
+        emit(
+            "The A/A control runs the raw loop again as a contender: its ratio is what noise alone reads, "
+            "and a contender whose interval overlaps the control's is not measurably slower than the raw loop."
+        )
+        emit("")
     emit(
-        "| model | contender | wall us/step | spread | ratio vs raw | ratio spread | ratio of p10s "
-        "| extra us/step | CPU us/step | CPU ratio | CPU ratio spread |"
+        "| model | contender | wall us/step | spread | ratio vs raw | ratio spread | geo-mean ratio [95%] "
+        "| ratio of p10s | extra us/step | CPU us/step | CPU ratio |"
     )
     emit("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     verdicts: list[str] = []
@@ -974,29 +1027,21 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
         for name in names:
             ps, cs = t.per_step[name], t.cpu_per_step[name]
             if name == "raw":
-                ratio = rspread = mins = extra = cratio = cspread = ""
+                ratio = rspread = geo = mins = extra = cratio = ""
             else:
                 rr, cr = paired_ratios(t, name), paired_ratios(t, name, cpu=True)
                 ratio, rspread = f"{statistics.median(rr):.3f}", f"{min(rr):.3f}..{max(rr):.3f}"
+                geo = fmt_geo(rr)
                 mins = f"{p10(ps) / p10(raw_w):.3f}"
                 extra = f"{median_extra(t, name) * 1e6:+.1f}"
-                cratio, cspread = f"{statistics.median(cr):.3f}", f"{min(cr):.3f}..{max(cr):.3f}"
+                cratio = f"{statistics.median(cr):.3f}"
             wall = f"{fmt_us(statistics.median(ps))} | {fmt_us(min(ps))}..{fmt_us(max(ps))}"
             emit(
-                f"| {mname} | {LABELS[name]} | {wall} | {ratio} | {rspread} | {mins} | {extra} "
-                f"| {fmt_us(statistics.median(cs))} | {cratio} | {cspread} |"
+                f"| {mname} | {LABELS[name]} | {wall} | {ratio} | {rspread} | {geo} | {mins} | {extra} "
+                f"| {fmt_us(statistics.median(cs))} | {cratio} |"
             )
         if "engine" in names:
-            eng = statistics.median(paired_ratios(t, "engine"))
-            eng_min = p10(t.per_step["engine"]) / p10(raw_w)
-            msg = (
-                f"{mname}: engine/raw {eng:.3f} (ratio of p10s {eng_min:.3f}) <= 1.03: "
-                f"{'MET' if eng <= 1.03 else 'MISSED'}"
-            )
-            if "tlf" in names:
-                tlf = statistics.median(paired_ratios(t, "tlf"))
-                msg += f"; engine/raw < tlf/raw ({tlf:.3f}): {'MET' if eng < tlf else 'MISSED'}"
-            verdicts.append(msg)
+            verdicts.append(timing_verdict(mname, t, names))
     if "tiny" in timings and len(timings) > 1:
         emit_projection(emit, timings, names, verdicts)
     emit("")
@@ -1027,7 +1072,7 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
             "it). torch-lr-finder runs with its defaults (diverge_th=5 on its EMA-smoothed loss)."
         )
         for scn in SCENARIOS:
-            dv = diverge_case(scn, args, device, names)
+            dv = diverge_case(scn, args, device, tools)
             pts = dv["points"]
             emit("")
             emit(f"### {scn.name}: {scn.describe}")
@@ -1089,7 +1134,7 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
         )
         emit("|---|---|---:|---:|---:|" + ("---:|---:|" if cuda else ""))
         for mname in args.models:
-            for name in names:
+            for name in tools:
                 m = measure_memory(mname, name, args)
                 if "error" in m:
                     emit(f"| {mname} | {LABELS[name]} | error: {m['error']} | | |" + (" | |" if cuda else ""))
@@ -1112,7 +1157,7 @@ def report(args: argparse.Namespace, device: torch.device) -> str:
         )
         emit("|---|---|---:|---:|---:|")
         for mname in args.models:
-            for name in names:
+            for name in tools:
                 s = count_syncs(CASES[mname], name, args, device)
                 dbg = f"{s['debug_mode_per_step']:.3f}" if "debug_mode_per_step" in s else "n/a"
                 emit(
@@ -1176,7 +1221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-lr", type=float, default=1e-3)
     p.add_argument("--diverge-min-lr", type=float, default=1e-3)
     p.add_argument("--diverge-max-lr", type=float, default=50.0)
-    p.add_argument("--skip", default="", help="contenders to leave out, e.g. api,tlf")
+    p.add_argument("--skip", default="", help="contenders to leave out, e.g. api,tlf,control")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-diverge", action="store_true")
     p.add_argument("--skip-help", action="store_true")
