@@ -114,6 +114,11 @@ DIVERGENCE_HEADROOM = 2.0
 FLAT_TOLERANCE = 0.25
 # How far, on the log axis, max_lr moves from the end of the fall toward divergence_lr / 2 (0.5: log midpoint).
 TOWARD_DIVERGENCE = 0.5
+# peak_lr, one cycle's top, goes all the way (1.0): a single cycle spends little time at its peak and anneals
+# afterwards, and Smith (2018) peaks it at the largest LR the test shows still training. In the quality benchmark
+# one-cycle at this peak scored 0.989 / 0.993 / 1.006 / 1.027 on seeds 0-2 / 3-5 / 6-8 / 9-11 against 0.978 /
+# 0.946 / 0.977 / 1.015 at max_lr; triangular CLR at this peak fell to 0.848 (seeds 0-2), so max_lr stays.
+PEAK_TOWARD_DIVERGENCE = 1.0
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
 
@@ -761,13 +766,29 @@ def _flat_until(curve: _Smoothed, stats: _Stats, descent: _Descent) -> int:
 
 def _max_bound(
     ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
-) -> tuple[float, str]:
-    """max_lr: past the end of the clear descent, up to halfway to where it diverged, while the curve stays level.
+) -> tuple[float, float, str]:
+    """(max_lr, peak_lr, rationale): past the end of the clear descent toward where it diverged, while level.
 
     The end of the clear fall is a lower estimate of a good max_lr; Smith (2017) gives an upper one, "the optimum
     LR is usually within a factor of two of the largest LR that still converges", i.e. divergence_lr / 2. max_lr
-    is their log midpoint, but never where the smoothed curve has already risen clearly above its minimum.
+    is their log midpoint, peak_lr (for one cycle) the upper one itself, but neither goes where the smoothed
+    curve has already risen clearly above its minimum. Without a divergence both stay at the end of the fall.
     """
+    max_lr, rationale, toward = _max_lr(ctx, curve, stats, descent, verdict)
+    if toward is None:
+        return max_lr, max_lr, rationale
+    end, div_lr, flat_lr = toward
+    peak = max(max_lr, min(end * (div_lr / DIVERGENCE_HEADROOM / end) ** PEAK_TOWARD_DIVERGENCE, flat_lr))
+    if peak > max_lr:
+        top = "the end of the level stretch" if peak == flat_lr else f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g}"
+        rationale += f"; one-cycle peak_lr {_fmt(peak)} ({top})"
+    return max_lr, peak, rationale
+
+
+def _max_lr(
+    ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
+) -> tuple[float, str, tuple[float, float, float] | None]:
+    """max_lr and why; with a divergence past a level stretch, also (end of the fall, divergence LR, level until)."""
     what, div_lr = ctx.what, ctx.divergence_lr
     max_lr = float(ctx.lrs[descent.i_end])
     if descent.still_falling and div_lr is not None:
@@ -779,6 +800,7 @@ def _max_bound(
         return (
             max_lr,
             f"{what.name} still {what.improving} at {_fmt(max_lr)} and {ctx.worse} at {_fmt(div_lr)}",
+            None,
         )
     if descent.still_falling:
         verdict.cap(
@@ -786,25 +808,31 @@ def _max_bound(
             f"the {what.name} was still {what.improving} at the last LR, so max_lr is a lower estimate",
             f"widen the range: {ctx.wider()}",
         )
-        return max_lr, f"{what.name} still {what.improving} at the end of the range ({_fmt(max_lr)})"
+        return max_lr, f"{what.name} still {what.improving} at the end of the range ({_fmt(max_lr)})", None
     if div_lr is not None:
         stopped = f"{what.name} stopped {what.improving} at {_fmt(max_lr)}"
-        flat_to = _flat_until(curve, stats, descent)
+        flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
         toward = max_lr * (div_lr / DIVERGENCE_HEADROOM / max_lr) ** TOWARD_DIVERGENCE
-        target = min(toward, float(ctx.lrs[flat_to]))
+        target = min(toward, flat_lr)
         if target <= max_lr:
-            return max_lr, f"{stopped} and {ctx.worse} at {_fmt(div_lr)}"
-        return target, (
-            f"{stopped}, stayed level up to {_fmt(ctx.lrs[flat_to])} and {ctx.worse} at {_fmt(div_lr)}: "
+            return max_lr, f"{stopped} and {ctx.worse} at {_fmt(div_lr)}", None
+        return (
+            target,
+            f"{stopped}, stayed level up to {_fmt(flat_lr)} and {ctx.worse} at {_fmt(div_lr)}: "
             f"max_lr {_fmt(target)}, between the end of the {what.improvement} and "
-            f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)"
+            f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)",
+            (max_lr, div_lr, flat_lr),
         )
     last = _fmt(ctx.lrs[ctx.cut.end - 1])
     step = (
         None if ctx.stopped_early else f"to see where it diverges, rerun with a larger range: {ctx.wider()}"
     )
     verdict.cap("medium", step=step)
-    return max_lr, f"{what.name} stopped {what.improving} at {_fmt(max_lr)}; nothing diverged up to {last}"
+    return (
+        max_lr,
+        f"{what.name} stopped {what.improving} at {_fmt(max_lr)}; nothing diverged up to {last}",
+        None,
+    )
 
 
 def _min_bound(ctx: _Context, descent: _Descent, max_lr: float) -> tuple[float, str]:
@@ -864,7 +892,7 @@ def _suggest(
         )
 
     verdict = _Verdict()
-    max_lr, max_rationale = _max_bound(ctx, curve, stats, descent, verdict)
+    max_lr, peak_lr, max_rationale = _max_bound(ctx, curve, stats, descent, verdict)
     min_lr, min_rationale = _min_bound(ctx, descent, max_lr)
     noise_ratio = stats.noise / stats.fall
     if noise_ratio > NOISY_LOW:
@@ -882,6 +910,7 @@ def _suggest(
     return Bounds(
         min_lr=min_lr,
         max_lr=max_lr,
+        peak_lr=peak_lr,
         method=method,
         confidence=verdict.confidence,
         min_rationale=min_rationale,

@@ -177,8 +177,9 @@ def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -
     )
     console.print(f"stopped: {result.stop_reason} ({result.stop_detail})")
     if b is not None and b.usable:
+        peak = "" if b.peak_above_max_lr is None else f"  one-cycle peak_lr {_fmt_lr(b.peak_above_max_lr)}"
         console.print(
-            f"suggested: base_lr {_fmt_lr(b.min_lr)}  max_lr {_fmt_lr(b.max_lr)}  "
+            f"suggested: base_lr {_fmt_lr(b.min_lr)}  max_lr {_fmt_lr(b.max_lr)}{peak}  "
             f"(from {b.method}, confidence {b.confidence})"
         )
     else:

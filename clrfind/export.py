@@ -43,8 +43,9 @@ COSINE = f"{SCHEDULER_MODULE}.CosineAnnealingWarmRestarts"
 
 # -- auto ------------------------------------------------------------------------------------------------------
 # A known training length gets one cycle fitted to it (Smith 2018): in the quality benchmark it trained better
-# than triangular CLR on each of four seed sets (mean score 0.978 / 0.946 / 0.977 / 1.015 against 0.947 / 0.936 /
-# 0.954 / 0.977 on seeds 0-2 / 3-5 / 6-8 / 9-11). An open-ended run gets triangular cycles, which need no length.
+# than triangular CLR on each of four seed sets (mean score 0.978 / 0.946 / 0.977 / 1.015 peaking at max_lr, and
+# 0.989 / 0.993 / 1.006 / 1.027 at peak_lr, against 0.947 / 0.936 / 0.954 / 0.977 on seeds 0-2 / 3-5 / 6-8 / 9-11).
+# An open-ended run gets triangular cycles, which need no length.
 AUTO_POLICY = "auto"
 
 # -- cycle length --------------------------------------------------------------------------------------------
@@ -65,9 +66,11 @@ EXP_RANGE_END_FRACTION = 0.15
 # -- one-cycle -----------------------------------------------------------------------------------------------
 # OneCycleLR's default and Smith's (2018) choice: rise over 30% of training, anneal over the rest.
 ONE_CYCLE_PCT_START = 0.3
-# Smith (2018): for a single cycle the minimum bound is 10-20x below the maximum; the range test's base_lr is
-# used when it is lower still (starting lower is a gentler warm-up), never a higher one.
+# One cycle peaks at the results' peak_lr (the largest LR the test shows still training), not max_lr: see
+# analysis.PEAK_TOWARD_DIVERGENCE. Smith (2018): its minimum is 10-20x below that peak; the range test's base_lr
+# is used when it falls in between (where the loss started falling), else the nearer end.
 ONE_CYCLE_MIN_DIV = 10.0
+ONE_CYCLE_MAX_DIV = 20.0
 # The final annealing goes "several orders of magnitude" below the start; 1e4 is OneCycleLR's own default.
 ONE_CYCLE_FINAL_DIV = 1e4
 # The warm-up ends at step pct_start * total - 1: it needs >= 2 steps for the LR to rise at all: 0.3 T >= 3.
@@ -162,22 +165,28 @@ def build_schedule(
                 hint="pass more --epochs, or --steps-per-epoch if the range test's value is wrong",
             )
         cycle, base_m, max_m, momentum_note = _momentum_plan(result.optimizer)
-        div = max(max_lr / base_lr, ONE_CYCLE_MIN_DIV)
-        start_lr = max_lr / div
-        if max_lr / base_lr < ONE_CYCLE_MIN_DIV:
+        peak = bounds.peak_lr
+        if peak > max_lr:
             notes.append(
-                f"one-cycle starts at max_lr/{ONE_CYCLE_MIN_DIV:g} = {start_lr:.3g}, "
-                f"below base_lr {base_lr:.3g}: "
-                "Smith (2018) sets a single cycle's minimum 10-20x below its maximum"
+                f"one-cycle peaks at peak_lr {peak:.3g}, above max_lr {max_lr:.3g}: the largest LR the test "
+                "showed still training, which a single cycle reaches once and anneals from (Smith 2018)"
             )
+        start_lr = min(max(base_lr, peak / ONE_CYCLE_MAX_DIV), peak / ONE_CYCLE_MIN_DIV)
+        div = peak / start_lr
+        if start_lr == base_lr:
+            notes.append(f"one-cycle starts at base_lr {base_lr:.3g} (div_factor = peak / base_lr)")
         else:
-            notes.append(f"one-cycle starts at base_lr {base_lr:.3g} (div_factor = max_lr / base_lr)")
+            notes.append(
+                f"one-cycle starts at {start_lr:.3g} = peak/{div:.3g}, not base_lr {base_lr:.3g}: "
+                f"Smith (2018) sets a single cycle's minimum {ONE_CYCLE_MIN_DIV:g}-{ONE_CYCLE_MAX_DIV:g}x below "
+                "its maximum"
+            )
         notes.append(
-            f"the LR rises to max_lr over the first {ONE_CYCLE_PCT_START:.0%} of the steps, "
+            f"the LR rises to {peak:.3g} over the first {ONE_CYCLE_PCT_START:.0%} of the steps, "
             f"then anneals (cosine) to {start_lr / ONE_CYCLE_FINAL_DIV:.3g} at the last step"
         )
         sched_kwargs: dict[str, Any] = {
-            "max_lr": max_lr,
+            "max_lr": peak,
             "total_steps": total,
             "pct_start": ONE_CYCLE_PCT_START,
             "anneal_strategy": "cos",
@@ -226,6 +235,7 @@ def build_schedule(
         "created": result.created,
         "clrfind_version": result.clrfind_version,
         "bounds": [base_lr, max_lr],
+        "peak_lr": bounds.peak_lr if bounds.peak_lr > max_lr else None,
         "confidence": bounds.confidence,
         "method": bounds.method,
         "stop_reason": result.stop_reason,
@@ -256,6 +266,7 @@ def resolve_policy(epochs: int | None) -> tuple[str, str]:
 class _UsableBounds(NamedTuple):
     min_lr: float
     max_lr: float
+    peak_lr: float  # max_lr for results written before peak_lr existed
     confidence: str
     method: str
     reason: str | None
@@ -273,7 +284,8 @@ def _usable_bounds(result: RangeTestResult) -> _UsableBounds:
         raise ExportError(
             f"no usable bounds in the results: {why}", hint=b.next_step or "re-run the range test"
         )
-    return _UsableBounds(float(b.min_lr), float(b.max_lr), b.confidence, b.method, b.reason)
+    peak = float(b.peak_above_max_lr or b.max_lr)
+    return _UsableBounds(float(b.min_lr), float(b.max_lr), peak, b.confidence, b.method, b.reason)
 
 
 def _fit_cycles(spe: int, epochs: int | None) -> tuple[int, int, int, str]:
@@ -426,7 +438,9 @@ def _header(schedule: dict[str, Any], *, loadable: bool) -> str:
     found = (
         ""
         if None in bounds
-        else f" (bounds {bounds[0]:.3g} - {bounds[1]:.3g}, confidence {src.get('confidence')})"
+        else f" (bounds {bounds[0]:.3g} - {bounds[1]:.3g}"
+        + (f", one-cycle peak {src['peak_lr']:.3g}" if src.get("peak_lr") else "")
+        + f", confidence {src.get('confidence')})"
     )
     usage = (
         "Use it: scheduler = clrfind.load_schedule(PATH_OF_THIS_FILE, optimizer) sets the optimizer's lr "

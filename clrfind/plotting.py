@@ -320,6 +320,7 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
     for value, name, key, ls, ha in (
         (b.min_lr, "base_lr", "min_lr", "--", "right"),
         (b.max_lr, "max_lr", "max_lr", "-", "left"),
+        (b.peak_above_max_lr, "one-cycle peak_lr", "peak_lr", ":", "left"),
     ):
         if value is None:
             continue

@@ -21,7 +21,9 @@ from clrfind.fileio import read_document, write_atomic
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-SCHEMA_VERSION = 1
+# Version 2 added `bounds.peak_lr`; version 1 files read as they are (no peak: one-cycle peaks at max_lr).
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
@@ -44,6 +46,9 @@ class Bounds(_Frozen):
 
     min_lr: float | None = None
     max_lr: float | None = None
+    # One cycle's top (>= max_lr): the largest LR the test shows still training, which a single cycle can reach
+    # where a repeating CLR cycle should not. None in results written before schema version 2.
+    peak_lr: float | None = None
     method: str = "loss"
     confidence: Confidence = "none"
     min_rationale: str = ""
@@ -52,6 +57,13 @@ class Bounds(_Frozen):
     next_step: str | None = None
     best_lr: float | None = None
     divergence_lr: float | None = None
+
+    @property
+    def peak_above_max_lr(self) -> float | None:
+        """peak_lr when one cycle should go above max_lr, else None (it peaks at max_lr)."""
+        if self.peak_lr is None or self.max_lr is None or self.peak_lr <= self.max_lr:
+            return None
+        return self.peak_lr
 
     @property
     def usable(self) -> bool:
@@ -226,9 +238,10 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
     if not isinstance(raw, dict):
         raise ResultsError(f"{source}: expected a JSON object at the top, got {type(raw).__name__}")
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ResultsError(
-            f"{source}: schema_version is {version!r}, this clrfind reads version {SCHEMA_VERSION}",
+            f"{source}: schema_version is {version!r}, this clrfind reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}",
             hint="re-run the range test with this clrfind, or use the clrfind version that wrote the file",
         )
     try:

@@ -58,12 +58,16 @@ def assert_sound(b) -> None:
     """What must hold for any answer: ordered bounds; max_lr before the minimum, or at most halfway (log) from the
     end of the fall to divergence_lr / 2, and always before the divergence."""
     if b.min_lr is not None and b.max_lr is not None:
-        assert 0 < b.min_lr < b.max_lr
+        assert 0 < b.min_lr < b.max_lr <= b.peak_lr
         if b.divergence_lr is not None:
             assert b.max_lr < b.divergence_lr
             assert b.max_lr <= b.best_lr or b.max_lr < b.divergence_lr / DIVERGENCE_HEADROOM
-        elif b.best_lr is not None:
-            assert b.max_lr <= b.best_lr
+            # one cycle's peak goes up to divergence_lr / 2, never further
+            assert b.peak_lr <= max(b.max_lr, b.divergence_lr / DIVERGENCE_HEADROOM) * (1 + 1e-9)
+        else:
+            assert b.peak_lr == b.max_lr  # nothing diverged: no evidence for going higher
+            if b.best_lr is not None:
+                assert b.max_lr <= b.best_lr
     else:
         assert b.reason and b.next_step
     for text in (b.min_rationale, b.max_rationale, b.reason or ""):
@@ -302,6 +306,22 @@ def test_descent_plateau_then_sudden_blowup():
     # level from the end of the fall (0.24) to the cliff: max_lr is their log midpoint with divergence_lr / 2
     end = 0.15 + 2.94 * 0.03
     assert b.max_lr == pytest.approx(math.sqrt(end * b.divergence_lr / DIVERGENCE_HEADROOM), rel=0.1)
+    # ... and one cycle peaks at divergence_lr / 2 itself, which the level stretch reaches
+    assert b.peak_lr == pytest.approx(b.divergence_lr / DIVERGENCE_HEADROOM)
+    assert f"one-cycle peak_lr {b.peak_lr:.2g}" in b.max_rationale
+
+
+def test_peak_lr_stops_where_the_level_stretch_ends():
+    """A loss that creeps up before it diverges: the peak stays at the last LR where the curve was still level."""
+    lrs, losses = lin_case(0.0, c=0.15, w=0.03, d=5.0)
+    # fall ends at 0.24; the loss creeps up by 30% of its fall between 0.38 and 0.44, then blows up at 0.95
+    creeping = losses + 0.6 * np.clip((lrs - 0.38) / 0.06, 0.0, 1.0)
+    creeping = np.where(lrs > 0.95, creeping + 5.0, creeping)
+    b = suggest_bounds(lrs, creeping)
+    assert_sound(b)
+    assert b.divergence_lr / DIVERGENCE_HEADROOM > 0.45  # divergence/2 lies past the level stretch ...
+    assert b.max_lr < 0.36 and 0.4 < b.peak_lr < 0.45  # ... so the peak stops where the creep passes 25%
+    assert "the end of the level stretch" in b.max_rationale
 
 
 def test_max_lr_stays_below_a_rise_that_starts_right_after_the_fall():
@@ -313,6 +333,8 @@ def test_max_lr_stays_below_a_rise_that_starts_right_after_the_fall():
     b = suggest_bounds(lrs, slanted, mode="exp")
     assert_sound(b)
     assert math.log10(b.max_lr) < EXP_END + 0.3 < math.log10(level.max_lr)
+    # the peak, too, stops where the rise passes the level tolerance, far below the level curve's peak
+    assert math.log10(b.peak_lr) < EXP_END + 0.5 < math.log10(level.peak_lr)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -39,7 +39,7 @@ def test_range_test_writes_results_plot_schedule(runner: CliRunner, spec: Path, 
     assert "suggested: base_lr" in res.stdout and "stopped:" in res.stdout
     assert f"results: {out / 'range_test.json'}" in res.stdout
     data = json.loads((out / "range_test.json").read_text())
-    assert data["schema_version"] == 1 and data["planned_steps"] == 50
+    assert data["schema_version"] == 2 and data["planned_steps"] == 50
     assert data["spec"]["range_test"]["steps"] == 50
     assert data["mode"] == "exp"  # the spec leaves mode at "auto" and its range spans 3.3 decades
     assert data["stop_reason"] in ("completed", "diverged", "non-finite")
@@ -47,6 +47,28 @@ def test_range_test_writes_results_plot_schedule(runner: CliRunner, spec: Path, 
     sched = yaml.safe_load((out / "schedule.yaml").read_text())
     assert sched["scheduler"]["target"] == "torch.optim.lr_scheduler.CyclicLR"
     assert sched["optimizer"]["kwargs"]["momentum"] == 0.9
+
+
+def test_summary_names_the_one_cycle_peak_when_above_max_lr() -> None:
+    """The run summary adds peak_lr only when one cycle goes above max_lr."""
+    from rich.console import Console
+
+    from clrfind.api import RunFiles
+    from clrfind.cli import _print_summary
+    from clrfind.results import Bounds, RangeTestResult
+
+    def summary(peak: float | None) -> str:
+        bounds = Bounds(min_lr=0.01, max_lr=0.1, peak_lr=peak, confidence="high")
+        result = RangeTestResult(
+            clrfind_version="0.1.0", min_lr=1e-3, max_lr=1.0, planned_steps=3, lrs=[0.001, 0.01, 0.1],
+            losses=[2.0, 1.0, 0.5], smoothed=[2.0, 1.0, 0.5], stop_reason="completed", bounds=bounds,
+        )  # fmt: skip
+        console = Console(record=True, width=200)
+        _print_summary(result, RunFiles(Path("."), Path("r.json"), None, None), console)
+        return console.export_text()
+
+    assert "suggested: base_lr 0.01  max_lr 0.1  one-cycle peak_lr 0.3  (from loss" in summary(0.3)
+    assert "peak_lr" not in summary(0.1) and "peak_lr" not in summary(None)
 
 
 def test_mode_option_overrides_auto(runner: CliRunner, spec: Path, tmp_path: Path) -> None:

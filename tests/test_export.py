@@ -26,6 +26,7 @@ from clrfind.export import (
     EXP_RANGE_END_FRACTION,
     ONE_CYCLE,
     ONE_CYCLE_FINAL_DIV,
+    ONE_CYCLE_MAX_DIV,
     POLICIES,
     build_schedule,
     load_schedule,
@@ -33,7 +34,7 @@ from clrfind.export import (
     verify_schedule,
     write_schedule,
 )
-from clrfind.results import Bounds, OptimizerRef, RangeTestResult
+from clrfind.results import SCHEMA_VERSION, Bounds, OptimizerRef, RangeTestResult, load_results
 
 BASE, PEAK = 0.012, 0.41
 SPE = 10
@@ -160,11 +161,13 @@ def test_policy_optimizer_table_builds_real_schedulers(policy: str, opt_name: st
             assert any("only the amplitude" in n for n in schedule["notes"])
     elif policy == "one-cycle":
         assert schedule["scheduler"]["target"] == ONE_CYCLE and kwargs["total_steps"] == total == 30 * SPE
-        assert lrs[0] == pytest.approx(BASE)  # max/base = 34 > 10: it starts at the range test's base_lr
+        # max/base = 34: the start is raised to max/20, Smith's (2018) widest ratio for one cycle
+        start = PEAK / ONE_CYCLE_MAX_DIV
+        assert lrs[0] == pytest.approx(start)
         peak = int(kwargs["pct_start"] * total) - 1
         assert int(np.argmax(lrs)) == peak and lrs[peak] == pytest.approx(PEAK)
-        assert lrs[-1] == pytest.approx(BASE / ONE_CYCLE_FINAL_DIV) and lrs[-1] == lrs.min()
-        assert schedule["optimizer"]["kwargs"]["lr"] == pytest.approx(BASE)
+        assert lrs[-1] == pytest.approx(start / ONE_CYCLE_FINAL_DIV) and lrs[-1] == lrs.min()
+        assert schedule["optimizer"]["kwargs"]["lr"] == pytest.approx(start)
     else:
         assert schedule["scheduler"]["target"] == COSINE
         t0 = kwargs["T_0"]
@@ -222,6 +225,46 @@ def test_one_cycle_keeps_a_10x_minimum_when_the_bounds_are_close() -> None:
     lrs, *_ = run_schedule(schedule)
     assert lrs[0] == pytest.approx(0.04) and lrs.max() == pytest.approx(0.4)
     assert any("10-20x" in n for n in schedule["notes"])
+
+
+@pytest.mark.parametrize(
+    ("peak", "start"),
+    [
+        (0.5, 0.03),  # base_lr 0.03 is 10-20x below the peak: the cycle starts there
+        (8 * PEAK, 8 * PEAK / 20),  # base_lr more than 20x below: the start is raised to peak/20
+    ],
+)
+def test_one_cycle_peaks_at_peak_lr_and_clr_stays_at_max_lr(peak: float, start: float) -> None:
+    bounds = make_result().bounds.model_copy(update={"min_lr": 0.03, "peak_lr": peak})
+    result = make_result(bounds=bounds)
+    one = build_schedule(result, policy="one-cycle", epochs=10)
+    lrs, *_ = run_schedule(one)
+    assert one["scheduler"]["kwargs"]["max_lr"] == peak and lrs.max() == pytest.approx(peak)
+    assert lrs[0] == pytest.approx(start) and one["optimizer"]["kwargs"]["lr"] == pytest.approx(start)
+    assert one["source"]["peak_lr"] == peak and one["source"]["bounds"] == [0.03, PEAK]
+    assert any(f"peaks at peak_lr {peak:.3g}, above max_lr {PEAK:.3g}" in n for n in one["notes"])
+    # a repeating cycle keeps to max_lr: it returns to its top every cycle
+    tri, *_ = run_schedule(build_schedule(result, policy="triangular"))
+    assert tri.max() == pytest.approx(PEAK) and tri.min() == pytest.approx(0.03)
+
+
+def test_a_version_1_results_file_peaks_at_max_lr(tmp_path: Path) -> None:
+    """Results written before schema version 2 have no peak_lr: they load, and one cycle peaks at max_lr."""
+    data = json.loads(make_result().model_dump_json())
+    data["schema_version"] = 1
+    del data["bounds"]["peak_lr"]
+    path = tmp_path / "range_test.json"
+    path.write_text(json.dumps(data))
+    schedule = build_schedule(load_results(path), policy="one-cycle", epochs=10)
+    assert schedule["scheduler"]["kwargs"]["max_lr"] == PEAK and "peak_lr" not in schedule["source"]
+    assert not any("peak_lr" in n for n in schedule["notes"])
+
+
+def test_peak_lr_round_trips_through_the_results_file(tmp_path: Path) -> None:
+    bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5})
+    path = make_result(bounds=bounds).save(tmp_path / "range_test.json")
+    loaded = load_results(path)
+    assert loaded.schema_version == SCHEMA_VERSION == 2 and loaded.bounds.peak_lr == 0.5
 
 
 # -- training length -----------------------------------------------------------------------------------------
@@ -340,7 +383,8 @@ def test_python_snippet_compiles_and_runs(policy: str) -> None:
     scheduler = namespace["scheduler"]
     assert type(scheduler).__name__ == schedule["scheduler"]["target"].rsplit(".", 1)[-1]
     assert namespace["TOTAL_STEPS"] == schedule["training"]["total_steps"]
-    start = PEAK if policy == "cosine" else BASE
+    # cosine starts at its top; one cycle (auto, with epochs) 20x below it, base_lr being 34x below
+    start = {"cosine": PEAK, "one-cycle": PEAK / 20, "auto": PEAK / 20}.get(policy, BASE)
     assert namespace["optimizer"].param_groups[0]["lr"] == pytest.approx(start)
 
 

@@ -110,6 +110,15 @@ def test_normal_result() -> None:
     )
 
 
+def test_one_cycle_peak_is_marked_only_above_max_lr() -> None:
+    fig = plot_result(make_result(bounds=BOUNDS.model_copy(update={"peak_lr": 0.5})))
+    assert "one-cycle peak_lr 0.5" in legend_labels(fig)
+    assert line(fig, "one-cycle peak_lr 0.5").get_xdata()[0] == 0.5
+    for peak in (None, 0.41):  # results before schema 2, and a peak at max_lr itself: nothing extra drawn
+        fig = plot_result(make_result(bounds=BOUNDS.model_copy(update={"peak_lr": peak})))
+        assert not any("peak_lr" in label for label in legend_labels(fig))
+
+
 @pytest.mark.parametrize(
     ("mode", "log_x", "scale"),
     [("linear", None, "linear"), ("exp", None, "log"), ("linear", True, "log"), ("exp", False, "linear")],
