@@ -172,6 +172,7 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
         suggestion = {
             "base": bounds.min_lr if bounds else None,
             "max": bounds.max_lr if bounds else None,
+            "peak": bounds.peak_lr if bounds else None,  # one cycle's top (the `auto` export with epochs)
             "stop_lr": result.lrs[-1] if result.lrs else None,
         }
         if bounds is not None:

@@ -226,8 +226,10 @@ def method_row(task: Task, method: str, runs: list[MethodRun]) -> Row:
     if method == CLRFIND:
         base = _median([r.suggestion.get("base") for r in runs])
         high = _median([r.suggestion.get("max") for r in runs])
+        peak = _median([r.suggestion.get("peak") for r in runs])
         missing = sum(r.suggestion.get("max") is None for r in runs)
-        text = f"{_lr(base)}-{_lr(high)}" + (f" ({missing} without bounds)" if missing else "")
+        text = f"{_lr(base)}-{_lr(high)}" + (f", peak {_lr(peak)}" if peak and high and peak > high else "")
+        text += f" ({missing} without bounds)" if missing else ""
     elif method == DEFAULT:
         text = _lr(runs[0].suggestion["lr"])
     else:
@@ -366,6 +368,7 @@ def details(results: list[TaskResults]) -> list[str]:
             o = run.outcomes["schedule"]
             lines.append(
                 f"  clrfind seed {run.seed}: base {_lr(s.get('base'))} max {_lr(s.get('max'))} "
+                f"peak {_lr(s.get('peak'))} "
                 f"(test stopped at {_lr(s.get('stop_lr'))}) -> {o.metric:.4g}"
                 + ("  DIVERGED" if o.diverged else "")
                 + (f"  [{'; '.join(run.notes)}]" if run.notes else "")
