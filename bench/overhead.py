@@ -762,26 +762,46 @@ def _staged_loop(move: bool, copy: bool, monitor: bool) -> Callable[..., RunInfo
     return run
 
 
-def ablation_stages() -> dict[str, Callable[..., RunInfo]]:
-    """The raw loop plus each engine extra in turn, and the engine with DivergenceMonitor.update patched to a
-    no-op (this process only)."""
+def _engine_stubbed(*parts: str) -> Callable[..., RunInfo]:
+    """engine.run_loop with some of its per-step extras replaced by no-ops (this process only, restored after):
+    what each costs inside the real loop, where caches are cold."""
+    import clrfind.engine as engine
     from clrfind.analysis import DivergenceMonitor
 
-    real_update = DivergenceMonitor.update
+    class NoRead(engine._HostLosses):
+        def __init__(self, device: torch.device) -> None:
+            super().__init__(device)
+            self.read = lambda loss: 1.0
 
-    def engine_no_monitor(*a: Any, **k: Any) -> RunInfo:
-        DivergenceMonitor.update = lambda self, losses: False  # type: ignore[method-assign]
+    stubs: dict[str, tuple[Any, str, Any]] = {
+        "DivergenceMonitor.update": (DivergenceMonitor, "update", lambda self, losses: False),
+        "move_to_device": (engine, "move_to_device", lambda batch, device, **_: batch),
+        "the loss read": (engine, "_HostLosses", NoRead),
+    }
+
+    def run(*a: Any, **k: Any) -> RunInfo:
+        saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in (stubs[p] for p in parts)]
+        for obj, attr, fake in (stubs[p] for p in parts):
+            setattr(obj, attr, fake)
         try:
             return run_engine(*a, **k)
         finally:
-            DivergenceMonitor.update = real_update  # type: ignore[method-assign]
+            for obj, attr, value in saved:
+                setattr(obj, attr, value)
 
+    return run
+
+
+def ablation_stages() -> dict[str, Callable[..., RunInfo]]:
+    """The raw loop plus each engine extra in turn, and the engine with each extra (then all three) stubbed."""
+    extras = ("DivergenceMonitor.update", "move_to_device", "the loss read")
     return {
         "raw": run_raw,
         "raw + move_to_device": _staged_loop(True, False, False),
         "raw + move_to_device + loss reader": _staged_loop(True, True, False),
         "raw + move_to_device + loss reader + DivergenceMonitor.update": _staged_loop(True, True, True),
-        "engine.run_loop with DivergenceMonitor.update stubbed": engine_no_monitor,
+        **{f"engine.run_loop with {part} stubbed": _engine_stubbed(part) for part in extras},
+        "engine.run_loop with all three stubbed": _engine_stubbed(*extras),
         "engine.run_loop": run_engine,
     }
 
@@ -789,9 +809,9 @@ def ablation_stages() -> dict[str, Callable[..., RunInfo]]:
 def ablate_engine(args: argparse.Namespace, device: torch.device) -> str:
     """Where the engine's per-step cost comes from, measured in place.
 
-    Inside a training loop caches are cold and Python costs 2-4x its microbenchmark, so: the raw loop plus
-    each extra in turn, and the engine with DivergenceMonitor.update patched to a no-op (this process only),
-    on the tiny model, alternating.
+    Inside a training loop caches are cold and Python costs several times its microbenchmark, so: the raw loop
+    plus each extra in turn, and the engine with each extra (then all three) patched to a no-op (this process
+    only), on the tiny model, alternating.
     """
     case = CASES["tiny"]
     lrs = np.linspace(args.min_lr, args.max_lr, args.steps)
@@ -810,14 +830,16 @@ def ablate_engine(args: argparse.Namespace, device: torch.device) -> str:
         "",
         f"### In-place ablation on tiny ({args.tiny_rounds} rounds x {args.steps} steps, alternating)",
         "",
-        "| variant | p10 us/step | extra vs raw (p10) | median us/step | extra vs raw (paired median) |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | p10 us/step | extra vs raw (p10) | median us/step | extra vs raw (paired median) "
+        "| geo-mean ratio [95%] |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name in names:
         extra_low = p10(t.per_step[name]) - p10(t.per_step["raw"])
+        geo = "" if name == "raw" else fmt_geo(paired_ratios(t, name))
         out.append(
             f"| {name} | {fmt_us(p10(t.per_step[name]))} | {extra_low * 1e6:+.1f} "
-            f"| {fmt_us(statistics.median(t.per_step[name]))} | {median_extra(t, name) * 1e6:+.1f} |"
+            f"| {fmt_us(statistics.median(t.per_step[name]))} | {median_extra(t, name) * 1e6:+.1f} | {geo} |"
         )
     return "\n".join(out) + "\n"
 
