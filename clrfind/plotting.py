@@ -317,10 +317,12 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
             label=f"suggested range ({b.confidence} confidence)",
         )
     spread = result.spread or {}
-    for value, name, key, ls, ha in (
-        (b.min_lr, "base_lr", "min_lr", "--", "right"),
-        (b.max_lr, "max_lr", "max_lr", "-", "left"),
-        (b.peak_above_max_lr, "one-cycle peak_lr", "peak_lr", ":", "left"),
+    # base_lr's label sits left of its line, max_lr's right of it, so neither covers the band; the one-cycle peak's
+    # goes at the bottom, clear of max_lr's label and of the divergence marker's text, both near the top.
+    for value, name, key, ls, ha, y, va in (
+        (b.min_lr, "base_lr", "min_lr", "--", "right", 0.97, "top"),
+        (b.max_lr, "max_lr", "max_lr", "-", "left", 0.97, "top"),
+        (b.peak_above_max_lr, "one-cycle peak_lr", "peak_lr", ":", "left", 0.03, "bottom"),
     ):
         if value is None:
             continue
@@ -329,15 +331,14 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
             s = spread[key]
             label += f" (runs: IQR {s.q1:.2g}-{s.q3:.2g})"
         ax.axvline(value, color=BOUND_COLOR, ls=ls, lw=1.5, label=label)
-        # base_lr's label sits left of its line, max_lr's right of it, so neither covers the band.
         ax.text(
             value,
-            0.97,
+            y,
             f" {label} ",
             transform=ax.get_xaxis_transform(),
             rotation=90,
             ha=ha,
-            va="top",
+            va=va,
             fontsize=9,
             color="darkgreen",
         )

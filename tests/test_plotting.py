@@ -114,6 +114,9 @@ def test_one_cycle_peak_is_marked_only_above_max_lr() -> None:
     fig = plot_result(make_result(bounds=BOUNDS.model_copy(update={"peak_lr": 0.5})))
     assert "one-cycle peak_lr 0.5" in legend_labels(fig)
     assert line(fig, "one-cycle peak_lr 0.5").get_xdata()[0] == 0.5
+    # written at its line too, at the bottom: max_lr's label and the divergence text sit at the top
+    text = next(t for t in fig.axes[0].texts if t.get_text() == " one-cycle peak_lr 0.5 ")
+    assert text.get_position()[1] < 0.5 and text.get_va() == "bottom"
     for peak in (None, 0.41):  # results before schema 2, and a peak at max_lr itself: nothing extra drawn
         fig = plot_result(make_result(bounds=BOUNDS.model_copy(update={"peak_lr": peak})))
         assert not any("peak_lr" in label for label in legend_labels(fig))
