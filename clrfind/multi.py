@@ -85,21 +85,24 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
     stop_reason = Counter(r.stop_reason for r in runs).most_common(1)[0][0]
     bounds = suggest_bounds(lrs, mean, mode=first.mode, stop_reason=stop_reason, planned_max_lr=first.max_lr)
     spreads = {
-        "min_lr": spread_of([r.bounds.min_lr if r.bounds else None for r in runs]),
-        "max_lr": spread_of([r.bounds.max_lr if r.bounds else None for r in runs]),
+        key: spread_of([getattr(r.bounds, key) if r.bounds else None for r in runs])
+        for key in ("min_lr", "max_lr", "peak_lr")
     }
     if bounds.usable:
-        notes = []
-        for key, label in (("min_lr", "base_lr"), ("max_lr", "max_lr")):
+
+        def spread_note(key: str, label: str) -> str:
             s = spreads[key]
-            if s is not None:
-                notes.append(f"{label} median {s.median:.2g} over {s.n} runs (IQR {s.q1:.2g}-{s.q3:.2g})")
+            return (
+                ""
+                if s is None
+                else f"; {label} median {s.median:.2g} over {s.n} runs (IQR {s.q1:.2g}-{s.q3:.2g})"
+            )
+
+        peak_note = spread_note("peak_lr", "peak_lr") if bounds.peak_above_max_lr else ""
         bounds = bounds.model_copy(
             update={
-                "min_rationale": f"{bounds.min_rationale}; {notes[0]}" if notes else bounds.min_rationale,
-                "max_rationale": f"{bounds.max_rationale}; {notes[-1]}"
-                if len(notes) > 1
-                else bounds.max_rationale,
+                "min_rationale": bounds.min_rationale + spread_note("min_lr", "base_lr"),
+                "max_rationale": bounds.max_rationale + spread_note("max_lr", "max_lr") + peak_note,
             }
         )
     curves = [

@@ -19,12 +19,14 @@ from clrfind.multi import SweepRun, aggregate_repeats, mean_curve, recommend, sp
 from clrfind.results import Bounds, RangeTestResult
 
 
-def _result(seed: int, losses: list[float], bounds: tuple[float, float] | None) -> RangeTestResult:
+def _result(
+    seed: int, losses: list[float], bounds: tuple[float, float] | None, peak: float | None = None
+) -> RangeTestResult:
     n = len(losses)
     return RangeTestResult(
         clrfind_version="0", seed=seed, min_lr=0.01, max_lr=1.0, planned_steps=n,
         lrs=list(np.linspace(0.01, 1.0, n)), losses=losses, smoothed=losses, stop_reason="completed",
-        bounds=Bounds(min_lr=bounds[0], max_lr=bounds[1], confidence="high") if bounds else None,
+        bounds=Bounds(min_lr=bounds[0], max_lr=bounds[1], peak_lr=peak, confidence="high") if bounds else None,
     )  # fmt: skip
 
 
@@ -57,7 +59,25 @@ def test_aggregate_repeats_records_every_run_and_spread() -> None:
     assert agg.spread is not None
     assert agg.spread["max_lr"].median == pytest.approx(0.5)
     assert agg.spread["min_lr"].min == pytest.approx(0.05) and agg.spread["min_lr"].max == pytest.approx(0.07)
+    assert "peak_lr" not in agg.spread  # runs from before schema 2 carry no peak
     assert agg.bounds is not None
+    assert "; base_lr median 0.06 over 3 runs" in agg.bounds.min_rationale
+    assert "; max_lr median 0.5 over 3 runs" in agg.bounds.max_rationale
+
+
+def test_aggregate_repeats_spreads_the_one_cycle_peak() -> None:
+    """A fall, a level stretch and a blow-up: the mean curve has a peak above max_lr, and its spread is kept."""
+    x = np.linspace(0, 1, 200)
+    runs = [
+        _result(
+            s, list(2.0 - 1.5 * np.tanh(8 * x) + np.where(x > 0.8, 50.0, 0.0) + 0.01 * s), (0.05, 0.3), peak
+        )
+        for s, peak in enumerate([0.35, 0.4, 0.45])
+    ]
+    agg = aggregate_repeats(runs)
+    assert agg.bounds is not None and agg.bounds.peak_above_max_lr is not None
+    assert agg.spread is not None and agg.spread["peak_lr"].median == pytest.approx(0.4)
+    assert agg.bounds.max_rationale.endswith("; peak_lr median 0.4 over 3 runs (IQR 0.38-0.43)")
 
 
 def test_sweep_grid_and_recommendation() -> None:
