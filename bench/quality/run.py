@@ -389,6 +389,18 @@ def details(results: list[TaskResults]) -> list[str]:
 # -- CLI ---------------------------------------------------------------------------------------------------------
 
 
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads `1e-5` (no dot) as a string; a value that parses as a float is one here."""
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def parse_settings(assignments: list[str]) -> ClrfindSettings:
     """`--clrfind-set NAME=VALUE`: a ClrfindSettings field (`test_epochs=4`, `sgd_range=[1e-3, 3]`) or a clrfind
     module constant (`analysis.STOP_SLOPE_FRAC=0.1`, `export.STEPSIZE_EPOCHS=2`). Values are parsed as YAML."""
@@ -399,7 +411,7 @@ def parse_settings(assignments: list[str]) -> ClrfindSettings:
         name, sep, raw = item.partition("=")
         if not sep:
             raise SystemExit(f"--clrfind-set {item!r}: expected NAME=VALUE")
-        value = yaml.safe_load(raw)
+        value = _numbers(yaml.safe_load(raw))
         if "." in name:
             constants.append((name, value))
         elif name in names:
