@@ -764,6 +764,11 @@ def _flat_until(curve: _Smoothed, stats: _Stats, descent: _Descent) -> int:
     return max(last, descent.i_end)
 
 
+def _toward_divergence(end_lr: float, div_lr: float, weight: float) -> float:
+    """`weight` of the way (on the log axis) from the end of the fall to divergence_lr / DIVERGENCE_HEADROOM."""
+    return end_lr * (div_lr / DIVERGENCE_HEADROOM / end_lr) ** weight
+
+
 def _max_bound(
     ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
 ) -> tuple[float, float, str]:
@@ -772,23 +777,8 @@ def _max_bound(
     The end of the clear fall is a lower estimate of a good max_lr; Smith (2017) gives an upper one, "the optimum
     LR is usually within a factor of two of the largest LR that still converges", i.e. divergence_lr / 2. max_lr
     is their log midpoint, peak_lr (for one cycle) the upper one itself, but neither goes where the smoothed
-    curve has already risen clearly above its minimum. Without a divergence both stay at the end of the fall.
+    curve has already risen clearly above its minimum. Otherwise both stay at the end of the fall.
     """
-    max_lr, rationale, toward = _max_lr(ctx, curve, stats, descent, verdict)
-    if toward is None:
-        return max_lr, max_lr, rationale
-    end, div_lr, flat_lr = toward
-    peak = max(max_lr, min(end * (div_lr / DIVERGENCE_HEADROOM / end) ** PEAK_TOWARD_DIVERGENCE, flat_lr))
-    if peak > max_lr:
-        top = "the end of the level stretch" if peak == flat_lr else f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g}"
-        rationale += f"; one-cycle peak_lr {_fmt(peak)} ({top})"
-    return max_lr, peak, rationale
-
-
-def _max_lr(
-    ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
-) -> tuple[float, str, tuple[float, float, float] | None]:
-    """max_lr and why; with a divergence past a level stretch, also (end of the fall, divergence LR, level until)."""
     what, div_lr = ctx.what, ctx.divergence_lr
     max_lr = float(ctx.lrs[descent.i_end])
     if descent.still_falling and div_lr is not None:
@@ -797,32 +787,35 @@ def _max_lr(
             f"the {what.name} was still {what.improving} when it {ctx.worse}: max_lr is the last LR before",
             f"for a finer look at the end of the {what.improvement}, rerun with --max-lr {_fmt(div_lr)}",
         )
-        return (
-            max_lr,
-            f"{what.name} still {what.improving} at {_fmt(max_lr)} and {ctx.worse} at {_fmt(div_lr)}",
-            None,
-        )
+        why = f"{what.name} still {what.improving} at {_fmt(max_lr)} and {ctx.worse} at {_fmt(div_lr)}"
+        return max_lr, max_lr, why
     if descent.still_falling:
         verdict.cap(
             "low",
             f"the {what.name} was still {what.improving} at the last LR, so max_lr is a lower estimate",
             f"widen the range: {ctx.wider()}",
         )
-        return max_lr, f"{what.name} still {what.improving} at the end of the range ({_fmt(max_lr)})", None
+        return max_lr, max_lr, f"{what.name} still {what.improving} at the end of the range ({_fmt(max_lr)})"
     if div_lr is not None:
         stopped = f"{what.name} stopped {what.improving} at {_fmt(max_lr)}"
         flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
-        toward = max_lr * (div_lr / DIVERGENCE_HEADROOM / max_lr) ** TOWARD_DIVERGENCE
-        target = min(toward, flat_lr)
-        if target <= max_lr:
-            return max_lr, f"{stopped} and {ctx.worse} at {_fmt(div_lr)}", None
-        return (
-            target,
+        target = min(_toward_divergence(max_lr, div_lr, TOWARD_DIVERGENCE), flat_lr)
+        if target <= max_lr:  # then the peak, no further than either limit, is at max_lr too
+            return max_lr, max_lr, f"{stopped} and {ctx.worse} at {_fmt(div_lr)}"
+        why = (
             f"{stopped}, stayed level up to {_fmt(flat_lr)} and {ctx.worse} at {_fmt(div_lr)}: "
             f"max_lr {_fmt(target)}, between the end of the {what.improvement} and "
-            f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)",
-            (max_lr, div_lr, flat_lr),
+            f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)"
         )
+        peak = max(target, min(_toward_divergence(max_lr, div_lr, PEAK_TOWARD_DIVERGENCE), flat_lr))
+        if peak > target:
+            top = (
+                "the end of the level stretch"
+                if peak == flat_lr
+                else f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g}"
+            )
+            why += f"; one-cycle peak_lr {_fmt(peak)} ({top})"
+        return target, peak, why
     last = _fmt(ctx.lrs[ctx.cut.end - 1])
     step = (
         None if ctx.stopped_early else f"to see where it diverges, rerun with a larger range: {ctx.wider()}"
@@ -830,8 +823,8 @@ def _max_lr(
     verdict.cap("medium", step=step)
     return (
         max_lr,
+        max_lr,
         f"{what.name} stopped {what.improving} at {_fmt(max_lr)}; nothing diverged up to {last}",
-        None,
     )
 
 
