@@ -165,8 +165,8 @@ def build_schedule(
                 hint="pass more --epochs, or --steps-per-epoch if the range test's value is wrong",
             )
         cycle, base_m, max_m, momentum_note = _momentum_plan(result.optimizer)
-        peak = bounds.peak_lr
-        if peak > max_lr:
+        peak = bounds.peak_lr or max_lr
+        if bounds.peak_lr is not None:
             notes.append(
                 f"one-cycle peaks at peak_lr {peak:.3g}, above max_lr {max_lr:.3g}: the largest LR the test "
                 "showed still training, which a single cycle reaches once and anneals from (Smith 2018)"
@@ -235,7 +235,7 @@ def build_schedule(
         "created": result.created,
         "clrfind_version": result.clrfind_version,
         "bounds": [base_lr, max_lr],
-        "peak_lr": bounds.peak_lr if bounds.peak_lr > max_lr else None,
+        "peak_lr": bounds.peak_lr,
         "confidence": bounds.confidence,
         "method": bounds.method,
         "stop_reason": result.stop_reason,
@@ -266,7 +266,7 @@ def resolve_policy(epochs: int | None) -> tuple[str, str]:
 class _UsableBounds(NamedTuple):
     min_lr: float
     max_lr: float
-    peak_lr: float  # max_lr for results written before peak_lr existed
+    peak_lr: float | None  # one cycle's top when above max_lr (Bounds.peak_above_max_lr)
     confidence: str
     method: str
     reason: str | None
@@ -284,8 +284,9 @@ def _usable_bounds(result: RangeTestResult) -> _UsableBounds:
         raise ExportError(
             f"no usable bounds in the results: {why}", hint=b.next_step or "re-run the range test"
         )
-    peak = float(b.peak_above_max_lr or b.max_lr)
-    return _UsableBounds(float(b.min_lr), float(b.max_lr), peak, b.confidence, b.method, b.reason)
+    return _UsableBounds(
+        float(b.min_lr), float(b.max_lr), b.peak_above_max_lr, b.confidence, b.method, b.reason
+    )
 
 
 def _fit_cycles(spe: int, epochs: int | None) -> tuple[int, int, int, str]:
