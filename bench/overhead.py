@@ -654,7 +654,7 @@ def instructions_section(args: argparse.Namespace, verdicts: list[str]) -> str:
     """Per-step instruction counts for every model in --instr-models, the models in parallel subprocesses."""
     if shutil.which("valgrind") is None:
         return "\n## Instructions per step\n\nSkipped: valgrind is not installed.\n"
-    contenders = ["raw", "engine", "api", "tlf"]
+    contenders = [n for n in CONTENDERS if n != CONTROL]  # the control's count would be the raw loop's
     plan = {
         m: [
             n
@@ -780,8 +780,9 @@ def _engine_stubbed(*parts: str) -> Callable[..., RunInfo]:
     }
 
     def run(*a: Any, **k: Any) -> RunInfo:
-        saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in (stubs[p] for p in parts)]
-        for obj, attr, fake in (stubs[p] for p in parts):
+        chosen = [stubs[p] for p in parts]
+        saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in chosen]
+        for obj, attr, fake in chosen:
             setattr(obj, attr, fake)
         try:
             return run_engine(*a, **k)
@@ -997,8 +998,9 @@ def emit_projection(
 
 def timing_verdict(mname: str, t: Timing, names: list[str]) -> str:
     """The <= 1.03 target, judged on the geometric mean of the paired ratios, with its interval and the control's."""
-    eng, lo, hi = geo_ratio(paired_ratios(t, "engine"))
-    med = statistics.median(paired_ratios(t, "engine"))
+    ratios = paired_ratios(t, "engine")
+    eng, lo, hi = geo_ratio(ratios)
+    med = statistics.median(ratios)
     msg = (
         f"{mname}: engine/raw {eng:.3f} [95% {lo:.3f}..{hi:.3f}] (median {med:.3f}) <= 1.03: "
         f"{'MET' if eng <= 1.03 else 'MISSED'}"
