@@ -750,6 +750,8 @@ def _staged_loop(move: bool, copy: bool, monitor: bool) -> Callable[..., RunInfo
             loss.backward()
             opt.step()
             if copy:
+                if not losses and not host.chunk:
+                    host.fit(loss)  # as the engine does on its first step
                 host.add(loss)
                 if len(host.chunk) >= every:
                     host.flush()
@@ -772,6 +774,9 @@ def _engine_stubbed(*parts: str) -> Callable[..., RunInfo]:
         def __init__(self, device: torch.device) -> None:
             super().__init__(device)
             self.read = lambda loss: 1.0
+
+        def fit(self, loss: torch.Tensor) -> Callable[[torch.Tensor], Any]:
+            return self.read
 
     stubs: dict[str, tuple[Any, str, Any]] = {
         "DivergenceMonitor.update": (DivergenceMonitor, "update", lambda self, losses: False),

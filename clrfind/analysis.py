@@ -335,6 +335,7 @@ class DivergenceMonitor:
         self._peak = 0.0  # the largest median |difference| so far (full windows)
         self._noise = 0.0  # ... as it was when `best` was reached
         self._run = 0
+        self._bar: float | None = None  # best + allowed, cached until the best or the noise moves
         self.stop_index: int | None = None
         self.stop_reason: Literal["diverged", "non-finite"] | None = None
         self.detail = ""
@@ -356,10 +357,9 @@ class DivergenceMonitor:
         raw, diffs, diffs_sorted = self._raw, self._diffs, self._diffs_sorted
         levels, head, persistence = self._levels, self._head, self.persistence
         step, last, start, best = self._seen, self._last, self._start, self._best
-        peak, noise, run = self._peak, self._noise, self._run
+        peak, noise, run, bar = self._peak, self._noise, self._run, self._bar
         mid_raw, mid_diffs = MEDIAN_SPAN >> 1, NOISE_SPAN >> 1
-        # Noise is kept as the median |difference| itself; the factor to a standard deviation is applied here.
-        noise_rise = NOISE_RISE / _DIFF_MAD_TO_SIGMA
+        hold_from = MEDIAN_SPAN + HOLD_STEPS - 2  # the first step whose held level spans full windows
         for v in values:
             if not isfinite(v):
                 self._stop(step, "non-finite", f"loss was {v} at step {step}{self._at(step, ' (lr {})')}")
@@ -374,9 +374,9 @@ class DivergenceMonitor:
                 d = abs(v - last)
                 diffs.append(d)  # drops diffs[0]
                 insort(diffs_sorted, d)
-                local = diffs_sorted[mid_diffs]
-                if local > peak:
-                    peak = local
+                # The window's median was <= peak before; swapping in a difference <= peak cannot lift it above.
+                if d > peak and diffs_sorted[mid_diffs] > peak:
+                    peak = diffs_sorted[mid_diffs]
             else:
                 level = _median_sorted(sorted(raw))
                 # Step noise from the median |difference| (0 until there is a difference).
@@ -394,30 +394,33 @@ class DivergenceMonitor:
                         start = statistics.median(head)
                         head.clear()
             levels.append(level)
-            if step >= MEDIAN_SPAN + HOLD_STEPS - 2:  # full windows only
+            # The held level is the max of the last HOLD_STEPS levels, so it can only beat the best when the
+            # newest level does.
+            if level < best and step >= hold_from:
                 held = max(levels)
                 if held < best:
-                    best = held
-                    noise = peak
+                    best, noise, bar = held, peak, None
             if step <= NOISE_SPAN:
                 # Too few differences for a peak: the local noise as it stands; at the first full window, a
                 # best found early still gets its noise from that window.
                 noise = local if step < NOISE_SPAN else max(noise, peak)
+                bar = None
             last = v
             # Over the bar? `allowed` is never negative, so a level at or below the best needs no bar.
             if level <= best or step < WARMUP_STEPS or start is None:
                 run = 0
                 step += 1
                 continue
-            allowed = max(RISE * (start - best), noise_rise * noise, REL_EPS * max(abs(start), abs(best)))
-            run = run + 1 if level > best + allowed else 0
+            if bar is None:  # the bar moves only with the best and the noise (start is fixed by now)
+                bar = best + self._allowed(start, best, noise)
+            run = run + 1 if level > bar else 0
             if run >= persistence:
-                self._stop(step, "diverged", self._describe(step, level, best, start, noise, allowed))
+                self._stop(step, "diverged", self._describe(step, level, best, start, noise))
                 step += 1
                 break
             step += 1
         self._seen, self._last, self._start, self._best = step, last, start, best
-        self._peak, self._noise, self._run = peak, noise, run
+        self._peak, self._noise, self._run, self._bar = peak, noise, run, bar
         return self.stop_reason is not None
 
     # -- internals --
@@ -428,7 +431,17 @@ class DivergenceMonitor:
     def _stop(self, step: int, reason: Literal["diverged", "non-finite"], detail: str) -> None:
         self.stop_index, self.stop_reason, self.detail = step, reason, detail
 
-    def _describe(self, step: int, s: float, best: float, start: float, noise: float, allowed: float) -> str:
+    @staticmethod
+    def _allowed(start: float, best: float, noise: float) -> float:
+        """How far the level may rise above the best before it counts as over."""
+        return max(
+            RISE * (start - best),
+            NOISE_RISE / _DIFF_MAD_TO_SIGMA * noise,
+            REL_EPS * max(abs(start), abs(best)),
+        )
+
+    def _describe(self, step: int, s: float, best: float, start: float, noise: float) -> str:
+        allowed = self._allowed(start, best, noise)
         fall, sigma = start - best, noise / _DIFF_MAD_TO_SIGMA
         if allowed <= RISE * fall:
             why = f"best {_fmt(best)} + {RISE:g}x its fall of {_fmt(fall)}"

@@ -77,6 +77,26 @@ def test_chunk_size_does_not_change_the_curve(tiny_task, sync_every: int) -> Non
     assert a.losses.tolist() == pytest.approx(b.losses.tolist(), rel=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+def test_one_element_losses_of_any_shape_read_as_floats(tiny_task, shape: tuple[int, ...]) -> None:
+    """A 0-d loss is read with the cheaper tolist(); other one-element shapes with item(): same curve."""
+    model, loader, loss_fn, opt = tiny_task
+    loader = torch.utils.data.DataLoader(loader.dataset, batch_size=32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    lrs = lr_ladder(1e-3, 0.05, 9, "linear")
+    reference = run_loop(model, loader, loss_fn, opt, lrs, device=torch.device("cpu"))
+    model.load_state_dict(state)
+    opt.state.clear()
+
+    def step(m, batch, fn):
+        inputs, targets = batch
+        return fn(m(inputs), targets).reshape(shape)
+
+    out = run_loop(model, loader, loss_fn, opt, lrs, device=torch.device("cpu"), step_fn=step)
+    assert out.stop_reason == "completed" and out.losses.dtype == np.float64
+    assert out.losses.tolist() == pytest.approx(reference.losses.tolist(), rel=1e-6)
+
+
 def test_divergence_stops_early_within_a_few_steps(tiny_task) -> None:
     model, loader, loss_fn, opt = tiny_task
     lrs = lr_ladder(1e-3, 500.0, 400, "exp")
