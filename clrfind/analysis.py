@@ -119,6 +119,9 @@ TOWARD_DIVERGENCE = 0.5
 # one-cycle at this peak scored 0.989 / 0.993 / 1.006 / 1.027 on seeds 0-2 / 3-5 / 6-8 / 9-11 against 0.978 /
 # 0.946 / 0.977 / 1.015 at max_lr; triangular CLR at this peak fell to 0.848 (seeds 0-2), so max_lr stays.
 PEAK_TOWARD_DIVERGENCE = 1.0
+# When nothing diverged, the largest LR that still converges is at least the range's last LR, so one cycle may
+# peak this far toward last_lr / 2, no further than the curve stays level (0: at max_lr).
+PEAK_WITHOUT_DIVERGENCE = 1.0
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
 
@@ -829,16 +832,20 @@ def _max_bound(
             )
             why += f"; one-cycle peak_lr {_fmt(peak)} ({top})"
         return target, peak, why
-    last = _fmt(ctx.lrs[ctx.cut.end - 1])
+    last_lr = float(ctx.lrs[ctx.cut.end - 1])
     step = (
         None if ctx.stopped_early else f"to see where it diverges, rerun with a larger range: {ctx.wider()}"
     )
     verdict.cap("medium", step=step)
-    return (
-        max_lr,
-        max_lr,
-        f"{what.name} stopped {what.improving} at {_fmt(max_lr)}; nothing diverged up to {last}",
-    )
+    why = f"{what.name} stopped {what.improving} at {_fmt(max_lr)}; nothing diverged up to {_fmt(last_lr)}"
+    flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
+    peak = max(max_lr, min(_toward_divergence(max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE), flat_lr))
+    if peak > max_lr:
+        top = (
+            "the end of the level stretch" if peak == flat_lr else f"{_fmt(last_lr)}/{DIVERGENCE_HEADROOM:g}"
+        )
+        why += f"; one-cycle peak_lr {_fmt(peak)} ({top})"
+    return max_lr, peak, why
 
 
 def _min_bound(ctx: _Context, descent: _Descent, max_lr: float) -> tuple[float, str]:

@@ -65,7 +65,14 @@ def assert_sound(b) -> None:
             # one cycle's peak goes up to divergence_lr / 2, never further
             assert b.peak_lr <= max(b.max_lr, b.divergence_lr / DIVERGENCE_HEADROOM) * (1 + 1e-9)
         else:
-            assert b.peak_lr == b.max_lr  # nothing diverged: no evidence for going higher
+            # nothing diverged: the largest LR that converged is at least the last one, so the peak goes up to
+            # half of it, never further
+            last = re.search(r"nothing diverged up to ([\d.e+-]+)", b.max_rationale)
+            if last is None:  # the loss was still falling at the end: no level stretch to peak in
+                assert b.peak_lr == b.max_lr
+            else:  # the rationale gives the last LR to 2 digits
+                assert b.peak_lr <= max(b.max_lr, float(last[1]) * 1.05 / DIVERGENCE_HEADROOM)
+            assert (b.peak_lr > b.max_lr) == ("one-cycle peak_lr" in b.max_rationale)
             if b.best_lr is not None:
                 assert b.max_lr <= b.best_lr
     else:
@@ -397,6 +404,29 @@ def test_never_diverges_gives_bounds_and_asks_for_a_larger_range():
     assert b.divergence_lr is None
     assert "nothing diverged up to 1" in b.max_rationale
     assert "--max-lr 10" in b.next_step
+    assert b.peak_lr == b.max_lr  # the fall ended past half the last LR
+
+
+def test_without_divergence_one_cycle_peaks_at_half_the_last_lr():
+    """Level from the end of the fall (0.24) to the end of the range: the largest LR that converged is at least
+    the last one, so one cycle peaks at half of it, as it would at half a divergence LR."""
+    lrs, losses = lin_case(0.02, seed=1, c=0.15, w=0.03, d=5.0)
+    b = suggest_bounds(lrs, losses, planned_max_lr=1.0)
+    assert_sound(b)
+    assert b.divergence_lr is None and b.confidence == "medium"
+    assert b.max_lr < 0.3 and b.peak_lr == pytest.approx(0.5)
+    assert "one-cycle peak_lr 0.5 (1/2)" in b.max_rationale
+
+
+def test_without_divergence_the_peak_stops_where_the_level_stretch_ends():
+    """A loss that creeps up but never diverges: one cycle peaks at the end of the level stretch."""
+    lrs, losses = lin_case(0.0, c=0.15, w=0.03, d=5.0)
+    creeping = losses + 0.6 * np.clip((lrs - 0.3) / 0.06, 0.0, 1.0)  # +30% of the fall between 0.3 and 0.36
+    b = suggest_bounds(lrs, creeping, planned_max_lr=1.0)
+    assert_sound(b)
+    assert b.divergence_lr is None and b.confidence == "medium"
+    assert b.max_lr < 0.3 and 0.3 < b.peak_lr < 0.36
+    assert "(the end of the level stretch)" in b.max_rationale
 
 
 def test_still_falling_at_the_end_of_the_range():
