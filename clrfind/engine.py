@@ -4,8 +4,9 @@ The loop is the floor cost of a range test (forward, backward, optimizer step) p
 set on the param groups, and each step's loss stays on the device as a detached 0-d tensor. Every `sync_every` steps
 the chunk is stacked and copied to the host without blocking (pinned memory and a CUDA event on GPUs); the host
 checks divergence on chunks whose copy has finished, so the GPU never waits on Python, and the run still stops a
-few steps after the loss blows up. On CPU, where nothing runs ahead of Python, each loss is read as a float at once
-and the chunks only batch the host-side bookkeeping.
+few steps after the loss blows up. On CPU, where nothing runs ahead of Python, each loss is read as a float at once;
+while the losses stay inside the divergence monitor's quiet band the chunks grow (up to 64 steps, or 50 ms of
+steps), so the monitor runs on long chunks with warm caches, and a loss outside the band shortens them again at once.
 
 The engine reports through a callback, never prints, and turns a failure or Ctrl-C inside the loop into a stop
 reason with the steps recorded so far, so the caller can always save what was measured.
@@ -35,6 +36,10 @@ MetricName = Literal["loss", "accuracy", "val_loss"]
 
 # Callbacks are throttled: a progress bar needs ~20 updates a second, not one per step of a 1 ms model.
 _CALLBACK_INTERVAL_S = 0.05
+# CPU: the longest chunk of losses held back while they stay in the monitor's quiet band, and how long a loss
+# outside it keeps the chunks short (a level is the median of 5 losses, confirmed over 3 steps).
+_QUIET_CHUNK_MAX = 64
+_HOT_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -263,9 +268,9 @@ def choose_sync_every(device: torch.device, requested: int | None) -> int:
     """Steps per host copy of the losses.
 
     On a GPU a chunk of 4 keeps the device a few steps ahead of the host while bounding how far a diverged run
-    overshoots (the chunk plus the copy in flight). On CPU there is no asynchrony to protect, but the same chunk
-    amortises the per-chunk bookkeeping over 4 steps, and a stop still comes at most 3 steps after the
-    divergence is confirmed.
+    overshoots (the chunk plus the copy in flight). On CPU there is no asynchrony to protect; chunks of 4 are what
+    the loop falls back to whenever a loss leaves the monitor's quiet band, so a stop still comes at most 3 steps
+    after the divergence is confirmed.
     """
     if requested is not None:
         return max(1, int(requested))
@@ -496,6 +501,13 @@ def run_loop(
     accumulate, channels_last = opts.accumulate, opts.channels_last
     data_target, step_target, optimizer_target = opts.data_target, opts.step_target, opts.optimizer_target
     groups, read_loss, chunk = optimizer.param_groups, host.read, host.chunk
+    # On CPU each loss is a float at once, so the chunks can grow while the losses stay inside the monitor's
+    # quiet band: handing the monitor 4 losses at a time between training steps costs several times its own
+    # work in cold caches. A loss outside the band brings back chunks of `sync_every` for HOT_STEPS steps, so a
+    # stop still comes at most sync_every - 1 steps after the monitor confirms it.
+    screen = not host.on_device
+    low, high = math.inf, -math.inf  # the quiet band; empty until the monitor has one
+    hot_until, every = 0, sync_every
     i = 0
     try:
         while i < total:
@@ -560,15 +572,27 @@ def run_loop(
                 optimizer.step()
             if reduce_loss is not None:
                 step_loss = reduce_loss(step_loss.detach())
-            chunk.append(read_loss(step_loss))  # host.add without a Python call
+            value = read_loss(step_loss)
+            chunk.append(value)  # host.add without a Python call
             i += 1
             if probe is not None and (i % eval_every == 0 or i == total):
                 probe.evaluate(model, i - 1, lr)
-            if len(chunk) >= sync_every or i == total:
+            if screen and not low <= value <= high:  # also true for NaN and inf
+                band = monitor.rebased_band(chunk) if value < low else None  # a new lowest loss
+                if band is None:
+                    hot_until = i + _HOT_STEPS
+                else:
+                    low, high = band
+            if len(chunk) >= (sync_every if i <= hot_until else every) or i == total:
                 host.flush()
                 chunk = host.chunk
                 if drain(wait=False):
                     break
+                if screen:
+                    low, high = monitor.quiet_band()
+                    # Long chunks only where steps are fast: progress still updates ~1 / _CALLBACK_INTERVAL_S.
+                    steps_per_interval = _CALLBACK_INTERVAL_S * i / (time.perf_counter() - start + 1e-9)
+                    every = max(sync_every, min(_QUIET_CHUNK_MAX, int(steps_per_interval)))
     except KeyboardInterrupt:
         stop_reason, stop_detail = "interrupted", "interrupted by the user (Ctrl-C)"
     except Exception as exc:

@@ -200,6 +200,49 @@ def test_monitor_has_no_false_alarms_on_long_flat_noise(heavy_tails):
         assert find_divergence(2.3 + 0.3 * noise) == (None, None), seed
 
 
+def test_monitor_quiet_band_holds_a_flat_curve_and_nothing_after_a_stop():
+    """The band a caller may hold losses back in: empty during the warm-up, wide enough on a flat noisy curve
+    that most losses are quiet, never holding a non-finite loss, and empty again once the run stopped."""
+    rng = np.random.default_rng(3)
+    flat = 2.3 + 0.05 * rng.standard_normal(400)
+    monitor = DivergenceMonitor(total_steps=flat.size)
+    monitor.update(flat[:20])
+    assert monitor.quiet_band() == (math.inf, -math.inf)  # the noise window is not full yet
+    monitor.update(flat[20:200])
+    low, high = monitor.quiet_band()
+    assert low == flat[:200].min() and high > 2.3 + 0.1
+    assert np.mean((low <= flat[200:]) & (flat[200:] <= high)) > 0.9
+    for bad in (math.nan, math.inf, -math.inf):
+        assert not low <= bad <= high
+    # a blow-up leaves the band long before the monitor confirms it, and a stopped monitor holds nothing back
+    blowup = np.concatenate([flat[200:250], 2.3 + np.geomspace(0.5, 50.0, 20)])
+    first_out = int(np.argmax(~((low <= blowup) & (blowup <= high))))
+    monitor.update(blowup)
+    assert monitor.stopped and first_out < monitor.stop_index - 200
+    assert monitor.quiet_band() == (math.inf, -math.inf)
+
+
+def test_monitor_rebased_band_after_a_new_lowest_loss():
+    """A new lowest loss lowers the band's top; the band holds only if the losses just before it stay under it."""
+    rng = np.random.default_rng(4)
+    flat = 2.3 + 0.05 * rng.standard_normal(200)
+    monitor = DivergenceMonitor(total_steps=300)
+    monitor.update(flat)
+    low, high = monitor.quiet_band()
+    calm = [*flat[-4:], low - 0.01]
+    assert max(flat[-4:]) < monitor._band_top(low - 0.01)
+    assert monitor.rebased_band(calm) == (low - 0.01, monitor._band_top(low - 0.01))
+    new_high = monitor.rebased_band(calm)[1]
+    assert new_high < high  # a lower floor, a lower top
+    # a loss between the new and the old top, two steps back, may be part of a stop: no band
+    assert monitor.rebased_band([*flat[-3:-1], (new_high + high) / 2, flat[-1], low - 0.01]) is None
+    # ... also when it was fed already and only the new loss is held back
+    fed = DivergenceMonitor(total_steps=300)
+    fed.update([*flat, (new_high + high) / 2, flat[-1]])
+    assert fed.rebased_band([low - 0.01]) is None
+    assert fed.rebased_band([-math.inf]) is None
+
+
 def test_monitor_rejects_overfeeding_and_bad_arguments():
     monitor = DivergenceMonitor(total_steps=5)
     with pytest.raises(ValueError, match="monitor of 5 steps"):

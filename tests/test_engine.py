@@ -106,6 +106,76 @@ def test_divergence_stops_early_within_a_few_steps(tiny_task) -> None:
     assert out.stop_detail
 
 
+def _scripted_curves(n: int, seed: int = 0):
+    """Loss curves of every kind the monitor meets: U shapes, cliffs, spikes, flat noise, negative, NaN, inf."""
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        size = int(rng.integers(40, 300))
+        x = np.linspace(0.0, 1.0, size)
+        kind = k % 6
+        if kind == 0:
+            y = 4 * (x - 0.6) ** 2 + rng.normal(0, rng.uniform(0.0, 0.3), size)
+        elif kind == 1:
+            rise = np.where(x < 0.7, 1 - x, 0.3 + (x - 0.7) * rng.uniform(1, 30))
+            y = rise + rng.standard_t(3, size) * rng.uniform(0.0, 0.2)
+        elif kind == 2:
+            y = rng.normal(0, 1, size)
+        elif kind == 3:
+            y = -5 + (x - 0.5) ** 2 + rng.normal(0, 0.05, size)
+        elif kind == 4:
+            y = 4 * (x - 0.6) ** 2 + rng.normal(0, 0.1, size)
+            y[rng.integers(0, size)] = rng.choice([np.nan, np.inf, -np.inf])
+        else:
+            y = np.exp(rng.uniform(-3, 3)) * ((x - 0.5) ** 2 + rng.normal(0, 0.02, size))
+            y[rng.random(size) < 0.05] *= 20
+        yield y.astype(np.float32).astype(float)
+
+
+def _scripted_step(losses: list[float]):
+    values = iter(losses)
+
+    def step(model, batch, loss_fn):
+        return model.weight.sum() * 0.0 + next(values)  # the scripted loss, with a graph to step on
+
+    return step
+
+
+def test_long_cpu_chunks_stop_as_soon_as_short_ones(monkeypatch) -> None:
+    """On CPU the engine holds losses back while they stay in the monitor's quiet band (as if every step were
+    fast): every run still stops where the monitor, fed the whole curve, stops, at most 3 steps after it."""
+    from clrfind import engine
+    from clrfind.analysis import DivergenceMonitor, find_divergence
+
+    monkeypatch.setattr(
+        engine, "_CALLBACK_INTERVAL_S", 1e6
+    )  # the longest chunks, whatever this machine's speed
+    fed: list[int] = []
+    update = DivergenceMonitor.update
+
+    def counting(self, losses):
+        fed.append(len(losses))
+        return update(self, losses)
+
+    monkeypatch.setattr(DivergenceMonitor, "update", counting)
+    cpu, stops = torch.device("cpu"), 0
+    for curve in _scripted_curves(120):
+        model = torch.nn.Linear(1, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = _scripted_step(curve.tolist())
+        loader = [(torch.zeros(1, 1), torch.zeros(1))] * 7
+        lrs = lr_ladder(1e-3, 0.1, curve.size, "linear")
+        out = run_loop(model, loader, torch.nn.MSELoss(), opt, lrs, device=cpu, step_fn=step)
+        index, reason = find_divergence(curve)
+        np.testing.assert_array_equal(out.losses, curve[: out.losses.size])
+        if index is None:
+            assert out.stop_reason == "completed" and out.losses.size == curve.size
+        else:
+            stops += 1
+            assert out.stop_reason == reason
+            assert index < out.losses.size <= index + 4  # the chunk of 4 it stopped in, at most
+    assert stops > 30 and max(fed) > 16  # both stops and long chunks were exercised
+
+
 def test_nan_loss_stops_at_once(tiny_task) -> None:
     model, loader, _, opt = tiny_task
     calls = {"n": 0}
