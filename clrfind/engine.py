@@ -505,7 +505,9 @@ def run_loop(
     # quiet band: handing the monitor 4 losses at a time between training steps costs several times its own
     # work in cold caches. A loss outside the band brings back chunks of `sync_every` for HOT_STEPS steps, so a
     # stop still comes at most sync_every - 1 steps after the monitor confirms it.
-    screen = not host.on_device
+    # Not under torch.distributed: the chunk length follows this process's step time, and ranks that flushed at
+    # different steps would stop at different steps and leave the others waiting in an all-reduce.
+    screen = not host.on_device and reduce_loss is None
     low, high = math.inf, -math.inf  # the quiet band; empty until the monitor has one
     hot_until, every = 0, sync_every
     i = 0

@@ -176,6 +176,35 @@ def test_long_cpu_chunks_stop_as_soon_as_short_ones(monkeypatch) -> None:
     assert stops > 30 and max(fed) > 16  # both stops and long chunks were exercised
 
 
+def test_a_distributed_run_keeps_chunks_every_rank_can_agree_on(monkeypatch) -> None:
+    """Under torch.distributed (a `reduce_loss`) chunk lengths must not follow one rank's step time: ranks that
+    flushed at different steps would stop at different steps and hang the others in the all-reduce."""
+    from clrfind import engine
+    from clrfind.analysis import DivergenceMonitor
+
+    monkeypatch.setattr(engine, "_CALLBACK_INTERVAL_S", 1e6)
+    fed: list[int] = []
+    update = DivergenceMonitor.update
+    monkeypatch.setattr(
+        DivergenceMonitor, "update", lambda self, losses: fed.append(len(losses)) or update(self, losses)
+    )
+    curve = (2.0 + 0.01 * np.random.default_rng(0).standard_normal(200)).tolist()
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = [(torch.zeros(1, 1), torch.zeros(1))] * 7
+    lrs = lr_ladder(1e-3, 0.1, len(curve), "linear")
+    cpu = torch.device("cpu")
+    run_loop(model, loader, torch.nn.MSELoss(), opt, lrs, device=cpu, step_fn=_scripted_step(curve))
+    assert max(fed) > 4  # alone, a quiet curve is fed in long chunks ...
+    fed.clear()
+    model.zero_grad()
+    run_loop(
+        model, loader, torch.nn.MSELoss(), opt, lrs, device=cpu, step_fn=_scripted_step(curve),
+        reduce_loss=lambda loss: loss,
+    )  # fmt: skip
+    assert set(fed) == {4}  # ... under a reduce_loss, in chunks of sync_every, the same on every rank
+
+
 def test_nan_loss_stops_at_once(tiny_task) -> None:
     model, loader, _, opt = tiny_task
     calls = {"n": 0}
