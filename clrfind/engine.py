@@ -510,6 +510,10 @@ def run_loop(
     screen = not host.on_device and reduce_loss is None
     low, high = math.inf, -math.inf  # the quiet band; empty until the monitor has one
     hot_until, every = 0, sync_every
+    # After the first step, the common case (one micro-batch, fp32, no probe, not distributed) takes the plain
+    # path: the work of a hand-written loop, without the branches the other options need.
+    plain_ok = accumulate == 1 and scaler is None and not mixed and probe is None and reduce_loss is None
+    plain, next_batch = False, batches.next
     i = 0
     try:
         while i < total:
@@ -517,63 +521,76 @@ def run_loop(
             for group in groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            step_loss: torch.Tensor | None = None
-            for _ in range(accumulate):
+            if plain:
                 origin = data_target
-                raw_batch = batches.next()
+                raw_batch = next_batch()
                 origin = step_target
                 batch = move_to_device(
                     raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
                 )
-                if i == 0:
-                    t0 = time.perf_counter()
-                    try:
+                step_loss = step(model, batch, loss_fn)
+                step_loss.backward()
+                origin = optimizer_target
+                optimizer.step()
+            else:
+                step_loss: torch.Tensor | None = None
+                for _ in range(accumulate):
+                    origin = data_target
+                    raw_batch = batches.next()
+                    origin = step_target
+                    batch = move_to_device(
+                        raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
+                    )
+                    if i == 0:
+                        t0 = time.perf_counter()
+                        try:
+                            with _autocast(device, opts.precision):
+                                loss = step(model, batch, loss_fn)
+                            _check_scalar_loss(loss, step_target)
+                            read_loss = host.fit(loss)
+                        except SetupError:
+                            raise
+                        except Exception as exc:
+                            raise diagnose_first_batch(
+                                model, batch, loss_fn, step_fn, exc, step_target=step_target
+                            ) from exc
+                    elif mixed:
                         with _autocast(device, opts.precision):
                             loss = step(model, batch, loss_fn)
-                        _check_scalar_loss(loss, step_target)
-                        read_loss = host.fit(loss)
-                    except SetupError:
-                        raise
-                    except Exception as exc:
-                        raise diagnose_first_batch(
-                            model, batch, loss_fn, step_fn, exc, step_target=step_target
-                        ) from exc
-                elif mixed:
-                    with _autocast(device, opts.precision):
+                    else:
                         loss = step(model, batch, loss_fn)
+                    scaled = loss / accumulate if accumulate > 1 else loss
+                    if scaler is None:
+                        scaled.backward()
+                    else:
+                        scaler.scale(scaled).backward()
+                    # One micro-batch: the loss itself (the host reader detaches or reads it); several: their mean.
+                    step_loss = loss if step_loss is None else step_loss.detach() + loss.detach()
+                    if i == 0 and opts.compiled:
+                        compile_seconds = time.perf_counter() - t0
+                assert step_loss is not None
+                if accumulate > 1:
+                    step_loss = step_loss / accumulate
+                origin = optimizer_target
+                if scaler is not None:
+                    scale_before = (
+                        scaler.get_scale()
+                    )  # fp16 only: a host read per step, the price of skip detection
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if scaler.get_scale() < scale_before:
+                        skipped += 1  # inf/NaN gradients: the step was skipped, so this LR is tried again
+                        if skipped > total:
+                            raise SetupError(
+                                "precision: fp16 GradScaler skipped every step (gradients overflow)",
+                                hint="use precision: bf16 or fp32",
+                            )
+                        continue
                 else:
-                    loss = step(model, batch, loss_fn)
-                scaled = loss / accumulate if accumulate > 1 else loss
-                if scaler is None:
-                    scaled.backward()
-                else:
-                    scaler.scale(scaled).backward()
-                # One micro-batch: the loss itself (the host reader detaches or reads it); several: their mean.
-                step_loss = loss if step_loss is None else step_loss.detach() + loss.detach()
-                if i == 0 and opts.compiled:
-                    compile_seconds = time.perf_counter() - t0
-            assert step_loss is not None
-            if accumulate > 1:
-                step_loss = step_loss / accumulate
-            origin = optimizer_target
-            if scaler is not None:
-                scale_before = (
-                    scaler.get_scale()
-                )  # fp16 only: a host read per step, the price of skip detection
-                scaler.step(optimizer)
-                scaler.update()
-                if scaler.get_scale() < scale_before:
-                    skipped += 1  # inf/NaN gradients: the step was skipped, so this LR is tried again
-                    if skipped > total:
-                        raise SetupError(
-                            "precision: fp16 GradScaler skipped every step (gradients overflow)",
-                            hint="use precision: bf16 or fp32",
-                        )
-                    continue
-            else:
-                optimizer.step()
-            if reduce_loss is not None:
-                step_loss = reduce_loss(step_loss.detach())
+                    optimizer.step()
+                if reduce_loss is not None:
+                    step_loss = reduce_loss(step_loss.detach())
+                plain = plain_ok
             value = read_loss(step_loss)
             chunk.append(value)  # host.add without a Python call
             i += 1
