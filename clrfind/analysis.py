@@ -360,7 +360,7 @@ class DivergenceMonitor:
         RISE of the fall or NOISE_RISE noise. A loss below `low` lowers that floor: see `rebased_band`.
         Empty (inf, -inf) until the warm-up and the first full noise window are behind, and after a stop.
         """
-        if self._start is None or self._seen <= NOISE_SPAN or self.stop_reason is not None:
+        if not self._band_known:
             return math.inf, -math.inf
         return self._low, self._band_top(self._low)
 
@@ -368,12 +368,7 @@ class DivergenceMonitor:
         """The quiet band after a new lowest loss, `held[-1]` (`held`: the losses not fed yet), or None if the
         losses just before it already lie above the lowered top, so a stop may be near: feed them soon."""
         low = held[-1]
-        if (
-            self._start is None
-            or self._seen <= NOISE_SPAN
-            or self.stop_reason is not None
-            or low == -math.inf
-        ):
+        if not self._band_known or low == -math.inf:
             return None
         high = self._band_top(low)
         # A level over the bar needs 3 of 5 losses over it; if the newest of them came before this one, it is one
@@ -382,6 +377,11 @@ class DivergenceMonitor:
         if len(recent) < MEDIAN_SPAN - 1:
             recent = [*self._raw, *held[:-1]][1 - MEDIAN_SPAN :]
         return None if max(recent, default=low) > high else (low, high)
+
+    @property
+    def _band_known(self) -> bool:
+        """The start level and a full noise window are known, and the run goes on."""
+        return self._start is not None and self._seen > NOISE_SPAN and self.stop_reason is None
 
     def _band_top(self, low: float) -> float:
         noise = min(self._noise, self._peak) * (NOISE_RISE / _DIFF_MAD_TO_SIGMA)
@@ -828,6 +828,18 @@ def _toward_divergence(end_lr: float, div_lr: float, weight: float) -> float:
     return end_lr * (div_lr / DIVERGENCE_HEADROOM / end_lr) ** weight
 
 
+def _one_cycle_peak(
+    floor: float, end_lr: float, limit_lr: float, weight: float, flat_lr: float
+) -> tuple[float, str]:
+    """(peak_lr, rationale suffix): `weight` of the way from the end of the fall toward limit_lr / 2, no further
+    than the level stretch and never below `floor` (max_lr); the suffix is empty when the peak is the floor."""
+    peak = max(floor, min(_toward_divergence(end_lr, limit_lr, weight), flat_lr))
+    if peak <= floor:
+        return peak, ""
+    top = "the end of the level stretch" if peak == flat_lr else f"{_fmt(limit_lr)}/{DIVERGENCE_HEADROOM:g}"
+    return peak, f"; one-cycle peak_lr {_fmt(peak)} ({top})"
+
+
 def _max_bound(
     ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
 ) -> tuple[float, float, str]:
@@ -866,15 +878,8 @@ def _max_bound(
             f"max_lr {_fmt(target)}, between the end of the {what.improvement} and "
             f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)"
         )
-        peak = max(target, min(_toward_divergence(max_lr, div_lr, PEAK_TOWARD_DIVERGENCE), flat_lr))
-        if peak > target:
-            top = (
-                "the end of the level stretch"
-                if peak == flat_lr
-                else f"{_fmt(div_lr)}/{DIVERGENCE_HEADROOM:g}"
-            )
-            why += f"; one-cycle peak_lr {_fmt(peak)} ({top})"
-        return target, peak, why
+        peak, peak_why = _one_cycle_peak(target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr)
+        return target, peak, why + peak_why
     last_lr = float(ctx.lrs[ctx.cut.end - 1])
     step = (
         None if ctx.stopped_early else f"to see where it diverges, rerun with a larger range: {ctx.wider()}"
@@ -882,13 +887,8 @@ def _max_bound(
     verdict.cap("medium", step=step)
     why = f"{what.name} stopped {what.improving} at {_fmt(max_lr)}; nothing diverged up to {_fmt(last_lr)}"
     flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
-    peak = max(max_lr, min(_toward_divergence(max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE), flat_lr))
-    if peak > max_lr:
-        top = (
-            "the end of the level stretch" if peak == flat_lr else f"{_fmt(last_lr)}/{DIVERGENCE_HEADROOM:g}"
-        )
-        why += f"; one-cycle peak_lr {_fmt(peak)} ({top})"
-    return max_lr, peak, why
+    peak, peak_why = _one_cycle_peak(max_lr, max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE, flat_lr)
+    return max_lr, peak, why + peak_why
 
 
 def _min_bound(ctx: _Context, descent: _Descent, max_lr: float) -> tuple[float, str]:

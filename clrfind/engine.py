@@ -536,7 +536,7 @@ def run_loop(
                 step_loss: torch.Tensor | None = None
                 for _ in range(accumulate):
                     origin = data_target
-                    raw_batch = batches.next()
+                    raw_batch = next_batch()
                     origin = step_target
                     batch = move_to_device(
                         raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
@@ -641,9 +641,7 @@ def run_loop(
     bpe = batches.batches_per_epoch
     steps_per_epoch = max(1, bpe // opts.accumulate) if bpe else None
     return EngineOutput(
-        lrs=np.asarray(
-            lr_list[:n], dtype=float
-        ),  # a skipped fp16 step does not advance i, so rungs stay in step
+        lrs=np.asarray(lrs[:n], dtype=float),  # a skipped fp16 step does not advance i: rungs match losses
         losses=np.asarray(host_losses[:n], dtype=float),
         stop_reason=stop_reason,
         stop_detail=stop_detail,
