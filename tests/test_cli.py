@@ -55,13 +55,14 @@ def test_summary_names_the_one_cycle_peak_when_above_max_lr() -> None:
 
     from clrfind.api import RunFiles
     from clrfind.cli import _print_summary
-    from clrfind.results import Bounds, RangeTestResult
+    from clrfind.results import Bounds, RangeTestResult, Timing
 
-    def summary(peak: float | None) -> str:
+    def summary(peak: float | None, seconds: float = 0.0) -> str:
         bounds = Bounds(min_lr=0.01, max_lr=0.1, peak_lr=peak, confidence="high")
         result = RangeTestResult(
             clrfind_version="0.1.0", min_lr=1e-3, max_lr=1.0, planned_steps=3, lrs=[0.001, 0.01, 0.1],
             losses=[2.0, 1.0, 0.5], smoothed=[2.0, 1.0, 0.5], stop_reason="completed", bounds=bounds,
+            timing=Timing(seconds=seconds),
         )  # fmt: skip
         console = Console(record=True, width=200)
         _print_summary(result, RunFiles(Path("."), Path("r.json"), None, None), console)
@@ -69,6 +70,9 @@ def test_summary_names_the_one_cycle_peak_when_above_max_lr() -> None:
 
     assert "suggested: base_lr 0.01  max_lr 0.1  one-cycle peak_lr 0.3  (from loss" in summary(0.3)
     assert "peak_lr" not in summary(0.1) and "peak_lr" not in summary(None)
+    # A test that took under a second reads in milliseconds, not as "0.0 s".
+    assert "3/3 steps on cpu in 42 ms (" in summary(None, seconds=0.042)
+    assert "3/3 steps on cpu in 2.5 s (" in summary(None, seconds=2.46)
 
 
 def test_mode_option_overrides_auto(runner: CliRunner, spec: Path, tmp_path: Path) -> None:
