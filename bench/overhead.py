@@ -591,8 +591,10 @@ def count_syncs(case: ModelCase, name: str, args: argparse.Namespace, device: to
 # -- instructions (valgrind)
 
 # Two ladder lengths per contender: their difference cancels every one-off cost (imports, the run's setup and
-# teardown), leaving the instructions of one training step.
+# teardown), leaving the instructions of one training step. --instr-steps overrides them for slow models.
 INSTR_STEPS = (100, 500)
+# About how much slower a step runs under callgrind than natively (tiny and the MLP: ~50x).
+VALGRIND_SLOWDOWN = 50
 
 
 def child_instructions(cfg: dict[str, Any]) -> None:
@@ -601,19 +603,21 @@ def child_instructions(cfg: dict[str, Any]) -> None:
     import clrfind.engine
 
     torch.set_num_threads(1)
-    # Steps run ~50x slower under valgrind, and the engine sizes its CPU chunks by step time: these models' steps
-    # take 0.2-0.6 ms, which gets the longest chunks, so the count is made with the longest chunks too.
-    clrfind.engine._CALLBACK_INTERVAL_S = 1e6
+    # The engine sizes its CPU chunks by step time and steps run ~50x slower under valgrind: stretching the
+    # interval as much gives each model the chunks it gets at normal speed (the longest for tiny's 0.35 ms steps,
+    # the shortest for the CNN's 35 ms ones), not the short chunks a slow step would get.
+    clrfind.engine._CALLBACK_INTERVAL_S *= VALGRIND_SLOWDOWN
+    short, long_ = cfg["steps"]
     device = torch.device("cpu")
     case = CASES[cfg["model"]]
     runners = {**RUNNERS, **ablation_stages()}
-    loader = make_loader(case, max(INSTR_STEPS), device)
-    warm = np.linspace(cfg["min_lr"], cfg["max_lr"], 60)
+    loader = make_loader(case, long_, device)
+    warm = np.linspace(cfg["min_lr"], cfg["max_lr"], min(60, short))
     for name in cfg["names"]:  # lazy imports, allocator and kernel caches: outside the counted runs
         model, opt, loss_fn = fresh(case, float(warm[0]), device)
         runners[name](model, loader, loss_fn, opt, warm, device)
     for name in cfg["names"]:
-        for steps in INSTR_STEPS:
+        for steps in (short, long_):
             lrs = np.linspace(cfg["min_lr"], cfg["max_lr"], steps)
             model, opt, loss_fn = fresh(case, float(lrs[0]), device)
             gc.collect()
@@ -638,7 +642,9 @@ def measure_instructions(model: str, names: list[str], args: argparse.Namespace)
     not (one torch thread, one OpenBLAS thread, a fixed hash seed). It leaves out what instructions cannot see
     (cache misses, stalls), so it complements the wall figures rather than replacing them.
     """
-    cfg = {"model": model, "names": names, "min_lr": args.min_lr, "max_lr": args.max_lr}
+    cfg = {
+        "model": model, "names": names, "min_lr": args.min_lr, "max_lr": args.max_lr, "steps": args.instr_steps
+    }  # fmt: skip
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
@@ -651,7 +657,7 @@ def measure_instructions(model: str, names: list[str], args: argparse.Namespace)
             raise RuntimeError(f"valgrind child failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         # Dump 2k (1-based) holds the k-th run: the odd ones are what ran between runs.
         totals = [_dump_total(Path(f"{out}.{i}")) for i in range(1, 4 * len(names) + 1)]
-    short, long_ = INSTR_STEPS
+    short, long_ = args.instr_steps
     return {name: (totals[4 * j + 3] - totals[4 * j + 1]) / (long_ - short) for j, name in enumerate(names)}
 
 
@@ -677,9 +683,9 @@ def instructions_section(args: argparse.Namespace, verdicts: list[str]) -> str:
         "",
         "## Instructions per step (valgrind callgrind; deterministic, unlike wall time here)",
         "",
-        f"Each contender runs {INSTR_STEPS[0]} and {INSTR_STEPS[1]} steps in one process under "
+        f"Each contender runs {args.instr_steps[0]} and {args.instr_steps[1]} steps in one process under "
         "`valgrind --tool=callgrind` (one torch and one OpenBLAS thread); per step = the difference / "
-        f"{INSTR_STEPS[1] - INSTR_STEPS[0]}. On tiny, the ablation stages add the engine's extras to the raw "
+        f"{args.instr_steps[1] - args.instr_steps[0]}. On tiny, the ablation stages add the engine's extras to the raw "
         "loop one by one.",
         "",
         "| model | contender | instructions/step | extra vs raw | ratio vs raw |",
@@ -1273,6 +1279,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="count instructions per step under valgrind for these models (e.g. tiny,mlp; ~7 min)",
     )
+    p.add_argument(
+        "--instr-steps",
+        default=",".join(map(str, INSTR_STEPS)),
+        help="the short and the long ladder of the instruction count (4,12 for the CNN and Transformer: ~25 min)",
+    )
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_instr-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -1288,6 +1299,15 @@ def main(argv: list[str] | None = None) -> int:
     args.steps = args.steps or (1000 if args.device == "cuda" else 300)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.instr_models = [m.strip() for m in args.instr_models.split(",") if m.strip()]
+    try:
+        short, long_ = (int(n) for n in args.instr_steps.split(","))
+    except ValueError:
+        p.error(f"--instr-steps {args.instr_steps!r}: give two step counts, e.g. 100,500")
+    if not 0 < short < long_:
+        p.error(
+            f"--instr-steps {args.instr_steps!r}: the short ladder must be shorter than the long one and > 0"
+        )
+    args.instr_steps = (short, long_)
     unknown = [m for m in args.models + args.instr_models if m not in CASES]
     if unknown:
         p.error(f"unknown model(s) {unknown}; choose from {list(CASES)}")
