@@ -490,14 +490,15 @@ class DivergenceMonitor:
         allowed = self._allowed(start, best, noise)
         fall, sigma = start - best, noise / _DIFF_MAD_TO_SIGMA
         if allowed <= RISE * fall:
-            why = f"best median {_fmt(best)} + {RISE:g}x its fall of {_fmt(fall)}"
+            margin = f"{RISE:g}x its fall of {_fmt(fall)}"
         elif allowed <= NOISE_RISE / _DIFF_MAD_TO_SIGMA * noise:  # as `update` computes it
-            why = f"best median {_fmt(best)} + {NOISE_RISE:g}x the step noise {_fmt(sigma)} at the best"
+            margin = f"{NOISE_RISE:g}x the step noise {_fmt(sigma)} at the best"
         else:
-            why = f"best median {_fmt(best)} + float32 resolution"
+            margin = "float32 resolution"
         where = self._at(step, "lr {}") or f"step {step}"
         # Named for what it is: the plot's smoothed curve is another (non-causal) smoother with another minimum.
-        rose = f"median of {MEDIAN_SPAN} losses {_fmt(s)} rose above {_fmt(best + allowed)} ({why})"
+        rose = f"median of {MEDIAN_SPAN} losses {_fmt(s)} rose above {_fmt(best + allowed)}"
+        rose += f" (best median {_fmt(best)} + {margin})"
         return f"{rose} for {self.persistence} steps at {where}"
 
 

@@ -451,6 +451,12 @@ def _is_oom(exc: BaseException) -> bool:
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
+def format_seconds(seconds: float) -> str:
+    """A duration for people: small models finish a whole test in under a tenth of a second, where "0.0 s" would
+    read as "nothing ran", so anything under a second is given in milliseconds."""
+    return f"{seconds * 1e3:.0f} ms" if seconds < 1.0 else f"{seconds:.1f} s"
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """What `clrfind check` found: enough to trust a long run before starting it."""
@@ -482,8 +488,8 @@ class CheckReport:
             ("planned steps", str(self.planned_steps)),
             ("ladder", self.ladder),
             ("time per step", f"{self.seconds_per_step * 1000:.1f} ms"),
-            ("estimated run time", f"{self.estimated_seconds:.1f} s (+ metric evaluations)"
-             if self.metric != "loss" else f"{self.estimated_seconds:.1f} s"),
+            ("estimated run time", format_seconds(self.estimated_seconds)
+             + (" (+ metric evaluations)" if self.metric != "loss" else "")),
         ]  # fmt: skip
 
 

@@ -162,17 +162,14 @@ def _fmt_lr(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def _fmt_seconds(seconds: float) -> str:
-    # A small model's whole test can take under a tenth of a second; "0.0 s" would read as "nothing ran".
-    return f"{seconds * 1e3:.0f} ms" if seconds < 1.0 else f"{seconds:.1f} s"
-
-
 def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -> None:
     """A short, plain-text summary a person reads after the bar: bounds, why the run stopped, where the files are."""
+    from clrfind.api import format_seconds
+
     b = result.bounds
     console.print(
         f"range test: {result.steps_run}/{result.planned_steps} steps on {result.device} "
-        f"in {_fmt_seconds(result.timing.seconds)} "
+        f"in {format_seconds(result.timing.seconds)} "
         f"({result.mode}, lr {_fmt_lr(result.min_lr)} -> {_fmt_lr(result.max_lr)})"
         + (f", {len(result.runs)} runs" if result.runs else "")
         + (

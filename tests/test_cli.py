@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_summary_names_the_one_cycle_peak_when_above_max_lr() -> None:
 
     assert "suggested: base_lr 0.01  max_lr 0.1  one-cycle peak_lr 0.3  (from loss" in summary(0.3)
     assert "peak_lr" not in summary(0.1) and "peak_lr" not in summary(None)
-    # A test that took under a second reads in milliseconds, not as "0.0 s".
+    # A test that took under a second reads in milliseconds, not as "0.0 s" (`clrfind check` estimates alike).
     assert "3/3 steps on cpu in 42 ms (" in summary(None, seconds=0.042)
     assert "3/3 steps on cpu in 2.5 s (" in summary(None, seconds=2.46)
 
@@ -267,7 +268,24 @@ def test_check_command_reports_without_writing(
         "device: cpu",
     ):
         assert label in res.stdout
+    assert re.search(r"estimated run time: (\d+ ms|\d+\.\d s)\n", res.stdout), res.stdout
     assert not (tmp_path / "clrfind-runs").exists()
+
+
+def test_check_estimates_read_like_the_run_summary() -> None:
+    """Under a second in milliseconds (not "0.0 s"), with the metric's evaluations named when there are some."""
+    from clrfind.api import CheckReport
+
+    def estimate(seconds_per_step: float, metric: str = "loss") -> str:
+        report = CheckReport(
+            spec_path=Path("s.yaml"), device="cpu", param_count=1, batch="x", batch_size=1, batches_per_epoch=1,
+            steps_per_epoch=1, planned_steps=300, seconds_per_step=seconds_per_step, metric=metric, ladder="l",
+        )  # fmt: skip
+        return dict(report.rows())["estimated run time"]
+
+    assert estimate(0.0002) == "60 ms"
+    assert estimate(0.01) == "3.0 s"
+    assert estimate(0.01, "accuracy") == "3.0 s (+ metric evaluations)"
 
 
 def test_dry_run_is_check(runner: CliRunner, spec: Path) -> None:
