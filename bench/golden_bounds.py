@@ -76,7 +76,10 @@ def synthetic_case(i: int) -> dict[str, Any]:
 def _bounds_dict(bounds: Any) -> dict[str, Any] | None:
     if bounds is None:
         return None
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in bounds.model_dump().items()}
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in bounds.model_dump().items()
+    }
 
 
 def _checksum(values: Any) -> float:
@@ -99,7 +102,11 @@ def synthetic_records() -> dict[str, Any]:
             )
         else:
             b = analysis.suggest_bounds(
-                lrs, y, mode=case["mode"], stop_reason=case["stop_reason"], planned_max_lr=case["planned_max_lr"]
+                lrs,
+                y,
+                mode=case["mode"],
+                stop_reason=case["stop_reason"],
+                planned_max_lr=case["planned_max_lr"],
             )
         index, reason = analysis.find_divergence(y)
         out[f"synthetic-{i}"] = {
@@ -133,6 +140,14 @@ def quality_records(seeds: list[int]) -> dict[str, Any]:
     return out
 
 
+def _current_names(value: Any) -> Any:
+    """A file written before results schema 3 in today's names (bounds.min_lr is now base_lr)."""
+    names = {"min_lr": "base_lr", "min_rationale": "base_rationale"}
+    if isinstance(value, dict):
+        return {names.get(k, k): _current_names(v) for k, v in value.items()}
+    return value
+
+
 def _differences(old: Any, new: Any, path: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
@@ -140,7 +155,11 @@ def _differences(old: Any, new: Any, path: str = "") -> list[str]:
             out += _differences(old.get(key), new.get(key), f"{path}.{key}" if path else key)
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in _differences(a, b, f"{path}[{i}]")]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in _differences(a, b, f"{path}[{i}]")
+        ]
     return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
 
 
@@ -148,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python bench/golden_bounds.py", description=__doc__.splitlines()[0])
     p.add_argument("action", choices=["write", "check"])
     p.add_argument("file", type=Path)
-    p.add_argument("--no-quality", action="store_true", help="synthetic curves only (seconds instead of minutes)")
+    p.add_argument(
+        "--no-quality", action="store_true", help="synthetic curves only (seconds instead of minutes)"
+    )
     p.add_argument("--seeds", type=int, default=3, help="quality-benchmark seeds 0..N-1 (default 3)")
     args = p.parse_args(argv)
     import torch
@@ -161,12 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         args.file.write_text(json.dumps(records, indent=1, sort_keys=True), encoding="utf-8")
         print(f"wrote {sum(len(v) for v in records.values())} records to {args.file}")
         return 0
-    old = json.loads(args.file.read_text(encoding="utf-8"))
+    old = _current_names(json.loads(args.file.read_text(encoding="utf-8")))
     new = json.loads(json.dumps(records, sort_keys=True))
     if args.no_quality:
         old.pop("quality", None)
     diffs = _differences(old, new)
-    with_bounds = sum(1 for r in new["synthetic"].values() if r["bounds"] and r["bounds"]["max_lr"] is not None)
+    with_bounds = sum(
+        1 for r in new["synthetic"].values() if r["bounds"] and r["bounds"]["max_lr"] is not None
+    )
     print(
         f"{sum(len(v) for v in new.values())} records ({len(new['synthetic'])} synthetic curves, "
         f"{with_bounds} with bounds; {len(new.get('quality', {}))} quality-bench range tests): "

@@ -782,8 +782,8 @@ def _engine_stubbed(*parts: str) -> Callable[..., RunInfo]:
     from clrfind.analysis import DivergenceMonitor
 
     class NoRead(engine._HostLosses):
-        def __init__(self, device: torch.device) -> None:
-            super().__init__(device)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             self.read = lambda loss: 1.0
 
         def fit(self, loss: torch.Tensor) -> Callable[[torch.Tensor], Any]:
@@ -923,7 +923,7 @@ def micro_costs(device: torch.device, reps: int = 2000) -> str:
         "engine: move_to_device(list of 2 tensors)", lambda: move_to_device(batch, device, non_blocking=False)
     )
     bench("raw: x.to(device), y.to(device)", lambda: (batch[0].to(device), batch[1].to(device)))
-    batches = _Batches(loader, data_target="data")
+    batches = _Batches(loader)
     bench("engine: _Batches.next() over a DataLoader", batches.next)
     it = iter(loader)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import datetime as _dt
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -20,27 +19,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clrfind import __version__
-from clrfind.analysis import smooth, suggest_bounds, suggest_bounds_from_metric
-from clrfind.errors import RunError, RunInterrupted, SetupError, UsageError
+from clrfind.analysis import bounds_for, smooth
+from clrfind.errors import RunError, RunInterrupted, UsageError
+from clrfind.faults import Fault, Terms, library_terms, spec_terms
 from clrfind.fileio import check_writable_dir
-from clrfind.ladder import DEFAULT_STEPS, Mode, ModeChoice, describe_ladder, lr_ladder, resolve_mode
+from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
 from clrfind.results import (
     PLOT_NAME,
     RESULTS_NAME,
     SCHEDULE_NAME,
-    Bounds,
     OptimizerRef,
     RangeTestResult,
     Timing,
     finite_or_none,
 )
+from clrfind.settings import RunSettings
 
 if TYPE_CHECKING:
     import torch
 
-    from clrfind.engine import EngineOptions, EngineOutput
+    from clrfind.engine import EngineOutput
     from clrfind.events import StepEvent
-    from clrfind.spec import LoadedSpec, Spec
+    from clrfind.spec import LoadedSpec
 
 
 @dataclass(frozen=True)
@@ -62,23 +62,6 @@ class SpecRun:
     files: RunFiles
     param_count: int
     notes: list[str] = field(default_factory=list)
-
-
-def bounds_for(
-    lrs: np.ndarray, losses: np.ndarray, *, mode: str, stop_reason: str, max_lr: float, metric: Any | None
-) -> Bounds:
-    """Suggest bounds from the metric when the test measured one (the paper's way), else from the loss."""
-    if metric is not None and sum(v is not None for v in metric.values) >= 3:
-        values = np.array([np.nan if v is None else v for v in metric.values], dtype=float)
-        return suggest_bounds_from_metric(
-            np.asarray(metric.lrs, dtype=float),
-            values,
-            higher_is_better=metric.higher_is_better,
-            mode=mode,
-            name=metric.name,
-            stop_reason=stop_reason,
-        )
-    return suggest_bounds(lrs, losses, mode=mode, stop_reason=stop_reason, planned_max_lr=max_lr)
 
 
 def optimizer_ref(optimizer: torch.optim.Optimizer) -> OptimizerRef:
@@ -116,58 +99,58 @@ def _torch_version() -> str | None:
 
 def make_result(
     out: EngineOutput,
+    settings: RunSettings,
+    terms: Terms,
     *,
-    mode: Mode,
-    min_lr: float,
-    max_lr: float,
     planned_steps: int,
     device: str,
-    seed: int | None,
-    metric_name: str = "loss",
     optimizer: OptimizerRef | None = None,
     batch_size: int | None = None,
     world_size: int = 1,
-    accumulate: int = 1,
-    precision: str = "fp32",
     spec: dict[str, Any] | None = None,
     spec_path: str | None = None,
-    extra_notes: Iterable[str] = (),
 ) -> RangeTestResult:
-    """Analyse the engine's curve and assemble the versioned result."""
-    bounds = None
-    if len(out.losses) > 0:
-        bounds = bounds_for(
-            out.lrs, out.losses, mode=mode, stop_reason=out.stop_reason, max_lr=max_lr, metric=out.metric
-        )
+    """Analyse the engine's curve and assemble the versioned result; `terms` word a failure for its reader."""
     steps = len(out.losses)
+    mode = settings.ladder_mode
+    bounds = None
+    if steps:
+        bounds = bounds_for(
+            out.lrs,
+            out.losses,
+            mode=mode,
+            stop_reason=out.stop_reason,
+            max_lr=settings.max_lr,
+            metric=out.metric,
+        )
     return RangeTestResult(
         clrfind_version=__version__,
         torch_version=_torch_version(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         device=device,
-        seed=seed,
+        seed=settings.seed,
         mode=mode,
-        min_lr=min_lr,
-        max_lr=max_lr,
+        min_lr=settings.min_lr,
+        max_lr=settings.max_lr,
         planned_steps=planned_steps,
-        metric_name=metric_name,  # type: ignore[arg-type]
+        metric_name=settings.metric,
         lrs=[float(x) for x in out.lrs],
         losses=finite_or_none(out.losses),
         smoothed=finite_or_none(smooth(out.losses)) if steps else [],
         metric=out.metric,
         stop_reason=out.stop_reason,  # type: ignore[arg-type]
-        stop_detail=out.stop_detail,
+        stop_detail=out.stop_text(terms),
         bounds=bounds,
         steps_per_epoch=out.steps_per_epoch,
         batch_size=batch_size,
         world_size=world_size,
-        global_batch_size=batch_size * world_size * accumulate if batch_size else None,
-        accumulate=accumulate,
-        precision=precision,
+        global_batch_size=batch_size * world_size * settings.accumulate if batch_size else None,
+        accumulate=settings.accumulate,
+        precision=settings.precision,
         optimizer=optimizer,
         spec=spec,
         spec_path=spec_path,
-        notes=[*out.notes, *extra_notes],
+        notes=out.notes,
         timing=Timing(
             seconds=round(out.seconds, 4),
             seconds_per_step=round(out.seconds / steps, 6) if steps else None,
@@ -233,36 +216,26 @@ def range_test(
     The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps: linearly as in Smith (2017), evenly in log LR
     (`mode="exp"`), or, by default ("auto"), exp when the range spans more than 1.5 decades;
     the run stops early when the loss diverges or becomes non-finite. With `restore=True` (default) the model and
-    optimizer are left exactly as they were. A failure inside your code is raised as `RunError` after restoring.
+    optimizer are left exactly as they were. Bad arguments raise `UsageError` before anything runs; a setup that
+    does not fit (e.g. batches that are not (inputs, targets) pairs without a `step_fn`) raises `SetupError` in
+    terms of these arguments; a failure inside your code is raised as `RunError` after restoring.
 
     Returns:
         The result, with `.bounds` (base/max LR with rationale), `.plot()` and `.save(path)`.
     """
     import torch
 
-    from clrfind.engine import EngineOptions, run_loop
+    from clrfind.engine import run_loop
 
-    if steps < 2:
-        raise UsageError(
-            f"steps must be >= 2, got {steps}", hint="use at least 50 steps for a readable curve"
-        )
-    if not 0 < min_lr < max_lr:
-        raise UsageError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
-    if mode not in ("auto", "linear", "exp"):
-        raise UsageError(f"mode must be 'auto', 'linear' or 'exp', got {mode!r}")
-    ladder_mode = resolve_mode(min_lr, max_lr, mode)
+    settings = RunSettings.from_arguments(
+        min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, metric=metric, eval_every=eval_every,
+        eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
+    )  # fmt: skip
+    terms = library_terms(step_fn=step_fn is not None)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home
-    lrs = lr_ladder(min_lr, max_lr, steps, ladder_mode)
-    options = EngineOptions(
-        precision=precision,  # type: ignore[arg-type]
-        accumulate=accumulate,
-        sync_every=sync_every,
-        metric=metric,  # type: ignore[arg-type]
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-    )
+    lrs = settings.ladder(steps)
     guard = preserved_state(model, optimizer) if restore else contextlib.nullcontext()
     with guard:
         try:
@@ -274,46 +247,23 @@ def range_test(
             if isinstance(loss_fn, torch.nn.Module):
                 loss_fn.to(dev)
             out = run_loop(
-                model, train_loader, loss_fn, optimizer, lrs, device=dev, step_fn=step_fn,
-                val_loader=val_loader, options=options, callback=callback,
+                model, train_loader, loss_fn, optimizer, lrs, device=dev, settings=settings, step_fn=step_fn,
+                val_loader=val_loader, callback=callback,
             )  # fmt: skip
+        except Fault as fault:
+            raise terms.error(fault) from fault
         finally:
             if restore:
                 model.to(home)
     result = make_result(
-        out,
-        mode=ladder_mode,
-        min_lr=min_lr,
-        max_lr=max_lr,
-        planned_steps=steps,
-        device=str(dev),
-        seed=seed,
-        metric_name=metric,
-        optimizer=optimizer_ref(optimizer),
+        out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
         batch_size=getattr(train_loader, "batch_size", None),
-        accumulate=accumulate,
-        precision=precision,
-    )
+    )  # fmt: skip
     if out.error is not None:
-        raise RunError(
-            f"{out.error_origin} raised {type(out.error).__name__} at step {out.error_step}: {out.error}",
-        ) from out.error
+        raise RunError(result.stop_detail) from out.error
     if out.stop_reason == "interrupted":
         raise RunInterrupted("interrupted by the user (Ctrl-C)")
     return result
-
-
-def planned_steps(loaded: LoadedSpec, batches_per_epoch: int | None) -> int:
-    """`range_test.steps`, or `epochs` times the optimizer steps in one pass over the data."""
-    rt = loaded.spec.range_test
-    if rt.epochs is None:
-        return int(rt.steps or 100)
-    if not batches_per_epoch:
-        raise SetupError(
-            f"{loaded.path.name}: range_test.epochs: the training data has no length, so epochs cannot be counted",
-            hint="use range_test.steps instead",
-        )
-    return max(2, rt.epochs * max(1, batches_per_epoch // loaded.spec.accumulate))
 
 
 def default_out_dir(loaded: LoadedSpec) -> Path:
@@ -334,27 +284,6 @@ def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bo
         except Exception as exc:  # a schedule problem must not cost the results already saved
             schedule_error = str(exc)
     return RunFiles(out_dir, results_path, plot_path, schedule_path, schedule_error)
-
-
-def engine_options(spec: Spec) -> EngineOptions:
-    """The loop's settings from a spec, with each piece of user code named by its spec key for error messages."""
-    from clrfind.engine import EngineOptions
-
-    rt = spec.range_test
-    return EngineOptions(
-        precision=spec.precision,
-        accumulate=spec.accumulate,
-        metric=rt.metric,
-        eval_every=rt.eval_every,
-        eval_batches=rt.eval_batches,
-        channels_last=spec.channels_last,
-        compiled=spec.compile,
-        step_target=f"step.target '{spec.step.target}'"
-        if spec.step
-        else f"model.target '{spec.model.target}'",
-        data_target=f"data.train '{spec.data.train.target}'",
-        optimizer_target=f"optimizer.target '{spec.optimizer.target}'",
-    )
 
 
 def check_output_dir(out_dir: Path) -> None:
@@ -381,45 +310,33 @@ def run_spec(
     """Build everything from the spec, run the test, and write results, plot and schedule into `out_dir`.
 
     Results are saved whatever happens in the loop: an error in user code (`RunError`, exit 1) or Ctrl-C
-    (`RunInterrupted`, exit 130) is raised only after the partial results are on disk.
+    (`RunInterrupted`, exit 130) is raised only after the partial results are on disk. Under torch.distributed
+    every rank runs this with its `rank`; rank 0 alone writes.
     """
     from clrfind.build import build_components, resolve_device
     from clrfind.engine import run_loop
 
-    spec = loaded.spec
-    source = loaded.path.name
+    spec, settings, terms = loaded.spec, loaded.spec.settings(), spec_terms(loaded)
     out_dir = out_dir or default_out_dir(loaded)
     if write and rank == 0:
         check_output_dir(out_dir)
-    device = resolve_device(spec.device, source=source)
+    device = resolve_device(spec.device, source=loaded.source)
     comps = build_components(loaded, device=device, rank=rank, world_size=world_size)
-    total = planned_steps(loaded, comps.batches_per_epoch)
-    rt = spec.range_test
-    mode = resolve_mode(rt.min_lr, rt.max_lr, rt.mode)
-    lrs = lr_ladder(rt.min_lr, rt.max_lr, total, mode)
-    options = engine_options(spec)
-    out = run_loop(
-        comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, lrs, device=device,
-        step_fn=comps.step_fn, val_loader=comps.val_loader, options=options, callback=callback,
-        reduce_loss=reduce_loss,
-    )  # fmt: skip
+    total = settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: range_test")
+    try:
+        out = run_loop(
+            comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, settings.ladder(total),
+            device=device, settings=settings, step_fn=comps.step_fn, val_loader=comps.val_loader,
+            callback=callback, reduce_loss=reduce_loss,
+        )  # fmt: skip
+    except Fault as fault:
+        raise terms.error(fault) from fault
     result = make_result(
-        out,
-        mode=mode,
-        min_lr=rt.min_lr,
-        max_lr=rt.max_lr,
-        planned_steps=total,
-        device=str(device),
-        seed=spec.seed,
-        metric_name=rt.metric,
+        out, settings, terms, planned_steps=total, device=str(device),
         optimizer=OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
-        batch_size=comps.batch_size,
-        world_size=world_size,
-        accumulate=spec.accumulate,
-        precision=spec.precision,
-        spec=loaded.resolved_dict(),
+        batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
         spec_path=str(loaded.path),
-    )
+    )  # fmt: skip
     files = write_outputs(result, out_dir) if write and rank == 0 else None
     if out.error is not None:
         where = f"; partial results saved to {files.results}" if files else ""
@@ -430,7 +347,7 @@ def run_spec(
                 f"accumulate: N to keep the global batch, precision: bf16, or a smaller model"
             )
         raise RunError(
-            f"{out.stop_detail}{where}",
+            f"{result.stop_detail}{where}",
             hint=hint or "run with --debug for the full traceback",
             partial_path=str(files.results) if files else None,
         ) from out.error
@@ -502,22 +419,26 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     from clrfind.build import build_components, resolve_device
     from clrfind.engine import describe_batch, run_loop
 
-    spec = loaded.spec
-    device = resolve_device(spec.device, source=loaded.path.name)
+    spec, terms = loaded.spec, spec_terms(loaded)
+    settings = spec.settings()
+    device = resolve_device(spec.device, source=loaded.source)
     comps = build_components(loaded, device=device)
     first = next(iter(comps.train_loader))
-    options = dataclasses.replace(engine_options(spec), metric="loss")  # check times training steps only
-    lr = spec.range_test.min_lr
+    timing = settings.model_copy(update={"metric": "loss"})  # check times training steps only
     runs = []
     for n in (1, timed_steps):  # the first step pays for warm-up (and compilation); time the ones after it
-        out = run_loop(
-            comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, np.full(n, lr), device=device,
-            step_fn=comps.step_fn, options=options,
-        )  # fmt: skip
+        try:
+            out = run_loop(
+                comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, np.full(n, settings.min_lr),
+                device=device, settings=timing, step_fn=comps.step_fn,
+            )  # fmt: skip
+        except Fault as fault:
+            raise terms.error(fault) from fault
         if out.error is not None:
-            raise RunError(out.stop_detail, hint="run with --debug for the full traceback") from out.error
+            raise RunError(
+                out.stop_text(terms), hint="run with --debug for the full traceback"
+            ) from out.error
         runs.append(out)
-    steps_per_epoch = max(1, comps.batches_per_epoch // spec.accumulate) if comps.batches_per_epoch else None
     return CheckReport(
         spec_path=loaded.path,
         device=str(device),
@@ -525,9 +446,9 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         batch=describe_batch(first),
         batch_size=comps.batch_size,
         batches_per_epoch=comps.batches_per_epoch,
-        steps_per_epoch=steps_per_epoch,
-        planned_steps=planned_steps(loaded, comps.batches_per_epoch),
+        steps_per_epoch=settings.steps_per_epoch(comps.batches_per_epoch),
+        planned_steps=settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: range_test"),
         seconds_per_step=runs[-1].seconds / max(1, timed_steps),
-        metric=spec.range_test.metric,
-        ladder=describe_ladder(spec.range_test.min_lr, spec.range_test.max_lr, spec.range_test.mode),
+        metric=settings.metric,
+        ladder=describe_ladder(settings.min_lr, settings.max_lr, settings.mode),
     )

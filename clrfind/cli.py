@@ -26,7 +26,7 @@ from clrfind import __version__
 from clrfind.errors import ClrfindError, UsageError
 
 if TYPE_CHECKING:
-    from clrfind.api import RunFiles
+    from clrfind.api import CheckReport, RunFiles
     from clrfind.results import RangeTestResult
 
 app = typer.Typer(
@@ -182,7 +182,7 @@ def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -
     if b is not None and b.usable:
         peak = "" if b.peak_above_max_lr is None else f"  one-cycle peak_lr {_fmt_lr(b.peak_above_max_lr)}"
         console.print(
-            f"suggested: base_lr {_fmt_lr(b.min_lr)}  max_lr {_fmt_lr(b.max_lr)}{peak}  "
+            f"suggested: base_lr {_fmt_lr(b.base_lr)}  max_lr {_fmt_lr(b.max_lr)}{peak}  "
             f"(from {b.method}, confidence {b.confidence})"
         )
     else:
@@ -300,6 +300,7 @@ def range_test_cmd(
     ] = False,
 ) -> None:
     """Run the LR range test a spec describes; write results, plot and schedule."""
+    from clrfind.runs import Outcome, run
     from clrfind.spec import load_spec
 
     overrides = _overrides(
@@ -313,59 +314,16 @@ def range_test_cmd(
         metric=metric,
     )
     loaded = load_spec(spec, overrides)
-    if dry_run:
-        _run_check(loaded)
-        return
-    from clrfind.api import default_out_dir
-
-    out_dir = out or default_out_dir(loaded)
-    total = loaded.spec.range_test.steps  # None for `epochs:`; the first update brings the real total
+    progress = functools.partial(_progress, enabled=not quiet)
     with _first_ctrl_c_stops_second_exits():
-        if repeats > 1:
-            from clrfind.multi import run_repeats
-
-            with _progress(f"{loaded.name} x{repeats}", total, enabled=not quiet) as callback:
-                result, files = run_repeats(
-                    spec, repeats, out_dir=out_dir, overrides=overrides, callback_for=lambda k: callback
-                )
-            _print_summary(result, files, _out())
-            return
-        from clrfind.distributed import launched_distributed
-
-        if launched_distributed():
-            _range_test_distributed(spec, overrides, out_dir, quiet=quiet)
-            return
-        from clrfind.api import run_spec
-
-        with _progress(loaded.name, total, enabled=not quiet) as callback:
-            run = run_spec(loaded, out_dir=out_dir, callback=callback)
-    _print_summary(run.result, run.files, _out())
+        outcome = run(loaded, out_dir=out, repeats=repeats, dry_run=dry_run, progress=progress)
+    if not isinstance(outcome, Outcome):
+        _print_check(outcome)
+    elif outcome.reports:
+        _print_summary(outcome.result, outcome.files, _out())
 
 
-def _range_test_distributed(spec: Path, overrides: dict[str, Any], out_dir: Path, *, quiet: bool) -> None:
-    """One rank of a torchrun job: every rank trains; rank 0 alone shows progress, prints and writes."""
-    from clrfind.api import run_spec
-    from clrfind.distributed import distributed_context, mean_over_ranks, pick_device
-    from clrfind.spec import load_spec
-
-    device = overrides.get("device") or load_spec(spec, overrides).spec.device
-    with distributed_context(device) as ctx:
-        loaded = load_spec(spec, {**overrides, "device": pick_device(device, ctx.local_rank)})
-        with _progress(
-            loaded.name, loaded.spec.range_test.steps, enabled=ctx.is_main and not quiet
-        ) as callback:
-            run = run_spec(
-                loaded, out_dir=out_dir, callback=callback, rank=ctx.rank, world_size=ctx.world_size,
-                reduce_loss=mean_over_ranks(ctx.world_size),
-            )  # fmt: skip
-        if ctx.is_main:
-            _print_summary(run.result, run.files, _out())
-
-
-def _run_check(loaded: Any) -> None:
-    from clrfind.api import check_spec
-
-    report = check_spec(loaded)
+def _print_check(report: CheckReport) -> None:
     console = _out()
     for label, value in report.rows():
         console.print(f"{label}: {value}", markup=False)
@@ -381,9 +339,10 @@ def check_cmd(
     ] = None,
 ) -> None:
     """Validate a spec, build everything, train one batch and estimate the run time, without writing results."""
+    from clrfind.api import check_spec
     from clrfind.spec import load_spec
 
-    _run_check(load_spec(spec, _overrides(device=device)))
+    _print_check(check_spec(load_spec(spec, _overrides(device=device))))
 
 
 @app.command("plot")
@@ -497,28 +456,17 @@ def sweep_cmd(
 
     Smith (2018): the value that allows the largest max_lr at the lowest loss regularises best.
     """
-    from clrfind.multi import available_devices, run_sweep
     from clrfind.plotting import plot_sweep, save_figure
+    from clrfind.runs import available_devices, sweep
     from clrfind.spec import load_spec, parse_override
 
     settings = [parse_override(text) for text in set_]
-    base = _overrides(device=device, steps=steps)
-    loaded = load_spec(spec, base)
+    loaded = load_spec(spec, _overrides(device=device, steps=steps))
     out_dir = out or Path("clrfind-runs") / f"{loaded.name}-sweep"
-    from clrfind.api import check_output_dir, run_spec
-
-    check_output_dir(out_dir)
     devices = available_devices() if device is None else [device]
-
-    def run_one(one: Any, folder: Path) -> RangeTestResult:
-        with _progress(folder.name, one.spec.range_test.steps, enabled=not quiet) as callback:
-            return run_spec(one, out_dir=folder, callback=callback).result
-
+    progress = functools.partial(_progress, enabled=not quiet)
     with _first_ctrl_c_stops_second_exits():
-        outcome = run_sweep(
-            spec, settings, out_dir=out_dir, base_overrides=base, devices=devices,
-            runner=None if len(devices) > 1 else run_one,
-        )  # fmt: skip
+        outcome = sweep(loaded, settings, out_dir=out_dir, devices=devices, progress=progress)
     plot = save_figure(plot_sweep(outcome.results), out_dir / "sweep.png") if outcome.results else None
     console = _out()
     console.print(f"{'value':<28} {'base_lr':>9} {'max_lr':>9} {'lowest loss':>12}  confidence  stopped")
@@ -527,7 +475,7 @@ def sweep_cmd(
         mark = " <- recommended" if run.label == outcome.sweep.recommended else ""
         status = run.stop_reason if run.error is None else f"error: {run.error}"
         console.print(
-            f"{run.label:<28} {_fmt_lr(run.min_lr):>9} {_fmt_lr(run.max_lr):>9} {low:>12}  {run.confidence:<10}  "
+            f"{run.label:<28} {_fmt_lr(run.base_lr):>9} {_fmt_lr(run.max_lr):>9} {low:>12}  {run.confidence:<10}  "
             f"{status}{mark}",
             markup=False,
         )

@@ -8,8 +8,10 @@ few steps after the loss blows up. On CPU, where nothing runs ahead of Python, e
 while the losses stay inside the divergence monitor's quiet band the chunks grow (up to 64 steps, or 50 ms of
 steps), so the monitor runs on long chunks with warm caches, and a loss outside the band shortens them again at once.
 
-The engine reports through a callback, never prints, and turns a failure or Ctrl-C inside the loop into a stop
-reason with the steps recorded so far, so the caller can always save what was measured.
+The engine speaks Python, not YAML: what does not fit is a `Fault` naming the part of the run (the data, the model,
+the loss, the step...), which the caller words for a spec or for a library call. It reports through a callback,
+never prints, and turns a failure or Ctrl-C inside the loop into a stop reason with the steps recorded so far, so
+the caller can always save what was measured.
 """
 
 from __future__ import annotations
@@ -20,19 +22,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from clrfind.analysis import DivergenceMonitor
-from clrfind.errors import SetupError
+from clrfind.errors import describe_exception
 from clrfind.events import StepEvent
+from clrfind.faults import Fault, Part, Terms
 from clrfind.results import MetricCurve
+from clrfind.settings import MetricName, Precision, RunSettings
 
 StepFn = Callable[[torch.nn.Module, Any, Callable[..., torch.Tensor]], torch.Tensor]
-Precision = Literal["fp32", "bf16", "fp16"]
-MetricName = Literal["loss", "accuracy", "val_loss"]
 
 # Callbacks are throttled: a progress bar needs ~20 updates a second, not one per step of a 1 ms model.
 _CALLBACK_INTERVAL_S = 0.05
@@ -42,26 +44,12 @@ _QUIET_CHUNK_MAX = 64
 _HOT_STEPS = 8
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to run the loop; all of it comes from the spec or the library call."""
-
-    precision: Precision = "fp32"
-    accumulate: int = 1
-    sync_every: int | None = None
-    metric: MetricName = "loss"
-    eval_every: int | None = None
-    eval_batches: int = 4
-    channels_last: bool = False
-    compiled: bool = False
-    step_target: str = "the default step (loss_fn(model(inputs), targets))"
-    data_target: str = "data.train"
-    optimizer_target: str = "optimizer"
-
-
 @dataclass
 class EngineOutput:
-    """Everything the loop measured, also when it stopped early; `error` holds a failure to re-raise after saving."""
+    """Everything the loop measured, also when it stopped early; `error` holds a failure to re-raise after saving.
+
+    `error_part` names the part of the run whose code raised it (see `clrfind.faults.Part`).
+    """
 
     lrs: np.ndarray
     losses: np.ndarray
@@ -74,15 +62,15 @@ class EngineOutput:
     metric: MetricCurve | None = None
     error: BaseException | None = None
     error_step: int | None = None
-    error_origin: str | None = None
+    error_part: Part | None = None
     skipped_steps: int = 0
     notes: list[str] = field(default_factory=list)
 
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message cut to one line, for one-line errors."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    def stop_text(self, terms: Terms) -> str:
+        """Why the run stopped, in the caller's words (a failure names the spec key or the argument)."""
+        if self.error is not None and self.error_part is not None and self.error_step is not None:
+            return terms.raised(self.error_part, self.error_step, self.error)
+        return self.stop_detail
 
 
 def default_step(model: torch.nn.Module, batch: Any, loss_fn: Callable[..., torch.Tensor]) -> torch.Tensor:
@@ -147,9 +135,8 @@ class _Batches:
     mistaken for divergence.
     """
 
-    def __init__(self, loader: Iterable[Any], *, data_target: str) -> None:
+    def __init__(self, loader: Iterable[Any]) -> None:
         self.loader = loader
-        self.data_target = data_target
         self.epoch = 0
         self.batches_this_epoch = 0
         self.batches_per_epoch: int | None = None
@@ -168,10 +155,7 @@ class _Batches:
             batch = next(self._it)
         except StopIteration:
             if self.batches_this_epoch == 0:
-                raise SetupError(
-                    f"{self.data_target}: the data loader yielded no batches",
-                    hint="check that the dataset is not empty and that batch_size <= its length with drop_last",
-                ) from None
+                raise Fault("data_empty", "data") from None
             self.batches_per_epoch = self.batches_this_epoch
             self.epoch += 1
             self.batches_this_epoch = 0
@@ -179,25 +163,26 @@ class _Batches:
             try:
                 batch = next(self._it)
             except StopIteration:
-                raise SetupError(
-                    f"{self.data_target}: the data yielded nothing on its second pass (a one-shot iterator?)",
-                    hint="return a Dataset or DataLoader that can be iterated again, or run fewer steps",
-                ) from None
+                raise Fault("data_one_shot", "data") from None
         self.batches_this_epoch += 1
         return batch
 
 
 class _HostLosses:
-    """Brings per-step losses to the host in chunks, without ever making the device wait.
+    """Brings per-step losses to the host in chunks, without ever making the device wait, and sizes the chunks.
 
     On an accelerator each loss stays on the device as a detached 0-d tensor; on CUDA every chunk is stacked and
     copied to pinned host memory with a CUDA event, and read once the event has fired (other accelerators, e.g.
     MPS, copy the chunk synchronously: one wait per chunk, not per step). On CPU there is nothing to wait for and
     reading a loss costs a microsecond, so each loss is read as a float at once (and its graph can be freed);
-    chunks then only batch the host-side bookkeeping.
+    chunks then only batch the host-side bookkeeping, and with `screen` they grow while the losses stay inside the
+    monitor's quiet band: handing the monitor 4 losses at a time between training steps costs several times its
+    own work in cold caches. A loss outside the band brings back chunks of `sync_every` for _HOT_STEPS steps, so
+    a stop still comes at most sync_every - 1 steps after the monitor confirms it. The loop keeps `low`, `high`,
+    `hot_until` and `every` in locals and asks these methods only when they change.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, sync_every: int = 4, *, screen: bool = False) -> None:
         self.cuda = device.type == "cuda"
         self.on_device = device.type != "cpu"
         self.read: Callable[[torch.Tensor], Any] = (
@@ -205,6 +190,11 @@ class _HostLosses:
         )
         self.chunk: list[Any] = []
         self.pending: deque[tuple[Any, Any]] = deque()
+        self.sync_every = sync_every
+        self.screen = screen and not self.on_device
+        self.low, self.high = math.inf, -math.inf  # the quiet band; empty until the monitor has one
+        self.hot_until = 0
+        self.every = sync_every
 
     def fit(self, loss: torch.Tensor) -> Callable[[torch.Tensor], Any]:
         """The reader for losses shaped like this one: on CPU, `tolist()` reads a 0-d tensor in ~60% of
@@ -215,6 +205,22 @@ class _HostLosses:
 
     def add(self, loss: torch.Tensor) -> None:
         self.chunk.append(self.read(loss))
+
+    def off_band(self, value: float, step: int, monitor: DivergenceMonitor) -> None:
+        """A loss outside the quiet band: a new lowest loss rebases the band, unless a stop may be near; anything
+        else (a rise, NaN, inf) brings back short chunks for _HOT_STEPS steps."""
+        band = monitor.rebased_band(self.chunk) if value < self.low else None
+        if band is None:
+            self.hot_until = step + _HOT_STEPS
+        else:
+            self.low, self.high = band
+
+    def rechunk(self, monitor: DivergenceMonitor, steps: int, seconds: float) -> None:
+        """After a flush: the band as the monitor now sees it, and chunks of about _CALLBACK_INTERVAL_S of steps
+        (long ones only where steps are fast, so progress still updates ~1 / _CALLBACK_INTERVAL_S a second)."""
+        self.low, self.high = monitor.quiet_band()
+        steps_per_interval = _CALLBACK_INTERVAL_S * steps / (seconds + 1e-9)
+        self.every = max(self.sync_every, min(_QUIET_CHUNK_MAX, int(steps_per_interval)))
 
     def flush(self) -> None:
         """Start the copy of the current chunk to the host."""
@@ -249,6 +255,46 @@ class _HostLosses:
         return out
 
 
+class _Reporter:
+    """The host side of the curve: finished chunks go to `losses` and the monitor, and the callback hears of them
+    about 1 / _CALLBACK_INTERVAL_S times a second."""
+
+    def __init__(
+        self,
+        host: _HostLosses,
+        monitor: DivergenceMonitor,
+        callback: Callable[[StepEvent], None] | None,
+        lrs: list[float],
+        batches: _Batches,
+    ) -> None:
+        self.host, self.monitor, self.callback, self.lrs, self.batches = host, monitor, callback, lrs, batches
+        self.losses: list[float] = []
+        self.best, self.best_upto = math.inf, 0  # the best finite loss among losses[:best_upto]
+        self.last_callback = 0.0
+
+    def drain(self, wait: bool) -> bool:
+        """Take the chunks that reached the host; True once the monitor says stop."""
+        stopped = False
+        for values in self.host.ready(wait=wait):
+            self.losses.extend(values)
+            stopped = self.monitor.update(values) or stopped
+        if self.callback is None or not self.losses:
+            return stopped
+        now = time.perf_counter()
+        if now - self.last_callback >= _CALLBACK_INTERVAL_S or wait or stopped:
+            self.last_callback = now
+            # The running best only feeds the callback, so it is brought up to date here (~20 times a second).
+            new = (v for v in self.losses[self.best_upto :] if math.isfinite(v))
+            self.best = min(self.best, min(new, default=self.best))
+            self.best_upto = n = len(self.losses)
+            total = len(self.lrs)
+            self.callback(
+                StepEvent(step=n, total=total, lr=self.lrs[min(n, total) - 1], loss=self.losses[-1],
+                          best_loss=self.best, epoch=self.batches.epoch)
+            )  # fmt: skip
+        return stopped
+
+
 def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[Any]:
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -277,22 +323,13 @@ def choose_sync_every(device: torch.device, requested: int | None) -> int:
     return 4
 
 
-def _check_scalar_loss(loss: Any, step_target: str) -> None:
+def _check_scalar_loss(loss: Any) -> None:
     if not isinstance(loss, torch.Tensor):
-        raise SetupError(
-            f"{step_target} returned {type(loss).__name__}, not a loss tensor",
-            hint="return the scalar loss tensor (before .item())",
-        )
+        raise Fault("loss_type", "step", type=type(loss).__name__)
     if loss.numel() != 1:
-        raise SetupError(
-            f"{step_target} returned a loss of shape {tuple(loss.shape)}, not a scalar",
-            hint="reduce it (e.g. reduction='mean' in the loss, or .mean() in the step)",
-        )
+        raise Fault("loss_shape", "step", shape=str(tuple(loss.shape)))
     if not loss.requires_grad:
-        raise SetupError(
-            f"{step_target} returned a loss that does not require grad",
-            hint="compute it from the model's output without torch.no_grad() or .detach()",
-        )
+        raise Fault("loss_no_grad", "step")
 
 
 def diagnose_first_batch(
@@ -301,35 +338,27 @@ def diagnose_first_batch(
     loss_fn: Callable[..., torch.Tensor],
     step_fn: StepFn | None,
     exc: BaseException,
-    *,
-    step_target: str,
-) -> SetupError:
-    """Turn an exception on the very first batch into a setup error that says what did not fit."""
+) -> Fault:
+    """Turn an exception on the very first batch into the fault of the part that did not fit."""
     if step_fn is None and not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        return SetupError(
-            f"data.train: a batch is {describe_batch(batch)}, not an (inputs, targets) pair",
-            hint="add `step: {target: file.py:fn}` with fn(model, batch, loss_fn) -> loss for other batch layouts",
-        )
+        return Fault("batch_layout", "data", batch=describe_batch(batch))
     if step_fn is None:
         inputs, targets = batch
         try:
             with torch.no_grad():
                 out = model(inputs)
         except Exception as inner:
-            return SetupError(
-                f"model.target: the model failed on inputs {describe_batch(inputs)}: "
-                f"{type(inner).__name__}: {first_line(inner)}",
-                hint="check the model's expected input shape against data.train",
+            return Fault(
+                "model_input", "model", inputs=describe_batch(inputs), error=describe_exception(inner)
             )
-        return SetupError(
-            f"loss.target: the loss rejected model output {describe_batch(out)} with targets "
-            f"{describe_batch(targets)}: {type(exc).__name__}: {first_line(exc)}",
-            hint="make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
+        return Fault(
+            "loss_input",
+            "loss",
+            output=describe_batch(out),
+            targets=describe_batch(targets),
+            error=describe_exception(exc),
         )
-    return SetupError(
-        f"{step_target} failed on the first batch {describe_batch(batch)}: {type(exc).__name__}: {first_line(exc)}",
-        hint="run `clrfind check SPEC --debug` for the full traceback",
-    )
+    return Fault("step_failed", "step", batch=describe_batch(batch), error=describe_exception(exc))
 
 
 class _MetricProbe:
@@ -361,17 +390,31 @@ class _MetricProbe:
             if len(self.batches) >= batches:
                 break
         if not self.batches:
-            raise SetupError(
-                "data.val: the validation loader yielded no batches", hint="check the val dataset"
-            )
+            raise Fault("val_empty", "val_data")
         if name == "accuracy" and not all(isinstance(b, (tuple, list)) and len(b) == 2 for b in self.batches):
-            raise SetupError(
-                "range_test.metric: accuracy needs (inputs, targets) validation batches",
-                hint="use metric: val_loss with a custom step, or return (inputs, targets) from data.val",
-            )
+            raise Fault("accuracy_layout", "metric")
         self.steps: list[int] = []
         self.lrs: list[float] = []
         self.values: list[torch.Tensor] = []
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: RunSettings,
+        val_loader: Iterable[Any] | None,
+        device: torch.device,
+        loss_fn: Callable[..., torch.Tensor],
+        step_fn: StepFn | None,
+    ) -> _MetricProbe | None:
+        """The probe the settings ask for (None for the training loss); checked before any step runs."""
+        if settings.metric == "loss":
+            return None
+        if val_loader is None:
+            raise Fault("val_missing", "metric", value=settings.metric)
+        return cls(
+            settings.metric, val_loader, settings.eval_batches, device, loss_fn=loss_fn, step_fn=step_fn,
+            channels_last=settings.channels_last, precision=settings.precision,
+        )  # fmt: skip
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, step: int, lr: float) -> None:
@@ -407,6 +450,105 @@ class _MetricProbe:
         )
 
 
+class _Stepper:
+    """One optimizer step off the plain path: micro-batches, autocast, fp16 loss scaling with its skipped-step
+    accounting, the first step's diagnosis and compile time, and the loss all-reduce under torch.distributed.
+
+    `part` names the user code running now (data, step, optimizer), so a failure can name it.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[..., torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        step_fn: StepFn | None,
+        *,
+        device: torch.device,
+        settings: RunSettings,
+        host: _HostLosses,
+        total: int,
+        reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer, self.step_fn = model, loss_fn, optimizer, step_fn
+        self.step = step_fn or default_step
+        self.device, self.settings, self.host, self.total = device, settings, host, total
+        self.reduce_loss = reduce_loss
+        self.scaler = _make_scaler(device, settings.precision)
+        self.part: Part = "data"
+        self.skipped = 0
+        self.compile_seconds: float | None = None
+
+    @property
+    def plain_ok(self) -> bool:
+        """After the first step, the common case needs none of this: one micro-batch, fp32, not distributed."""
+        settings = self.settings
+        return settings.accumulate == 1 and settings.precision == "fp32" and self.reduce_loss is None
+
+    def run(self, i: int, next_batch: Callable[[], Any]) -> torch.Tensor | None:
+        """Train step i; the loss to record, or None when the fp16 scaler skipped it (the rung is tried again)."""
+        accumulate, precision, scaler = self.settings.accumulate, self.settings.precision, self.scaler
+        step_loss: torch.Tensor | None = None
+        for k in range(accumulate):
+            self.part = "data"
+            raw_batch = next_batch()
+            self.part = "step"
+            batch = move_to_device(
+                raw_batch, self.device, non_blocking=self.device.type == "cuda",
+                channels_last=self.settings.channels_last,
+            )  # fmt: skip
+            started = time.perf_counter()
+            if i == 0:
+                loss = self._first_forward(batch)
+            else:
+                with _autocast(self.device, precision):
+                    loss = self.step(self.model, batch, self.loss_fn)
+            scaled = loss / accumulate if accumulate > 1 else loss
+            if scaler is None:
+                scaled.backward()
+            else:
+                scaler.scale(scaled).backward()
+            if i == 0 and k == 0 and self.settings.compile:
+                self.compile_seconds = time.perf_counter() - started
+            # One micro-batch: the loss itself (the host reader detaches or reads it); several: their mean.
+            step_loss = loss if step_loss is None else step_loss.detach() + loss.detach()
+        assert step_loss is not None
+        if accumulate > 1:
+            step_loss = step_loss / accumulate
+        self.part = "optimizer"
+        if not self._optimizer_step():
+            return None
+        return step_loss if self.reduce_loss is None else self.reduce_loss(step_loss.detach())
+
+    def _first_forward(self, batch: Any) -> torch.Tensor:
+        """The first micro-batch, diagnosed: a failure here means the setup does not fit (a Fault)."""
+        try:
+            with _autocast(self.device, self.settings.precision):
+                loss = self.step(self.model, batch, self.loss_fn)
+            _check_scalar_loss(loss)
+            self.host.fit(loss)
+        except Fault:
+            raise
+        except Exception as exc:
+            raise diagnose_first_batch(self.model, batch, self.loss_fn, self.step_fn, exc) from exc
+        return loss
+
+    def _optimizer_step(self) -> bool:
+        """Step the optimizer; False when fp16's GradScaler skipped the step (inf/NaN gradients)."""
+        if self.scaler is None:
+            self.optimizer.step()
+            return True
+        scale_before = self.scaler.get_scale()  # fp16 only: a host read per step, the price of skip detection
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.get_scale() >= scale_before:
+            return True
+        self.skipped += 1
+        if self.skipped > self.total:
+            raise Fault("fp16_overflow", "precision")
+        return False
+
+
 def run_loop(
     model: torch.nn.Module,
     loader: Iterable[Any],
@@ -415,9 +557,9 @@ def run_loop(
     lrs: np.ndarray,
     *,
     device: torch.device,
+    settings: RunSettings | None = None,
     step_fn: StepFn | None = None,
     val_loader: Iterable[Any] | None = None,
-    options: EngineOptions | None = None,
     callback: Callable[[StepEvent], None] | None = None,
     reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EngineOutput:
@@ -425,96 +567,97 @@ def run_loop(
 
     The model, optimizer and loss must already be on `device`. `reduce_loss` (e.g. an all-reduce mean under
     torch.distributed) is applied to each chunk before it leaves the device, so every rank sees the same curve and
-    stops at the same step. Exceptions on the very first batch are raised as `SetupError` (the spec does not fit the
-    data); later ones are returned in `EngineOutput.error` with the steps recorded so far.
+    stops at the same step. A setup that does not fit (a bad batch layout on the first step, no validation data for
+    the metric) raises a `Fault` before anything is measured; later failures are returned in
+    `EngineOutput.error` with the steps recorded so far.
     """
-    opts = options or EngineOptions()
+    settings = settings or RunSettings()
     total = len(lrs)
-    step = step_fn or default_step
-    non_blocking = device.type == "cuda"
-    sync_every = choose_sync_every(device, opts.sync_every)
-    host = _HostLosses(device)
-    monitor = DivergenceMonitor(total_steps=total, lrs=lrs)
-    batches = _Batches(loader, data_target=opts.data_target)
-    scaler = _make_scaler(device, opts.precision)
-    probe = None
-    if opts.metric != "loss":
-        if val_loader is None:
-            raise SetupError(
-                f"range_test.metric: {opts.metric} needs data.val", hint="add data.val to the spec"
-            )
-        probe = _MetricProbe(
-            opts.metric,
-            val_loader,
-            opts.eval_batches,
-            device,
-            loss_fn=loss_fn,
-            step_fn=step_fn,
-            channels_last=opts.channels_last,
-            precision=opts.precision,
-        )
-    eval_every = opts.eval_every or max(1, total // 30)
-    mixed = opts.precision != "fp32"
-
-    host_losses: list[float] = []
-    best, best_upto = math.inf, 0  # the best finite loss among host_losses[:best_upto]
-    stop_reason, stop_detail = "completed", f"ran all {total} steps"
-    error: BaseException | None = None
-    error_step: int | None = None
-    origin = opts.data_target  # which user code runs now, to name it if it raises
-    skipped = 0
-    compile_seconds: float | None = None
-    last_callback = 0.0
-    model.train()
-    lr_list = [float(x) for x in lrs]
-    start = time.perf_counter()
-
-    def drain(wait: bool) -> bool:
-        nonlocal best, best_upto, last_callback
-        stopped = False
-        for values in host.ready(wait=wait):
-            host_losses.extend(values)
-            stopped = monitor.update(values) or stopped
-        if callback is None or not host_losses:
-            return stopped
-        now = time.perf_counter()
-        if now - last_callback >= _CALLBACK_INTERVAL_S or wait or stopped:
-            last_callback = now
-            # The running best only feeds the callback, so it is brought up to date here (~20 times a second).
-            new = (v for v in host_losses[best_upto:] if math.isfinite(v))
-            best = min(best, min(new, default=best))
-            best_upto = n = len(host_losses)
-            callback(
-                StepEvent(
-                    step=n,
-                    total=total,
-                    lr=lr_list[min(n, total) - 1],
-                    loss=host_losses[-1],
-                    best_loss=best,
-                    epoch=batches.epoch,
-                )
-            )
-        return stopped
-
-    # The loop runs once per step: options are read into locals once, and the per-step path (no accumulation,
-    # fp32, no probe) takes as few branches as possible; on a sub-millisecond CPU step each one shows.
-    accumulate, channels_last = opts.accumulate, opts.channels_last
-    data_target, step_target, optimizer_target = opts.data_target, opts.step_target, opts.optimizer_target
-    groups, read_loss, chunk = optimizer.param_groups, host.read, host.chunk
-    # On CPU each loss is a float at once, so the chunks can grow while the losses stay inside the monitor's
-    # quiet band: handing the monitor 4 losses at a time between training steps costs several times its own
-    # work in cold caches. A loss outside the band brings back chunks of `sync_every` for HOT_STEPS steps, so a
-    # stop still comes at most sync_every - 1 steps after the monitor confirms it.
-    # Not under torch.distributed: the chunk length follows this process's step time, and ranks that flushed at
+    probe = _MetricProbe.for_settings(settings, val_loader, device, loss_fn, step_fn)
+    batches = _Batches(loader)
+    # Not under torch.distributed: chunk lengths would follow this process's step time, and ranks that flushed at
     # different steps would stop at different steps and leave the others waiting in an all-reduce.
-    screen = not host.on_device and reduce_loss is None
-    low, high = math.inf, -math.inf  # the quiet band; empty until the monitor has one
-    hot_until, every = 0, sync_every
-    # After the first step, the common case (one micro-batch, fp32, no probe, not distributed) takes the plain
-    # path: the work of a hand-written loop, without the branches the other options need.
-    plain_ok = accumulate == 1 and scaler is None and not mixed and probe is None and reduce_loss is None
-    plain, next_batch = False, batches.next
-    i = 0
+    host = _HostLosses(device, choose_sync_every(device, settings.sync_every), screen=reduce_loss is None)
+    monitor = DivergenceMonitor(total_steps=total, lrs=lrs)
+    lr_list = [float(x) for x in lrs]
+    reporter = _Reporter(host, monitor, callback, lr_list, batches)
+    stepper = _Stepper(
+        model, loss_fn, optimizer, step_fn, device=device, settings=settings, host=host, total=total,
+        reduce_loss=reduce_loss,
+    )  # fmt: skip
+    model.train()
+    start = time.perf_counter()
+    steps, failure = _train(
+        model, optimizer, lr_list, batches, host, reporter, stepper, probe, settings, start
+    )
+    seconds = time.perf_counter() - start
+
+    stop_reason, stop_detail = "completed", f"ran all {total} steps"
+    error, error_part = None, None
+    if isinstance(failure, KeyboardInterrupt):
+        stop_reason, stop_detail = "interrupted", "interrupted by the user (Ctrl-C)"
+    elif failure is not None:
+        stop_reason, (error_part, error) = "error", failure
+    elif monitor.stop_index is not None:
+        stop_reason, stop_detail = monitor.stop_reason or "diverged", monitor.detail
+    n = len(reporter.losses)
+    notes: list[str] = []
+    if batches.epoch > 0:
+        notes.append(
+            f"the training data was iterated {batches.epoch + (batches.batches_this_epoch > 0):d} times "
+            f"({batches.batches_per_epoch} batches each); it ran out and was restarted, which is not divergence"
+        )
+    if stepper.skipped:
+        notes.append(
+            f"fp16: the GradScaler skipped {stepper.skipped} steps (overflow); they did not advance the LR"
+        )
+    return EngineOutput(
+        lrs=np.asarray(
+            lrs[:n], dtype=float
+        ),  # a skipped fp16 step does not advance the rung: rungs match losses
+        losses=np.asarray(reporter.losses[:n], dtype=float),
+        stop_reason=stop_reason,
+        stop_detail=stop_detail,
+        steps_per_epoch=settings.steps_per_epoch(batches.batches_per_epoch),
+        data_restarts=batches.epoch,
+        seconds=seconds,
+        compile_seconds=stepper.compile_seconds,
+        metric=probe.curve() if probe is not None else None,
+        error=error,
+        error_step=steps if error is not None else None,
+        error_part=error_part,
+        skipped_steps=stepper.skipped,
+        notes=notes,
+    )
+
+
+def _train(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_list: list[float],
+    batches: _Batches,
+    host: _HostLosses,
+    reporter: _Reporter,
+    stepper: _Stepper,
+    probe: _MetricProbe | None,
+    settings: RunSettings,
+    start: float,
+) -> tuple[int, tuple[Part, BaseException] | KeyboardInterrupt | None]:
+    """The loop itself: (steps trained, what stopped it early: Ctrl-C or (part, exception), else None).
+
+    It runs once per step, so everything it reads is a local, and after the first step the common case (one
+    micro-batch, fp32, no probe, not distributed) takes the plain path: the work of a hand-written loop, without a
+    Python call or a branch it does not need. On a sub-millisecond CPU step each one shows.
+    """
+    total, device, monitor = len(lr_list), stepper.device, reporter.monitor
+    non_blocking, channels_last = device.type == "cuda", settings.channels_last
+    step, loss_fn, next_batch, groups = stepper.step, stepper.loss_fn, batches.next, optimizer.param_groups
+    plain_ok = stepper.plain_ok and probe is None
+    eval_every = settings.eval_interval(total)
+    screen, sync_every, chunk = host.screen, host.sync_every, host.chunk
+    low, high, hot_until, every = host.low, host.high, host.hot_until, host.every
+    plain, origin, i = False, None, 0
+    failure: tuple[Part, BaseException] | KeyboardInterrupt | None = None
     try:
         while i < total:
             lr = lr_list[i]
@@ -522,137 +665,49 @@ def run_loop(
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             if plain:
-                origin = data_target
+                origin = "data"
                 raw_batch = next_batch()
-                origin = step_target
+                origin = "step"
                 batch = move_to_device(
                     raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
                 )
                 step_loss = step(model, batch, loss_fn)
                 step_loss.backward()
-                origin = optimizer_target
+                origin = "optimizer"
                 optimizer.step()
             else:
-                step_loss: torch.Tensor | None = None
-                for _ in range(accumulate):
-                    origin = data_target
-                    raw_batch = next_batch()
-                    origin = step_target
-                    batch = move_to_device(
-                        raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
-                    )
-                    if i == 0:
-                        t0 = time.perf_counter()
-                        try:
-                            with _autocast(device, opts.precision):
-                                loss = step(model, batch, loss_fn)
-                            _check_scalar_loss(loss, step_target)
-                            read_loss = host.fit(loss)
-                        except SetupError:
-                            raise
-                        except Exception as exc:
-                            raise diagnose_first_batch(
-                                model, batch, loss_fn, step_fn, exc, step_target=step_target
-                            ) from exc
-                    elif mixed:
-                        with _autocast(device, opts.precision):
-                            loss = step(model, batch, loss_fn)
-                    else:
-                        loss = step(model, batch, loss_fn)
-                    scaled = loss / accumulate if accumulate > 1 else loss
-                    if scaler is None:
-                        scaled.backward()
-                    else:
-                        scaler.scale(scaled).backward()
-                    # One micro-batch: the loss itself (the host reader detaches or reads it); several: their mean.
-                    step_loss = loss if step_loss is None else step_loss.detach() + loss.detach()
-                    if i == 0 and opts.compiled:
-                        compile_seconds = time.perf_counter() - t0
-                assert step_loss is not None
-                if accumulate > 1:
-                    step_loss = step_loss / accumulate
-                origin = optimizer_target
-                if scaler is not None:
-                    scale_before = (
-                        scaler.get_scale()
-                    )  # fp16 only: a host read per step, the price of skip detection
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if scaler.get_scale() < scale_before:
-                        skipped += 1  # inf/NaN gradients: the step was skipped, so this LR is tried again
-                        if skipped > total:
-                            raise SetupError(
-                                "precision: fp16 GradScaler skipped every step (gradients overflow)",
-                                hint="use precision: bf16 or fp32",
-                            )
-                        continue
-                else:
-                    optimizer.step()
-                if reduce_loss is not None:
-                    step_loss = reduce_loss(step_loss.detach())
+                origin = None  # the stepper tracks its own part
+                step_loss = stepper.run(i, next_batch)
+                if step_loss is None:
+                    continue  # fp16 skipped the step: this LR is tried again
                 plain = plain_ok
+                if i == 0:
+                    read_loss = host.read  # fitted to the first loss
             value = read_loss(step_loss)
             chunk.append(value)  # host.add without a Python call
             i += 1
             if probe is not None and (i % eval_every == 0 or i == total):
+                origin = "step"
                 probe.evaluate(model, i - 1, lr)
             if screen and not low <= value <= high:  # also true for NaN and inf
-                band = monitor.rebased_band(chunk) if value < low else None  # a new lowest loss
-                if band is None:
-                    hot_until = i + _HOT_STEPS
-                else:
-                    low, high = band
+                host.off_band(value, i, monitor)
+                low, high, hot_until = host.low, host.high, host.hot_until
             if len(chunk) >= (sync_every if i <= hot_until else every) or i == total:
                 host.flush()
                 chunk = host.chunk
-                if drain(wait=False):
+                if reporter.drain(wait=False):
                     break
                 if screen:
-                    low, high = monitor.quiet_band()
-                    # Long chunks only where steps are fast: progress still updates ~1 / _CALLBACK_INTERVAL_S.
-                    steps_per_interval = _CALLBACK_INTERVAL_S * i / (time.perf_counter() - start + 1e-9)
-                    every = max(sync_every, min(_QUIET_CHUNK_MAX, int(steps_per_interval)))
-    except KeyboardInterrupt:
-        stop_reason, stop_detail = "interrupted", "interrupted by the user (Ctrl-C)"
+                    host.rechunk(monitor, i, time.perf_counter() - start)
+                    low, high, every = host.low, host.high, host.every
+    except KeyboardInterrupt as exc:
+        failure = exc
     except Exception as exc:
-        if isinstance(exc, SetupError) and i == 0:
-            raise  # nothing was measured: the spec does not fit the data
-        error, error_step, error_origin = exc, i, origin
-        stop_reason = "error"
-        stop_detail = f"{origin} raised {type(exc).__name__} at step {i}: {first_line(exc)}"
+        if isinstance(exc, Fault) and i == 0:
+            raise  # nothing was measured: the setup does not fit
+        failure = (exc.part if isinstance(exc, Fault) else origin or stepper.part, exc)
     finally:
         with contextlib.suppress(Exception):
             host.flush()
-            drain(wait=True)
-    seconds = time.perf_counter() - start
-
-    n = len(host_losses)
-    if monitor.stop_index is not None and stop_reason == "completed":
-        stop_reason = monitor.stop_reason or "diverged"
-        stop_detail = monitor.detail
-    notes: list[str] = []
-    if batches.epoch > 0:
-        notes.append(
-            f"the training data was iterated {batches.epoch + (batches.batches_this_epoch > 0):d} times "
-            f"({batches.batches_per_epoch} batches each); it ran out and was restarted, which is not divergence"
-        )
-    if skipped:
-        notes.append(f"fp16: the GradScaler skipped {skipped} steps (overflow); they did not advance the LR")
-    bpe = batches.batches_per_epoch
-    steps_per_epoch = max(1, bpe // opts.accumulate) if bpe else None
-    return EngineOutput(
-        lrs=np.asarray(lrs[:n], dtype=float),  # a skipped fp16 step does not advance i: rungs match losses
-        losses=np.asarray(host_losses[:n], dtype=float),
-        stop_reason=stop_reason,
-        stop_detail=stop_detail,
-        steps_per_epoch=steps_per_epoch,
-        data_restarts=batches.epoch,
-        seconds=seconds,
-        compile_seconds=compile_seconds,
-        metric=probe.curve() if probe is not None else None,
-        error=error,
-        error_step=error_step,
-        error_origin=error_origin if error is not None else None,
-        skipped_steps=skipped,
-        notes=notes,
-    )
+            reporter.drain(wait=True)
+    return i, failure

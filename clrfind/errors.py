@@ -6,6 +6,21 @@ is a bug in clrfind and is shown as such. The library raises these and never pri
 
 from __future__ import annotations
 
+# Longest exception text quoted in a one-line error: enough for the message, short enough for one line.
+QUOTE_LIMIT = 300
+
+
+def one_line(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """Text on one line, for one-line errors: whitespace and line breaks collapsed, long text cut with '...'."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`ValueError: bad shape` on one line; the class name alone when the exception has no message."""
+    text = one_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
 
 class ClrfindError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""

@@ -126,7 +126,7 @@ def build_schedule(
     if policy not in POLICIES:
         raise ExportError(f"unknown policy {policy!r}", hint=f"use one of: {', '.join(POLICIES)}")
     bounds = _usable_bounds(result)
-    base_lr, max_lr = bounds.min_lr, bounds.max_lr
+    base_lr, max_lr = bounds.base_lr, bounds.max_lr
     if result.optimizer is None:
         raise ExportError(
             "the results do not record the optimizer the test ran with, so no optimizer config can be made",
@@ -264,7 +264,7 @@ def resolve_policy(epochs: int | None) -> tuple[str, str]:
 
 
 class _UsableBounds(NamedTuple):
-    min_lr: float
+    base_lr: float
     max_lr: float
     peak_lr: float | None  # one cycle's top when above max_lr (Bounds.peak_above_max_lr)
     confidence: str
@@ -279,13 +279,13 @@ def _usable_bounds(result: RangeTestResult) -> _UsableBounds:
         raise ExportError(
             "the results have no bounds to export", hint="re-run the range test to analyse the curve"
         )
-    if not b.usable or b.min_lr is None or b.max_lr is None:
+    if not b.usable or b.base_lr is None or b.max_lr is None:
         why = b.reason or "the curve gave no usable (base_lr, max_lr) pair"
         raise ExportError(
             f"no usable bounds in the results: {why}", hint=b.next_step or "re-run the range test"
         )
     return _UsableBounds(
-        float(b.min_lr), float(b.max_lr), b.peak_above_max_lr, b.confidence, b.method, b.reason
+        float(b.base_lr), float(b.max_lr), b.peak_above_max_lr, b.confidence, b.method, b.reason
     )
 
 

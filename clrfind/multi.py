@@ -1,28 +1,26 @@
-"""Several range tests from one spec: repeated runs with a confidence band, and hyper-parameter sweeps.
+"""What several range tests from one spec add up to: repeats with a confidence band, and sweeps. No torch.
 
 Repeats answer "how much can I trust these bounds?": K runs with different seeds (fresh model, new data order), a
 mean curve with a min-max band, each bound as a median with its spread. Sweeps apply Smith's (2018) recipe for weight
 decay and batch size: one range test per value, curves overlaid, and the value that allows the largest max_lr at the
-lowest loss pointed out.
+lowest loss pointed out. Running them is `clrfind.runs`' job; this module aggregates and keeps the sweep file.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError, model_validator
 
 from clrfind.analysis import smooth, suggest_bounds
 from clrfind.errors import ResultsError, UsageError
-from clrfind.fileio import read_document, write_atomic
+from clrfind.fileio import read_document
 from clrfind.results import (
     RESULTS_NAME,
     RangeTestResult,
@@ -32,11 +30,12 @@ from clrfind.results import (
     finite_or_none,
     load_results,
 )
-from clrfind.spec import LoadedSpec, load_spec
+from clrfind.settings import FrozenModel
 
 SWEEP_NAME = "sweep.json"
 SWEEP_KIND = "clrfind-sweep"
-SWEEP_SCHEMA_VERSION = 1
+# Version 2 named a run's suggested lower bound `base_lr` (it was `min_lr`, the ladder's start in the results).
+SWEEP_SCHEMA_VERSION = 2
 # Values whose lowest loss is within this fraction of the spread of lowest losses count as "as low as the best";
 # among them the one with the largest max_lr wins (Smith 2018: larger LRs at the same loss regularise better).
 SWEEP_LOSS_TOLERANCE = 0.1
@@ -86,7 +85,7 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
     bounds = suggest_bounds(lrs, mean, mode=first.mode, stop_reason=stop_reason, planned_max_lr=first.max_lr)
     spreads = {
         key: spread_of([getattr(r.bounds, key) if r.bounds else None for r in runs])
-        for key in ("min_lr", "max_lr", "peak_lr")
+        for key in ("base_lr", "max_lr", "peak_lr")
     }
     if bounds.usable:
 
@@ -101,7 +100,7 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
         peak_note = spread_note("peak_lr", "peak_lr") if bounds.peak_above_max_lr else ""
         bounds = bounds.model_copy(
             update={
-                "min_rationale": bounds.min_rationale + spread_note("min_lr", "base_lr"),
+                "base_rationale": bounds.base_rationale + spread_note("base_lr", "base_lr"),
                 "max_rationale": bounds.max_rationale + spread_note("max_lr", "max_lr") + peak_note,
             }
         )
@@ -131,24 +130,27 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
 # -- sweeps --------------------------------------------------------------------------------------------------------
 
 
-class SweepRun(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class SweepRun(FrozenModel):
     label: str
     overrides: dict[str, Any]
     results: str  # relative to the sweep file
-    min_lr: float | None = None
+    base_lr: float | None = None
     max_lr: float | None = None
     lowest_loss: float | None = None
     confidence: str = "none"
     stop_reason: str = "completed"
     error: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "min_lr" in data:
+            return {("base_lr" if k == "min_lr" else k): v for k, v in data.items()}
+        return data
 
-class SweepFile(BaseModel):
+
+class SweepFile(FrozenModel):
     """`sweep.json`: which runs a sweep made and which value it recommends; each run has its own results file."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: str = SWEEP_KIND
     schema_version: int = SWEEP_SCHEMA_VERSION
@@ -202,105 +204,6 @@ def recommend(runs: Sequence[SweepRun]) -> tuple[str | None, str]:
     )
 
 
-@dataclass(frozen=True)
-class SweepOutcome:
-    path: Path
-    sweep: SweepFile
-    results: list[tuple[str, RangeTestResult]]
-
-
-def run_sweep(
-    spec_path: Path,
-    settings: Sequence[tuple[str, list[Any]]],
-    *,
-    out_dir: Path,
-    base_overrides: dict[str, Any] | None = None,
-    runner: Callable[[LoadedSpec, Path], RangeTestResult] | None = None,
-    devices: Sequence[str] | None = None,
-) -> SweepOutcome:
-    """One range test per value (or pair of values), each saved in its own folder, then `sweep.json` and the overlay.
-
-    All specs are validated before the first run starts, so a bad value fails fast. With more than one device the
-    runs go to parallel processes, one per device; otherwise they run one after the other.
-    """
-    grid = sweep_grid(settings)
-    loaded = [(run_label(o), load_spec(spec_path, {**(base_overrides or {}), **o}), o) for o in grid]
-    runs: list[SweepRun] = []
-    results: list[tuple[str, RangeTestResult]] = []
-    if devices and len(devices) > 1 and runner is None:
-        base = base_overrides or {}
-        jobs = [(label, str(spec_path), str(out_dir / label), {**base, **o}) for label, _, o in loaded]
-        outcomes = _run_parallel(jobs, devices)
-    else:
-        run_one = runner or _run_one
-        outcomes = []
-        for label, spec, _ in loaded:
-            try:
-                outcomes.append((run_one(spec, out_dir / label), None))
-            except Exception as exc:  # one failing value must not lose the others
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                outcomes.append((None, str(exc)))
-    for (label, _, overrides), (result, error) in zip(loaded, outcomes, strict=True):
-        if result is not None:
-            results.append((label, result))
-        b = result.bounds if result is not None else None
-        runs.append(
-            SweepRun(
-                label=label, overrides=overrides, results=f"{label}/{RESULTS_NAME}",
-                min_lr=b.min_lr if b and b.usable else None, max_lr=b.max_lr if b and b.usable else None,
-                lowest_loss=lowest_loss(result) if result else None, confidence=b.confidence if b else "none",
-                stop_reason=result.stop_reason if result else "error", error=error,
-            )
-        )  # fmt: skip
-    label, why = recommend(runs)
-    sweep = SweepFile(
-        spec_path=str(spec_path), keys=[k for k, _ in settings], runs=runs, recommended=label, rationale=why
-    )
-    path = write_atomic(out_dir / SWEEP_NAME, json.dumps(sweep.model_dump(mode="json"), indent=1) + "\n")
-    return SweepOutcome(path=path, sweep=sweep, results=results)
-
-
-def _run_one(loaded: LoadedSpec, out_dir: Path) -> RangeTestResult:
-    from clrfind.api import run_spec
-
-    return run_spec(loaded, out_dir=out_dir).result
-
-
-def _device_worker(
-    jobs: list[tuple[str, str, str, dict[str, Any]]], device: str
-) -> list[tuple[str, str | None]]:
-    """Runs a share of the sweep on one device, in its own process; returns (label, error) per job."""
-    out = []
-    for label, spec_path, folder, overrides in jobs:
-        try:
-            _run_one(load_spec(spec_path, {**overrides, "device": device}), Path(folder))
-            out.append((label, None))
-        except Exception as exc:
-            out.append((label, str(exc)))
-    return out
-
-
-def _run_parallel(
-    jobs: list[tuple[str, str, str, dict[str, Any]]], devices: Sequence[str]
-) -> list[tuple[RangeTestResult | None, str | None]]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    shares: list[list[tuple[str, str, str, dict[str, Any]]]] = [[] for _ in devices]
-    for i, job in enumerate(jobs):
-        shares[i % len(devices)].append(job)
-    errors: dict[str, str | None] = {}
-    with ProcessPoolExecutor(max_workers=len(devices), mp_context=mp.get_context("spawn")) as pool:
-        for done in pool.map(_device_worker, shares, devices):
-            errors.update(done)
-    out: list[tuple[RangeTestResult | None, str | None]] = []
-    for label, _, folder, _ in jobs:
-        error = errors.get(label)
-        out.append((None, error) if error else (load_results(Path(folder) / RESULTS_NAME), None))
-    return out
-
-
 def load_sweep(path: Path) -> tuple[SweepFile, list[tuple[str, RangeTestResult]]]:
     """Read a `sweep.json` and the results of every run it lists that succeeded."""
     raw = read_document(path, error=ResultsError, hint="re-run `clrfind sweep`", as_json=True)
@@ -325,38 +228,3 @@ def is_sweep_file(path: Path) -> bool:
     except OSError:
         return False
     return SWEEP_KIND in head
-
-
-def available_devices() -> list[str]:
-    """One entry per CUDA device when there are several (parallel sweep); otherwise just "auto" (sequential)."""
-    import torch
-
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [f"cuda:{i}" for i in range(n)] if n > 1 else ["auto"]
-
-
-def run_repeats(
-    spec_path: Path,
-    repeats: int,
-    *,
-    out_dir: Path,
-    overrides: dict[str, Any] | None = None,
-    callback_for: Callable[[int], Callable[[Any], None] | None] | None = None,
-) -> tuple[RangeTestResult, Any]:
-    """Run the spec's test `repeats` times with seeds seed, seed+1, ... and save the aggregate with every run.
-
-    Returns the aggregate result and the files written (see `clrfind.api.write_outputs`).
-    """
-    from clrfind.api import check_output_dir, run_spec, write_outputs
-
-    if repeats < 1:
-        raise UsageError(f"--repeats must be >= 1, got {repeats}", hint="e.g. --repeats 5")
-    base = load_spec(spec_path, overrides)
-    check_output_dir(out_dir)
-    results = []
-    for k in range(repeats):
-        loaded = load_spec(spec_path, {**(overrides or {}), "seed": base.spec.seed + k})
-        callback = callback_for(k) if callback_for else None
-        results.append(run_spec(loaded, out_dir=out_dir, callback=callback, write=False).result)
-    aggregate = aggregate_repeats(results)
-    return aggregate, write_outputs(aggregate, out_dir)

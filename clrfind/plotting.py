@@ -13,16 +13,18 @@ import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from clrfind.analysis import find_divergence
 from clrfind.errors import UsageError
 from clrfind.fileio import write_atomic
-from clrfind.results import Bounds, RangeTestResult, RunCurve
+
+if TYPE_CHECKING:  # the plot reads what a result carries; it never builds one
+    from clrfind.results import Bounds, RangeTestResult, RunCurve
 
 # 1600 x 1000 px: readable on a laptop screen and in a README without zooming.
 FIGSIZE = (10.0, 6.25)
@@ -230,14 +232,11 @@ def _end_index(lrs: np.ndarray, raw: np.ndarray, bounds: Bounds | None, stop_rea
     That is before the divergence, or the non-finite loss that ended the run (gaps in a run that went on are
     only gaps).
     """
-    if bounds is None:  # no analysis saved: ask the divergence monitor's offline twin, as the analysis would
-        index, _ = find_divergence(raw)
-        return len(raw) if index is None else index
     end = len(raw)
     bad = np.flatnonzero(~np.isfinite(raw))
     if bad.size and stop_reason == "non-finite":
         end = int(bad[0])
-    if bounds.divergence_lr is not None and lrs.size:
+    if bounds is not None and bounds.divergence_lr is not None and lrs.size:
         end = min(end, int(np.searchsorted(lrs, bounds.divergence_lr)))
     return end
 
@@ -292,7 +291,7 @@ def _blowup_cap(smoothed: np.ndarray) -> float:
 
 def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
     b = result.bounds
-    if b is None or (b.min_lr is None and b.max_lr is None):
+    if b is None or (b.base_lr is None and b.max_lr is None):
         why = (b.reason if b is not None else None) or "the results hold no analysis"
         text = "\n".join(textwrap.wrap(f"No bounds suggested: {why}", 70))
         ax.text(
@@ -307,9 +306,9 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
             bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": STOP_COLOR, "alpha": 0.9},
         )
         return
-    if b.min_lr is not None and b.max_lr is not None:
+    if b.base_lr is not None and b.max_lr is not None:
         ax.axvspan(
-            b.min_lr,
+            b.base_lr,
             b.max_lr,
             color=BOUND_COLOR,
             alpha=0.12,
@@ -320,7 +319,7 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
     # base_lr's label sits left of its line, max_lr's right of it, so neither covers the band; the one-cycle peak's
     # goes at the bottom, clear of max_lr's label and of the divergence marker's text, both near the top.
     for value, name, key, ls, ha, y, va in (
-        (b.min_lr, "base_lr", "min_lr", "--", "right", 0.97, "top"),
+        (b.base_lr, "base_lr", "base_lr", "--", "right", 0.97, "top"),
         (b.max_lr, "max_lr", "max_lr", "-", "left", 0.97, "top"),
         (b.peak_above_max_lr, "one-cycle peak_lr", "peak_lr", ":", "left", 0.03, "bottom"),
     ):

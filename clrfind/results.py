@@ -10,53 +10,65 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from clrfind.errors import ResultsError
 from clrfind.fileio import read_document, write_atomic
+from clrfind.settings import FrozenModel, MetricName
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# Version 2 added `bounds.peak_lr`; version 1 files read as they are (no peak: one-cycle peaks at max_lr).
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# Version 3 renamed the suggested lower bound `bounds.min_lr` -> `bounds.base_lr` (with `min_rationale` ->
+# `base_rationale` and `spread.min_lr` -> `spread.base_lr`): it no longer shares a name with the ladder's start.
+# Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
+# migrated on load.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
 
 StopReason = Literal["completed", "diverged", "non-finite", "interrupted", "error"]
 Confidence = Literal["high", "medium", "low", "none"]
-MetricName = Literal["loss", "accuracy", "val_loss"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Bounds(_Frozen):
+class Bounds(FrozenModel):
     """The suggested (base_lr, max_lr) pair, how sure we are, and why.
 
-    When the curve gives no reliable answer, `min_lr`/`max_lr` may be None and `reason` and `next_step` say what
+    When the curve gives no reliable answer, `base_lr`/`max_lr` may be None and `reason` and `next_step` say what
     went wrong and what to run next, instead of a forced number.
     """
 
-    min_lr: float | None = None
+    base_lr: float | None = None
     max_lr: float | None = None
     # One cycle's top (>= max_lr): the largest LR the test shows still training, which a single cycle can reach
     # where a repeating CLR cycle should not. None in results written before schema version 2.
     peak_lr: float | None = None
     method: str = "loss"
     confidence: Confidence = "none"
-    min_rationale: str = ""
+    base_rationale: str = ""
     max_rationale: str = ""
     reason: str | None = None
     next_step: str | None = None
     best_lr: float | None = None
     divergence_lr: float | None = None
+
+    @property
+    def min_lr(self) -> float | None:
+        """Deprecated name of `base_lr` (schema versions 1-2), kept for code written against them."""
+        warnings.warn("Bounds.min_lr is now Bounds.base_lr", DeprecationWarning, stacklevel=2)
+        return self.base_lr
+
+    @property
+    def min_rationale(self) -> str:
+        """Deprecated name of `base_rationale` (schema versions 1-2)."""
+        warnings.warn("Bounds.min_rationale is now Bounds.base_rationale", DeprecationWarning, stacklevel=2)
+        return self.base_rationale
 
     @property
     def peak_above_max_lr(self) -> float | None:
@@ -68,7 +80,7 @@ class Bounds(_Frozen):
     @property
     def usable(self) -> bool:
         """True when both bounds exist and can be exported as a schedule."""
-        return self.min_lr is not None and self.max_lr is not None and self.min_lr < self.max_lr
+        return self.base_lr is not None and self.max_lr is not None and self.base_lr < self.max_lr
 
     def explanation(self) -> list[tuple[str, str]]:
         """(label, sentence) pairs saying why each bound is where it is, or why there is none, and what next.
@@ -76,8 +88,8 @@ class Bounds(_Frozen):
         One wording for every place a person reads it (the run summary, the plot's footnote).
         """
         lines = []
-        if self.min_lr is not None and self.min_rationale:
-            lines.append(("base_lr", self.min_rationale))
+        if self.base_lr is not None and self.base_rationale:
+            lines.append(("base_lr", self.base_rationale))
         if self.max_lr is not None and self.max_rationale:
             lines.append(("max_lr", self.max_rationale))
         if self.reason:
@@ -87,7 +99,7 @@ class Bounds(_Frozen):
         return lines
 
 
-class MetricCurve(_Frozen):
+class MetricCurve(FrozenModel):
     """A metric evaluated on a fixed validation subsample every few steps (the paper's accuracy test)."""
 
     name: Literal["accuracy", "val_loss"]
@@ -103,20 +115,20 @@ class MetricCurve(_Frozen):
         return self
 
 
-class OptimizerRef(_Frozen):
+class OptimizerRef(FrozenModel):
     """The optimizer the test ran with, so an exported schedule builds the same one."""
 
     target: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-class Timing(_Frozen):
+class Timing(FrozenModel):
     seconds: float = 0.0
     seconds_per_step: float | None = None
     compile_seconds: float | None = None
 
 
-class RunCurve(_Frozen):
+class RunCurve(FrozenModel):
     """One run of a repeated test: its seed, curve, stop reason and its own bounds."""
 
     seed: int
@@ -127,7 +139,7 @@ class RunCurve(_Frozen):
     bounds: Bounds | None = None
 
 
-class Spread(_Frozen):
+class Spread(FrozenModel):
     """How a bound varied over repeated runs: median, quartiles, extremes, and over how many runs."""
 
     median: float
@@ -138,7 +150,7 @@ class Spread(_Frozen):
     n: int
 
 
-class RangeTestResult(_Frozen):
+class RangeTestResult(FrozenModel):
     """Everything one range test (or one aggregate of repeated tests) produced."""
 
     schema_version: int = SCHEMA_VERSION
@@ -189,7 +201,7 @@ class RangeTestResult(_Frozen):
         """(base_lr, max_lr), without plotting anything."""
         if self.bounds is None:
             return (None, None)
-        return (self.bounds.min_lr, self.bounds.max_lr)
+        return (self.bounds.base_lr, self.bounds.max_lr)
 
     def plot(self, *, log_x: bool | None = None) -> Figure:
         """Render the curve as a matplotlib Figure (no pyplot state); matplotlib is imported here, not before."""
@@ -245,7 +257,7 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
             hint="re-run the range test with this clrfind, or use the clrfind version that wrote the file",
         )
     try:
-        return RangeTestResult.model_validate(raw)
+        return RangeTestResult.model_validate(_migrate(raw, version))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<top>"
@@ -254,3 +266,23 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
             f"{source}: key '{where}': {first['msg']}{more}",
             hint="the file is damaged; re-run the range test",
         ) from exc
+
+
+def _migrate(raw: dict[str, Any], version: int) -> dict[str, Any]:
+    """A version 1 or 2 mapping in version 3's names (`bounds.min_lr` -> `bounds.base_lr`, ...)."""
+    if version >= 3:
+        return raw
+    names = {"min_lr": "base_lr", "min_rationale": "base_rationale"}
+
+    def renamed(bounds: Any) -> Any:
+        return {names.get(k, k): v for k, v in bounds.items()} if isinstance(bounds, dict) else bounds
+
+    out = {**raw, "schema_version": SCHEMA_VERSION, "bounds": renamed(raw.get("bounds"))}
+    if isinstance(raw.get("runs"), list):
+        out["runs"] = [{**run, "bounds": renamed(run.get("bounds"))} if isinstance(run, dict) else run
+                       for run in raw["runs"]]  # fmt: skip
+    if isinstance(raw.get("spread"), dict):
+        out["spread"] = renamed(raw["spread"])
+    if "bounds" not in raw:
+        del out["bounds"]
+    return out

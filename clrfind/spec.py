@@ -12,6 +12,7 @@ availability (which needs torch) is the build step's.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import math
@@ -22,18 +23,29 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from clrfind.errors import SpecError, UsageError
+from clrfind.errors import SpecError, UsageError, one_line
 from clrfind.ladder import DEFAULT_STEPS, ModeChoice
+from clrfind.settings import (
+    DEFAULT_MAX_LR,
+    DEFAULT_MIN_LR,
+    Epochs,
+    FrozenModel,
+    LearningRate,
+    MetricName,
+    Positive,
+    Precision,
+    RunSettings,
+    Seed,
+    Steps,
+    length_and_range_problem,
+)
 
-# eval_every: null spreads about this many metric evaluations over the run: enough points to read a curve from,
-# few enough that evaluation does not dominate a short test.
-TARGET_EVALUATIONS = 30
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 # Names people reach for that difflib would map to the wrong device ("gpu" is closest to "cpu").
@@ -96,7 +108,7 @@ def yaml_load(text: str) -> Any:
 # -- the spec models -----------------------------------------------------------------------------------------------
 
 
-class _Frozen(BaseModel):
+class _Strict(FrozenModel):
     # strict: a spec is typed by hand, and "64" or `true` where a number belongs is a mistake to report, not coerce.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -106,7 +118,7 @@ def _rule(detail: str, field: str | None = None) -> PydanticCustomError:
     return PydanticCustomError("spec_rule", "{detail}", {"detail": detail, "field": field or ""})
 
 
-class TargetRef(_Frozen):
+class TargetRef(_Strict):
     """A callable named by import path or file, and the keyword arguments it is called with."""
 
     target: str
@@ -126,7 +138,7 @@ class ModelRef(TargetRef):
     checkpoint: str | None = None
 
 
-class DataSpec(_Frozen):
+class DataSpec(_Strict):
     """Where batches come from: callables returning a Dataset (map-style or iterable) or a ready DataLoader."""
 
     train: TargetRef
@@ -136,17 +148,17 @@ class DataSpec(_Frozen):
     num_workers: int = Field(0, ge=0)
 
 
-class RangeTestSpec(_Frozen):
-    """The LR ladder and what is measured along it."""
+class RangeTestSpec(_Strict):
+    """The LR ladder and what is measured along it (the constraints are `RunSettings`' own)."""
 
-    min_lr: float = Field(1e-5, gt=0, allow_inf_nan=False)
-    max_lr: float = Field(1.0, gt=0, allow_inf_nan=False)
-    steps: int | None = Field(None, ge=2)
-    epochs: int | None = Field(None, ge=1)
+    min_lr: LearningRate = DEFAULT_MIN_LR
+    max_lr: LearningRate = DEFAULT_MAX_LR
+    steps: Steps | None = None
+    epochs: Epochs | None = None
     mode: ModeChoice = "auto"
-    metric: Literal["loss", "accuracy", "val_loss"] = "loss"
-    eval_every: int | None = Field(None, ge=1)
-    eval_batches: int = Field(4, ge=1)
+    metric: MetricName = "loss"
+    eval_every: Positive | None = None
+    eval_batches: Positive = 4
 
     @model_validator(mode="before")
     @classmethod
@@ -158,20 +170,14 @@ class RangeTestSpec(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> RangeTestSpec:
-        if self.steps is not None and self.epochs is not None:
-            raise _rule("set either steps or epochs, not both")
-        if self.min_lr >= self.max_lr:
-            raise _rule(f"must be below max_lr ({self.max_lr}), got {self.min_lr}", "min_lr")
+        problem = length_and_range_problem(self.min_lr, self.max_lr, self.steps, self.epochs)
+        if problem is not None:
+            field, detail = problem
+            raise _rule(detail, None if field == "epochs" else field)
         return self
 
-    def eval_interval(self, planned_steps: int) -> int:
-        """Steps between metric evaluations: `eval_every`, or about 30 evaluations over `planned_steps`."""
-        if self.eval_every is not None:
-            return self.eval_every
-        return max(1, round(planned_steps / TARGET_EVALUATIONS))
 
-
-class Spec(_Frozen):
+class Spec(_Strict):
     """A whole range-test spec; see the module docstring and ``sample_configs/`` for examples."""
 
     model: ModelRef
@@ -181,9 +187,9 @@ class Spec(_Frozen):
     step: TargetRef | None = None
     range_test: RangeTestSpec = Field(default_factory=RangeTestSpec)
     device: str = "auto"
-    seed: int = Field(0, ge=0)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    accumulate: int = Field(1, ge=1)
+    seed: Seed = 0
+    precision: Precision = "fp32"
+    accumulate: Positive = 1
     compile: bool = False
     channels_last: bool = False
 
@@ -205,6 +211,15 @@ class Spec(_Frozen):
                 "metric",
             )
         return self
+
+    def settings(self) -> RunSettings:
+        """How this spec's test runs; valid by construction (the spec passed the same constraints)."""
+        rt = self.range_test
+        return RunSettings(
+            min_lr=rt.min_lr, max_lr=rt.max_lr, steps=rt.steps, epochs=rt.epochs, mode=rt.mode,
+            metric=rt.metric, eval_every=rt.eval_every, eval_batches=rt.eval_batches, precision=self.precision,
+            accumulate=self.accumulate, compile=self.compile, channels_last=self.channels_last, seed=self.seed,
+        )  # fmt: skip
 
     def resolved(self) -> dict[str, Any]:
         """The validated spec with defaults filled in, as plain JSON values (stored in the results file).
@@ -236,6 +251,14 @@ class LoadedSpec:
 
     def resolved_dict(self) -> dict[str, Any]:
         return self.spec.resolved()
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> LoadedSpec:
+        """The same spec with dotted keys set (a repeat's seed, a sweep's value, a rank's device), validated
+        again from the mapping already read: the file is read once per command, however many runs it makes."""
+        if not overrides:
+            return self
+        raw = apply_overrides(self.raw, overrides, source=self.source)
+        return dataclasses.replace(self, spec=_validate(raw, self.source), raw=raw)
 
 
 # -- loading -------------------------------------------------------------------------------------------------------
@@ -283,15 +306,16 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
             ]
         )
     raw = apply_overrides(raw, overrides or {}, source=source)
-    problems: list[str] = []
-    spec: Spec | None = None
+    return LoadedSpec(spec=_validate(raw, source), path=resolved, base_dir=resolved.parent, name=resolved.stem,
+                      raw=raw)  # fmt: skip
+
+
+def _validate(raw: dict[str, Any], source: str) -> Spec:
+    """The validated spec, or a SpecError carrying every problem found."""
     try:
-        spec = Spec.model_validate(raw)
+        return Spec.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(err, source) for err in exc.errors(include_url=False)]
-    if problems or spec is None:
-        raise _error(problems)
-    return LoadedSpec(spec=spec, path=resolved, base_dir=resolved.parent, name=resolved.stem, raw=raw)
+        raise _error([_describe(err, source) for err in exc.errors(include_url=False)]) from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:
@@ -314,7 +338,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, sou
             continue
         if parts[0] not in Spec.model_fields:
             problems.append(
-                f"{source}: override {dotted!r}: unknown key {parts[0]!r}{_suggest(parts[0], Spec.model_fields)}"
+                f"{source}: override {dotted!r}: unknown key {parts[0]!r}{_did_you_mean(parts[0], Spec.model_fields)}"
             )
             continue
         node: Any = out
@@ -423,15 +447,10 @@ def _error(problems: list[str]) -> SpecError:
 
 def _yaml_where(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    what = _one_line(getattr(exc, "problem", None) or str(exc))
+    what = one_line(getattr(exc, "problem", None) or str(exc))
     if mark is None:
         return f"({what})"
     return f"at line {mark.line + 1}, column {mark.column + 1} ({what})"
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _show(value: Any) -> str:
@@ -473,7 +492,7 @@ def closest(word: str, choices: typing.Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def _suggest(word: str, choices: typing.Iterable[str]) -> str:
+def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
     choices = list(choices)
     close = closest(word, choices)
     if close:
@@ -512,7 +531,7 @@ def _describe(err: Any, source: str) -> str:
     where = _key_path(loc)
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
-        hint = _suggest(str(loc[-1]), model.model_fields) if model is not None else ""
+        hint = _did_you_mean(str(loc[-1]), model.model_fields) if model is not None else ""
         return f"{source}: {where}: unknown key{hint}"
     if kind == "missing":
         example = _EXAMPLES.get(loc)
@@ -536,7 +555,7 @@ def _describe(err: Any, source: str) -> str:
         return f"{source}: {where}: must be {op} {bound}, got {_show_number(value)}"
     if kind == "finite_number":
         return f"{source}: {where}: must be a finite number, got {value}"
-    return f"{source}: {where}: {_one_line(err['msg'])}, got {_show(value)}"
+    return f"{source}: {where}: {one_line(err['msg'])}, got {_show(value)}"
 
 
 def _is_number(text: str) -> bool:

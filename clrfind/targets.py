@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrfind.errors import ClrfindError, SetupError, TargetError
+from clrfind.errors import ClrfindError, SetupError, TargetError, describe_exception
 from clrfind.spec import closest
 
 if TYPE_CHECKING:
@@ -142,12 +142,12 @@ def _import_module(name: str, *, where: str) -> types.ModuleType:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             raise _ModuleMissing(name, exc.name) from None
         raise TargetError(
-            f"{where}: importing '{name}' raised ModuleNotFoundError: {_exc_text(exc)}{_exc_where(exc)}: "
+            f"{where}: importing '{name}' raised {describe_exception(exc)}{_exc_where(exc)}: "
             "install what it imports"
         ) from exc
     except (Exception, SystemExit) as exc:
         raise TargetError(
-            f"{where}: importing '{name}' raised {type(exc).__name__}: {_exc_text(exc)}{_exc_where(exc)}: "
+            f"{where}: importing '{name}' raised {describe_exception(exc)}{_exc_where(exc)}: "
             "fix the error in that module"
         ) from exc
 
@@ -195,8 +195,7 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
             else "fix the error in that file"
         )
         raise TargetError(
-            f"{where}: importing '{file_part}' raised {type(exc).__name__}: {_exc_text(exc)}{_exc_where(exc)}: "
-            + fix
+            f"{where}: importing '{file_part}' raised {describe_exception(exc)}{_exc_where(exc)}: " + fix
         ) from exc
     except BaseException:
         sys.modules.pop(name, None)
@@ -292,7 +291,7 @@ def _walk(obj: Any, attr: str, *, label: str, where: str, target: str) -> Any:
             pass
         except Exception as exc:  # a property or a lazy module __getattr__ that fails
             raise TargetError(
-                f"{where}: looking up '{part}' on {owner} raised {type(exc).__name__}: {_exc_text(exc)}"
+                f"{where}: looking up '{part}' on {owner} raised {describe_exception(exc)}"
             ) from exc
         if inspect.ismodule(obj):
             try:
@@ -451,7 +450,7 @@ def instantiate(
     except Exception as exc:
         label = target or _qualname(obj)
         raise SetupError(
-            f"{source}: {key} '{label}' raised {type(exc).__name__}: {_exc_text(exc)}{_exc_where(exc)}",
+            f"{source}: {key} '{label}' raised {describe_exception(exc)}{_exc_where(exc)}",
             hint="--debug shows the full traceback",
         ) from exc
 
@@ -547,12 +546,6 @@ def _qualname(obj: Any) -> str:
     name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     module = getattr(obj, "__module__", None)
     return f"{module}.{name}" if module and not module.startswith(USER_PACKAGE) else name
-
-
-def _exc_text(exc: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line (multi-line messages collapsed, long ones cut)."""
-    text = " ".join(str(exc).split()) or "(no message)"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _exc_where(exc: BaseException) -> str:

@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 
 from clrfind.analysis import (
-    DIVERGENCE_HEADROOM,
-    MAX_RATIO,
     DivergenceMonitor,
     find_divergence,
     smooth,
     suggest_bounds,
     suggest_bounds_from_metric,
 )
+from clrfind.analysis.bounds import DIVERGENCE_HEADROOM, MAX_RATIO
 from clrfind.ladder import lr_ladder, sample_axis
 
 # Linear: 1e-3 -> 1 over 300 steps; the fall is centred at 0.3 (width 0.08), the blow-up starts near 0.75.
@@ -57,8 +56,8 @@ def exp_max(b) -> float:
 def assert_sound(b) -> None:
     """What must hold for any answer: ordered bounds; max_lr before the minimum, or at most halfway (log) from the
     end of the fall to divergence_lr / 2, and always before the divergence."""
-    if b.min_lr is not None and b.max_lr is not None:
-        assert 0 < b.min_lr < b.max_lr <= b.peak_lr
+    if b.base_lr is not None and b.max_lr is not None:
+        assert 0 < b.base_lr < b.max_lr <= b.peak_lr
         if b.divergence_lr is not None:
             assert b.max_lr < b.divergence_lr
             assert b.max_lr <= b.best_lr or b.max_lr < b.divergence_lr / DIVERGENCE_HEADROOM
@@ -77,7 +76,7 @@ def assert_sound(b) -> None:
                 assert b.max_lr <= b.best_lr
     else:
         assert b.reason and b.next_step
-    for text in (b.min_rationale, b.max_rationale, b.reason or ""):
+    for text in (b.base_rationale, b.max_rationale, b.reason or ""):
         for number in re.findall(r"\d[\d.e+-]*", text.replace("(2017)", "")):
             digits = number.split("e")[0].replace(".", "").lstrip("0")
             assert len(digits) <= 2, f"{number!r} in {text!r} has more than 2 significant digits"
@@ -284,7 +283,7 @@ def test_linear_u_curve(losses, max_rel):
     b = suggest_bounds(lrs, losses, mode="linear")
     assert_sound(b)
     assert b.max_lr == pytest.approx(LIN_END, rel=max_rel)
-    assert b.min_lr == pytest.approx(0.1, rel=0.35)  # where the smoothed loss is 5% of its fall down
+    assert b.base_lr == pytest.approx(0.1, rel=0.35)  # where the smoothed loss is 5% of its fall down
     assert b.divergence_lr == pytest.approx(0.81, abs=0.03)
     assert b.confidence in ("high", "medium")
     assert b.max_rationale.startswith("loss stopped falling at") and "diverged at" in b.max_rationale
@@ -295,7 +294,7 @@ def test_early_spike_does_not_move_the_bounds():
     clean = suggest_bounds(lrs, CLEAN_LIN)
     for where in (slice(0, 2), slice(1, 4), slice(2, 3)):
         b = suggest_bounds(lrs, spiked(CLEAN_LIN, where, 10.0))
-        assert (b.min_lr, b.max_lr) == pytest.approx((clean.min_lr, clean.max_lr), rel=0.03)
+        assert (b.base_lr, b.max_lr) == pytest.approx((clean.base_lr, clean.max_lr), rel=0.03)
 
 
 @pytest.mark.parametrize(("noise", "seed"), [(0.0, 0), (0.05, 1), (0.1, 2), (0.2, 3)])
@@ -308,9 +307,9 @@ def test_exp_ladder_bounds_on_the_log_axis(noise, seed):
     assert "stayed level up to" in b.max_rationale and "(log midpoint)" in b.max_rationale
     # the start of the fall, unless that is more than MAX_RATIO below max_lr (then base_lr is raised to it)
     expected = max(EXP_START, math.log10(b.max_lr / MAX_RATIO))
-    assert math.log10(b.min_lr) == pytest.approx(expected, abs=0.35)
-    assert b.min_lr >= b.max_lr / MAX_RATIO * (1 - 1e-9)
-    assert b.min_rationale.startswith("loss starts falling clearly at")
+    assert math.log10(b.base_lr) == pytest.approx(expected, abs=0.35)
+    assert b.base_lr >= b.max_lr / MAX_RATIO * (1 - 1e-9)
+    assert b.base_rationale.startswith("loss starts falling clearly at")
 
 
 @pytest.mark.parametrize("n", [80, 150, 400, 1500])
@@ -336,8 +335,8 @@ def test_plateau_then_cliff():
     b = suggest_bounds(lrs, losses)
     assert_sound(b)
     assert b.max_lr == pytest.approx(0.5, abs=0.05)
-    assert b.min_lr == pytest.approx(b.max_lr / 4)  # a cliff has no start below max_lr / 4: the paper's rule
-    assert "max_lr/4" in b.min_rationale
+    assert b.base_lr == pytest.approx(b.max_lr / 4)  # a cliff has no start below max_lr / 4: the paper's rule
+    assert "max_lr/4" in b.base_rationale
 
 
 def test_falling_from_the_first_step_has_no_clear_start():
@@ -345,8 +344,8 @@ def test_falling_from_the_first_step_has_no_clear_start():
     losses = 0.3 + 2.0 * np.exp(-lrs / 0.1) + np.exp((lrs - 0.8) / 0.03)
     b = suggest_bounds(lrs, losses)
     assert_sound(b)
-    assert b.min_lr == pytest.approx(b.max_lr / 4)
-    assert b.min_rationale.startswith("start of the fall unclear (falling from the first step)")
+    assert b.base_lr == pytest.approx(b.max_lr / 4)
+    assert b.base_rationale.startswith("start of the fall unclear (falling from the first step)")
 
 
 def test_descent_plateau_then_sudden_blowup():
@@ -421,7 +420,7 @@ def test_bounds_are_invariant_to_shifting_and_scaling_the_loss(scale, shift, cas
     moved = suggest_bounds(lrs, scale * losses + shift, mode=case)
     assert base.usable
     assert moved.confidence == base.confidence
-    for key in ("min_lr", "max_lr", "best_lr", "divergence_lr"):
+    for key in ("base_lr", "max_lr", "best_lr", "divergence_lr"):
         assert getattr(moved, key) == pytest.approx(getattr(base, key), rel=1e-9), key
 
 
@@ -487,7 +486,7 @@ def test_never_falls():
     losses = 2.3 + 3.0 * lrs + 0.02 * np.random.default_rng(0).standard_normal(300)
     b = suggest_bounds(lrs, losses)
     assert_sound(b)
-    assert b.min_lr is None and b.max_lr is None and b.confidence == "none"
+    assert b.base_lr is None and b.max_lr is None and b.confidence == "none"
     assert "never falls" in b.reason
     # a lower start on a linear ladder over 4 decades would change nothing: the advice says to go exp
     assert "--min-lr 0.0001 --mode exp" in b.next_step
@@ -607,7 +606,7 @@ def test_accuracy_rises_then_falls(seed):
     assert_sound(b)
     assert b.method == "accuracy"
     assert b.max_lr == pytest.approx(0.4 + 2.94 * 0.06, rel=0.15)
-    assert b.min_rationale.startswith("accuracy starts rising clearly at 0.2")
+    assert b.base_rationale.startswith("accuracy starts rising clearly at 0.2")
     assert "accuracy stopped rising at" in b.max_rationale and "fell at" in b.max_rationale
 
 
@@ -631,7 +630,7 @@ def test_metric_and_loss_paths_agree_on_the_same_curve():
     lrs, losses = lin_case(0.02, seed=9)
     by_loss = suggest_bounds(lrs, losses)
     by_metric = suggest_bounds_from_metric(lrs, -losses, higher_is_better=True)
-    assert (by_metric.min_lr, by_metric.max_lr) == pytest.approx((by_loss.min_lr, by_loss.max_lr))
+    assert (by_metric.base_lr, by_metric.max_lr) == pytest.approx((by_loss.base_lr, by_loss.max_lr))
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -692,6 +691,6 @@ def test_monitor_follows_noise_that_grows_on_the_way_down(seed: int) -> None:
 
 def test_monitor_spans_are_odd() -> None:
     """The monitor's full-window path takes the middle element as the median: that needs odd window spans."""
-    from clrfind.analysis import MEDIAN_SPAN, NOISE_SPAN
+    from clrfind.analysis.divergence import MEDIAN_SPAN, NOISE_SPAN
 
     assert MEDIAN_SPAN % 2 == 1 and NOISE_SPAN % 2 == 1

@@ -40,7 +40,7 @@ def test_range_test_writes_results_plot_schedule(runner: CliRunner, spec: Path, 
     assert "suggested: base_lr" in res.stdout and "stopped:" in res.stdout
     assert f"results: {out / 'range_test.json'}" in res.stdout
     data = json.loads((out / "range_test.json").read_text())
-    assert data["schema_version"] == 2 and data["planned_steps"] == 50
+    assert data["schema_version"] == 3 and data["planned_steps"] == 50
     assert data["spec"]["range_test"]["steps"] == 50
     assert data["mode"] == "exp"  # the spec leaves mode at "auto" and its range spans 3.3 decades
     assert data["stop_reason"] in ("completed", "diverged", "non-finite")
@@ -59,7 +59,7 @@ def test_summary_names_the_one_cycle_peak_when_above_max_lr() -> None:
     from clrfind.results import Bounds, RangeTestResult, Timing
 
     def summary(peak: float | None, seconds: float = 0.0) -> str:
-        bounds = Bounds(min_lr=0.01, max_lr=0.1, peak_lr=peak, confidence="high")
+        bounds = Bounds(base_lr=0.01, max_lr=0.1, peak_lr=peak, confidence="high")
         result = RangeTestResult(
             clrfind_version="0.1.0", min_lr=1e-3, max_lr=1.0, planned_steps=3, lrs=[0.001, 0.01, 0.1],
             losses=[2.0, 1.0, 0.5], smoothed=[2.0, 1.0, 0.5], stop_reason="completed", bounds=bounds,

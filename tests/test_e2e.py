@@ -30,7 +30,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert res.stderr == ""
     data = json.loads((tmp_path / "range_test.json").read_text())
     bounds = data["bounds"]
-    assert bounds["min_lr"] and bounds["max_lr"] and bounds["min_lr"] < bounds["max_lr"]
+    assert bounds["base_lr"] and bounds["max_lr"] and bounds["base_lr"] < bounds["max_lr"]
     assert data["stop_reason"] in ("diverged", "non-finite"), (
         "quickstart's range is meant to reach divergence"
     )

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from clrfind.engine import EngineOptions, describe_batch, move_to_device, run_loop
+from clrfind.engine import describe_batch, move_to_device, run_loop
 from clrfind.errors import SetupError
+from clrfind.faults import library_terms
 from clrfind.ladder import lr_ladder
+from clrfind.settings import RunSettings
 
 
 class LrRecorder(torch.optim.SGD):
@@ -46,7 +48,7 @@ def test_callback_reports_progress_and_the_best_loss(tiny_task, monkeypatch) -> 
     events = []
     out = run_loop(
         model, loader, loss_fn, opt, lr_ladder(1e-3, 0.05, 30, "linear"), device=torch.device("cpu"),
-        options=EngineOptions(sync_every=4), callback=events.append,
+        settings=RunSettings(sync_every=4), callback=events.append,
     )  # fmt: skip
     assert [e.step for e in events] == [*range(4, 30, 4), 30, 30]  # per chunk, then the final drain
     for e in events:
@@ -61,7 +63,7 @@ def test_chunk_size_does_not_change_the_curve(tiny_task, sync_every: int) -> Non
     state = {k: v.clone() for k, v in model.state_dict().items()}
     lrs = lr_ladder(1e-3, 0.05, 20, "linear")
     a = run_loop(
-        model, loader, loss_fn, opt, lrs, device=torch.device("cpu"), options=EngineOptions(sync_every=1)
+        model, loader, loss_fn, opt, lrs, device=torch.device("cpu"), settings=RunSettings(sync_every=1)
     )
     model.load_state_dict(state)
     opt.state.clear()
@@ -72,7 +74,7 @@ def test_chunk_size_does_not_change_the_curve(tiny_task, sync_every: int) -> Non
         opt,
         lrs,
         device=torch.device("cpu"),
-        options=EngineOptions(sync_every=sync_every),
+        settings=RunSettings(sync_every=sync_every),
     )
     assert a.losses.tolist() == pytest.approx(b.losses.tolist(), rel=1e-6)
 
@@ -221,7 +223,7 @@ def test_nan_loss_stops_at_once(tiny_task) -> None:
         opt,
         lr_ladder(1e-3, 0.01, 50),
         device=torch.device("cpu"),
-        options=EngineOptions(sync_every=1),
+        settings=RunSettings(sync_every=1),
     )
     assert out.stop_reason == "non-finite"
     assert len(out.losses) == 12 and np.isnan(out.losses[-1])
@@ -248,7 +250,7 @@ def test_accumulate_one_point_per_optimizer_step(tiny_task) -> None:
         opt,
         lr_ladder(1e-3, 0.01, 10),
         device=torch.device("cpu"),
-        options=EngineOptions(accumulate=4),
+        settings=RunSettings(accumulate=4),
     )
     assert len(opt.seen) == 10 and len(out.losses) == 10
     assert out.steps_per_epoch == 4  # 16 batches / 4 micro-batches
@@ -273,11 +275,13 @@ def test_error_mid_run_is_returned_with_partial_curve(tiny_task) -> None:
         lr_ladder(1e-3, 0.01, 30),
         device=torch.device("cpu"),
         step_fn=step,
-        options=EngineOptions(sync_every=1, step_target="step.target 'x.py:step'"),
+        settings=RunSettings(sync_every=1),
     )
     assert out.stop_reason == "error" and isinstance(out.error, ValueError)
     assert out.error_step == 8 and len(out.losses) == 8
-    assert "x.py:step" in out.stop_detail and "step 8" in out.stop_detail
+    assert out.error_part == "step"  # the caller names it: a spec key or an argument
+    terms = library_terms(step_fn=True)
+    assert out.stop_text(terms) == "step_fn raised ValueError at step 8: bad batch"
 
 
 def test_keyboard_interrupt_keeps_what_was_measured(tiny_task) -> None:
@@ -349,7 +353,7 @@ def test_accuracy_metric_on_fixed_val_subsample(tiny_task) -> None:
         lr_ladder(1e-3, 0.5, 40),
         device=torch.device("cpu"),
         val_loader=loader,
-        options=EngineOptions(metric="accuracy", eval_every=5, eval_batches=2),
+        settings=RunSettings(metric="accuracy", eval_every=5, eval_batches=2),
     )
     assert out.metric is not None and out.metric.name == "accuracy" and out.metric.higher_is_better
     assert out.metric.steps == [4, 9, 14, 19, 24, 29, 34, 39]
@@ -365,7 +369,7 @@ def test_bf16_autocast_runs_on_cpu(tiny_task) -> None:
         opt,
         lr_ladder(1e-3, 0.01, 8),
         device=torch.device("cpu"),
-        options=EngineOptions(precision="bf16"),
+        settings=RunSettings(precision="bf16"),
     )
     assert out.stop_reason == "completed" and np.isfinite(out.losses).all()
 

@@ -55,10 +55,10 @@ def make_result(
 ) -> RangeTestResult:
     if bounds == "ok":
         bounds = Bounds(
-            min_lr=BASE,
+            base_lr=BASE,
             max_lr=PEAK,
             confidence="high",
-            min_rationale="starts falling at 0.012",
+            base_rationale="starts falling at 0.012",
             max_rationale="stopped falling at 0.41 and diverged at 0.63",
             divergence_lr=0.63,
         )
@@ -219,7 +219,7 @@ def test_beta1_zero_and_unknown_optimizers_do_not_cycle() -> None:
 
 
 def test_one_cycle_keeps_a_10x_minimum_when_the_bounds_are_close() -> None:
-    result = make_result(bounds=Bounds(min_lr=0.1, max_lr=0.4, confidence="medium"))
+    result = make_result(bounds=Bounds(base_lr=0.1, max_lr=0.4, confidence="medium"))
     schedule = build_schedule(result, policy="one-cycle", epochs=5)
     assert schedule["scheduler"]["kwargs"]["div_factor"] == 10.0
     lrs, *_ = run_schedule(schedule)
@@ -235,7 +235,7 @@ def test_one_cycle_keeps_a_10x_minimum_when_the_bounds_are_close() -> None:
     ],
 )
 def test_one_cycle_peaks_at_peak_lr_and_clr_stays_at_max_lr(peak: float, start: float) -> None:
-    bounds = make_result().bounds.model_copy(update={"min_lr": 0.03, "peak_lr": peak})
+    bounds = make_result().bounds.model_copy(update={"base_lr": 0.03, "peak_lr": peak})
     result = make_result(bounds=bounds)
     one = build_schedule(result, policy="one-cycle", epochs=10)
     lrs, *_ = run_schedule(one)
@@ -253,6 +253,8 @@ def test_a_version_1_results_file_peaks_at_max_lr(tmp_path: Path) -> None:
     data = json.loads(make_result().model_dump_json())
     data["schema_version"] = 1
     del data["bounds"]["peak_lr"]
+    data["bounds"]["min_lr"] = data["bounds"].pop("base_lr")  # the names before schema version 3
+    data["bounds"]["min_rationale"] = data["bounds"].pop("base_rationale")
     path = tmp_path / "range_test.json"
     path.write_text(json.dumps(data))
     schedule = build_schedule(load_results(path), policy="one-cycle", epochs=10)
@@ -264,7 +266,30 @@ def test_peak_lr_round_trips_through_the_results_file(tmp_path: Path) -> None:
     bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5})
     path = make_result(bounds=bounds).save(tmp_path / "range_test.json")
     loaded = load_results(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 2 and loaded.bounds.peak_lr == 0.5
+    assert loaded.schema_version == SCHEMA_VERSION == 3 and loaded.bounds.peak_lr == 0.5
+
+
+def test_a_version_2_file_reads_in_version_3_names(tmp_path: Path) -> None:
+    """Before schema version 3 the suggested lower bound was `min_lr`, like the ladder's start: it is migrated in
+    the bounds, in every run's bounds and in the spread; the old attribute names still read, with a warning."""
+    result = make_result()
+    data = json.loads(result.model_dump_json())
+    old = {**data["bounds"], "min_lr": BASE, "min_rationale": "starts falling at 0.012"}
+    del old["base_lr"], old["base_rationale"]
+    spread = {"median": BASE, "q1": BASE, "q3": BASE, "min": BASE, "max": BASE, "n": 2}
+    run = {"seed": 0, "lrs": data["lrs"], "losses": data["losses"], "smoothed": data["smoothed"],
+           "stop_reason": "completed", "bounds": old}  # fmt: skip
+    data.update(schema_version=2, bounds=old, runs=[run], spread={"min_lr": spread})
+    path = tmp_path / "range_test.json"
+    path.write_text(json.dumps(data))
+    loaded = load_results(path)
+    assert loaded.schema_version == 3 and loaded.bounds == result.bounds
+    assert loaded.runs is not None and loaded.runs[0].bounds == result.bounds
+    assert loaded.spread is not None and set(loaded.spread) == {"base_lr"}
+    with pytest.warns(DeprecationWarning, match="base_lr"):
+        assert loaded.bounds.min_lr == BASE
+    with pytest.warns(DeprecationWarning, match="base_rationale"):
+        assert loaded.bounds.min_rationale == "starts falling at 0.012"
 
 
 # -- training length -----------------------------------------------------------------------------------------

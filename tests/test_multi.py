@@ -26,7 +26,7 @@ def _result(
     return RangeTestResult(
         clrfind_version="0", seed=seed, min_lr=0.01, max_lr=1.0, planned_steps=n,
         lrs=list(np.linspace(0.01, 1.0, n)), losses=losses, smoothed=losses, stop_reason="completed",
-        bounds=Bounds(min_lr=bounds[0], max_lr=bounds[1], peak_lr=peak, confidence="high") if bounds else None,
+        bounds=Bounds(base_lr=bounds[0], max_lr=bounds[1], peak_lr=peak, confidence="high") if bounds else None,
     )  # fmt: skip
 
 
@@ -58,10 +58,12 @@ def test_aggregate_repeats_records_every_run_and_spread() -> None:
     assert agg.runs is not None and [r.seed for r in agg.runs] == [0, 1, 2]
     assert agg.spread is not None
     assert agg.spread["max_lr"].median == pytest.approx(0.5)
-    assert agg.spread["min_lr"].min == pytest.approx(0.05) and agg.spread["min_lr"].max == pytest.approx(0.07)
+    assert agg.spread["base_lr"].min == pytest.approx(0.05) and agg.spread["base_lr"].max == pytest.approx(
+        0.07
+    )
     assert "peak_lr" not in agg.spread  # runs from before schema 2 carry no peak
     assert agg.bounds is not None
-    assert "; base_lr median 0.06 over 3 runs" in agg.bounds.min_rationale
+    assert "; base_lr median 0.06 over 3 runs" in agg.bounds.base_rationale
     assert "; max_lr median 0.5 over 3 runs" in agg.bounds.max_rationale
 
 

@@ -24,10 +24,10 @@ LRS = np.geomspace(1e-3, 1.0, 80)
 FALL = 1.8  # of the synthetic curve, from 2.3 to 0.5
 DIV = float(LRS[76])  # where the analysis would confirm the blow-up that starts at 0.6, a few steps late
 BOUNDS = Bounds(
-    min_lr=0.012,
+    base_lr=0.012,
     max_lr=0.41,
     confidence="high",
-    min_rationale="loss starts falling clearly at 0.012",
+    base_rationale="loss starts falling clearly at 0.012",
     max_rationale=f"loss stopped falling at 0.41 and diverged at {DIV:.2g}",
     divergence_lr=DIV,
 )

@@ -141,12 +141,21 @@ def test_resolved_is_json_and_round_trips(tmp_path: Path) -> None:
 
 
 def test_eval_interval(tmp_path: Path) -> None:
-    rt = load_spec(write(tmp_path, VALID)).spec.range_test
-    assert rt.eval_interval(300) == 10 and rt.eval_interval(10) == 1
-    rt = load_spec(
+    settings = load_spec(write(tmp_path, VALID)).spec.settings()
+    assert settings.eval_interval(300) == 10 and settings.eval_interval(10) == 1
+    assert settings.eval_interval(50) == 1  # what the engine runs with: one place decides it
+    settings = load_spec(
         write(tmp_path, VALID.replace("steps: 200", "steps: 200\n  eval_every: 7"))
-    ).spec.range_test
-    assert rt.eval_interval(300) == 7
+    ).spec.settings()
+    assert settings.eval_interval(300) == 7
+
+
+def test_spec_settings_carry_every_run_setting(tmp_path: Path) -> None:
+    text = VALID.replace("steps: 200", "epochs: 2\n  mode: exp") + "precision: bf16\naccumulate: 2\nseed: 7\n"
+    settings = load_spec(write(tmp_path, text)).spec.settings()
+    assert (settings.steps, settings.epochs, settings.mode, settings.precision) == (None, 2, "exp", "bf16")
+    assert (settings.accumulate, settings.seed) == (2, 7)
+    assert settings.steps_per_epoch(33) == 16 and settings.planned_steps(33) == 32
 
 
 def test_yaml_floats_follow_yaml_1_2() -> None:

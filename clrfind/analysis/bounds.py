@@ -1,0 +1,617 @@
+"""From a range-test curve to bounds: base_lr, max_lr and one cycle's peak, each with its reason. Pure numpy.
+
+- Slopes are taken on the axis the ladder was sampled on (LR for linear, log10 LR for exp), not by index.
+- Every decision needs persistence (several consecutive points), never one argmin of a noisy derivative.
+- Every threshold is relative to the curve's own fall and noise, so the answer does not change when the loss
+  is shifted or scaled (negative losses, losses at 1e-6).
+- NaN/inf ends the analysis at that step: nothing after it, and nothing across it, is ever smoothed.
+- When the curve gives no reliable answer, the result says why and what to run next, never a forced number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from clrfind.analysis.divergence import REL_EPS, find_divergence, two_digits
+from clrfind.analysis.smoothing import default_window, local_fit
+from clrfind.ladder import AUTO_EXP_RATIO, Mode, sample_axis
+from clrfind.results import Bounds, Confidence
+
+# Fewer finite points than this cannot show a start, a descent and an end ...
+MIN_POINTS = 10
+# ... and under this many, noise can fake a fall now and then (1-3% of pure-noise curves): at most "medium".
+SHORT_POINTS = 30
+# A fall (or rise) counts only above 7 std of the smoothed curve's noise: between medians of pure noise, start
+# to minimum, it stays below that in 99.9% of simulated flat curves of 30 to 10,000 points.
+FLAT_SIGMAS = 7.0
+# A fall of more than 3 of those std is too weak for bounds but too strong to claim the loss "never falls".
+HINT_SIGMAS = 3.0
+# The fall starts clearly once the smoothed curve is 5% of its total fall below the start, and stays there,
+START_DROP = 0.05
+# ... and at least 4 smoothed-noise std below it, so plateau noise cannot fake an early start.
+START_SIGMAS = 4.0
+# The clear descent ends where the slope (on the sampled axis) is flatter than 20% of the steepest slope for
+# several points: for a sigmoid-shaped fall that is 95% of the way down, a bit before the minimum, where a noisy
+# curve's minimum itself is no longer a reliable place.
+STOP_SLOPE_FRAC = 0.2
+# Persistence of slope decisions, in points: at least this many, else half the smoothing window.
+MIN_PERSIST = 2
+# Slope decisions need the steepest slope 8x above the slope's own noise; the window widens (x1.5 a time, up
+# to 30% of the points) until it is.
+SLOPE_SNR = 8.0
+MAX_WINDOW_FRAC = 0.3
+# Step noise (raw-minus-smoothed robust std) relative to the total fall: above these, confidence drops to
+# medium / low. (A fall hidden by noise altogether fails the FLAT_SIGMAS test first and gets no bounds.)
+NOISY_MEDIUM = 0.25
+NOISY_LOW = 0.5
+# base_lr at most max_lr / 4: Smith (2017) sets base 3-4x below max, and the visible start of the fall lags
+# the LR where learning starts (the loss needs steps to move), so a later start than max/4 is not trusted.
+MIN_RATIO = 4.0
+# ... and at least max_lr / 20: on an exponential ladder the visible start of the fall can sit decades below
+# max_lr, and a cycle whose low end is that far down spends half its time barely training.
+MAX_RATIO = 20.0
+# max_lr goes past the end of the fall, toward the divergence LR / 2 (Smith: the best LR is within 2x of the
+# largest that still converges), no further than the curve stays level: within 25% of its fall (and 4 noise std)
+# of its minimum.
+DIVERGENCE_HEADROOM = 2.0
+FLAT_TOLERANCE = 0.25
+# How far, on the log axis, max_lr moves from the end of the fall toward divergence_lr / 2 (0.5: log midpoint).
+TOWARD_DIVERGENCE = 0.5
+# peak_lr, one cycle's top, goes all the way (1.0): a single cycle spends little time at its peak and anneals
+# afterwards, and Smith (2018) peaks it at the largest LR the test shows still training. A repeating CLR cycle
+# returns to its top again and again, so max_lr stays at the midpoint.
+PEAK_TOWARD_DIVERGENCE = 1.0
+# When nothing diverged, the largest LR that still converges is at least the range's last LR, so one cycle may
+# peak this far toward last_lr / 2 (the same rule as divergence_lr / 2), no further than the curve stays level.
+PEAK_WITHOUT_DIVERGENCE = 1.0
+# Advice for a range that was too narrow or too high: move the end by this factor.
+RANGE_FACTOR = 10.0
+
+_LEVELS: tuple[Confidence, ...] = ("none", "low", "medium", "high")
+# Median |x - median| of Gaussian noise is 0.6745 sigma.
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class _Quantity:
+    """How to talk about the curve: the loss falls when it improves, accuracy rises."""
+
+    name: str
+    improving: str  # "falling" / "rising"
+    improves: str  # "falls" / "rises"
+    improvement: str  # "fall" / "rise"
+    worsened: str  # what a divergence looks like: "diverged" / "fell"
+    more_points: str  # next step when there are too few points
+
+
+_LOSS = _Quantity("loss", "falling", "falls", "fall", "diverged", "run more steps: --steps 300")
+
+
+def _metric_quantity(name: str, higher_is_better: bool) -> _Quantity:
+    more = "evaluate the metric more often or run more steps (at least 10 points)"
+    if higher_is_better:
+        return _Quantity(name, "rising", "rises", "rise", "fell", more)
+    return _Quantity(name, "falling", "falls", "fall", "diverged", more)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Where the analysed part of the curve ends, and why."""
+
+    end: int  # number of points analysed
+    index: int | None  # step of the divergence (or non-finite value), when there was one
+    kind: Literal["diverged", "non-finite"] | None
+
+
+@dataclass(frozen=True)
+class _Smoothed:
+    """A smoothed curve, its slope on the sampled axis, and the noise each still carries."""
+
+    level: np.ndarray
+    slope: np.ndarray  # d level / d sampled axis
+    half: int
+    level_noise: float
+    slope_noise: float
+    i_min: int
+
+    def steepest(self) -> int:
+        """Index of the steepest fall before the minimum, clear of the one-sided (noisy) fits at the start."""
+        lo = min(self.half, self.i_min)
+        return lo + int(np.argmin(self.slope[lo : self.i_min + 1]))
+
+
+@dataclass(frozen=True)
+class _Stats:
+    """The curve's robust levels (medians of raw points) and step noise: what every threshold scales with."""
+
+    noise: float  # raw step noise (robust std of raw - smoothed, corrected for the fit)
+    start: float  # median of the first window of raw points
+    fall: float  # start minus the median around the smoothed minimum
+    rise: float  # median of the last window minus the median around the smoothed minimum
+    magnitude: float  # largest |level|, for the float32 floor
+
+
+@dataclass(frozen=True)
+class _Descent:
+    i_start: int | None  # first point of the clear fall; None when the fall has no clear start
+    i_end: int  # last point of the clear fall (never past the minimum)
+    still_falling: bool  # the fall did not end inside the range
+
+
+def _finite_prefix(axis: np.ndarray, y: np.ndarray) -> int:
+    """Length of the curve before its first non-finite loss or LR: nothing after it is trusted."""
+    bad = np.flatnonzero(~(np.isfinite(axis) & np.isfinite(y)))
+    return int(bad[0]) if bad.size else y.size
+
+
+def _cut(y: np.ndarray, n_finite: int, stop_reason: str) -> _Cut:
+    """Analyse up to the divergence (inclusive) or up to the first non-finite point (exclusive)."""
+    index, _ = find_divergence(y[:n_finite])
+    if index is not None:
+        return _Cut(index + 1, index, "diverged")
+    if n_finite < y.size:
+        return _Cut(n_finite, n_finite, "non-finite")
+    if stop_reason in ("diverged", "non-finite") and n_finite:
+        # The run says it stopped on a divergence its own monitor saw at the last recorded step.
+        return _Cut(n_finite, n_finite - 1, "diverged" if stop_reason == "diverged" else "non-finite")
+    return _Cut(n_finite, None, None)
+
+
+def _smoothed(
+    axis: np.ndarray, y: np.ndarray, window: int, noise: float | None = None
+) -> tuple[_Smoothed, float]:
+    """(curve, step noise) for `y` fitted with `window`; the noise comes from the residuals unless given."""
+    fit = local_fit(y, window)
+    level_gain, residual_gain, slope_gain = fit.gains()
+    if noise is None:
+        resid = y - fit.level
+        noise = _MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid)))) / residual_gain
+    step = np.gradient(axis)
+    curve = _Smoothed(
+        level=fit.level,
+        slope=fit.slope / step,  # chain rule: per index -> per unit of the sampled axis
+        half=fit.half,
+        level_noise=noise * level_gain,
+        slope_noise=noise * slope_gain / float(np.median(np.abs(step))),
+        i_min=int(np.argmin(fit.level)),
+    )
+    return curve, noise
+
+
+def _level_near(y: np.ndarray, i: int, half: int) -> float:
+    """Median of the raw points in the window around index i, kept inside the curve."""
+    lo = min(max(i - half, 0), max(y.size - 2 * half - 1, 0))
+    return float(np.median(y[lo : lo + 2 * half + 1]))
+
+
+def _measure(axis: np.ndarray, y: np.ndarray) -> tuple[_Smoothed, _Stats]:
+    """Smooth with the default window and take the curve's robust levels and noise.
+
+    The levels are medians of raw points around the start, the minimum and the end: the extremes of the
+    smoothed curve would add its noise (worst at the one-sided ends) to every fall.
+    """
+    curve, noise = _smoothed(axis, y, default_window(y.size))
+    start, bottom = _level_near(y, 0, curve.half), _level_near(y, curve.i_min, curve.half)
+    stats = _Stats(
+        noise=noise,
+        start=start,
+        fall=start - bottom,
+        rise=_level_near(y, y.size - 1, curve.half) - bottom,
+        magnitude=float(np.abs(curve.level).max()),
+    )
+    return curve, stats
+
+
+def _refine(axis: np.ndarray, y: np.ndarray, curve: _Smoothed, noise: float) -> _Smoothed:
+    """Widen the window until the steepest slope stands SLOPE_SNR times above the slope's own noise.
+
+    As little smoothing as the noise allows: a clean curve keeps its shape, a noisy one gets the averaging its
+    slope needs before any slope decision is made on it.
+    """
+    widest = max(round(MAX_WINDOW_FRAC * y.size) | 1, 2 * curve.half + 1)
+    while -curve.slope[curve.steepest()] < SLOPE_SNR * curve.slope_noise and 2 * curve.half + 1 < widest:
+        curve, _ = _smoothed(axis, y, min(round(3 * curve.half + 1.5) | 1, widest), noise)
+    return curve
+
+
+def _stands_out(delta: float, curve: _Smoothed, stats: _Stats) -> bool:
+    """True when a change of the curve is more than its smoothed noise and more than float32 rounding."""
+    return delta > FLAT_SIGMAS * curve.level_noise and delta > REL_EPS * stats.magnitude
+
+
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """Length of the run of True values starting at each index (0 where mask is False)."""
+    idx = np.arange(mask.size)
+    next_false = np.minimum.accumulate(np.where(mask, mask.size, idx)[::-1])[::-1]
+    return next_false - idx
+
+
+def _descent(curve: _Smoothed, stats: _Stats) -> _Descent | None:
+    """Find the clear fall: where it starts and where it ends (None if the smoothed curve never falls)."""
+    level, slope, i_min = curve.level, curve.slope, curve.i_min
+    n = level.size
+    persist = max(MIN_PERSIST, curve.half)
+    i_steep = curve.steepest()
+    steepest = slope[i_steep]
+    if not steepest < 0:
+        return None
+    slow = slope > STOP_SLOPE_FRAC * steepest  # not falling clearly (flat, slowing or rising)
+
+    # End: the first point past the steepest one from which the slope stays slow for `persist` points (or up
+    # to the end of the curve, if at least 2 are left).
+    run = _run_lengths(slow)
+    stops = (run >= persist) | ((np.arange(n) + run == n) & (run >= min(persist, 2)))
+    stops[: i_steep + 1] = False
+    after = np.flatnonzero(stops)
+    still_falling = after.size == 0 and i_min >= n - persist
+    i_end = i_min if after.size == 0 else min(int(after[0]) - 1, i_min)
+
+    # Start: the first point below the start level by a clear margin for good, and only after a plateau (a
+    # slow stretch of `persist` points) that shows the fall did not begin before the first step.
+    threshold = stats.start - max(START_DROP * stats.fall, START_SIGMAS * curve.level_noise)
+    above = np.flatnonzero(level[: i_steep + 1] >= threshold)
+    i_start: int | None = int(above[-1]) + 1 if above.size else 0
+    plateau = bool((_run_lengths(slow[:i_start]) >= persist).any())
+    if not plateau or i_start >= i_end:
+        i_start = None
+    return _Descent(i_start, i_end, still_falling)
+
+
+@dataclass
+class _Verdict:
+    """Confidence and the reasons / next steps that lowered it, collected as the checks run."""
+
+    confidence: Confidence = "high"
+    reasons: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+
+    def cap(self, most: Confidence, reason: str | None = None, step: str | None = None) -> None:
+        self.confidence = min(self.confidence, most, key=_LEVELS.index)
+        if reason:
+            self.reasons.append(reason)
+        if step:
+            self.steps.append(step)
+
+    def lower(self, reason: str, step: str) -> None:
+        """One level down, never below "low": the curve still gave bounds."""
+        self.cap(_LEVELS[max(_LEVELS.index(self.confidence) - 1, 1)], reason, step)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every message needs: the LRs, how to name the curve and its divergence, the advice for a rerun."""
+
+    lrs: np.ndarray
+    what: _Quantity
+    method: str
+    cut: _Cut
+    stop_reason: str
+    planned_max_lr: float | None
+    mode: str
+
+    @property
+    def divergence_lr(self) -> float | None:
+        index = self.cut.index
+        return float(self.lrs[index]) if index is not None and index < self.lrs.size else None
+
+    @property
+    def worse(self) -> str:
+        return "became non-finite" if self.cut.kind == "non-finite" else self.what.worsened
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_reason in ("interrupted", "error")
+
+    @property
+    def end(self) -> float:
+        return self.planned_max_lr if self.planned_max_lr is not None else float(self.lrs[-1])
+
+    def wider(self) -> str:
+        return f"--max-lr {two_digits(RANGE_FACTOR * self.end)}{self._as_exp(self.lrs[0], RANGE_FACTOR * self.end)}"
+
+    def lower(self) -> str:
+        start = self.lrs[0] / RANGE_FACTOR
+        return f"--min-lr {two_digits(start)}{self._as_exp(start, self.end)}"
+
+    def _as_exp(self, low: float, high: float) -> str:
+        """On a linear ladder over decades a lower start changes nothing: the second step stays near max/steps."""
+        if self.mode != "linear" or high / low <= AUTO_EXP_RATIO:
+            return ""
+        return " --mode exp (a linear ladder over that range puts almost every step in its top decade)"
+
+    def no_bounds(self, reason: str, next_step: str) -> Bounds:
+        return Bounds(
+            method=self.method,
+            confidence="none",
+            reason=reason,
+            next_step=next_step,
+            divergence_lr=self.divergence_lr,
+        )
+
+
+def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) -> Bounds | None:
+    """No bounds but a reason and a next step, when the curve is too short, flat or never improves."""
+    what, div_lr = ctx.what, ctx.divergence_lr
+    if curve is None or stats is None:
+        if ctx.cut.end == 0 and ctx.cut.kind == "non-finite":
+            return ctx.no_bounds(
+                f"the very first {what.name} is non-finite, before any LR could matter",
+                "check the model, the data and the loss function on one batch (e.g. `clrfind check`)",
+            )
+        if div_lr is not None:
+            return ctx.no_bounds(
+                f"only {ctx.cut.end} finite points before the {what.name} {ctx.worse} at lr {two_digits(div_lr)}",
+                f"the range starts too high: rerun with --max-lr {two_digits(div_lr)} so all steps land below it",
+            )
+        return ctx.no_bounds(f"only {ctx.cut.end} finite points (need {MIN_POINTS})", what.more_points)
+    if _stands_out(stats.fall, curve, stats):
+        return None
+    if _stands_out(stats.rise, curve, stats) and stats.fall < HINT_SIGMAS * curve.level_noise:
+        ends = f" and {ctx.worse} at lr {two_digits(div_lr)}" if div_lr is not None else ""
+        return ctx.no_bounds(
+            f"the {what.name} never {what.improves}: it gets worse from the start{ends}",
+            f"the range starts too high: lower the start 10x, e.g. {ctx.lower()}",
+        )
+    hidden = (
+        f"no {what.improvement} of the {what.name} stands out of its noise "
+        f"(change {two_digits(stats.fall)}, step noise {two_digits(stats.noise)})"
+    )
+    if_noisy = "; if the curve is mostly noise, use a larger batch or more steps"
+    if div_lr is not None:
+        return ctx.no_bounds(
+            f"{hidden} before it {ctx.worse} at lr {two_digits(div_lr)}",
+            f"the range may start too high: lower the start 10x, e.g. {ctx.lower()}{if_noisy}",
+        )
+    return ctx.no_bounds(
+        f"the {what.name} is flat: {hidden}",
+        f"widen the range: raise the end 10x, e.g. {ctx.wider()}{if_noisy}",
+    )
+
+
+def _flat_until(curve: _Smoothed, stats: _Stats, descent: _Descent) -> int:
+    """Last index, from the end of the descent on, before the smoothed curve rises clearly above its minimum."""
+    level, i_min = curve.level, curve.i_min
+    tolerance = max(FLAT_TOLERANCE * stats.fall, START_SIGMAS * curve.level_noise)
+    risen = np.flatnonzero(level[i_min:] > level[i_min] + tolerance)
+    last = i_min + int(risen[0]) - 1 if risen.size else level.size - 1
+    return max(last, descent.i_end)
+
+
+def _toward_divergence(end_lr: float, div_lr: float, weight: float) -> float:
+    """`weight` of the way (on the log axis) from the end of the fall to divergence_lr / DIVERGENCE_HEADROOM."""
+    return end_lr * (div_lr / DIVERGENCE_HEADROOM / end_lr) ** weight
+
+
+def _one_cycle_peak(
+    floor: float, end_lr: float, limit_lr: float, weight: float, flat_lr: float
+) -> tuple[float, str]:
+    """(peak_lr, rationale suffix): `weight` of the way from the end of the fall toward limit_lr / 2, no further
+    than the level stretch and never below `floor` (max_lr); the suffix is empty when the peak is the floor."""
+    peak = max(floor, min(_toward_divergence(end_lr, limit_lr, weight), flat_lr))
+    if peak <= floor:
+        return peak, ""
+    top = (
+        "the end of the level stretch"
+        if peak == flat_lr
+        else f"{two_digits(limit_lr)}/{DIVERGENCE_HEADROOM:g}"
+    )
+    return peak, f"; one-cycle peak_lr {two_digits(peak)} ({top})"
+
+
+def _max_bound(
+    ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
+) -> tuple[float, float, str]:
+    """(max_lr, peak_lr, rationale): past the end of the clear descent toward where it diverged, while level.
+
+    The end of the clear fall is a lower estimate of a good max_lr; Smith (2017) gives an upper one, "the optimum
+    LR is usually within a factor of two of the largest LR that still converges", i.e. divergence_lr / 2. max_lr
+    is their log midpoint, peak_lr (for one cycle) the upper one itself, but neither goes where the smoothed
+    curve has already risen clearly above its minimum. Otherwise both stay at the end of the fall.
+    """
+    what, div_lr = ctx.what, ctx.divergence_lr
+    max_lr = float(ctx.lrs[descent.i_end])
+    if descent.still_falling and div_lr is not None:
+        verdict.cap(
+            "low",
+            f"the {what.name} was still {what.improving} when it {ctx.worse}: max_lr is the last LR before",
+            f"for a finer look at the end of the {what.improvement}, rerun with --max-lr {two_digits(div_lr)}",
+        )
+        why = f"{what.name} still {what.improving} at {two_digits(max_lr)} and {ctx.worse} at {two_digits(div_lr)}"
+        return max_lr, max_lr, why
+    if descent.still_falling:
+        verdict.cap(
+            "low",
+            f"the {what.name} was still {what.improving} at the last LR, so max_lr is a lower estimate",
+            f"widen the range: {ctx.wider()}",
+        )
+        return (
+            max_lr,
+            max_lr,
+            f"{what.name} still {what.improving} at the end of the range ({two_digits(max_lr)})",
+        )
+    if div_lr is not None:
+        stopped = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}"
+        flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
+        target = min(_toward_divergence(max_lr, div_lr, TOWARD_DIVERGENCE), flat_lr)
+        if target <= max_lr:  # then the peak, no further than either limit, is at max_lr too
+            return max_lr, max_lr, f"{stopped} and {ctx.worse} at {two_digits(div_lr)}"
+        why = (
+            f"{stopped}, stayed level up to {two_digits(flat_lr)} and {ctx.worse} at {two_digits(div_lr)}: "
+            f"max_lr {two_digits(target)}, between the end of the {what.improvement} and "
+            f"{two_digits(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)"
+        )
+        peak, peak_why = _one_cycle_peak(target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr)
+        return target, peak, why + peak_why
+    last_lr = float(ctx.lrs[ctx.cut.end - 1])
+    step = (
+        None if ctx.stopped_early else f"to see where it diverges, rerun with a larger range: {ctx.wider()}"
+    )
+    verdict.cap("medium", step=step)
+    why = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}; nothing diverged up to {two_digits(last_lr)}"
+    flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
+    peak, peak_why = _one_cycle_peak(max_lr, max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE, flat_lr)
+    return max_lr, peak, why + peak_why
+
+
+def _base_bound(ctx: _Context, descent: _Descent, max_lr: float) -> tuple[float, str]:
+    """base_lr: where the clear fall starts, at most max_lr / MIN_RATIO (the paper's rule if it is unclear)."""
+    what = ctx.what
+    paper = f"max_lr/{MIN_RATIO:g} per Smith (2017)"
+    if descent.i_start is None:
+        return (
+            max_lr / MIN_RATIO,
+            f"start of the {what.improvement} unclear ({what.improving} from the first step); {paper}",
+        )
+    start_lr = float(ctx.lrs[descent.i_start])
+    clear = f"{what.name} starts {what.improving} clearly at {two_digits(start_lr)}"
+    if start_lr > max_lr / MIN_RATIO:
+        return max_lr / MIN_RATIO, f"{clear}, less than {MIN_RATIO:g}x below max_lr; {paper}"
+    if start_lr < max_lr / MAX_RATIO:
+        return (
+            max_lr / MAX_RATIO,
+            f"{clear}, more than {MAX_RATIO:g}x below max_lr; raised to max_lr/{MAX_RATIO:g}",
+        )
+    return start_lr, clear
+
+
+def _bounds_from(
+    lrs: np.ndarray,
+    values: np.ndarray,
+    *,
+    mode: str,
+    stop_reason: str,
+    planned_max_lr: float | None,
+    what: _Quantity,
+    method: str,
+) -> Bounds:
+    """The machinery shared by the loss and the metric paths; `values` are oriented so lower is better."""
+    lrs = np.asarray(lrs, dtype=float).ravel()
+    y = np.asarray(values, dtype=float).ravel()
+    if lrs.size != y.size or lrs.size == 0:
+        raise ValueError(f"need lrs and values of the same, non-zero length: got {lrs.size} and {y.size}")
+    if mode not in ("linear", "exp"):
+        raise ValueError(f"mode must be 'linear' or 'exp', got {mode!r}")
+    # A non-positive LR on the log axis becomes a non-finite point, which ends the curve like a NaN loss.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        axis = sample_axis(lrs, mode)  # type: ignore[arg-type]
+    cut = _cut(y, _finite_prefix(axis, y), stop_reason)
+    ctx = _Context(lrs, what, method, cut, stop_reason, planned_max_lr, mode)
+    n = cut.end
+    base, stats = _measure(axis[:n], y[:n]) if n >= MIN_POINTS else (None, None)
+    unreliable = _unreliable(ctx, base, stats)
+    if unreliable is not None:
+        return unreliable
+    assert base is not None and stats is not None
+    curve = _refine(axis[:n], y[:n], base, stats.noise)
+    descent = _descent(curve, stats)
+    if descent is None:  # a fall that stands out has a negative steepest slope; kept as a guard
+        return ctx.no_bounds(
+            f"the {what.name} never {what.improves} clearly", f"lower the start 10x: {ctx.lower()}"
+        )
+
+    verdict = _Verdict()
+    max_lr, peak_lr, max_rationale = _max_bound(ctx, curve, stats, descent, verdict)
+    base_lr, base_rationale = _base_bound(ctx, descent, max_lr)
+    noise_ratio = stats.noise / stats.fall
+    if noise_ratio > NOISY_LOW:
+        noisy = (
+            f"noisy: the step noise is {two_digits(noise_ratio)}x the {what.name}'s whole {what.improvement}"
+        )
+        verdict.cap("low", noisy, "use a larger batch or more steps")
+    elif noise_ratio > NOISY_MEDIUM:
+        verdict.cap("medium")
+    if n < SHORT_POINTS:
+        verdict.cap("medium")
+    if ctx.stopped_early:
+        planned = f" of a planned {two_digits(planned_max_lr)}" if planned_max_lr is not None else ""
+        verdict.lower(
+            f"the run stopped early ({stop_reason}) at lr {two_digits(lrs[-1])}{planned}",
+            "rerun it to completion",
+        )
+    return Bounds(
+        base_lr=base_lr,
+        max_lr=max_lr,
+        peak_lr=peak_lr,
+        method=method,
+        confidence=verdict.confidence,
+        base_rationale=base_rationale,
+        max_rationale=max_rationale,
+        reason="; ".join(verdict.reasons) or None,
+        next_step="; ".join(verdict.steps) or None,
+        best_lr=float(lrs[curve.i_min]),
+        divergence_lr=ctx.divergence_lr,
+    )
+
+
+def suggest_bounds(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    *,
+    mode: Mode | str = "linear",
+    stop_reason: str = "completed",
+    planned_max_lr: float | None = None,
+) -> Bounds:
+    """base_lr/max_lr from a range test's loss curve (`Bounds.method` "loss").
+
+    max_lr is the end of the clear descent: the last point before the slope of the smoothed loss (on the
+    sampled axis) stays flatter than STOP_SLOPE_FRAC of its steepest value, never past the smoothed minimum or
+    the divergence. base_lr is where the smoothed loss has clearly left its plateau, at most max_lr/4 (the
+    paper's rule, also used when the start is not visible). Curves that cannot answer (too short, flat, never
+    falling, a fall hidden in noise) get no bounds but a `reason` and a `next_step`; noisy, truncated or
+    never-diverging ones get bounds with a lower `confidence` and the same two fields.
+    """
+    return _bounds_from(
+        lrs,
+        losses,
+        mode=mode,
+        stop_reason=stop_reason,
+        planned_max_lr=planned_max_lr,
+        what=_LOSS,
+        method="loss",
+    )
+
+
+def suggest_bounds_from_metric(
+    lrs: np.ndarray,
+    values: np.ndarray,
+    *,
+    higher_is_better: bool,
+    mode: Mode | str = "linear",
+    name: str = "accuracy",
+    stop_reason: str = "completed",
+) -> Bounds:
+    """The paper's own test on a sparse metric curve (10-60 evaluations): `Bounds.method` is `name`.
+
+    base_lr is where accuracy starts to rise (or val_loss to fall), max_lr where it stops rising, turns ragged
+    or falls; the same machinery as `suggest_bounds`, on the metric oriented so that lower is better.
+    """
+    y = np.asarray(values, dtype=float)
+    return _bounds_from(
+        lrs,
+        -y if higher_is_better else y,
+        mode=mode,
+        stop_reason=stop_reason,
+        planned_max_lr=None,
+        what=_metric_quantity(name, higher_is_better),
+        method=name,
+    )
+
+
+def bounds_for(
+    lrs: np.ndarray, losses: np.ndarray, *, mode: str, stop_reason: str, max_lr: float, metric: Any | None
+) -> Bounds:
+    """Bounds from the metric when the test measured one (the paper's way), else from the loss."""
+    if metric is not None and sum(v is not None for v in metric.values) >= 3:
+        values = np.array([np.nan if v is None else v for v in metric.values], dtype=float)
+        return suggest_bounds_from_metric(
+            np.asarray(metric.lrs, dtype=float),
+            values,
+            higher_is_better=metric.higher_is_better,
+            mode=mode,
+            name=metric.name,
+            stop_reason=stop_reason,
+        )
+    return suggest_bounds(lrs, losses, mode=mode, stop_reason=stop_reason, planned_max_lr=max_lr)

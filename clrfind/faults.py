@@ -1,0 +1,170 @@
+"""What the engine found wrong, in terms of the run's parts, and its wording for a spec or for a library call.
+
+The engine knows a run as parts (the data, the model, the loss, the step, the optimizer, ...), not as spec keys:
+the same fault must read `data.train 'task.py:triples': a batch is ..., add step: {target: ...}` to someone
+running a spec and `train_loader: a batch is ..., pass step_fn=...` to someone calling `range_test()` in a
+notebook. The engine raises a `Fault` (kind, part, facts); `Terms` words it once, for one of the two paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from clrfind.errors import SetupError, one_line
+
+if TYPE_CHECKING:
+    from clrfind.spec import LoadedSpec
+
+Part = Literal["data", "val_data", "model", "loss", "step", "optimizer", "precision", "metric"]
+Path_ = Literal["spec", "library"]
+
+# kind -> (message, fix for a spec, fix for a library call). Messages name parts as {data}, {model}, ...; the
+# other fields ({batch}, {error}, ...) are the fault's facts.
+_TEXTS: dict[str, tuple[str, str, str]] = {
+    "batch_layout": (
+        "{data}: a batch is {batch}, not an (inputs, targets) pair",
+        "add `step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) -> loss for other batch layouts",
+        "pass step_fn=fn(model, batch, loss_fn) -> loss for other batch layouts",
+    ),
+    "model_input": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "check the model's expected input shape against the batches of {data}",
+        "check the model's expected input shape against the batches of {data}",
+    ),
+    "loss_input": (
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
+        "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
+    ),
+    "step_failed": (
+        "{step} failed on the first batch {batch}: {error}",
+        "run `clrfind check SPEC --debug` for the full traceback",
+        "the exception is chained as __cause__, with its traceback",
+    ),
+    "loss_type": (
+        "{step} returned {type}, not a loss tensor",
+        "return the scalar loss tensor (before .item())",
+        "return the scalar loss tensor (before .item())",
+    ),
+    "loss_shape": (
+        "{step} returned a loss of shape {shape}, not a scalar",
+        "reduce it (e.g. reduction='mean' in the loss, or .mean() in the step)",
+        "reduce it (e.g. reduction='mean' in the loss, or .mean() in the step)",
+    ),
+    "loss_no_grad": (
+        "{step} returned a loss that does not require grad",
+        "compute it from the model's output without torch.no_grad() or .detach()",
+        "compute it from the model's output without torch.no_grad() or .detach()",
+    ),
+    "data_empty": (
+        "{data}: the data loader yielded no batches",
+        "check that the dataset is not empty and that batch_size <= its length with drop_last",
+        "check that the dataset is not empty and that batch_size <= its length with drop_last",
+    ),
+    "data_one_shot": (
+        "{data}: the data yielded nothing on its second pass (a one-shot iterator?)",
+        "return a Dataset or DataLoader that can be iterated again, or run fewer steps",
+        "pass a DataLoader (it can be iterated again), not a generator, or run fewer steps",
+    ),
+    "val_empty": (
+        "{val_data}: the validation loader yielded no batches",
+        "check the val dataset",
+        "check the val dataset",
+    ),
+    "val_missing": (
+        "{metric}: {value} needs {val_data}",
+        "add data.val to the spec, or use metric: loss",
+        "pass val_loader=..., or use metric='loss'",
+    ),
+    "accuracy_layout": (
+        "{metric}: accuracy needs (inputs, targets) validation batches",
+        "use metric: val_loss with a custom step, or return (inputs, targets) from data.val",
+        "use metric='val_loss' with a step_fn, or give val_loader (inputs, targets) batches",
+    ),
+    "fp16_overflow": (
+        "{precision}: fp16 GradScaler skipped every step (gradients overflow)",
+        "use precision: bf16 or fp32",
+        "use precision='bf16' or 'fp32'",
+    ),
+}
+
+
+class Fault(SetupError):
+    """A setup problem the engine found before it could measure anything (or, at `step` > 0, while running).
+
+    Its own text names the parts generically; `Terms.error` gives the one a user reads.
+    """
+
+    def __init__(self, kind: str, part: Part, *, step: int = 0, **facts: str) -> None:
+        if kind not in _TEXTS:
+            raise ValueError(f"unknown fault kind {kind!r}")
+        self.kind, self.part, self.step, self.facts = kind, part, step, facts
+        message, _, fix = _TEXTS[kind]
+        names = {p: p for p in _PART_NAMES}
+        super().__init__(message.format(**names, **facts), hint=fix.format(**names, **facts))
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The names of a run's parts, and which fixes apply: one vocabulary per way of starting a run."""
+
+    names: Mapping[Part, str]
+    path: Path_
+    prefix: str = ""  # "spec.yaml: " on the spec path: every message names the file first
+
+    def name(self, part: Part) -> str:
+        return self.names[part]
+
+    def error(self, fault: Fault) -> SetupError:
+        """The fault as the one-line error this path's user reads (message and fix in their own words)."""
+        message, spec_fix, library_fix = _TEXTS[fault.kind]
+        fields = {**self.names, **fault.facts}
+        fix = spec_fix if self.path == "spec" else library_fix
+        return SetupError(self.prefix + message.format(**fields), hint=fix.format(**fields))
+
+    def raised(self, part: Part, step: int, exc: BaseException) -> str:
+        """A failure mid-run, for the stop detail and the run error: `data.train '...' raised ValueError at step 5:
+        ...`, or the engine's own finding (the data ran dry on its second pass) with its step."""
+        if isinstance(exc, Fault):
+            return f"{self.error(exc).message} (at step {step})"
+        text = one_line(exc)
+        return f"{self.name(part)} raised {type(exc).__name__} at step {step}" + (f": {text}" if text else "")
+
+
+_PART_NAMES: tuple[Part, ...] = (
+    "data",
+    "val_data",
+    "model",
+    "loss",
+    "step",
+    "optimizer",
+    "precision",
+    "metric",
+)
+
+
+def library_terms(*, step_fn: bool) -> Terms:
+    """`range_test()`'s words: its argument names."""
+    step = "step_fn" if step_fn else "the default step loss_fn(model(inputs), targets)"
+    names: dict[Part, str] = {
+        "data": "train_loader", "val_data": "val_loader", "model": "model", "loss": "loss_fn", "step": step,
+        "optimizer": "optimizer", "precision": "precision", "metric": "metric",
+    }  # fmt: skip
+    return Terms(names, "library")
+
+
+def spec_terms(loaded: LoadedSpec) -> Terms:
+    """A spec's words: its keys, with the target each one names."""
+    spec = loaded.spec
+    val = f"data.val '{spec.data.val.target}'" if spec.data.val is not None else "data.val"
+    model = f"model.target '{spec.model.target}'"
+    names: dict[Part, str] = {
+        "data": f"data.train '{spec.data.train.target}'", "val_data": val, "model": model,
+        "loss": f"loss.target '{spec.loss.target}'",
+        "step": f"step.target '{spec.step.target}'" if spec.step is not None else model,
+        "optimizer": f"optimizer.target '{spec.optimizer.target}'", "precision": "precision",
+        "metric": "range_test.metric",
+    }  # fmt: skip
+    return Terms(names, "spec", prefix=f"{loaded.source}: ")

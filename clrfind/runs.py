@@ -1,0 +1,235 @@
+"""Run modes: what one command asks of a loaded spec, in one library call.
+
+`run(loaded, ...)` decides between a dry run, a single run, repeated runs and a run under torch.distributed (which
+may itself be repeated), so the CLI only parses, calls and renders. `sweep(loaded, ...)` runs one test per value of
+one or two spec keys. The spec file is read once: repeats, sweep values and ranks derive their specs from it with
+`LoadedSpec.with_overrides`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clrfind.api import (
+    CheckReport,
+    RunFiles,
+    check_output_dir,
+    check_spec,
+    default_out_dir,
+    run_spec,
+    write_outputs,
+)
+from clrfind.errors import UsageError
+from clrfind.fileio import write_atomic
+from clrfind.multi import (
+    SWEEP_NAME,
+    SweepFile,
+    SweepRun,
+    aggregate_repeats,
+    lowest_loss,
+    recommend,
+    run_label,
+    sweep_grid,
+)
+from clrfind.results import RESULTS_NAME, RangeTestResult, load_results
+
+if TYPE_CHECKING:
+    from clrfind.events import StepEvent
+    from clrfind.spec import LoadedSpec
+
+Callback = Callable[["StepEvent"], None]
+# (title, planned steps or None) -> a context whose value is the progress callback, or None (nothing shown).
+ProgressFactory = Callable[[str, "int | None"], AbstractContextManager["Callback | None"]]
+# How one run of a mode trains: a spec in, its result out (files written by the mode, not by the run).
+_RunOne = Callable[["LoadedSpec", "Callback | None"], RangeTestResult]
+
+
+@contextlib.contextmanager
+def _no_progress(title: str, total: int | None) -> Iterator[None]:
+    yield None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished run of any mode: the result, its files, and whether this process is the one that reports."""
+
+    result: RangeTestResult
+    files: RunFiles
+    reports: bool = True
+
+
+def run(
+    loaded: LoadedSpec,
+    *,
+    out_dir: Path | None = None,
+    repeats: int = 1,
+    dry_run: bool = False,
+    progress: ProgressFactory | None = None,
+) -> Outcome | CheckReport:
+    """The range test a command asks for: `dry_run` checks and writes nothing; under torchrun every rank trains
+    its shard (rank 0 writes); `repeats` > 1 runs seeds seed..seed+K-1 and saves their aggregate."""
+    if repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {repeats}", hint="e.g. --repeats 5")
+    if dry_run:
+        return check_spec(loaded)
+    out_dir = out_dir or default_out_dir(loaded)
+    progress = progress or _no_progress
+    from clrfind.distributed import launched_distributed
+
+    if not launched_distributed():
+        return _run_mode(loaded, out_dir, repeats, progress)
+    from clrfind.distributed import distributed_context, mean_over_ranks, pick_device
+
+    with distributed_context(loaded.spec.device) as ctx:
+        local = loaded.with_overrides({"device": pick_device(loaded.spec.device, ctx.local_rank)})
+        reduce = mean_over_ranks(ctx.world_size)
+        return _run_mode(
+            local, out_dir, repeats, progress if ctx.is_main else _no_progress,
+            rank=ctx.rank, world_size=ctx.world_size, reduce_loss=reduce,
+        )  # fmt: skip
+
+
+def _run_mode(
+    loaded: LoadedSpec,
+    out_dir: Path,
+    repeats: int,
+    progress: ProgressFactory,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    reduce_loss: Callable[[Any], Any] | None = None,
+) -> Outcome:
+    """One run or `repeats` runs, on this process or as one rank of a torch.distributed job (rank 0 writes)."""
+    main = rank == 0
+    if repeats == 1:  # written by run_spec itself, so a failing run still saves what it measured
+        with progress(loaded.name, loaded.spec.range_test.steps) as callback:
+            single = run_spec(loaded, out_dir=out_dir, callback=callback, rank=rank, world_size=world_size,
+                              reduce_loss=reduce_loss)  # fmt: skip
+        return Outcome(single.result, single.files, reports=main)
+
+    def run_one(spec: LoadedSpec, callback: Callback | None) -> RangeTestResult:
+        run = run_spec(spec, out_dir=out_dir, callback=callback, rank=rank, world_size=world_size,
+                       reduce_loss=reduce_loss, write=False)  # fmt: skip
+        return run.result
+
+    if main:
+        check_output_dir(out_dir)
+    result = repeat(loaded, repeats, run_one, progress)
+    files = write_outputs(result, out_dir) if main else RunFiles(out_dir, out_dir / RESULTS_NAME, None, None)
+    return Outcome(result, files, reports=main)
+
+
+def repeat(loaded: LoadedSpec, repeats: int, run_one: _RunOne, progress: ProgressFactory) -> RangeTestResult:
+    """`repeats` runs with seeds seed, seed+1, ... and their aggregate (mean curve, bounds, spread)."""
+    results = []
+    for k in range(repeats):
+        seeded = loaded.with_overrides({"seed": loaded.spec.seed + k})
+        with progress(f"{loaded.name} {k + 1}/{repeats}", loaded.spec.range_test.steps) as callback:
+            results.append(run_one(seeded, callback))
+    return aggregate_repeats(results)
+
+
+# -- sweeps --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    path: Path
+    sweep: SweepFile
+    results: list[tuple[str, RangeTestResult]]
+
+
+def sweep(
+    loaded: LoadedSpec,
+    settings: Sequence[tuple[str, list[Any]]],
+    *,
+    out_dir: Path,
+    devices: Sequence[str] | None = None,
+    progress: ProgressFactory | None = None,
+) -> SweepOutcome:
+    """One range test per value (or pair of values), each saved in its own folder, then `sweep.json`.
+
+    Every value's spec is validated before the first run starts, so a bad value fails fast. With more than one
+    device the runs go to parallel processes, one per device; otherwise they run one after the other. One failing
+    value does not lose the others.
+    """
+    grid = sweep_grid(settings)
+    specs = [(run_label(o), loaded.with_overrides(o), o) for o in grid]
+    check_output_dir(out_dir)
+    if devices and len(devices) > 1:
+        outcomes = _run_parallel([(label, spec, out_dir / label) for label, spec, _ in specs], devices)
+    else:
+        progress = progress or _no_progress
+        outcomes = []
+        for label, spec, _ in specs:
+            try:
+                with progress(label, spec.spec.range_test.steps) as callback:
+                    outcomes.append((run_spec(spec, out_dir=out_dir / label, callback=callback).result, None))
+            except Exception as exc:  # one failing value must not lose the others
+                outcomes.append((None, str(exc)))
+    runs: list[SweepRun] = []
+    results: list[tuple[str, RangeTestResult]] = []
+    for (label, _, overrides), (result, error) in zip(specs, outcomes, strict=True):
+        if result is not None:
+            results.append((label, result))
+        b = result.bounds if result is not None else None
+        runs.append(
+            SweepRun(
+                label=label, overrides=overrides, results=f"{label}/{RESULTS_NAME}",
+                base_lr=b.base_lr if b and b.usable else None, max_lr=b.max_lr if b and b.usable else None,
+                lowest_loss=lowest_loss(result) if result else None, confidence=b.confidence if b else "none",
+                stop_reason=result.stop_reason if result else "error", error=error,
+            )
+        )  # fmt: skip
+    label, why = recommend(runs)
+    sweep_file = SweepFile(
+        spec_path=str(loaded.path), keys=[k for k, _ in settings], runs=runs, recommended=label, rationale=why
+    )
+    text = json.dumps(sweep_file.model_dump(mode="json"), indent=1) + "\n"
+    return SweepOutcome(path=write_atomic(out_dir / SWEEP_NAME, text), sweep=sweep_file, results=results)
+
+
+def _device_worker(jobs: list[tuple[str, LoadedSpec, Path]], device: str) -> list[tuple[str, str | None]]:
+    """Runs a share of the sweep on one device, in its own process; returns (label, error) per job."""
+    out = []
+    for label, spec, folder in jobs:
+        try:
+            run_spec(spec.with_overrides({"device": device}), out_dir=folder)
+            out.append((label, None))
+        except Exception as exc:
+            out.append((label, str(exc)))
+    return out
+
+
+def _run_parallel(
+    jobs: list[tuple[str, LoadedSpec, Path]], devices: Sequence[str]
+) -> list[tuple[RangeTestResult | None, str | None]]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares: list[list[tuple[str, LoadedSpec, Path]]] = [[] for _ in devices]
+    for i, job in enumerate(jobs):
+        shares[i % len(devices)].append(job)
+    errors: dict[str, str | None] = {}
+    with ProcessPoolExecutor(max_workers=len(devices), mp_context=mp.get_context("spawn")) as pool:
+        for done in pool.map(_device_worker, shares, devices):
+            errors.update(done)
+    out: list[tuple[RangeTestResult | None, str | None]] = []
+    for label, _, folder in jobs:
+        error = errors.get(label)
+        out.append((None, error) if error else (load_results(folder / RESULTS_NAME), None))
+    return out
+
+
+def available_devices() -> list[str]:
+    """One entry per CUDA device when there are several (parallel sweep); otherwise just "auto" (sequential)."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else ["auto"]

@@ -1,0 +1,145 @@
+"""How a range test runs: one validated `RunSettings`, built from a spec or from `range_test()`'s arguments.
+
+Everything downstream (the ladder, the engine, the result) reads these settings and derives nothing twice: the
+number of steps, the steps per epoch, the evaluation interval and the ladder each have one method here. The field
+constraints are shared with the spec's models (`clrfind.spec`), so a spec and a library call are checked by the
+same rules; only the wording of a problem differs (a spec key path there, an argument name here).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clrfind.errors import SetupError, UsageError
+from clrfind.ladder import DEFAULT_STEPS, Mode, ModeChoice, lr_ladder, resolve_mode
+
+Precision = Literal["fp32", "bf16", "fp16"]
+MetricName = Literal["loss", "accuracy", "val_loss"]
+
+# The constraints of each setting, one definition for the spec and the library.
+LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Steps = Annotated[int, Field(ge=2)]
+Epochs = Annotated[int, Field(ge=1)]
+Positive = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, lt=2**64)]
+
+DEFAULT_MIN_LR = 1e-5
+DEFAULT_MAX_LR = 1.0
+# With `eval_every` unset, about this many metric evaluations are spread over the run: enough points to read a
+# curve from, few enough that evaluation does not dominate a short test.
+TARGET_EVALUATIONS = 30
+
+
+class FrozenModel(BaseModel):
+    """Immutable, and unknown keys are an error: a typo in a spec or a results file is reported, never dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def length_and_range_problem(
+    min_lr: float, max_lr: float, steps: int | None, epochs: int | None
+) -> tuple[str, str] | None:
+    """(field, problem) when the LR range or the length is inconsistent, else None: one rule for spec and library."""
+    if steps is not None and epochs is not None:
+        return "epochs", "set either steps or epochs, not both"
+    if min_lr >= max_lr:
+        return "min_lr", f"must be below max_lr ({max_lr}), got {min_lr}"
+    return None
+
+
+class RunSettings(FrozenModel):
+    """The LR ladder, the test's length, what is measured and how each step runs; validated once.
+
+    Attributes:
+        steps / epochs: the length, one of the two (neither means DEFAULT_STEPS steps).
+        mode: `auto` picks exp over more than 1.5 decades (see `clrfind.ladder`).
+        metric: `loss`, or the paper's `accuracy` / `val_loss` on a validation subsample of `eval_batches`
+            batches every `eval_every` steps.
+        sync_every: steps per host read of the losses (None: the engine's choice).
+    """
+
+    min_lr: LearningRate = DEFAULT_MIN_LR
+    max_lr: LearningRate = DEFAULT_MAX_LR
+    steps: Steps | None = None
+    epochs: Epochs | None = None
+    mode: ModeChoice = "auto"
+    metric: MetricName = "loss"
+    eval_every: Positive | None = None
+    eval_batches: Positive = 4
+    precision: Precision = "fp32"
+    accumulate: Positive = 1
+    compile: bool = False
+    channels_last: bool = False
+    seed: Seed | None = None
+    sync_every: Positive | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunSettings:
+        problem = length_and_range_problem(self.min_lr, self.max_lr, self.steps, self.epochs)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+        return self
+
+    @classmethod
+    def from_arguments(cls, **arguments: Any) -> RunSettings:
+        """Settings from `range_test()`'s keyword arguments; a bad one is a `UsageError` naming the argument.
+
+        Checked before the model is touched, so `precision="fp8"` or `metric="acc"` fails in microseconds, not
+        after a whole test.
+        """
+        try:
+            return cls.model_validate(arguments)
+        except ValidationError as exc:
+            raise _usage_error(exc) from None
+
+    # -- what the settings imply -------------------------------------------------------------------------------
+
+    @property
+    def ladder_mode(self) -> Mode:
+        """The ladder that runs: `mode`, with `auto` resolved from the range."""
+        return resolve_mode(self.min_lr, self.max_lr, self.mode)
+
+    def steps_per_epoch(self, batches_per_epoch: int | None) -> int | None:
+        """Optimizer steps in one pass over the data (`accumulate` batches make one step)."""
+        return max(1, batches_per_epoch // self.accumulate) if batches_per_epoch else None
+
+    def planned_steps(self, batches_per_epoch: int | None, *, source: str = "range_test") -> int:
+        """`steps`, or `epochs` passes over the data, or DEFAULT_STEPS when neither is set."""
+        if self.epochs is None:
+            return self.steps or DEFAULT_STEPS
+        per_epoch = self.steps_per_epoch(batches_per_epoch)
+        if per_epoch is None:
+            raise SetupError(
+                f"{source}.epochs: the training data has no length, so epochs cannot be counted",
+                hint="give the length in steps instead",
+            )
+        return max(2, self.epochs * per_epoch)
+
+    def eval_interval(self, planned_steps: int) -> int:
+        """Steps between metric evaluations: `eval_every`, or about TARGET_EVALUATIONS over the run."""
+        return self.eval_every or max(1, planned_steps // TARGET_EVALUATIONS)
+
+    def ladder(self, planned_steps: int) -> np.ndarray:
+        """The LR of every step."""
+        return lr_ladder(self.min_lr, self.max_lr, planned_steps, self.ladder_mode)
+
+
+def _usage_error(exc: ValidationError) -> UsageError:
+    """The first problem of a library call in its argument's own name: `precision: expected one of ... got 'fp8'`."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        name = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "literal_error":
+            msg = f"expected one of {err['ctx']['expected']}"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        elif not name and ":" in msg:  # a rule across fields names its field first
+            name, _, msg = msg.partition(": ")
+        problems.append(f"{name}: {msg}, got {err['input']!r}" if name and err["type"] != "value_error" else
+                        f"{name}: {msg}" if name else msg)  # fmt: skip
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return UsageError(problems[0] + more)
