@@ -4,7 +4,7 @@ The schedule is a plain dict (optimizer, scheduler, training, source, notes) ren
 Python snippet. `build_schedule` and `render_schedule` never import torch, so `clrfind export --format yaml`
 stays instant; only `verify_schedule` and `load_schedule` build the real torch objects.
 
-Decisions follow Smith (2017, 2018), see /work/shared/paper-notes.md:
+Decisions follow Smith (2017, 2018):
 
 - `auto` (the default) is one cycle over the training when its length is known (Smith 2018), triangular CLR
   when it is not.
@@ -42,10 +42,8 @@ ONE_CYCLE = f"{SCHEDULER_MODULE}.OneCycleLR"
 COSINE = f"{SCHEDULER_MODULE}.CosineAnnealingWarmRestarts"
 
 # -- auto ------------------------------------------------------------------------------------------------------
-# A known training length gets one cycle fitted to it (Smith 2018): in the quality benchmark it trained better
-# than triangular CLR on each of four seed sets (mean score 0.978 / 0.946 / 0.977 / 1.015 peaking at max_lr, and
-# 0.989 / 0.993 / 1.006 / 1.027 at peak_lr, against 0.947 / 0.936 / 0.954 / 0.977 on seeds 0-2 / 3-5 / 6-8 / 9-11).
-# An open-ended run gets triangular cycles, which need no length.
+# A known training length gets one cycle fitted to it (Smith 2018: it anneals to the end of a fixed budget); an
+# open-ended run gets triangular cycles, which need no length.
 AUTO_POLICY = "auto"
 
 # -- cycle length --------------------------------------------------------------------------------------------
@@ -67,8 +65,8 @@ EXP_RANGE_END_FRACTION = 0.15
 # OneCycleLR's default and Smith's (2018) choice: rise over 30% of training, anneal over the rest.
 ONE_CYCLE_PCT_START = 0.3
 # One cycle peaks at the results' peak_lr (the largest LR the test shows still training), not max_lr: see
-# analysis.PEAK_TOWARD_DIVERGENCE. Smith (2018): its minimum is 10-20x below that peak; the range test's base_lr
-# is used when it falls in between (where the loss started falling), else the nearer end.
+# clrfind.analysis.bounds. Smith (2018): its minimum is 10-20x below that peak; the range test's base_lr is used
+# when it falls in between (where the loss started falling), else the nearer end.
 ONE_CYCLE_MIN_DIV = 10.0
 ONE_CYCLE_MAX_DIV = 20.0
 # The final annealing goes "several orders of magnitude" below the start; 1e4 is OneCycleLR's own default.
@@ -77,9 +75,8 @@ ONE_CYCLE_FINAL_DIV = 1e4
 ONE_CYCLE_MIN_STEPS = 10
 
 # -- momentum ------------------------------------------------------------------------------------------------
-# CyclicLR policies keep the optimizer's own momentum: Smith (2017) cycles only the LR, and cycling momentum too
-# (torch's CyclicLR default) scored 0.94 / 0.86 / 0.87 on quality-benchmark seeds 0-2 / 3-5 / 6-8 against
-# 0.95 / 0.94 / 0.95 without it (a CNN with batch norm and Adam's beta1 suffered most).
+# CyclicLR policies keep the optimizer's own momentum: Smith (2017) cycles only the LR, and momentum cycled on top
+# of an LR that returns to its top every cycle (torch's CyclicLR default) hurts batch-norm CNNs and Adam's beta1.
 CYCLIC_MOMENTUM_NOTE = (
     "cycle_momentum false: momentum stays at the optimizer's value, as in Smith (2017); to cycle it as in "
     "Smith (2018), set cycle_momentum: true with base_momentum 0.85 and max_momentum 0.95 in this file"
@@ -126,7 +123,6 @@ def build_schedule(
     if policy not in POLICIES:
         raise ExportError(f"unknown policy {policy!r}", hint=f"use one of: {', '.join(POLICIES)}")
     bounds = _usable_bounds(result)
-    base_lr, max_lr = bounds.base_lr, bounds.max_lr
     if result.optimizer is None:
         raise ExportError(
             "the results do not record the optimizer the test ran with, so no optimizer config can be made",
@@ -150,83 +146,11 @@ def build_schedule(
         policy, why = resolve_policy(epochs)
         notes.append(why)
     opt_kwargs = {k: v for k, v in result.optimizer.kwargs.items() if k != "lr"}
-
     if policy == "one-cycle":
-        if epochs is None:
-            raise ExportError(
-                "one-cycle needs the training length: a single cycle spans the whole run",
-                hint="pass --epochs N",
-            )
-        total = epochs * spe
-        if total < ONE_CYCLE_MIN_STEPS:
-            raise ExportError(
-                f"{epochs} epochs x {spe} steps = {total} optimizer steps is too short for one-cycle "
-                f"(its 30% warm-up needs >= {ONE_CYCLE_MIN_STEPS} steps in all)",
-                hint="pass more --epochs, or --steps-per-epoch if the range test's value is wrong",
-            )
-        cycle, base_m, max_m, momentum_note = _momentum_plan(result.optimizer)
-        peak = bounds.peak_lr or max_lr
-        if bounds.peak_lr is not None:
-            notes.append(
-                f"one-cycle peaks at peak_lr {peak:.3g}, above max_lr {max_lr:.3g}: the largest LR the test "
-                "showed still training, which a single cycle reaches once and anneals from (Smith 2018)"
-            )
-        start_lr = min(max(base_lr, peak / ONE_CYCLE_MAX_DIV), peak / ONE_CYCLE_MIN_DIV)
-        div = peak / start_lr
-        if start_lr == base_lr:
-            notes.append(f"one-cycle starts at base_lr {base_lr:.3g} (div_factor = peak / base_lr)")
-        else:
-            notes.append(
-                f"one-cycle starts at {start_lr:.3g} = peak/{div:.3g}, not base_lr {base_lr:.3g}: "
-                f"Smith (2018) sets a single cycle's minimum {ONE_CYCLE_MIN_DIV:g}-{ONE_CYCLE_MAX_DIV:g}x below "
-                "its maximum"
-            )
-        notes.append(
-            f"the LR rises to {peak:.3g} over the first {ONE_CYCLE_PCT_START:.0%} of the steps, "
-            f"then anneals (cosine) to {start_lr / ONE_CYCLE_FINAL_DIV:.3g} at the last step"
-        )
-        sched_kwargs: dict[str, Any] = {
-            "max_lr": peak,
-            "total_steps": total,
-            "pct_start": ONE_CYCLE_PCT_START,
-            "anneal_strategy": "cos",
-            "div_factor": div,
-            "final_div_factor": ONE_CYCLE_FINAL_DIV,
-            "three_phase": False,
-            **_momentum_kwargs(cycle, base_m, max_m),
-        }
-        notes.append(momentum_note)
-        target, opt_lr = ONE_CYCLE, start_lr
-        training = {"steps_per_epoch": spe, "epochs": epochs, "total_steps": total, "cycles": 1}
+        part = _one_cycle(bounds, result.optimizer, spe, epochs)
     else:
-        step, cycles, total, fit_note = _fit_cycles(spe, epochs)
-        notes.append(fit_note)
-        train_epochs = epochs if epochs is not None else math.ceil(total / spe)
-        training = {"steps_per_epoch": spe, "epochs": train_epochs, "total_steps": total, "cycles": cycles}
-        if policy == "cosine":
-            # The optimizer's lr is CosineAnnealingWarmRestarts' maximum; eta_min is the floor.
-            target, opt_lr = COSINE, max_lr
-            sched_kwargs = {"T_0": 2 * step, "T_mult": 1, "eta_min": base_lr}
-            notes.append(
-                "cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2016), not CLR: "
-                "the LR jumps to max_lr and anneals to base_lr every T_0 steps; it has no momentum cycling"
-            )
-        else:
-            target, opt_lr = CYCLIC, base_lr
-            sched_kwargs = {"base_lr": base_lr, "max_lr": max_lr, "step_size_up": step, "mode": policy}
-            if policy == "exp_range":
-                gamma = EXP_RANGE_END_FRACTION ** (1.0 / total)
-                sched_kwargs["gamma"] = gamma
-                notes.append(
-                    "exp_range: torch's CyclicLR scales only the amplitude above base_lr by gamma**step "
-                    "(Smith's paper decays both bounds); gamma leaves "
-                    f"{EXP_RANGE_END_FRACTION:.0%} of the amplitude at the last step"
-                )
-            elif policy == "triangular2":
-                notes.append("triangular2: the amplitude above base_lr halves every cycle")
-            sched_kwargs["cycle_momentum"] = False
-            notes.append(CYCLIC_MOMENTUM_NOTE)
-
+        part = _cycles(bounds, policy, spe, epochs)
+    notes += part.notes
     if bounds.reason:
         notes.append(f"bounds confidence {bounds.confidence}: {bounds.reason}")
     source: dict[str, Any] = {
@@ -234,19 +158,109 @@ def build_schedule(
         "spec": result.spec_path,
         "created": result.created,
         "clrfind_version": result.clrfind_version,
-        "bounds": [base_lr, max_lr],
+        "bounds": [bounds.base_lr, bounds.max_lr],
         "peak_lr": bounds.peak_lr,
         "confidence": bounds.confidence,
         "method": bounds.method,
         "stop_reason": result.stop_reason,
     }
     return {
-        "optimizer": {"target": result.optimizer.target, "kwargs": {"lr": opt_lr, **opt_kwargs}},
-        "scheduler": {"target": target, "policy": policy, "interval": "step", "kwargs": sched_kwargs},
-        "training": training,
+        "optimizer": {"target": result.optimizer.target, "kwargs": {"lr": part.optimizer_lr, **opt_kwargs}},
+        "scheduler": {"target": part.target, "policy": policy, "interval": "step", "kwargs": part.kwargs},
+        "training": part.training,
         "source": {k: v for k, v in source.items() if v is not None},
         "notes": notes,
     }
+
+
+class _Scheduler(NamedTuple):
+    """A policy's part of the schedule: the scheduler, the optimizer's starting LR, the length, and why."""
+
+    target: str
+    kwargs: dict[str, Any]
+    optimizer_lr: float
+    training: dict[str, int]
+    notes: list[str]
+
+
+def _one_cycle(bounds: _UsableBounds, optimizer: OptimizerRef, spe: int, epochs: int | None) -> _Scheduler:
+    """OneCycleLR over the whole budget, peaking at peak_lr (or max_lr) and starting 10-20x below it."""
+    if epochs is None:
+        raise ExportError(
+            "one-cycle needs the training length: a single cycle spans the whole run", hint="pass --epochs N"
+        )
+    total = epochs * spe
+    if total < ONE_CYCLE_MIN_STEPS:
+        raise ExportError(
+            f"{epochs} epochs x {spe} steps = {total} optimizer steps is too short for one-cycle "
+            f"(its 30% warm-up needs >= {ONE_CYCLE_MIN_STEPS} steps in all)",
+            hint="pass more --epochs, or --steps-per-epoch if the range test's value is wrong",
+        )
+    base_lr, max_lr = bounds.base_lr, bounds.max_lr
+    cycle, base_m, max_m, momentum_note = _momentum_plan(optimizer)
+    notes = []
+    peak = bounds.peak_lr or max_lr
+    if bounds.peak_lr is not None:
+        notes.append(
+            f"one-cycle peaks at peak_lr {peak:.3g}, above max_lr {max_lr:.3g}: the largest LR the test "
+            "showed still training, which a single cycle reaches once and anneals from (Smith 2018)"
+        )
+    start_lr = min(max(base_lr, peak / ONE_CYCLE_MAX_DIV), peak / ONE_CYCLE_MIN_DIV)
+    div = peak / start_lr
+    if start_lr == base_lr:
+        notes.append(f"one-cycle starts at base_lr {base_lr:.3g} (div_factor = peak / base_lr)")
+    else:
+        notes.append(
+            f"one-cycle starts at {start_lr:.3g} = peak/{div:.3g}, not base_lr {base_lr:.3g}: "
+            f"Smith (2018) sets a single cycle's minimum {ONE_CYCLE_MIN_DIV:g}-{ONE_CYCLE_MAX_DIV:g}x below "
+            "its maximum"
+        )
+    notes.append(
+        f"the LR rises to {peak:.3g} over the first {ONE_CYCLE_PCT_START:.0%} of the steps, "
+        f"then anneals (cosine) to {start_lr / ONE_CYCLE_FINAL_DIV:.3g} at the last step"
+    )
+    notes.append(momentum_note)
+    kwargs: dict[str, Any] = {
+        "max_lr": peak,
+        "total_steps": total,
+        "pct_start": ONE_CYCLE_PCT_START,
+        "anneal_strategy": "cos",
+        "div_factor": div,
+        "final_div_factor": ONE_CYCLE_FINAL_DIV,
+        "three_phase": False,
+        **_momentum_kwargs(cycle, base_m, max_m),
+    }
+    training = {"steps_per_epoch": spe, "epochs": epochs, "total_steps": total, "cycles": 1}
+    return _Scheduler(ONE_CYCLE, kwargs, start_lr, training, notes)
+
+
+def _cycles(bounds: _UsableBounds, policy: str, spe: int, epochs: int | None) -> _Scheduler:
+    """CyclicLR (triangular, triangular2, exp_range) or cosine restarts: whole cycles that fit the budget."""
+    base_lr, max_lr = bounds.base_lr, bounds.max_lr
+    step, cycles, total, fit_note = _fit_cycles(spe, epochs)
+    notes = [fit_note]
+    train_epochs = epochs if epochs is not None else math.ceil(total / spe)
+    training = {"steps_per_epoch": spe, "epochs": train_epochs, "total_steps": total, "cycles": cycles}
+    if policy == "cosine":
+        # The optimizer's lr is CosineAnnealingWarmRestarts' maximum; eta_min is the floor.
+        notes.append(
+            "cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2016), not CLR: "
+            "the LR jumps to max_lr and anneals to base_lr every T_0 steps; it has no momentum cycling"
+        )
+        return _Scheduler(COSINE, {"T_0": 2 * step, "T_mult": 1, "eta_min": base_lr}, max_lr, training, notes)
+    kwargs: dict[str, Any] = {"base_lr": base_lr, "max_lr": max_lr, "step_size_up": step, "mode": policy}
+    if policy == "exp_range":
+        kwargs["gamma"] = EXP_RANGE_END_FRACTION ** (1.0 / total)
+        notes.append(
+            "exp_range: torch's CyclicLR scales only the amplitude above base_lr by gamma**step "
+            "(Smith's paper decays both bounds); gamma leaves "
+            f"{EXP_RANGE_END_FRACTION:.0%} of the amplitude at the last step"
+        )
+    elif policy == "triangular2":
+        notes.append("triangular2: the amplitude above base_lr halves every cycle")
+    kwargs["cycle_momentum"] = False
+    notes.append(CYCLIC_MOMENTUM_NOTE)
+    return _Scheduler(CYCLIC, kwargs, base_lr, training, notes)
 
 
 def resolve_policy(epochs: int | None) -> tuple[str, str]:

@@ -11,11 +11,10 @@ Mode = Literal["linear", "exp"]
 ModeChoice = Literal["auto", "linear", "exp"]
 
 # "auto" picks exp when max_lr / min_lr is above this (1.5 decades): a linear ladder over a wider range puts almost
-# all its steps in the top decade, and its second rung already sits at max_lr / steps. In the quality benchmark
-# the linear ladder over 1e-4..10 scored -0.04, the exp one 0.94 (BENCHMARKS.md).
+# all its steps in the top decade, and its second rung already sits at max_lr / steps.
 AUTO_EXP_RATIO = 30.0
-# Steps when a spec gives neither steps nor epochs: an exp ladder of 100 steps scored 0.70 / 0.44 (seeds 0-2 /
-# 3-5) in the quality benchmark, 300 steps 0.94 / 0.86: the loss needs steps at each LR to show its effect.
+# Steps when a spec gives neither steps nor epochs: over several decades the loss needs dozens of steps at each
+# decade of LR to show its effect (100 steps read the bounds too low; see BENCHMARKS.md).
 DEFAULT_STEPS = 300
 
 
