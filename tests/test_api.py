@@ -110,3 +110,62 @@ def test_optimizer_ref_records_non_default_kwargs() -> None:
     ref = optimizer_ref(torch.optim.AdamW(p, lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95)))
     assert ref.target == "torch.optim.adamw.AdamW"
     assert ref.kwargs == {"weight_decay": 0.05, "betas": [0.9, 0.95]}
+
+
+def test_a_notebook_users_bad_batch_gets_advice_in_python_terms(tiny_task) -> None:
+    """No spec in sight: the error names range_test()'s arguments and a fix in code, not spec keys."""
+    from clrfind.errors import SetupError
+
+    model, _, loss_fn, optimizer = tiny_task
+    triples = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 2), torch.randn(8, 2))
+    loader = torch.utils.data.DataLoader(triples, batch_size=4)
+    before = _snapshot(model, optimizer)
+    with pytest.raises(SetupError) as info:
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, steps=20)
+    text = str(info.value)
+    assert text.startswith(
+        "train_loader: a batch is [Tensor[4, 2] float32, Tensor[4, 2] float32, Tensor[4, 2] float32], not an "
+        "(inputs, targets) pair"
+    )
+    assert "pass step_fn=fn(model, batch, loss_fn) -> loss" in text
+    assert "data.train" not in text and "step:" not in text and "spec" not in text
+    _assert_same(before, model, optimizer)
+
+
+def test_the_library_names_the_loss_and_the_val_loader(tiny_task) -> None:
+    from clrfind.errors import SetupError
+
+    model, loader, _, optimizer = tiny_task
+    with pytest.raises(SetupError, match=r"^loss_fn: the loss rejected model output Tensor\[32, 2\]"):
+        clrfind.range_test(model, loader, torch.nn.MSELoss(), optimizer, min_lr=1e-3, max_lr=1.0, steps=20)
+    with pytest.raises(SetupError, match=r"^metric: accuracy needs val_loader \(pass val_loader="):
+        clrfind.range_test(
+            model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-3, max_lr=1.0, metric="accuracy"
+        )
+
+
+class _Untouchable:
+    """A loader and a model that fail the test if anything iterates or trains them."""
+
+    def __iter__(self):
+        raise AssertionError("the loader was iterated")
+
+    def __len__(self) -> int:
+        return 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"precision": "fp8"}, r"^precision: expected one of 'fp32', 'bf16' or 'fp16', got 'fp8'"),
+        ({"metric": "acc"}, r"^metric: expected one of 'loss', 'accuracy' or 'val_loss', got 'acc'"),
+        ({"accumulate": 0}, r"^accumulate: Input should be greater than or equal to 1, got 0"),
+        ({"eval_batches": 0}, r"^eval_batches:"),
+    ],
+)
+def test_bad_settings_are_rejected_before_any_step(tiny_task, kwargs, match) -> None:
+    model, _, loss_fn, optimizer = tiny_task
+    before = _snapshot(model, optimizer)
+    with pytest.raises(UsageError, match=match):
+        clrfind.range_test(model, _Untouchable(), loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, **kwargs)
+    _assert_same(before, model, optimizer)

@@ -221,3 +221,35 @@ def test_torchrun_cli_writes_once(tmp_path: Path) -> None:
     assert res.stdout.count("suggested:") == 1  # rank 0 alone prints
     data = json.loads((out / "range_test.json").read_text())
     assert data["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_repeats_run_on_every_rank(tmp_path: Path) -> None:
+    """--repeats under torchrun: each repeat trains on both ranks (all-reduced), rank 0 writes the aggregate."""
+    spec = write_spec(tmp_path, BASE_SPEC.replace("steps: 60", "steps: 25"))
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+         "-m", "clrfind", "range-test", str(spec), "--out", str(out), "--quiet", "--repeats", "2"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("suggested:") == 1 and "2 runs, 2 processes, global batch 128" in res.stdout
+    data = json.loads((out / "range_test.json").read_text())
+    assert data["world_size"] == 2 and data["global_batch_size"] == 128
+    assert [r["seed"] for r in data["runs"]] == [0, 1]
+
+
+def test_repeats_and_sweeps_read_the_spec_file_once(tmp_path: Path) -> None:
+    """Each repeat and each sweep value derives its spec from the one already read (the file may be gone)."""
+    from clrfind.runs import run, sweep
+    from clrfind.spec import load_spec
+
+    spec = write_spec(tmp_path, BASE_SPEC.replace("steps: 60", "steps: 20"))
+    loaded = load_spec(spec)
+    spec.unlink()
+    outcome = run(loaded, out_dir=tmp_path / "rep", repeats=2)
+    assert outcome.result.runs is not None and [r.seed for r in outcome.result.runs] == [0, 1]
+    done = sweep(loaded, [("optimizer.kwargs.weight_decay", [0, 0.01])], out_dir=tmp_path / "sw")
+    assert [r.label for r in done.sweep.runs] == ["weight_decay=0", "weight_decay=0.01"]
+    assert all(r.error is None for r in done.sweep.runs)

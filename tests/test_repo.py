@@ -64,3 +64,66 @@ def test_sample_config_checks(spec) -> None:
 
     report = check_spec(load_spec(spec, {"device": "cpu"}))
     assert report.param_count > 0 and report.planned_steps >= 50
+
+
+def _clrfind_imports(path) -> set[str]:
+    """The clrfind modules a module imports when it runs (module level and inside functions), without the
+    `if TYPE_CHECKING:` blocks, which never run."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    skip = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clrfind"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("clrfind"))
+    return found
+
+
+def test_no_import_circle_in_the_package() -> None:
+    package = REPO / "clrfind"
+    modules = {
+        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in package.rglob("*.py")
+    }
+    graph = {
+        name: {m for m in _clrfind_imports(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    # A package's __init__ re-exporting its own submodules is not a circle: Python imports the package first.
+    graph = {name: {m for m in deps if not m.startswith(name + ".")} for name, deps in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                pytest.fail("import circle: " + " -> ".join([*trail[trail.index(dep) :], dep]))
+            if dep not in state:
+                visit(dep, [*trail, dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_no_function_over_120_lines() -> None:
+    import ast
+
+    long = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name}"
+        for path in sorted((REPO / "clrfind").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 120
+    ]
+    assert not long, long
