@@ -50,16 +50,8 @@ def length_and_range_problem(
     return None
 
 
-class RunSettings(FrozenModel):
-    """The LR ladder, the test's length, what is measured and how each step runs; validated once.
-
-    Attributes:
-        steps / epochs: the length, one of the two (neither means DEFAULT_STEPS steps).
-        mode: `auto` picks exp over more than 1.5 decades (see `clrfind.ladder`).
-        metric: `loss`, or the paper's `accuracy` / `val_loss` on a validation subsample of `eval_batches`
-            batches every `eval_every` steps.
-        sync_every: steps per host read of the losses (None: the engine's choice).
-    """
+class LadderSettings(FrozenModel):
+    """The LR ladder, the test's length and what is measured along it: the spec's `range_test:` section."""
 
     min_lr: LearningRate = DEFAULT_MIN_LR
     max_lr: LearningRate = DEFAULT_MAX_LR
@@ -69,19 +61,32 @@ class RunSettings(FrozenModel):
     metric: MetricName = "loss"
     eval_every: Positive | None = None
     eval_batches: Positive = 4
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LadderSettings:
+        problem = length_and_range_problem(self.min_lr, self.max_lr, self.steps, self.epochs)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+        return self
+
+
+class RunSettings(LadderSettings):
+    """The ladder plus how each step runs; validated once, read by the engine and the result.
+
+    Attributes:
+        steps / epochs: the length, one of the two (neither means DEFAULT_STEPS steps).
+        mode: `auto` picks exp over more than 1.5 decades (see `clrfind.ladder`).
+        metric: `loss`, or the paper's `accuracy` / `val_loss` on a validation subsample of `eval_batches`
+            batches every `eval_every` steps.
+        sync_every: steps per host read of the losses (None: the engine's choice).
+    """
+
     precision: Precision = "fp32"
     accumulate: Positive = 1
     compile: bool = False
     channels_last: bool = False
     seed: Seed | None = None
     sync_every: Positive | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> RunSettings:
-        problem = length_and_range_problem(self.min_lr, self.max_lr, self.steps, self.epochs)
-        if problem is not None:
-            raise ValueError(f"{problem[0]}: {problem[1]}")
-        return self
 
     @classmethod
     def from_arguments(cls, **arguments: Any) -> RunSettings:

@@ -30,19 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from clrfind.errors import SpecError, UsageError, one_line
-from clrfind.ladder import DEFAULT_STEPS, ModeChoice
+from clrfind.ladder import DEFAULT_STEPS
 from clrfind.settings import (
-    DEFAULT_MAX_LR,
-    DEFAULT_MIN_LR,
-    Epochs,
     FrozenModel,
-    LearningRate,
-    MetricName,
+    LadderSettings,
     Positive,
     Precision,
     RunSettings,
     Seed,
-    Steps,
     length_and_range_problem,
 )
 
@@ -148,17 +143,10 @@ class DataSpec(_Strict):
     num_workers: int = Field(0, ge=0)
 
 
-class RangeTestSpec(_Strict):
-    """The LR ladder and what is measured along it (the constraints are `RunSettings`' own)."""
+class RangeTestSpec(LadderSettings):
+    """The LR ladder and what is measured along it: `RunSettings`' own fields and constraints, typed strictly."""
 
-    min_lr: LearningRate = DEFAULT_MIN_LR
-    max_lr: LearningRate = DEFAULT_MAX_LR
-    steps: Steps | None = None
-    epochs: Epochs | None = None
-    mode: ModeChoice = "auto"
-    metric: MetricName = "loss"
-    eval_every: Positive | None = None
-    eval_batches: Positive = 4
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -214,11 +202,9 @@ class Spec(_Strict):
 
     def settings(self) -> RunSettings:
         """How this spec's test runs; valid by construction (the spec passed the same constraints)."""
-        rt = self.range_test
         return RunSettings(
-            min_lr=rt.min_lr, max_lr=rt.max_lr, steps=rt.steps, epochs=rt.epochs, mode=rt.mode,
-            metric=rt.metric, eval_every=rt.eval_every, eval_batches=rt.eval_batches, precision=self.precision,
-            accumulate=self.accumulate, compile=self.compile, channels_last=self.channels_last, seed=self.seed,
+            **self.range_test.model_dump(), precision=self.precision, accumulate=self.accumulate,
+            compile=self.compile, channels_last=self.channels_last, seed=self.seed,
         )  # fmt: skip
 
     def resolved(self) -> dict[str, Any]:

@@ -208,18 +208,22 @@ def test_two_process_gloo_run_same_curve_files_once(tmp_path: Path) -> None:
     ]
 
 
+def _torchrun(spec: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`torchrun --nproc-per-node 2 -m clrfind range-test SPEC --out OUT --quiet ARGS` on CPU (gloo)."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+         "-m", "clrfind", "range-test", str(spec), "--out", str(out), "--quiet", *args],
+        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_torchrun_cli_writes_once(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, BASE_SPEC.replace("steps: 60", "steps: 30"))
-    out = tmp_path / "run"
-    res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-         "-m", "clrfind", "range-test", str(spec), "--out", str(out), "--quiet"],
-        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    res = _torchrun(spec, tmp_path / "run")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("suggested:") == 1  # rank 0 alone prints
-    data = json.loads((out / "range_test.json").read_text())
+    data = json.loads((tmp_path / "run" / "range_test.json").read_text())
     assert data["world_size"] == 2
 
 
@@ -227,15 +231,10 @@ def test_torchrun_cli_writes_once(tmp_path: Path) -> None:
 def test_torchrun_repeats_run_on_every_rank(tmp_path: Path) -> None:
     """--repeats under torchrun: each repeat trains on both ranks (all-reduced), rank 0 writes the aggregate."""
     spec = write_spec(tmp_path, BASE_SPEC.replace("steps: 60", "steps: 25"))
-    out = tmp_path / "run"
-    res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-         "-m", "clrfind", "range-test", str(spec), "--out", str(out), "--quiet", "--repeats", "2"],
-        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    res = _torchrun(spec, tmp_path / "run", "--repeats", "2")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("suggested:") == 1 and "2 runs, 2 processes, global batch 128" in res.stdout
-    data = json.loads((out / "range_test.json").read_text())
+    data = json.loads((tmp_path / "run" / "range_test.json").read_text())
     assert data["world_size"] == 2 and data["global_batch_size"] == 128
     assert [r["seed"] for r in data["runs"]] == [0, 1]
 
