@@ -31,32 +31,24 @@ CLRFIND = "clrfind"
 class ClrfindSettings:
     """How the benchmark drives clrfind, as a user following the README would.
 
-    The range is a wide default per optimizer family (1e-4..10 for SGD, 1e-5..1 for Adam-family: both reach well
-    past where these optimizers diverge), with clrfind's own defaults for the rest: `mode="auto"` (exp over such
-    ranges) and DEFAULT_STEPS steps, or `test_epochs` epochs when that is longer ("a few epochs", as in the
-    paper). `constants` overrides module constants of clrfind (e.g. {"analysis.STOP_SLOPE_FRAC": 0.1}) inside the
-    worker, for experiments; the run restores them. `zoom` (experiment) runs an exp test over the range first and
-    then the linear test from ~0 up to where the exp test diverged (or 4x its best LR when it did not): the "exp
-    pre-sweep + linear zoom" workflow. `max_ratio` (experiment) raises base_lr to at least max_lr / max_ratio
-    before the export, and `toward_divergence` (experiment) moves max_lr to the geometric mean of itself and
-    divergence_lr / 2 (when that is higher); clrfind now ships both rules (MAX_RATIO, DIVERGENCE_HEADROOM), so
-    these only matter for replaying older experiments.
+    The range is a wide default per optimizer family (1e-4..10 for SGD, 1e-5..1 for the adaptive ones: both reach
+    well past where these optimizers diverge), with clrfind's own defaults for the rest: `mode="auto"` (exp over
+    such ranges) and DEFAULT_STEPS steps, or `test_epochs` epochs when that is longer ("a few epochs", as in the
+    paper); the export is `policy` with the task's epochs. `constants` overrides module constants of clrfind (e.g.
+    {"analysis.STOP_SLOPE_FRAC": 0.1}) inside the worker, for experiments; the run restores them.
     """
 
     sgd_range: tuple[float, float] = (1e-4, 10.0)
-    adam_range: tuple[float, float] = (1e-5, 1.0)
+    adaptive_range: tuple[float, float] = (1e-5, 1.0)
     mode: str = "auto"
     test_epochs: int = 3
     min_steps: int = DEFAULT_STEPS
     policy: str = "auto"
     metric: str = "loss"
-    zoom: bool = False
-    max_ratio: float | None = None
-    toward_divergence: bool = False
     constants: tuple[tuple[str, Any], ...] = ()
 
     def lr_range(self, task: Task) -> tuple[float, float]:
-        return self.sgd_range if task.family == "sgd" else self.adam_range
+        return self.sgd_range if task.family == "sgd" else self.adaptive_range
 
     def steps(self, task: Task) -> int:
         return max(self.min_steps, self.test_epochs * task.steps_per_epoch)
@@ -102,8 +94,8 @@ def schedule_plan(path: Path) -> Plan:
     )
 
 
-def clrfind_test(task: Task, seed: int, settings: ClrfindSettings) -> tuple[RangeTestResult, list[str]]:
-    """clrfind.range_test on the seed's model and data order, as the settings say (with the zoom, two tests)."""
+def clrfind_test(task: Task, seed: int, settings: ClrfindSettings) -> RangeTestResult:
+    """clrfind.range_test on the seed's model and data order, as the settings say."""
     import clrfind
 
     low, high = settings.lr_range(task)
@@ -115,59 +107,26 @@ def clrfind_test(task: Task, seed: int, settings: ClrfindSettings) -> tuple[Rang
 
         data = task.data()
         val = DataLoader(TensorDataset(data.x_val, data.y_val), batch_size=256)
-
-    def test(low: float, high: float, mode: str) -> RangeTestResult:
-        return clrfind.range_test(
-            model, train_loader(task, seed), task.make_loss(), optimizer, min_lr=low, max_lr=high,
-            steps=settings.steps(task), mode=mode, metric=settings.metric, val_loader=val,
-        )  # fmt: skip
-
-    if not settings.zoom:
-        return test(low, high, settings.mode), []
-    first = test(low, high, "exp")  # the model and optimizer are restored after every test
-    b = first.bounds
-    top = b.divergence_lr if b is not None and b.divergence_lr else None
-    if top is None and b is not None and b.best_lr:
-        top = min(high, 4 * b.best_lr)
-    top = top or high
-    note = f"zoom: exp test up to {first.lrs[-1]:.3g} ({first.stop_reason}), linear up to {top:.3g}"
-    return test(top / 1000, top, "linear"), [note]
-
-
-def cap_ratio(result: RangeTestResult, ratio: float) -> RangeTestResult:
-    """Experiment: raise base_lr to max_lr / ratio when the bounds are further apart (a rule clrfind lacks)."""
-    b = result.bounds
-    if b is None or not b.usable or b.max_lr / b.min_lr <= ratio:  # type: ignore[operator]
-        return result
-    return result.model_copy(update={"bounds": b.model_copy(update={"min_lr": b.max_lr / ratio})})  # type: ignore[operator]
-
-
-def move_toward_divergence(result: RangeTestResult) -> RangeTestResult:
-    """Experiment: max_lr -> sqrt(max_lr * divergence_lr / 2) when higher, i.e. into a flat stretch before the rise."""
-    b = result.bounds
-    if b is None or not b.usable or b.divergence_lr is None or b.divergence_lr / 2 <= b.max_lr:  # type: ignore[operator]
-        return result
-    high = (b.max_lr * b.divergence_lr / 2) ** 0.5  # type: ignore[operator]
-    return result.model_copy(update={"bounds": b.model_copy(update={"max_lr": high})})
+    return clrfind.range_test(
+        model, train_loader(task, seed), task.make_loss(), optimizer, min_lr=low, max_lr=high,
+        steps=settings.steps(task), mode=settings.mode, metric=settings.metric, val_loader=val,
+    )  # fmt: skip
 
 
 def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path) -> MethodRun:
     """The range test, `export --epochs <budget>` (write_schedule), then training with exactly that file.
 
     Without usable bounds the run trains at the default LR (what a user without bounds falls back to) and the
-    notes keep clrfind's reason and next step.
+    notes keep clrfind's reason and next step. The test's cost is its steps (`steps_run`) and seconds.
     """
     from clrfind.errors import ClrfindError
     from clrfind.export import write_schedule
 
+    notes: list[str] = []
     with _Patched(settings.constants):
         started = time.perf_counter()
-        result, notes = clrfind_test(task, seed, settings)
+        result = clrfind_test(task, seed, settings)
         seconds = time.perf_counter() - started
-        if settings.toward_divergence:
-            result = move_toward_divergence(result)
-        if settings.max_ratio:
-            result = cap_ratio(result, settings.max_ratio)
         bounds = result.bounds
         suggestion = {
             "base": bounds.min_lr if bounds else None,
@@ -193,7 +152,9 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
             if plan.total_steps > task.total_steps:
                 notes.append(f"schedule trains {plan.total_steps} steps, budget is {task.total_steps}")
     outcome = train(task, plan, seed)
-    return MethodRun(CLRFIND, task.name, seed, suggestion, seconds, {"schedule": outcome}, notes)
+    return MethodRun(
+        CLRFIND, task.name, seed, suggestion, seconds, {"schedule": outcome}, notes, steps=result.steps_run
+    )
 
 
 def run_method(task_name: str, method: str, seed: int, settings: ClrfindSettings, out_dir: str) -> MethodRun:

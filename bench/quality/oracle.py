@@ -1,8 +1,11 @@
-"""The grid-search oracle: the best of constant LRs and triangular CLR ranges on a log grid, cached as JSON.
+"""The grid-search oracle: the best of constant LRs, triangular CLR ranges and one-cycle peaks on a log grid,
+cached as JSON.
 
-The grid spans 1e-4..3 for SGD and 1e-5..0.3 for Adam-family optimizers (10 points, ~3.2x apart; 6 with --quick).
-Each point is trained as a constant LR and as CyclicLR(triangular) with max_lr = the point and base_lr = max_lr/4,
-for the same budget and seeds as every method. The oracle is the configuration with the best mean metric.
+The grid spans 1e-4..3 for SGD and 1e-5..0.3 for the adaptive optimizers (Adam, AdamW, RMSprop), 10 points ~3.2x
+apart (6 with --quick). Each point is trained three ways, for the same budget and seeds as every method: as a
+constant LR, as CyclicLR(triangular) with max_lr = the point and base_lr = max_lr/4, and as OneCycleLR peaking at
+the point (`train.one_cycle_plan`). The oracle is the configuration with the best mean metric; the best constant
+LR is reported beside it.
 
 Cache: `.bench-cache/quality/oracle-<task>-<key>.json`, where the key hashes the task's definition and the training
 code, so editing a task or the loop invalidates exactly what it should. Entries are per (config, seed).
@@ -17,18 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.quality.tasks import TASKS, Task
-from bench.quality.train import Outcome, Plan, constant_plan, triangular_plan
+from bench.quality.tasks import CACHE_DIR, TASKS, Task
+from bench.quality.train import Outcome, Plan, constant_plan, one_cycle_plan, triangular_plan
 
-CACHE_DIR = Path(".bench-cache") / "quality"
-GRID = {"sgd": (1e-4, 3.0), "adam": (1e-5, 0.3)}
+GRID = {"sgd": (1e-4, 3.0), "adaptive": (1e-5, 0.3)}
+KINDS = ("constant", "triangular", "one-cycle")
 GRID_POINTS, QUICK_GRID_POINTS = 10, 6
 CLR_RATIO = 4.0
 
 
 @dataclass(frozen=True)
 class Config:
-    """One oracle configuration: a constant LR, or a triangular range with max `lr` and base `lr / CLR_RATIO`."""
+    """One oracle configuration: a constant LR, a triangular range with max `lr` and base `lr / CLR_RATIO`, or
+    one cycle peaking at `lr`."""
 
     kind: str
     lr: float
@@ -41,18 +45,22 @@ class Config:
     def label(self) -> str:
         if self.kind == "constant":
             return f"constant {self.lr:.3g}"
+        if self.kind == "one-cycle":
+            return f"one-cycle peak {self.lr:.3g}"
         return f"triangular {self.lr / CLR_RATIO:.3g}-{self.lr:.3g}"
 
     def plan(self, task: Task) -> Plan:
         if self.kind == "constant":
             return constant_plan(task, self.lr)
+        if self.kind == "one-cycle":
+            return one_cycle_plan(task, self.lr)
         return triangular_plan(task, self.lr / CLR_RATIO, self.lr)
 
 
 def grid(task: Task, *, quick: bool = False) -> list[Config]:
     low, high = GRID[task.family]
     points = np.geomspace(low, high, QUICK_GRID_POINTS if quick else GRID_POINTS)
-    return [Config(kind, float(lr)) for kind in ("constant", "triangular") for lr in points]
+    return [Config(kind, float(lr)) for kind in KINDS for lr in points]
 
 
 def code_key(task: Task) -> str:
@@ -100,10 +108,14 @@ def run_config(task_name: str, kind: str, lr: float, seed: int) -> Outcome:
 
 @dataclass(frozen=True)
 class OracleResult:
-    """The grid's outcomes per config (one per seed) and the best config."""
+    """The grid's outcomes per config (one per seed), the best config and the best constant LR."""
 
     outcomes: dict[Config, list[Outcome]]
     best: Config
+    best_constant: Config
+
+    def mean(self, config: Config) -> float:
+        return float(np.mean([o.metric for o in self.outcomes[config]]))
 
     @property
     def best_outcomes(self) -> list[Outcome]:
@@ -115,8 +127,12 @@ class OracleResult:
 
 
 def pick_best(task: Task, outcomes: dict[Config, list[Outcome]]) -> OracleResult:
+    """The config with the best mean metric over the seeds (the first in grid order on a tie)."""
+
     def mean(config: Config) -> float:
         return float(np.mean([o.metric for o in outcomes[config]]))
 
-    best = (max if task.higher_is_better else min)(outcomes, key=mean)
-    return OracleResult(outcomes, best)
+    choose = max if task.higher_is_better else min
+    best = choose(outcomes, key=mean)
+    best_constant = choose((c for c in outcomes if c.kind == "constant"), key=mean)
+    return OracleResult(outcomes, best, best_constant)

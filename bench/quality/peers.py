@@ -40,10 +40,12 @@ DEFAULT = "default LR"
 
 @dataclass(frozen=True)
 class Suggestion:
-    """One peer's suggested LR for one seed; `lr` None when the peer gave none (the run then uses the default)."""
+    """One peer's suggested LR for one seed (None when it gave none: the run then uses the default), and what its
+    range test cost: seconds and optimizer steps (None when the test failed before saying)."""
 
     lr: float | None
     seconds: float
+    steps: int | None
     note: str = ""
 
 
@@ -56,17 +58,19 @@ def _quiet() -> Iterator[io.StringIO]:
         yield buffer
 
 
-def _timed(fn: Callable[[], float | None]) -> Suggestion:
-    """Run a suggestion rule, timing it; a peer that raises gives no suggestion (noted), as for a user."""
+def _timed(fn: Callable[[], tuple[float | None, int]]) -> Suggestion:
+    """Run a suggestion rule (it returns the LR and its test's steps), timing it; a peer that raises gives no
+    suggestion (noted), as for a user."""
     started = time.perf_counter()
+    steps = None
     try:
         with _quiet():
-            lr = fn()
+            lr, steps = fn()
         note = "" if lr is not None and math.isfinite(lr) else "no suggestion"
     except Exception as exc:  # any failure inside a peer's code means "no suggestion" for the user too
         lr, note = None, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     lr = lr if lr is not None and math.isfinite(lr) and lr > 0 else None
-    return Suggestion(lr, time.perf_counter() - started, note)
+    return Suggestion(lr, time.perf_counter() - started, steps, note)
 
 
 # -- torch-lr-finder ---------------------------------------------------------------------------------------------
@@ -77,7 +81,7 @@ PLF_START_LR = 1e-7
 def plf_steepest(task: Task, seed: int) -> Suggestion:
     """torch-lr-finder's range test and its `plot(suggest_lr=True)` suggestion."""
 
-    def run() -> float | None:
+    def run() -> tuple[float | None, int]:
         from matplotlib.figure import Figure
         from torch_lr_finder import LRFinder
 
@@ -87,7 +91,7 @@ def plf_steepest(task: Task, seed: int) -> Suggestion:
         finder.range_test(train_loader(task, seed), end_lr=10, num_iter=100)
         ax = Figure().add_subplot()  # Agg canvas: plot() draws here instead of calling plt.show()
         _, lr = finder.plot(ax=ax, suggest_lr=True)
-        return float(lr)
+        return float(lr), len(finder.history["lr"])
 
     return _timed(run)
 
@@ -98,7 +102,7 @@ def plf_steepest(task: Task, seed: int) -> Suggestion:
 def lightning_steepest(task: Task, seed: int) -> Suggestion:
     """Lightning's `Tuner.lr_find` with its defaults and its `suggestion()`."""
 
-    def run() -> float | None:
+    def run() -> tuple[float | None, int]:
         import lightning.pytorch as pl
         from lightning.pytorch.tuner import Tuner
 
@@ -127,7 +131,9 @@ def lightning_steepest(task: Task, seed: int) -> Suggestion:
             finder = Tuner(trainer).lr_find(
                 Module(), train_dataloaders=train_loader(task, seed), update_attr=False
             )
-        return None if finder is None else finder.suggestion()
+        if finder is None:
+            return None, 0
+        return finder.suggestion(), len(finder.results["lr"])
 
     return _timed(run)
 
@@ -196,11 +202,12 @@ def valley(lrs: np.ndarray, losses: np.ndarray) -> float:
 def fastai_valley(task: Task, seed: int) -> Suggestion:
     """fastai's `lr_find()` default suggestion, on its own range test (reimplemented)."""
 
-    def run() -> float | None:
+    def run() -> tuple[float | None, int]:
         lrs, losses = exp_range_test(
             task, seed, start=FASTAI_START, end=FASTAI_END, iters=FASTAI_ITERS, beta=FASTAI_BETA,
             stop_factor=FASTAI_STOP,
         )  # fmt: skip
+        steps = len(lrs)
         # lr_find: lrs[num_it//10:-5], losses likewise, cut at the first NaN
         lrs, losses = lrs[FASTAI_ITERS // 10 : -5], losses[FASTAI_ITERS // 10 : -5]
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -208,7 +215,7 @@ def fastai_valley(task: Task, seed: int) -> Suggestion:
             lrs, losses = lrs[: bad[0]], losses[: bad[0]]
         if len(losses) == 0:
             raise RuntimeError(f"the range test stopped after {len(lrs)} points: nothing left after slicing")
-        return valley(lrs, losses)
+        return valley(lrs, losses), steps
 
     return _timed(run)
 
@@ -235,9 +242,19 @@ def run_peer(task: Task, seed: int, peer: str) -> MethodRun:
         "constant": train(task, constant_plan(task, lr), seed),
         "triangular": train(task, triangular_plan(task, lr / 4, lr), seed),
     }
-    return MethodRun(peer, task.name, seed, {"lr": suggestion.lr}, suggestion.seconds, outcomes, notes)
+    return MethodRun(
+        peer,
+        task.name,
+        seed,
+        {"lr": suggestion.lr},
+        suggestion.seconds,
+        outcomes,
+        notes,
+        steps=suggestion.steps,
+    )
 
 
 def run_default(task: Task, seed: int) -> MethodRun:
+    """The task's default LR (`Task.default_lr`), constant: no range test (0 steps, 0 s)."""
     outcome = train(task, constant_plan(task, task.default_lr), seed)
-    return MethodRun(DEFAULT, task.name, seed, {"lr": task.default_lr}, 0.0, {"constant": outcome})
+    return MethodRun(DEFAULT, task.name, seed, {"lr": task.default_lr}, 0.0, {"constant": outcome}, steps=0)

@@ -1,10 +1,13 @@
-"""Quality benchmark CLI: `python -m bench.quality.run [--tasks a,b] [--seeds N] [--quick] [--markdown FILE]`.
+"""Quality benchmark CLI: `python -m bench.quality.run [--half dev|heldout|all] [--tasks a,b] [--seeds N] [--quick]
+[--markdown FILE] [--json FILE]`.
 
 For every task, each method runs its own range test per seed and trains with what it suggests; a grid-search
-oracle (cached) gives the best reachable metric. Score per task = (metric - default) / (oracle - default), on the
-mean metric over the seeds: 1 = as good as the grid search, 0 = no better than the default LR. The same formula is
-sign-correct for lower-is-better metrics (MSE). "Within 1%" = the mean metric falls short of the oracle's by at
-most 1% of the oracle's value (for accuracy that is ~1 point); beating the oracle counts as within.
+oracle (cached) gives the best reachable metric. Score per task = (metric - chance) / (oracle - chance), on the
+mean metric over the seeds: 1 = as good as the grid search, 0 = no better than a model that learned nothing
+(`TaskData.chance`; failed runs count as chance, so scores are >= 0). The same formula is sign-correct for the
+lower-is-better metrics (MSE, nats). "Within 1%" = the mean metric falls short of the oracle's by at most 1% of
+the oracle's value (for accuracy that is ~1 point); beating the oracle counts as within. The tasks are split in a
+development half and a held-out half (`Task.half`); the summary is given per half and for all.
 
 Experiments: `--clrfind-set NAME=VALUE` changes how clrfind is driven (`mode=exp`, `min_steps=300`) or a clrfind
 module constant (`analysis.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds.
@@ -33,9 +36,8 @@ import yaml
 
 from bench.quality.methods import CLRFIND, ClrfindSettings, best_candidate, run_method
 from bench.quality.oracle import (
-    CACHE_DIR,
+    KINDS,
     Cache,
-    Config,
     OracleResult,
     code_key,
     grid,
@@ -45,7 +47,7 @@ from bench.quality.oracle import (
 )
 from bench.quality.peers import DEFAULT, PEERS
 from bench.quality.records import MethodRun
-from bench.quality.tasks import TASKS, Task
+from bench.quality.tasks import CACHE_DIR, HALVES, TASKS, Task
 from bench.quality.train import Outcome
 
 ORACLE = "oracle (grid)"
@@ -102,6 +104,9 @@ def run_all(
     jobs: dict[Future[Any], tuple[str, str, Any, int]] = {}
     ctx = get_context("spawn")  # fork after torch has started its thread pools can hang
     started = time.perf_counter()
+    for task in tasks:
+        if task.prepare is not None:  # once, here, before the workers need it
+            task.prepare()
 
     def save() -> None:
         for cache in [*oracle_caches.values(), *peer_caches.values()]:
@@ -153,17 +158,22 @@ def run_all(
 
 @dataclass(frozen=True)
 class Row:
-    """One method on one task, aggregated over the seeds."""
+    """One method on one task, aggregated over the seeds. `seconds` and `steps`: its range test's cost per seed
+    (for the oracle, `seconds` is its whole grid, all seeds)."""
 
     method: str
     metrics: list[float]
     suggestion: str
-    seconds: float
+    seconds: float | None
+    steps: float | None
     diverged: int
+    at_chance: int
     runs: int
     score: float | None = None
     score_se: float | None = None
+    old_score: float | None = None
     within: bool = False
+    vs_default: str = "-"
 
     @property
     def mean(self) -> float:
@@ -180,32 +190,54 @@ class Row:
         return float(np.std(self.metrics, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
 
 
-def score(metric: float, default: float, oracle: float) -> float | None:
-    """(metric - default) / (oracle - default): 1 = the grid search, 0 = the default; None when they tie."""
-    gap = oracle - default
+def score(metric: float, zero: float, one: float) -> float | None:
+    """(metric - zero) / (one - zero): 1 at `one`, 0 at `zero`; None when they tie.
+
+    The score: zero = chance, one = the oracle. The old score (zero = the default LR's mean metric) is only in
+    the --json output, for comparing with earlier reports: on the new tasks the default often ties or nearly
+    ties the oracle (wine-easy, diabetes-adam), and the ratio then swings by tens.
+    """
+    gap = one - zero
     if abs(gap) < 1e-9:
         return None
-    return (metric - default) / gap
+    s = (metric - zero) / gap
+    return 0.0 if abs(s) < 1e-9 else s  # a mean of equal floats can differ from them in the last bit
 
 
-def score_se(row: Row, default: Row, oracle: Row, s: float | None) -> float | None:
-    """Standard error of `score` from the seed-to-seed spread of the method, the default and the oracle.
+def score_se(row: Row, oracle: Row, chance: float, s: float | None) -> float | None:
+    """Standard error of `score` from the seed-to-seed spread of the method and the oracle.
 
-    `s` is the row's score; first-order propagation through (m - d) / (o - d). It says how much of a score is
-    seed noise: with 3 seeds a noisy task moves by several tenths between seed sets. (The oracle is also the
-    best of 20 noisy configs, a selection bias this does not include: its mean is optimistic, so scores lean low.)
+    `s` is the row's score; first-order propagation through (m - chance) / (o - chance). It says how much of a
+    score is seed noise. (The oracle is also the best of 30 noisy configs, a selection bias this does not
+    include: its mean is optimistic, so scores lean low.)
     """
     if s is None:
         return None
-    if row is default or row is oracle:  # the two ends of the scale: 0 and 1 by definition
+    if row is oracle:  # the top of the scale: 1 by definition
         return 0.0
-    var = row.se**2 + (s * oracle.se) ** 2 + ((1.0 - s) * default.se) ** 2
-    return math.sqrt(var) / abs(oracle.mean - default.mean)
+    return math.sqrt(row.se**2 + (s * oracle.se) ** 2) / abs(oracle.mean - chance)
+
+
+def better(task: Task, a: float, b: float) -> bool:
+    """`a` is a better metric than `b` (higher accuracy, lower MSE or nats)."""
+    return a > b if task.higher_is_better else a < b
 
 
 def within(task: Task, metric: float, oracle: float) -> bool:
     shortfall = (oracle - metric) if task.higher_is_better else (metric - oracle)
     return shortfall <= WITHIN * abs(oracle)
+
+
+def is_chance(task: Task, metric: float) -> bool:
+    """The run ended at the chance level (floored there, or equal to it: an accuracy is a float32 fraction)."""
+    chance = task.data().chance
+    return abs(metric - chance) <= 1e-6 * max(1.0, abs(chance))
+
+
+def _vs_default(task: Task, metric: float, default: float) -> str:
+    if better(task, metric, default):
+        return "above"
+    return "below" if better(task, default, metric) else "same"
 
 
 def _lr(x: float | None) -> str:
@@ -217,19 +249,27 @@ def _median(values: Sequence[float | None]) -> float | None:
     return float(np.median(finite)) if finite else None
 
 
+def clrfind_bounds(runs: list[MethodRun]) -> str:
+    """`base-max, peak P` (medians over the seeds), and how many seeds got no bounds."""
+    base = _median([r.suggestion.get("base") for r in runs])
+    high = _median([r.suggestion.get("max") for r in runs])
+    peak = _median([r.suggestion.get("peak") for r in runs])
+    missing = sum(r.suggestion.get("max") is None for r in runs)
+    text = f"{_lr(base)}-{_lr(high)}" + (f", peak {_lr(peak)}" if peak and high and peak > high else "")
+    return text + (f" ({missing} without bounds)" if missing else "")
+
+
 def method_row(task: Task, method: str, runs: list[MethodRun]) -> Row:
     label = best_candidate(runs, task.higher_is_better)
     metrics = [r.outcomes[label].metric for r in runs]
     diverged = sum(o.diverged for r in runs for o in r.outcomes.values())
+    at_chance = sum(is_chance(task, o.metric) for r in runs for o in r.outcomes.values())
     n_runs = sum(len(r.outcomes) for r in runs)
     seconds = float(np.mean([r.seconds for r in runs]))
+    counted = [r.steps for r in runs if r.steps is not None]
+    steps = float(np.mean(counted)) if counted else None
     if method == CLRFIND:
-        base = _median([r.suggestion.get("base") for r in runs])
-        high = _median([r.suggestion.get("max") for r in runs])
-        peak = _median([r.suggestion.get("peak") for r in runs])
-        missing = sum(r.suggestion.get("max") is None for r in runs)
-        text = f"{_lr(base)}-{_lr(high)}" + (f", peak {_lr(peak)}" if peak and high and peak > high else "")
-        text += f" ({missing} without bounds)" if missing else ""
+        text = clrfind_bounds(runs)
     elif method == DEFAULT:
         text = _lr(runs[0].suggestion["lr"])
     else:
@@ -238,26 +278,32 @@ def method_row(task: Task, method: str, runs: list[MethodRun]) -> Row:
         text = f"{_lr(lr)} -> {'CLR' if label == 'triangular' else 'const'}" + (
             f" ({missing} none)" if missing else ""
         )
-    return Row(method, metrics, text, seconds, diverged, n_runs)
+    return Row(method, metrics, text, seconds, steps, diverged, at_chance, n_runs)
 
 
 def score_task(res: TaskResults) -> list[Row]:
-    """Rows for every method plus the oracle, with scores against the default and the oracle."""
+    """Rows for every method plus the oracle, scored against chance and the oracle."""
     task = res.task
+    chance = task.data().chance
     rows = [method_row(task, m, runs) for m, runs in res.runs.items()]
     oracle_metrics = [o.metric for o in res.oracle.best_outcomes]
-    oracle_row = Row(ORACLE, oracle_metrics, res.oracle.best.label, res.oracle.seconds,
-                     sum(o.diverged for o in res.oracle.best_outcomes), len(oracle_metrics))  # fmt: skip
+    best = res.oracle.best_outcomes
+    failed = sum(o.diverged for o in best), sum(is_chance(task, o.metric) for o in best)
+    oracle_row = Row(
+        ORACLE, oracle_metrics, res.oracle.best.label, res.oracle.seconds, None, *failed, len(best)
+    )
     default = next(r for r in rows if r.method == DEFAULT)  # main() always runs the default
     out = []
     for r in [*rows, oracle_row]:
-        s = score(r.mean, default.mean, oracle_row.mean)
+        s = score(r.mean, chance, oracle_row.mean)
         out.append(
             replace(
                 r,
                 score=s,
-                score_se=score_se(r, default, oracle_row, s),
+                score_se=score_se(r, oracle_row, chance, s),
+                old_score=score(r.mean, default.mean, oracle_row.mean),
                 within=within(task, r.mean, oracle_row.mean),
+                vs_default="-" if r is default else _vs_default(task, r.mean, default.mean),
             )
         )
     return out
@@ -266,71 +312,142 @@ def score_task(res: TaskResults) -> list[Row]:
 # -- output ------------------------------------------------------------------------------------------------------
 
 
-def _fmt_metric(task: Task, row: Row) -> str:
+def fmt_value(task: Task, value: float) -> str:
     if task.metric == "accuracy":
-        return f"{100 * row.mean:.1f} ± {100 * row.std:.1f}"
-    return f"{row.mean:.4f} ± {row.std:.4f}"
+        return f"{100 * value:.1f}"
+    return f"{value:.4f}" if task.metric == "mse" else f"{value:.3f}"
 
 
-HEADER = ["task", "method", "metric (mean ± std)", "suggested LR", "test s", "score ± SE", "≤1%", "diverged"]
+def _fmt_metric(task: Task, row: Row) -> str:
+    scale = 100 if task.metric == "accuracy" else 1
+    return (
+        f"{fmt_value(task, row.mean)} ± {fmt_value(task, row.std) if scale == 1 else f'{100 * row.std:.1f}'}"
+    )
 
 
 def _fmt_score(row: Row) -> str:
     if row.score is None:
         return "-"
-    return f"{row.score:.2f}" + (f" ± {row.score_se:.2f}" if row.score_se else "")
+    return f"{row.score:.3f}" + (f" ± {row.score_se:.3f}" if row.score_se else "")
+
+
+def _fmt_cost(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+HEADER = [
+    "task", "method", "metric (mean ± std)", "suggested LR", "test steps", "test s", "score ± SE", "vs default",
+    "≤1%", "diverged, at chance",
+]  # fmt: skip
 
 
 def table_rows(results: list[TaskResults], scored: dict[str, list[Row]]) -> list[list[str]]:
     out = []
     for res in results:
         task = res.task
-        unit = "val acc %" if task.metric == "accuracy" else "val MSE"
         for i, row in enumerate(scored[task.name]):
             out.append([
-                f"{task.name} ({unit})" if i == 0 else "",
+                f"{task.name} ({task.unit})" if i == 0 else "",
                 row.method,
                 _fmt_metric(task, row),
                 row.suggestion,
-                f"{row.seconds:.1f}" if row.method != DEFAULT else "-",
+                _fmt_cost(row.steps, 0) if row.method != DEFAULT else "-",
+                _fmt_cost(row.seconds, 1) if row.method != DEFAULT else "-",
                 _fmt_score(row),
+                row.vs_default,
                 "yes" if row.within else "no",
-                f"{row.diverged}/{row.runs}" if row.diverged else "0",
+                f"{row.diverged}, {row.at_chance} of {row.runs}" if row.diverged or row.at_chance else "0",
             ])  # fmt: skip
     return out
 
 
-def summary_rows(scored: dict[str, list[Row]], methods: list[str]) -> list[list[str]]:
+SUMMARY_HEADER = [
+    "method", "mean score ± SE", "worst task", "within 1% of oracle", "best method on", "above default LR on",
+    "diverged runs", "runs at chance", "test steps", "test s",
+]  # fmt: skip
+
+
+def summary_rows(scored: dict[str, list[Row]], tasks: dict[str, Task], methods: list[str]) -> list[list[str]]:
+    """One line per method over the given tasks (a half, or all)."""
     out = []
     n_tasks = len(scored)
     for method in [*methods, ORACLE]:
-        rows = [r for rs in scored.values() for r in rs if r.method == method]
-        scores = [r.score for r in rows if r.score is not None]
-        ses = [r.score_se or 0.0 for r in rows if r.score is not None]
-        wins = 0
-        for rs in scored.values():
-            contenders = [r for r in rs if r.method not in (ORACLE, DEFAULT) and r.score is not None]
-            mine = next((r for r in contenders if r.method == method), None)
-            if mine is not None and all(mine.score >= r.score for r in contenders):
+        mine = {name: next(r for r in rows if r.method == method) for name, rows in scored.items()}
+        scores = {name: r.score for name, r in mine.items() if r.score is not None}
+        ses = [mine[name].score_se or 0.0 for name in scores]
+        wins = 0  # contenders: every method but the oracle (the default LR included); ties count for each
+        for name, rows in scored.items():
+            contenders = [r for r in rows if r.method != ORACLE]
+            if not any(better(tasks[name], r.mean, mine[name].mean) for r in contenders):
                 wins += 1
+        worst = min(scores, key=lambda name: scores[name]) if scores else None
+        cost = method not in (ORACLE, DEFAULT)
+        steps = [r.steps for r in mine.values() if r.steps is not None]
         out.append([
             method,
-            (f"{np.mean(scores):.3f}" + (f" ± {math.sqrt(sum(s * s for s in ses)) / len(ses):.3f}" if any(ses) else ""))
+            (f"{np.mean(list(scores.values())):.3f}"
+             + (f" ± {math.sqrt(sum(s * s for s in ses)) / len(ses):.3f}" if any(ses) else ""))
             if scores
             else "-",
-            f"{np.mean(np.minimum(scores, 1.0)):.3f}" if scores else "-",
-            f"{min(scores):.2f}" if scores else "-",
-            f"{sum(r.within for r in rows)}/{n_tasks}",
-            f"{wins}/{n_tasks}" if method not in (ORACLE, DEFAULT) else "-",
-            str(sum(r.diverged for r in rows)),
+            f"{scores[worst]:.2f} ({worst})" if worst is not None and method != ORACLE else "-",
+            f"{sum(r.within for r in mine.values())}/{n_tasks}",
+            f"{wins}/{n_tasks}" if method != ORACLE else "-",
+            f"{sum(r.vs_default == 'above' for r in mine.values())}/{n_tasks}" if method != DEFAULT else "-",
+            f"{sum(r.diverged for r in mine.values())}/{sum(r.runs for r in mine.values())}",
+            f"{sum(r.at_chance for r in mine.values())}/{sum(r.runs for r in mine.values())}",
+            f"{np.mean(steps):.0f}" if cost and steps else "-",
+            f"{np.mean([r.seconds for r in mine.values()]):.2f}" if cost else "-",
         ])  # fmt: skip
     return out
 
 
-SUMMARY_HEADER = [
-    "method", "mean score ± SE", "mean of min(score, 1)", "worst task", "within 1% of oracle", "best method on",
-    "diverged runs",
+SPLIT_HEADER = ["task", "half", "optimizer", "batch", "budget (steps)", "metric (chance)", "description"]
+
+
+def _optimizer_text(task: Task) -> str:
+    kwargs = " ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in task.optimizer_kwargs.items()
+    )
+    return task.optimizer.rsplit(".", 1)[-1] + (f" {kwargs}" if kwargs else "")
+
+
+def split_rows(tasks: list[Task]) -> list[list[str]]:
+    return [
+        [
+            t.name, t.half, _optimizer_text(t), str(t.batch_size),
+            f"{t.epochs} x {t.steps_per_epoch} = {t.total_steps}",
+            f"{t.unit} ({fmt_value(t, t.data().chance)})", t.description,
+        ]
+        for t in tasks
+    ]  # fmt: skip
+
+
+CLRFIND_HEADER = [
+    "task", "half", "clrfind bounds (median)", "clrfind", "oracle (config)", "best constant (LR)", "default LR",
+    "score", "≤1%",
 ]  # fmt: skip
+
+
+def clrfind_rows(results: list[TaskResults], scored: dict[str, list[Row]]) -> list[list[str]]:
+    """Per task: clrfind's bounds and metric against the oracle, the best constant LR and the default."""
+    out = []
+    for res in results:
+        task, oracle = res.task, res.oracle
+        rows = {r.method: r for r in scored[task.name]}
+        mine, default = rows[CLRFIND], rows[DEFAULT]
+        out.append([
+            task.name, task.half, mine.suggestion, fmt_value(task, mine.mean),
+            f"{fmt_value(task, oracle.mean(oracle.best))} ({oracle.best.label})",
+            f"{fmt_value(task, oracle.mean(oracle.best_constant))} ({oracle.best_constant.lr:.3g})",
+            f"{fmt_value(task, default.mean)} ({task.default_lr:g})", _fmt_score(mine),
+            "yes" if mine.within else "no",
+        ])  # fmt: skip
+    return out
+
+
+def score_dict(row: Row) -> dict[str, Any]:
+    keys = ("mean", "score", "score_se", "old_score", "within", "vs_default")
+    return {k: getattr(row, k) for k in keys}
 
 
 def render_text(header: list[str], rows: list[list[str]]) -> str:
@@ -347,21 +464,18 @@ def render_markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def details(results: list[TaskResults]) -> list[str]:
-    """Per task: the oracle's best constant and best CLR, and clrfind's bounds per seed (for diagnosing losses)."""
+    """Per task: the oracle's best config of each kind, and each method's suggestion per seed (for diagnosing)."""
     lines = []
     for res in results:
-        task = res.task
+        task, oracle = res.task, res.oracle
         sign = 1 if task.higher_is_better else -1
-
-        def mean(c: Config) -> float:
-            return float(np.mean([o.metric for o in res.oracle.outcomes[c]]))  # noqa: B023
-
         best = {
-            kind: max((c for c in res.oracle.outcomes if c.kind == kind), key=lambda c: sign * mean(c))
-            for kind in ("constant", "triangular")
+            kind: max((c for c in oracle.outcomes if c.kind == kind), key=lambda c: sign * oracle.mean(c))
+            for kind in KINDS
         }
-        oracle_txt = "; ".join(f"best {c.label}: {mean(c):.4g}" for c in best.values())
-        lines.append(f"{task.name}: {task.description}; {task.epochs} epochs x {task.steps_per_epoch} steps")
+        oracle_txt = "; ".join(f"best {c.label}: {oracle.mean(c):.4g}" for c in best.values())
+        lines.append(f"{task.name} [{task.half}]: {task.description}; {task.epochs} epochs x "
+                     f"{task.steps_per_epoch} steps")  # fmt: skip
         lines.append(f"  oracle {oracle_txt}")
         for run in res.runs.get(CLRFIND, []):
             s = run.suggestion
@@ -369,7 +483,7 @@ def details(results: list[TaskResults]) -> list[str]:
             lines.append(
                 f"  clrfind seed {run.seed}: base {_lr(s.get('base'))} max {_lr(s.get('max'))} "
                 f"peak {_lr(s.get('peak'))} "
-                f"(test stopped at {_lr(s.get('stop_lr'))}) -> {o.metric:.4g}"
+                f"(test stopped at {_lr(s.get('stop_lr'))} after {run.steps} steps) -> {o.metric:.4g}"
                 + ("  DIVERGED" if o.diverged else "")
                 + (f"  [{'; '.join(run.notes)}]" if run.notes else "")
             )
@@ -425,7 +539,12 @@ def parse_settings(assignments: list[str]) -> ClrfindSettings:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.quality.run", description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of: {', '.join(TASKS)}")
+    p.add_argument(
+        "--half", choices=[*HALVES, "all"], default="all", help="which half of the tasks (default all)"
+    )
+    p.add_argument(
+        "--tasks", default="", help=f"comma-separated subset of: {', '.join(TASKS)} (default: the half)"
+    )
     p.add_argument(
         "--methods", default=",".join(METHODS), help=f"comma-separated subset of: {', '.join(METHODS)}"
     )
@@ -445,14 +564,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def select_tasks(half: str, names: str) -> list[Task]:
+    """The tasks of `half` ("all": both), narrowed to `names` when given, in suite order."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in TASKS]
+    if unknown:
+        raise SystemExit(f"--tasks: unknown {unknown}; choose from {', '.join(TASKS)}")
+    tasks = [
+        t for t in TASKS.values() if (half == "all" or t.half == half) and (not wanted or t.name in wanted)
+    ]
+    if not tasks:
+        raise SystemExit(f"no task of half {half!r} among --tasks {names!r}")
+    return tasks
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
     command = "python -m bench.quality.run " + " ".join(shlex.quote(a) for a in given)
-    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
-    if not names or any(n not in TASKS for n in names):
-        raise SystemExit(f"--tasks {args.tasks!r}: choose from {', '.join(TASKS)}")
-    tasks = [TASKS[n] for n in names]
+    tasks = select_tasks(args.half, args.tasks)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -468,40 +598,69 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = run_all(tasks, methods, seeds, quick=args.quick, use_cache=not args.no_cache, settings=settings,
                       workers=args.workers, log=log)  # fmt: skip
-    scored = {res.task.name: score_task(res) for res in results}
-    rows = table_rows(results, scored)
-    summary = summary_rows(scored, methods)
     elapsed = time.perf_counter() - started
+    scored = {res.task.name: score_task(res) for res in results}
+    by_name = {t.name: t for t in tasks}
+    halves = [h for h in HALVES if any(t.half == h for t in tasks)]
+    groups = [(h, [t.name for t in tasks if t.half == h]) for h in halves]
+    if len(halves) > 1:
+        groups.append(("all", [t.name for t in tasks]))
+    per_task = [(h, table_rows([r for r in results if r.task.half == h], scored)) for h in halves]
+    summaries = [
+        (h, summary_rows({n: scored[n] for n in names}, by_name, methods)) for h, names in groups
+    ]  # fmt: skip
     notes = [
-        f"seeds: {seeds[0]}..{seeds[-1]}; oracle grid: {len(grid(tasks[0], quick=args.quick)) // 2} LRs x "
-        f"(constant, triangular max/4..max); wall time {elapsed:.0f} s on {args.workers} worker processes",
-        "score = (metric - default) / (oracle - default) on the mean over seeds; within 1% = short of the oracle "
-        "by <= 1% of its value; peers: the better of constant and CLR(suggestion/4..suggestion); "
-        "min(score, 1) keeps one task that beats the grid from hiding a loss elsewhere; SE = standard error from "
-        "the seed-to-seed spread of the method, the default and the oracle (first order; the oracle's "
-        "best-of-20-configs selection bias is not in it)",
-        "test s = seconds of the method's range test(s) per seed; for the oracle, of its whole grid (all seeds)",
-        "diverged = training runs whose loss became non-finite (metric counted as chance), of all runs",
+        f"seeds: {seeds[0]}..{seeds[-1]}; oracle grid: {len(grid(tasks[0], quick=args.quick)) // len(KINDS)} LRs "
+        "(SGD 1e-4..3, adaptive 1e-5..0.3) x (constant, triangular max/4..max, one-cycle peaking at the LR); "
+        f"wall time {elapsed:.0f} s on {args.workers} worker processes",
+        "score = (metric - chance) / (oracle - chance) on the mean over seeds, chance = a model that learned "
+        "nothing: majority-class val accuracy, val MSE of the train mean, ln(vocabulary) = ln 96 = 4.564 nats per "
+        "character; failed runs count as chance; SE from the seed-to-seed spread of the method and the oracle "
+        "(first order; the oracle's best-of-30-configs selection bias is not in it); worst task = lowest score",
+        "within 1% = short of the oracle by <= 1% of its value; vs default / above default LR on = the mean "
+        "metric is better than the default LR's (higher accuracy, lower MSE or nats); best method on: every method "
+        "but the oracle contends, the default LR too, ties count for each",
+        "default LR = what a user gets without a range test: 0.01 for SGD, torch's own default for the others "
+        "(Adam/AdamW 1e-3, RMSprop 1e-2), constant; peers: the better of constant and CLR(suggestion/4.."
+        "suggestion); clrfind: its test with its defaults, then exactly the exported schedule (`export --epochs`)",
+        "test steps / test s = optimizer steps and seconds of the method's range test per seed; for the oracle, "
+        "test s is its whole grid (all seeds)",
+        "diverged = training runs whose loss became non-finite (metric counted as chance); at chance = training "
+        "runs that ended no better than chance (diverged, collapsed, or never learned); both of all the method's "
+        "training runs (peers: 2 per seed, constant and CLR)",
     ]
     if settings != ClrfindSettings():
         notes.append(f"clrfind settings: {settings}")
-    print(render_text(HEADER, rows))
-    print()
-    print(render_text(SUMMARY_HEADER, summary))
-    print()
+    split = split_rows(tasks)
+    mine = clrfind_rows(results, scored) if CLRFIND in methods else []
+    sections: list[tuple[str, list[str], list[list[str]]]] = [("split", SPLIT_HEADER, split)]
+    sections += [(f"per task: {h}", HEADER, rows) for h, rows in per_task]
+    sections += [(f"summary: {h}", SUMMARY_HEADER, rows) for h, rows in summaries]
+    if mine:
+        sections.append(("clrfind per task", CLRFIND_HEADER, mine))
+    for title, header, rows in sections:
+        print(f"== {title}")
+        print(render_text(header, rows))
+        print()
     print("\n".join(notes))
     print()
     print("\n".join(details(results)))
     if args.markdown:
-        md = [f"`{command}`", "", render_markdown(HEADER, rows), "", render_markdown(SUMMARY_HEADER, summary), "",
-              *(f"- {n}" for n in notes), "", "```", *details(results), "```", ""]  # fmt: skip
+        md = [f"`{command}`", ""]
+        for title, header, rows in sections:
+            md += [f"**{title}**", "", render_markdown(header, rows), ""]
+        md += [*(f"- {n}" for n in notes), "", "```", *details(results), "```", ""]
         args.markdown.write_text("\n".join(md), encoding="utf-8")
     if args.json:
         raw = {
             res.task.name: {
+                "half": res.task.half,
+                "chance": res.task.data().chance,
                 "oracle": {c.key: [o.to_dict() for o in outs] for c, outs in res.oracle.outcomes.items()},
                 "oracle_best": res.oracle.best.key,
+                "oracle_best_constant": res.oracle.best_constant.key,
                 "methods": {m: [r.to_dict() for r in runs] for m, runs in res.runs.items()},
+                "scores": {r.method: score_dict(r) for r in scored[res.task.name]},
             }
             for res in results
         }

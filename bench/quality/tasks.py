@@ -1,18 +1,25 @@
 """The benchmark's training tasks: small, real, CPU-only, nothing downloaded.
 
 Each task fixes everything except the learning rate: data and its train/val split (always seed 0), the model, the
-loss, the optimizer family and its non-LR settings, the batch size and the epoch budget. The seed of a run only
-changes the model's initial weights and the order of the batches. Every method and the oracle train the same task
-through `bench.quality.train`, so the LR schedule is the only thing that differs between them.
+loss, the optimizer and its non-LR settings, the batch size and the epoch budget. The seed of a run only changes
+the model's initial weights and the order of the batches. Every method and the oracle train the same task through
+`bench.quality.train`, so the LR schedule is the only thing that differs between them.
+
+The tasks come in two halves. `dev`: the seven tasks clrfind's rules were fitted to, and four new ones of kinds
+they lacked; look at these while changing clrfind. `heldout`: new tasks only, to check a change on tasks it was
+not tuned to. Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's
+dataset descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import importlib.util
 import inspect
 import math
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +30,20 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[2]
+CACHE_DIR = Path(".bench-cache") / "quality"
 
-Family = Literal["sgd", "adam"]
-Metric = Literal["accuracy", "mse"]
+Family = Literal["sgd", "adaptive"]
+Metric = Literal["accuracy", "mse", "nats"]
+Half = Literal["dev", "heldout"]
+HALVES: tuple[Half, ...] = ("dev", "heldout")
+SGD_DEFAULT_LR = 0.01
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """Tensors of one task; `chance` is the metric of a model that learned nothing (floor for failed runs)."""
+    """Tensors of one task; `chance` is the metric of a model that learned nothing (the score's zero, and the
+    floor for failed runs): the majority class's val accuracy, the val MSE of predicting the train mean, or
+    ln(vocabulary) nats per token (a uniform guess) for language models."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -41,11 +54,15 @@ class TaskData:
 
 @dataclass(frozen=True)
 class Task:
-    """One benchmark task. `epochs * steps_per_epoch` optimizer steps is the training budget of every run."""
+    """One benchmark task. `epochs * steps_per_epoch` optimizer steps is the training budget of every run.
+
+    `prepare` (optional) makes what the model needs once, in the main process, before any worker starts (the
+    pretrained body of a fine-tuning task); `make_model` must also work without it.
+    """
 
     name: str
     description: str
-    family: Family
+    half: Half
     optimizer: str
     optimizer_kwargs: dict[str, Any]
     batch_size: int
@@ -54,6 +71,7 @@ class Task:
     make_data: Callable[[], TaskData]
     make_model: Callable[[], nn.Module]
     make_loss: Callable[[], nn.Module] = nn.CrossEntropyLoss
+    prepare: Callable[[], Any] | None = None
     extra_key: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -61,9 +79,21 @@ class Task:
         return self.metric == "accuracy"
 
     @property
+    def family(self) -> Family:
+        """`sgd`, or `adaptive` for the optimizers with per-parameter step sizes (Adam, AdamW, RMSprop)."""
+        return "sgd" if optimizer_class(self.optimizer) is torch.optim.SGD else "adaptive"
+
+    @property
     def default_lr(self) -> float:
-        """The LR a user who tunes nothing gets: 0.01 for SGD, 1e-3 for Adam/AdamW (the usual defaults)."""
-        return 0.01 if self.family == "sgd" else 1e-3
+        """The LR a user who tunes nothing gets: 0.01 for SGD (the usual choice), torch's own default for the
+        others (Adam/AdamW 1e-3, RMSprop 1e-2)."""
+        if self.family == "sgd":
+            return SGD_DEFAULT_LR
+        return float(inspect.signature(optimizer_class(self.optimizer)).parameters["lr"].default)
+
+    @property
+    def unit(self) -> str:
+        return {"accuracy": "val acc %", "mse": "val MSE", "nats": "val nats/char"}[self.metric]
 
     def data(self) -> TaskData:
         return _cached_data(self.name)
@@ -81,14 +111,11 @@ class Task:
         return optimizer_class(self.optimizer)(params, lr=lr, **self.optimizer_kwargs)
 
     def fingerprint(self) -> str:
-        """A hash of everything that defines the task (settings and the source of its code), for the cache key."""
-        parts = [
-            repr((self.name, self.family, self.optimizer, sorted(self.optimizer_kwargs.items()), self.batch_size,
-                  self.epochs, self.metric, sorted(self.extra_key.items()))),
-            *(_source(fn) for fn in (self.make_data, self.make_model, self.make_loss)),
-            *(_source(fn) for fn in (_split, _classification, mlp)),  # shared helpers the lambdas call
-        ]  # fmt: skip
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+        """A hash of everything that defines the task (settings and the code it runs), for the cache key."""
+        settings = repr((self.name, self.optimizer, sorted(self.optimizer_kwargs.items()), self.batch_size,
+                         self.epochs, self.metric, sorted(self.extra_key.items())))  # fmt: skip
+        roots = (self.make_data, self.make_model, self.make_loss, self.prepare)
+        return hashlib.sha256((settings + code_closure(*roots)).encode()).hexdigest()[:12]
 
 
 def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
@@ -97,22 +124,64 @@ def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
     return getattr(importlib.import_module(module), name)
 
 
-def _source(fn: Callable[..., Any]) -> str:
+def _source(obj: Any) -> str:
     try:
-        return inspect.getsource(fn)
+        return inspect.getsource(obj)
     except (OSError, TypeError):
-        return repr(fn)
+        return repr(obj)
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _names(obj: Any) -> set[str]:
+    """Global names a function (or every method of a class) refers to."""
+    if inspect.isclass(obj):
+        return set().union(*(_names(v) for v in vars(obj).values() if inspect.isfunction(v)))
+    code = getattr(obj, "__code__", None)
+    return _code_names(code) if code is not None else set()
+
+
+def code_closure(*roots: Any) -> str:
+    """The source of `roots` and of every function, class and constant of this module they reach, recursively.
+
+    A task's cache key hashes this, so editing a helper a task uses (a model block, a data helper) invalidates
+    that task's cached runs and no other task's.
+    """
+    module = globals()
+    parts = [_source(r) if getattr(r, "__module__", None) == __name__ else repr(r) for r in roots]
+    seen: dict[str, str] = {}
+    todo = sorted(set().union(*(_names(r) for r in roots)))
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in module or name.startswith("__"):
+            continue
+        value = module[name]
+        if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == __name__:
+            seen[name] = _source(value)
+            todo.extend(sorted(_names(value) - seen.keys()))
+        elif isinstance(value, (int, float, str, tuple)):
+            seen[name] = f"{name} = {value!r}"
+    return "\n".join(parts + [seen[k] for k in sorted(seen)])
 
 
 # -- data --------------------------------------------------------------------------------------------------------
 
 
-def _split(x: np.ndarray, y: np.ndarray, n_val: int, *, regression: bool = False) -> tuple[torch.Tensor, ...]:
-    """A fixed random split (seed 0); features standardized with the train statistics."""
+def _split(
+    x: np.ndarray, y: np.ndarray, n_val: int, *, regression: bool = False, standardize: bool = True
+) -> tuple[torch.Tensor, ...]:
+    """A fixed random split (seed 0); features standardized with the train statistics (constant ones left)."""
     order = np.random.default_rng(0).permutation(len(x))
     val, train = order[:n_val], order[n_val:]
-    mean, std = x[train].mean(0), x[train].std(0) + 1e-8
-    x = (x - mean) / std
+    if standardize:
+        mean, std = x[train].mean(0), x[train].std(0)
+        x = (x - mean) / np.where(std > 1e-6, std, 1.0)
     xt = torch.tensor(x, dtype=torch.float32)
     yt = (
         torch.tensor(y, dtype=torch.float32).unsqueeze(1) if regression else torch.tensor(y, dtype=torch.long)
@@ -120,10 +189,37 @@ def _split(x: np.ndarray, y: np.ndarray, n_val: int, *, regression: bool = False
     return xt[train], yt[train], xt[val], yt[val]
 
 
-def _classification(x: np.ndarray, y: np.ndarray, n_val: int) -> TaskData:
-    xt, yt, xv, yv = _split(x, y, n_val)
-    majority = float(torch.bincount(yv).max()) / len(yv)
-    return TaskData(xt, yt, xv, yv, chance=majority)
+def _majority(y: torch.Tensor) -> float:
+    return float(torch.bincount(y).max()) / len(y)
+
+
+def _noisy_labels(y: torch.Tensor, fraction: float) -> torch.Tensor:
+    """`fraction` of the labels replaced by a different class, drawn uniformly (seed 0): exactly that many wrong."""
+    rng = np.random.default_rng(0)
+    classes = int(y.max()) + 1
+    idx = torch.tensor(rng.choice(len(y), size=round(fraction * len(y)), replace=False))
+    shift = torch.tensor(rng.integers(1, classes, size=len(idx)))
+    y = y.clone()
+    y[idx] = (y[idx] + shift) % classes
+    return y
+
+
+def _classification(
+    x: np.ndarray, y: np.ndarray, n_val: int, *, label_noise: float = 0.0, **kw: Any
+) -> TaskData:
+    """A classification split; `label_noise` corrupts that fraction of the training labels (val stays clean)."""
+    xt, yt, xv, yv = _split(x, y, n_val, **kw)
+    if label_noise:
+        yt = _noisy_labels(yt, label_noise)
+    return TaskData(xt, yt, xv, yv, chance=_majority(yv))
+
+
+def _regression(x: np.ndarray, y: np.ndarray, n_val: int) -> TaskData:
+    """A regression split with the target standardized (train stats), so val MSE ~1.0 = predicting the mean."""
+    xt, yt, xv, yv = _split(x, y, n_val, regression=True)
+    mean, std = yt.mean(), yt.std()
+    yt, yv = (yt - mean) / std, (yv - mean) / std
+    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
 
 
 def moons_data() -> TaskData:
@@ -140,14 +236,41 @@ def circles_data() -> TaskData:
     return _classification(x, y, n_val=1000)
 
 
-def classification_data() -> TaskData:
+def classification_data(*, label_noise: float = 0.0) -> TaskData:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
         n_samples=4000, n_features=20, n_informative=12, n_redundant=4, n_classes=4, n_clusters_per_class=2,
         class_sep=1.0, random_state=0,
     )  # fmt: skip
-    return _classification(x, y, n_val=1500)
+    return _classification(x, y, n_val=1500, label_noise=label_noise)
+
+
+def clusters_data() -> TaskData:
+    """Four well separated Gaussian clusters in 8 dimensions: an MLP's loss is near zero within a few dozen steps."""
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=2000, n_features=8, centers=4, cluster_std=1.0, center_box=(-10, 10),
+                      random_state=0)  # fmt: skip
+    return _classification(x, y, n_val=1000)
+
+
+def large_data() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=24000, n_features=40, n_informative=20, n_redundant=5, n_classes=8, n_clusters_per_class=2,
+        class_sep=1.0, random_state=2,
+    )  # fmt: skip
+    return _classification(x, y, n_val=4000)
+
+
+def hastie_data() -> TaskData:
+    """Hastie et al. 10.2: y = 1 when the sum of squares of 10 Gaussian features exceeds the chi^2 median."""
+    from sklearn.datasets import make_hastie_10_2
+
+    x, y = make_hastie_10_2(n_samples=6000, random_state=0)
+    return _classification(x, (y > 0).astype(np.int64), n_val=2000)
 
 
 def iris_data() -> TaskData:
@@ -157,15 +280,69 @@ def iris_data() -> TaskData:
     return _classification(x, y, n_val=60)
 
 
+def wine_data() -> TaskData:
+    from sklearn.datasets import load_wine
+
+    x, y = load_wine(return_X_y=True)
+    return _classification(x, y, n_val=58)
+
+
+def cancer_data() -> TaskData:
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    return _classification(x, y, n_val=169)
+
+
+def digits_data(*, label_noise: float = 0.0) -> TaskData:
+    """load_digits as 64 standardized features (1797 images of 8x8)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return _classification(x, y, n_val=597, label_noise=label_noise)
+
+
+def _digit_images() -> tuple[np.ndarray, np.ndarray]:
+    """load_digits as 1x8x8 images scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images[:, None].astype(np.float32) / 16.0, digits.target
+
+
+def digit_images_data() -> TaskData:
+    x, y = _digit_images()
+    return _classification(x, y, n_val=597, standardize=False)
+
+
+FINETUNE_PER_CLASS = 20
+
+
+def finetune_data() -> TaskData:
+    """Digits 5-9 (relabelled 0-4): FINETUNE_PER_CLASS training images per class (seed 0), the rest for val."""
+    x, y = _digit_images()
+    keep = y >= 5
+    x, y = x[keep], y[keep] - 5
+    rng = np.random.default_rng(0)
+    train = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:FINETUNE_PER_CLASS] for c in range(5)])
+    val = np.setdiff1d(np.arange(len(y)), train)
+    xt, yt = torch.tensor(x), torch.tensor(y, dtype=torch.long)
+    return TaskData(xt[train], yt[train], xt[val], yt[val], chance=_majority(yt[val]))
+
+
 def friedman_data() -> TaskData:
     """Friedman #1 regression; the target is standardized (train stats), so val MSE 1.0 = predicting the mean."""
     from sklearn.datasets import make_friedman1
 
     x, y = make_friedman1(n_samples=3000, n_features=10, noise=1.0, random_state=0)
-    xt, yt, xv, yv = _split(x, y, n_val=1000, regression=True)
-    mean, std = yt.mean(), yt.std()
-    yt, yv = (yt - mean) / std, (yv - mean) / std
-    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+    return _regression(x, y, n_val=1000)
+
+
+def diabetes_data() -> TaskData:
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    return _regression(x, y, n_val=142)
 
 
 def shapes_data() -> TaskData:
@@ -176,8 +353,7 @@ def shapes_data() -> TaskData:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     train, val = module.shapes(n=2048, seed=0), module.shapes(n=1024, seed=1)
-    yv = val.tensors[1]
-    return TaskData(*train.tensors, *val.tensors, chance=float(torch.bincount(yv).max()) / len(yv))
+    return TaskData(*train.tensors, *val.tensors, chance=_majority(val.tensors[1]))
 
 
 SEQ_LEN, VOCAB = 10, 12
@@ -189,6 +365,69 @@ def reverse_data() -> TaskData:
     tokens = torch.randint(0, VOCAB, (6000, SEQ_LEN), generator=g)
     x, y = tokens, tokens.flip(1)
     return TaskData(x[:4000], y[:4000], x[4000:], y[4000:], chance=1.0 / VOCAB)
+
+
+COUNT_LEN, COUNT_VOCAB, COUNT_CLASSES = 30, 5, 10
+
+
+def count_data() -> TaskData:
+    """Random sequences of COUNT_LEN tokens out of COUNT_VOCAB; the label is how often token 0 occurs (0-8, and
+    9 for 9 or more)."""
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, COUNT_VOCAB, (6000, COUNT_LEN), generator=g)
+    y = (tokens == 0).sum(1).clamp(max=COUNT_CLASSES - 1)
+    return TaskData(tokens[:4000], y[:4000], tokens[4000:], y[4000:], chance=_majority(y[4000:]))
+
+
+# Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
+CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
+CHAR_LEN = 32
+
+
+def _char_windows(text: str, n_train: int, val_fraction: float = 0.1) -> TaskData:
+    """Next-character prediction on `text`: inputs are CHAR_LEN characters, targets the same shifted by one.
+
+    Training windows start at n_train random places (seed 0) in the first 90% of the text; the last 10% is cut
+    into consecutive windows for validation. Batches are (inputs, targets) token tensors of shape (B, CHAR_LEN).
+    """
+    index = {c: i for i, c in enumerate(CHARS)}
+    ids = torch.tensor([index.get(c, index["?"]) for c in text])
+    cut = int(len(ids) * (1 - val_fraction))
+    train, val = ids[:cut], ids[cut:]
+    starts = torch.randint(
+        0, len(train) - CHAR_LEN - 1, (n_train,), generator=torch.Generator().manual_seed(0)
+    )
+    windows = torch.stack([train[s : s + CHAR_LEN + 1] for s in starts.tolist()])
+    n_val = (len(val) - 1) // CHAR_LEN
+    xv = val[: n_val * CHAR_LEN].view(n_val, CHAR_LEN)
+    yv = val[1 : n_val * CHAR_LEN + 1].view(n_val, CHAR_LEN)
+    return TaskData(windows[:, :-1], windows[:, 1:], xv, yv, chance=math.log(len(CHARS)))
+
+
+def descr_text() -> str:
+    """sklearn's dataset descriptions (datasets/descr/*.rst, sorted by name), ~43k characters of English prose."""
+    import sklearn
+
+    files = sorted((Path(sklearn.__file__).parent / "datasets" / "descr").glob("*.rst"))
+    return "\n\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def descr_chars_data() -> TaskData:
+    return _char_windows(descr_text(), n_train=3200)
+
+
+PYDOC_CHARS = 160_000
+
+
+def pydoc_text() -> str:
+    """Python's help topics (pydoc_data.topics, sorted by topic), the first PYDOC_CHARS characters."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k] for k in sorted(topics))[:PYDOC_CHARS]
+
+
+def pydoc_chars_data() -> TaskData:
+    return _char_windows(pydoc_text(), n_train=4800)
 
 
 # -- models ------------------------------------------------------------------------------------------------------
@@ -204,7 +443,7 @@ def mlp(in_features: int, out_features: int, hidden: int = 64, depth: int = 2) -
 
 
 class SmallCNN(nn.Module):
-    """Two conv blocks with batch norm and a linear head, for 1x16x16 images."""
+    """Two conv blocks with batch norm and a linear head, for 1-channel images (16x16 shapes, 8x8 digits)."""
 
     def __init__(self, num_classes: int = 4, channels: int = 16) -> None:
         super().__init__()
@@ -219,13 +458,52 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+class ResBlock(nn.Module):
+    """A basic residual block: two 3x3 convs with batch norm, a 1x1 projection when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        return nn.functional.relu(self.bn2(self.conv2(out)) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """A stem conv (max-pooled to half the resolution with `pool_stem`, as ResNets do), a residual block at
+    `channels`, one at 2x channels and half the resolution, a linear head."""
+
+    def __init__(self, num_classes: int, channels: int = 8, pool_stem: bool = False) -> None:
+        super().__init__()
+        c = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.MaxPool2d(2) if pool_stem else nn.Identity(),
+            ResBlock(c, c), ResBlock(c, 2 * c, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(2 * c, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class TinyTransformer(nn.Module):
-    """A 2-layer pre-norm Transformer encoder with learned positions and a per-token head."""
+    """A pre-norm Transformer encoder with learned positions and a per-token head; `causal` masks the future
+    (a language model)."""
 
     def __init__(
-        self, vocab: int = VOCAB, length: int = SEQ_LEN, dim: int = 32, heads: int = 2, layers: int = 2
-    ):
+        self, vocab: int = VOCAB, length: int = SEQ_LEN, dim: int = 32, heads: int = 2, layers: int = 2,
+        causal: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.causal = causal
         self.embed = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.randn(1, length, dim) / math.sqrt(dim))
         layer = nn.TransformerEncoderLayer(
@@ -235,7 +513,66 @@ class TinyTransformer(nn.Module):
         self.head = nn.Linear(dim, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(self.embed(tokens) + self.pos))
+        h = self.embed(tokens) + self.pos[:, : tokens.shape[1]]
+        if self.causal:
+            mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1])
+            return self.head(self.encoder(h, mask=mask, is_causal=True))
+        return self.head(self.encoder(h))
+
+
+class RecurrentNet(nn.Module):
+    """Embedding, a one-layer GRU or LSTM, and a linear head: on every step (`per_token`, a language model) or
+    on the last one (a sequence classifier)."""
+
+    def __init__(
+        self, cell: type[nn.RNNBase], vocab: int, out: int, embed: int, hidden: int, per_token: bool
+    ) -> None:
+        super().__init__()
+        self.per_token = per_token
+        self.embed = nn.Embedding(vocab, embed)
+        self.rnn = cell(embed, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, out)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.embed(tokens))
+        return self.head(h if self.per_token else h[:, -1])
+
+
+PRETRAIN_EPOCHS, PRETRAIN_BATCH = 10, 32
+
+
+def pretrained_features() -> Path:
+    """A SmallCNN trained on digits 0-4 (all 901 images, Adam 1e-3, PRETRAIN_EPOCHS epochs, seed 0); its
+    `features` are saved once as `.bench-cache/quality/pretrained-digits04-<key>.pt`, keyed by this code."""
+    key = hashlib.sha256(code_closure(pretrained_features).encode()).hexdigest()[:12]
+    path = CACHE_DIR / f"pretrained-digits04-{key}.pt"
+    if path.exists():
+        return path
+    x, y = _digit_images()
+    keep = y < 5
+    x, y = torch.tensor(x[keep]), torch.tensor(y[keep], dtype=torch.long)
+    with torch.random.fork_rng():  # the caller's RNG (a run's seeded initial weights) is left as it was
+        torch.manual_seed(0)
+        model = SmallCNN(num_classes=5)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(PRETRAIN_EPOCHS):
+            for idx in torch.randperm(len(x)).split(PRETRAIN_BATCH):
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.features.state_dict(), tmp)
+    tmp.replace(path)
+    return path
+
+
+def finetune_model() -> SmallCNN:
+    """The pretrained digits-0-4 body with a new (seeded) 5-way head."""
+    model = SmallCNN(num_classes=5)
+    model.features.load_state_dict(torch.load(pretrained_features(), weights_only=True))
+    return model
 
 
 class TokenCrossEntropy(nn.Module):
@@ -247,14 +584,18 @@ class TokenCrossEntropy(nn.Module):
 
 # -- the suite ---------------------------------------------------------------------------------------------------
 
+SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
+NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
+        # -- dev: the seven tasks clrfind's rules were fitted to ----------------------------------------------
         Task(
             name="moons",
             description="make_moons (noise 0.25), MLP 2-64-64-2, plain SGD",
-            family="sgd",
-            optimizer="torch.optim.SGD",
+            half="dev",
+            optimizer=SGD,
             optimizer_kwargs={},
             batch_size=32,
             epochs=8,
@@ -264,9 +605,9 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="circles",
-            description="make_circles (noise 0.08), MLP 2-64-64-2, Adam",
-            family="adam",
-            optimizer="torch.optim.Adam",
+            description="make_circles (noise 0.06), MLP 2-64-64-2, Adam",
+            half="dev",
+            optimizer=ADAM,
             optimizer_kwargs={},
             batch_size=32,
             epochs=4,
@@ -277,8 +618,8 @@ TASKS: dict[str, Task] = {
         Task(
             name="classification",
             description="make_classification (20 features, 4 classes), MLP 20-64-64-4, SGD momentum 0.9",
-            family="sgd",
-            optimizer="torch.optim.SGD",
+            half="dev",
+            optimizer=SGD,
             optimizer_kwargs={"momentum": 0.9},
             batch_size=64,
             epochs=6,
@@ -289,8 +630,8 @@ TASKS: dict[str, Task] = {
         Task(
             name="iris",
             description="load_iris, MLP 4-32-32-3, AdamW (weight decay 0.01)",
-            family="adam",
-            optimizer="torch.optim.AdamW",
+            half="dev",
+            optimizer=ADAMW,
             optimizer_kwargs={"weight_decay": 0.01},
             batch_size=16,
             epochs=20,
@@ -301,8 +642,8 @@ TASKS: dict[str, Task] = {
         Task(
             name="friedman",
             description="make_friedman1 regression (standardized target), MLP 10-64-64-1, plain SGD",
-            family="sgd",
-            optimizer="torch.optim.SGD",
+            half="dev",
+            optimizer=SGD,
             optimizer_kwargs={},
             batch_size=32,
             epochs=6,
@@ -314,8 +655,8 @@ TASKS: dict[str, Task] = {
         Task(
             name="shapes",
             description="16x16 shape images (4 classes), 2-block CNN with batch norm, SGD momentum 0.9, wd 5e-4",
-            family="sgd",
-            optimizer="torch.optim.SGD",
+            half="dev",
+            optimizer=SGD,
             optimizer_kwargs={"momentum": 0.9, "weight_decay": 5e-4},
             batch_size=64,
             epochs=6,
@@ -326,8 +667,8 @@ TASKS: dict[str, Task] = {
         Task(
             name="reverse",
             description=f"reverse {SEQ_LEN}-token sequences, 2-layer pre-norm Transformer (dim 32), Adam",
-            family="adam",
-            optimizer="torch.optim.Adam",
+            half="dev",
+            optimizer=ADAM,
             optimizer_kwargs={},
             batch_size=64,
             epochs=2,
@@ -335,6 +676,203 @@ TASKS: dict[str, Task] = {
             make_data=reverse_data,
             make_model=TinyTransformer,
             make_loss=TokenCrossEntropy,
+        ),
+        # -- dev: new ------------------------------------------------------------------------------------------
+        Task(
+            name="clusters",
+            description="easy: 4 well separated Gaussian clusters (make_blobs, 8 features), MLP 8-64-64-4, "
+            "SGD momentum 0.9",
+            half="dev",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=5,
+            metric="accuracy",
+            make_data=clusters_data,
+            make_model=lambda: mlp(8, 4),
+        ),
+        Task(
+            name="shapes-resnet",
+            description="16x16 shape images, residual CNN with batch norm (pooled stem, 8/16 channels), SGD "
+            "Nesterov 0.9, wd 5e-4, batch 256 (8 steps an epoch)",
+            half="dev",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=256,
+            epochs=25,
+            metric="accuracy",
+            make_data=shapes_data,
+            make_model=lambda: SmallResNet(4, pool_stem=True),
+        ),
+        Task(
+            name="noisy-classification",
+            description="make_classification as `classification` with 30% of the training labels wrong "
+            "(val clean), MLP 20-64-64-4, SGD momentum 0.9",
+            half="dev",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=lambda: classification_data(label_noise=0.3),
+            make_model=lambda: mlp(20, 4),
+        ),
+        Task(
+            name="char-gru",
+            description=f"character language model on sklearn's dataset descriptions ({CHAR_LEN}-char windows), "
+            "GRU (embed 32, hidden 96), AdamW (wd 0.01)",
+            half="dev",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=4,
+            metric="nats",
+            make_data=descr_chars_data,
+            make_model=lambda: RecurrentNet(nn.GRU, len(CHARS), len(CHARS), 32, 96, per_token=True),
+            make_loss=TokenCrossEntropy,
+        ),
+        # -- heldout: new tasks only ---------------------------------------------------------------------------
+        Task(
+            name="digits-resnet",
+            description="load_digits 8x8 images, residual CNN with batch norm (8/16 channels), SGD Nesterov "
+            "0.9, wd 5e-4, batch 256 (4 steps an epoch)",
+            half="heldout",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=256,
+            epochs=40,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: SmallResNet(10),
+        ),
+        Task(
+            name="digits-noisy",
+            description="load_digits (64 features) with 30% of the training labels wrong (val clean), "
+            "MLP 64-128-128-10, SGD momentum 0.9",
+            half="heldout",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=10,
+            metric="accuracy",
+            make_data=lambda: digits_data(label_noise=0.3),
+            make_model=lambda: mlp(64, 10, hidden=128),
+        ),
+        Task(
+            name="char-transformer",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), causal "
+            "2-layer Transformer (dim 48, 4 heads), AdamW (wd 0.1)",
+            half="heldout",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.1},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: TinyTransformer(len(CHARS), CHAR_LEN, dim=48, heads=4, causal=True),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="seq-lstm",
+            description=f"count the 0s in a random {COUNT_LEN}-token sequence ({COUNT_CLASSES} classes), LSTM "
+            "(hidden 64) classifier, RMSprop",
+            half="heldout",
+            optimizer=RMSPROP,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=5,
+            metric="accuracy",
+            make_data=count_data,
+            make_model=lambda: RecurrentNet(nn.LSTM, COUNT_VOCAB, COUNT_CLASSES, 16, 64, per_token=False),
+        ),
+        Task(
+            name="diabetes-adam",
+            description="load_diabetes regression (standardized target, 300 train), MLP 10-64-64-1, Adam",
+            half="heldout",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=16,
+            epochs=20,
+            metric="mse",
+            make_data=diabetes_data,
+            make_model=lambda: mlp(10, 1),
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="finetune",
+            description=f"fine-tune: CNN body pretrained on digits 0-4, new head, {FINETUNE_PER_CLASS} images per "
+            "class of digits 5-9, SGD momentum 0.9, wd 5e-4",
+            half="heldout",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9, "weight_decay": 5e-4},
+            batch_size=10,
+            epochs=15,
+            metric="accuracy",
+            make_data=finetune_data,
+            make_model=finetune_model,
+            prepare=pretrained_features,
+        ),
+        Task(
+            name="wine-easy",
+            description="easy: load_wine (120 train), MLP 13-32-32-3, SGD Nesterov 0.9, wd 5e-4, batch 8",
+            half="heldout",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=8,
+            epochs=10,
+            metric="accuracy",
+            make_data=wine_data,
+            make_model=lambda: mlp(13, 3, hidden=32),
+        ),
+        Task(
+            name="cancer-adam",
+            description="easy: load_breast_cancer (400 train), MLP 30-32-32-2, Adam",
+            half="heldout",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=10,
+            metric="accuracy",
+            make_data=cancer_data,
+            make_model=lambda: mlp(30, 2, hidden=32),
+        ),
+        Task(
+            name="digits-1epoch",
+            description="short budget: load_digits (64 features), MLP 64-128-128-10, plain SGD, batch 16, "
+            "one epoch",
+            half="heldout",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=16,
+            epochs=1,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: mlp(64, 10, hidden=128),
+        ),
+        Task(
+            name="large-batch",
+            description="make_classification (40 features, 8 classes, 20k train), MLP 40-128-128-8, AdamW "
+            "(wd 0.05), batch 512, 30 epochs",
+            half="heldout",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.05},
+            batch_size=512,
+            epochs=30,
+            metric="accuracy",
+            make_data=large_data,
+            make_model=lambda: mlp(40, 8, hidden=128),
+        ),
+        Task(
+            name="hastie-rmsprop",
+            description="make_hastie_10_2 (binary, 10 features), MLP 10-64-64-2, RMSprop",
+            half="heldout",
+            optimizer=RMSPROP,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=hastie_data,
+            make_model=lambda: mlp(10, 2),
         ),
     ]
 }

@@ -91,6 +91,30 @@ def triangular_plan(task: Task, base_lr: float, max_lr: float, *, step_size: int
     )
 
 
+ONE_CYCLE_PCT_START, ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+
+
+def one_cycle_plan(task: Task, max_lr: float) -> Plan:
+    """torch OneCycleLR peaking at `max_lr` over the whole budget with torch's defaults (warm-up 30%, start at
+    max_lr/25, cosine down to start/1e4); momentum (or Adam's beta1) is cycled 0.95 -> 0.85 -> 0.95, torch's
+    default, only when the optimizer has momentum: CyclicLR-style cycling would switch it on for plain SGD."""
+
+    def scheduler(opt: torch.optim.Optimizer) -> Any:
+        has_momentum = "betas" in opt.defaults or opt.defaults.get("momentum", 0) > 0
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=max_lr, total_steps=task.total_steps, pct_start=ONE_CYCLE_PCT_START,
+            div_factor=ONE_CYCLE_DIV, final_div_factor=ONE_CYCLE_FINAL_DIV, cycle_momentum=has_momentum,
+        )  # fmt: skip
+
+    return Plan(
+        f"one-cycle peak {max_lr:.3g}",
+        lambda p: task.build_optimizer(p, max_lr / ONE_CYCLE_DIV),
+        scheduler,
+        "step",
+        task.total_steps,
+    )
+
+
 def seed_all(seed: int) -> None:
     import random
 
@@ -131,11 +155,13 @@ def _batches(loader: DataLoader) -> Iterator[tuple[int, Any]]:
 
 @torch.no_grad()
 def evaluate(task: Task, model: torch.nn.Module, data: TaskData) -> float:
-    """Val accuracy (fraction; per token for sequences) or val MSE."""
+    """Val accuracy (fraction; per token for sequences), val MSE, or val cross-entropy in nats per token."""
     model.eval()
     out = torch.cat([model(x) for x in data.x_val.split(512)])
     if task.metric == "mse":
         return float(((out - data.y_val) ** 2).mean())
+    if task.metric == "nats":
+        return float(torch.nn.functional.cross_entropy(out.flatten(0, 1), data.y_val.flatten()))
     return float((out.argmax(-1) == data.y_val).float().mean())
 
 
