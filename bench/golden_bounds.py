@@ -119,15 +119,18 @@ def synthetic_records() -> dict[str, Any]:
 
 def quality_records(seeds: list[int]) -> dict[str, Any]:
     """The range tests of the quality benchmark's tasks, as its clrfind method runs them."""
+    import tempfile
+
     from bench.quality.methods import ClrfindSettings, clrfind_test
     from bench.quality.tasks import TASKS
     from clrfind.analysis import find_divergence
 
     settings = ClrfindSettings()
     out: dict[str, Any] = {}
+    folder = Path(tempfile.mkdtemp(prefix="golden-"))
     for name, task in TASKS.items():
         for seed in seeds:
-            result, _ = clrfind_test(task, seed, settings)
+            result = clrfind_test(task, seed, settings, folder)
             # On CPU the engine may stop up to 3 steps after the confirmed divergence, depending on how fast the
             # steps ran (its chunks follow wall time): the losses are compared up to the divergence only.
             index, _ = find_divergence(np.array([np.nan if v is None else v for v in result.losses]))

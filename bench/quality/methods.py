@@ -17,9 +17,8 @@ import yaml
 
 from bench.quality.peers import DEFAULT, run_default, run_peer
 from bench.quality.records import MethodRun
-from bench.quality.tasks import TASKS, Task, optimizer_class
-from bench.quality.train import Plan, constant_plan, fresh_model, train, train_loader
-from clrfind.ladder import DEFAULT_STEPS
+from bench.quality.tasks import TASKS, Task, optimizer_class, task_spec
+from bench.quality.train import Plan, constant_plan, train
 
 if TYPE_CHECKING:
     from clrfind.results import RangeTestResult
@@ -29,29 +28,18 @@ CLRFIND = "clrfind"
 
 @dataclass(frozen=True)
 class ClrfindSettings:
-    """How the benchmark drives clrfind, as a user following the README would.
+    """How the benchmark drives clrfind: as a user who writes a spec for the task (model, data, loss, optimizer;
+    `tasks.task_spec`), runs `clrfind range-test SPEC` with clrfind's defaults, then `clrfind export --epochs
+    <budget> --steps-per-epoch <the training loop's>` with the default policy.
 
-    The range is a wide default per optimizer family (1e-4..10 for SGD, 1e-5..1 for the adaptive ones: both reach
-    well past where these optimizers diverge), with clrfind's own defaults for the rest: `mode="auto"` (exp over
-    such ranges) and DEFAULT_STEPS steps, or `test_epochs` epochs when that is longer ("a few epochs", as in the
-    paper); the export is `policy` with the task's epochs. `constants` overrides module constants of clrfind (e.g.
-    {"analysis.STOP_SLOPE_FRAC": 0.1}) inside the worker, for experiments; the run restores them.
+    Experiments only: `overrides` are dotted spec keys set on every task's spec (`range_test.steps=100`), and
+    `constants` module constants of clrfind (`analysis.bounds.STOP_SLOPE_FRAC=0.1`) set inside the worker for the
+    run; both are restored after it.
     """
 
-    sgd_range: tuple[float, float] = (1e-4, 10.0)
-    adaptive_range: tuple[float, float] = (1e-5, 1.0)
-    mode: str = "auto"
-    test_epochs: int = 3
-    min_steps: int = DEFAULT_STEPS
+    overrides: tuple[tuple[str, Any], ...] = ()
     policy: str = "auto"
-    metric: str = "loss"
     constants: tuple[tuple[str, Any], ...] = ()
-
-    def lr_range(self, task: Task) -> tuple[float, float]:
-        return self.sgd_range if task.family == "sgd" else self.adaptive_range
-
-    def steps(self, task: Task) -> int:
-        return max(self.min_steps, self.test_epochs * task.steps_per_epoch)
 
 
 # -- clrfind -----------------------------------------------------------------------------------------------------
@@ -94,23 +82,16 @@ def schedule_plan(path: Path) -> Plan:
     )
 
 
-def clrfind_test(task: Task, seed: int, settings: ClrfindSettings) -> RangeTestResult:
-    """clrfind.range_test on the seed's model and data order, as the settings say."""
-    import clrfind
+def clrfind_test(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path) -> RangeTestResult:
+    """`clrfind range-test SPEC` on the task's spec (written to `out_dir` for the record), results not written."""
+    from clrfind.api import run_spec
+    from clrfind.spec import load_spec
 
-    low, high = settings.lr_range(task)
-    model = fresh_model(task, seed)
-    optimizer = task.build_optimizer(model.parameters(), low)
-    val = None
-    if settings.metric != "loss":
-        from torch.utils.data import DataLoader, TensorDataset
-
-        data = task.data()
-        val = DataLoader(TensorDataset(data.x_val, data.y_val), batch_size=256)
-    return clrfind.range_test(
-        model, train_loader(task, seed), task.make_loss(), optimizer, min_lr=low, max_lr=high,
-        steps=settings.steps(task), mode=settings.mode, metric=settings.metric, val_loader=val,
-    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{task.name}-seed{seed}.spec.yaml"
+    path.write_text(yaml.safe_dump(task_spec(task, seed), sort_keys=False), encoding="utf-8")
+    loaded = load_spec(path, dict(settings.overrides))
+    return run_spec(loaded, out_dir=out_dir, write=False).result
 
 
 def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path) -> MethodRun:
@@ -125,11 +106,12 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
     notes: list[str] = []
     with _Patched(settings.constants):
         started = time.perf_counter()
-        result = clrfind_test(task, seed, settings)
+        result = clrfind_test(task, seed, settings, out_dir)
         seconds = time.perf_counter() - started
         bounds = result.bounds
+        check = result.verification
         suggestion = {
-            "base": bounds.min_lr if bounds else None,
+            "base": bounds.base_lr if bounds else None,
             "max": bounds.max_lr if bounds else None,
             "peak": bounds.peak_lr if bounds else None,  # one cycle's top (the `auto` export with epochs)
             "stop_lr": result.lrs[-1] if result.lrs else None,
@@ -145,16 +127,23 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
         else:
             path = out_dir / f"{task.name}-seed{seed}.yaml"
             try:
-                write_schedule(result, path, policy=settings.policy, epochs=task.epochs)
+                write_schedule(
+                    result,
+                    path,
+                    policy=settings.policy,
+                    epochs=task.epochs,
+                    steps_per_epoch=task.steps_per_epoch,
+                )
                 plan = schedule_plan(path)
             except ClrfindError as exc:  # reported; the run falls back to the default like a user would
                 notes.append(f"export failed: {exc}")
             if plan.total_steps > task.total_steps:
                 notes.append(f"schedule trains {plan.total_steps} steps, budget is {task.total_steps}")
     outcome = train(task, plan, seed)
-    return MethodRun(
-        CLRFIND, task.name, seed, suggestion, seconds, {"schedule": outcome}, notes, steps=result.steps_run
-    )
+    if check is not None:
+        notes.append(f"self-check: {check.outcome}")
+    steps = result.steps_run + (check.steps if check is not None else 0)  # the test and its self-check
+    return MethodRun(CLRFIND, task.name, seed, suggestion, seconds, {"schedule": outcome}, notes, steps=steps)
 
 
 def run_method(task_name: str, method: str, seed: int, settings: ClrfindSettings, out_dir: str) -> MethodRun:

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -516,25 +516,28 @@ def _numbers(value: Any) -> Any:
 
 
 def parse_settings(assignments: list[str]) -> ClrfindSettings:
-    """`--clrfind-set NAME=VALUE`: a ClrfindSettings field (`test_epochs=4`, `sgd_range=[1e-3, 3]`) or a clrfind
-    module constant (`analysis.STOP_SLOPE_FRAC=0.1`, `export.STEPSIZE_EPOCHS=2`). Values are parsed as YAML."""
-    settings = ClrfindSettings()
-    names = {f.name for f in fields(ClrfindSettings)}
+    """`--clrfind-set NAME=VALUE`: a dotted spec key set on every task's spec (`range_test.steps=100`,
+    `verify_bounds=false`), the export `policy`, or a clrfind module constant (`analysis.bounds.STOP_SLOPE_FRAC=0.1`).
+    Values are parsed as YAML."""
+    from clrfind.spec import Spec
+
+    overrides: list[tuple[str, Any]] = []
     constants: list[tuple[str, Any]] = []
+    policy = ClrfindSettings().policy
     for item in assignments:
         name, sep, raw = item.partition("=")
         if not sep:
             raise SystemExit(f"--clrfind-set {item!r}: expected NAME=VALUE")
         value = _numbers(yaml.safe_load(raw))
-        if "." in name:
+        if name == "policy":
+            policy = str(value)
+        elif name.split(".")[0] in Spec.model_fields:
+            overrides.append((name, value))
+        elif "." in name:
             constants.append((name, value))
-        elif name in names:
-            settings = replace(settings, **{name: tuple(value) if isinstance(value, list) else value})
         else:
-            raise SystemExit(
-                f"--clrfind-set {name}: not a setting ({', '.join(sorted(names))}) nor module.CONSTANT"
-            )
-    return replace(settings, constants=tuple(constants))
+            raise SystemExit(f"--clrfind-set {name}: not a spec key, `policy`, nor module.CONSTANT")
+    return ClrfindSettings(overrides=tuple(overrides), policy=policy, constants=tuple(constants))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -882,3 +882,37 @@ TASKS: dict[str, Task] = {
 def _cached_data(name: str) -> TaskData:
     """Data is made once per process: every run of a task shares it (read-only)."""
     return TASKS[name].make_data()
+
+
+# -- spec targets: what a user's spec names for a task (`clrfind range-test SPEC` builds from these) -------------
+
+
+def spec_train_set(task: str) -> torch.utils.data.TensorDataset:
+    """The task's training split as a Dataset, for `data.train` in a spec."""
+    data = TASKS[task].data()
+    return torch.utils.data.TensorDataset(data.x_train, data.y_train)
+
+
+def spec_model(task: str) -> nn.Module:
+    """A fresh model of the task, for `model.target` (clrfind seeds before building it, as `fresh_model` does)."""
+    return TASKS[task].make_model()
+
+
+def spec_loss(task: str) -> nn.Module:
+    return TASKS[task].make_loss()
+
+
+def task_spec(task: Task, seed: int) -> dict[str, Any]:
+    """The spec a user writes for this task: model, data, loss and optimizer, and nothing about the range test, so
+    clrfind runs with its defaults."""
+    return {
+        "model": {"target": "bench.quality.tasks:spec_model", "kwargs": {"task": task.name}},
+        "data": {
+            "train": {"target": "bench.quality.tasks:spec_train_set", "kwargs": {"task": task.name}},
+            "batch_size": task.batch_size,
+        },
+        "loss": {"target": "bench.quality.tasks:spec_loss", "kwargs": {"task": task.name}},
+        "optimizer": {"target": task.optimizer, "kwargs": dict(task.optimizer_kwargs)},
+        "device": "cpu",
+        "seed": seed,
+    }
