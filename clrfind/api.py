@@ -115,14 +115,11 @@ def make_result(
     mode = settings.ladder_mode
     bounds = None
     if steps:
+        adaptive = optimizer.name if optimizer is not None and optimizer.adaptive else None
         bounds = bounds_for(
-            out.lrs,
-            out.losses,
-            mode=mode,
-            stop_reason=out.stop_reason,
-            max_lr=settings.max_lr,
-            metric=out.metric,
-        )
+            out.lrs, out.losses, mode=mode, stop_reason=out.stop_reason, max_lr=settings.max_lr, metric=out.metric,
+            adaptive=adaptive,
+        )  # fmt: skip
     return RangeTestResult(
         clrfind_version=__version__,
         torch_version=_torch_version(),
@@ -159,33 +156,50 @@ def make_result(
     )
 
 
-@contextlib.contextmanager
-def preserved_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Restore weights, buffers, optimizer state, train/eval mode, device and RNG states on exit, even on error.
+class StateSnapshot:
+    """Weights, buffers, optimizer state, train/eval modes and RNG states, taken now and restorable any number of
+    times: after a range test (the caller's objects as they were) and before every self-check trial (the same
+    start for each).
 
     Copies are taken on the parameters' own device with `clone()`, so restoring is bit-for-bit.
     """
-    import torch
 
-    model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    optim_state = copy.deepcopy(optimizer.state_dict())
-    modes = {name: m.training for name, m in model.named_modules()}
-    py_rng = random.getstate()
-    np_rng = np.random.get_state()
-    torch_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        import torch
+
+        self.model, self.optimizer = model, optimizer
+        self.model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.optim_state = copy.deepcopy(optimizer.state_dict())
+        self.modes = {name: m.training for name, m in model.named_modules()}
+        self.py_rng = random.getstate()
+        self.np_rng = np.random.get_state()
+        self.torch_rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+    def restore(self) -> None:
+        import torch
+
+        self.model.load_state_dict(self.model_state)  # copies into the parameters
+        # load_state_dict adopts the state's tensors as they are, and training then changes them in place: a copy
+        # keeps this snapshot intact for the next restore.
+        self.optimizer.load_state_dict(copy.deepcopy(self.optim_state))
+        for name, m in self.model.named_modules():
+            m.training = self.modes.get(name, m.training)
+        random.setstate(self.py_rng)
+        np.random.set_state(self.np_rng)
+        torch.set_rng_state(self.torch_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+
+
+@contextlib.contextmanager
+def preserved_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[StateSnapshot]:
+    """Restore weights, buffers, optimizer state, train/eval mode and RNG states on exit, even on error."""
+    snapshot = StateSnapshot(model, optimizer)
     try:
-        yield
+        yield snapshot
     finally:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optim_state)
-        for name, m in model.named_modules():
-            m.training = modes.get(name, m.training)
-        random.setstate(py_rng)
-        np.random.set_state(np_rng)
-        torch.set_rng_state(torch_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        snapshot.restore()
 
 
 def range_test(
@@ -210,13 +224,16 @@ def range_test(
     callback: Callable[[StepEvent], None] | None = None,
     restore: bool = True,
     seed: int | None = None,
+    verify_bounds: bool = True,
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer.
 
     The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps: linearly as in Smith (2017), evenly in log LR
     (`mode="exp"`), or, by default ("auto"), exp when the range spans more than 1.5 decades;
     the run stops early when the loss diverges or becomes non-finite. With `restore=True` (default) the model and
-    optimizer are left exactly as they were. Bad arguments raise `UsageError` before anything runs; a setup that
+    optimizer are left exactly as they were. With `verify_bounds=True` (default) the suggested one-cycle schedule is
+    then trained, compressed, from the model's initial state, and the bounds keep only the peak that trains
+    (`result.verification` says what was checked). Bad arguments raise `UsageError` before anything runs; a setup that
     does not fit (e.g. batches that are not (inputs, targets) pairs without a `step_fn`) raises `SetupError` in
     terms of these arguments; a failure inside your code is raised as `RunError` after restoring.
 
@@ -225,20 +242,20 @@ def range_test(
     """
     import torch
 
-    from clrfind.engine import run_loop
-
     settings = RunSettings.from_arguments(
         min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, metric=metric, eval_every=eval_every,
         eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
+        verify_bounds=verify_bounds,
     )  # fmt: skip
     terms = library_terms(step_fn=step_fn is not None)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home
     lrs = settings.ladder(steps)
-    guard = preserved_state(model, optimizer) if restore else contextlib.nullcontext()
-    with guard:
+    guard = preserved_state(model, optimizer) if restore else contextlib.nullcontext(None)
+    with guard as snapshot:
         try:
+            initial = snapshot or StateSnapshot(model, optimizer)  # the self-check's trials start from here
             if seed is not None:
                 from clrfind.build import seed_everything
 
@@ -246,24 +263,78 @@ def range_test(
             model.to(dev)
             if isinstance(loss_fn, torch.nn.Module):
                 loss_fn.to(dev)
-            out = run_loop(
-                model, train_loader, loss_fn, optimizer, lrs, device=dev, settings=settings, step_fn=step_fn,
-                val_loader=val_loader, callback=callback,
+            trainer = Trainer(
+                model, train_loader, loss_fn, optimizer, device=dev, settings=settings, step_fn=step_fn,
+                val_loader=val_loader,
             )  # fmt: skip
+            out = trainer.range_test(lrs, callback=callback)
+            result = make_result(
+                out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
+                batch_size=getattr(train_loader, "batch_size", None),
+            )  # fmt: skip
+            if restore:
+                result = trainer.self_check(result, out, initial)
+            else:  # the caller keeps what the test trained: the trials start from the initial state, then it returns
+                trained = StateSnapshot(model, optimizer)
+                result = trainer.self_check(result, out, initial)
+                trained.restore()
         except Fault as fault:
             raise terms.error(fault) from fault
         finally:
             if restore:
                 model.to(home)
-    result = make_result(
-        out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
-        batch_size=getattr(train_loader, "batch_size", None),
-    )  # fmt: skip
     if out.error is not None:
         raise RunError(result.stop_detail) from out.error
     if out.stop_reason == "interrupted":
         raise RunInterrupted("interrupted by the user (Ctrl-C)")
     return result
+
+
+@dataclass
+class Trainer:
+    """The objects a run trains, on their device: the range test and the self-check's trials go through one engine
+    call with the same model, data, loss, optimizer and settings."""
+
+    model: torch.nn.Module
+    loader: Iterable[Any]
+    loss_fn: Callable[..., Any]
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    settings: RunSettings
+    step_fn: Callable[..., Any] | None = None
+    reduce_loss: Callable[[Any], Any] | None = None
+    val_loader: Iterable[Any] | None = None
+
+    def range_test(self, lrs: np.ndarray, *, callback: Callable[..., None] | None = None) -> EngineOutput:
+        from clrfind.engine import run_loop
+
+        return run_loop(
+            self.model, self.loader, self.loss_fn, self.optimizer, lrs, device=self.device, settings=self.settings,
+            step_fn=self.step_fn, val_loader=self.val_loader, callback=callback, reduce_loss=self.reduce_loss,
+        )  # fmt: skip
+
+    def self_check(
+        self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot
+    ) -> RangeTestResult:
+        """Train with the suggested one cycle from `initial`, compressed, and keep the bounds the trials support
+        (`clrfind.verify`); the result unchanged when the check is off or there is nothing to check."""
+        import time
+
+        from clrfind.trials import TrialRunner, trial_data
+        from clrfind.verify import verify
+
+        b = result.bounds
+        if not self.settings.verify_bounds or b is None or not b.usable or result.optimizer is None:
+            return result
+        if out.stop_reason in ("error", "interrupted"):
+            return result
+        started = time.perf_counter()
+        data = trial_data(self.loader, self.val_loader, device=self.device)
+        runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
+        bounds, record = verify(b, result.optimizer, result.planned_steps, runner, judged_on=data.source)
+        runner.rewind()
+        record = record.model_copy(update={"seconds": round(time.perf_counter() - started, 4)})
+        return result.model_copy(update={"bounds": bounds, "verification": record})
 
 
 def default_out_dir(loaded: LoadedSpec) -> Path:
@@ -314,7 +385,6 @@ def run_spec(
     every rank runs this with its `rank`; rank 0 alone writes.
     """
     from clrfind.build import build_components, resolve_device
-    from clrfind.engine import run_loop
 
     spec, settings, terms = loaded.spec, loaded.spec.settings(), spec_terms(loaded)
     out_dir = out_dir or default_out_dir(loaded)
@@ -323,20 +393,23 @@ def run_spec(
     device = resolve_device(spec.device, source=loaded.source)
     comps = build_components(loaded, device=device, rank=rank, world_size=world_size)
     total = settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: range_test")
+    trainer = Trainer(
+        comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, device=device, settings=settings,
+        step_fn=comps.step_fn, reduce_loss=reduce_loss, val_loader=comps.val_loader,
+    )  # fmt: skip
+    initial = StateSnapshot(comps.model, comps.optimizer) if settings.verify_bounds else None
     try:
-        out = run_loop(
-            comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, settings.ladder(total),
-            device=device, settings=settings, step_fn=comps.step_fn, val_loader=comps.val_loader,
-            callback=callback, reduce_loss=reduce_loss,
+        out = trainer.range_test(settings.ladder(total), callback=callback)
+        result = make_result(
+            out, settings, terms, planned_steps=total, device=str(device),
+            optimizer=OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
+            batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
+            spec_path=str(loaded.path),
         )  # fmt: skip
+        if initial is not None:
+            result = trainer.self_check(result, out, initial)
     except Fault as fault:
         raise terms.error(fault) from fault
-    result = make_result(
-        out, settings, terms, planned_steps=total, device=str(device),
-        optimizer=OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
-        batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
-        spec_path=str(loaded.path),
-    )  # fmt: skip
     files = write_outputs(result, out_dir) if write and rank == 0 else None
     if out.error is not None:
         where = f"; partial results saved to {files.results}" if files else ""

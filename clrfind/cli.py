@@ -189,6 +189,10 @@ def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -
         console.print("suggested: no reliable bounds")
     for label, text in b.explanation() if b is not None else []:
         console.print(f"  {label}: {text}")
+    check = result.verification
+    if check is not None:
+        cost = f"{check.steps} trial steps in {format_seconds(check.seconds)}" if check.steps else "no trials"
+        console.print(f"self-check: {check.outcome} ({cost})")
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"results: {files.results}")
@@ -224,6 +228,7 @@ def _overrides(**values: Any) -> dict[str, Any]:
         "mode": "range_test.mode",
         "seed": "seed",
         "metric": "range_test.metric",
+        "verify_bounds": "verify_bounds",
     }
     out: dict[str, Any] = {}
     for name, value in values.items():
@@ -290,6 +295,15 @@ def range_test_cmd(
             min=1,
         ),
     ] = 1,
+    verify_bounds: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify-bounds/--no-verify-bounds",
+            help="Train with the suggested one cycle, compressed, before trusting its peak [default: the spec's "
+            "verify_bounds, on].",
+            rich_help_panel=_RANGE,
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -312,6 +326,7 @@ def range_test_cmd(
         mode=mode,
         seed=seed,
         metric=metric,
+        verify_bounds=verify_bounds,
     )
     loaded = load_spec(spec, overrides)
     progress = functools.partial(_progress, enabled=not quiet)

@@ -295,7 +295,8 @@ class _Reporter:
         return stopped
 
 
-def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision as the settings ask: bf16/fp16 autocast, or nothing for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -422,7 +423,7 @@ class _MetricProbe:
         model.eval()
         total = torch.zeros((), device=self.device)
         count = 0
-        with _autocast(self.device, self.precision):
+        with autocast(self.device, self.precision):
             for batch in self.batches:
                 if self.name == "accuracy":
                     inputs, targets = batch
@@ -469,8 +470,10 @@ class _Stepper:
         host: _HostLosses,
         total: int,
         reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None,
+        momenta: np.ndarray | None = None,
     ) -> None:
         self.model, self.loss_fn, self.optimizer, self.step_fn = model, loss_fn, optimizer, step_fn
+        self.momenta = None if momenta is None else [float(m) for m in momenta]
         self.step = step_fn or default_step
         self.device, self.settings, self.host, self.total = device, settings, host, total
         self.reduce_loss = reduce_loss
@@ -483,11 +486,18 @@ class _Stepper:
     def plain_ok(self) -> bool:
         """After the first step, the common case needs none of this: one micro-batch, fp32, not distributed."""
         settings = self.settings
-        return settings.accumulate == 1 and settings.precision == "fp32" and self.reduce_loss is None
+        return (
+            settings.accumulate == 1
+            and settings.precision == "fp32"
+            and self.reduce_loss is None
+            and self.momenta is None
+        )
 
     def run(self, i: int, next_batch: Callable[[], Any]) -> torch.Tensor | None:
         """Train step i; the loss to record, or None when the fp16 scaler skipped it (the rung is tried again)."""
         accumulate, precision, scaler = self.settings.accumulate, self.settings.precision, self.scaler
+        if self.momenta is not None:
+            set_momentum(self.optimizer, self.momenta[i])
         step_loss: torch.Tensor | None = None
         for k in range(accumulate):
             self.part = "data"
@@ -501,7 +511,7 @@ class _Stepper:
             if i == 0:
                 loss = self._first_forward(batch)
             else:
-                with _autocast(self.device, precision):
+                with autocast(self.device, precision):
                     loss = self.step(self.model, batch, self.loss_fn)
             scaled = loss / accumulate if accumulate > 1 else loss
             if scaler is None:
@@ -523,7 +533,7 @@ class _Stepper:
     def _first_forward(self, batch: Any) -> torch.Tensor:
         """The first micro-batch, diagnosed: a failure here means the setup does not fit (a Fault)."""
         try:
-            with _autocast(self.device, self.settings.precision):
+            with autocast(self.device, self.settings.precision):
                 loss = self.step(self.model, batch, self.loss_fn)
             _check_scalar_loss(loss)
             self.host.fit(loss)
@@ -549,6 +559,15 @@ class _Stepper:
         return False
 
 
+def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
+    """Momentum for SGD-like optimizers, beta1 for the Adam family: what OneCycleLR cycles."""
+    for group in optimizer.param_groups:
+        if "betas" in group:
+            group["betas"] = (momentum, *group["betas"][1:])
+        elif "momentum" in group:
+            group["momentum"] = momentum
+
+
 def run_loop(
     model: torch.nn.Module,
     loader: Iterable[Any],
@@ -562,8 +581,12 @@ def run_loop(
     val_loader: Iterable[Any] | None = None,
     callback: Callable[[StepEvent], None] | None = None,
     reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    momenta: np.ndarray | None = None,
 ) -> EngineOutput:
     """Train one optimizer step per rung of `lrs`, stopping early on divergence, a non-finite loss, an error or Ctrl-C.
+
+    `momenta`, if given, sets the momentum (beta1 for the Adam family) of each step too, as a one-cycle schedule
+    does: the self-check trains with the exported schedule through this same loop.
 
     The model, optimizer and loss must already be on `device`. `reduce_loss` (e.g. an all-reduce mean under
     torch.distributed) is applied to each chunk before it leaves the device, so every rank sees the same curve and
@@ -583,7 +606,7 @@ def run_loop(
     reporter = _Reporter(host, monitor, callback, lr_list, batches)
     stepper = _Stepper(
         model, loss_fn, optimizer, step_fn, device=device, settings=settings, host=host, total=total,
-        reduce_loss=reduce_loss,
+        reduce_loss=reduce_loss, momenta=momenta,
     )  # fmt: skip
     model.train()
     start = time.perf_counter()

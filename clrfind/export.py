@@ -197,7 +197,6 @@ def _one_cycle(bounds: _UsableBounds, optimizer: OptimizerRef, spe: int, epochs:
             hint="pass more --epochs, or --steps-per-epoch if the range test's value is wrong",
         )
     base_lr, max_lr = bounds.base_lr, bounds.max_lr
-    cycle, base_m, max_m, momentum_note = _momentum_plan(optimizer)
     notes = []
     peak = bounds.peak_lr or max_lr
     if bounds.peak_lr is not None:
@@ -205,6 +204,18 @@ def _one_cycle(bounds: _UsableBounds, optimizer: OptimizerRef, spe: int, epochs:
             f"one-cycle peaks at peak_lr {peak:.3g}, above max_lr {max_lr:.3g}: the largest LR the test "
             "showed still training, which a single cycle reaches once and anneals from (Smith 2018)"
         )
+    start_lr, kwargs, plan_notes = one_cycle_plan(base_lr, peak, optimizer, total)
+    training = {"steps_per_epoch": spe, "epochs": epochs, "total_steps": total, "cycles": 1}
+    return _Scheduler(ONE_CYCLE, kwargs, start_lr, training, notes + plan_notes)
+
+
+def one_cycle_plan(
+    base_lr: float, peak: float, optimizer: OptimizerRef, total: int
+) -> tuple[float, dict[str, Any], list[str]]:
+    """(start LR, OneCycleLR kwargs, notes) of one cycle over `total` steps peaking at `peak`: the schedule the
+    export writes, and the one the self-check trains with, compressed."""
+    cycle, base_m, max_m, momentum_note = _momentum_plan(optimizer)
+    notes = []
     start_lr = min(max(base_lr, peak / ONE_CYCLE_MAX_DIV), peak / ONE_CYCLE_MIN_DIV)
     div = peak / start_lr
     if start_lr == base_lr:
@@ -230,8 +241,7 @@ def _one_cycle(bounds: _UsableBounds, optimizer: OptimizerRef, spe: int, epochs:
         "three_phase": False,
         **_momentum_kwargs(cycle, base_m, max_m),
     }
-    training = {"steps_per_epoch": spe, "epochs": epochs, "total_steps": total, "cycles": 1}
-    return _Scheduler(ONE_CYCLE, kwargs, start_lr, training, notes)
+    return start_lr, kwargs, notes
 
 
 def _cycles(bounds: _UsableBounds, policy: str, spe: int, epochs: int | None) -> _Scheduler:

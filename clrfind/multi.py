@@ -82,7 +82,10 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
     first = runs[0]
     lrs, mean = mean_curve(runs)
     stop_reason = Counter(r.stop_reason for r in runs).most_common(1)[0][0]
-    bounds = suggest_bounds(lrs, mean, mode=first.mode, stop_reason=stop_reason, planned_max_lr=first.max_lr)
+    adaptive = first.optimizer.name if first.optimizer is not None and first.optimizer.adaptive else None
+    bounds = suggest_bounds(
+        lrs, mean, mode=first.mode, stop_reason=stop_reason, planned_max_lr=first.max_lr, adaptive=adaptive
+    )
     spreads = {
         key: spread_of([getattr(r.bounds, key) if r.bounds else None for r in runs])
         for key in ("base_lr", "max_lr", "peak_lr")

@@ -94,6 +94,7 @@ def plot_result(result: RangeTestResult, *, log_x: bool | None = None) -> Figure
     _draw_bounds(ax, result)
     _draw_best(ax, lrs, smoothed, end)
     _draw_stop(ax, result, lrs, raw, smoothed, end)
+    _draw_trials(ax, result)
     handles, labels = ax.get_legend_handles_labels()
     if result.metric is not None:
         metric_ax = ax.twinx()
@@ -394,6 +395,24 @@ def _draw_stop(
     )
 
 
+def _draw_trials(ax: Axes, result: RangeTestResult) -> None:
+    """The self-check's trials along the top edge: a dot per peak that trained (the kept one filled), an x per peak
+    that did not; the footnote gives their final losses."""
+    check = result.verification
+    if check is None or not check.trials:
+        return
+    top = ax.get_xaxis_transform()
+    for trial in check.trials:
+        kept = math.isclose(trial.peak, check.peak_lr, rel_tol=1e-9)
+        edge = BOUND_COLOR if trial.final_loss is not None else STOP_COLOR
+        face = edge if kept or trial.final_loss is None else "white"
+        marker = "o" if trial.final_loss is not None else "X"
+        ax.plot([trial.peak], [1.0], transform=top, ls="", marker=marker, ms=8, mfc=face, mec=edge, mew=1.5,
+                zorder=7, clip_on=False)  # fmt: skip
+    ax.plot([], [], ls="", marker="o", ms=8, mfc=BOUND_COLOR, mec=BOUND_COLOR,
+            label=f"self-check: one-cycle trials ({check.trials[0].steps} steps each), kept peak filled")  # fmt: skip
+
+
 def _set_x_scale(ax: Axes, lrs: np.ndarray, mode: str) -> None:
     positive = lrs[np.isfinite(lrs)]
     log = mode == "exp" and positive.size > 0 and bool((positive > 0).all())
@@ -427,6 +446,8 @@ def _footnote(result: RangeTestResult) -> str:
     if b is None:
         return "No analysis in the results: re-run the range test."
     parts = [f"{label}: {text}." for label, text in b.explanation()]
+    if result.verification is not None:
+        parts.append(f"Self-check: {result.verification.outcome}.")
     if result.stop_detail:
         parts.append(f"Stopped: {result.stop_detail}.")
     return " ".join(parts)

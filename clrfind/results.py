@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 # Version 3 renamed the suggested lower bound `bounds.min_lr` -> `bounds.base_lr` (with `min_rationale` ->
-# `base_rationale` and `spread.min_lr` -> `spread.base_lr`): it no longer shares a name with the ladder's start.
+# `base_rationale` and `spread.min_lr` -> `spread.base_lr`): it no longer shares a name with the ladder's start;
+# it also added `verification`, the self-check of the bounds.
 # Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
 # migrated on load.
 SCHEMA_VERSION = 3
@@ -115,11 +116,33 @@ class MetricCurve(FrozenModel):
         return self
 
 
+# Optimizers that scale each parameter's step by a running estimate of its gradient's size (or take its sign):
+# their steps do not shrink as the gradients do near a minimum, unlike SGD's.
+ADAPTIVE_OPTIMIZERS = (
+    "Adam", "AdamW", "NAdam", "RAdam", "Adamax", "SparseAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop",
+    "Adafactor", "Lion", "Lamb", "LAMB",
+)  # fmt: skip
+
+
 class OptimizerRef(FrozenModel):
     """The optimizer the test ran with, so an exported schedule builds the same one."""
 
     target: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The class name: `torch.optim.adamw.AdamW` -> `AdamW`."""
+        return self.target.replace(":", ".").rsplit(".", 1)[-1]
+
+    @property
+    def adaptive(self) -> bool:
+        """True for the Adam family, RMSprop, Adagrad and the like (see ADAPTIVE_OPTIMIZERS; `betas` gives it away)."""
+        return (
+            "betas" in self.kwargs
+            or self.name in ADAPTIVE_OPTIMIZERS
+            or self.name.endswith(("Adam", "AdamW"))
+        )
 
 
 class Timing(FrozenModel):
@@ -148,6 +171,34 @@ class Spread(FrozenModel):
     min: float
     max: float
     n: int
+
+
+class Trial(FrozenModel):
+    """One self-check trial: a one-cycle schedule peaking at `peak`, compressed to `steps`, from the initial weights.
+
+    `final_loss` is the mean training loss of its last 20% of steps, None when it did not train (diverged,
+    non-finite, or ended no lower than it started); `check_loss` its mean loss on the held-out batches after it.
+    """
+
+    peak: float
+    steps: int
+    final_loss: float | None
+    stop_reason: str
+    check_loss: float | None = None
+
+
+class Verification(FrozenModel):
+    """What the self-check trained, what it concluded, and what it cost (see `clrfind.verify`)."""
+
+    trials: list[Trial]
+    steps: int
+    seconds: float = 0.0
+    checked_peak: float  # the one-cycle peak the range test suggested
+    peak_lr: float  # the peak the trials support
+    outcome: str
+    judged_on: str = (
+        ""  # what the trials were compared on: held-out or validation data, or their training loss
+    )
 
 
 class RangeTestResult(FrozenModel):
@@ -184,6 +235,7 @@ class RangeTestResult(FrozenModel):
     timing: Timing = Field(default_factory=Timing)
     runs: list[RunCurve] | None = None
     spread: dict[str, Spread] | None = None
+    verification: Verification | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RangeTestResult:

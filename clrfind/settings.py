@@ -79,6 +79,8 @@ class RunSettings(LadderSettings):
         metric: `loss`, or the paper's `accuracy` / `val_loss` on a validation subsample of `eval_batches`
             batches every `eval_every` steps.
         sync_every: steps per host read of the losses (None: the engine's choice).
+        verify_bounds: train with the suggested one-cycle schedule, compressed, before trusting its peak
+            (`clrfind.verify`).
     """
 
     precision: Precision = "fp32"
@@ -87,6 +89,7 @@ class RunSettings(LadderSettings):
     channels_last: bool = False
     seed: Seed | None = None
     sync_every: Positive | None = None
+    verify_bounds: bool = True
 
     @classmethod
     def from_arguments(cls, **arguments: Any) -> RunSettings:

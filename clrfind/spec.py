@@ -180,6 +180,7 @@ class Spec(_Strict):
     accumulate: Positive = 1
     compile: bool = False
     channels_last: bool = False
+    verify_bounds: bool = True
 
     @field_validator("device")
     @classmethod
@@ -204,7 +205,7 @@ class Spec(_Strict):
         """How this spec's test runs; valid by construction (the spec passed the same constraints)."""
         return RunSettings(
             **self.range_test.model_dump(), precision=self.precision, accumulate=self.accumulate,
-            compile=self.compile, channels_last=self.channels_last, seed=self.seed,
+            compile=self.compile, channels_last=self.channels_last, seed=self.seed, verify_bounds=self.verify_bounds,
         )  # fmt: skip
 
     def resolved(self) -> dict[str, Any]:

@@ -694,3 +694,33 @@ def test_monitor_spans_are_odd() -> None:
     from clrfind.analysis.divergence import MEDIAN_SPAN, NOISE_SPAN
 
     assert MEDIAN_SPAN % 2 == 1 and NOISE_SPAN % 2 == 1
+
+
+def converged_curve(floor: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """An easy task: the loss falls from 1.4 to `floor` by lr 0.03 and stays there up to 10 (nothing diverges)."""
+    lrs = lr_ladder(1e-4, 10.0, 120, "exp")
+    u = np.log10(lrs)
+    y = floor + (1.4 - floor) / (1.0 + np.exp((u + 2.5) / 0.15))
+    return lrs, y + 0.002 * floor * np.random.default_rng(seed).standard_normal(lrs.size)
+
+
+def test_a_converged_test_says_nothing_about_higher_lrs():
+    """Its loss at ~0, the model survives any LR: no one-cycle peak at half the last LR (5), a lower confidence,
+    and the advice to see higher LRs before the model converges."""
+    lrs, losses = converged_curve(floor=0.001)
+    b = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=10.0)
+    assert_sound(b)
+    assert b.peak_lr == b.max_lr < 0.1 and b.confidence == "medium"
+    assert "converged" in (b.reason or "") and "--steps" in (b.next_step or "")
+    level = suggest_bounds(lrs, converged_curve(floor=1.0)[1] + 1.0, mode="exp", planned_max_lr=10.0)
+    assert level.peak_lr > 1.0  # the same shape on a high floor is a level stretch: one cycle may go higher
+
+
+def test_adaptive_optimizers_peak_at_max_lr():
+    """Smith's 2x-from-divergence extrapolation is SGD's; for Adam and the like one cycle peaks at max_lr."""
+    lrs, losses = lin_case(0.02, seed=1, c=0.15, w=0.03, d=5.0)
+    sgd = suggest_bounds(lrs, losses, planned_max_lr=1.0)
+    adam = suggest_bounds(lrs, losses, planned_max_lr=1.0, adaptive="AdamW")
+    assert sgd.peak_lr > sgd.max_lr
+    assert (adam.base_lr, adam.max_lr) == (sgd.base_lr, sgd.max_lr) and adam.peak_lr == adam.max_lr
+    assert "AdamW scales its steps to the gradients" in adam.max_rationale

@@ -296,3 +296,31 @@ def test_dry_run_is_check(runner: CliRunner, spec: Path) -> None:
 def test_version(runner: CliRunner) -> None:
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.startswith("clrfind ")
+
+
+def test_the_self_check_runs_by_default_and_can_be_turned_off(
+    runner: CliRunner, spec: Path, tmp_path: Path
+) -> None:
+    res = runner.invoke(
+        app, ["range-test", str(spec), "--out", str(tmp_path / "on"), "--quiet", "--steps", "80"]
+    )
+    assert res.exit_code == 0, res.stderr
+    check = json.loads((tmp_path / "on" / "range_test.json").read_text())["verification"]
+    assert check is not None and check["trials"] and check["steps"] <= 80
+    assert "self-check: " in res.stdout and "trial steps in" in res.stdout
+    res = runner.invoke(
+        app,
+        [
+            "range-test",
+            str(spec),
+            "--out",
+            str(tmp_path / "off"),
+            "--quiet",
+            "--steps",
+            "80",
+            "--no-verify-bounds",
+        ],
+    )
+    assert res.exit_code == 0, res.stderr
+    assert json.loads((tmp_path / "off" / "range_test.json").read_text())["verification"] is None
+    assert "self-check" not in res.stdout

@@ -90,6 +90,16 @@ def test_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     )
     assert (spec.device, spec.seed, spec.precision, spec.accumulate) == ("auto", 0, "fp32", 1)
     assert spec.compile is False and spec.channels_last is False and spec.step is None
+    assert (
+        spec.verify_bounds is True and spec.settings().verify_bounds is True
+    )  # the self-check is on by default
+
+
+def test_verify_bounds_is_a_boolean_spec_key(tmp_path: Path) -> None:
+    off = load_spec(write(tmp_path, VALID + "verify_bounds: false\n")).spec
+    assert off.verify_bounds is False and off.settings().verify_bounds is False
+    with pytest.raises(SpecError, match="verify_bounds: expected true or false, got 'no'"):
+        load_spec(write(tmp_path, VALID + "verify_bounds: 'no'\n"))
 
 
 def test_minimal_spec_gets_default_length_and_range(tmp_path: Path) -> None:

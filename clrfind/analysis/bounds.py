@@ -64,9 +64,18 @@ TOWARD_DIVERGENCE = 0.5
 # afterwards, and Smith (2018) peaks it at the largest LR the test shows still training. A repeating CLR cycle
 # returns to its top again and again, so max_lr stays at the midpoint.
 PEAK_TOWARD_DIVERGENCE = 1.0
+# ... for SGD. An adaptive optimizer (Adam, RMSprop, ...) scales each step by its gradient's running size, so its
+# steps do not shrink as the gradients do near a minimum: past the end of the fall a long run pays for a higher LR
+# with a higher loss floor, which a short test never shows. Smith's "within 2x of the largest LR that converges"
+# comes from SGD; for adaptive optimizers one cycle peaks at max_lr (`_one_cycle_peak`).
+ADAPTIVE_PEAK_AT_MAX = True
 # When nothing diverged, the largest LR that still converges is at least the range's last LR, so one cycle may
 # peak this far toward last_lr / 2 (the same rule as divergence_lr / 2), no further than the curve stays level.
 PEAK_WITHOUT_DIVERGENCE = 1.0
+# A test whose loss fell to within 5% of zero (from a positive start) has converged: its gradients, and so its
+# updates, have all but vanished (for cross-entropy they shrink with the loss itself), so the stretch after it
+# survives any LR and says nothing about which LR is stable from the start. Nothing past the end of its fall counts.
+CONVERGED_FRACTION = 0.05
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
 
@@ -132,6 +141,7 @@ class _Stats:
     fall: float  # start minus the median around the smoothed minimum
     rise: float  # median of the last window minus the median around the smoothed minimum
     magnitude: float  # largest |level|, for the float32 floor
+    floor: float  # the smoothed curve at its minimum: the level the loss reached
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,7 @@ def _measure(axis: np.ndarray, y: np.ndarray) -> tuple[_Smoothed, _Stats]:
         fall=start - bottom,
         rise=_level_near(y, y.size - 1, curve.half) - bottom,
         magnitude=float(np.abs(curve.level).max()),
+        floor=float(curve.level[curve.i_min]),
     )
     return curve, stats
 
@@ -291,6 +302,7 @@ class _Context:
     stop_reason: str
     planned_max_lr: float | None
     mode: str
+    adaptive: str | None = None  # the optimizer's name when it is adaptive (Adam, RMSprop, ...)
 
     @property
     def divergence_lr(self) -> float | None:
@@ -371,6 +383,13 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
     )
 
 
+def _converged(stats: _Stats) -> bool:
+    """The loss fell from a positive start to within CONVERGED_FRACTION of zero, and its step noise is that small
+    too (losses that can be negative or sit on an unknown floor are never called converged)."""
+    limit = CONVERGED_FRACTION * stats.start
+    return stats.start > 0 and 0 <= stats.floor <= limit and stats.noise <= limit
+
+
 def _flat_until(curve: _Smoothed, stats: _Stats, descent: _Descent) -> int:
     """Last index, from the end of the descent on, before the smoothed curve rises clearly above its minimum."""
     level, i_min = curve.level, curve.i_min
@@ -386,10 +405,16 @@ def _toward_divergence(end_lr: float, div_lr: float, weight: float) -> float:
 
 
 def _one_cycle_peak(
-    floor: float, end_lr: float, limit_lr: float, weight: float, flat_lr: float
+    ctx: _Context, floor: float, end_lr: float, limit_lr: float, weight: float, flat_lr: float
 ) -> tuple[float, str]:
     """(peak_lr, rationale suffix): `weight` of the way from the end of the fall toward limit_lr / 2, no further
-    than the level stretch and never below `floor` (max_lr); the suffix is empty when the peak is the floor."""
+    than the level stretch and never below `floor` (max_lr); the suffix is empty when the peak is the floor. An
+    adaptive optimizer's one cycle peaks at max_lr."""
+    if ctx.adaptive is not None and ADAPTIVE_PEAK_AT_MAX:
+        return floor, (
+            f"; one cycle peaks at max_lr: {ctx.adaptive} scales its steps to the gradients, so a higher LR "
+            "costs a higher loss floor over a long run (Smith's 2x-from-divergence rule is SGD's)"
+        )
     peak = max(floor, min(_toward_divergence(end_lr, limit_lr, weight), flat_lr))
     if peak <= floor:
         return peak, ""
@@ -432,6 +457,22 @@ def _max_bound(
             max_lr,
             f"{what.name} still {what.improving} at the end of the range ({two_digits(max_lr)})",
         )
+    if ctx.method == "loss" and _converged(stats):
+        floor = stats.floor
+        verdict.cap(
+            "medium",
+            f"the loss converged (to {two_digits(floor)} from {two_digits(stats.start)}) by lr {two_digits(max_lr)}: "
+            "a converged model survives LRs a fresh one does not, so the test says nothing about higher LRs",
+            f"to see which higher LRs train from the start, rerun with fewer steps (--steps "
+            f"{max(20, ctx.cut.end // 3)}), a harder subset of the data, or a range that starts higher",
+        )
+        return (
+            max_lr,
+            max_lr,
+            (
+                f"loss stopped falling at {two_digits(max_lr)}, where it had converged: one cycle peaks at max_lr"
+            ),
+        )
     if div_lr is not None:
         stopped = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}"
         flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
@@ -443,7 +484,7 @@ def _max_bound(
             f"max_lr {two_digits(target)}, between the end of the {what.improvement} and "
             f"{two_digits(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)"
         )
-        peak, peak_why = _one_cycle_peak(target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr)
+        peak, peak_why = _one_cycle_peak(ctx, target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr)
         return target, peak, why + peak_why
     last_lr = float(ctx.lrs[ctx.cut.end - 1])
     step = (
@@ -452,7 +493,7 @@ def _max_bound(
     verdict.cap("medium", step=step)
     why = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}; nothing diverged up to {two_digits(last_lr)}"
     flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
-    peak, peak_why = _one_cycle_peak(max_lr, max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE, flat_lr)
+    peak, peak_why = _one_cycle_peak(ctx, max_lr, max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE, flat_lr)
     return max_lr, peak, why + peak_why
 
 
@@ -486,6 +527,7 @@ def _bounds_from(
     planned_max_lr: float | None,
     what: _Quantity,
     method: str,
+    adaptive: str | None,
 ) -> Bounds:
     """The machinery shared by the loss and the metric paths; `values` are oriented so lower is better."""
     lrs = np.asarray(lrs, dtype=float).ravel()
@@ -498,7 +540,7 @@ def _bounds_from(
     with np.errstate(divide="ignore", invalid="ignore"):
         axis = sample_axis(lrs, mode)  # type: ignore[arg-type]
     cut = _cut(y, _finite_prefix(axis, y), stop_reason)
-    ctx = _Context(lrs, what, method, cut, stop_reason, planned_max_lr, mode)
+    ctx = _Context(lrs, what, method, cut, stop_reason, planned_max_lr, mode, adaptive)
     n = cut.end
     base, stats = _measure(axis[:n], y[:n]) if n >= MIN_POINTS else (None, None)
     unreliable = _unreliable(ctx, base, stats)
@@ -553,6 +595,7 @@ def suggest_bounds(
     mode: Mode | str = "linear",
     stop_reason: str = "completed",
     planned_max_lr: float | None = None,
+    adaptive: str | None = None,
 ) -> Bounds:
     """base_lr/max_lr from a range test's loss curve (`Bounds.method` "loss").
 
@@ -561,7 +604,8 @@ def suggest_bounds(
     the divergence. base_lr is where the smoothed loss has clearly left its plateau, at most max_lr/4 (the
     paper's rule, also used when the start is not visible). Curves that cannot answer (too short, flat, never
     falling, a fall hidden in noise) get no bounds but a `reason` and a `next_step`; noisy, truncated or
-    never-diverging ones get bounds with a lower `confidence` and the same two fields.
+    never-diverging ones get bounds with a lower `confidence` and the same two fields. `adaptive` names the
+    optimizer when it is adaptive (Adam, RMSprop, ...): then one cycle peaks at max_lr (see ADAPTIVE_PEAK).
     """
     return _bounds_from(
         lrs,
@@ -571,6 +615,7 @@ def suggest_bounds(
         planned_max_lr=planned_max_lr,
         what=_LOSS,
         method="loss",
+        adaptive=adaptive,
     )
 
 
@@ -582,6 +627,7 @@ def suggest_bounds_from_metric(
     mode: Mode | str = "linear",
     name: str = "accuracy",
     stop_reason: str = "completed",
+    adaptive: str | None = None,
 ) -> Bounds:
     """The paper's own test on a sparse metric curve (10-60 evaluations): `Bounds.method` is `name`.
 
@@ -597,11 +643,19 @@ def suggest_bounds_from_metric(
         planned_max_lr=None,
         what=_metric_quantity(name, higher_is_better),
         method=name,
+        adaptive=adaptive,
     )
 
 
 def bounds_for(
-    lrs: np.ndarray, losses: np.ndarray, *, mode: str, stop_reason: str, max_lr: float, metric: Any | None
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    *,
+    mode: str,
+    stop_reason: str,
+    max_lr: float,
+    metric: Any | None,
+    adaptive: str | None = None,
 ) -> Bounds:
     """Bounds from the metric when the test measured one (the paper's way), else from the loss."""
     if metric is not None and sum(v is not None for v in metric.values) >= 3:
@@ -613,5 +667,8 @@ def bounds_for(
             mode=mode,
             name=metric.name,
             stop_reason=stop_reason,
+            adaptive=adaptive,
         )
-    return suggest_bounds(lrs, losses, mode=mode, stop_reason=stop_reason, planned_max_lr=max_lr)
+    return suggest_bounds(
+        lrs, losses, mode=mode, stop_reason=stop_reason, planned_max_lr=max_lr, adaptive=adaptive
+    )

@@ -1,0 +1,240 @@
+"""The self-check: before the schedule is written, train with it and keep only a peak that trains.
+
+A range test reads the bounds off one short run whose LR keeps rising; the one-cycle peak extrapolates from it
+(Smith: the best LR is within 2x of the largest that still converges). Neither is evidence that a *whole* run at that
+peak trains: a model that already converged survives any LR, batch norm lets a short run survive rates a long one
+does not, and adaptive optimizers pay for a high LR with a higher loss floor. So the self-check asks the task itself:
+from the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps,
+once per candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr and down), on the same
+batches in the same order, and moves away from max_lr only where a trial's final loss is clearly lower. A trial that
+diverges, turns non-finite or ends no lower than it started fails. All trials together cost at most what the range
+test itself ran.
+
+Pure decisions on the trials' losses live here; running a trial is the caller's (`clrfind.api`), through the
+engine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from clrfind.analysis.divergence import two_digits
+from clrfind.export import one_cycle_plan
+from clrfind.results import Bounds, OptimizerRef, Trial, Verification
+
+# Candidate peaks are this far apart (half a decade): close enough to matter, far enough that a short trial can tell
+# them apart.
+STEP = math.sqrt(10.0)
+# Trials: the one at max_lr, one step up, one step down, and one more in the direction that won.
+MAX_TRIALS = 4
+# The lowest peak tried is max_lr / FLOOR (three steps down): the range test's max_lr can sit well above where a
+# long run trains best (an adaptive optimizer's loss floor, a small dataset it overfits), but further down the
+# test itself would be wrong, not the peak.
+FLOOR = STEP**3
+# Shorter trials say nothing about a schedule: below this many steps each, there is no self-check.
+MIN_TRIAL_STEPS = 12
+# The final loss of a trial is the mean over its last 20% of steps (the annealed end of the cycle) ...
+FINAL_FRACTION = 0.2
+# ... and one trial beats another when, step by step on the same batches, its loss is lower by more than 2
+# standard errors of the paired difference and by more than 1% of the trial's fall: noise alone never moves the peak.
+SIGNIFICANCE = 2.0
+MIN_GAIN = 0.01
+
+# (LRs, momenta or None) -> (training losses, stop reason, held-out loss per check batch or None)
+TrialRunner = Callable[[np.ndarray, "np.ndarray | None"], "tuple[np.ndarray, str, np.ndarray | None]"]
+
+
+def trial_schedule(
+    base_lr: float, peak: float, optimizer: OptimizerRef, steps: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(LR per step, momentum per step or None): the exported one cycle, compressed to `steps`, as torch's
+    OneCycleLR computes it."""
+    import torch
+
+    _, kwargs, _ = one_cycle_plan(base_lr, peak, optimizer, steps)
+    cycled = bool(kwargs.get("cycle_momentum"))
+    param = torch.nn.Parameter(torch.zeros(1))
+    dummy = torch.optim.SGD([param], lr=peak, momentum=0.9 if cycled else 0.0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(dummy, **kwargs)
+    lrs, momenta = [], []
+    for i in range(steps):
+        lrs.append(dummy.param_groups[0]["lr"])
+        momenta.append(dummy.param_groups[0]["momentum"])
+        if i < steps - 1:
+            dummy.step()
+            scheduler.step()
+    return np.array(lrs), (np.array(momenta) if cycled else None)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One trial's training losses, how it ended, and its loss on each held-out batch (None without any)."""
+
+    peak: float
+    losses: np.ndarray
+    stop_reason: str
+    check: np.ndarray | None = None
+
+    @property
+    def tail(self) -> np.ndarray:
+        m = max(2, round(FINAL_FRACTION * self.losses.size))
+        return self.losses[-m:]
+
+    @property
+    def trained(self) -> bool:
+        """It ran to the end with finite losses (held-out ones too) and ended lower than it started."""
+        if self.stop_reason != "completed" or not np.isfinite(self.losses).all():
+            return False
+        if self.check is not None and not np.isfinite(self.check).all():
+            return False
+        return float(self.tail.mean()) < float(self.losses[: self.tail.size].mean())
+
+    @property
+    def final(self) -> float | None:
+        return float(self.tail.mean()) if self.trained else None
+
+    def record(self) -> Trial:
+        check = float(self.check.mean()) if self.check is not None and self.trained else None
+        return Trial(
+            peak=self.peak, steps=int(self.losses.size), final_loss=self.final, stop_reason=self.stop_reason,
+            check_loss=check,
+        )  # fmt: skip
+
+
+def clearly_better(challenger: _Run, incumbent: _Run) -> bool:
+    """True when `challenger` trained and ends clearly lower than `incumbent`: on the held-out batches when both
+    have them (batch by batch), else on their last training steps (step by step, on the same batches)."""
+    if not challenger.trained:
+        return False
+    if not incumbent.trained:
+        return True
+    fall = float(incumbent.losses[: incumbent.tail.size].mean()) - float(incumbent.tail.mean())
+    if challenger.check is not None and incumbent.check is not None:
+        a, b = incumbent.check, challenger.check
+    else:
+        a, b = incumbent.tail, challenger.tail
+    n = min(a.size, b.size)
+    diff = a[-n:] - b[-n:]
+    gain = float(diff.mean())
+    se = float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+    return gain > max(SIGNIFICANCE * se, MIN_GAIN * abs(fall))
+
+
+def verify(
+    bounds: Bounds, optimizer: OptimizerRef, budget: int, run_trial: TrialRunner, *, judged_on: str = ""
+) -> tuple[Bounds, Verification]:
+    """Check the one-cycle peak by training; return the bounds it supports and what was checked.
+
+    `budget` is the number of steps all trials may take together (the range test's planned length);
+    `run_trial(lrs, momenta)` trains from the initial weights on the usual batches and returns (losses, stop reason).
+    """
+    assert bounds.base_lr is not None and bounds.max_lr is not None
+    steps = budget // MAX_TRIALS
+    top = bounds.peak_lr or bounds.max_lr
+    if steps < MIN_TRIAL_STEPS:
+        why = (
+            f"not run: a {budget}-step test leaves too few steps for {MAX_TRIALS} trials of {MIN_TRIAL_STEPS}"
+        )
+        return bounds, Verification(trials=[], steps=0, outcome=why, checked_peak=top, peak_lr=top)
+    judged = f" (judged on {judged_on})" if judged_on else ""
+    runs: dict[float, _Run] = {}
+
+    def trial(peak: float) -> _Run:
+        if peak not in runs:
+            lrs, momenta = trial_schedule(bounds.base_lr, peak, optimizer, steps)  # type: ignore[arg-type]
+            losses, stop, check = run_trial(lrs, momenta)
+            runs[peak] = _Run(peak, np.asarray(losses, dtype=float), stop, check)
+        return runs[peak]
+
+    best = trial(bounds.max_lr)
+    # Up toward the range test's own upper estimate, never past it; down as far as max_lr / FLOOR.
+    up = [p for p in sorted({min(top, bounds.max_lr * STEP**k) for k in (1, 2)}) if p > bounds.max_lr * 1.2]
+    down = [bounds.max_lr / STEP**k for k in (1, 2, 3) if STEP**k <= FLOOR * (1 + 1e-9)]
+    moved = False
+    for peak in up:
+        if len(runs) >= MAX_TRIALS:
+            break
+        challenger = trial(peak)
+        if not clearly_better(challenger, best):
+            break
+        best, moved = challenger, True
+    if not moved or not best.trained:
+        for peak in down:
+            if len(runs) >= MAX_TRIALS:
+                break
+            challenger = trial(peak)
+            if not clearly_better(challenger, best):
+                break
+            best = challenger
+    checked, record = _apply(bounds, best, runs, steps, top)
+    return checked, record.model_copy(update={"judged_on": judged_on, "outcome": record.outcome + judged})
+
+
+def _apply(
+    bounds: Bounds, best: _Run, runs: dict[float, _Run], steps: int, top: float
+) -> tuple[Bounds, Verification]:
+    """The bounds the trials support, and the record of what was checked."""
+    assert bounds.base_lr is not None and bounds.max_lr is not None
+    tried = ", ".join(
+        f"{two_digits(r.peak)} -> {_score(r)}" for r in sorted(runs.values(), key=lambda r: r.peak)
+    )
+    record = Verification(
+        trials=[r.record() for r in sorted(runs.values(), key=lambda r: r.peak)],
+        steps=steps * len(runs),
+        checked_peak=top,
+        peak_lr=best.peak,
+        outcome="",
+    )
+    if not best.trained:
+        outcome = (
+            f"no trial trained ({tried}): the bounds are kept, one cycle peaks at max_lr, confidence low"
+        )
+        lowered = bounds.model_copy(
+            update={
+                "peak_lr": bounds.max_lr,
+                "confidence": "low",
+                "reason": _join(bounds.reason, f"self-check: no one-cycle trial trained ({tried})"),
+                "next_step": _join(bounds.next_step, "check the setup on a longer run; lower the range 10x"),
+            }
+        )
+        return lowered, record.model_copy(update={"outcome": outcome})
+    peak = best.peak
+    if peak >= bounds.max_lr:
+        kept = math.isclose(peak, top)
+        what = "kept" if kept else f"lowered from {two_digits(top)}"
+        outcome = f"one-cycle peak {two_digits(peak)} {what}; loss after {steps}-step trials: {tried}"
+        note = (
+            "the self-check kept the one-cycle peak"
+            if kept
+            else (f"the self-check lowered the one-cycle peak from {two_digits(top)} to {two_digits(peak)}")
+        )
+        update: dict[str, object] = {"peak_lr": peak, "max_rationale": f"{bounds.max_rationale}; {note}"}
+    else:
+        outcome = (
+            f"max_lr and the one-cycle peak lowered to {two_digits(peak)} (a cycle peaking at max_lr "
+            f"{two_digits(bounds.max_lr)} trained worse); loss after {steps}-step trials: {tried}"
+        )
+        update = {
+            "peak_lr": peak,
+            "max_lr": peak,
+            "base_lr": bounds.base_lr * peak / bounds.max_lr,
+            "max_rationale": f"{bounds.max_rationale}; the self-check lowered it to {two_digits(peak)}",
+            "base_rationale": f"{bounds.base_rationale}; lowered with max_lr by the self-check",
+        }
+    return bounds.model_copy(update=update), record.model_copy(update={"outcome": outcome})
+
+
+def _score(run: _Run) -> str:
+    """What a trial ended at, as the outcome line shows it: held-out loss when there is one, else training loss."""
+    if not run.trained:
+        return run.stop_reason if run.stop_reason != "completed" else "did not train"
+    value = run.check.mean() if run.check is not None else run.final
+    return two_digits(float(value))  # type: ignore[arg-type]
+
+
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second

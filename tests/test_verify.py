@@ -1,0 +1,129 @@
+"""The self-check's decisions, on scripted trials (a fake trainer whose final loss depends on the peak), and once
+through the real engine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from clrfind.results import Bounds, OptimizerRef
+from clrfind.verify import MAX_TRIALS, STEP, trial_schedule, verify
+
+SGD = OptimizerRef(target="torch.optim.SGD", kwargs={"momentum": 0.9})
+BOUNDS = Bounds(
+    base_lr=0.01, max_lr=0.1, peak_lr=0.5, confidence="high", max_rationale="loss stopped falling"
+)
+
+
+def scripted(final_of, noise: float = 0.002, diverge_above: float = math.inf, held_out=None):
+    """A trainer whose trial ends at `final_of(peak)`: a fall from 2.0 plus seeded noise shared by every trial (the
+    same batches), or a blow-up when the peak is above `diverge_above`; with `held_out`, 16 held-out batch losses
+    around `held_out(peak)`. Records the peaks it was asked to train."""
+    asked: list[float] = []
+
+    def run(lrs: np.ndarray, momenta: np.ndarray | None) -> tuple[np.ndarray, str, np.ndarray | None]:
+        peak = float(lrs.max())
+        asked.append(peak)
+        n = lrs.size
+        batches = np.random.default_rng(0).normal(0.0, noise, n)
+        if peak > diverge_above:
+            return np.concatenate([np.linspace(2.0, 1.0, n // 2), [50.0, 80.0]]), "diverged", None
+        final = final_of(peak)
+        losses = 2.0 + (final - 2.0) * (1 - np.exp(-np.arange(n) / (n / 6))) + batches
+        return losses, "completed", None if held_out is None else held_out(peak) + batches[:16]
+
+    return run, asked
+
+
+def test_the_trials_follow_the_exported_one_cycle() -> None:
+    lrs, momenta = trial_schedule(0.01, 0.5, SGD, 75)
+    assert lrs.size == 75 and lrs.max() == pytest.approx(0.5, rel=1e-3)
+    assert int(np.argmax(lrs)) == pytest.approx(0.3 * 75, abs=2)  # rises over 30%, as the export's pct_start
+    assert (
+        lrs[0] == pytest.approx(0.5 / 20) and lrs[-1] < lrs[0] / 1000
+    )  # starts at peak/20, anneals far below
+    assert momenta is not None and momenta[int(np.argmax(lrs))] == pytest.approx(
+        0.85, abs=1e-3
+    )  # cycled opposite
+    _, plain = trial_schedule(0.01, 0.5, OptimizerRef(target="torch.optim.SGD", kwargs={}), 75)
+    assert plain is None  # no momentum to cycle
+
+
+def test_a_higher_peak_that_trains_clearly_better_is_kept() -> None:
+    run, asked = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1))
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert asked[0] == pytest.approx(0.1, rel=1e-3)  # max_lr first, then up toward peak_lr
+    assert bounds.peak_lr == pytest.approx(0.5) and bounds.max_lr == pytest.approx(0.1)
+    assert record.peak_lr == pytest.approx(0.5) and "kept" in record.outcome
+    assert record.steps == len(asked) * (300 // MAX_TRIALS) <= 300
+
+
+def test_a_higher_peak_that_diverges_falls_back_to_max_lr() -> None:
+    run, _asked = scripted(lambda p: 0.5, diverge_above=0.2)
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert bounds.peak_lr == pytest.approx(0.1) and bounds.max_lr == pytest.approx(0.1)
+    assert any(t.stop_reason == "diverged" and t.final_loss is None for t in record.trials)
+    assert "lowered from 0.5" in record.outcome
+
+
+def test_noise_alone_never_moves_the_peak_up() -> None:
+    run, _ = scripted(lambda p: 0.5, noise=0.05)
+    bounds, _ = verify(BOUNDS, SGD, 300, run)
+    assert bounds.peak_lr == pytest.approx(0.1)  # no evidence for the extrapolation: max_lr
+
+
+def test_a_lower_peak_that_trains_clearly_better_lowers_max_lr_too() -> None:
+    run, asked = scripted(lambda p: 0.3 + 0.3 * abs(math.log10(p / 0.01)))
+    bounds, _record = verify(BOUNDS, SGD, 300, run)
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP**2) and bounds.max_lr == bounds.peak_lr
+    assert bounds.base_lr == pytest.approx(0.01 / STEP**2)  # the ratio of the bounds is kept
+    assert len(asked) <= MAX_TRIALS and "lowered" in bounds.max_rationale
+
+
+def test_held_out_losses_judge_when_there_are_some() -> None:
+    """Noisy labels: the higher peak fits the training batches better, but loses on held-out samples."""
+    run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), held_out=lambda p: 1.0 + math.log10(p / 0.1))
+    bounds, record = verify(BOUNDS, SGD, 300, run, judged_on="held-out samples")
+    assert bounds.peak_lr < 0.1 and record.judged_on == "held-out samples"
+    assert (
+        all(t.check_loss is not None for t in record.trials)
+        and "(judged on held-out samples)" in record.outcome
+    )
+
+
+def test_when_nothing_trains_the_bounds_stay_with_low_confidence() -> None:
+    run, _ = scripted(lambda p: 2.5)  # every trial ends above its start
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert (bounds.base_lr, bounds.max_lr) == (BOUNDS.base_lr, BOUNDS.max_lr)
+    assert bounds.confidence == "low" and "no one-cycle trial trained" in (bounds.reason or "")
+    assert all(t.final_loss is None for t in record.trials)
+
+
+def test_too_short_a_budget_runs_no_trial() -> None:
+    run, asked = scripted(lambda p: 0.5)
+    bounds, record = verify(BOUNDS, SGD, 40, run)
+    assert asked == [] and bounds == BOUNDS and record.steps == 0 and record.outcome.startswith("not run")
+
+
+def test_the_self_check_through_the_engine_restores_everything(tiny_task) -> None:
+    """range_test with the self-check: trials really train (from the same start), and the caller's objects are
+    left as they were."""
+    from test_api import _assert_same, _snapshot
+
+    import clrfind
+
+    model, loader, loss_fn, optimizer = tiny_task
+    before = _snapshot(model, optimizer)
+    result = clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120)
+    _assert_same(before, model, optimizer)
+    check = result.verification
+    assert check is not None and len(check.trials) >= 2 and check.steps <= 120
+    assert all(t.steps == 30 for t in check.trials)
+    assert any(t.final_loss is not None for t in check.trials)
+    assert result.bounds is not None and result.bounds.peak_lr == pytest.approx(check.peak_lr)
+    off = clrfind.range_test(
+        model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120, verify_bounds=False
+    )
+    assert off.verification is None
