@@ -191,8 +191,9 @@ def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -
         console.print(f"  {label}: {text}")
     check = result.verification
     if check is not None:
+        how = f"judged on {check.judged_on}; " if check.judged_on else ""
         cost = f"{check.steps} trial steps in {format_seconds(check.seconds)}" if check.steps else "no trials"
-        console.print(f"self-check: {check.outcome} ({cost})")
+        console.print(f"self-check: {check.outcome} ({how}{cost})")
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"results: {files.results}")

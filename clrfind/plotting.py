@@ -447,7 +447,10 @@ def _footnote(result: RangeTestResult) -> str:
         return "No analysis in the results: re-run the range test."
     parts = [f"{label}: {text}." for label, text in b.explanation()]
     if result.verification is not None:
-        parts.append(f"Self-check: {result.verification.outcome}.")
+        check = result.verification
+        parts.append(
+            f"Self-check: {check.outcome}" + (f" (judged on {check.judged_on})." if check.judged_on else ".")
+        )
     if result.stop_detail:
         parts.append(f"Stopped: {result.stop_detail}.")
     return " ".join(parts)

@@ -140,7 +140,6 @@ def verify(
             f"not run: a {budget}-step test leaves too few steps for {MAX_TRIALS} trials of {MIN_TRIAL_STEPS}"
         )
         return bounds, Verification(trials=[], steps=0, outcome=why, checked_peak=top, peak_lr=top)
-    judged = f" (judged on {judged_on})" if judged_on else ""
     runs: dict[float, _Run] = {}
 
     def trial(peak: float) -> _Run:
@@ -171,7 +170,7 @@ def verify(
                 break
             best = challenger
     checked, record = _apply(bounds, best, runs, steps, top)
-    return checked, record.model_copy(update={"judged_on": judged_on, "outcome": record.outcome + judged})
+    return checked, record.model_copy(update={"judged_on": judged_on})
 
 
 def _apply(

