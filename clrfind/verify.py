@@ -153,22 +153,22 @@ def verify(
     # Up toward the range test's own upper estimate, never past it; down as far as max_lr / FLOOR.
     up = [p for p in sorted({min(top, bounds.max_lr * STEP**k) for k in (1, 2)}) if p > bounds.max_lr * 1.2]
     down = [bounds.max_lr / STEP**k for k in (1, 2, 3) if STEP**k <= FLOOR * (1 + 1e-9)]
-    moved = False
-    for peak in up:
-        if len(runs) >= MAX_TRIALS:
-            break
-        challenger = trial(peak)
-        if not clearly_better(challenger, best):
-            break
-        best, moved = challenger, True
-    if not moved or not best.trained:
-        for peak in down:
+
+    def climb(candidates: list[float], best: _Run) -> _Run:
+        """Step through `candidates` while each beats the best so far, within the trial budget."""
+        for peak in candidates:
             if len(runs) >= MAX_TRIALS:
                 break
             challenger = trial(peak)
             if not clearly_better(challenger, best):
                 break
             best = challenger
+        return best
+
+    center = best
+    best = climb(up, best)
+    if best is center or not best.trained:
+        best = climb(down, best)
     checked, record = _apply(bounds, best, runs, steps, top)
     return checked, record.model_copy(update={"judged_on": judged_on})
 
