@@ -75,6 +75,9 @@ def _start_slow_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with SIGINT ignored, and children inherit that (clrfind then leaves Ctrl-C
+        # alone, as under nohup): the run under test gets Ctrl-C's default, however pytest itself was started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while not (tmp_path / "started").exists():
