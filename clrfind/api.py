@@ -31,6 +31,7 @@ from clrfind.results import (
     OptimizerRef,
     RangeTestResult,
     Timing,
+    Verification,
     finite_or_none,
 )
 from clrfind.settings import RunSettings
@@ -272,11 +273,11 @@ def range_test(
                 out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
                 batch_size=getattr(train_loader, "batch_size", None),
             )  # fmt: skip
-            if restore:
-                result = trainer.self_check(result, out, initial)
-            else:  # the caller keeps what the test trained: the trials start from the initial state, then it returns
-                trained = StateSnapshot(model, optimizer)
-                result = trainer.self_check(result, out, initial)
+            trained = (
+                None if restore else StateSnapshot(model, optimizer)
+            )  # restore=False keeps what the test trained
+            result, checked_interrupted = trainer.self_check(result, out, initial)
+            if trained is not None:
                 trained.restore()
         except Fault as fault:
             raise terms.error(fault) from fault
@@ -285,7 +286,7 @@ def range_test(
                 model.to(home)
     if out.error is not None:
         raise RunError(result.stop_detail) from out.error
-    if out.stop_reason == "interrupted":
+    if out.stop_reason == "interrupted" or checked_interrupted:
         raise RunInterrupted("interrupted by the user (Ctrl-C)")
     return result
 
@@ -315,9 +316,13 @@ class Trainer:
 
     def self_check(
         self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot
-    ) -> RangeTestResult:
+    ) -> tuple[RangeTestResult, bool]:
         """Train with the suggested one cycle from `initial`, compressed, and keep the bounds the trials support
-        (`clrfind.verify`); the result unchanged when the check is off or there is nothing to check."""
+        (`clrfind.verify`); the result unchanged when the check is off or there is nothing to check.
+
+        Returns (result, interrupted): Ctrl-C during the trials stops them, keeps the range test's bounds with one
+        cycle at max_lr (unchecked), and says so, so the caller can save everything before it stops.
+        """
         import time
 
         from clrfind.trials import TrialRunner, trial_data
@@ -325,16 +330,30 @@ class Trainer:
 
         b = result.bounds
         if not self.settings.verify_bounds or b is None or not b.usable or result.optimizer is None:
-            return result
+            return result, False
         if out.stop_reason in ("error", "interrupted"):
-            return result
+            return result, False
         started = time.perf_counter()
         data = trial_data(self.loader, self.val_loader, device=self.device)
         runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
-        bounds, record = verify(b, result.optimizer, result.planned_steps, runner, judged_on=data.source)
+        interrupted = False
+        try:
+            bounds, record = verify(b, result.optimizer, result.planned_steps, runner, judged_on=data.source)
+        except KeyboardInterrupt:
+            interrupted = True
+            outcome = "interrupted by the user (Ctrl-C): the range test's bounds are kept, one cycle peaks at max_lr"
+            bounds = b.model_copy(update={"peak_lr": b.max_lr})
+            peak = b.peak_lr or b.max_lr
+            record = Verification(
+                trials=[],
+                steps=0,
+                checked_peak=peak,
+                peak_lr=b.max_lr,
+                outcome=outcome,  # type: ignore[arg-type]
+            )
         runner.rewind()
         record = record.model_copy(update={"seconds": round(time.perf_counter() - started, 4)})
-        return result.model_copy(update={"bounds": bounds, "verification": record})
+        return result.model_copy(update={"bounds": bounds, "verification": record}), interrupted
 
 
 def default_out_dir(loaded: LoadedSpec) -> Path:
@@ -406,8 +425,9 @@ def run_spec(
             batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
             spec_path=str(loaded.path),
         )  # fmt: skip
+        checked_interrupted = False
         if initial is not None:
-            result = trainer.self_check(result, out, initial)
+            result, checked_interrupted = trainer.self_check(result, out, initial)
     except Fault as fault:
         raise terms.error(fault) from fault
     files = write_outputs(result, out_dir) if write and rank == 0 else None
@@ -427,6 +447,9 @@ def run_spec(
     if out.stop_reason == "interrupted":
         where = f"; partial results saved to {files.out_dir}" if files else ""
         raise RunInterrupted(f"interrupted at step {result.steps_run} of {total}{where}")
+    if checked_interrupted:
+        where = f"; the results, with unchecked bounds, saved to {files.out_dir}" if files else ""
+        raise RunInterrupted(f"interrupted during the self-check{where}")
     return SpecRun(
         result=result,
         files=files or RunFiles(out_dir, out_dir / RESULTS_NAME, None, None),

@@ -143,6 +143,8 @@ class TrialRunner:
             t.model, self.data.loader, t.loss_fn, t.optimizer, lrs, device=t.device, settings=self.settings,
             step_fn=t.step_fn, reduce_loss=t.reduce_loss, momenta=momenta,
         )  # fmt: skip
+        if out.stop_reason == "interrupted":
+            raise KeyboardInterrupt  # Ctrl-C stops the self-check, not just this trial
         check = None
         if self.data.check and out.stop_reason == "completed":
             check = self._check_losses()

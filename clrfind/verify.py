@@ -3,15 +3,17 @@
 A range test reads the bounds off one short run whose LR keeps rising; the one-cycle peak extrapolates from it
 (Smith: the best LR is within 2x of the largest that still converges). Neither is evidence that a *whole* run at that
 peak trains: a model that already converged survives any LR, batch norm lets a short run survive rates a long one
-does not, and adaptive optimizers pay for a high LR with a higher loss floor. So the self-check asks the task itself:
-from the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps,
-once per candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr and down), on the same
-batches in the same order, and moves away from max_lr only where a trial's final loss is clearly lower. A trial that
-diverges, turns non-finite or ends no lower than it started fails. All trials together cost at most what the range
-test itself ran.
+does not, and a high LR can fit noisy labels or overfit a small dataset. So the self-check asks the task itself: from
+the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps, once per
+candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down), on the same batches in the
+same order, and moves away from max_lr only where a trial ends clearly lower on the data that judges it (held-out
+samples when there are some: `clrfind.trials`). A trial that diverges, turns non-finite or ends no lower than it
+started fails. All trials together cost at most the range test's planned steps.
 
-Pure decisions on the trials' losses live here; running a trial is the caller's (`clrfind.api`), through the
-engine.
+Short trials favour a higher LR (a lower one has not caught up yet), so they catch a peak that diverges or collapses
+far more often than they show that a stable peak is too high for a long run.
+
+Pure decisions on the trials' losses live here; running a trial is `clrfind.trials`', through the engine.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ FLOOR = STEP**3
 MIN_TRIAL_STEPS = 12
 # The final loss of a trial is the mean over its last 20% of steps (the annealed end of the cycle) ...
 FINAL_FRACTION = 0.2
-# ... and one trial beats another when, step by step on the same batches, its loss is lower by more than 2
-# standard errors of the paired difference and by more than 1% of the trial's fall: noise alone never moves the peak.
+# ... and one trial beats another when, sample by sample on the held-out data (else step by step on the same
+# training batches), its loss is lower by more than 2 standard errors of the paired difference and by more than 1% of
+# the trial's fall: noise alone never moves the peak.
 SIGNIFICANCE = 2.0
 MIN_GAIN = 0.01
 

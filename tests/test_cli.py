@@ -324,3 +324,22 @@ def test_the_self_check_runs_by_default_and_can_be_turned_off(
     assert res.exit_code == 0, res.stderr
     assert json.loads((tmp_path / "off" / "range_test.json").read_text())["verification"] is None
     assert "self-check" not in res.stdout
+
+
+def test_ctrl_c_during_the_self_check_saves_everything_and_exits_130(
+    runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import clrfind.verify
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clrfind.verify, "trial_schedule", interrupted)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(out), "--quiet"])
+    assert res.exit_code == 130, res.stderr
+    assert "interrupted during the self-check" in res.stderr and res.stdout == ""
+    data = json.loads((out / "range_test.json").read_text())
+    assert data["verification"]["outcome"].startswith("interrupted by the user (Ctrl-C)")
+    assert data["bounds"]["peak_lr"] == data["bounds"]["max_lr"]  # unchecked: no extrapolated peak
+    assert (out / "schedule.yaml").exists() and (out / "range_test.png").exists()
