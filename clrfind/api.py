@@ -256,7 +256,9 @@ def range_test(
     guard = preserved_state(model, optimizer) if restore else contextlib.nullcontext(None)
     with guard as snapshot:
         try:
-            initial = snapshot or StateSnapshot(model, optimizer)  # the self-check's trials start from here
+            # The self-check's trials start from the caller's state; nothing is copied when there is no check.
+            checking = settings.verify_bounds
+            initial = snapshot or (StateSnapshot(model, optimizer) if checking else None)
             if seed is not None:
                 from clrfind.build import seed_everything
 
@@ -273,9 +275,8 @@ def range_test(
                 out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
                 batch_size=getattr(train_loader, "batch_size", None),
             )  # fmt: skip
-            trained = (
-                None if restore else StateSnapshot(model, optimizer)
-            )  # restore=False keeps what the test trained
+            # restore=False keeps what the test trained: the trials start elsewhere, so it is put back after them.
+            trained = StateSnapshot(model, optimizer) if checking and not restore else None
             result, checked_interrupted = trainer.self_check(result, out, initial)
             if trained is not None:
                 trained.restore()
@@ -315,7 +316,7 @@ class Trainer:
         )  # fmt: skip
 
     def self_check(
-        self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot
+        self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None
     ) -> tuple[RangeTestResult, bool]:
         """Train with the suggested one cycle from `initial`, compressed, and keep the bounds the trials support
         (`clrfind.verify`); the result unchanged when the check is off or there is nothing to check.
@@ -329,7 +330,9 @@ class Trainer:
         from clrfind.verify import verify
 
         b = result.bounds
-        if not self.settings.verify_bounds or b is None or not b.usable or result.optimizer is None:
+        if initial is None or not self.settings.verify_bounds:
+            return result, False
+        if b is None or not b.usable or result.optimizer is None:
             return result, False
         if out.stop_reason in ("error", "interrupted"):
             return result, False
@@ -425,9 +428,7 @@ def run_spec(
             batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
             spec_path=str(loaded.path),
         )  # fmt: skip
-        checked_interrupted = False
-        if initial is not None:
-            result, checked_interrupted = trainer.self_check(result, out, initial)
+        result, checked_interrupted = trainer.self_check(result, out, initial)
     except Fault as fault:
         raise terms.error(fault) from fault
     files = write_outputs(result, out_dir) if write and rank == 0 else None
