@@ -527,13 +527,13 @@ def test_repeats_under_torchrun_train_on_every_rank_and_rank_0_writes(task: Path
     res = _torchrun(task, out, "--repeats", "2", "--max-lr", "0.05")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("suggested:") == 1 and "2 runs, 2 processes, global batch 128" in res.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "range_test.json", "range_test.png", "run-1", "run-2", "schedule.yaml"
+    ]  # fmt: skip
     data = saved_run(out, "completed")
     assert data["world_size"] == 2 and [r["seed"] for r in data["runs"]] == [0, 1]
     for k in (1, 2):
         assert saved_run(out / f"run-{k}", "completed")["world_size"] == 2
-    assert sorted(p.name for p in out.iterdir()) == [
-        "range_test.json", "range_test.png", "run-1", "run-2", "schedule.yaml"
-    ]  # fmt: skip
 
 
 # -- the pieces, in process ----------------------------------------------------------------------------------------
