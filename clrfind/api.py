@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clrfind import __version__
+from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
 from clrfind.errors import RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
@@ -39,6 +39,7 @@ from clrfind.settings import RunSettings
 if TYPE_CHECKING:
     import torch
 
+    from clrfind.distributed import Peers
     from clrfind.engine import EngineOutput
     from clrfind.events import StepEvent
     from clrfind.spec import LoadedSpec
@@ -277,7 +278,7 @@ def range_test(
             )  # fmt: skip
             # restore=False keeps what the test trained: the trials start elsewhere, so it is put back after them.
             trained = StateSnapshot(model, optimizer) if checking and not restore else None
-            result, checked_interrupted = trainer.self_check(result, out, initial)
+            result, check_stop = trainer.self_check(result, out, initial)
             if trained is not None:
                 trained.restore()
         except Fault as fault:
@@ -287,8 +288,9 @@ def range_test(
                 model.to(home)
     if out.error is not None:
         raise RunError(result.stop_detail) from out.error
-    if out.stop_reason == "interrupted" or checked_interrupted:
-        raise RunInterrupted("interrupted by the user (Ctrl-C)")
+    signum = out.stop_signal or check_stop
+    if signum is not None:
+        raise RunInterrupted(stops.stop_detail(signum), signum=signum)
     return result
 
 
@@ -317,12 +319,13 @@ class Trainer:
 
     def self_check(
         self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None
-    ) -> tuple[RangeTestResult, bool]:
+    ) -> tuple[RangeTestResult, int | None]:
         """Train with the suggested one cycle from `initial`, compressed, and keep the bounds the trials support
         (`clrfind.verify`); the result unchanged when the check is off or there is nothing to check.
 
-        Returns (result, interrupted): Ctrl-C during the trials stops them, keeps the range test's bounds with one
-        cycle at max_lr (unchecked), and says so, so the caller can save everything before it stops.
+        Returns (result, the signal that stopped the trials or None): Ctrl-C or SIGTERM during the trials stops
+        them, keeps the range test's bounds with one cycle at max_lr (unchecked), and says so, so the caller can
+        save everything before it stops.
         """
         import time
 
@@ -331,20 +334,25 @@ class Trainer:
 
         b = result.bounds
         if initial is None or not self.settings.verify_bounds:
-            return result, False
+            return result, None
         if b is None or not b.usable or result.optimizer is None:
-            return result, False
+            return result, None
         if out.stop_reason in ("error", "interrupted"):
-            return result, False
+            return result, None
         started = time.perf_counter()
         data = trial_data(self.loader, self.val_loader, device=self.device)
         runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
-        interrupted = False
+        stopped = None
         try:
-            bounds, record = verify(b, result.optimizer, result.planned_steps, runner, judged_on=data.source)
-        except KeyboardInterrupt:
-            interrupted = True
-            outcome = "interrupted by the user (Ctrl-C): the range test's bounds are kept, one cycle peaks at max_lr"
+            with stops.allowed():  # a stop held back since the loop ended lands here, before the first trial
+                bounds, record = verify(
+                    b, result.optimizer, result.planned_steps, runner, judged_on=data.source
+                )
+        except KeyboardInterrupt as exc:
+            stopped = stops.signal_of(exc)
+            outcome = (
+                f"{stops.stop_detail(stopped)}: the range test's bounds are kept, one cycle peaks at max_lr"
+            )
             bounds = b.model_copy(update={"peak_lr": b.max_lr})
             peak = b.peak_lr or b.max_lr
             record = Verification(
@@ -356,7 +364,7 @@ class Trainer:
             )
         runner.rewind()
         record = record.model_copy(update={"seconds": round(time.perf_counter() - started, 4)})
-        return result.model_copy(update={"bounds": bounds, "verification": record}), interrupted
+        return result.model_copy(update={"bounds": bounds, "verification": record}), stopped
 
 
 def default_out_dir(loaded: LoadedSpec) -> Path:
@@ -398,13 +406,16 @@ def run_spec(
     rank: int = 0,
     world_size: int = 1,
     reduce_loss: Callable[[Any], Any] | None = None,
+    peers: Peers | None = None,
     write: bool = True,
 ) -> SpecRun:
     """Build everything from the spec, run the test, and write results, plot and schedule into `out_dir`.
 
     Results are saved whatever happens in the loop: an error in user code (`RunError`, exit 1) or Ctrl-C
-    (`RunInterrupted`, exit 130) is raised only after the partial results are on disk. Under torch.distributed
-    every rank runs this with its `rank`; rank 0 alone writes.
+    or SIGTERM (`RunInterrupted`, exit 130 or 143) is raised only after the partial results are on disk; a stop
+    that arrives after the last step is held until the files are written. Under torch.distributed every rank runs
+    this with its `rank`; rank 0 alone writes, and `peers` turns a stop that another rank's failure caused into
+    that failure (stop reason `error`, the failing rank named).
     """
     from clrfind.build import build_components, resolve_device
 
@@ -413,25 +424,36 @@ def run_spec(
     if write and rank == 0:
         check_output_dir(out_dir)
     device = resolve_device(spec.device, source=loaded.source)
-    comps = build_components(loaded, device=device, rank=rank, world_size=world_size)
+    try:
+        comps = build_components(loaded, device=device, rank=rank, world_size=world_size)
+    except KeyboardInterrupt as exc:
+        signum = stops.signal_of(exc)
+        raise RunInterrupted(
+            f"{stops.stop_verb(signum)} while building the model and data; nothing was measured or saved",
+            signum=signum,
+        ) from None
     total = settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: range_test")
     trainer = Trainer(
         comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, device=device, settings=settings,
         step_fn=comps.step_fn, reduce_loss=reduce_loss, val_loader=comps.val_loader,
     )  # fmt: skip
     initial = StateSnapshot(comps.model, comps.optimizer) if settings.verify_bounds else None
-    try:
-        out = trainer.range_test(settings.ladder(total), callback=callback)
-        result = make_result(
-            out, settings, terms, planned_steps=total, device=str(device),
-            optimizer=OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
-            batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
-            spec_path=str(loaded.path),
-        )  # fmt: skip
-        result, checked_interrupted = trainer.self_check(result, out, initial)
-    except Fault as fault:
-        raise terms.error(fault) from fault
-    files = write_outputs(result, out_dir) if write and rank == 0 else None
+    # From here on a stop outside the training loop and the self-check's trials waits until the files are written.
+    with stops.deferred():
+        try:
+            out = trainer.range_test(settings.ladder(total), callback=callback)
+            if peers is not None:
+                out = peers.explain(out)
+            result = make_result(
+                out, settings, terms, planned_steps=total, device=str(device),
+                optimizer=OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
+                batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
+                spec_path=str(loaded.path),
+            )  # fmt: skip
+            result, check_stop = trainer.self_check(result, out, initial)
+        except Fault as fault:
+            raise terms.error(fault) from fault
+        files = write_outputs(result, out_dir) if write and rank == 0 else None
     if out.error is not None:
         where = f"; partial results saved to {files.results}" if files else ""
         hint = None
@@ -445,12 +467,18 @@ def run_spec(
             hint=hint or "run with --debug for the full traceback",
             partial_path=str(files.results) if files else None,
         ) from out.error
-    if out.stop_reason == "interrupted":
+    if out.stop_signal is not None:
         where = f"; partial results saved to {files.out_dir}" if files else ""
-        raise RunInterrupted(f"interrupted at step {result.steps_run} of {total}{where}")
-    if checked_interrupted:
+        verb = stops.stop_verb(out.stop_signal)
+        raise RunInterrupted(f"{verb} at step {result.steps_run} of {total}{where}", signum=out.stop_signal)
+    if check_stop is not None:
         where = f"; the results, with unchecked bounds, saved to {files.out_dir}" if files else ""
-        raise RunInterrupted(f"interrupted during the self-check{where}")
+        raise RunInterrupted(f"{stops.stop_verb(check_stop)} during the self-check{where}", signum=check_stop)
+    stops.raise_pending(
+        f"the run ({result.stop_reason}, {result.steps_run} steps) was saved to {files.out_dir}"
+        if files
+        else "the run had finished"
+    )
     return SpecRun(
         result=result,
         files=files or RunFiles(out_dir, out_dir / RESULTS_NAME, None, None),

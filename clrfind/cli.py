@@ -2,15 +2,13 @@
 
 Each command parses its options, calls one library function and renders the outcome. Every `ClrfindError` is shown
 as a one-line `error: ...` on stderr with its exit code (2 for bad specs or usage, 1 for run failures, 130 for
-Ctrl-C); `--debug` shows the traceback instead. Nothing heavy is imported at module level: `clrfind --help` must stay
-a fraction of a torch import.
+Ctrl-C, 143 for SIGTERM); `--debug` shows the traceback instead. Nothing heavy is imported at module level:
+`clrfind --help` must stay a fraction of a torch import.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +21,8 @@ import typer
 from rich.console import Console
 
 from clrfind import __version__
-from clrfind.errors import ClrfindError, UsageError
+from clrfind.errors import ClrfindError, UsageError, exception_text
+from clrfind.stops import signal_of, stop_signals, stop_verb
 
 if TYPE_CHECKING:
     from clrfind.api import CheckReport, RunFiles
@@ -66,43 +65,26 @@ def _cli_errors(fn: F) -> F:
         except ClrfindError as exc:
             if _state.debug:
                 raise
-            _err().print(f"error: {exc}", markup=False)
+            if not exc.reported:  # reported already by another rank of the same torchrun job
+                _err().print(f"error: {exc}", markup=False)
             raise typer.Exit(code=exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # outside a run (the library says what a run saved)
             if _state.debug:
                 raise
-            _err().print("error: interrupted", markup=False)
-            raise typer.Exit(code=130) from None
+            signum = signal_of(exc)
+            _err().print(f"error: {stop_verb(signum)}", markup=False)
+            raise typer.Exit(code=128 + signum) from None
+        except SystemExit as exc:  # clrfind exits through typer.Exit: this came from code the spec runs
+            if _state.debug:
+                raise
+            _err().print(
+                f"error: code the spec runs called {exception_text(exc)} outside a step clrfind could name "
+                "(run with --debug for the traceback)",
+                markup=False,
+            )
+            raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def _first_ctrl_c_stops_second_exits() -> Iterator[None]:
-    """First Ctrl-C stops the run cleanly (results are saved); a second one exits at once.
-
-    Files are written atomically, so exiting in the middle of a save leaves the previous file or none, never half.
-    """
-    if sys.platform == "win32" or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield
-        return
-
-    def second(signum: int, frame: Any) -> None:
-        os._exit(130)
-
-    def first(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, second)
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGINT, first)
-    except ValueError:  # not the main thread (e.g. some test runners): keep Python's default behaviour
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _version(value: bool) -> None:
@@ -331,7 +313,7 @@ def range_test_cmd(
     )
     loaded = load_spec(spec, overrides)
     progress = functools.partial(_progress, enabled=not quiet)
-    with _first_ctrl_c_stops_second_exits():
+    with stop_signals():
         outcome = run(loaded, out_dir=out, repeats=repeats, dry_run=dry_run, progress=progress)
     if not isinstance(outcome, Outcome):
         _print_check(outcome)
@@ -472,7 +454,6 @@ def sweep_cmd(
 
     Smith (2018): the value that allows the largest max_lr at the lowest loss regularises best.
     """
-    from clrfind.plotting import plot_sweep, save_figure
     from clrfind.runs import available_devices, sweep
     from clrfind.spec import load_spec, parse_override
 
@@ -481,9 +462,8 @@ def sweep_cmd(
     out_dir = out or Path("clrfind-runs") / f"{loaded.name}-sweep"
     devices = available_devices() if device is None else [device]
     progress = functools.partial(_progress, enabled=not quiet)
-    with _first_ctrl_c_stops_second_exits():
+    with stop_signals():
         outcome = sweep(loaded, settings, out_dir=out_dir, devices=devices, progress=progress)
-    plot = save_figure(plot_sweep(outcome.results), out_dir / "sweep.png") if outcome.results else None
     console = _out()
     console.print(f"{'value':<28} {'base_lr':>9} {'max_lr':>9} {'lowest loss':>12}  confidence  stopped")
     for run in outcome.sweep.runs:
@@ -497,8 +477,8 @@ def sweep_cmd(
         )
     console.print(f"recommended: {outcome.sweep.rationale}", markup=False)
     console.print(f"sweep: {outcome.path}", markup=False)
-    if plot:
-        console.print(f"plot: {plot}", markup=False)
+    if outcome.plot:
+        console.print(f"plot: {outcome.plot}", markup=False)
     if all(r.error for r in outcome.sweep.runs):
         raise ClrfindError("every run of the sweep failed; see the table above")
 

@@ -4,19 +4,35 @@ Under torchrun (or any launcher that sets RANK / WORLD_SIZE / MASTER_ADDR), each
 global batch through DistributedDataParallel. The per-step loss is all-reduced (mean over ranks) on the device before
 it leaves it, so every rank sees the same curve, makes the same divergence decision, and stops at the same step;
 only rank 0 prints and writes files.
+
+When one rank's code fails, the others are left in a collective that cannot complete (and torchrun terminates them
+soon after): the failing rank records its failure in the process group's store before it exits, so the other ranks
+stop as that failure (rank 0 saves its steps with stop reason `error`, naming the failing rank) and the failure is
+reported once, by the first rank that recorded one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
-from clrfind.errors import UsageError
+from clrfind import stops
+from clrfind.errors import ClrfindError, RunError, RunInterrupted, UsageError, describe_exception
+
+if TYPE_CHECKING:
+    from clrfind.engine import EngineOutput
+
+# Keys in the process group's store: how many ranks failed, and the first failure ("<rank>:<what failed>").
+_FAILURES_KEY = "clrfind/failures"
+_FIRST_KEY = "clrfind/first-failure"
 
 
 @dataclass(frozen=True)
@@ -87,3 +103,87 @@ def mean_over_ranks(world_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
         return out / world_size
 
     return reduce
+
+
+class Peers:
+    """The ranks' failures, shared through the process group's key-value store (torchrun's agent hosts it, so it
+    outlives any rank); every store call is guarded, since a store hosted by a rank goes with it."""
+
+    def __init__(self, rank: int, store: Any) -> None:
+        self.rank, self.store = rank, store
+
+    @classmethod
+    def of_group(cls, rank: int) -> Peers:
+        getter = getattr(dist.distributed_c10d, "_get_default_store", None)
+        try:
+            store = getter() if getter is not None else None
+        except Exception:
+            store = None
+        return cls(rank, store)
+
+    def first_failure(self) -> tuple[int, str] | None:
+        """(rank, what failed) of the first failure any rank recorded, or None."""
+        if self.store is None:
+            return None
+        try:
+            if not self.store.check([_FIRST_KEY]):
+                return None
+            rank, _, text = self.store.get(_FIRST_KEY).decode("utf-8", "replace").partition(":")
+            return int(rank), text
+        except Exception:
+            return None
+
+    def record(self, text: str) -> bool:
+        """Record this rank's own failure; True when it is the first one (this rank reports it)."""
+        if self.store is None:
+            return True
+        try:
+            first = self.store.add(_FAILURES_KEY, 1) == 1
+            if first:
+                self.store.set(_FIRST_KEY, f"{self.rank}:{text}")
+        except Exception:
+            return True
+        return first
+
+    def caused_by_peer(self) -> tuple[int, str] | None:
+        """Another rank's recorded failure, when there is one: whatever stopped this rank followed from it."""
+        first = self.first_failure()
+        return first if first is not None and first[0] != self.rank else None
+
+    def explain(self, out: EngineOutput) -> EngineOutput:
+        """A stop (a broken collective, torchrun's SIGTERM) that another rank's failure caused, as that failure:
+        stop reason `error` with the failing rank named, so the results say what happened."""
+        if out.stop_reason not in ("error", "interrupted"):
+            return out
+        peer = self.caused_by_peer()
+        if peer is None:
+            return out
+        detail = f"rank {peer[0]} failed: {peer[1]}"
+        return dataclasses.replace(
+            out, stop_reason="error", stop_detail=detail, error=out.error or RunError(detail), error_part=None,
+            error_step=None, stop_signal=None,
+        )  # fmt: skip
+
+    def settle(self, exc: BaseException, out_dir: Path) -> ClrfindError:
+        """The error this rank ends with, reported once per job: a failure another rank caused is left to the rank
+        that failed (or to rank 0, for a stop signal) to report; this rank's own failure is recorded, and reported
+        by the first rank that failed."""
+        if isinstance(exc, KeyboardInterrupt):
+            signum = stops.signal_of(exc)
+            exc = RunInterrupted(f"{stops.stop_verb(signum)} before the range test started", signum=signum)
+        peer = self.caused_by_peer()
+        if peer is not None:
+            error = exc if isinstance(exc, ClrfindError) else RunError(f"rank {peer[0]} failed: {peer[1]}")
+            error.reported = True
+            return error
+        if isinstance(exc, RunInterrupted):
+            exc.reported = self.rank != 0  # every rank got the signal; rank 0 says what it saved
+            return exc
+        error = (
+            exc
+            if isinstance(exc, ClrfindError)
+            else RunError(f"torch.distributed: {describe_exception(exc)}")
+        )
+        error.reported = not self.record(error.message)
+        kept = f"; rank 0 keeps the steps recorded so far in {out_dir}" if self.rank != 0 else ""
+        return error.reworded(before=f"rank {self.rank}: ", after=kept if isinstance(error, RunError) else "")

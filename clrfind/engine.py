@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from clrfind import stops
 from clrfind.analysis import DivergenceMonitor
-from clrfind.errors import describe_exception
+from clrfind.errors import USER_FAILURES, describe_exception
 from clrfind.events import StepEvent
 from clrfind.faults import Fault, Part, Terms
 from clrfind.results import MetricCurve
@@ -63,6 +64,7 @@ class EngineOutput:
     error: BaseException | None = None
     error_step: int | None = None
     error_part: Part | None = None
+    stop_signal: int | None = None  # the signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM)
     skipped_steps: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -348,7 +350,7 @@ def diagnose_first_batch(
         try:
             with torch.no_grad():
                 out = model(inputs)
-        except Exception as inner:
+        except USER_FAILURES as inner:
             return Fault(
                 "model_input", "model", inputs=describe_batch(inputs), error=describe_exception(inner)
             )
@@ -539,7 +541,7 @@ class _Stepper:
             self.host.fit(loss)
         except Fault:
             raise
-        except Exception as exc:
+        except USER_FAILURES as exc:
             raise diagnose_first_batch(self.model, batch, self.loss_fn, self.step_fn, exc) from exc
         return loss
 
@@ -616,9 +618,10 @@ def run_loop(
     seconds = time.perf_counter() - start
 
     stop_reason, stop_detail = "completed", f"ran all {total} steps"
-    error, error_part = None, None
+    error, error_part, stop_signal = None, None, None
     if isinstance(failure, KeyboardInterrupt):
-        stop_reason, stop_detail = "interrupted", "interrupted by the user (Ctrl-C)"
+        stop_signal = stops.signal_of(failure)
+        stop_reason, stop_detail = "interrupted", stops.stop_detail(stop_signal)
     elif failure is not None:
         stop_reason, (error_part, error) = "error", failure
     elif monitor.stop_index is not None:
@@ -649,6 +652,7 @@ def run_loop(
         error=error,
         error_step=steps if error is not None else None,
         error_part=error_part,
+        stop_signal=stop_signal,
         skipped_steps=stepper.skipped,
         notes=notes,
     )
@@ -682,50 +686,52 @@ def _train(
     plain, origin, i = False, None, 0
     failure: tuple[Part, BaseException] | KeyboardInterrupt | None = None
     try:
-        while i < total:
-            lr = lr_list[i]
-            for group in groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            if plain:
-                origin = "data"
-                raw_batch = next_batch()
-                origin = "step"
-                batch = move_to_device(
-                    raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
-                )
-                step_loss = step(model, batch, loss_fn)
-                step_loss.backward()
-                origin = "optimizer"
-                optimizer.step()
-            else:
-                origin = None  # the stepper tracks its own part
-                step_loss = stepper.run(i, next_batch)
-                if step_loss is None:
-                    continue  # fp16 skipped the step: this LR is tried again
-                plain = plain_ok
-                if i == 0:
-                    read_loss = host.read  # fitted to the first loss
-            value = read_loss(step_loss)
-            chunk.append(value)  # host.add without a Python call
-            i += 1
-            if probe is not None and (i % eval_every == 0 or i == total):
-                origin = "step"
-                probe.evaluate(model, i - 1, lr)
-            if screen and not low <= value <= high:  # also true for NaN and inf
-                host.off_band(value, i, monitor)
-                low, high, hot_until = host.low, host.high, host.hot_until
-            if len(chunk) >= (sync_every if i <= hot_until else every) or i == total:
-                host.flush()
-                chunk = host.chunk
-                if reporter.drain(wait=False):
-                    break
-                if screen:
-                    host.rechunk(monitor, i, time.perf_counter() - start)
-                    low, high, every = host.low, host.high, host.every
+        # A first Ctrl-C or SIGTERM stops the loop here, between steps, with every step so far kept.
+        with stops.allowed():
+            while i < total:
+                lr = lr_list[i]
+                for group in groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                if plain:
+                    origin = "data"
+                    raw_batch = next_batch()
+                    origin = "step"
+                    batch = move_to_device(
+                        raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
+                    )
+                    step_loss = step(model, batch, loss_fn)
+                    step_loss.backward()
+                    origin = "optimizer"
+                    optimizer.step()
+                else:
+                    origin = None  # the stepper tracks its own part
+                    step_loss = stepper.run(i, next_batch)
+                    if step_loss is None:
+                        continue  # fp16 skipped the step: this LR is tried again
+                    plain = plain_ok
+                    if i == 0:
+                        read_loss = host.read  # fitted to the first loss
+                value = read_loss(step_loss)
+                chunk.append(value)  # host.add without a Python call
+                i += 1
+                if probe is not None and (i % eval_every == 0 or i == total):
+                    origin = "step"
+                    probe.evaluate(model, i - 1, lr)
+                if screen and not low <= value <= high:  # also true for NaN and inf
+                    host.off_band(value, i, monitor)
+                    low, high, hot_until = host.low, host.high, host.hot_until
+                if len(chunk) >= (sync_every if i <= hot_until else every) or i == total:
+                    host.flush()
+                    chunk = host.chunk
+                    if reporter.drain(wait=False):
+                        break
+                    if screen:
+                        host.rechunk(monitor, i, time.perf_counter() - start)
+                        low, high, every = host.low, host.high, host.every
     except KeyboardInterrupt as exc:
         failure = exc
-    except Exception as exc:
+    except USER_FAILURES as exc:
         if isinstance(exc, Fault) and i == 0:
             raise  # nothing was measured: the setup does not fit
         failure = (exc.part if isinstance(exc, Fault) else origin or stepper.part, exc)

@@ -6,6 +6,12 @@ is a bug in clrfind and is shown as such. The library raises these and never pri
 
 from __future__ import annotations
 
+import signal
+
+# What user code can raise that counts as a failure of that code: `sys.exit()` in a step, a model constructor or a
+# dataset is a bug there, not a way out of clrfind (it would end the run silently, once with exit 0).
+USER_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
 # Longest exception text quoted in a one-line error: enough for the message, short enough for one line.
 QUOTE_LIMIT = 300
 
@@ -16,9 +22,16 @@ def one_line(text: object, limit: int = QUOTE_LIMIT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def exception_text(exc: BaseException) -> str:
+    """An exception's message on one line; `sys.exit(3) was called` for a SystemExit, whose message is its code."""
+    if isinstance(exc, SystemExit):
+        return f"sys.exit({exc.code!r}) was called"
+    return one_line(exc)
+
+
 def describe_exception(exc: BaseException) -> str:
     """`ValueError: bad shape` on one line; the class name alone when the exception has no message."""
-    text = one_line(exc)
+    text = exception_text(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -26,6 +39,9 @@ class ClrfindError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""
 
     exit_code: int = 1
+    # Already reported by another process of the same job (the torchrun rank whose code failed): the CLI exits
+    # with the code and prints nothing, so a failure is reported once.
+    reported: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message = message
@@ -34,6 +50,12 @@ class ClrfindError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def reworded(self, *, before: str = "", after: str = "") -> ClrfindError:
+        """The same error with context around its message (which run of several, what was kept), hint last."""
+        self.message = f"{before}{self.message}{after}"
+        self.args = (str(self),)
+        return self
 
 
 class UsageError(ClrfindError):
@@ -87,6 +109,10 @@ class RunError(ClrfindError):
 
 
 class RunInterrupted(ClrfindError):
-    """The user pressed Ctrl-C; whatever was recorded has been saved."""
+    """Ctrl-C or SIGTERM stopped the run; whatever was recorded has been saved. Exits 128 + the signal's number
+    (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process a signal ended."""
 
-    exit_code = 130
+    def __init__(self, message: str, *, hint: str | None = None, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(message, hint=hint)

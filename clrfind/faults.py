@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from clrfind.errors import SetupError, one_line
+from clrfind.errors import SetupError, exception_text
 
 if TYPE_CHECKING:
     from clrfind.spec import LoadedSpec
@@ -129,7 +129,7 @@ class Terms:
         ...`, or the engine's own finding (the data ran dry on its second pass) with its step."""
         if isinstance(exc, Fault):
             return f"{self.error(exc).message} (at step {step})"
-        text = one_line(exc)
+        text = exception_text(exc)
         return f"{self.name(part)} raised {type(exc).__name__} at step {step}" + (f": {text}" if text else "")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clrfind import stops
 from clrfind.api import (
     CheckReport,
     RunFiles,
@@ -25,7 +26,7 @@ from clrfind.api import (
     run_spec,
     write_outputs,
 )
-from clrfind.errors import UsageError
+from clrfind.errors import ClrfindError, RunInterrupted, UsageError
 from clrfind.fileio import write_atomic
 from clrfind.multi import (
     SWEEP_NAME,
@@ -40,6 +41,7 @@ from clrfind.multi import (
 from clrfind.results import RESULTS_NAME, RangeTestResult, load_results
 
 if TYPE_CHECKING:
+    from clrfind.distributed import Peers
     from clrfind.events import StepEvent
     from clrfind.spec import LoadedSpec
 
@@ -84,15 +86,22 @@ def run(
 
     if not launched_distributed():
         return _run_mode(loaded, out_dir, repeats, progress)
-    from clrfind.distributed import distributed_context, mean_over_ranks, pick_device
+    from clrfind.distributed import Peers, distributed_context, mean_over_ranks, pick_device
 
     with distributed_context(loaded.spec.device) as ctx:
         local = loaded.with_overrides({"device": pick_device(loaded.spec.device, ctx.local_rank)})
         reduce = mean_over_ranks(ctx.world_size)
-        return _run_mode(
-            local, out_dir, repeats, progress if ctx.is_main else _no_progress,
-            rank=ctx.rank, world_size=ctx.world_size, reduce_loss=reduce,
-        )  # fmt: skip
+        peers = Peers.of_group(ctx.rank)
+        try:
+            return _run_mode(
+                local, out_dir, repeats, progress if ctx.is_main else _no_progress,
+                rank=ctx.rank, world_size=ctx.world_size, reduce_loss=reduce, peers=peers,
+            )  # fmt: skip
+        except (Exception, KeyboardInterrupt) as exc:
+            error = peers.settle(exc, out_dir)
+            if error is exc:
+                raise
+            raise error from exc
 
 
 def _run_mode(
@@ -104,25 +113,72 @@ def _run_mode(
     rank: int = 0,
     world_size: int = 1,
     reduce_loss: Callable[[Any], Any] | None = None,
+    peers: Peers | None = None,
 ) -> Outcome:
-    """One run or `repeats` runs, on this process or as one rank of a torch.distributed job (rank 0 writes)."""
+    """One run or `repeats` runs, on this process or as one rank of a torch.distributed job (rank 0 writes).
+
+    Every run is written by run_spec itself as it finishes (repeats into `run-1/`, `run-2/`, ...), so a failing or
+    interrupted run still saves what it measured and the runs before it are kept; the aggregate comes last.
+    """
     main = rank == 0
-    if repeats == 1:  # written by run_spec itself, so a failing run still saves what it measured
+    if repeats == 1:
         with progress(loaded.name, loaded.spec.range_test.steps) as callback:
             single = run_spec(loaded, out_dir=out_dir, callback=callback, rank=rank, world_size=world_size,
-                              reduce_loss=reduce_loss)  # fmt: skip
+                              reduce_loss=reduce_loss, peers=peers)  # fmt: skip
         return Outcome(single.result, single.files, reports=main)
 
+    finished: list[RangeTestResult] = []
+
     def run_one(spec: LoadedSpec, callback: Callback | None) -> RangeTestResult:
-        run = run_spec(spec, out_dir=out_dir, callback=callback, rank=rank, world_size=world_size,
-                       reduce_loss=reduce_loss, write=False)  # fmt: skip
+        run = run_spec(spec, out_dir=repeat_dir(out_dir, len(finished) + 1), callback=callback, rank=rank,
+                       world_size=world_size, reduce_loss=reduce_loss, peers=peers)  # fmt: skip
+        finished.append(run.result)
         return run.result
 
     if main:
         check_output_dir(out_dir)
-    result = repeat(loaded, repeats, run_one, progress)
-    files = write_outputs(result, out_dir) if main else RunFiles(out_dir, out_dir / RESULTS_NAME, None, None)
+    try:
+        result = repeat(loaded, repeats, run_one, progress)
+    except (ClrfindError, KeyboardInterrupt) as exc:
+        raise _repeats_stopped(exc, loaded, finished, repeats, out_dir, write=main) from exc
+    with stops.deferred():
+        files = (
+            write_outputs(result, out_dir) if main else RunFiles(out_dir, out_dir / RESULTS_NAME, None, None)
+        )
+    stops.raise_pending(f"the {repeats} runs and their aggregate were saved to {out_dir}")
     return Outcome(result, files, reports=main)
+
+
+def repeat_dir(out_dir: Path, k: int) -> Path:
+    """Where run k (from 1) of `--repeats` is saved, beside the aggregate."""
+    return out_dir / f"run-{k}"
+
+
+def _repeats_stopped(
+    exc: ClrfindError | KeyboardInterrupt,
+    loaded: LoadedSpec,
+    finished: list[RangeTestResult],
+    repeats: int,
+    out_dir: Path,
+    *,
+    write: bool,
+) -> ClrfindError:
+    """Run k failed or was stopped (it saved what it measured in its own folder): the runs before it stay, with
+    their aggregate when there are two or more, and the error says which run stopped and what was kept."""
+    k = len(finished) + 1
+    if isinstance(exc, KeyboardInterrupt):  # before its first step: nothing of this run to save
+        signum = stops.signal_of(exc)
+        exc = RunInterrupted(f"{stops.stop_verb(signum)} before its first step", signum=signum)
+    kept = "; no run had finished"
+    if finished:
+        kept = "; finished runs kept in " + ", ".join(str(repeat_dir(out_dir, i)) for i in range(1, k))
+    if len(finished) >= 2 and write:
+        partial = aggregate(loaded, finished)
+        note = f"only {len(finished)} of {repeats} runs finished: run {k} stopped ({exc.message})"
+        with stops.deferred():
+            write_outputs(partial.model_copy(update={"notes": [*partial.notes, note]}), out_dir)
+        kept += f" and their aggregate in {out_dir}"
+    return exc.reworded(before=f"run {k} of {repeats}: ", after=kept)
 
 
 def repeat(loaded: LoadedSpec, repeats: int, run_one: _RunOne, progress: ProgressFactory) -> RangeTestResult:
@@ -136,14 +192,19 @@ def repeat(loaded: LoadedSpec, repeats: int, run_one: _RunOne, progress: Progres
         seeded = loaded.with_overrides({"seed": loaded.spec.seed + k, "verify_bounds": False})
         with progress(f"{loaded.name} {k + 1}/{repeats}", loaded.spec.range_test.steps) as callback:
             results.append(run_one(seeded, callback))
-    aggregate = aggregate_repeats(results)
+    return aggregate(loaded, results)
+
+
+def aggregate(loaded: LoadedSpec, results: Sequence[RangeTestResult]) -> RangeTestResult:
+    """The runs' aggregate, saying why the self-check did not run when the spec asks for it."""
+    combined = aggregate_repeats(results)
     if not loaded.spec.verify_bounds:
-        return aggregate
+        return combined
     note = (
         "no self-check with --repeats: the bounds come from the mean of the runs' curves, not from one model's "
         "start; run a single test to have the one-cycle peak checked"
     )
-    return aggregate.model_copy(update={"notes": [*aggregate.notes, note]})
+    return combined.model_copy(update={"notes": [*combined.notes, note]})
 
 
 # -- sweeps --------------------------------------------------------------------------------------------------------
@@ -154,6 +215,7 @@ class SweepOutcome:
     path: Path
     sweep: SweepFile
     results: list[tuple[str, RangeTestResult]]
+    plot: Path | None = None
 
 
 def sweep(
@@ -164,15 +226,18 @@ def sweep(
     devices: Sequence[str] | None = None,
     progress: ProgressFactory | None = None,
 ) -> SweepOutcome:
-    """One range test per value (or pair of values), each saved in its own folder, then `sweep.json`.
+    """One range test per value (or pair of values), each saved in its own folder, then `sweep.json` and the
+    overlay `sweep.png`.
 
     Every value's spec is validated before the first run starts, so a bad value fails fast. With more than one
     device the runs go to parallel processes, one per device; otherwise they run one after the other. One failing
-    value does not lose the others.
+    value does not lose the others; Ctrl-C or SIGTERM stops the whole sweep (the current value saves what it
+    measured), writes the sweep file for what ran, and raises `RunInterrupted` saying what was kept.
     """
     grid = sweep_grid(settings)
     specs = [(run_label(o), loaded.with_overrides(o), o) for o in grid]
     check_output_dir(out_dir)
+    stopped: RunInterrupted | None = None
     if devices and len(devices) > 1:
         outcomes = _run_parallel([(label, spec, out_dir / label) for label, spec, _ in specs], devices)
     else:
@@ -180,13 +245,21 @@ def sweep(
         outcomes = []
         for label, spec, _ in specs:
             try:
-                with progress(label, spec.spec.range_test.steps) as callback:
+                # A stop held back while the previous value saved its files lands here, before this one starts.
+                with stops.allowed(), progress(label, spec.spec.range_test.steps) as callback:
                     outcomes.append((run_spec(spec, out_dir=out_dir / label, callback=callback).result, None))
+            except KeyboardInterrupt as exc:  # before its first step
+                signum = stops.signal_of(exc)
+                stopped = RunInterrupted(f"{stops.stop_verb(signum)} before its first step", signum=signum)
+                break
+            except RunInterrupted as exc:
+                stopped = exc
+                break
             except Exception as exc:  # one failing value must not lose the others
                 outcomes.append((None, str(exc)))
     runs: list[SweepRun] = []
     results: list[tuple[str, RangeTestResult]] = []
-    for (label, _, overrides), (result, error) in zip(specs, outcomes, strict=True):
+    for (label, _, overrides), (result, error) in zip(specs, outcomes, strict=False):
         if result is not None:
             results.append((label, result))
         b = result.bounds if result is not None else None
@@ -198,12 +271,37 @@ def sweep(
                 stop_reason=result.stop_reason if result else "error", error=error,
             )
         )  # fmt: skip
+    if stopped is not None:  # the stopped value's partial results are in its folder, but it has no bounds
+        label, _, overrides = specs[len(outcomes)]
+        runs.append(SweepRun(label=label, overrides=overrides, results=f"{label}/{RESULTS_NAME}",
+                             stop_reason="interrupted", error=stopped.message))  # fmt: skip
     label, why = recommend(runs)
     sweep_file = SweepFile(
         spec_path=str(loaded.path), keys=[k for k, _ in settings], runs=runs, recommended=label, rationale=why
     )
     text = json.dumps(sweep_file.model_dump(mode="json"), indent=1) + "\n"
-    return SweepOutcome(path=write_atomic(out_dir / SWEEP_NAME, text), sweep=sweep_file, results=results)
+    with stops.deferred():
+        path = write_atomic(out_dir / SWEEP_NAME, text)
+        plot = _sweep_plot(results, out_dir)
+    if stopped is not None:
+        done = [r.label for r in runs if r.error is None]
+        left = [label for label, _, _ in specs[len(outcomes) + 1 :]]
+        raise stopped.reworded(
+            before=f"sweep stopped in {runs[-1].label} ({len(outcomes) + 1} of {len(specs)}): ",
+            after=f"; finished: {', '.join(done) or 'none'}; not run: {', '.join(left) or 'none'}; "
+            f"{path} lists what ran",
+        )
+    stops.raise_pending(f"the sweep was saved to {path}")
+    return SweepOutcome(path=path, sweep=sweep_file, results=results, plot=plot)
+
+
+def _sweep_plot(results: list[tuple[str, RangeTestResult]], out_dir: Path) -> Path | None:
+    """The curves overlaid in `sweep.png`, when any value has one."""
+    if not results:
+        return None
+    from clrfind.plotting import plot_sweep, save_figure
+
+    return save_figure(plot_sweep(results), out_dir / "sweep.png")
 
 
 def _device_worker(jobs: list[tuple[str, LoadedSpec, Path]], device: str) -> list[tuple[str, str | None]]:

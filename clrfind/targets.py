@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrfind.errors import ClrfindError, SetupError, TargetError, describe_exception
+from clrfind.errors import USER_FAILURES, ClrfindError, SetupError, TargetError, describe_exception
 from clrfind.spec import closest
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def _import_module(name: str, *, where: str) -> types.ModuleType:
             f"{where}: importing '{name}' raised {describe_exception(exc)}{_exc_where(exc)}: "
             "install what it imports"
         ) from exc
-    except (Exception, SystemExit) as exc:
+    except USER_FAILURES as exc:
         raise TargetError(
             f"{where}: importing '{name}' raised {describe_exception(exc)}{_exc_where(exc)}: "
             "fix the error in that module"
@@ -187,7 +187,7 @@ def _load_file(file_part: str, *, base_dir: Path, where: str, target: str) -> ty
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
+    except USER_FAILURES as exc:
         sys.modules.pop(name, None)
         fix = (
             "install what it imports"
@@ -447,7 +447,7 @@ def instantiate(
         return obj(*args, **kwargs)
     except ClrfindError:
         raise
-    except Exception as exc:
+    except USER_FAILURES as exc:
         label = target or _qualname(obj)
         raise SetupError(
             f"{source}: {key} '{label}' raised {describe_exception(exc)}{_exc_where(exc)}",

@@ -135,6 +135,7 @@ class TrialRunner:
         self, lrs: np.ndarray, momenta: np.ndarray | None
     ) -> tuple[np.ndarray, str, np.ndarray | None]:
         from clrfind.engine import run_loop
+        from clrfind.stops import Interrupt
 
         t = self.trainer
         self.initial.restore()
@@ -143,8 +144,8 @@ class TrialRunner:
             t.model, self.data.loader, t.loss_fn, t.optimizer, lrs, device=t.device, settings=self.settings,
             step_fn=t.step_fn, reduce_loss=t.reduce_loss, momenta=momenta,
         )  # fmt: skip
-        if out.stop_reason == "interrupted":
-            raise KeyboardInterrupt  # Ctrl-C stops the self-check, not just this trial
+        if out.stop_signal is not None:
+            raise Interrupt(out.stop_signal)  # Ctrl-C or SIGTERM stops the self-check, not just this trial
         check = None
         if self.data.check and out.stop_reason == "completed":
             check = self._check_losses()
