@@ -22,6 +22,7 @@ from clrfind.api import (
     check_output_dir,
     check_spec,
     default_out_dir,
+    holding_output_dir,
     run_spec,
     write_outputs,
 )
@@ -32,6 +33,7 @@ from clrfind.multi import (
     SweepFile,
     SweepRun,
     aggregate_repeats,
+    folder_names,
     lowest_loss,
     recommend,
     run_label,
@@ -83,10 +85,15 @@ def run(
     from clrfind.distributed import launched_distributed
 
     if not launched_distributed():
-        return _run_mode(loaded, out_dir, repeats, progress)
+        with holding_output_dir(out_dir):
+            return _run_mode(loaded, out_dir, repeats, progress)
     from clrfind.distributed import distributed_context, mean_over_ranks, pick_device
 
-    with distributed_context(loaded.spec.device) as ctx:
+    # Rank 0 alone writes, so it alone holds the folder.
+    with (
+        distributed_context(loaded.spec.device) as ctx,
+        holding_output_dir(out_dir) if ctx.is_main else contextlib.nullcontext(),
+    ):
         local = loaded.with_overrides({"device": pick_device(loaded.spec.device, ctx.local_rank)})
         reduce = mean_over_ranks(ctx.world_size)
         return _run_mode(
@@ -168,31 +175,48 @@ def sweep(
 
     Every value's spec is validated before the first run starts, so a bad value fails fast. With more than one
     device the runs go to parallel processes, one per device; otherwise they run one after the other. One failing
-    value does not lose the others.
+    value does not lose the others. The sweep holds `out_dir` until it ends (see `holding_output_dir`).
     """
+    with holding_output_dir(out_dir):
+        return _sweep(loaded, settings, out_dir=out_dir, devices=devices, progress=progress)
+
+
+def _sweep(
+    loaded: LoadedSpec,
+    settings: Sequence[tuple[str, list[Any]]],
+    *,
+    out_dir: Path,
+    devices: Sequence[str] | None = None,
+    progress: ProgressFactory | None = None,
+) -> SweepOutcome:
     grid = sweep_grid(settings)
     specs = [(run_label(o), loaded.with_overrides(o), o) for o in grid]
-    check_output_dir(out_dir)
+    # Values become folder names: escaped, so none leads outside out_dir, and distinct, so none shares a folder.
+    folders = folder_names([label for label, _, _ in specs])
     if devices and len(devices) > 1:
-        outcomes = _run_parallel([(label, spec, out_dir / label) for label, spec, _ in specs], devices)
+        # Jobs are keyed by folder: labels of equal values are equal.
+        jobs = [(folder, spec, out_dir / folder) for (_, spec, _), folder in zip(specs, folders, strict=True)]
+        outcomes = _run_parallel(jobs, devices)
     else:
         progress = progress or _no_progress
         outcomes = []
-        for label, spec, _ in specs:
+        for (label, spec, _), folder in zip(specs, folders, strict=True):
             try:
                 with progress(label, spec.spec.range_test.steps) as callback:
-                    outcomes.append((run_spec(spec, out_dir=out_dir / label, callback=callback).result, None))
+                    outcomes.append(
+                        (run_spec(spec, out_dir=out_dir / folder, callback=callback).result, None)
+                    )
             except Exception as exc:  # one failing value must not lose the others
                 outcomes.append((None, str(exc)))
     runs: list[SweepRun] = []
     results: list[tuple[str, RangeTestResult]] = []
-    for (label, _, overrides), (result, error) in zip(specs, outcomes, strict=True):
+    for (label, _, overrides), folder, (result, error) in zip(specs, folders, outcomes, strict=True):
         if result is not None:
             results.append((label, result))
         b = result.bounds if result is not None else None
         runs.append(
             SweepRun(
-                label=label, overrides=overrides, results=f"{label}/{RESULTS_NAME}",
+                label=label, overrides=overrides, results=f"{folder}/{RESULTS_NAME}",
                 base_lr=b.base_lr if b and b.usable else None, max_lr=b.max_lr if b and b.usable else None,
                 lowest_loss=lowest_loss(result) if result else None, confidence=b.confidence if b else "none",
                 stop_reason=result.stop_reason if result else "error", error=error,
