@@ -375,7 +375,8 @@ def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bo
     Raises:
         OutputError: a file could not be written; says which were written and which were not.
     """
-    from clrfind.export import schedule_text
+    from clrfind.export import build_schedule, render_schedule
+    from clrfind.export import verify_schedule as verify
     from clrfind.fileio import write_together
     from clrfind.plotting import figure_png
 
@@ -385,8 +386,13 @@ def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bo
         files[paths[PLOT_NAME]] = figure_png(result.plot())
     schedule_error = None
     if result.bounds is not None and result.bounds.usable:
-        try:  # trusted: the optimizer is the spec's own, which the run has already built
-            files[paths[SCHEDULE_NAME]] = schedule_text(result, verify=verify_schedule, trust=True)
+        try:
+            schedule = build_schedule(result)
+            if verify_schedule:
+                verify(
+                    schedule, trust=True
+                )  # the optimizer is the spec's own, which the run has built already
+            files[paths[SCHEDULE_NAME]] = render_schedule(schedule)
         except Exception as exc:  # a schedule problem must not cost the results
             schedule_error = str(exc)
     written = write_together(files, first=paths[RESULTS_NAME], stale=list(paths.values()))

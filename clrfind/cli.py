@@ -482,7 +482,7 @@ def export_cmd(
     ] = False,
 ) -> None:
     """Write a schedule config (CyclicLR, OneCycleLR, ...) from a results file, usable as is."""
-    from clrfind.export import schedule_text
+    from clrfind.export import build_schedule, render_schedule, verify_schedule
     from clrfind.fileio import output_file, write_atomic
     from clrfind.results import load_results
 
@@ -493,10 +493,10 @@ def export_cmd(
     if steps_per_epoch is not None and steps_per_epoch <= 0:
         raise UsageError(f"--steps-per-epoch must be positive, got {steps_per_epoch}")
     result = load_results(results)
-    text = schedule_text(
-        result, policy=policy.value, epochs=epochs, steps_per_epoch=steps_per_epoch, fmt=fmt.value, verify=verify,
-        trust=trust_results,
-    )  # fmt: skip
+    schedule = build_schedule(result, policy=policy.value, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    if verify:
+        verify_schedule(schedule, trust=trust_results)
+    text = render_schedule(schedule, fmt.value)
     if out == "-":
         sys.stdout.write(text)
         return

@@ -676,26 +676,6 @@ def _build_scheduler(
         ) from exc
 
 
-def schedule_text(
-    result: RangeTestResult,
-    *,
-    policy: str = AUTO_POLICY,
-    epochs: int | None = None,
-    steps_per_epoch: int | None = None,
-    fmt: str = "yaml",
-    verify: bool = False,
-    trust: bool = False,
-    results_path: str | None = None,
-) -> str:
-    """Build, optionally verify with torch (see `verify_schedule` for `trust`), and render the schedule."""
-    schedule = build_schedule(
-        result, policy=policy, epochs=epochs, steps_per_epoch=steps_per_epoch, results_path=results_path
-    )
-    if verify:
-        verify_schedule(schedule, trust=trust)
-    return render_schedule(schedule, fmt)
-
-
 def write_schedule(
     result: RangeTestResult,
     path: str | os.PathLike[str],
@@ -708,9 +688,11 @@ def write_schedule(
     trust: bool = False,
     results_path: str | None = None,
 ) -> Path:
-    """`schedule_text`, written atomically; returns the path."""
-    text = schedule_text(
-        result, policy=policy, epochs=epochs, steps_per_epoch=steps_per_epoch, fmt=fmt, verify=verify,
-        trust=trust, results_path=results_path,
-    )  # fmt: skip
-    return write_atomic(path, text)
+    """Build, optionally verify with torch (`trust`: see `verify_schedule`), render and write the schedule
+    atomically; returns the path."""
+    schedule = build_schedule(
+        result, policy=policy, epochs=epochs, steps_per_epoch=steps_per_epoch, results_path=results_path
+    )
+    if verify:
+        verify_schedule(schedule, trust=trust)
+    return write_atomic(path, render_schedule(schedule, fmt))

@@ -9,6 +9,7 @@ one or two spec keys. The spec file is read once: repeats, sweep values and rank
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -163,6 +164,18 @@ class SweepOutcome:
     results: list[tuple[str, RangeTestResult]]
 
 
+def _holding_out_dir(fn: Callable[..., SweepOutcome]) -> Callable[..., SweepOutcome]:
+    """Run `fn` holding its `out_dir` (see `holding_output_dir`)."""
+
+    @functools.wraps(fn)
+    def holding(*args: Any, out_dir: Path, **kwargs: Any) -> SweepOutcome:
+        with holding_output_dir(out_dir):
+            return fn(*args, out_dir=out_dir, **kwargs)
+
+    return holding
+
+
+@_holding_out_dir
 def sweep(
     loaded: LoadedSpec,
     settings: Sequence[tuple[str, list[Any]]],
@@ -177,18 +190,6 @@ def sweep(
     device the runs go to parallel processes, one per device; otherwise they run one after the other. One failing
     value does not lose the others. The sweep holds `out_dir` until it ends (see `holding_output_dir`).
     """
-    with holding_output_dir(out_dir):
-        return _sweep(loaded, settings, out_dir=out_dir, devices=devices, progress=progress)
-
-
-def _sweep(
-    loaded: LoadedSpec,
-    settings: Sequence[tuple[str, list[Any]]],
-    *,
-    out_dir: Path,
-    devices: Sequence[str] | None = None,
-    progress: ProgressFactory | None = None,
-) -> SweepOutcome:
     grid = sweep_grid(settings)
     specs = [(run_label(o), loaded.with_overrides(o), o) for o in grid]
     # Values become folder names: escaped, so none leads outside out_dir, and distinct, so none shares a folder.

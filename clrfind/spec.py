@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from clrfind.errors import SpecError, UsageError, one_line, short_repr
+from clrfind.errors import SpecError, UsageError, describe_exception, one_line, short_repr
 from clrfind.ladder import DEFAULT_STEPS
 from clrfind.settings import (
     FrozenModel,
@@ -109,7 +109,8 @@ MAX_YAML_DEPTH = 100
 
 
 class YAMLLimitError(yaml.YAMLError):
-    """The YAML would expand past MAX_YAML_VALUES values, nests deeper than MAX_YAML_DEPTH, or refers to itself."""
+    """YAML that parses but is refused: it would expand past MAX_YAML_VALUES values, nests deeper than
+    MAX_YAML_DEPTH, refers to itself, or holds a value Python cannot build (an integer of 5000 digits)."""
 
     def __init__(self, problem: str, mark: Any) -> None:
         super().__init__(problem)
@@ -170,8 +171,12 @@ def yaml_load(text: str) -> Any:
         return yaml.load(text, Loader=_SpecLoader)  # a safe loader: no object construction
     except RecursionError:  # the pure-Python parser (PyYAML without libyaml) recurses while it parses
         raise YAMLLimitError(f"it nests deeper than {MAX_YAML_DEPTH} levels", None) from None
-    except ValueError as exc:  # an integer of more than 4300 digits, which Python will not convert
-        raise YAMLLimitError(one_line(exc, limit=120), None) from None
+    except yaml.YAMLError:
+        raise
+    except (
+        Exception
+    ) as exc:  # PyYAML's constructors on odd scalars: `!!int` alone, an int of 5000 digits, ...
+        raise YAMLLimitError(f"a value cannot be read ({describe_exception(exc)})", None) from None
 
 
 # -- the spec models -----------------------------------------------------------------------------------------------
@@ -549,7 +554,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
         elif re.fullmatch(r"[A-Za-z0-9_\-]+", str(part)):
             parts.append(str(part))
         else:
-            parts.append(repr(part))
+            parts.append(short_repr(part))
     return ".".join(parts).replace(".[", "[") or "<top>"
 
 
@@ -615,7 +620,7 @@ def _describe(err: Any, source: str) -> str:
     if kind in _TYPE_WORDS:
         detail = f"expected {_TYPE_WORDS[kind]}, got {_show(value)}"
         if kind in ("model_type", "model_attributes_type") and isinstance(value, str):
-            detail += f" (write {{target: {value}}})"
+            detail += f" (write {{target: {one_line(value, limit=80)}}})"
         elif kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
             detail += " (remove the quotes)"
         return f"{source}: {where}: {detail}"
