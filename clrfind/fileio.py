@@ -118,9 +118,14 @@ def write_together(files: Mapping[Path, str | bytes], *, first: Path, stale: lis
                 staged[path] = _stage(path, _payload(data))
             except OSError as exc:
                 failed[path] = exc
+        # The results decide: without them nothing replaces the previous run's files.
         if first in failed:
             raise _not_written([], failed, kept=True)
-        written: list[Path] = []
+        try:
+            _commit(staged.pop(first), first)
+        except OSError as exc:
+            raise _not_written([], {first: exc, **failed}, kept=True) from exc
+        written = [first]
         for path in list(staged):
             try:
                 _commit(staged.pop(path), path)

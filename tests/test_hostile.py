@@ -580,3 +580,25 @@ def test_a_checkpoint_that_does_not_fit_names_keys_and_shapes(tmp_path: Path) ->
     assert "w.pt does not fit the model: 2 missing keys (body.0.bias, body.2.weight)" in line
     assert "1 unexpected keys (head.weight)" in line
     assert "1 shape mismatches (body.0.weight [32, 2] vs [16, 2] in the model)" in line
+
+
+def test_a_results_rename_that_fails_replaces_nothing(tmp_path: Path, monkeypatch) -> None:
+    """The results decide also at the rename: a failure there leaves the previous run's files, and no temp file."""
+    paths = [tmp_path / name for name in sorted(NAMES)]
+    for path in paths:
+        path.write_text("old")
+    real = fileio._commit
+
+    def commit(tmp: Path, path: Path) -> None:
+        if path.name == "range_test.json":
+            os.unlink(tmp)
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        real(tmp, path)
+
+    monkeypatch.setattr(fileio, "_commit", commit)
+    with pytest.raises(
+        fileio.OutputError, match=r"wrote nothing; could not write range_test\.json .*Permission"
+    ):
+        fileio.write_together({p: "new" for p in paths}, first=tmp_path / "range_test.json", stale=paths)
+    assert [p.read_text() for p in paths] == ["old"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(NAMES)
