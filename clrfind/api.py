@@ -388,10 +388,8 @@ def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bo
     if result.bounds is not None and result.bounds.usable:
         try:
             schedule = build_schedule(result)
-            if verify_schedule:
-                verify(
-                    schedule, trust=True
-                )  # the optimizer is the spec's own, which the run has built already
+            if verify_schedule:  # trusted: the optimizer is the spec's own, which the run has built already
+                verify(schedule, trust=True)
             files[paths[SCHEDULE_NAME]] = render_schedule(schedule)
         except Exception as exc:  # a schedule problem must not cost the results
             schedule_error = str(exc)

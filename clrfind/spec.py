@@ -173,9 +173,8 @@ def yaml_load(text: str) -> Any:
         raise YAMLLimitError(f"it nests deeper than {MAX_YAML_DEPTH} levels", None) from None
     except yaml.YAMLError:
         raise
-    except (
-        Exception
-    ) as exc:  # PyYAML's constructors on odd scalars: `!!int` alone, an int of 5000 digits, ...
+    # PyYAML's constructors on odd scalars: `!!int` alone, an int of 5000 digits, ...
+    except Exception as exc:
         raise YAMLLimitError(f"a value cannot be read ({describe_exception(exc)})", None) from None
 
 
@@ -342,12 +341,12 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         SpecError: the file is missing or unreadable, not YAML, not a mapping, or invalid; `problems` lists all.
     """
     given = Path(path)
-    shown = shown_path(given)
+    shown = _shown_path(given)
     source = one_line(given.name or str(given), limit=100)
     try:
         resolved = given.expanduser().resolve()
         if not resolved.exists():
-            raise _error([f"{shown}: no such spec file (looked for {shown_path(resolved)})"])
+            raise _error([f"{shown}: no such spec file (looked for {_shown_path(resolved)})"])
         if resolved.is_dir():
             raise _error([f"{shown}: is a folder, not a spec file (pass the .yaml file inside it)"])
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop of links
@@ -381,7 +380,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
                       raw=raw)  # fmt: skip
 
 
-def shown_path(path: Path) -> str:
+def _shown_path(path: Path) -> str:
     """A path for a one-line message: control characters escaped (a path can hold anything), bounded."""
     return one_line(repr(str(path))[1:-1], limit=200)
 
