@@ -26,6 +26,7 @@ from clrfind.fileio import read_document
 from clrfind.results import (
     RESULTS_NAME,
     SWEEP_KIND,
+    SWEEP_NAME,
     RangeTestResult,
     RunCurve,
     Spread,
@@ -35,7 +36,6 @@ from clrfind.results import (
 )
 from clrfind.settings import FrozenModel
 
-SWEEP_NAME = "sweep.json"
 # Version 2 named a run's suggested lower bound `base_lr` (it was `min_lr`, the ladder's start in the results).
 SWEEP_SCHEMA_VERSION = 2
 # Values whose lowest loss is within this fraction of the spread of lowest losses count as "as low as the best";

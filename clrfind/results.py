@@ -33,7 +33,8 @@ READABLE_VERSIONS = (1, 2, 3)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
-# The `kind` of a sweep file (clrfind.multi), recognised here so that a sweep given as results is named as such.
+# A sweep's file (clrfind.multi) and its `kind`, recognised here so that a sweep given as results is named as such.
+SWEEP_NAME = "sweep.json"
 SWEEP_KIND = "clrfind-sweep"
 
 StopReason = Literal["completed", "diverged", "non-finite", "interrupted", "error"]
@@ -288,7 +289,8 @@ def load_results(path: str | os.PathLike[str]) -> RangeTestResult:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / RESULTS_NAME
+        swept = not (path / RESULTS_NAME).exists() and (path / SWEEP_NAME).exists()
+        path = path / (SWEEP_NAME if swept else RESULTS_NAME)
     if not path.exists():
         raise ResultsError(
             f"{path}: no such results file", hint="pass the range_test.json a range test wrote"

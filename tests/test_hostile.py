@@ -513,8 +513,11 @@ def test_export_refuses_bounds_that_are_not_positive(run_dir: Path) -> None:
 def test_export_of_a_sweep_file_says_what_to_do(tmp_path: Path) -> None:
     res, out = _tagged_sweep(tmp_path, "a,b")
     assert res.exit_code == 0
-    line = one_error(invoke("export", out / "sweep.json"), 2)
-    assert "a sweep file" in line and "range_test.json of one of its runs" in line and "damaged" not in line
+    for given in (out / "sweep.json", out):
+        line = one_error(invoke("export", given), 2)
+        assert (
+            "a sweep file" in line and "range_test.json of one of its runs" in line and "damaged" not in line
+        )
 
 
 # ============================================================================================================
