@@ -22,7 +22,7 @@ from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
 from clrfind.errors import RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
-from clrfind.fileio import check_writable_dir
+from clrfind.fileio import check_writable_dir, folder_lock
 from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
 from clrfind.results import (
     PLOT_NAME,
@@ -33,6 +33,7 @@ from clrfind.results import (
     Timing,
     Verification,
     finite_or_none,
+    to_json,
 )
 from clrfind.settings import RunSettings
 
@@ -372,19 +373,37 @@ def default_out_dir(loaded: LoadedSpec) -> Path:
 
 
 def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bool = True) -> RunFiles:
-    """Save results first (never lose them), then the plot and, when the bounds allow it, the schedule."""
-    from clrfind.export import write_schedule
-    from clrfind.plotting import save_figure
+    """Save one run's results, plot and (when the bounds allow it) schedule into `out_dir`, together.
 
-    results_path = result.save(out_dir / RESULTS_NAME)
-    plot_path = save_figure(result.plot(), out_dir / PLOT_NAME) if result.steps_run else None
-    schedule_path, schedule_error = None, None
+    Everything is rendered in memory first, then written with `write_together`: the folder holds this run's files
+    and no file of an earlier one (a schedule.yaml the new run did not find bounds for is removed). Results are
+    what must never be lost: a schedule that cannot be built is reported in `schedule_error`, and a disk that
+    fills after the results were written costs only the files after them.
+
+    Raises:
+        OutputError: a file could not be written; says which were written and which were not.
+    """
+    from clrfind.export import build_schedule, render_schedule
+    from clrfind.export import verify_schedule as verify
+    from clrfind.fileio import write_together
+    from clrfind.plotting import figure_png
+
+    paths = {name: out_dir / name for name in (RESULTS_NAME, PLOT_NAME, SCHEDULE_NAME)}
+    files: dict[Path, str | bytes] = {paths[RESULTS_NAME]: to_json(result)}
+    if result.steps_run:
+        files[paths[PLOT_NAME]] = figure_png(result.plot())
+    schedule_error = None
     if result.bounds is not None and result.bounds.usable:
         try:
-            schedule_path = write_schedule(result, out_dir / SCHEDULE_NAME, verify=verify_schedule)
-        except Exception as exc:  # a schedule problem must not cost the results already saved
+            schedule = build_schedule(result)
+            if verify_schedule:  # trusted: the optimizer is the spec's own, which the run has built already
+                verify(schedule, trust=True)
+            files[paths[SCHEDULE_NAME]] = render_schedule(schedule)
+        except Exception as exc:  # a schedule problem must not cost the results
             schedule_error = str(exc)
-    return RunFiles(out_dir, results_path, plot_path, schedule_path, schedule_error)
+    written = write_together(files, first=paths[RESULTS_NAME], stale=list(paths.values()))
+    plot, schedule = (paths[name] if paths[name] in written else None for name in (PLOT_NAME, SCHEDULE_NAME))
+    return RunFiles(out_dir, paths[RESULTS_NAME], plot, schedule, schedule_error)
 
 
 def check_output_dir(out_dir: Path) -> None:
@@ -396,6 +415,15 @@ def check_output_dir(out_dir: Path) -> None:
             f"{out_dir}: output directory is not writable ({exc.strerror or exc})",
             hint="pass --out DIR with a folder you can write to",
         ) from exc
+
+
+@contextlib.contextmanager
+def holding_output_dir(out_dir: Path) -> Iterator[None]:
+    """Check `out_dir` is writable and hold it for this run: a second run into it at the same time is refused
+    (`UsageError`) instead of mixing two runs' files."""
+    check_output_dir(out_dir)
+    with folder_lock(out_dir):
+        yield
 
 
 def run_spec(
@@ -535,6 +563,17 @@ class CheckReport:
         ]  # fmt: skip
 
 
+def _first_batch(loader: Iterable[Any], terms: Terms) -> Any:
+    """The first batch, for its shapes, taken after the timed steps: a loader that fails on it has failed there
+    first, with the same one-line error as a run's."""
+    try:
+        return next(iter(loader))
+    except StopIteration:
+        raise terms.error(Fault("data_empty", "data")) from None
+    except Exception as exc:
+        raise RunError(terms.raised("data", 0, exc), hint="run with --debug for the full traceback") from exc
+
+
 def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     """Validate, build, train one batch forward and backward, and time a few steps at the lowest LR.
 
@@ -548,7 +587,6 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     settings = spec.settings()
     device = resolve_device(spec.device, source=loaded.source)
     comps = build_components(loaded, device=device)
-    first = next(iter(comps.train_loader))
     timing = settings.model_copy(update={"metric": "loss"})  # check times training steps only
     runs = []
     for n in (1, timed_steps):  # the first step pays for warm-up (and compilation); time the ones after it
@@ -568,7 +606,7 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         spec_path=loaded.path,
         device=str(device),
         param_count=comps.param_count,
-        batch=describe_batch(first),
+        batch=describe_batch(_first_batch(comps.train_loader, terms)),
         batch_size=comps.batch_size,
         batches_per_epoch=comps.batches_per_epoch,
         steps_per_epoch=settings.steps_per_epoch(comps.batches_per_epoch),

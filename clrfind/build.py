@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrfind.errors import SetupError, UsageError
+from clrfind.errors import SetupError, UsageError, describe_exception, one_line
 from clrfind.spec import DEVICE_RE, LoadedSpec
-from clrfind.targets import instantiate, validate_spec_targets
+from clrfind.targets import instantiate, is_loss_function, validate_spec_targets
 
 if TYPE_CHECKING:
     import torch
@@ -117,7 +117,7 @@ def make_loader(
             f"{source}: {key} returned {type(obj).__name__}, not a Dataset or DataLoader",
             hint="return a torch.utils.data.Dataset (e.g. TensorDataset), an IterableDataset or a DataLoader",
         )
-    if not iterable and len(obj) == 0:
+    if not iterable and _length(obj, key=key, source=source) == 0:
         raise SetupError(f"{source}: {key} returned an empty dataset", hint="check the data it loads")
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -131,6 +131,17 @@ def make_loader(
         persistent_workers=num_workers > 0,
         generator=generator,
     )
+
+
+def _length(obj: Any, *, key: str, source: str) -> int:
+    """len() of a dataset, whose own code may fail: reported as the data's fault."""
+    try:
+        return len(obj)
+    except Exception as exc:
+        raise SetupError(
+            f"{source}: {key}: len() of the dataset raised {describe_exception(exc)}",
+            hint="--debug shows the full traceback",
+        ) from exc
 
 
 def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str) -> Any:
@@ -161,13 +172,47 @@ def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
         ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise SetupError(
+            f"{source}: model.checkpoint: {path} holds a {type(state).__name__}, not a state_dict",
+            hint="save it with torch.save(model.state_dict(), path)",
+        )
+    mismatch = state_dict_mismatch(model, state)
+    if mismatch is not None:
+        raise SetupError(
+            f"{source}: model.checkpoint: {path} does not fit the model: {mismatch}",
+            hint="the checkpoint must be a state_dict of the same architecture",
+        )
     try:
         model.load_state_dict(state)
     except Exception as exc:
         raise SetupError(
-            f"{source}: model.checkpoint: {path} does not fit the model: {str(exc).splitlines()[0]}",
+            f"{source}: model.checkpoint: {path} does not fit the model: {describe_exception(exc)}",
             hint="the checkpoint must be a state_dict of the same architecture",
         ) from exc
+
+
+def state_dict_mismatch(model: torch.nn.Module, state: dict[Any, Any]) -> str | None:
+    """How a state_dict differs from the model's: missing and unexpected keys, mismatched shapes, a few of each
+    and the counts (torch's own message lists every key on many lines), or None when it fits."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [str(k) for k in state if k not in own]
+    shapes = [
+        f"{k} {list(state[k].shape)} vs {list(own[k].shape)} in the model"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    parts = [
+        f"{len(names)} {label} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+        for label, names in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+        )
+        if names
+    ]
+    return one_line("; ".join(parts), limit=400) if parts else None
 
 
 def build_components(
@@ -222,7 +267,11 @@ def build_components(
         val_obj = _data_object(resolved["data.val"], spec.data.val.kwargs, key="data.val", source=source)
         val_loader = make_loader(val_obj, key="data.val", **{**loader_args, "shuffle": False})
 
-    loss_fn = instantiate(resolved["loss"], kwargs=spec.loss.kwargs, key="loss.target", source=source)
+    loss_target = resolved["loss"]
+    if is_loss_function(loss_target, spec.loss.kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
+        loss_fn = functools.partial(loss_target, **spec.loss.kwargs) if spec.loss.kwargs else loss_target
+    else:
+        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key="loss.target", source=source)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
     if not callable(loss_fn):

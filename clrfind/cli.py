@@ -18,19 +18,63 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 
 from clrfind import __version__
-from clrfind.errors import ClrfindError, UsageError, exception_text
+from clrfind.errors import ClrfindError, UsageError, exception_text, one_line
 from clrfind.stops import signal_of, stop_signals, stop_verb
 
 if TYPE_CHECKING:
     from clrfind.api import CheckReport, RunFiles
     from clrfind.results import RangeTestResult
 
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Click's error base: typer's own since it vendors Click (0.2x), `click.ClickException` before."""
+    types: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Usage errors Click finds (an unknown flag, `--min-lr 1e-5x`, `--repeats 0`) in clrfind's one-line format,
+    `error: ...` on stderr with exit 2, like every other error, instead of Rich's boxed panel.
+
+    Click renders them inside `main` when it runs standalone; run non-standalone, they reach this method, which
+    renders them and exits as standalone mode would. CliRunner calls `main` too, so tests see what users see.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _usage_error_types() as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `clrfind` alone: the help, as before
+                exc.show()  # type: ignore[attr-defined]
+            else:
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                _err().print(f"error: {one_line(exc.format_message())}{hint}", markup=False)  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:  # end of input inside a prompt
+            _err().print("error: aborted", markup=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="clrfind",
     help="Find learning-rate bounds for PyTorch with Leslie Smith's LR range test.",
+    cls=_OneLineUsageErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -213,6 +257,8 @@ def _overrides(**values: Any) -> dict[str, Any]:
         "metric": "range_test.metric",
         "verify_bounds": "verify_bounds",
     }
+    if values.get("steps") is not None and values.get("epochs") is not None:
+        raise UsageError("--steps and --epochs give the test's length two ways", hint="pass one of them")
     out: dict[str, Any] = {}
     for name, value in values.items():
         if value is None:
@@ -348,13 +394,15 @@ def check_cmd(
 def plot_cmd(
     results: Annotated[Path, typer.Argument(help="A range_test.json (or the run folder holding it).")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="PNG to write [default: beside the results].")
+        str | None,
+        typer.Option("--out", "-o", help="PNG (or folder) to write [default: beside the results]."),
     ] = None,
     log_x: Annotated[
         bool | None, typer.Option("--log-x/--linear-x", help="LR axis scale [default: log for exp tests].")
     ] = None,
 ) -> None:
     """Re-render the plot from a results file alone (no torch needed)."""
+    from clrfind.fileio import output_file
     from clrfind.multi import SWEEP_NAME, is_sweep_file, load_sweep
     from clrfind.plotting import plot_result, plot_sweep, save_figure
     from clrfind.results import PLOT_NAME, load_results
@@ -367,7 +415,7 @@ def plot_cmd(
     else:
         fig = plot_result(load_results(results), log_x=log_x)
         default = folder / PLOT_NAME
-    target = out or default
+    target = output_file(out, default)
     _check_suffix(target, ".png", "--out")
     path = save_figure(fig, target)
     _out().print(f"plot: {path}", markup=False)
@@ -385,8 +433,10 @@ def _check_suffix(path: Path, suffix: str, option: str) -> None:
 def export_cmd(
     results: Annotated[Path, typer.Argument(help="A range_test.json (or the run folder holding it).")],
     out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="File to write, '-' for stdout [default: beside the results]."),
+        str | None,
+        typer.Option(
+            "--out", "-o", help="File (or folder) to write, '-' for stdout [default: beside the results]."
+        ),
     ] = None,
     policy: Annotated[
         PolicyOpt,
@@ -405,10 +455,17 @@ def export_cmd(
             "--verify/--no-verify", help="Construct the torch scheduler to prove the kwargs (imports torch)."
         ),
     ] = False,
+    trust_results: Annotated[
+        bool,
+        typer.Option(
+            "--trust-results",
+            help="Let --verify build an optimizer from outside torch.optim (it runs the code the file names).",
+        ),
+    ] = False,
 ) -> None:
     """Write a schedule config (CyclicLR, OneCycleLR, ...) from a results file, usable as is."""
     from clrfind.export import build_schedule, render_schedule, verify_schedule
-    from clrfind.fileio import write_atomic
+    from clrfind.fileio import output_file, write_atomic
     from clrfind.results import load_results
 
     if epochs is not None and epochs <= 0:
@@ -420,14 +477,14 @@ def export_cmd(
     result = load_results(results)
     schedule = build_schedule(result, policy=policy.value, epochs=epochs, steps_per_epoch=steps_per_epoch)
     if verify:
-        verify_schedule(schedule)
+        verify_schedule(schedule, trust=trust_results)
     text = render_schedule(schedule, fmt.value)
-    if out is not None and str(out) == "-":
+    if out == "-":
         sys.stdout.write(text)
         return
     folder = results if results.is_dir() else results.parent
     suffix = {"yaml": ".yaml", "json": ".json", "python": ".py"}[fmt.value]
-    path = write_atomic(out or folder / f"schedule{suffix}", text)
+    path = write_atomic(output_file(out, folder / f"schedule{suffix}"), text)
     _out().print(f"schedule: {path}", markup=False)
 
 

@@ -326,13 +326,14 @@ def choose_sync_every(device: torch.device, requested: int | None) -> int:
     return 4
 
 
-def _check_scalar_loss(loss: Any) -> None:
+def _check_scalar_loss(loss: Any, part: Part) -> None:
+    """The first loss is a scalar that backpropagates; else the fault of `part`, the code that made it."""
     if not isinstance(loss, torch.Tensor):
-        raise Fault("loss_type", "step", type=type(loss).__name__)
+        raise Fault("loss_type", part, type=type(loss).__name__)
     if loss.numel() != 1:
-        raise Fault("loss_shape", "step", shape=str(tuple(loss.shape)))
+        raise Fault("loss_shape", part, shape=str(tuple(loss.shape)))
     if not loss.requires_grad:
-        raise Fault("loss_no_grad", "step")
+        raise Fault("loss_no_grad", part)
 
 
 def diagnose_first_batch(
@@ -537,11 +538,14 @@ class _Stepper:
         try:
             with autocast(self.device, self.settings.precision):
                 loss = self.step(self.model, batch, self.loss_fn)
-            _check_scalar_loss(loss)
+            # Without a step function the loss function made the loss: a bad one is its fault, not the model's.
+            _check_scalar_loss(loss, "step" if self.step_fn is not None else "loss")
             self.host.fit(loss)
         except Fault:
             raise
         except USER_FAILURES as exc:
+            if _failed_part(exc, "step") == "data":  # not a setup that does not fit: the data's worker died
+                raise
             raise diagnose_first_batch(self.model, batch, self.loss_fn, self.step_fn, exc) from exc
         return loss
 
@@ -658,6 +662,20 @@ def run_loop(
     )
 
 
+def _failed_part(exc: BaseException, running: Part) -> Part:
+    """The part whose code failed: the one `running`, except where the exception says otherwise.
+
+    A DataLoader worker that dies (killed by the OOM killer, a segfault in a dataset's C code) is reported by
+    torch's SIGCHLD handler in the main process, wherever it happens to be, usually inside the model's forward:
+    it is still the data's fault.
+    """
+    if isinstance(exc, Fault):
+        return exc.part
+    if isinstance(exc, RuntimeError) and "DataLoader worker" in str(exc):
+        return "data"
+    return running
+
+
 def _train(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -734,7 +752,7 @@ def _train(
     except USER_FAILURES as exc:
         if isinstance(exc, Fault) and i == 0:
             raise  # nothing was measured: the setup does not fit
-        failure = (exc.part if isinstance(exc, Fault) else origin or stepper.part, exc)
+        failure = (_failed_part(exc, origin or stepper.part), exc)
     finally:
         with contextlib.suppress(Exception):
             host.flush()

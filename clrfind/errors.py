@@ -6,6 +6,7 @@ is a bug in clrfind and is shown as such. The library raises these and never pri
 
 from __future__ import annotations
 
+import reprlib
 import signal
 
 # What user code can raise that counts as a failure of that code: `sys.exit()` in a step, a model constructor or a
@@ -27,6 +28,26 @@ def exception_text(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"sys.exit({exc.code!r}) was called"
     return one_line(exc)
+
+
+# Longest value quoted in a message: a hostile file can hold a value of gigabytes (YAML aliases) or an integer of
+# a million digits, and an error must never pay for printing it.
+VALUE_LIMIT = 60
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 3, 6, 6, 6, 6
+_REPR.maxstring = _REPR.maxother = VALUE_LIMIT
+
+
+def short_repr(value: object, limit: int = VALUE_LIMIT) -> str:
+    """repr() of a value, bounded in time and length: containers are cut after a few items, huge integers are
+    described instead of converted (Python refuses str() of an int over 4300 digits anyway)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"<an integer of {value.bit_length()} bits>"
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a user object whose __repr__ fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -106,6 +127,12 @@ class RunError(ClrfindError):
     def __init__(self, message: str, *, hint: str | None = None, partial_path: str | None = None) -> None:
         self.partial_path = partial_path
         super().__init__(message, hint=hint)
+
+
+class OutputError(ClrfindError):
+    """An output file could not be written (full disk, file size limit, permissions, a path that is a file)."""
+
+    exit_code = 1
 
 
 class RunInterrupted(ClrfindError):

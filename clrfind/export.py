@@ -25,7 +25,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from clrfind.errors import ExportError
+from clrfind.errors import ExportError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
 from clrfind.results import OptimizerRef, RangeTestResult
 
@@ -36,6 +36,7 @@ POLICIES = ("auto", "triangular", "triangular2", "exp_range", "one-cycle", "cosi
 FORMATS = ("yaml", "json", "python")
 CYCLIC_POLICIES = ("triangular", "triangular2", "exp_range")
 
+OPTIMIZER_MODULE = "torch.optim"
 SCHEDULER_MODULE = "torch.optim.lr_scheduler"
 CYCLIC = f"{SCHEDULER_MODULE}.CyclicLR"
 ONE_CYCLE = f"{SCHEDULER_MODULE}.OneCycleLR"
@@ -308,6 +309,12 @@ def _usable_bounds(result: RangeTestResult) -> _UsableBounds:
         raise ExportError(
             f"no usable bounds in the results: {why}", hint=b.next_step or "re-run the range test"
         )
+    for name, value in (("base_lr", b.base_lr), ("max_lr", b.max_lr), ("peak_lr", b.peak_lr)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ExportError(
+                f"bounds.{name} is {value}, not a positive finite learning rate; a schedule cannot start from it",
+                hint="the results file was edited or damaged; re-run the range test",
+            )
     return _UsableBounds(
         float(b.base_lr), float(b.max_lr), b.peak_above_max_lr, b.confidence, b.method, b.reason
     )
@@ -557,26 +564,43 @@ def _check_schedule(schedule: Any, source: str) -> None:
 # ============================================================================================================
 
 
-def verify_schedule(schedule: dict[str, Any]) -> None:
+_TRUST_HINT = "pass --trust-results if you trust this file and the code it names, or export without --verify"
+
+
+def verify_schedule(schedule: dict[str, Any], *, trust: bool = False) -> None:
     """Build the optimizer (on a dummy parameter) and the scheduler from the dict and take one step.
 
-    Proves that the kwargs fit the torch classes before a user copies them into a training script.
+    Proves that the kwargs fit the torch classes before a user copies them into a training script. A schedule
+    made from a results file is data, and a hand-edited file can name any callable: unless `trust`, only
+    `torch.optim` optimizers are imported and built (the scheduler is always looked up in torch's own module).
 
     Raises:
-        ExportError: the optimizer cannot be imported or built, or the scheduler rejects its kwargs.
+        ExportError: the optimizer is not trusted, cannot be imported or built, or the scheduler rejects its
+            kwargs.
     """
     import torch
 
     _check_schedule(schedule, "schedule")
     target = schedule["optimizer"]["target"]
     module, name = _split_target(target)
+    if not trust and not (module == OPTIMIZER_MODULE or module.startswith(f"{OPTIMIZER_MODULE}.")):
+        raise ExportError(
+            f"optimizer.target {short_repr(target)} is not a {OPTIMIZER_MODULE} class; --verify builds only "
+            "torch's own optimizers from a results file",
+            hint=_TRUST_HINT,
+        )
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ExportError(
-            f"cannot import the optimizer {target} to verify the schedule: {exc}",
+            f"cannot import the optimizer {short_repr(target)} to verify the schedule: {one_line(exc)}",
             hint="verify where it is importable, or skip verification (--no-verify)",
         ) from exc
+    if not trust and not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ExportError(
+            f"optimizer.target {short_repr(target)} is not an optimizer class",
+            hint=_TRUST_HINT,
+        )
     param = torch.nn.Parameter(torch.zeros(1))
     try:
         optimizer = cls([param], **schedule["optimizer"]["kwargs"])
@@ -661,12 +685,14 @@ def write_schedule(
     steps_per_epoch: int | None = None,
     fmt: str = "yaml",
     verify: bool = False,
+    trust: bool = False,
     results_path: str | None = None,
 ) -> Path:
-    """Build, optionally verify with torch, render and write the schedule atomically; returns the path."""
+    """Build, optionally verify with torch (`trust`: see `verify_schedule`), render and write the schedule
+    atomically; returns the path."""
     schedule = build_schedule(
         result, policy=policy, epochs=epochs, steps_per_epoch=steps_per_epoch, results_path=results_path
     )
     if verify:
-        verify_schedule(schedule)
+        verify_schedule(schedule, trust=trust)
     return write_atomic(path, render_schedule(schedule, fmt))

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 Part = Literal["data", "val_data", "model", "loss", "step", "optimizer", "precision", "metric"]
 Path_ = Literal["spec", "library"]
 
-# kind -> (message, fix for a spec, fix for a library call). Messages name parts as {data}, {model}, ...; the
-# other fields ({batch}, {error}, ...) are the fault's facts.
+# kind -> (message, fix for a spec, fix for a library call). Messages name parts as {data}, {model}, ..., and the
+# part the fault blames as {blamed}; the other fields ({batch}, {error}, ...) are the fault's facts.
 _TEXTS: dict[str, tuple[str, str, str]] = {
     "batch_layout": (
         "{data}: a batch is {batch}, not an (inputs, targets) pair",
@@ -44,17 +44,17 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "the exception is chained as __cause__, with its traceback",
     ),
     "loss_type": (
-        "{step} returned {type}, not a loss tensor",
+        "{blamed} returned {type}, not a loss tensor",
         "return the scalar loss tensor (before .item())",
         "return the scalar loss tensor (before .item())",
     ),
     "loss_shape": (
-        "{step} returned a loss of shape {shape}, not a scalar",
+        "{blamed} returned a loss of shape {shape}, not a scalar",
         "reduce it (e.g. reduction='mean' in the loss, or .mean() in the step)",
         "reduce it (e.g. reduction='mean' in the loss, or .mean() in the step)",
     ),
     "loss_no_grad": (
-        "{step} returned a loss that does not require grad",
+        "{blamed} returned a loss that does not require grad",
         "compute it from the model's output without torch.no_grad() or .detach()",
         "compute it from the model's output without torch.no_grad() or .detach()",
     ),
@@ -103,7 +103,9 @@ class Fault(SetupError):
         self.kind, self.part, self.step, self.facts = kind, part, step, facts
         message, _, fix = _TEXTS[kind]
         names = {p: p for p in _PART_NAMES}
-        super().__init__(message.format(**names, **facts), hint=fix.format(**names, **facts))
+        super().__init__(
+            message.format(**names, blamed=part, **facts), hint=fix.format(**names, blamed=part, **facts)
+        )
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class Terms:
     def error(self, fault: Fault) -> SetupError:
         """The fault as the one-line error this path's user reads (message and fix in their own words)."""
         message, spec_fix, library_fix = _TEXTS[fault.kind]
-        fields = {**self.names, **fault.facts}
+        fields = {**self.names, "blamed": self.names[fault.part], **fault.facts}
         fix = spec_fix if self.path == "spec" else library_fix
         return SetupError(self.prefix + message.format(**fields), hint=fix.format(**fields))
 

@@ -8,8 +8,10 @@ lowest loss pointed out. Running them is `clrfind.runs`' job; this module aggreg
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,10 +21,12 @@ import numpy as np
 from pydantic import ValidationError, model_validator
 
 from clrfind.analysis import smooth, suggest_bounds
-from clrfind.errors import ResultsError, UsageError
+from clrfind.errors import ResultsError, UsageError, one_line, short_repr
 from clrfind.fileio import read_document
 from clrfind.results import (
     RESULTS_NAME,
+    SWEEP_KIND,
+    SWEEP_NAME,
     RangeTestResult,
     RunCurve,
     Spread,
@@ -32,8 +36,6 @@ from clrfind.results import (
 )
 from clrfind.settings import FrozenModel
 
-SWEEP_NAME = "sweep.json"
-SWEEP_KIND = "clrfind-sweep"
 # Version 2 named a run's suggested lower bound `base_lr` (it was `min_lr`, the ladder's start in the results).
 SWEEP_SCHEMA_VERSION = 2
 # Values whose lowest loss is within this fraction of the spread of lowest losses count as "as low as the best";
@@ -181,9 +183,42 @@ def sweep_grid(settings: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]
 
 
 def run_label(overrides: dict[str, Any]) -> str:
-    """A readable, file-name-safe label: `weight_decay=0.0001` (last part of each key)."""
-    parts = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items()]
+    """A readable label: `weight_decay=0.0001` (last part of each key); `folder_names` makes it a folder."""
+    parts = [f"{k.rsplit('.', 1)[-1]}={_value_text(v)}" for k, v in overrides.items()]
     return ",".join(parts)
+
+
+def _value_text(value: Any) -> str:
+    """A sweep value as written (`0.0001`, `adam`), bounded: it is a table cell and a folder name."""
+    return one_line(value if isinstance(value, str) else short_repr(value), limit=FOLDER_NAME_LIMIT)
+
+
+# Longest folder name made from a sweep value: well under every filesystem's 255-byte limit, readable in `ls`.
+FOLDER_NAME_LIMIT = 80
+
+
+def folder_names(labels: Sequence[str]) -> list[str]:
+    """One folder name per run label, safe and distinct: a sweep value is data and may hold anything.
+
+    Characters other than letters, digits and `._=,+-` become `_` (no path separators, so nothing lands outside
+    the sweep folder), leading and trailing dots go (no `..`, no hidden folders), long names are cut and keep a
+    digest of the whole label, and names equal after all this (or equal but for case, which macOS and Windows
+    fold) get `~2`, `~3`, ...
+    """
+    names: list[str] = []
+    taken: set[str] = set()
+    for label in labels:
+        base = re.sub(r"[^A-Za-z0-9._=,+-]", "_", label).strip(".") or "_"
+        if len(base) > FOLDER_NAME_LIMIT:
+            digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+            base = f"{base[: FOLDER_NAME_LIMIT - 11]}-{digest}"
+        name, n = base, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}~{n}"
+        taken.add(name.lower())
+        names.append(name)
+    return names
 
 
 def lowest_loss(result: RangeTestResult) -> float | None:

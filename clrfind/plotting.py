@@ -171,11 +171,16 @@ def plot_sweep(results: Sequence[tuple[str, RangeTestResult]], *, log_x: bool | 
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Render to PNG in memory, then write it atomically: an interrupted save never leaves half a PNG."""
+def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, rendered in memory: written atomically afterwards, or with a run's other files."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=fig.dpi)
-    return write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render to PNG in memory, then write it atomically: an interrupted save never leaves half a PNG."""
+    return write_atomic(path, figure_png(fig))
 
 
 # -- pieces --------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from clrfind.errors import ResultsError
+from clrfind.errors import ResultsError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
 from clrfind.settings import FrozenModel, MetricName
 
@@ -33,6 +33,9 @@ READABLE_VERSIONS = (1, 2, 3)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
+# A sweep's file (clrfind.multi) and its `kind`, recognised here so that a sweep given as results is named as such.
+SWEEP_NAME = "sweep.json"
+SWEEP_KIND = "clrfind-sweep"
 
 StopReason = Literal["completed", "diverged", "non-finite", "interrupted", "error"]
 Confidence = Literal["high", "medium", "low", "none"]
@@ -286,7 +289,8 @@ def load_results(path: str | os.PathLike[str]) -> RangeTestResult:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / RESULTS_NAME
+        swept = not (path / RESULTS_NAME).exists() and (path / SWEEP_NAME).exists()
+        path = path / (SWEEP_NAME if swept else RESULTS_NAME)
     if not path.exists():
         raise ResultsError(
             f"{path}: no such results file", hint="pass the range_test.json a range test wrote"
@@ -301,10 +305,16 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
     """Validate a decoded results mapping; `source` names it in error messages."""
     if not isinstance(raw, dict):
         raise ResultsError(f"{source}: expected a JSON object at the top, got {type(raw).__name__}")
+    if raw.get("kind") == SWEEP_KIND:
+        raise ResultsError(
+            f"{source}: a sweep file (it lists one range test per value), not one range test's results",
+            hint="pass the range_test.json of one of its runs, e.g. the recommended one's folder; "
+            "`clrfind plot` takes the sweep file itself",
+        )
     version = raw.get("schema_version")
     if version not in READABLE_VERSIONS:
         raise ResultsError(
-            f"{source}: schema_version is {version!r}, this clrfind reads versions "
+            f"{source}: schema_version is {short_repr(version)}, this clrfind reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}",
             hint="re-run the range test with this clrfind, or use the clrfind version that wrote the file",
         )
@@ -312,7 +322,7 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
         return RangeTestResult.model_validate(_migrate(raw, version))
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<top>"
+        where = one_line(".".join(str(p) for p in first["loc"]), limit=100) or "<top>"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ResultsError(
             f"{source}: key '{where}': {first['msg']}{more}",

@@ -9,6 +9,7 @@ one or two spec keys. The spec file is read once: repeats, sweep values and rank
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -23,6 +24,7 @@ from clrfind.api import (
     check_output_dir,
     check_spec,
     default_out_dir,
+    holding_output_dir,
     run_spec,
     write_outputs,
 )
@@ -33,6 +35,7 @@ from clrfind.multi import (
     SweepFile,
     SweepRun,
     aggregate_repeats,
+    folder_names,
     lowest_loss,
     recommend,
     run_label,
@@ -85,10 +88,15 @@ def run(
     from clrfind.distributed import launched_distributed
 
     if not launched_distributed():
-        return _run_mode(loaded, out_dir, repeats, progress)
+        with holding_output_dir(out_dir):
+            return _run_mode(loaded, out_dir, repeats, progress)
     from clrfind.distributed import Peers, distributed_context, mean_over_ranks, pick_device
 
-    with distributed_context(loaded.spec.device) as ctx:
+    # Rank 0 alone writes, so it alone holds the folder.
+    with (
+        distributed_context(loaded.spec.device) as ctx,
+        holding_output_dir(out_dir) if ctx.is_main else contextlib.nullcontext(),
+    ):
         local = loaded.with_overrides({"device": pick_device(loaded.spec.device, ctx.local_rank)})
         reduce = mean_over_ranks(ctx.world_size)
         peers = Peers.of_group(ctx.rank)
@@ -218,6 +226,18 @@ class SweepOutcome:
     plot: Path | None = None
 
 
+def _holding_out_dir(fn: Callable[..., SweepOutcome]) -> Callable[..., SweepOutcome]:
+    """Run `fn` holding its `out_dir` (see `holding_output_dir`)."""
+
+    @functools.wraps(fn)
+    def holding(*args: Any, out_dir: Path, **kwargs: Any) -> SweepOutcome:
+        with holding_output_dir(out_dir):
+            return fn(*args, out_dir=out_dir, **kwargs)
+
+    return holding
+
+
+@_holding_out_dir
 def sweep(
     loaded: LoadedSpec,
     settings: Sequence[tuple[str, list[Any]]],
@@ -232,22 +252,29 @@ def sweep(
     Every value's spec is validated before the first run starts, so a bad value fails fast. With more than one
     device the runs go to parallel processes, one per device; otherwise they run one after the other. One failing
     value does not lose the others; Ctrl-C or SIGTERM stops the whole sweep (the current value saves what it
-    measured), writes the sweep file for what ran, and raises `RunInterrupted` saying what was kept.
+    measured), writes the sweep file for what ran, and raises `RunInterrupted` saying what was kept. The sweep holds
+    `out_dir` until it ends (see `holding_output_dir`).
     """
     grid = sweep_grid(settings)
     specs = [(run_label(o), loaded.with_overrides(o), o) for o in grid]
+    # Values become folder names: escaped, so none leads outside out_dir, and distinct, so none shares a folder.
+    folders = folder_names([label for label, _, _ in specs])
     check_output_dir(out_dir)
     stopped: RunInterrupted | None = None
     if devices and len(devices) > 1:
-        outcomes = _run_parallel([(label, spec, out_dir / label) for label, spec, _ in specs], devices)
+        # Jobs are keyed by folder: labels of equal values are equal.
+        jobs = [(folder, spec, out_dir / folder) for (_, spec, _), folder in zip(specs, folders, strict=True)]
+        outcomes = _run_parallel(jobs, devices)
     else:
         progress = progress or _no_progress
         outcomes = []
-        for label, spec, _ in specs:
+        for (label, spec, _), folder in zip(specs, folders, strict=True):
             try:
                 # A stop held back while the previous value saved its files lands here, before this one starts.
                 with stops.allowed(), progress(label, spec.spec.range_test.steps) as callback:
-                    outcomes.append((run_spec(spec, out_dir=out_dir / label, callback=callback).result, None))
+                    outcomes.append(
+                        (run_spec(spec, out_dir=out_dir / folder, callback=callback).result, None)
+                    )
             except KeyboardInterrupt as exc:  # before its first step
                 signum = stops.signal_of(exc)
                 stopped = RunInterrupted(f"{stops.stop_verb(signum)} before its first step", signum=signum)
@@ -259,13 +286,13 @@ def sweep(
                 outcomes.append((None, str(exc)))
     runs: list[SweepRun] = []
     results: list[tuple[str, RangeTestResult]] = []
-    for (label, _, overrides), (result, error) in zip(specs, outcomes, strict=False):
+    for (label, _, overrides), folder, (result, error) in zip(specs, folders, outcomes, strict=False):
         if result is not None:
             results.append((label, result))
         b = result.bounds if result is not None else None
         runs.append(
             SweepRun(
-                label=label, overrides=overrides, results=f"{label}/{RESULTS_NAME}",
+                label=label, overrides=overrides, results=f"{folder}/{RESULTS_NAME}",
                 base_lr=b.base_lr if b and b.usable else None, max_lr=b.max_lr if b and b.usable else None,
                 lowest_loss=lowest_loss(result) if result else None, confidence=b.confidence if b else "none",
                 stop_reason=result.stop_reason if result else "error", error=error,
@@ -273,7 +300,8 @@ def sweep(
         )  # fmt: skip
     if stopped is not None:  # the stopped value's partial results are in its folder, but it has no bounds
         label, _, overrides = specs[len(outcomes)]
-        runs.append(SweepRun(label=label, overrides=overrides, results=f"{label}/{RESULTS_NAME}",
+        folder = folders[len(outcomes)]
+        runs.append(SweepRun(label=label, overrides=overrides, results=f"{folder}/{RESULTS_NAME}",
                              stop_reason="interrupted", error=stopped.message))  # fmt: skip
     label, why = recommend(runs)
     sweep_file = SweepFile(

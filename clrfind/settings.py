@@ -13,17 +13,22 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clrfind.errors import SetupError, UsageError
+from clrfind.errors import SetupError, UsageError, short_repr
 from clrfind.ladder import DEFAULT_STEPS, Mode, ModeChoice, lr_ladder, resolve_mode
 
 Precision = Literal["fp32", "bf16", "fp16"]
 MetricName = Literal["loss", "accuracy", "val_loss"]
 
+# Longest test, in optimizer steps (also what `epochs` may come to): range tests run hundreds to thousands of
+# steps; a billion is a typo that would train for days and hold the whole ladder in memory.
+MAX_STEPS = 1_000_000
+MAX_EPOCHS = 10_000
+
 # The constraints of each setting, one definition for the spec and the library.
 LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Steps = Annotated[int, Field(ge=2)]
-Epochs = Annotated[int, Field(ge=1)]
-Positive = Annotated[int, Field(ge=1)]
+Steps = Annotated[int, Field(ge=2, le=MAX_STEPS)]
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+Positive = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 Seed = Annotated[int, Field(ge=0, lt=2**64)]
 
 DEFAULT_MIN_LR = 1e-5
@@ -124,6 +129,11 @@ class RunSettings(LadderSettings):
                 f"{source}.epochs: the training data has no length, so epochs cannot be counted",
                 hint="give the length in steps instead",
             )
+        if self.epochs * per_epoch > MAX_STEPS:
+            raise SetupError(
+                f"{source}.epochs: {self.epochs} epochs of {per_epoch} steps is more than {MAX_STEPS:,} steps",
+                hint="run fewer epochs, or give the length in steps",
+            )
         return max(2, self.epochs * per_epoch)
 
     def eval_interval(self, planned_steps: int) -> int:
@@ -147,7 +157,7 @@ def _usage_error(exc: ValidationError) -> UsageError:
             msg = "unknown setting"
         elif not name and ":" in msg:  # a rule across fields names its field first
             name, _, msg = msg.partition(": ")
-        problems.append(f"{name}: {msg}, got {err['input']!r}" if name and err["type"] != "value_error" else
+        problems.append(f"{name}: {msg}, got {short_repr(err['input'])}" if name and err["type"] != "value_error" else
                         f"{name}: {msg}" if name else msg)  # fmt: skip
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     return UsageError(problems[0] + more)

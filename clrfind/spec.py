@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from clrfind.errors import SpecError, UsageError, one_line
+from clrfind.errors import SpecError, UsageError, describe_exception, one_line, short_repr
 from clrfind.ladder import DEFAULT_STEPS
 from clrfind.settings import (
     FrozenModel,
@@ -41,6 +41,8 @@ from clrfind.settings import (
     length_and_range_problem,
 )
 
+# More DataLoader workers than any machine has cores is a typo, and would try to start that many processes.
+MAX_WORKERS = 512
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 # Names people reach for that difflib would map to the wrong device ("gpu" is closest to "cpu").
@@ -61,6 +63,15 @@ class _SpecLoader(_SafeBase):  # type: ignore[valid-type,misc]
     a learning rate would fail type checks. And PyYAML silently keeps the last of two equal keys, which hides typos
     made by copy-paste; a spec is short enough that a duplicate is always a mistake.
     """
+
+    def get_single_data(self) -> Any:
+        # The node graph is measured before anything is built from it: construction is recursive (deep nesting
+        # overflows the stack) and aliases share nodes (a 600-byte file can expand to gigabytes once copied).
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_node_size(node)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -91,13 +102,80 @@ _SpecLoader.add_implicit_resolver(
 )
 
 
+# What a spec (or a schedule file) may expand to. Real specs hold a few dozen values a few levels deep; the limits
+# leave room for long kwargs (class weights, layer lists) and stop alias bombs and nesting meant to crash.
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 100
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """YAML that parses but is refused: it would expand past MAX_YAML_VALUES values, nests deeper than
+    MAX_YAML_DEPTH, refers to itself, or holds a value Python cannot build (an integer of 5000 digits)."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+def _check_node_size(root: yaml.Node) -> None:
+    """Count the values the node graph expands to (an alias counts as often as it is used), without recursion.
+
+    Sizes of shared nodes are memoised, so the count is linear in the document even when its expansion is not.
+
+    Raises:
+        YAMLLimitError: too many values, too deep, or a node that contains itself (a recursive alias).
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_VALUES:
+                raise YAMLLimitError(
+                    f"it expands to more than {MAX_YAML_VALUES:,} values (aliases repeating a structure?)",
+                    node.start_mark,
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YAMLLimitError("an alias refers to a structure that contains it", node.start_mark)
+        on_path.add(key)
+        if len(on_path) > MAX_YAML_DEPTH:
+            raise YAMLLimitError(f"it nests deeper than {MAX_YAML_DEPTH} levels", node.start_mark)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def yaml_load(text: str) -> Any:
     """Parse YAML safely (no object construction) with the spec's rules: 1e-4 is a float, duplicate keys fail.
 
     Raises:
-        yaml.YAMLError: the text is not valid YAML.
+        yaml.YAMLError: the text is not valid YAML, or too large or deep once aliases are expanded
+            (`YAMLLimitError`).
     """
-    return yaml.load(text, Loader=_SpecLoader)  # a safe loader: no object construction
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # a safe loader: no object construction
+    except RecursionError:  # the pure-Python parser (PyYAML without libyaml) recurses while it parses
+        raise YAMLLimitError(f"it nests deeper than {MAX_YAML_DEPTH} levels", None) from None
+    except yaml.YAMLError:
+        raise
+    # PyYAML's constructors on odd scalars: `!!int` alone, an int of 5000 digits, ...
+    except Exception as exc:
+        raise YAMLLimitError(f"a value cannot be read ({describe_exception(exc)})", None) from None
 
 
 # -- the spec models -----------------------------------------------------------------------------------------------
@@ -140,7 +218,7 @@ class DataSpec(_Strict):
     val: TargetRef | None = None
     batch_size: int = Field(32, gt=0)
     shuffle: bool = True
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
 
 
 class RangeTestSpec(LadderSettings):
@@ -263,26 +341,31 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         SpecError: the file is missing or unreadable, not YAML, not a mapping, or invalid; `problems` lists all.
     """
     given = Path(path)
-    resolved = given.expanduser().resolve()
-    source = given.name or str(given)
-    if not resolved.exists():
-        raise _error([f"{given}: no such spec file (looked for {resolved})"])
-    if resolved.is_dir():
-        raise _error([f"{given}: is a folder, not a spec file (pass the .yaml file inside it)"])
+    shown = _shown_path(given)
+    source = one_line(given.name or str(given), limit=100)
+    try:
+        resolved = given.expanduser().resolve()
+        if not resolved.exists():
+            raise _error([f"{shown}: no such spec file (looked for {_shown_path(resolved)})"])
+        if resolved.is_dir():
+            raise _error([f"{shown}: is a folder, not a spec file (pass the .yaml file inside it)"])
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop of links
+        raise _error([f"{shown}: not a usable path ({one_line(exc)})"]) from exc
     try:
         text = resolved.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _error(
-            [f"{given}: not a text file ({exc.reason} at byte {exc.start}); pass a YAML spec"]
+            [f"{shown}: not a text file ({exc.reason} at byte {exc.start}); pass a YAML spec"]
         ) from exc
     except OSError as exc:
         raise _error(
-            [f"{given}: cannot read the file ({exc.strerror or exc}); check its permissions"]
+            [f"{shown}: cannot read the file ({exc.strerror or exc}); check its permissions"]
         ) from exc
     try:
         raw = yaml_load(text)
     except yaml.YAMLError as exc:
-        raise _error([f"{source}: not valid YAML {_yaml_where(exc)}"]) from exc
+        what = "refused" if isinstance(exc, YAMLLimitError) else "not valid YAML"
+        raise _error([f"{source}: {what} {_yaml_where(exc)}"]) from exc
     if raw is None:
         raise _error([f"{source}: the file is empty; a spec needs at least model, data, loss and optimizer"])
     if not isinstance(raw, dict):
@@ -295,6 +378,11 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
     raw = apply_overrides(raw, overrides or {}, source=source)
     return LoadedSpec(spec=_validate(raw, source), path=resolved, base_dir=resolved.parent, name=resolved.stem,
                       raw=raw)  # fmt: skip
+
+
+def _shown_path(path: Path) -> str:
+    """A path for a one-line message: control characters escaped (a path can hold anything), bounded."""
+    return one_line(repr(str(path))[1:-1], limit=200)
 
 
 def _validate(raw: dict[str, Any], source: str) -> Spec:
@@ -427,6 +515,14 @@ _TYPE_WORDS = {
 }
 
 
+_BOUND_WORDS = {
+    "greater_than": "greater than",
+    "greater_than_equal": "at least",
+    "less_than": "less than",
+    "less_than_equal": "at most",
+}
+
+
 def _error(problems: list[str]) -> SpecError:
     more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
     return SpecError(problems[0] + more, problems=problems)
@@ -446,10 +542,7 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return f"{str(value).lower()} (bool)"
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
+    return f"{short_repr(value)} ({type(value).__name__})"
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
@@ -460,7 +553,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
         elif re.fullmatch(r"[A-Za-z0-9_\-]+", str(part)):
             parts.append(str(part))
         else:
-            parts.append(repr(part))
+            parts.append(short_repr(part))
     return ".".join(parts).replace(".[", "[") or "<top>"
 
 
@@ -526,20 +619,19 @@ def _describe(err: Any, source: str) -> str:
     if kind in _TYPE_WORDS:
         detail = f"expected {_TYPE_WORDS[kind]}, got {_show(value)}"
         if kind in ("model_type", "model_attributes_type") and isinstance(value, str):
-            detail += f" (write {{target: {value}}})"
+            detail += f" (write {{target: {one_line(value, limit=80)}}})"
         elif kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
             detail += " (remove the quotes)"
         return f"{source}: {where}: {detail}"
     if kind == "literal_error":
         choices = [c.strip().strip("'") for c in re.split(r",| or ", ctx.get("expected", "")) if c.strip()]
-        close = closest(str(value), choices)
+        close = closest(value, choices) if isinstance(value, str) else None
         guess = f" (did you mean {close!r}?)" if close else ""
         return f"{source}: {where}: expected one of {', '.join(choices)}, got {_show(value)}{guess}"
-    if kind in ("greater_than", "greater_than_equal"):
-        bound = ctx.get("gt", ctx.get("ge"))
-        bound = f"{bound:g}" if isinstance(bound, (int, float)) else bound
-        op = "greater than" if kind == "greater_than" else "at least"
-        return f"{source}: {where}: must be {op} {bound}, got {_show_number(value)}"
+    if kind in _BOUND_WORDS:
+        bound = next(ctx[k] for k in ("gt", "ge", "lt", "le") if k in ctx)
+        bound = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        return f"{source}: {where}: must be {_BOUND_WORDS[kind]} {bound}, got {_show_number(value)}"
     if kind == "finite_number":
         return f"{source}: {where}: must be a finite number, got {value}"
     return f"{source}: {where}: {one_line(err['msg'])}, got {_show(value)}"
@@ -556,4 +648,4 @@ def _is_number(text: str) -> bool:
 def _show_number(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    return repr(value)
+    return short_repr(value)

@@ -39,6 +39,7 @@ USER_PACKAGE = "clrfind_user"
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _FORMS = "write 'pkg.mod:attr', 'pkg.mod.attr' or 'file.py:attr'"
 _STEP_ARGS = ("model", "batch", "loss_fn")
+_LOSS_ARGS = ("output", "target")
 _HERE = Path(__file__).resolve().parent
 
 
@@ -498,6 +499,8 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
                 )
         elif name == "step":
             problems += call_problems(obj, kwargs, positional=3, positional_names=_STEP_ARGS, **check)
+        elif name == "loss" and is_loss_function(obj, kwargs):
+            problems += call_problems(obj, kwargs, positional=2, positional_names=_LOSS_ARGS, **check)
         elif name.startswith("data.") and _is_ready_data(obj):
             # A ready Dataset/DataLoader instance is used as it is (see build); it cannot take kwargs.
             if kwargs:
@@ -510,6 +513,24 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
     if problems:
         raise _summary(problems)
     return resolved
+
+
+def is_loss_function(obj: Any, kwargs: Mapping[str, Any]) -> bool:
+    """True when a loss target is the loss itself (`torch.nn.functional.cross_entropy`, `fn(output, target)`), not a
+    factory that makes one (`torch.nn.CrossEntropyLoss`, `make_loss(smoothing=0.1)`).
+
+    A function, not a class, with at least two required positional parameters that `kwargs` leaves open: the
+    output and the target. The kwargs are then bound to it rather than passed to a call that makes a loss.
+    """
+    if inspect.isclass(obj) or not callable(obj):
+        return False
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    open_ = [p for p in params if p.kind in positional and p.default is p.empty and p.name not in kwargs]
+    return len(open_) >= 2
 
 
 def _accepts_keyword(obj: Any, name: str) -> bool:

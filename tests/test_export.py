@@ -494,8 +494,10 @@ def test_load_schedule_bad_contents(tmp_path: Path, edit: Any, needle: str) -> N
 def test_verify_reports_unimportable_or_rejecting_optimizers() -> None:
     schedule = build_schedule(make_result())
     schedule["optimizer"]["target"] = "no_such_package.optim.Fancy"
+    with pytest.raises(ExportError, match=r"is not a torch\.optim class.*--trust-results"):
+        verify_schedule(schedule)  # a results file is data: nothing outside torch.optim is imported
     with pytest.raises(ExportError, match=r"cannot import the optimizer .*--no-verify"):
-        verify_schedule(schedule)
+        verify_schedule(schedule, trust=True)
     schedule = build_schedule(make_result())
     schedule["optimizer"]["kwargs"]["momentum"] = -1.0
     with pytest.raises(ExportError, match=r"rejects optimizer\.kwargs"):

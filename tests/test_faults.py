@@ -11,6 +11,7 @@ from conftest import BASE_SPEC, write_spec
 from typer.testing import CliRunner
 
 from clrfind.cli import app
+from clrfind.errors import OutputError
 from clrfind.fileio import write_atomic
 
 OOM_STEP = """
@@ -45,7 +46,7 @@ def test_write_atomic_keeps_the_old_file_when_the_write_fails(tmp_path: Path, mo
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"range_test\.json: cannot write the file \(disk full\)"):
         write_atomic(target, '{"new": true, "long": "' + "x" * 100_000 + '"}')
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["range_test.json"]  # no temporary file left behind
