@@ -20,7 +20,7 @@ import numpy as np
 
 from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
-from clrfind.errors import RunError, RunInterrupted, UsageError
+from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
 from clrfind.fileio import check_writable_dir, folder_lock
 from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
@@ -481,9 +481,17 @@ def run_spec(
             result, check_stop = trainer.self_check(result, out, initial)
         except Fault as fault:
             raise terms.error(fault) from fault
-        files = write_outputs(result, out_dir) if write and rank == 0 else None
+        files, unsaved = None, ""
+        if write and rank == 0:
+            try:
+                files = write_outputs(result, out_dir)
+            except OutputError as exc:
+                if out.error is None and out.stop_signal is None and check_stop is None:
+                    raise
+                # The run stopped or failed first: that stays the error (and the exit code); the files' fate joins it.
+                unsaved = f"; the outputs were not all saved: {exc}"
     if out.error is not None:
-        where = f"; partial results saved to {files.results}" if files else ""
+        where = f"; partial results saved to {files.results}" if files else unsaved
         hint = None
         if _is_oom(out.error):
             hint = (
@@ -496,11 +504,11 @@ def run_spec(
             partial_path=str(files.results) if files else None,
         ) from out.error
     if out.stop_signal is not None:
-        where = f"; partial results saved to {files.out_dir}" if files else ""
+        where = f"; partial results saved to {files.out_dir}" if files else unsaved
         verb = stops.stop_verb(out.stop_signal)
         raise RunInterrupted(f"{verb} at step {result.steps_run} of {total}{where}", signum=out.stop_signal)
     if check_stop is not None:
-        where = f"; the results, with unchecked bounds, saved to {files.out_dir}" if files else ""
+        where = f"; the results, with unchecked bounds, saved to {files.out_dir}" if files else unsaved
         raise RunInterrupted(f"{stops.stop_verb(check_stop)} during the self-check{where}", signum=check_stop)
     stops.raise_pending(
         f"the run ({result.stop_reason}, {result.steps_run} steps) was saved to {files.out_dir}"

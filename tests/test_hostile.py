@@ -59,6 +59,23 @@ class Raising(torch.utils.data.Dataset):
         raise ValueError("corrupt record 7")
 
 
+class Late(torch.utils.data.Dataset):
+    """Fails part-way through the run, after some steps were measured."""
+
+    def __init__(self):
+        self.inner = blobs(1024)
+        self.seen = 0
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        self.seen += 1
+        if self.seen > 640:
+            raise ValueError("corrupt record")
+        return self.inner[i]
+
+
 class Nothing(torch.utils.data.IterableDataset):
     def __iter__(self):
         return iter(())
@@ -178,6 +195,20 @@ def test_disk_full_for_the_results_keeps_the_previous_run(tmp_path: Path, monkey
     monkeypatch.undo()
     assert (out / "range_test.json").read_text() == before
     assert_one_run(out, has=NAMES)
+
+
+def test_a_run_that_failed_and_could_not_save_says_both(tmp_path: Path, monkeypatch) -> None:
+    """The run's own failure stays the error and the exit code; the files' fate is added to its line."""
+    spec, out = (
+        hostile_spec(tmp_path, ("task.py:blobs, kwargs: {n: 1024}", "hostile.py:Late")),
+        tmp_path / "run",
+    )
+    _fail_writes_of(monkeypatch, NAMES)
+    line = one_error(invoke("range-test", spec, "--out", out, "-q", "--no-verify-bounds"), 1)
+    assert "corrupt record" in line and "the outputs were not all saved" in line
+    assert "could not write range_test.json" in line
+    monkeypatch.undo()
+    assert not out.exists() or not {p.name for p in out.iterdir() if not p.name.startswith(".")}
 
 
 def test_disk_quota_on_the_schedule(tmp_path: Path, monkeypatch) -> None:
