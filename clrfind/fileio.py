@@ -30,6 +30,19 @@ _WRITE_FIXES = {
 }
 
 
+# Temporary files staged and not yet renamed or removed: a second Ctrl-C exits at once (`os._exit`, no `finally`),
+# and removes these first so no hidden half-run file is left in the folder.
+_STAGED: set[Path] = set()
+
+
+def discard_staged() -> None:
+    """Remove every staged temporary file; for an immediate exit, which skips the writers' own clean-up."""
+    for tmp in list(_STAGED):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        _STAGED.discard(tmp)
+
+
 def _payload(data: str | bytes) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else data
 
@@ -45,6 +58,7 @@ def _stage(path: Path, payload: bytes) -> Path:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            _STAGED.add(tmp)
             break
         except FileExistsError:
             continue
@@ -54,19 +68,24 @@ def _stage(path: Path, payload: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _unstage(tmp)
         raise
     return tmp
+
+
+def _unstage(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    _STAGED.discard(tmp)
 
 
 def _commit(tmp: Path, path: Path) -> None:
     """Rename the staged file over `path`: atomic on POSIX and Windows, so readers see the old file or the new."""
     try:
         os.replace(tmp, path)
+        _STAGED.discard(tmp)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _unstage(tmp)
         raise
 
 
@@ -134,8 +153,7 @@ def write_together(files: Mapping[Path, str | bytes], *, first: Path, stale: lis
                 failed[path] = exc
     finally:
         for tmp in staged.values():  # only left when the results failed, or on an interrupt
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            _unstage(tmp)
     for path in stale:
         if path not in written:
             with contextlib.suppress(FileNotFoundError):
@@ -224,7 +242,7 @@ def check_writable_dir(path: str | os.PathLike[str]) -> Path:
         OSError: the folder cannot be created or written to.
     """
     path = Path(path)
-    os.unlink(_stage(path / ".clrfind-write-check", b""))
+    _unstage(_stage(path / ".clrfind-write-check", b""))
     return path
 
 

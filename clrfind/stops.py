@@ -123,6 +123,9 @@ def stop_signals() -> Iterator[None]:
         return
 
     def second(signum: int, frame: Any) -> None:
+        from clrfind.fileio import discard_staged
+
+        discard_staged()  # files already renamed are whole; the half-staged ones go
         os._exit(128 + signum)
 
     def first(signum: int, frame: Any) -> None:
