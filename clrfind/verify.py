@@ -6,12 +6,14 @@ peak trains: a model that already converged survives any LR, batch norm lets a s
 does not, and a high LR can fit noisy labels or overfit a small dataset. So the self-check asks the task itself: from
 the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps, once per
 candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down), on the same batches in the
-same order, and moves away from max_lr only where a trial ends clearly lower on the data that judges it (held-out
-samples when there are some: `clrfind.trials`). A trial that diverges, turns non-finite or ends no lower than it
-started fails. All trials together cost at most the range test's planned steps.
+same order, and judges them on held-out samples when there are some (`clrfind.trials`). A trial that diverges, turns
+non-finite or ends no lower than it started fails. All trials together cost at most the range test's planned steps.
 
-Short trials favour a higher LR (a lower one has not caught up yet), so they catch a peak that diverges or collapses
-far more often than they show that a stable peak is too high for a long run.
+The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
+the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
+only where a higher one ends clearly lower, and down wherever a lower one ends no worse than the best trial: a peak
+that keeps up over a few dozen steps does at least as well over the whole run. The lowest peak within noise of the
+best is kept, as the one-standard-error rule keeps the simplest model within noise of the best one.
 
 Pure decisions on the trials' losses live here; running a trial is `clrfind.trials`', through the engine.
 """
@@ -31,7 +33,7 @@ from clrfind.results import Bounds, OptimizerRef, Trial, Verification
 # Candidate peaks are this far apart (half a decade): close enough to matter, far enough that a short trial can tell
 # them apart.
 STEP = math.sqrt(10.0)
-# Trials: the one at max_lr, one step up, one step down, and one more in the direction that won.
+# Trials: the one at max_lr, one or two steps up, then down while the lower peaks keep up.
 MAX_TRIALS = 4
 # The lowest peak tried is max_lr / FLOOR (three steps down): the range test's max_lr can sit well above where a
 # long run trains best (an adaptive optimizer's loss floor, a small dataset it overfits), but further down the
@@ -43,7 +45,7 @@ MIN_TRIAL_STEPS = 12
 FINAL_FRACTION = 0.2
 # ... and one trial beats another when, sample by sample on the held-out data (else step by step on the same
 # training batches), its loss is lower by more than 2 standard errors of the paired difference and by more than 1% of
-# the trial's fall: noise alone never moves the peak.
+# the trial's fall: noise alone never moves the peak up, nor stops a lower peak that trains as well.
 SIGNIFICANCE = 2.0
 MIN_GAIN = 0.01
 
@@ -168,10 +170,28 @@ def verify(
             best = challenger
         return best
 
+    def descend(candidates: list[float], best: _Run) -> _Run:
+        """Step down through `candidates` while each trains no worse than the best trial so far; the lowest."""
+        chosen = best if best.trained else None
+        for peak in candidates:
+            if len(runs) >= MAX_TRIALS:
+                break
+            challenger = trial(peak)
+            if chosen is None:  # nothing trained yet: the first lower peak that trains is the one to beat
+                if challenger.trained:
+                    chosen = best = challenger
+                continue
+            if not challenger.trained or clearly_better(best, challenger):
+                break
+            chosen = challenger
+            if clearly_better(challenger, best):
+                best = challenger
+        return chosen or best
+
     center = best
     best = climb(up, best)
     if best is center or not best.trained:
-        best = climb(down, best)
+        best = descend(down, best)
     checked, record = _apply(bounds, best, runs, steps, top)
     return checked, record.model_copy(update={"judged_on": judged_on})
 
@@ -217,8 +237,9 @@ def _apply(
         update: dict[str, object] = {"peak_lr": peak, "max_rationale": f"{bounds.max_rationale}; {note}"}
     else:
         outcome = (
-            f"max_lr and the one-cycle peak lowered to {two_digits(peak)} (a cycle peaking at max_lr "
-            f"{two_digits(bounds.max_lr)} trained worse); loss after {steps}-step trials: {tried}"
+            f"max_lr and the one-cycle peak lowered to {two_digits(peak)} (a cycle peaking there trained no worse "
+            f"than one at max_lr {two_digits(bounds.max_lr)}, and short trials favour the higher LR); loss after "
+            f"{steps}-step trials: {tried}"
         )
         update = {
             "peak_lr": peak,

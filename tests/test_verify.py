@@ -61,7 +61,7 @@ def test_a_higher_peak_that_trains_clearly_better_is_kept() -> None:
 
 
 def test_a_higher_peak_that_diverges_falls_back_to_max_lr() -> None:
-    run, _asked = scripted(lambda p: 0.5, diverge_above=0.2)
+    run, _asked = scripted(lambda p: 0.5 + max(0.0, math.log10(0.1 / p)), diverge_above=0.2)
     bounds, record = verify(BOUNDS, SGD, 300, run)
     assert bounds.peak_lr == pytest.approx(0.1) and bounds.max_lr == pytest.approx(0.1)
     assert any(t.stop_reason == "diverged" and t.final_loss is None for t in record.trials)
@@ -69,9 +69,29 @@ def test_a_higher_peak_that_diverges_falls_back_to_max_lr() -> None:
 
 
 def test_noise_alone_never_moves_the_peak_up() -> None:
-    run, _ = scripted(lambda p: 0.5, noise=0.05)
+    run, asked = scripted(lambda p: 0.5, noise=0.05)
     bounds, _ = verify(BOUNDS, SGD, 300, run)
-    assert bounds.peak_lr == pytest.approx(0.1)  # no evidence for the extrapolation: max_lr
+    assert bounds.peak_lr <= 0.1  # no evidence for the extrapolation
+    assert max(asked) > 0.1  # though it was tried
+
+
+def test_a_lower_peak_that_trains_as_well_is_kept_and_a_worse_one_stops_the_descent() -> None:
+    """Short trials favour the higher LR: one 3x lower that keeps up wins; one 10x lower that falls behind
+    (by far more than the noise) does not, and the search stops there."""
+    run, asked = scripted(lambda p: 0.5 if p >= 0.03 else 0.9)
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP) and bounds.max_lr == bounds.peak_lr
+    assert bounds.base_lr == pytest.approx(0.01 / STEP)
+    assert "trained no worse" in record.outcome and len(asked) == MAX_TRIALS
+
+
+def test_the_descent_compares_with_the_best_trial_not_the_last() -> None:
+    """Each step down loses a little, less than the noise to its neighbour but clearly more than the noise to the
+    best: the descent stops where the loss to the best becomes clear, instead of drifting down step by step."""
+    # 0.006 a step down; 1% of the fall (the least a clear difference is) is about 0.009
+    run, asked = scripted(lambda p: 0.5 + 0.012 * math.log10(0.1 / p))
+    bounds, _ = verify(BOUNDS.model_copy(update={"peak_lr": 0.1}), SGD, 300, run)
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP) and len(asked) == 3
 
 
 def test_a_lower_peak_that_trains_clearly_better_lowers_max_lr_too() -> None:
