@@ -59,30 +59,15 @@ class Raising(torch.utils.data.Dataset):
         raise ValueError("corrupt record 7")
 
 
-class Late(torch.utils.data.Dataset):
-    """Fails part-way through the run, after some steps were measured."""
-
-    def __init__(self):
-        self.inner = blobs(1024)
-        self.seen = 0
-
-    def __len__(self):
-        return len(self.inner)
-
-    def __getitem__(self, i):
-        self.seen += 1
-        if self.seen > 640:
-            raise ValueError("corrupt record")
-        return self.inner[i]
-
-
 class Nothing(torch.utils.data.IterableDataset):
     def __iter__(self):
         return iter(())
 
 
-class Killer(torch.utils.data.Dataset):
-    """Its worker dies (SIGKILL, as the OOM killer does) after a few items."""
+class Late(torch.utils.data.Dataset):
+    """Fails part-way through the run, after some steps were measured."""
+
+    after = 640
 
     def __init__(self):
         self.inner = blobs(1024)
@@ -93,9 +78,22 @@ class Killer(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         self.seen += 1
-        if torch.utils.data.get_worker_info() is not None and self.seen > 200:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.seen > self.after:
+            self.fail()
         return self.inner[i]
+
+    def fail(self):
+        raise ValueError("corrupt record")
+
+
+class Killer(Late):
+    """Its worker dies (SIGKILL, as the OOM killer does) after a few items."""
+
+    after = 200
+
+    def fail(self):
+        if torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
 '''
 
 
