@@ -81,6 +81,13 @@ def run(
     its shard (rank 0 writes); `repeats` > 1 runs seeds seed..seed+K-1 and saves their aggregate."""
     if repeats < 1:
         raise UsageError(f"--repeats must be >= 1, got {repeats}", hint="e.g. --repeats 5")
+    seed = loaded.spec.seed
+    if repeats > 1 and seed is not None and seed + repeats - 1 >= 2**64:
+        # Checked before run 1 trains: the last run's seed would fail only after the others had run.
+        raise UsageError(
+            f"--repeats {repeats} from seed {seed} needs seeds up to {seed + repeats - 1}, past 2**64 - 1",
+            hint=f"{loaded.path}: seed: use a seed below {2**64 - repeats + 1}",
+        )
     if dry_run:
         return check_spec(loaded)
     out_dir = out_dir or default_out_dir(loaded)
