@@ -551,6 +551,16 @@ def test_a_stop_inside_a_deferred_block_waits_for_its_end() -> None:
     )
 
 
+@pytest.fixture
+def sigint_not_ignored():
+    """In-process cases need Ctrl-C's own handler: a shell starts background jobs (the suite run under nohup or
+    `&`) with SIGINT ignored, which clrfind then leaves alone, as the user asked."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_not_ignored")
 def test_a_held_stop_is_raised_where_stops_are_allowed() -> None:
     with stops.stop_signals(), stops.deferred():
         os.kill(os.getpid(), signal.SIGINT)
@@ -560,6 +570,7 @@ def test_a_held_stop_is_raised_where_stops_are_allowed() -> None:
     assert stops.signal_of(caught.value) == signal.SIGINT and stops.take_pending() is None
 
 
+@pytest.mark.usefixtures("sigint_not_ignored")
 def test_handlers_are_put_back_and_ignored_signals_left_alone() -> None:
     before = signal.getsignal(signal.SIGINT)
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
