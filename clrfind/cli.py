@@ -108,6 +108,9 @@ def _cli_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ClrfindError as exc:
             if _state.debug:
+                # The traceback's message names the first problem and a count: list them all above it.
+                for problem in exc.problems if len(exc.problems) > 1 else []:
+                    _err().print(f"error: {problem}", markup=False)
                 raise
             if not exc.reported:  # reported already by another rank of the same torchrun job
                 _err().print(f"error: {exc}", markup=False)
