@@ -152,3 +152,8 @@ class RunInterrupted(ClrfindError):
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
         super().__init__(message, hint=hint)
+
+
+class ClrfindWarning(UserWarning):
+    """Something works but may not do what the user expects (bounds measured with another optimizer); the library
+    warns through `warnings` and never prints, so a caller can filter or raise it like any warning."""
