@@ -471,7 +471,7 @@ def test_load_schedule_warns_when_the_optimizer_is_not_the_measured_one(
     tmp_path: Path, measured: str, given: Any, needles: list[str] | None
 ) -> None:
     """An Adam given SGD's bounds (or the reverse) is warned about, with why; the same class or a subclass is not."""
-    from clrfind.errors import ClrfindWarning
+    from clrfind import ClrfindWarning  # public, so a caller can filter it or make it an error
 
     schedule = build_schedule(make_result(optimizer=measured))
     schedule["scheduler"]["kwargs"]["cycle_momentum"] = False  # the optimizers here need not have momentum
