@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-from conftest import BASE_SPEC, write_spec
+from conftest import BASE_SPEC, REPO, SAMPLES, write_spec
 from typer.testing import CliRunner
 
 from clrfind.cli import app
@@ -48,10 +49,18 @@ def test_alias_keeps_the_blocks_own_keys(tmp_path: Path) -> None:
     assert model.checkpoint == "w.pt" and model.kwargs == {"hidden": 8}
 
 
-def test_alias_spec_passes_clrfind_check(tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["check", str(write_spec(tmp_path, HYDRA_SPEC))])
+def test_the_readme_example_passes_clrfind_check(tmp_path: Path) -> None:
+    """The README's `_target_` example, beside the sample configs' models.py and data.py, builds and trains."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Configs you already have", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "_target_:" in example and "_component_:" in example
+    for name in ("models.py", "data.py"):
+        shutil.copy(SAMPLES / name, tmp_path / name)
+    (tmp_path / "spec.yaml").write_text(example + "device: cpu\n")
+    res = CliRunner().invoke(app, ["check", str(tmp_path / "spec.yaml")])
     assert res.exit_code == 0, res.stderr
-    assert "ok: the spec builds" in res.stdout
+    assert "parameters: 5,764" in res.stdout and "ok: the spec builds" in res.stdout
 
 
 def test_kwargs_problems_name_the_keys_as_written(tmp_path: Path) -> None:
