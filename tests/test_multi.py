@@ -46,15 +46,15 @@ def test_mean_curve_keeps_steps_most_runs_reached() -> None:
     assert len(lrs) == 3
 
 
-def test_aggregate_repeats_records_every_run_and_spread() -> None:
+def _same_curve_runs(bounds: list[tuple[float, float]]) -> list[RangeTestResult]:
+    """One run per (base_lr, max_lr): a fall and a blow-up, each run's curve shifted up by 0.01 per seed."""
     x = np.linspace(0, 1, 80)
-    runs = [
-        _result(
-            s, list(2.0 - 1.5 * np.tanh(4 * x) + 3 * np.clip(x - 0.7, 0, None) ** 2 * 20 + 0.01 * s), (lo, hi)
-        )
-        for s, (lo, hi) in enumerate([(0.05, 0.4), (0.06, 0.5), (0.07, 0.6)])
-    ]
-    agg = aggregate_repeats(runs)
+    curve = 2.0 - 1.5 * np.tanh(4 * x) + 3 * np.clip(x - 0.7, 0, None) ** 2 * 20
+    return [_result(s, list(curve + 0.01 * s), b) for s, b in enumerate(bounds)]
+
+
+def test_aggregate_repeats_records_every_run_and_spread() -> None:
+    agg = aggregate_repeats(_same_curve_runs([(0.05, 0.4), (0.06, 0.5), (0.07, 0.6)]))
     assert agg.runs is not None and [r.seed for r in agg.runs] == [0, 1, 2]
     assert agg.spread is not None
     assert agg.spread["max_lr"].median == pytest.approx(0.5)
@@ -113,14 +113,7 @@ def test_aggregate_repeats_says_which_runs_it_left_out_and_which_bound_to_use() 
 
 
 def test_aggregate_repeats_adds_no_notes_when_the_runs_agree() -> None:
-    x = np.linspace(0, 1, 80)
-    runs = [
-        _result(
-            s, list(2.0 - 1.5 * np.tanh(4 * x) + 3 * np.clip(x - 0.7, 0, None) ** 2 * 20 + 0.01 * s), (lo, hi)
-        )
-        for s, (lo, hi) in enumerate([(0.03, 0.3), (0.06, 0.5), (0.2, 0.9)])
-    ]
-    agg = aggregate_repeats(runs)
+    agg = aggregate_repeats(_same_curve_runs([(0.03, 0.3), (0.06, 0.5), (0.2, 0.9)]))
     assert agg.bounds is not None and agg.bounds.usable
     assert agg.notes == []
 
