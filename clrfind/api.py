@@ -598,6 +598,8 @@ class _StampedLoader:
         return len(self.loader)  # type: ignore[arg-type]  # TypeError for iterable data, as the loader's own
 
     def __getattr__(self, name: str) -> Any:  # the sampler, for a DistributedSampler's set_epoch
+        if name == "loader":  # not set yet (a copy being made): no endless lookup
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
     def __iter__(self) -> Iterator[Any]:
@@ -611,9 +613,9 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     warm-up.
 
     Nothing is written. The first step is diagnosed like a real run (batch layout, output/target shapes, scalar
-    loss), so every setup problem surfaces here in seconds. Warm-up and timed steps are one engine call, as a run
-    is: timing separate short calls counted each call's start-up as step time (47.8 ms a step estimated for a
-    run of 1.7 ms steps).
+    loss), so every setup problem surfaces here in seconds. Warm-up and timed steps are one engine call, as in a
+    run, timed from the batches' hand-overs: neither the first steps' set-up nor a call's own start-up (its first,
+    diagnosed step, a new data iterator) counts as step time.
     """
     from clrfind.build import build_components, resolve_device
     from clrfind.engine import describe_batch, run_loop
