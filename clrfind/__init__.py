@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Bounds",
     "ClrfindError",
+    "ClrfindWarning",
     "RangeTestResult",
     "__version__",
     "load_results",
@@ -29,11 +30,12 @@ _LAZY = {
     "RangeTestResult": "clrfind.results",
     "Bounds": "clrfind.results",
     "ClrfindError": "clrfind.errors",
+    "ClrfindWarning": "clrfind.errors",
 }
 
 if TYPE_CHECKING:
     from clrfind.api import range_test
-    from clrfind.errors import ClrfindError
+    from clrfind.errors import ClrfindError, ClrfindWarning
     from clrfind.export import load_schedule, write_schedule
     from clrfind.results import Bounds, RangeTestResult, load_results
 

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import datetime as _dt
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,8 +329,6 @@ class Trainer:
         them, keeps the range test's bounds with one cycle at max_lr (unchecked), and says so, so the caller can
         save everything before it stops.
         """
-        import time
-
         from clrfind.trials import TrialRunner, trial_data
         from clrfind.verify import verify
 
@@ -582,11 +581,41 @@ def _first_batch(loader: Iterable[Any], terms: Terms) -> Any:
         raise RunError(terms.raised("data", 0, exc), hint="run with --debug for the full traceback") from exc
 
 
+# Steps `check_spec` trains before it starts timing: the first ones pay for lazy set-up (kernels chosen, optimizer
+# state made, compilation, thread pools woken), which a run of hundreds of steps pays once.
+CHECK_WARMUP_STEPS = 2
+
+
+class _StampedLoader:
+    """The train loader, noting when each batch was handed over: the time between two hand-overs is one
+    micro-batch's whole step, so the steps after the warm-up can be timed inside one engine call."""
+
+    def __init__(self, loader: Iterable[Any]) -> None:
+        self.loader = loader
+        self.stamps: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]  # TypeError for iterable data, as the loader's own
+
+    def __getattr__(self, name: str) -> Any:  # the sampler, for a DistributedSampler's set_epoch
+        if name == "loader":  # not set yet (a copy being made): no endless lookup
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            self.stamps.append(time.perf_counter())
+            yield batch
+
+
 def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
-    """Validate, build, train one batch forward and backward, and time a few steps at the lowest LR.
+    """Validate, build, train a few batches forward and backward at the lowest LR, and time the ones after the
+    warm-up.
 
     Nothing is written. The first step is diagnosed like a real run (batch layout, output/target shapes, scalar
-    loss), so every setup problem surfaces here in seconds.
+    loss), so every setup problem surfaces here in seconds. Warm-up and timed steps are one engine call, as in a
+    run, timed from the batches' hand-overs: neither the first steps' set-up nor a call's own start-up (its first,
+    diagnosed step, a new data iterator) counts as step time.
     """
     from clrfind.build import build_components, resolve_device
     from clrfind.engine import describe_batch, run_loop
@@ -596,20 +625,21 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     device = resolve_device(spec.device, source=loaded.source)
     comps = build_components(loaded, device=device)
     timing = settings.model_copy(update={"metric": "loss"})  # check times training steps only
-    runs = []
-    for n in (1, timed_steps):  # the first step pays for warm-up (and compilation); time the ones after it
-        try:
-            out = run_loop(
-                comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, np.full(n, settings.min_lr),
-                device=device, settings=timing, step_fn=comps.step_fn,
-            )  # fmt: skip
-        except Fault as fault:
-            raise terms.error(fault) from fault
-        if out.error is not None:
-            raise RunError(
-                out.stop_text(terms), hint="run with --debug for the full traceback"
-            ) from out.error
-        runs.append(out)
+    loader = _StampedLoader(comps.train_loader)
+    try:
+        out = run_loop(
+            comps.model, loader, comps.loss_fn, comps.optimizer,
+            np.full(CHECK_WARMUP_STEPS + timed_steps, settings.min_lr), device=device, settings=timing,
+            step_fn=comps.step_fn,
+        )  # fmt: skip
+    except Fault as fault:
+        raise terms.error(fault) from fault
+    if out.error is not None:
+        raise RunError(out.stop_text(terms), hint="run with --debug for the full traceback") from out.error
+    ended = time.perf_counter()  # after the engine's last read of a loss: a GPU's queued work is counted
+    # Per batch, then per step: an fp16 step the scaler skipped took a batch too, and accumulation takes several.
+    first = min(CHECK_WARMUP_STEPS * settings.accumulate, len(loader.stamps) - 1)
+    per_batch = (ended - loader.stamps[first]) / (len(loader.stamps) - first)
     return CheckReport(
         spec_path=loaded.path,
         device=str(device),
@@ -619,7 +649,7 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         batches_per_epoch=comps.batches_per_epoch,
         steps_per_epoch=settings.steps_per_epoch(comps.batches_per_epoch),
         planned_steps=settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: range_test"),
-        seconds_per_step=runs[-1].seconds / max(1, timed_steps),
+        seconds_per_step=per_batch * settings.accumulate,
         metric=settings.metric,
         ladder=describe_ladder(settings.min_lr, settings.max_lr, settings.mode),
     )

@@ -108,6 +108,9 @@ def _cli_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ClrfindError as exc:
             if _state.debug:
+                # The traceback's message names the first problem and a count: list them all above it.
+                for problem in exc.problems if len(exc.problems) > 1 else []:
+                    _err().print(f"error: {problem}", markup=False)
                 raise
             if not exc.reported:  # reported already by another rank of the same torchrun job
                 _err().print(f"error: {exc}", markup=False)
@@ -274,7 +277,7 @@ def range_test_cmd(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Output folder [default: clrfind-runs/<spec name>].", rich_help_panel=_RUN
+            "--out", "-o", help="Output folder (default: clrfind-runs/<spec name>).", rich_help_panel=_RUN
         ),
     ] = None,
     device: Annotated[
@@ -328,8 +331,8 @@ def range_test_cmd(
         bool | None,
         typer.Option(
             "--verify-bounds/--no-verify-bounds",
-            help="Train with the suggested one cycle, compressed, before trusting its peak [default: the spec's "
-            "verify_bounds, on].",
+            help="Train with the suggested one cycle, compressed, before trusting its peak (default: the spec's "
+            "verify_bounds, on).",
             rich_help_panel=_RANGE,
         ),
     ] = None,
@@ -395,10 +398,10 @@ def plot_cmd(
     results: Annotated[Path, typer.Argument(help="A range_test.json (or the run folder holding it).")],
     out: Annotated[
         str | None,
-        typer.Option("--out", "-o", help="PNG (or folder) to write [default: beside the results]."),
+        typer.Option("--out", "-o", help="PNG (or folder) to write (default: beside the results)."),
     ] = None,
     log_x: Annotated[
-        bool | None, typer.Option("--log-x/--linear-x", help="LR axis scale [default: log for exp tests].")
+        bool | None, typer.Option("--log-x/--linear-x", help="LR axis scale (default: log for exp tests).")
     ] = None,
 ) -> None:
     """Re-render the plot from a results file alone (no torch needed)."""
@@ -435,7 +438,7 @@ def export_cmd(
     out: Annotated[
         str | None,
         typer.Option(
-            "--out", "-o", help="File (or folder) to write, '-' for stdout [default: beside the results]."
+            "--out", "-o", help="File (or folder) to write, '-' for stdout (default: beside the results)."
         ),
     ] = None,
     policy: Annotated[
@@ -446,7 +449,7 @@ def export_cmd(
         int | None, typer.Option(help="Training length; the schedule is fitted to end at the end of a cycle.")
     ] = None,
     steps_per_epoch: Annotated[
-        int | None, typer.Option(help="Optimizer steps per epoch [default: what the range test saw].")
+        int | None, typer.Option(help="Optimizer steps per epoch (default: what the range test saw).")
     ] = None,
     fmt: Annotated[FormatOpt, typer.Option("--format", help="Output format.")] = FormatOpt.yaml,
     verify: Annotated[
@@ -499,7 +502,7 @@ def sweep_cmd(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder [default: clrfind-runs/<spec>-sweep].")
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: clrfind-runs/<spec>-sweep).")
     ] = None,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides the spec).")

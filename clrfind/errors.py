@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import reprlib
 import signal
+from typing import TypeVar
 
 # What user code can raise that counts as a failure of that code: `sys.exit()` in a step, a model constructor or a
 # dataset is a bug there, not a way out of clrfind (it would end the run silently, once with exit 0).
@@ -56,6 +57,9 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_E = TypeVar("_E", bound="ClrfindError")
+
+
 class ClrfindError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""
 
@@ -64,10 +68,19 @@ class ClrfindError(Exception):
     # with the code and prints nothing, so a failure is reported once.
     reported: bool = False
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, problems: list[str] | None = None) -> None:
         self.message = message
         self.hint = hint
+        # Every problem found when there were several (the message shows the first); `--debug` lists them all.
+        self.problems = problems or []
         super().__init__(self.__str__())
+
+    @classmethod
+    def from_problems(cls: type[_E], problems: list[str]) -> _E:
+        """One error for several problems: the first on one line, ``(+N more problems)``, all kept in `problems`
+        (validation checks everything before it stops, so one run of `clrfind check` shows every typo)."""
+        more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        return cls(problems[0] + more, problems=problems)
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -89,10 +102,6 @@ class SpecError(ClrfindError):
     """The spec file is missing, unreadable or invalid; carries every problem found, not just the first."""
 
     exit_code = 2
-
-    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None) -> None:
-        self.problems = problems or []
-        super().__init__(message, hint=hint)
 
 
 class TargetError(ClrfindError):
@@ -143,3 +152,8 @@ class RunInterrupted(ClrfindError):
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
         super().__init__(message, hint=hint)
+
+
+class ClrfindWarning(UserWarning):
+    """Something works but may not do what the user expects (bounds measured with another optimizer); the library
+    warns through `warnings` and never prints, so a caller can filter or raise it like any warning."""

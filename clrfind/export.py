@@ -22,10 +22,11 @@ import json
 import math
 import os
 import textwrap
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from clrfind.errors import ExportError, one_line, short_repr
+from clrfind.errors import ClrfindWarning, ExportError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
 from clrfind.results import OptimizerRef, RangeTestResult
 
@@ -621,6 +622,9 @@ def load_schedule(
     The optimizer's lr is first set to the file's ``optimizer.kwargs.lr`` (the schedulers start from it); call
     ``scheduler.step()`` after every ``optimizer.step()`` and train for ``training.total_steps`` steps.
 
+    Warns:
+        ClrfindWarning: the optimizer is not of the class the range test measured (nor a subclass of it).
+
     Raises:
         ExportError: the file is missing or invalid, or its kwargs do not fit this optimizer.
     """
@@ -633,7 +637,40 @@ def load_schedule(
         )
     schedule = read_document(path, error=ExportError, hint="re-export it with `clrfind export RESULTS`")
     _check_schedule(schedule, str(path))
+    mismatch = optimizer_mismatch(schedule["optimizer"], optimizer, str(path))
+    if mismatch is not None:
+        warnings.warn(mismatch, ClrfindWarning, stacklevel=2)
     return _build_scheduler(schedule, optimizer, str(path))
+
+
+def optimizer_mismatch(measured: dict[str, Any], optimizer: torch.optim.Optimizer, source: str) -> str | None:
+    """Why bounds measured with `measured` (a schedule's optimizer section) may not suit `optimizer`; None when it
+    is the same class or a subclass of it.
+
+    Classes are compared by name along the optimizer's MRO: the file names a class, and importing it to compare
+    would run code a data file names (`verify_schedule` imports only when trusted).
+    """
+    ran = OptimizerRef(target=str(measured["target"]), kwargs=dict(measured.get("kwargs") or {}))
+    cls = type(optimizer)
+    if any(c.__name__ == ran.name for c in cls.__mro__):
+        return None
+    given = OptimizerRef(target=f"{cls.__module__}.{cls.__qualname__}", kwargs=dict(optimizer.defaults))
+    if given.adaptive and not ran.adaptive:
+        why = (
+            f"{given.name} scales each parameter's step by its gradients' running size, so its good LRs are "
+            f"typically 10-100x lower than {ran.name}'s"
+        )
+    elif ran.adaptive and not given.adaptive:
+        why = (
+            f"{ran.name} scales each parameter's step by its gradients' running size and {given.name} does not, so "
+            f"{given.name}'s good LRs are typically 10-100x higher"
+        )
+    else:
+        why = "where the loss falls and blows up depends on the optimizer, so its bounds are a guess for another"
+    return (
+        f"{source}: the range test measured {ran.name}, but this optimizer is {given.name}: the bounds may not "
+        f"transfer ({why}); run the range test with {given.name}"
+    )
 
 
 def _build_scheduler(

@@ -27,6 +27,7 @@ from clrfind.results import (
     RESULTS_NAME,
     SWEEP_KIND,
     SWEEP_NAME,
+    Bounds,
     RangeTestResult,
     RunCurve,
     Spread,
@@ -114,6 +115,7 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
                  bounds=r.bounds)
         for r in runs
     ]  # fmt: skip
+    notes = sorted({n for r in runs for n in r.notes}) + repeat_notes(runs, len(mean), bounds, spreads)
     return first.model_copy(
         update={
             "lrs": [float(x) for x in lrs],
@@ -127,9 +129,47 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
             "spread": {k: v for k, v in spreads.items() if v is not None} or None,
             "metric": None,
             "timing": Timing(seconds=round(sum(r.timing.seconds for r in runs), 4)),
-            "notes": sorted({n for r in runs for n in r.notes}),
+            "notes": notes,
         }
     )
+
+
+def repeat_notes(
+    runs: Sequence[RangeTestResult], mean_steps: int, bounds: Bounds, spreads: dict[str, Spread | None]
+) -> list[str]:
+    """What the summary of repeated runs must say for its numbers to be followed: which runs (or parts of runs)
+    the aggregate left out and why, and which value to use where the mean curve's bound is one no run found."""
+    notes = []
+    label = {id(r): f"run {k} (seed {r.seed})" for k, r in enumerate(runs, start=1)}
+    for run in runs:
+        if run.bounds is None or not run.bounds.usable:
+            why = (
+                (run.bounds.reason if run.bounds is not None else None) or run.stop_detail or run.stop_reason
+            )
+            notes.append(
+                f"{label[id(run)]} found no bounds ({one_line(why, 120)}), so it is not in their spread"
+            )
+    # Only measured losses count as left out: a run's final NaN (its non-finite stop) is in no mean.
+    cut = [r for r in runs if any(v is not None and math.isfinite(v) for v in r.losses[mean_steps:])]
+    if cut:
+        notes.append(
+            f"the mean curve ends at step {mean_steps}, where fewer than half of the runs were still going: the "
+            f"later steps of {', '.join(label[id(r)] for r in cut)} are not in it"
+        )
+    keys = ["base_lr", "max_lr"] + (["peak_lr"] if bounds.peak_above_max_lr else [])
+    for key in keys:
+        value, spread = getattr(bounds, key), spreads.get(key)
+        if not bounds.usable or value is None or spread is None or spread.n < 2:
+            continue
+        if not spread.min <= value <= spread.max:
+            # The runs' median is a value the runs found; a mean of curves that turn at different LRs can put its
+            # turn where none of them turns.
+            notes.append(
+                f"{key} {value:.3g} from the mean curve is outside the runs' own range "
+                f"({spread.min:.3g}-{spread.max:.3g}): use the runs' median, {spread.median:.3g} "
+                f"(an exported schedule has {value:.3g})"
+            )
+    return notes
 
 
 # -- sweeps --------------------------------------------------------------------------------------------------------

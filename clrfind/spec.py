@@ -191,11 +191,92 @@ def _rule(detail: str, field: str | None = None) -> PydanticCustomError:
     return PydanticCustomError("spec_rule", "{detail}", {"detail": detail, "field": field or ""})
 
 
+# Hydra's and torchtune's names for `target`: with either, the block's other keys are the kwargs, as those configs
+# write them, so their `model:` and `optimizer:` blocks can be pasted into a spec.
+TARGET_ALIASES = ("_target_", "_component_")
+_TARGET_KEYS = ("target", *TARGET_ALIASES)
+# Hydra's instantiate options that would change what gets built. (`_partial_` does not: it asks for a callable that
+# takes the remaining arguments later, which is how clrfind calls every target; it is accepted and dropped.)
+_HYDRA_OPTIONS = {
+    "_recursive_": "clrfind does not build nested _target_ blocks",
+    "_convert_": "clrfind passes kwargs as plain YAML values",
+    "_args_": "clrfind passes keyword arguments only, besides the inputs it supplies",
+}
+
+
+def _clrfind_form(data: Any, own: typing.Collection[str]) -> Any:
+    """A target block in clrfind's form (`target` and `kwargs`), whichever way it was written.
+
+    Args:
+        data: the block as read from YAML (anything else than a mapping is left to the type check).
+        own: the block's own keys (`target`, `kwargs`, and `checkpoint` for the model), which keep their meaning
+            beside `_target_`; every other key is a kwarg there.
+    """
+    if not isinstance(data, dict):
+        return data
+    named = [k for k in _TARGET_KEYS if k in data]
+    if len(named) > 1:
+        raise _rule(f"both {named[0]!r} and {named[1]!r} name the target: keep one")
+    for key, why in _HYDRA_OPTIONS.items():
+        if key in data:
+            raise _rule(f"Hydra's {key} is not supported ({why}): remove it", key)
+    out = {k: v for k, v in data.items() if k != "_partial_"}
+    if "_partial_" in data and not isinstance(data["_partial_"], bool):
+        raise _rule(f"expected true or false, got {_show(data['_partial_'])}", "_partial_")
+    alias = named[0] if named and named[0] in TARGET_ALIASES else None
+    if alias is not None:
+        out["target"] = out.pop(alias)
+        loose = {k: v for k, v in out.items() if k not in own}
+        if loose and "kwargs" in out:
+            names = ", ".join(short_repr(k) for k in loose)
+            raise _rule(
+                f"arguments both beside {alias} ({names}) and under kwargs: write them one way (an override "
+                "such as optimizer.kwargs.x=... adds kwargs: set optimizer.x on such a block)"
+            )
+        if loose:
+            out = {k: v for k, v in out.items() if k in own} | {"kwargs": loose}
+    nested = _nested_target(out.get("kwargs"))
+    if nested is not None:
+        where = nested if alias else f"kwargs.{nested}"
+        raise _rule(
+            f"{where} is a nested _target_ block, which clrfind does not build: build that object inside a factory "
+            "function and name the factory here (target: models.py:make_model)"
+        )
+    return out
+
+
+def _nested_target(value: Any, path: str = "") -> str | None:
+    """The key path, inside kwargs, of the first mapping that names a target with `_target_` or `_component_`."""
+    if isinstance(value, dict):
+        if path and any(k in value for k in TARGET_ALIASES):
+            return path
+        items: typing.Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, child in items:
+        child_path = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key)
+        found = _nested_target(child, child_path)
+        if found is not None:
+            return found
+    return None
+
+
 class TargetRef(_Strict):
-    """A callable named by import path or file, and the keyword arguments it is called with."""
+    """A callable named by import path or file, and the keyword arguments it is called with.
+
+    Also written as Hydra's ``{_target_: torch.optim.SGD, momentum: 0.9}`` or torchtune's ``_component_``: the
+    other keys of the block are then its kwargs.
+    """
 
     target: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return _clrfind_form(data, cls.model_fields)
 
     @field_validator("target")
     @classmethod
@@ -317,6 +398,15 @@ class LoadedSpec:
     def resolved_dict(self) -> dict[str, Any]:
         return self.spec.resolved()
 
+    def target_key(self, block: str) -> str:
+        """The key path of a block's target as the file writes it (``"model.target"``, ``"model._target_"``), so
+        messages name the key the user can find."""
+        node: Any = self.raw
+        for part in block.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        written = next((k for k in TARGET_ALIASES if isinstance(node, dict) and k in node), "target")
+        return f"{block}.{written}"
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> LoadedSpec:
         """The same spec with dotted keys set (a repeat's seed, a sweep's value, a rank's device), validated
         again from the mapping already read: the file is read once per command, however many runs it makes."""
@@ -346,30 +436,36 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
     try:
         resolved = given.expanduser().resolve()
         if not resolved.exists():
-            raise _error([f"{shown}: no such spec file (looked for {_shown_path(resolved)})"])
+            raise SpecError.from_problems(
+                [f"{shown}: no such spec file (looked for {_shown_path(resolved)})"]
+            )
         if resolved.is_dir():
-            raise _error([f"{shown}: is a folder, not a spec file (pass the .yaml file inside it)"])
+            raise SpecError.from_problems(
+                [f"{shown}: is a folder, not a spec file (pass the .yaml file inside it)"]
+            )
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop of links
-        raise _error([f"{shown}: not a usable path ({one_line(exc)})"]) from exc
+        raise SpecError.from_problems([f"{shown}: not a usable path ({one_line(exc)})"]) from exc
     try:
         text = resolved.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _error(
+        raise SpecError.from_problems(
             [f"{shown}: not a text file ({exc.reason} at byte {exc.start}); pass a YAML spec"]
         ) from exc
     except OSError as exc:
-        raise _error(
+        raise SpecError.from_problems(
             [f"{shown}: cannot read the file ({exc.strerror or exc}); check its permissions"]
         ) from exc
     try:
         raw = yaml_load(text)
     except yaml.YAMLError as exc:
         what = "refused" if isinstance(exc, YAMLLimitError) else "not valid YAML"
-        raise _error([f"{source}: {what} {_yaml_where(exc)}"]) from exc
+        raise SpecError.from_problems([f"{source}: {what} {_yaml_where(exc)}"]) from exc
     if raw is None:
-        raise _error([f"{source}: the file is empty; a spec needs at least model, data, loss and optimizer"])
+        raise SpecError.from_problems(
+            [f"{source}: the file is empty; a spec needs at least model, data, loss and optimizer"]
+        )
     if not isinstance(raw, dict):
-        raise _error(
+        raise SpecError.from_problems(
             [
                 f"{source}: expected a mapping of keys (model, data, loss, optimizer, ...) at the top, "
                 f"got {_show(raw)}"
@@ -390,7 +486,9 @@ def _validate(raw: dict[str, Any], source: str) -> Spec:
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise _error([_describe(err, source) for err in exc.errors(include_url=False)]) from None
+        raise SpecError.from_problems(
+            [_describe(err, source) for err in exc.errors(include_url=False)]
+        ) from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:
@@ -432,7 +530,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, sou
             if parts[:-1] == ["range_test"] and parts[-1] in ("steps", "epochs"):
                 node.pop("epochs" if parts[-1] == "steps" else "steps", None)
     if problems:
-        raise _error(problems)
+        raise SpecError.from_problems(problems)
     return out
 
 
@@ -523,11 +621,6 @@ _BOUND_WORDS = {
 }
 
 
-def _error(problems: list[str]) -> SpecError:
-    more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
-    return SpecError(problems[0] + more, problems=problems)
-
-
 def _yaml_where(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     what = one_line(getattr(exc, "problem", None) or str(exc))
@@ -572,11 +665,14 @@ def closest(word: str, choices: typing.Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+def _did_you_mean(word: str, choices: typing.Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
+    """`` (did you mean 'x'?)``, else the allowed names; `aliases` are other spellings, suggested as the name they
+    stand for."""
     choices = list(choices)
-    close = closest(word, choices)
+    aliases = aliases or {}
+    close = closest(word, [*choices, *aliases])
     if close:
-        return f" (did you mean {close!r}?)"
+        return f" (did you mean {aliases.get(close, close)!r}?)"
     return f" (allowed: {', '.join(choices)})"
 
 
@@ -611,7 +707,9 @@ def _describe(err: Any, source: str) -> str:
     where = _key_path(loc)
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
-        hint = _did_you_mean(str(loc[-1]), model.model_fields) if model is not None else ""
+        # A misspelt alias ("_targt_") is pointed at `target`, the spelling every example uses.
+        aliases = dict.fromkeys(TARGET_ALIASES, "target") if model and issubclass(model, TargetRef) else None
+        hint = _did_you_mean(str(loc[-1]), model.model_fields, aliases) if model is not None else ""
         return f"{source}: {where}: unknown key{hint}"
     if kind == "missing":
         example = _EXAMPLES.get(loc)

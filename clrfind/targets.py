@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import USER_FAILURES, ClrfindError, SetupError, TargetError, describe_exception
-from clrfind.spec import closest
+from clrfind.spec import TARGET_ALIASES, closest
 
 if TYPE_CHECKING:
     from clrfind.spec import LoadedSpec
@@ -351,7 +351,7 @@ def check_call(
         positional_names=positional_names,
     )
     if problems:
-        raise _summary(problems)
+        raise TargetError.from_problems(problems)
 
 
 def call_problems(
@@ -478,7 +478,7 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
     resolved: dict[str, Any] = {}
     problems: list[str] = []
     for name, ref in refs:
-        key = f"{name}.target"
+        key = loaded.target_key(name)
         try:
             obj = resolve_target(ref.target, base_dir=loaded.base_dir, key=key, source=source)
         except TargetError as exc:
@@ -489,7 +489,7 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
         check = {"key": key, "source": source, "target": ref.target}
         if name == "optimizer":
             if "lr" in kwargs:
-                problems.append(f"{source}: optimizer.kwargs.lr: lr is set by the range test; remove it")
+                problems.append(f"{source}: {_kwargs_key(key)}.lr: lr is set by the range test; remove it")
                 del kwargs["lr"]
             problems += call_problems(obj, kwargs, positional=1, positional_names=("params",), **check)
             if callable(obj) and not _accepts_keyword(obj, "lr"):
@@ -511,7 +511,7 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
         else:
             problems += call_problems(obj, kwargs, **check)
     if problems:
-        raise _summary(problems)
+        raise TargetError.from_problems(problems)
     return resolved
 
 
@@ -553,14 +553,11 @@ def _is_ready_data(obj: Any) -> bool:
 # -- messages ------------------------------------------------------------------------------------------------------
 
 
-def _summary(problems: list[str]) -> TargetError:
-    more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
-    return TargetError(problems[0] + more)
-
-
 def _kwargs_key(key: str) -> str:
-    """``"model.target"`` -> ``"model.kwargs"``: where a target's arguments live in the spec."""
-    return key.removesuffix(".target") + ".kwargs"
+    """Where a target's arguments live in the spec: ``"model.target"`` -> ``"model.kwargs"``, and
+    ``"model._target_"`` -> ``"model"`` (Hydra's arguments sit beside `_target_`)."""
+    block, _, written = key.rpartition(".")
+    return block if written in TARGET_ALIASES else f"{block}.kwargs"
 
 
 def _qualname(obj: Any) -> str:

@@ -121,6 +121,32 @@ def test_smooth_ignores_spikes_and_handles_degenerate_input():
     assert smooth(np.array([])).size == 0
 
 
+def test_smooth_never_leaves_the_raw_values_around_it():
+    """A sharp drop at the end once made a local line overshoot to a negative cross-entropy: each smoothed point
+    stays within the finite raw losses of its window, across NaN and inf too."""
+    y = np.linspace(2.3, 2.0, 100)
+    y[96:] = 0.01  # the loss falls to almost nothing in the last steps
+    y[[10, 40, 60]] = [np.nan, np.inf, -np.inf]
+    s = smooth(y)
+    assert np.isnan(s[[10, 40, 60]]).all()
+    assert np.nanmin(s) >= 0.01 and s[-1] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_smooth_stays_within_each_windows_finite_values(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 400))
+    y = np.cumsum(rng.standard_normal(n)) + np.where(np.arange(n) > n // 2, -20.0, 0.0)  # a walk with a cliff
+    y[rng.integers(0, n, size=n // 10)] = rng.choice([np.nan, np.inf, -np.inf, 50.0], size=n // 10)
+    window = int(rng.choice([5, 9, 31]))
+    s = smooth(y, window)
+    half = min(window // 2, (n - 1) // 2)
+    for i in np.flatnonzero(np.isfinite(y)):
+        near = y[max(0, i - half) : i + half + 1]
+        near = near[np.isfinite(near)]
+        assert near.min() - 1e-9 <= s[i] <= near.max() + 1e-9, i
+
+
 # == divergence ==============================================================================================
 
 

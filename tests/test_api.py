@@ -169,3 +169,35 @@ def test_bad_settings_are_rejected_before_any_step(tiny_task, kwargs, match) -> 
     with pytest.raises(UsageError, match=match):
         clrfind.range_test(model, _Untouchable(), loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, **kwargs)
     _assert_same(before, model, optimizer)
+
+
+SLOW_START_STEP = """
+import time
+
+calls = []
+
+
+def slow_start(model, batch, loss_fn):
+    # The first two steps pay a one-off cost (lazy set-up); every later one a steady 50 ms.
+    calls.append(1)
+    time.sleep(1.0 if len(calls) <= 2 else 0.05)
+    x, y = batch
+    return loss_fn(model(x), y)
+"""
+
+
+def test_check_times_steps_after_the_warm_up(tmp_path) -> None:
+    """The estimate is the steady step's time: neither the slow first steps nor each engine call's start-up."""
+    from conftest import BASE_SPEC, write_spec
+
+    from clrfind.api import CHECK_WARMUP_STEPS, check_spec
+    from clrfind.spec import load_spec
+    from clrfind.targets import resolve_target
+
+    (tmp_path / "steps.py").write_text(SLOW_START_STEP)
+    spec = write_spec(tmp_path, BASE_SPEC + "step: {target: steps.py:slow_start}\n")
+    report = check_spec(load_spec(spec), timed_steps=3)
+    # Counting the second slow step as a timed one would give 0.37 s; the margin is for a loaded machine.
+    assert 0.05 <= report.seconds_per_step < 0.25, report.seconds_per_step
+    calls = resolve_target("steps.py:calls", base_dir=tmp_path, key="k", source="s")
+    assert len(calls) == CHECK_WARMUP_STEPS + 3  # one engine call: warm-up and timed steps, nothing else

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -343,3 +344,38 @@ def test_ctrl_c_during_the_self_check_saves_everything_and_exits_130(
     assert data["verification"]["outcome"].startswith("interrupted by the user (Ctrl-C)")
     assert data["bounds"]["peak_lr"] == data["bounds"]["max_lr"]  # unchecked: no extrapolated peak
     assert (out / "schedule.yaml").exists() and (out / "range_test.png").exists()
+
+
+def _help_texts() -> list[tuple[str, str | None]]:
+    """(where, help) for every command and every option and argument of each, found by walking Click's tree."""
+    import typer.main
+
+    out: list[tuple[str, str | None]] = []
+
+    def walk(command: Any, path: str) -> None:
+        out.append((path, command.help))
+        out.extend((f"{path} {param.name}", getattr(param, "help", None)) for param in command.params)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "clrfind")
+    return out
+
+
+def test_help_strings_read_as_sentences() -> None:
+    """Each help text ends in a period, with no space before it, as rendered: Typer reads help as Rich markup,
+    where "[default: x]" is a style tag that vanishes and left "Output folder ." on screen."""
+    from rich.text import Text
+
+    texts = _help_texts()
+    assert len(texts) > 30  # every command's options were found
+    for where, text in texts:
+        assert text, f"{where}: no help"
+        shown = Text.from_markup(text.strip()).plain
+        assert shown.endswith(".") and not shown.endswith(" .") and "  " not in shown, f"{where}: {shown!r}"
+        assert len(shown) >= len(text.strip()) - 1, f"{where}: markup ate part of {text!r}"
+
+
+def test_rendered_help_keeps_the_defaults_it_names(runner: CliRunner) -> None:
+    res = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "(default: beside the results)." in res.stdout

@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -446,6 +447,49 @@ def test_load_schedule_refuses_to_turn_momentum_on(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"momentum 0.*cycle_momentum: false"):
         load_schedule(path, optimizer)
     assert optimizer.param_groups[0]["momentum"] == 0 and optimizer.param_groups[0]["lr"] == 0.1
+
+
+class _MySGD(torch.optim.SGD):
+    """A user's subclass of the optimizer the test measured: its bounds still apply."""
+
+
+@pytest.mark.parametrize(
+    ("measured", "given", "needles"),
+    [
+        (
+            "sgd-momentum",
+            lambda p: torch.optim.Adam(p),
+            ["measured SGD", "is Adam", "10-100x lower than SGD's"],
+        ),
+        ("adam", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), ["measured Adam", "10-100x higher"]),
+        ("adamw", lambda p: torch.optim.Adam(p), ["measured AdamW", "is Adam", "a guess for another"]),
+        ("sgd-momentum", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), None),
+        ("sgd-plain", lambda p: _MySGD(p, lr=0.1, momentum=0.9), None),
+    ],
+)
+def test_load_schedule_warns_when_the_optimizer_is_not_the_measured_one(
+    tmp_path: Path, measured: str, given: Any, needles: list[str] | None
+) -> None:
+    """An Adam given SGD's bounds (or the reverse) is warned about, with why; the same class or a subclass is not."""
+    from clrfind import ClrfindWarning  # public, so a caller can filter it or make it an error
+
+    schedule = build_schedule(make_result(optimizer=measured))
+    schedule["scheduler"]["kwargs"]["cycle_momentum"] = False  # the optimizers here need not have momentum
+    path = tmp_path / "schedule.yaml"
+    path.write_text(yaml.safe_dump(schedule))
+    optimizer = given(torch.nn.Linear(2, 1).parameters())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scheduler = load_schedule(path, optimizer)
+    ours = [w for w in caught if issubclass(w.category, ClrfindWarning)]
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CyclicLR)
+    if needles is None:
+        assert ours == []
+        return
+    assert len(ours) == 1 and ours[0].filename == __file__  # points at the caller's line
+    message = str(ours[0].message)
+    assert message.startswith(f"{path}: ") and "bounds may not transfer" in message
+    assert all(n in message for n in needles), message
 
 
 @pytest.mark.parametrize(

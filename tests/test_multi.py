@@ -46,15 +46,15 @@ def test_mean_curve_keeps_steps_most_runs_reached() -> None:
     assert len(lrs) == 3
 
 
-def test_aggregate_repeats_records_every_run_and_spread() -> None:
+def _same_curve_runs(bounds: list[tuple[float, float]]) -> list[RangeTestResult]:
+    """One run per (base_lr, max_lr): a fall and a blow-up, each run's curve shifted up by 0.01 per seed."""
     x = np.linspace(0, 1, 80)
-    runs = [
-        _result(
-            s, list(2.0 - 1.5 * np.tanh(4 * x) + 3 * np.clip(x - 0.7, 0, None) ** 2 * 20 + 0.01 * s), (lo, hi)
-        )
-        for s, (lo, hi) in enumerate([(0.05, 0.4), (0.06, 0.5), (0.07, 0.6)])
-    ]
-    agg = aggregate_repeats(runs)
+    curve = 2.0 - 1.5 * np.tanh(4 * x) + 3 * np.clip(x - 0.7, 0, None) ** 2 * 20
+    return [_result(s, list(curve + 0.01 * s), b) for s, b in enumerate(bounds)]
+
+
+def test_aggregate_repeats_records_every_run_and_spread() -> None:
+    agg = aggregate_repeats(_same_curve_runs([(0.05, 0.4), (0.06, 0.5), (0.07, 0.6)]))
     assert agg.runs is not None and [r.seed for r in agg.runs] == [0, 1, 2]
     assert agg.spread is not None
     assert agg.spread["max_lr"].median == pytest.approx(0.5)
@@ -80,6 +80,42 @@ def test_aggregate_repeats_spreads_the_one_cycle_peak() -> None:
     assert agg.bounds is not None and agg.bounds.peak_above_max_lr is not None
     assert agg.spread is not None and agg.spread["peak_lr"].median == pytest.approx(0.4)
     assert agg.bounds.max_rationale.endswith("; peak_lr median 0.4 over 3 runs (IQR 0.38-0.43)")
+
+
+def test_aggregate_repeats_says_which_runs_it_left_out_and_which_bound_to_use() -> None:
+    """A run without bounds is out of the spread, a long run's tail is out of the mean, and a mean-curve bound that
+    no run found is answered with the runs' median."""
+    x = np.linspace(0, 1, 80)
+
+    def curve(seed: int, blow: float) -> list[float]:
+        return list(2.0 - 1.5 * np.tanh(4 * x) + np.where(x > blow, 50 * (x - blow), 0) + 0.01 * seed)
+
+    runs = [
+        _result(0, curve(0, 0.5), (0.05, 0.4)),
+        _result(1, curve(1, 0.6)[:60], (0.06, 0.45)),
+        _result(2, [*curve(2, 0.7)[:50], float("nan")], None),
+    ]
+    runs[2] = runs[2].model_copy(
+        update={"stop_reason": "non-finite", "stop_detail": "loss was nan at step 51"}
+    )
+    agg = aggregate_repeats(runs)
+    assert agg.bounds is not None and agg.spread is not None
+    notes = [n for n in agg.notes if n.startswith("run ")]
+    assert notes == ["run 3 (seed 2) found no bounds (loss was nan at step 51), so it is not in their spread"]
+    assert agg.spread["max_lr"].n == 2
+    (cut,) = [n for n in agg.notes if n.startswith("the mean curve ends")]
+    assert cut.startswith("the mean curve ends at step 60,") and cut.endswith(
+        "of run 1 (seed 0) are not in it"
+    )
+    assert not agg.spread["max_lr"].min <= agg.bounds.max_lr <= agg.spread["max_lr"].max
+    (use,) = [n for n in agg.notes if n.startswith("max_lr ")]
+    assert "outside the runs' own range (0.4-0.45): use the runs' median, 0.425" in use
+
+
+def test_aggregate_repeats_adds_no_notes_when_the_runs_agree() -> None:
+    agg = aggregate_repeats(_same_curve_runs([(0.03, 0.3), (0.06, 0.5), (0.2, 0.9)]))
+    assert agg.bounds is not None and agg.bounds.usable
+    assert agg.notes == []
 
 
 def test_sweep_grid_and_recommendation() -> None:

@@ -137,6 +137,24 @@ def _outlier_weights(y: np.ndarray, mask: np.ndarray, window: int) -> np.ndarray
     return weights
 
 
+def _window_extremes(values: np.ndarray, half: int, op: np.ufunc) -> np.ndarray:
+    """`op` (np.minimum or np.maximum) over the points within `half` of each point, in O(n) for any window.
+
+    Van Herk/Gil-Werman: cut the padded array into blocks of one window's length; a window spans the tail of one
+    block and the head of the next, so it is `op` of a suffix and a prefix accumulation. `values` must hold op's
+    neutral value (+inf for minimum, -inf for maximum) where points are missing, which also pads the ends.
+    """
+    width = 2 * half + 1
+    neutral = values.dtype.type(np.inf if op is np.minimum else -np.inf)
+    blocks = -(-(values.size + 2 * half) // width)
+    padded = np.full(blocks * width, neutral)
+    padded[half : half + values.size] = values
+    table = padded.reshape(blocks, width)
+    prefix = op.accumulate(table, axis=1).ravel()
+    suffix = op.accumulate(table[:, ::-1], axis=1)[:, ::-1].ravel()
+    return op(suffix[: values.size], prefix[width - 1 : width - 1 + values.size])
+
+
 def local_fit(values: np.ndarray, window: int | None = None) -> LocalFit:
     """Robust local-linear fit of evenly sampled values; non-finite inputs are missing and come out NaN."""
     y = np.asarray(values, dtype=float)
@@ -154,6 +172,14 @@ def local_fit(values: np.ndarray, window: int | None = None) -> LocalFit:
     centre = float(np.median(y[mask]))  # fit around 0: the sums stay well conditioned for shifted losses
     level, slope = _local_linear(y - centre, weights, half)
     level += centre
+    # A line fitted across a corner (a sharp drop, the start of a blow-up) can overshoot past every value it was
+    # fitted to: a cross-entropy came out negative. The smoothed point stays within the finite raw values of its
+    # own window; the slope is left as fitted (it is the local trend, not a level).
+    low, high = (
+        _window_extremes(np.where(mask, y, np.inf), half, np.minimum),
+        _window_extremes(np.where(mask, y, -np.inf), half, np.maximum),
+    )
+    level = np.clip(level, low, high)
     level[~mask] = np.nan
     slope[~mask] = np.nan
     return LocalFit(level, slope, half)

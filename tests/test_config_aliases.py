@@ -1,0 +1,135 @@
+"""Hydra's `_target_` and torchtune's `_component_` as spellings of `target`, with the other keys as kwargs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import BASE_SPEC, REPO, SAMPLES, write_spec
+from typer.testing import CliRunner
+
+from clrfind.cli import app
+from clrfind.errors import SpecError, TargetError
+from clrfind.spec import load_spec
+from clrfind.targets import validate_spec_targets
+
+# BASE_SPEC with every target block written as a Hydra or torchtune config writes it.
+HYDRA_SPEC = """
+model:
+  _target_: task.py:Net
+  hidden: 16
+data:
+  train: {_component_: task.py:blobs, n: 1024}
+  batch_size: 64
+loss: {_target_: torch.nn.CrossEntropyLoss}
+optimizer:
+  _target_: torch.optim.SGD
+  _partial_: true
+  momentum: 0.9
+range_test: {min_lr: 1.0e-3, max_lr: 2.0, steps: 60}
+device: cpu
+seed: 0
+"""
+
+
+def test_hydra_blocks_load_as_the_same_spec(tmp_path: Path) -> None:
+    plain = load_spec(write_spec(tmp_path, BASE_SPEC, "plain.yaml")).spec
+    hydra = load_spec(write_spec(tmp_path, HYDRA_SPEC, "hydra.yaml")).spec
+    assert hydra == plain
+    assert hydra.model.kwargs == {"hidden": 16} and hydra.optimizer.kwargs == {"momentum": 0.9}
+    # The results file records the spec in clrfind's own form.
+    assert hydra.resolved()["data"]["train"] == {"target": "task.py:blobs", "kwargs": {"n": 1024}}
+
+
+def test_alias_keeps_the_blocks_own_keys(tmp_path: Path) -> None:
+    """`checkpoint` is the model block's own key beside `_target_`, and `kwargs:` alone is still clrfind's."""
+    spec = HYDRA_SPEC.replace("  hidden: 16\n", "  checkpoint: w.pt\n  kwargs: {hidden: 8}\n")
+    model = load_spec(write_spec(tmp_path, spec)).spec.model
+    assert model.checkpoint == "w.pt" and model.kwargs == {"hidden": 8}
+
+
+def test_the_readme_example_passes_clrfind_check(tmp_path: Path) -> None:
+    """The README's `_target_` example, beside the sample configs' models.py and data.py, builds and trains."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Configs you already have", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "_target_:" in example and "_component_:" in example
+    for name in ("models.py", "data.py"):
+        shutil.copy(SAMPLES / name, tmp_path / name)
+    (tmp_path / "spec.yaml").write_text(example + "device: cpu\n")
+    res = CliRunner().invoke(app, ["check", str(tmp_path / "spec.yaml")])
+    assert res.exit_code == 0, res.stderr
+    assert "parameters: 5,764" in res.stdout and "ok: the spec builds" in res.stdout
+
+
+def test_kwargs_problems_name_the_keys_as_written(tmp_path: Path) -> None:
+    """A loose kwarg is reported where it is in the file (model.hiden), not under a kwargs: the file lacks."""
+    spec = HYDRA_SPEC.replace("hidden: 16", "hiden: 16").replace("momentum: 0.9", "momentum: 0.9\n  lr: 0.1")
+    with pytest.raises(TargetError) as info:
+        validate_spec_targets(load_spec(write_spec(tmp_path, spec)))
+    problems = info.value.problems
+    assert any(p.startswith("spec.yaml: model.hiden: ") and "did you mean 'hidden'?" in p for p in problems)
+    assert "spec.yaml: optimizer.lr: lr is set by the range test; remove it" in problems
+    bad_target = HYDRA_SPEC.replace("task.py:Net", "task.py:Nett")
+    with pytest.raises(TargetError, match=r"^spec\.yaml: model\._target_: .*did you mean 'Net'"):
+        validate_spec_targets(load_spec(write_spec(tmp_path, bad_target)))
+
+
+@pytest.mark.parametrize(
+    ("block", "fragment"),
+    [
+        (
+            "model: {target: task.py:Net, _target_: task.py:Net}",
+            "both 'target' and '_target_' name the target",
+        ),
+        ("model: {_target_: task.py:Net, _component_: task.py:Net}", "both '_target_' and '_component_'"),
+        (
+            "model: {_target_: task.py:Net, hidden: 16, kwargs: {classes: 2}}",
+            "arguments both beside _target_",
+        ),
+        ("model: {_target_: task.py:Net, _partial_: 1}", "model._partial_: expected true or false"),
+        (
+            "model: {_target_: task.py:Net, _recursive_: false}",
+            "model._recursive_: Hydra's _recursive_ is not",
+        ),
+        (
+            "model: {_target_: task.py:Net, _convert_: all}",
+            "model._convert_: Hydra's _convert_ is not supported",
+        ),
+        (
+            "model: {_target_: task.py:Net, body: {_target_: torch.nn.Linear}}",
+            "body is a nested _target_ block",
+        ),
+        (
+            "model: {target: task.py:Net, kwargs: {b: [1, {_component_: x}]}}",
+            "kwargs.b[1] is a nested _target_",
+        ),
+    ],
+)
+def test_ambiguous_blocks_are_one_line_naming_the_block(tmp_path: Path, block: str, fragment: str) -> None:
+    spec = BASE_SPEC.replace("model: {target: task.py:Net, kwargs: {hidden: 16}}", block)
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(tmp_path, spec))
+    message = str(info.value)
+    assert message.startswith("spec.yaml: model") and fragment in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("typo", ["_targt_", "traget", "_taget_", "_componnt_"])
+def test_misspelt_target_key_suggests_target(tmp_path: Path, typo: str) -> None:
+    spec = BASE_SPEC.replace("{target: task.py:Net", "{" + typo + ": task.py:Net")
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(tmp_path, spec))
+    assert f"spec.yaml: model.{typo}: unknown key (did you mean 'target'?)" in info.value.problems
+
+
+def test_debug_lists_every_problem(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path, BASE_SPEC.replace("batch_size: 64", "batch_sise: 64").replace("seed: 0", "sed: 0")
+    )
+    quiet = CliRunner().invoke(app, ["check", str(spec)])
+    assert quiet.exit_code == 2 and "(+1 more problems)" in quiet.stderr
+    res = CliRunner().invoke(app, ["--debug", "check", str(spec)])
+    assert isinstance(res.exception, SpecError)
+    assert "spec.yaml: data.batch_sise: unknown key" in res.stderr
+    assert "spec.yaml: sed: unknown key" in res.stderr
