@@ -169,6 +169,15 @@ class _Batches:
         self.batches_this_epoch += 1
         return batch
 
+    def close(self) -> None:
+        """Stop the loader's worker processes now, so torch stops watching them: a worker that died (the OOM
+        killer) is reported by torch's SIGCHLD handler wherever the main process happens to be, and once the loop
+        has recorded that failure a second report must not land in the code after it."""
+        shutdown = getattr(self._it, "_shutdown_workers", None)
+        if callable(shutdown):
+            with contextlib.suppress(Exception):
+                shutdown()
+
 
 class _HostLosses:
     """Brings per-step losses to the host in chunks, without ever making the device wait, and sizes the chunks.
@@ -616,9 +625,16 @@ def run_loop(
     )  # fmt: skip
     model.train()
     start = time.perf_counter()
-    steps, failure = _train(
-        model, optimizer, lr_list, batches, host, reporter, stepper, probe, settings, start
-    )
+    try:
+        steps, failure = _train(
+            model, optimizer, lr_list, batches, host, reporter, stepper, probe, settings, start
+        )
+    except RuntimeError as exc:  # a dead worker's report that landed while the loop handled a failure
+        if _failed_part(exc, "step") != "data":
+            raise
+        steps, failure = len(reporter.losses), ("data", exc)
+    finally:
+        batches.close()
     seconds = time.perf_counter() - start
 
     stop_reason, stop_detail = "completed", f"ran all {total} steps"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -577,8 +578,11 @@ def test_a_killed_dataloader_worker_is_the_data_fault(tmp_path: Path) -> None:
     )  # fmt: skip
     out = tmp_path / "run"
     line = one_error(invoke("range-test", spec, "-q", "--out", out, "--no-verify-bounds"), 1)
-    assert line.startswith("error: data.train 'hostile.py:Killer' raised RuntimeError at step ")
-    assert "DataLoader worker" in line and "partial results saved" in line
+    # torch reports the death as RuntimeError (its SIGCHLD handler, or its poll of the workers), or as the error of
+    # the dead worker's pipe (EOFError, ConnectionResetError) when the main process reads it first: the data's fault
+    # in every case.
+    assert re.match(r"error: data\.train 'hostile\.py:Killer' raised \w+Error at step \d+", line), line
+    assert "partial results saved" in line
     assert json.loads((out / "range_test.json").read_text())["stop_reason"] == "error"
 
 
