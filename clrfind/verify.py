@@ -129,6 +129,14 @@ def clearly_better(challenger: _Run, incumbent: _Run) -> bool:
     return gain > max(SIGNIFICANCE * se, MIN_GAIN * abs(fall))
 
 
+def candidate_peaks(max_lr: float, top: float) -> tuple[list[float], list[float]]:
+    """(peaks above max_lr, peaks below it) the self-check may try, nearest first: up toward the range test's own
+    upper estimate `top`, never past it; down as far as max_lr / FLOOR."""
+    up = [p for p in sorted({min(top, max_lr * STEP**k) for k in (1, 2)}) if p > max_lr * 1.2]
+    down = [max_lr / STEP**k for k in (1, 2, 3) if STEP**k <= FLOOR * (1 + 1e-9)]
+    return up, down
+
+
 def verify(
     bounds: Bounds, optimizer: OptimizerRef, budget: int, run_trial: TrialRunner, *, judged_on: str = ""
 ) -> tuple[Bounds, Verification]:
@@ -155,9 +163,7 @@ def verify(
         return runs[peak]
 
     best = trial(bounds.max_lr)
-    # Up toward the range test's own upper estimate, never past it; down as far as max_lr / FLOOR.
-    up = [p for p in sorted({min(top, bounds.max_lr * STEP**k) for k in (1, 2)}) if p > bounds.max_lr * 1.2]
-    down = [bounds.max_lr / STEP**k for k in (1, 2, 3) if STEP**k <= FLOOR * (1 + 1e-9)]
+    up, down = candidate_peaks(bounds.max_lr, top)
 
     def climb(candidates: list[float], best: _Run) -> _Run:
         """Step through `candidates` while each beats the best so far, within the trial budget."""

@@ -45,8 +45,8 @@ def candidates(task_name: str, seed: int) -> dict[str, Any]:
     def recording(bounds, optimizer, budget, run_trial, *, judged_on=""):  # type: ignore[no-untyped-def]
         steps = budget // verify_module.MAX_TRIALS
         top = bounds.peak_lr or bounds.max_lr
-        up = {min(top, bounds.max_lr * verify_module.STEP**k) for k in (1, 2)}
-        peaks = sorted({bounds.max_lr * verify_module.STEP**k for k in (-3, -2, -1, 0)} | up)
+        up, down = verify_module.candidate_peaks(bounds.max_lr, top)
+        peaks = sorted({bounds.max_lr, *up, *down})
         seen.update(bounds=bounds, trials={})
         if steps >= verify_module.MIN_TRIAL_STEPS:
             for peak in peaks:
