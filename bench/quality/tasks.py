@@ -5,10 +5,13 @@ loss, the optimizer and its non-LR settings, the batch size and the epoch budget
 the model's initial weights and the order of the batches. Every method and the oracle train the same task through
 `bench.quality.train`, so the LR schedule is the only thing that differs between them.
 
-The tasks come in two halves. `dev`: the seven tasks clrfind's rules were fitted to, and four new ones of kinds
-they lacked; look at these while changing clrfind. `heldout`: new tasks only, to check a change on tasks it was
-not tuned to. Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's
-dataset descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
+The tasks come in two halves and a third set. `dev`: the seven tasks clrfind's rules were fitted to, and four
+new ones of kinds they lacked; look at these while changing clrfind. `heldout`: new tasks only, to check a change on
+tasks it was not tuned to. `fresh`: written after the first round's rules were fixed and scored once with them,
+with optimizers, models and data none of the others use (NAdam, Adagrad, Adamax; a CNN without batch norm, a GRU
+classifier, a Transformer trained with SGD; batch 4): how the rules fare where nobody looked. Data comes from code,
+from sklearn's generators and bundled datasets, from the text of sklearn's dataset descriptions
+(`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ CACHE_DIR = Path(".bench-cache") / "quality"
 
 Family = Literal["sgd", "adaptive"]
 Metric = Literal["accuracy", "mse", "nats"]
-Half = Literal["dev", "heldout"]
-HALVES: tuple[Half, ...] = ("dev", "heldout")
+Half = Literal["dev", "heldout", "fresh"]
+HALVES: tuple[Half, ...] = ("dev", "heldout", "fresh")
 SGD_DEFAULT_LR = 0.01
 
 
@@ -379,6 +382,45 @@ def count_data() -> TaskData:
     return TaskData(tokens[:4000], y[:4000], tokens[4000:], y[4000:], chance=_majority(y[4000:]))
 
 
+MODE_LEN, MODE_VOCAB = 20, 6
+
+
+def mode_data() -> TaskData:
+    """Random sequences of MODE_LEN tokens out of MODE_VOCAB; the label is the most frequent token (the smallest
+    on a tie)."""
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, MODE_VOCAB, (6000, MODE_LEN), generator=g)
+    counts = torch.nn.functional.one_hot(tokens, MODE_VOCAB).sum(1)
+    y = counts.argmax(1)  # argmax returns the first maximum: the smallest token on a tie
+    return TaskData(tokens[:4000], y[:4000], tokens[4000:], y[4000:], chance=_majority(y[4000:]))
+
+
+def quantiles_data() -> TaskData:
+    """Nested Gaussian shells (make_gaussian_quantiles, 3 classes in 4 dimensions), 600 samples to train on."""
+    from sklearn.datasets import make_gaussian_quantiles
+
+    x, y = make_gaussian_quantiles(n_samples=1600, n_features=4, n_classes=3, random_state=3)
+    return _classification(x, y, n_val=1000)
+
+
+def nadam_data() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=3000, n_features=16, n_informative=8, n_redundant=2, n_classes=3, n_clusters_per_class=3,
+        class_sep=0.8, flip_y=0.02, random_state=5,
+    )  # fmt: skip
+    return _classification(x, y, n_val=1000)
+
+
+def friedman3_data() -> TaskData:
+    """Friedman #3 regression (an arctan of a ratio of the features), a little noise, standardized target."""
+    from sklearn.datasets import make_friedman3
+
+    x, y = make_friedman3(n_samples=3000, noise=0.05, random_state=4)
+    return _regression(x, y, n_val=1000)
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -456,6 +498,22 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
+
+
+class PlainCNN(nn.Module):
+    """Two conv layers without any normalization (each followed by ReLU, the first max-pooled) and a linear
+    head: nothing makes it scale-invariant, unlike SmallCNN."""
+
+    def __init__(self, num_classes: int, channels: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(2 * channels, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 class ResBlock(nn.Module):
@@ -585,6 +643,7 @@ class TokenCrossEntropy(nn.Module):
 # -- the suite ---------------------------------------------------------------------------------------------------
 
 SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
+NADAM, ADAGRAD, ADAMAX = "torch.optim.NAdam", "torch.optim.Adagrad", "torch.optim.Adamax"
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 TASKS: dict[str, Task] = {
@@ -873,6 +932,98 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=hastie_data,
             make_model=lambda: mlp(10, 2),
+        ),
+        # -- fresh: written after the first round's rules were fixed; scored once with them ----------------------
+        Task(
+            name="nadam-mlp",
+            description="make_classification (16 features, 3 classes, 3 clusters each, 2% flipped labels), MLP "
+            "16-64-64-3, NAdam",
+            half="fresh",
+            optimizer=NADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=nadam_data,
+            make_model=lambda: mlp(16, 3),
+        ),
+        Task(
+            name="friedman3-adagrad",
+            description="make_friedman3 regression (standardized target), MLP 4-64-64-1, Adagrad",
+            half="fresh",
+            optimizer=ADAGRAD,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=10,
+            metric="mse",
+            make_data=friedman3_data,
+            make_model=lambda: mlp(4, 1),
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="digits-plaincnn",
+            description="load_digits 8x8 images, CNN without batch norm (16/32 channels), plain SGD, wd 1e-4",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"weight_decay": 1e-4},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: PlainCNN(10),
+        ),
+        Task(
+            name="mode-gru",
+            description=f"the most frequent of {MODE_VOCAB} tokens in a random {MODE_LEN}-token sequence, GRU "
+            "(hidden 48) classifier, Adam",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=2,
+            metric="accuracy",
+            make_data=mode_data,
+            make_model=lambda: RecurrentNet(nn.GRU, MODE_VOCAB, MODE_VOCAB, 16, 48, per_token=False),
+        ),
+        Task(
+            name="reverse-sgd",
+            description=f"reverse a random {SEQ_LEN}-token sequence, 2-layer Transformer encoder (dim 32), SGD "
+            "momentum 0.9",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=2,
+            metric="accuracy",
+            make_data=reverse_data,
+            make_model=lambda: TinyTransformer(),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="quantiles-batch4",
+            description="make_gaussian_quantiles (3 nested shells in 4 dimensions, 600 train), MLP 4-64-64-3, "
+            "SGD momentum 0.9, batch 4",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=4,
+            epochs=2,
+            metric="accuracy",
+            make_data=quantiles_data,
+            make_model=lambda: mlp(4, 3),
+        ),
+        Task(
+            name="digits-deep-adamax",
+            description="load_digits (64 features), 6-layer MLP 64-64x6-10 without normalization, Adamax, "
+            "batch 64",
+            half="fresh",
+            optimizer=ADAMAX,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=12,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: mlp(64, 10, depth=6),
         ),
     ]
 }
