@@ -257,3 +257,20 @@ def test_the_library_takes_no_loss_fn_when_the_step_computes_the_loss(tiny_task)
     assert result.steps_run >= 10
     with pytest.raises(UsageError, match="loss_fn is None and there is no step_fn"):
         clrfind.range_test(model, loader, None, optimizer, min_lr=1e-3, max_lr=1.0, steps=20)
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    """The README's `setup:` example, its train.py and its spec as written, through a range test."""
+    from conftest import REPO
+
+    section = (REPO / "README.md").read_text().split("### One function that builds everything", 1)[1]
+    factory = section.split("```python\n", 1)[1].split("```", 1)[0]
+    spec = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "train.py").write_text(factory)
+    (tmp_path / "spec.yaml").write_text(spec)
+    res = _run(tmp_path / "spec.yaml", tmp_path / "run")
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == ""
+    assert "suggested: base_lr" in res.stdout
+    result = json.loads((tmp_path / "run" / "range_test.json").read_text())
+    assert result["optimizer"]["kwargs"] == {"momentum": 0.9, "weight_decay": 0.0005}
