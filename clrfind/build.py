@@ -222,11 +222,12 @@ def _build_model(loaded: LoadedSpec, resolved: dict[str, Any]) -> torch.nn.Modul
 
     spec, source = loaded.spec, loaded.path.name
     assert spec.model is not None  # the spec or its setup factory gives it (checked)
-    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key="model.target", source=source)
+    key = loaded.target_key("model")  # as the file writes it (`model._target_` in a Hydra-style block)
+    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key=key, source=source)
     if not isinstance(model, torch.nn.Module):
         raise SetupError(
-            f"{source}: model.target returned {type(model).__name__}, not a torch.nn.Module",
-            hint="point model.target at an nn.Module class or a function returning one",
+            f"{source}: {key} returned {type(model).__name__}, not a torch.nn.Module",
+            hint=f"point {key} at an nn.Module class or a function returning one",
         )
     if spec.model.checkpoint:
         load_checkpoint(model, (loaded.base_dir / spec.model.checkpoint).resolve(), source=source)
@@ -237,14 +238,14 @@ def _build_loss(loaded: LoadedSpec, resolved: dict[str, Any]) -> Callable[..., A
     """The spec's loss block: a loss function used as it is, or a loss class or factory called with its kwargs."""
     spec, source = loaded.spec, loaded.path.name
     assert spec.loss is not None
-    loss_target = resolved["loss"]
+    loss_target, key = resolved["loss"], loaded.target_key("loss")
     if is_loss_function(loss_target, spec.loss.kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
         loss_fn = functools.partial(loss_target, **spec.loss.kwargs) if spec.loss.kwargs else loss_target
     else:
-        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key="loss.target", source=source)
+        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key=key, source=source)
     if not callable(loss_fn):
         raise SetupError(
-            f"{source}: loss.target returned {type(loss_fn).__name__}, which is not callable",
+            f"{source}: {key} returned {type(loss_fn).__name__}, which is not callable",
             hint="use a loss class such as torch.nn.CrossEntropyLoss or a function (output, target) -> loss",
         )
     return loss_fn
@@ -258,16 +259,17 @@ def _build_optimizer(
 
     spec, source = loaded.spec, loaded.path.name
     assert spec.optimizer is not None
+    key = loaded.target_key("optimizer")
     optimizer = instantiate(
         resolved["optimizer"],
         model.parameters(),
         kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
-        key="optimizer.target",
+        key=key,
         source=source,
     )
     if not isinstance(optimizer, torch.optim.Optimizer) or "lr" not in optimizer.param_groups[0]:
         raise SetupError(
-            f"{source}: optimizer.target built {type(optimizer).__name__}, which has no 'lr' in its param groups",
+            f"{source}: {key} built {type(optimizer).__name__}, which has no 'lr' in its param groups",
             hint="use a torch.optim optimizer (SGD, Adam, AdamW, ...)",
         )
     return optimizer
@@ -337,7 +339,7 @@ def build_components(
 
     param_count = sum(p.numel() for p in model.parameters())
     if param_count == 0:
-        model_key = from_setup(loaded, "model") if "model" in made else "model.target"
+        model_key = from_setup(loaded, "model") if "model" in made else loaded.target_key("model")
         raise SetupError(f"{source}: {model_key}: the model has no parameters", hint="nothing to train")
     train_model: torch.nn.Module = model
     if world_size > 1:

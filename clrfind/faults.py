@@ -170,17 +170,18 @@ def spec_terms(loaded: LoadedSpec) -> Terms:
     spec = loaded.spec
     data = spec.data
 
-    def named(block: str, ref: TargetRef | None, piece: str) -> str:
+    def named(block: str, ref: TargetRef | None, piece: str, where: str | None = None) -> str:
+        """The block's key as the file writes it (`model._target_`) and its target, or the factory's piece."""
         if ref is not None:
-            return f"{block}.target '{ref.target}'"
+            return f"{where or loaded.target_key(block)} '{ref.target}'"
         return from_setup(loaded, piece) if spec.setup is not None else block
 
     model = named("model", spec.model, "model")
     names: dict[Part, str] = {
-        "data": named("data.train", data and data.train, "data"),
-        "val_data": named("data.val", data and data.val, "val_data"), "model": model,
+        "data": named("data.train", data and data.train, "data", "data.train"),
+        "val_data": named("data.val", data and data.val, "val_data", "data.val"), "model": model,
         "loss": named("loss", spec.loss, "loss"),
-        "step": f"step.target '{spec.step.target}'" if spec.step is not None else model,
+        "step": named("step", spec.step, "step") if spec.step is not None else model,
         "optimizer": named("optimizer", spec.optimizer, "optimizer"), "precision": "precision",
         "metric": "range_test.metric",
     }  # fmt: skip
