@@ -209,7 +209,7 @@ def preserved_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
 def range_test(
     model: torch.nn.Module,
     train_loader: Iterable[Any],
-    loss_fn: Callable[..., torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor] | None,
     optimizer: torch.optim.Optimizer,
     *,
     min_lr: float,
@@ -229,6 +229,7 @@ def range_test(
     restore: bool = True,
     seed: int | None = None,
     verify_bounds: bool = True,
+    terms: Terms | None = None,
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer.
 
@@ -239,7 +240,9 @@ def range_test(
     then trained, compressed, from the model's initial state, and the bounds keep only the peak that trains
     (`result.verification` says what was checked). Bad arguments raise `UsageError` before anything runs; a setup that
     does not fit (e.g. batches that are not (inputs, targets) pairs without a `step_fn`) raises `SetupError` in
-    terms of these arguments; a failure inside your code is raised as `RunError` after restoring.
+    terms of these arguments (`terms` words them for another caller: `clrfind.lightning` names `training_step`);
+    a failure inside your code is raised as `RunError` after restoring. `loss_fn` may be None when `step_fn`
+    computes the loss itself (as `model(**batch).loss` does).
 
     Returns:
         The result, with `.bounds` (base/max LR with rationale), `.plot()` and `.save(path)`.
@@ -251,7 +254,12 @@ def range_test(
         eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
         verify_bounds=verify_bounds,
     )  # fmt: skip
-    terms = library_terms(step_fn=step_fn is not None)
+    if loss_fn is None and step_fn is None:
+        raise UsageError(
+            "loss_fn is None and there is no step_fn, so nothing computes the loss",
+            hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
+        )
+    terms = terms or library_terms(step_fn=step_fn is not None)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home
@@ -473,7 +481,8 @@ def run_spec(
                 out = peers.explain(out)
             result = make_result(
                 out, settings, terms, planned_steps=total, device=str(device),
-                optimizer=OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
+                optimizer=optimizer_ref(comps.optimizer) if spec.optimizer is None  # a setup factory's
+                else OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
                 batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
                 spec_path=str(loaded.path),
             )  # fmt: skip
@@ -494,7 +503,7 @@ def run_spec(
         hint = None
         if _is_oom(out.error):
             hint = (
-                f"CUDA ran out of memory at batch_size {spec.data.batch_size}: try a smaller data.batch_size with "
+                f"CUDA ran out of memory at batch_size {comps.batch_size}: try a smaller data.batch_size with "
                 f"accumulate: N to keep the global batch, precision: bf16, or a smaller model"
             )
         raise RunError(

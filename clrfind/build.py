@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import SetupError, UsageError, describe_exception, one_line
-from clrfind.spec import DEVICE_RE, LoadedSpec
+from clrfind.setup_factory import from_setup, is_dataset, setup_parts
+from clrfind.spec import DEVICE_RE, DataSpec, LoadedSpec
 from clrfind.targets import instantiate, is_loss_function, validate_spec_targets
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class Components:
     model: torch.nn.Module
     train_loader: Any
     val_loader: Any | None
-    loss_fn: Callable[..., Any]
+    loss_fn: Callable[..., Any] | None  # None when the step computes the loss itself
     optimizer: torch.optim.Optimizer
     step_fn: Callable[..., Any] | None
     device: torch.device
@@ -112,7 +113,7 @@ def make_loader(
     if _is_loader(obj):
         return obj
     iterable = isinstance(obj, tud.IterableDataset)
-    if not iterable and not (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")):
+    if not is_dataset(obj):
         raise SetupError(
             f"{source}: {key} returned {type(obj).__name__}, not a Dataset or DataLoader",
             hint="return a torch.utils.data.Dataset (e.g. TensorDataset), an IterableDataset or a DataLoader",
@@ -215,6 +216,65 @@ def state_dict_mismatch(model: torch.nn.Module, state: dict[Any, Any]) -> str | 
     return one_line("; ".join(parts), limit=400) if parts else None
 
 
+def _build_model(loaded: LoadedSpec, resolved: dict[str, Any]) -> torch.nn.Module:
+    """The spec's model block: its target called with its kwargs, then its checkpoint loaded."""
+    import torch
+
+    spec, source = loaded.spec, loaded.path.name
+    assert spec.model is not None  # the spec or its setup factory gives it (checked)
+    key = loaded.target_key("model")  # as the file writes it (`model._target_` in a Hydra-style block)
+    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key=key, source=source)
+    if not isinstance(model, torch.nn.Module):
+        raise SetupError(
+            f"{source}: {key} returned {type(model).__name__}, not a torch.nn.Module",
+            hint=f"point {key} at an nn.Module class or a function returning one",
+        )
+    if spec.model.checkpoint:
+        load_checkpoint(model, (loaded.base_dir / spec.model.checkpoint).resolve(), source=source)
+    return model
+
+
+def _build_loss(loaded: LoadedSpec, resolved: dict[str, Any]) -> Callable[..., Any]:
+    """The spec's loss block: a loss function used as it is, or a loss class or factory called with its kwargs."""
+    spec, source = loaded.spec, loaded.path.name
+    assert spec.loss is not None
+    loss_target, key = resolved["loss"], loaded.target_key("loss")
+    if is_loss_function(loss_target, spec.loss.kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
+        loss_fn = functools.partial(loss_target, **spec.loss.kwargs) if spec.loss.kwargs else loss_target
+    else:
+        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key=key, source=source)
+    if not callable(loss_fn):
+        raise SetupError(
+            f"{source}: {key} returned {type(loss_fn).__name__}, which is not callable",
+            hint="use a loss class such as torch.nn.CrossEntropyLoss or a function (output, target) -> loss",
+        )
+    return loss_fn
+
+
+def _build_optimizer(
+    loaded: LoadedSpec, resolved: dict[str, Any], model: torch.nn.Module
+) -> torch.optim.Optimizer:
+    """The spec's optimizer block over the model's parameters, starting at the test's lowest LR."""
+    import torch
+
+    spec, source = loaded.spec, loaded.path.name
+    assert spec.optimizer is not None
+    key = loaded.target_key("optimizer")
+    optimizer = instantiate(
+        resolved["optimizer"],
+        model.parameters(),
+        kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
+        key=key,
+        source=source,
+    )
+    if not isinstance(optimizer, torch.optim.Optimizer) or "lr" not in optimizer.param_groups[0]:
+        raise SetupError(
+            f"{source}: {key} built {type(optimizer).__name__}, which has no 'lr' in its param groups",
+            hint="use a torch.optim optimizer (SGD, Adam, AdamW, ...)",
+        )
+    return optimizer
+
+
 def build_components(
     loaded: LoadedSpec,
     *,
@@ -235,54 +295,52 @@ def build_components(
     resolved = validate_spec_targets(loaded)
     seed_everything(spec.seed)
 
-    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key="model.target", source=source)
-    if not isinstance(model, torch.nn.Module):
-        raise SetupError(
-            f"{source}: model.target returned {type(model).__name__}, not a torch.nn.Module",
-            hint="point model.target at an nn.Module class or a function returning one",
-        )
-    if spec.model.checkpoint:
-        load_checkpoint(model, (loaded.base_dir / spec.model.checkpoint).resolve(), source=source)
+    # A `setup:` factory's pieces replace the blocks of the same name (checked: never both, none missing).
+    made = setup_parts(loaded, resolved["setup"]) if spec.setup is not None else {}
+    model = made["model"] if "model" in made else _build_model(loaded, resolved)
     model.to(device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    train_obj = _data_object(resolved["data.train"], spec.data.train.kwargs, key="data.train", source=source)
+    data = spec.data or DataSpec()
+    train_obj, train_key = made.get("data"), "data.train"
+    if train_obj is None:
+        assert data.train is not None  # the spec or the factory gives it (checked)
+        train_obj = _data_object(resolved["data.train"], data.train.kwargs, key="data.train", source=source)
+    else:
+        train_key = from_setup(loaded, "data")
     sampler = None
     if world_size > 1 and not _is_loader(train_obj) and not isinstance(train_obj, tud.IterableDataset):
         sampler = tud.DistributedSampler(
-            train_obj, num_replicas=world_size, rank=rank, shuffle=spec.data.shuffle, seed=spec.seed
+            train_obj, num_replicas=world_size, rank=rank, shuffle=data.shuffle, seed=spec.seed
         )
     loader_args = {
         "source": source,
-        "batch_size": spec.data.batch_size,
-        "shuffle": spec.data.shuffle,
-        "num_workers": spec.data.num_workers,
+        "batch_size": data.batch_size,
+        "shuffle": data.shuffle,
+        "num_workers": data.num_workers,
         "device": device,
         "seed": spec.seed,
     }
-    train_loader = make_loader(train_obj, key="data.train", sampler=sampler, **loader_args)
+    train_loader = make_loader(train_obj, key=train_key, sampler=sampler, **loader_args)
+    val_obj, val_key = made.get("val_data"), "data.val"
+    if data.val is not None:
+        val_obj = _data_object(resolved["data.val"], data.val.kwargs, key="data.val", source=source)
+    elif val_obj is not None:
+        val_key = from_setup(loaded, "val_data")
     val_loader = None
-    if spec.data.val is not None:
-        val_obj = _data_object(resolved["data.val"], spec.data.val.kwargs, key="data.val", source=source)
-        val_loader = make_loader(val_obj, key="data.val", **{**loader_args, "shuffle": False})
+    if val_obj is not None:
+        val_loader = make_loader(val_obj, key=val_key, **{**loader_args, "shuffle": False})
 
-    loss_target = resolved["loss"]
-    if is_loss_function(loss_target, spec.loss.kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
-        loss_fn = functools.partial(loss_target, **spec.loss.kwargs) if spec.loss.kwargs else loss_target
-    else:
-        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key="loss.target", source=source)
+    # No loss at all is allowed with a step that computes the loss itself (spec and factory checked that).
+    loss_fn = made["loss"] if "loss" in made else _build_loss(loaded, resolved) if spec.loss else None
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
-    if not callable(loss_fn):
-        raise SetupError(
-            f"{source}: loss.target returned {type(loss_fn).__name__}, which is not callable",
-            hint="use a loss class such as torch.nn.CrossEntropyLoss or a function (output, target) -> loss",
-        )
 
     param_count = sum(p.numel() for p in model.parameters())
     if param_count == 0:
-        raise SetupError(f"{source}: model.target: the model has no parameters", hint="nothing to train")
+        model_key = from_setup(loaded, "model") if "model" in made else loaded.target_key("model")
+        raise SetupError(f"{source}: {model_key}: the model has no parameters", hint="nothing to train")
     train_model: torch.nn.Module = model
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -293,18 +351,7 @@ def build_components(
     if spec.compile:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
 
-    optimizer = instantiate(
-        resolved["optimizer"],
-        model.parameters(),
-        kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
-        key="optimizer.target",
-        source=source,
-    )
-    if not isinstance(optimizer, torch.optim.Optimizer) or "lr" not in optimizer.param_groups[0]:
-        raise SetupError(
-            f"{source}: optimizer.target built {type(optimizer).__name__}, which has no 'lr' in its param groups",
-            hint="use a torch.optim optimizer (SGD, Adam, AdamW, ...)",
-        )
+    optimizer = made["optimizer"] if "optimizer" in made else _build_optimizer(loaded, resolved, model)
 
     step_fn = resolved.get("step")
     if step_fn is not None and spec.step is not None and spec.step.kwargs:

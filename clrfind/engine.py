@@ -348,7 +348,7 @@ def _check_scalar_loss(loss: Any, part: Part) -> None:
 def diagnose_first_batch(
     model: torch.nn.Module,
     batch: Any,
-    loss_fn: Callable[..., torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor] | None,
     step_fn: StepFn | None,
     exc: BaseException,
 ) -> Fault:
@@ -371,7 +371,8 @@ def diagnose_first_batch(
             targets=describe_batch(targets),
             error=describe_exception(exc),
         )
-    return Fault("step_failed", "step", batch=describe_batch(batch), error=describe_exception(exc))
+    kind = "step_failed" if loss_fn is not None else "step_failed_no_loss"
+    return Fault(kind, "step", batch=describe_batch(batch), error=describe_exception(exc))
 
 
 class _MetricProbe:

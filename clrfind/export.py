@@ -637,10 +637,38 @@ def load_schedule(
         )
     schedule = read_document(path, error=ExportError, hint="re-export it with `clrfind export RESULTS`")
     _check_schedule(schedule, str(path))
-    mismatch = optimizer_mismatch(schedule["optimizer"], optimizer, str(path))
+    return _scheduler_on(schedule, optimizer, str(path))
+
+
+def scheduler_for(
+    result: RangeTestResult,
+    optimizer: torch.optim.Optimizer,
+    *,
+    policy: str = AUTO_POLICY,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The schedule `write_schedule` writes, built on the caller's optimizer with no file in between: for trainers
+    that take a scheduler object (Lightning's `configure_optimizers`, a transformers `Trainer`).
+
+    Sets the optimizer's lr as `load_schedule` does, and warns the same way when it is not of the class the
+    range test measured.
+
+    Raises:
+        ExportError: the result has no usable bounds, or the lengths do not fit the policy (see `build_schedule`).
+    """
+    schedule = build_schedule(result, policy=policy, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    return _scheduler_on(schedule, optimizer, "the range test's result")
+
+
+def _scheduler_on(
+    schedule: dict[str, Any], optimizer: torch.optim.Optimizer, source: str
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A checked schedule's scheduler on `optimizer`, with a warning when its class is not the one measured."""
+    mismatch = optimizer_mismatch(schedule["optimizer"], optimizer, source)
     if mismatch is not None:
-        warnings.warn(mismatch, ClrfindWarning, stacklevel=2)
-    return _build_scheduler(schedule, optimizer, str(path))
+        warnings.warn(mismatch, ClrfindWarning, stacklevel=3)  # at the caller of the public function
+    return _build_scheduler(schedule, optimizer, source)
 
 
 def optimizer_mismatch(measured: dict[str, Any], optimizer: torch.optim.Optimizer, source: str) -> str | None:

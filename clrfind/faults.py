@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from clrfind.errors import SetupError, exception_text
 
 if TYPE_CHECKING:
-    from clrfind.spec import LoadedSpec
+    from clrfind.spec import LoadedSpec, TargetRef
 
 Part = Literal["data", "val_data", "model", "loss", "step", "optimizer", "precision", "metric"]
 Path_ = Literal["spec", "library"]
@@ -42,6 +42,12 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "{step} failed on the first batch {batch}: {error}",
         "run `clrfind check SPEC --debug` for the full traceback",
         "the exception is chained as __cause__, with its traceback",
+    ),
+    "step_failed_no_loss": (  # the step may have called loss_fn, which is None
+        "{step} failed on the first batch {batch}: {error}",
+        "the spec has no loss:, so the step's loss_fn is None: add loss: {{target: ...}} or compute the loss in "
+        "the step",
+        "loss_fn is None: pass a loss function, or compute the loss in step_fn",
     ),
     "loss_type": (
         "{blamed} returned {type}, not a loss tensor",
@@ -158,15 +164,25 @@ def library_terms(*, step_fn: bool) -> Terms:
 
 
 def spec_terms(loaded: LoadedSpec) -> Terms:
-    """A spec's words: its keys, with the target each one names."""
+    """A spec's words: its keys, with the target each one names (or the `setup:` factory that returned it)."""
+    from clrfind.setup_factory import from_setup
+
     spec = loaded.spec
-    val = f"data.val '{spec.data.val.target}'" if spec.data.val is not None else "data.val"
-    model = f"model.target '{spec.model.target}'"
+    data = spec.data
+
+    def named(block: str, ref: TargetRef | None, piece: str, where: str | None = None) -> str:
+        """The block's key as the file writes it (`model._target_`) and its target, or the factory's piece."""
+        if ref is not None:
+            return f"{where or loaded.target_key(block)} '{ref.target}'"
+        return from_setup(loaded, piece) if spec.setup is not None else block
+
+    model = named("model", spec.model, "model")
     names: dict[Part, str] = {
-        "data": f"data.train '{spec.data.train.target}'", "val_data": val, "model": model,
-        "loss": f"loss.target '{spec.loss.target}'",
-        "step": f"step.target '{spec.step.target}'" if spec.step is not None else model,
-        "optimizer": f"optimizer.target '{spec.optimizer.target}'", "precision": "precision",
+        "data": named("data.train", data and data.train, "data", "data.train"),
+        "val_data": named("data.val", data and data.val, "val_data", "data.val"), "model": model,
+        "loss": named("loss", spec.loss, "loss"),
+        "step": named("step", spec.step, "step") if spec.step is not None else model,
+        "optimizer": named("optimizer", spec.optimizer, "optimizer"), "precision": "precision",
         "metric": "range_test.metric",
     }  # fmt: skip
     return Terms(names, "spec", prefix=f"{loaded.source}: ")

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from clrfind.errors import SpecError, UsageError, describe_exception, one_line, short_repr
@@ -292,14 +299,49 @@ class ModelRef(TargetRef):
     checkpoint: str | None = None
 
 
-class DataSpec(_Strict):
-    """Where batches come from: callables returning a Dataset (map-style or iterable) or a ready DataLoader."""
+@dataclass(frozen=True)
+class _Absent:
+    """Stands in for a block a spec must have and left out (or set to null), so that its absence is reported with
+    every other problem: which blocks a spec must have depends on its other keys (see `Spec._required_blocks`)."""
 
-    train: TargetRef
+    path: tuple[str, ...]
+    null: bool
+
+    def problem(self) -> PydanticCustomError:
+        detail = "expected a mapping, got null" if self.null else "missing required key"
+        if self.path == ("loss",):  # without a step: neither gives a loss
+            fix = "add loss: {target: torch.nn.CrossEntropyLoss}, or a step: whose function returns the loss"
+            return _rule(f"{detail}: nothing computes the loss ({fix} itself, as model(**batch).loss does)")
+        example = _EXAMPLES.get(self.path)
+        return _rule(f"{detail} (e.g. {example})" if example else detail)
+
+
+def _mark_absent(
+    data: dict[str, Any], keys: typing.Iterable[str], parent: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`data` with an `_Absent` in place of each of `keys` that is missing or null."""
+    return {**data, **{k: _Absent((*parent, k), k in data) for k in keys if data.get(k) is None}}
+
+
+def _reject_absent(value: Any) -> Any:
+    if isinstance(value, _Absent):
+        raise value.problem()
+    return value
+
+
+class DataSpec(_Strict):
+    """Where batches come from: callables returning a Dataset (map-style or iterable) or a ready DataLoader.
+
+    `train` may be left out when a `setup:` factory returns the data; the other keys then still apply to it.
+    """
+
+    train: TargetRef | None = None
     val: TargetRef | None = None
     batch_size: int = Field(32, gt=0)
     shuffle: bool = True
     num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
+
+    _present = field_validator("train", mode="before")(_reject_absent)
 
 
 class RangeTestSpec(LadderSettings):
@@ -325,13 +367,18 @@ class RangeTestSpec(LadderSettings):
 
 
 class Spec(_Strict):
-    """A whole range-test spec; see the module docstring and ``sample_configs/`` for examples."""
+    """A whole range-test spec; see the module docstring and ``sample_configs/`` for examples.
 
-    model: ModelRef
-    data: DataSpec
-    loss: TargetRef
-    optimizer: TargetRef
+    model, data (its `train`), loss and optimizer are required, except that `loss` may be left out when a `step:`
+    computes the loss itself, and any of them when a `setup:` factory returns them instead (`clrfind.build`).
+    """
+
+    model: ModelRef | None = None
+    data: DataSpec | None = None
+    loss: TargetRef | None = None
+    optimizer: TargetRef | None = None
     step: TargetRef | None = None
+    setup: TargetRef | None = None
     range_test: RangeTestSpec = Field(default_factory=RangeTestSpec)
     device: str = "auto"
     seed: Seed = 0
@@ -340,6 +387,20 @@ class Spec(_Strict):
     compile: bool = False
     channels_last: bool = False
     verify_bounds: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required_blocks(cls, data: Any) -> Any:
+        """Mark the blocks this spec must have: without `setup:` all of them, but `loss` only without a `step:`."""
+        if not isinstance(data, dict) or data.get("setup") is not None:
+            return data
+        needed = ["model", "data", "optimizer"] + (["loss"] if data.get("step") is None else [])
+        out = _mark_absent(data, needed)
+        if isinstance(out["data"], dict):
+            out["data"] = _mark_absent(out["data"], ["train"], ("data",))
+        return out
+
+    _present = field_validator("model", "data", "loss", "optimizer", mode="before")(_reject_absent)
 
     @field_validator("device")
     @classmethod
@@ -352,7 +413,8 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _metric_needs_val(self) -> Spec:
-        if self.range_test.metric != "loss" and self.data.val is None:
+        # A setup factory may return the validation data: the engine checks for it when the run starts.
+        if self.range_test.metric != "loss" and self.setup is None and self.data and self.data.val is None:
             raise _rule(
                 f"metric {self.range_test.metric!r} needs data.val "
                 "(add val: {target: data.py:val_set} under data, or use metric: loss)",
@@ -597,6 +659,7 @@ _EXAMPLES = {
     ("optimizer",): "optimizer: {target: torch.optim.SGD, kwargs: {momentum: 0.9}}",
     ("optimizer", "target"): "target: torch.optim.SGD",
     ("step", "target"): "target: steps.py:my_step",
+    ("setup", "target"): "target: train.py:setup",
 }
 
 _TYPE_WORDS = {

@@ -460,20 +460,20 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
     """Resolve every target of a spec and check its kwargs, before anything is built.
 
     Returns:
-        ``{"model": ..., "data.train": ..., "loss": ..., "optimizer": ...}`` plus ``"data.val"`` and ``"step"`` when
-        the spec has them.
+        The resolved target of each block the spec has: ``"model"``, ``"data.train"``, ``"data.val"``, ``"loss"``,
+        ``"optimizer"``, ``"step"``, ``"setup"``.
 
     Raises:
         TargetError: the first problem, with ``(+N more problems)`` when there are more; all targets are checked.
     """
     spec = loaded.spec
     source = loaded.source
-    refs: list[tuple[str, Any]] = [("model", spec.model), ("data.train", spec.data.train)]
-    if spec.data.val is not None:
-        refs.append(("data.val", spec.data.val))
-    refs += [("loss", spec.loss), ("optimizer", spec.optimizer)]
-    if spec.step is not None:
-        refs.append(("step", spec.step))
+    data = spec.data
+    blocks = [
+        ("setup", spec.setup), ("model", spec.model), ("data.train", data and data.train),
+        ("data.val", data and data.val), ("loss", spec.loss), ("optimizer", spec.optimizer), ("step", spec.step),
+    ]  # fmt: skip
+    refs = [(name, ref) for name, ref in blocks if ref is not None]
 
     resolved: dict[str, Any] = {}
     problems: list[str] = []

@@ -63,3 +63,13 @@ def test_plot_does_not_import_torch(results_file: Path) -> None:
 
 def test_export_yaml_imports_neither(results_file: Path) -> None:
     assert _heavy_modules(["export", str(results_file), "--format", "yaml"]) == "none"
+
+
+def test_the_integrations_import_their_frameworks_only_when_used() -> None:
+    """`import clrfind.lightning` / `clrfind.transformers` cost nothing until a function of theirs runs."""
+    probe = (
+        "import sys, clrfind.lightning, clrfind.transformers\n"
+        "print(' '.join(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules) or 'none')"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "none"

@@ -1,0 +1,90 @@
+"""What the framework integrations (`clrfind.lightning`, `clrfind.transformers`) share: the settings a user gives
+them, and one call of the library's range test on the framework's own objects.
+
+A framework already knows the device, the precision, the gradient accumulation and how a batch becomes a loss;
+the user gives only the range test's own settings, checked here as `clrfind.range_test` would check them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from clrfind.errors import UsageError
+from clrfind.ladder import ModeChoice
+
+if TYPE_CHECKING:
+    import torch
+
+    from clrfind.events import StepEvent
+    from clrfind.faults import Terms
+    from clrfind.results import RangeTestResult
+
+
+class _Range(TypedDict):
+    min_lr: float
+    max_lr: float
+
+
+class RangeTestSettings(_Range, total=False):
+    """The range test's own settings, as `clrfind.range_test` takes them: `min_lr` and `max_lr` are required;
+    `steps`, `mode`, `verify_bounds`, `seed` and `callback` (progress, a `StepEvent` a call) are optional."""
+
+    steps: int
+    mode: ModeChoice
+    verify_bounds: bool
+    seed: int | None
+    callback: Callable[[StepEvent], None] | None
+
+
+SETTING_NAMES = sorted(RangeTestSettings.__required_keys__ | RangeTestSettings.__optional_keys__)
+
+
+def check_settings(settings: Mapping[str, Any], *, where: str) -> RangeTestSettings:
+    """The settings as given, or a `UsageError` naming an unknown one (with a suggestion) or a missing bound."""
+    from clrfind.spec import closest
+
+    for name in settings:
+        if name not in SETTING_NAMES:
+            close = closest(name, SETTING_NAMES)
+            hint = f"did you mean {close!r}?" if close else f"the settings are: {', '.join(SETTING_NAMES)}"
+            raise UsageError(f"{where}: unknown setting {name!r}", hint=hint)
+    missing = [name for name in ("min_lr", "max_lr") if name not in settings]
+    if missing:
+        raise UsageError(
+            f"{where}: {' and '.join(missing)} must be given", hint="e.g. min_lr=1e-5, max_lr=1.0"
+        )
+    return settings  # type: ignore[return-value]
+
+
+def run_range_test(
+    model: torch.nn.Module,
+    loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    step_fn: Callable[..., Any],
+    settings: RangeTestSettings,
+    *,
+    terms: Terms,
+    device: torch.device | str,
+    precision: str,
+    accumulate: int,
+    clipping: str | None,
+) -> RangeTestResult:
+    """`clrfind.range_test` on a framework's objects: its step computes the loss, so there is no loss_fn.
+
+    `clipping` names the framework's gradient clipping setting when one is on (``"max_grad_norm=1.0"``): the test
+    does not clip, and the result's notes say what that means for the bounds.
+    """
+    from clrfind.api import range_test
+
+    result = range_test(
+        model, loader, None, optimizer, device=device, step_fn=step_fn, precision=precision, accumulate=accumulate,
+        terms=terms, **settings,
+    )  # fmt: skip
+    if clipping is None:
+        return result
+    note = (
+        f"training clips gradients ({clipping}), the range test did not: clipping lets training survive higher "
+        "LRs, so these bounds may be low for it"
+    )
+    return result.model_copy(update={"notes": [*result.notes, note]})

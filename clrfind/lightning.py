@@ -1,0 +1,308 @@
+"""The range test inside PyTorch Lightning: the LightningModule's own `training_step` and optimizer, on the trainer's
+device, with its precision and gradient accumulation.
+
+Two ways in, one run (`clrfind.api.range_test`, so the module and optimizer are restored bit-for-bit):
+
+- `LRRangeTest`, a callback: `Trainer(callbacks=[LRRangeTest(min_lr=..., max_lr=...)])` runs the test when
+  training starts, once Lightning has built the optimizer and the data, and by default trains with the one-cycle
+  schedule it suggests;
+- `range_test(trainer, module, train_loader, ...)` before `trainer.fit`, like Lightning's own `Tuner.lr_find`; the
+  module's `configure_optimizers` then hands the result on with `optimizer_config`.
+
+Both log the curve and the bounds to the trainer's loggers and return the library's `RangeTestResult`. Lightning is
+imported only here, inside the functions: `import clrfind` never pays for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from clrfind.errors import SetupError, UsageError, describe_exception
+from clrfind.faults import Part, Terms
+from clrfind.integration import RangeTestSettings, check_settings, run_range_test
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    import torch
+    from typing_extensions import Unpack
+
+    from clrfind.results import RangeTestResult
+
+# Errors name the module's hooks, not range_test()'s arguments.
+_NAMES: dict[Part, str] = {
+    "data": "the training dataloader", "val_data": "the validation dataloader", "model": "the LightningModule",
+    "loss": "training_step", "step": "training_step", "optimizer": "the optimizer of configure_optimizers()",
+    "precision": "Trainer(precision=...)", "metric": "metric",
+}  # fmt: skip
+TERMS = Terms(_NAMES, "library")
+# Lightning's mixed precision settings, as the engine's autocast; the others ("32-true", "bf16-true", ...) run
+# the module in the dtype Lightning gave it, without autocast.
+_PRECISION = {"16-mixed": "fp16", "bf16-mixed": "bf16"}
+# Where the curve and the bounds go in the trainer's loggers.
+PREFIX = "clrfind"
+
+
+def range_test(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    train_dataloaders: Any = None,
+    datamodule: pl.LightningDataModule | None = None,
+    **settings: Unpack[RangeTestSettings],
+) -> RangeTestResult:
+    """Run the range test through `module.training_step` with the optimizer its `configure_optimizers` returns.
+
+    Call it before `trainer.fit`, with the data `fit` would get (a DataLoader, or a datamodule, or neither when the
+    module defines `train_dataloader()`), and the range test's settings (`min_lr`, `max_lr`, `steps`, ... as for
+    `clrfind.range_test`; see `clrfind.integration.RangeTestSettings`). The module is left exactly as it was; the
+    optimizer is built for the test and dropped (`fit` builds its own). `self.log` calls in `training_step` are
+    ignored during the test.
+
+    Raises:
+        UsageError: manual optimization, several optimizers or training dataloaders, or no training data.
+        SetupError: `configure_optimizers` failed (if it needs the fitting trainer, use `LRRangeTest`).
+        RunError: the module's code failed mid-run (after restoring it).
+    """
+    from lightning.pytorch import LightningDataModule
+
+    settings = check_settings(settings, where="clrfind.lightning.range_test")
+    if isinstance(train_dataloaders, LightningDataModule):  # as trainer.fit(module, datamodule) takes it
+        train_dataloaders, datamodule = None, train_dataloaders
+    loader = _fit_loader(module, train_dataloaders, datamodule)
+    try:
+        config = module.configure_optimizers()
+    except Exception as exc:
+        raise SetupError(
+            f"configure_optimizers() raised {describe_exception(exc)}",
+            hint="if it needs the fitting trainer (self.trainer.estimated_stepping_batches), run the test with "
+            "the LRRangeTest callback, which runs inside trainer.fit",
+        ) from exc
+    return _run(trainer, module, loader, _only_optimizer(config), settings)
+
+
+class RangeTestCallback:
+    """A Lightning callback that runs the range test when training starts, then (with `apply`) trains with the
+    schedule it suggests; use it as `LRRangeTest`, which is this class with Lightning's `Callback` as a base.
+
+    The test runs in `on_train_start`, on the optimizer and the training dataloader Lightning has set up, and
+    restores both, so training starts from the same state. With `apply=True` (the default) and usable bounds, the
+    optimizer then follows `optimizer_config`'s schedule (one cycle over the whole fit when its length is known),
+    in place of the schedulers `configure_optimizers` returned. The result is in `.result`.
+
+    Args:
+        apply: train with the suggested schedule.
+        policy: the schedule's policy (`clrfind export --policy`): `auto` is one-cycle when the fit's length is
+            known.
+        settings: the range test's (`min_lr`, `max_lr`, `steps`, ... as for `clrfind.range_test`; see
+            `clrfind.integration.RangeTestSettings`).
+    """
+
+    def __init__(
+        self, *, apply: bool = True, policy: str = "auto", **settings: Unpack[RangeTestSettings]
+    ) -> None:
+        self.settings = check_settings(settings, where="LRRangeTest")
+        self.apply, self.policy = apply, policy
+        self.result: RangeTestResult | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizers = trainer.optimizers
+        if len(optimizers) != 1:
+            raise UsageError(
+                f"LRRangeTest: configure_optimizers() gave {len(optimizers)} optimizers; the range test needs one"
+            )
+        loader = _one_loader(trainer.train_dataloader)
+        self.result = _run(trainer, pl_module, loader, optimizers[0], self.settings)
+        bounds = self.result.bounds
+        if self.apply and bounds is not None and bounds.usable:
+            from lightning.pytorch.utilities.types import LRSchedulerConfig
+
+            config = optimizer_config(self.result, optimizers[0], trainer, policy=self.policy)
+            trainer.strategy.lr_scheduler_configs = [LRSchedulerConfig(**config["lr_scheduler"])]
+
+
+@functools.cache
+def _callback_class() -> type:
+    from lightning.pytorch.callbacks import Callback
+
+    return type(
+        "LRRangeTest", (RangeTestCallback, Callback), {"__module__": __name__, "__qualname__": "LRRangeTest"}
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # LRRangeTest subclasses Lightning's Callback, so it is made on first use: importing this module does not
+    # import Lightning.
+    if name == "LRRangeTest":
+        return _callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def optimizer_config(
+    result: RangeTestResult, optimizer: torch.optim.Optimizer, trainer: pl.Trainer, *, policy: str = "auto"
+) -> dict[str, Any]:
+    """What `configure_optimizers` returns to train with the suggested schedule, stepped every optimizer step:
+    ``{"optimizer": optimizer, "lr_scheduler": {"scheduler": ..., "interval": "step"}}``.
+
+    The schedule is fitted to the fit's length (`trainer.estimated_stepping_batches`), so with `policy="auto"`
+    one cycle spans the whole fit; a fit of unknown length gets triangular cycles. Sets the optimizer's lr.
+
+    Raises:
+        ExportError: the result has no usable bounds, or the fit is too short for the policy.
+    """
+    from clrfind.export import scheduler_for
+
+    total = trainer.estimated_stepping_batches  # also loads the training data when it is not yet
+    batches = trainer.num_training_batches
+    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
+    per_epoch = per_epoch or result.steps_per_epoch
+    epochs = math.ceil(total / per_epoch) if per_epoch and math.isfinite(total) and total > 0 else None
+    scheduler = scheduler_for(result, optimizer, policy=policy, epochs=epochs, steps_per_epoch=per_epoch)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def log_result(result: RangeTestResult, loggers: Iterable[Any]) -> None:
+    """The curve (LR, raw and smoothed loss, and the metric, one record a step) and the bounds with their
+    rationale, to each Lightning logger, under `clrfind/`."""
+    records: list[tuple[int, dict[str, float]]] = []
+    for i, (lr, loss, smoothed) in enumerate(zip(result.lrs, result.losses, result.smoothed, strict=False)):
+        values = {"lr": lr, "loss": loss, "smoothed_loss": smoothed}
+        records.append((i, {f"{PREFIX}/{k}": v for k, v in values.items() if v is not None}))
+    if result.metric is not None:
+        name = f"{PREFIX}/{result.metric.name}"
+        records += [
+            (s, {name: v})
+            for s, v in zip(result.metric.steps, result.metric.values, strict=True)
+            if v is not None
+        ]
+    for logger in loggers:
+        for step, metrics in records:
+            logger.log_metrics(metrics, step=step)
+        logger.log_hyperparams(_summary(result))
+        logger.save()
+
+
+def _summary(result: RangeTestResult) -> dict[str, Any]:
+    b = result.bounds
+    found: dict[str, Any] = {"stop_reason": result.stop_reason, "steps": result.steps_run}
+    if b is not None:
+        found |= {
+            "base_lr": b.base_lr, "max_lr": b.max_lr, "peak_lr": b.peak_lr, "confidence": b.confidence,
+            "base_rationale": b.base_rationale, "max_rationale": b.max_rationale, "reason": b.reason,
+            "next_step": b.next_step,
+        }  # fmt: skip
+    return {f"{PREFIX}/{k}": v for k, v in found.items() if v not in (None, "")}
+
+
+def _run(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    settings: RangeTestSettings,
+) -> RangeTestResult:
+    """The range test of both entry points, its result logged to the trainer's loggers."""
+    if not module.automatic_optimization:
+        raise UsageError(
+            "the module uses manual optimization: its training_step steps the optimizer itself, so the range test "
+            "cannot set the LR of each step",
+            hint="run clrfind.range_test on its model, data and optimizer with a step_fn that returns the loss",
+        )
+    clip = trainer.gradient_clip_val
+    with _log_calls_ignored(module):
+        result = run_range_test(
+            module, loader, optimizer, _TrainingStep(module), settings, terms=TERMS,
+            device=trainer.strategy.root_device, precision=_PRECISION.get(str(trainer.precision), "fp32"),
+            accumulate=trainer.accumulate_grad_batches, clipping=f"gradient_clip_val={clip}" if clip else None,
+        )  # fmt: skip
+    log_result(result, trainer.loggers)
+    return result
+
+
+class _TrainingStep:
+    """`module.training_step` as a clrfind step: batch_idx counted as Lightning counts it, the loss taken from a
+    tensor or the "loss" of a dict (what else it returns, None included, is reported as not a loss)."""
+
+    def __init__(self, module: pl.LightningModule) -> None:
+        from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
+
+        self.module = module
+        self.takes_index = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
+        self.batch_idx = 0
+
+    def __call__(self, model: torch.nn.Module, batch: Any, loss_fn: Any) -> Any:
+        args = (batch, self.batch_idx) if self.takes_index else (batch,)
+        self.batch_idx += 1
+        out = self.module.training_step(*args)
+        return out.get("loss", out) if isinstance(out, Mapping) else out
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _log_calls_ignored(module: pl.LightningModule) -> Iterator[None]:
+    """`self.log` and `self.log_dict` do nothing while the test runs: outside Lightning's loop they raise (no
+    result collection) or warn (no trainer), and the test's steps are not the fit's metrics anyway."""
+    module.log = _ignore  # type: ignore[method-assign]
+    module.log_dict = _ignore  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del module.log, module.log_dict
+
+
+def _fit_loader(
+    module: pl.LightningModule, loaders: Any, datamodule: pl.LightningDataModule | None
+) -> Iterable[Any]:
+    """The training data `trainer.fit` would use: the loader given, the datamodule's, or the module's own."""
+    if loaders is None and datamodule is not None:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        loaders = datamodule.train_dataloader()
+    elif loaders is None:
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        if not is_overridden("train_dataloader", module):
+            raise UsageError(
+                "no training data: pass the training DataLoader (or a datamodule) as trainer.fit would get it, or "
+                "define train_dataloader() on the module"
+            )
+        loaders = module.train_dataloader()
+    return _one_loader(loaders)
+
+
+def _one_loader(loaders: Any) -> Iterable[Any]:
+    """The one training dataloader in what Lightning holds or was given (it also takes lists and dicts)."""
+    if isinstance(loaders, Mapping):
+        loaders = list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        if len(loaders) != 1:
+            raise UsageError(
+                f"{len(loaders)} training dataloaders: the range test trains on one",
+                hint="pass one DataLoader",
+            )
+        return loaders[0]
+    return loaders
+
+
+def _only_optimizer(config: Any) -> torch.optim.Optimizer:
+    """The one optimizer in what `configure_optimizers` returned, in any of the forms Lightning accepts."""
+    import torch
+
+    given = type(config).__name__
+    if isinstance(config, Mapping):
+        config = [config]
+    elif isinstance(config, (list, tuple)) and len(config) == 2 and isinstance(config[0], (list, tuple)):
+        config = config[0]  # ([optimizers], [schedulers])
+    items = list(config) if isinstance(config, (list, tuple)) else [config]
+    found = [item.get("optimizer") if isinstance(item, Mapping) else item for item in items]
+    if len(found) != 1 or not isinstance(found[0], torch.optim.Optimizer):
+        raise UsageError(
+            f"configure_optimizers() returned {given}: the range test needs exactly one optimizer",
+            hint="return one torch.optim optimizer (with or without schedulers)",
+        )
+    return found[0]

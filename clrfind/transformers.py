@@ -1,0 +1,99 @@
+"""The range test for a Hugging Face `transformers.Trainer`: its model, its training dataloader, the optimizer it
+would train with and the loss it computes, with its precision, gradient accumulation and seed.
+
+`range_test(trainer, ...)` runs `clrfind.api.range_test` on those (the model and optimizer restored bit-for-bit)
+and returns the library's `RangeTestResult`; `optimizers_for(trainer, result)` gives the `(optimizer, scheduler)`
+pair the Trainer takes (`Trainer(optimizers=...)`, or `trainer.optimizer, trainer.lr_scheduler = ...` before
+`trainer.train()`), the schedule fitted to the Trainer's own length. transformers is never imported here: the
+Trainer passed in is used through its public methods.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from clrfind.faults import Part, Terms
+from clrfind.integration import RangeTestSettings, check_settings, run_range_test
+
+if TYPE_CHECKING:
+    import torch
+    import transformers
+    from typing_extensions import Unpack
+
+    from clrfind.results import RangeTestResult
+
+# Errors name the Trainer's parts, not range_test()'s arguments.
+_NAMES: dict[Part, str] = {
+    "data": "trainer.get_train_dataloader()", "val_data": "the validation data", "model": "trainer.model",
+    "loss": "trainer.compute_loss", "step": "trainer.compute_loss(model, batch)",
+    "optimizer": "trainer.create_optimizer()", "precision": "TrainingArguments(bf16/fp16)", "metric": "metric",
+}  # fmt: skip
+TERMS = Terms(_NAMES, "library")
+
+
+def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettings]) -> RangeTestResult:
+    """Run the range test as `trainer.train()` would train: on `trainer.get_train_dataloader()`, with the loss of
+    `trainer.compute_loss` (the model's own `model(**batch).loss` unless the Trainer overrides it), the optimizer
+    `trainer.create_optimizer()` builds from the TrainingArguments (or the one given to the Trainer), their bf16/fp16
+    and gradient accumulation, and their seed unless `seed` is given.
+
+    `settings` are the range test's (`min_lr`, `max_lr`, `steps`, ... as for `clrfind.range_test`; see
+    `clrfind.integration.RangeTestSettings`). The model and the optimizer are left exactly as they were; an
+    optimizer the Trainer did not have before is dropped again, so `trainer.train()` builds its own as it would
+    have. Gradient clipping (`max_grad_norm`) is not applied during the test, and the result's notes say so.
+
+    Raises:
+        UsageError, SetupError, RunError: as `clrfind.range_test`, in the Trainer's terms.
+    """
+    settings = check_settings(settings, where="clrfind.transformers.range_test")
+    args = trainer.args
+    had_optimizer = trainer.optimizer is not None
+    optimizer = trainer.create_optimizer()  # the Trainer's own when it has one
+    try:
+        return run_range_test(
+            trainer.model, trainer.get_train_dataloader(), optimizer, _ComputeLoss(trainer),
+            {"seed": args.seed, **settings}, terms=TERMS, device=args.device,
+            precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+            accumulate=args.gradient_accumulation_steps,
+            clipping=f"max_grad_norm={args.max_grad_norm}" if args.max_grad_norm else None,
+        )  # fmt: skip
+    finally:
+        if not had_optimizer:
+            trainer.optimizer = None
+
+
+def optimizers_for(
+    trainer: transformers.Trainer, result: RangeTestResult, *, policy: str = "auto"
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The Trainer's optimizer and the suggested schedule on it, for `Trainer(optimizers=...)` or
+    `trainer.optimizer, trainer.lr_scheduler = ...`; the scheduler steps once per optimizer step, as the Trainer
+    steps it.
+
+    The schedule is fitted to the Trainer's length (`max_steps`, else `num_train_epochs` of its dataloader), so
+    with `policy="auto"` one cycle spans the whole training. Sets the optimizer's lr.
+
+    Raises:
+        ExportError: the result has no usable bounds, or the training is too short for the policy.
+    """
+    from clrfind.export import scheduler_for
+
+    args = trainer.args
+    optimizer = trainer.create_optimizer()
+    per_epoch = math.ceil(len(trainer.get_train_dataloader()) / args.gradient_accumulation_steps)
+    total = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * per_epoch)
+    # Whole epochs cover the Trainer's steps: OneCycleLR fails when stepped past its total.
+    epochs = math.ceil(total / per_epoch)
+    scheduler = scheduler_for(result, optimizer, policy=policy, epochs=epochs, steps_per_epoch=per_epoch)
+    return optimizer, scheduler
+
+
+class _ComputeLoss:
+    """`trainer.compute_loss` as a clrfind step. It gets a shallow copy of the batch: it may pop the labels, and
+    the self-check reuses its held-out batches."""
+
+    def __init__(self, trainer: transformers.Trainer) -> None:
+        self.trainer = trainer
+
+    def __call__(self, model: torch.nn.Module, batch: Any, loss_fn: Any) -> Any:
+        return self.trainer.compute_loss(model, dict(batch))

@@ -1,0 +1,150 @@
+"""clrfind.lightning with the real Lightning: the callback and the function measure what a plain loop measures,
+restore the module, log to the trainer's loggers, and hand the schedule to the fit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+L = pytest.importorskip("lightning.pytorch")
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import clrfind  # noqa: E402
+import clrfind.lightning  # noqa: E402
+from clrfind.errors import SetupError, UsageError  # noqa: E402
+
+SETTINGS = {"min_lr": 1e-3, "max_lr": 3.0, "steps": 60, "seed": 0}
+
+
+class Classifier(L.LightningModule):
+    """An MLP whose training_step logs, as Lightning modules do (the range test must ignore it)."""
+
+    def __init__(self, result=None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+        self.result = result
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss)
+        return {"loss": loss}
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+        if self.result is None:
+            return optimizer
+        return clrfind.lightning.optimizer_config(self.result, optimizer, self.trainer)
+
+
+def _loader() -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 2, generator=g)
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+    return DataLoader(TensorDataset(x, y), batch_size=32)  # 16 batches an epoch, in order
+
+
+def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=L.loggers.CSVLogger(tmp_path), enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=1, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def plain() -> clrfind.RangeTestResult:
+    """The same model, data and optimizer in clrfind's own loop."""
+    net = Classifier().net
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    return clrfind.range_test(net, _loader(), torch.nn.functional.cross_entropy, optimizer, **SETTINGS)
+
+
+def test_the_callback_measures_what_a_plain_loop_does_then_trains_with_its_schedule(tmp_path, plain) -> None:
+    finder = clrfind.lightning.LRRangeTest(**SETTINGS)
+    assert isinstance(finder, L.Callback)
+    trainer = _trainer(tmp_path, callbacks=[finder])
+    trainer.fit(Classifier(), _loader())
+    assert finder.result.losses == plain.losses
+    assert finder.result.bounds == plain.bounds and plain.bounds.usable
+    # The fit then followed the suggested one cycle, stepped every optimizer step.
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert type(scheduler).__name__ == "OneCycleLR" and scheduler.last_epoch == 16
+    # The trainer's logger has the curve, one row a step, and the bounds.
+    metrics = (Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()
+    rows = [r for r in csv.DictReader(metrics) if r.get("clrfind/lr")]
+    assert [float(r["clrfind/lr"]) for r in rows] == pytest.approx(plain.lrs)
+    assert [float(r["clrfind/loss"]) for r in rows] == pytest.approx(plain.losses)
+    assert "train_loss" in metrics[0]  # the fit's own self.log works again after the test
+    hparams = (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()
+    assert f"clrfind/max_lr: {plain.bounds.max_lr}" in hparams and "clrfind/max_rationale" in hparams
+
+
+def test_the_function_restores_the_module_and_its_result_configures_the_fit(tmp_path, plain) -> None:
+    module = Classifier()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = _trainer(tmp_path)
+    result = clrfind.lightning.range_test(trainer, module, _loader(), **SETTINGS)
+    assert result.losses == plain.losses and result.bounds == plain.bounds
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    assert "log" not in vars(module)  # self.log is the module's own again
+    module.result = result
+    trainer.fit(module, _loader())
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.last_epoch == 16 and scheduler.total_steps == 16  # one cycle over the whole fit
+
+
+class ManualOptimization(Classifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+
+class TwoOptimizers(Classifier):
+    def configure_optimizers(self):
+        return [
+            torch.optim.SGD(self.net[0].parameters(), lr=0.1),
+            torch.optim.SGD(self.net[2].parameters(), lr=0.1),
+        ]
+
+
+class ReturnsNothing(Classifier):
+    def training_step(self, batch, batch_idx):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("module", "error", "message"),
+    [
+        (ManualOptimization, UsageError, "manual optimization: its training_step steps the optimizer itself"),
+        (TwoOptimizers, UsageError, "configure_optimizers() returned list: the range test needs exactly one"),
+        (ReturnsNothing, SetupError, "training_step returned NoneType, not a loss tensor"),
+    ],
+)
+def test_modules_the_test_cannot_run_are_told_why(tmp_path, module, error, message) -> None:
+    with pytest.raises(error) as info:
+        clrfind.lightning.range_test(_trainer(tmp_path), module(), _loader(), **SETTINGS)
+    assert message in str(info.value)
+
+
+def test_settings_are_checked_when_the_callback_is_made() -> None:
+    with pytest.raises(UsageError, match=r"LRRangeTest: unknown setting 'step'") as info:
+        clrfind.lightning.LRRangeTest(min_lr=1e-4, max_lr=1.0, step=100)
+    assert info.value.hint == "did you mean 'steps'?"
+    with pytest.raises(UsageError, match="LRRangeTest: max_lr must be given"):
+        clrfind.lightning.LRRangeTest(min_lr=1e-4)
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch) -> None:
+    """The README's Lightning example, as written, on this module and data."""
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("### PyTorch Lightning", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope = {"module": Classifier(), "train_loader": _loader()}
+    exec(compile(example, "README.md", "exec"), scope)
+    assert scope["finder"].result.bounds.usable
