@@ -144,13 +144,14 @@ def _length(obj: Any, *, key: str, source: str) -> int:
         ) from exc
 
 
-def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str) -> Any:
-    """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance."""
+def _data_object(target_obj: Any, kwargs: dict[str, Any], *, target_key: str, source: str) -> Any:
+    """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance; `target_key` is
+    the key as the spec writes it (``data.train._target_``)."""
     import torch.utils.data as tud
 
     if isinstance(target_obj, (tud.Dataset, tud.DataLoader)) and not kwargs:
         return target_obj
-    return instantiate(target_obj, kwargs=kwargs, key=f"{key}.target", source=source)
+    return instantiate(target_obj, kwargs=kwargs, key=target_key, source=source)
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
@@ -235,11 +236,13 @@ def build_components(
     resolved = validate_spec_targets(loaded)
     seed_everything(spec.seed)
 
-    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key="model.target", source=source)
+    # Messages name each target's key as the file writes it (`model._target_` in a Hydra-style block).
+    model_key = loaded.target_key("model")
+    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key=model_key, source=source)
     if not isinstance(model, torch.nn.Module):
         raise SetupError(
-            f"{source}: model.target returned {type(model).__name__}, not a torch.nn.Module",
-            hint="point model.target at an nn.Module class or a function returning one",
+            f"{source}: {model_key} returned {type(model).__name__}, not a torch.nn.Module",
+            hint=f"point {model_key} at an nn.Module class or a function returning one",
         )
     if spec.model.checkpoint:
         load_checkpoint(model, (loaded.base_dir / spec.model.checkpoint).resolve(), source=source)
@@ -247,7 +250,12 @@ def build_components(
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    train_obj = _data_object(resolved["data.train"], spec.data.train.kwargs, key="data.train", source=source)
+    train_obj = _data_object(
+        resolved["data.train"],
+        spec.data.train.kwargs,
+        target_key=loaded.target_key("data.train"),
+        source=source,
+    )
     sampler = None
     if world_size > 1 and not _is_loader(train_obj) and not isinstance(train_obj, tud.IterableDataset):
         sampler = tud.DistributedSampler(
@@ -264,25 +272,30 @@ def build_components(
     train_loader = make_loader(train_obj, key="data.train", sampler=sampler, **loader_args)
     val_loader = None
     if spec.data.val is not None:
-        val_obj = _data_object(resolved["data.val"], spec.data.val.kwargs, key="data.val", source=source)
+        val_obj = _data_object(
+            resolved["data.val"],
+            spec.data.val.kwargs,
+            target_key=loaded.target_key("data.val"),
+            source=source,
+        )
         val_loader = make_loader(val_obj, key="data.val", **{**loader_args, "shuffle": False})
 
-    loss_target = resolved["loss"]
+    loss_target, loss_key = resolved["loss"], loaded.target_key("loss")
     if is_loss_function(loss_target, spec.loss.kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
         loss_fn = functools.partial(loss_target, **spec.loss.kwargs) if spec.loss.kwargs else loss_target
     else:
-        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key="loss.target", source=source)
+        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key=loss_key, source=source)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
     if not callable(loss_fn):
         raise SetupError(
-            f"{source}: loss.target returned {type(loss_fn).__name__}, which is not callable",
+            f"{source}: {loss_key} returned {type(loss_fn).__name__}, which is not callable",
             hint="use a loss class such as torch.nn.CrossEntropyLoss or a function (output, target) -> loss",
         )
 
     param_count = sum(p.numel() for p in model.parameters())
     if param_count == 0:
-        raise SetupError(f"{source}: model.target: the model has no parameters", hint="nothing to train")
+        raise SetupError(f"{source}: {model_key}: the model has no parameters", hint="nothing to train")
     train_model: torch.nn.Module = model
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -293,16 +306,17 @@ def build_components(
     if spec.compile:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
 
+    optimizer_key = loaded.target_key("optimizer")
     optimizer = instantiate(
         resolved["optimizer"],
         model.parameters(),
         kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
-        key="optimizer.target",
+        key=optimizer_key,
         source=source,
     )
     if not isinstance(optimizer, torch.optim.Optimizer) or "lr" not in optimizer.param_groups[0]:
         raise SetupError(
-            f"{source}: optimizer.target built {type(optimizer).__name__}, which has no 'lr' in its param groups",
+            f"{source}: {optimizer_key} built {type(optimizer).__name__}, which has no 'lr' in its param groups",
             hint="use a torch.optim optimizer (SGD, Adam, AdamW, ...)",
         )
 

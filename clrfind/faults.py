@@ -159,14 +159,14 @@ def library_terms(*, step_fn: bool) -> Terms:
 
 def spec_terms(loaded: LoadedSpec) -> Terms:
     """A spec's words: its keys, with the target each one names."""
-    spec = loaded.spec
+    spec, key = loaded.spec, loaded.target_key  # target keys as the file writes them (`model._target_`)
     val = f"data.val '{spec.data.val.target}'" if spec.data.val is not None else "data.val"
-    model = f"model.target '{spec.model.target}'"
+    model = f"{key('model')} '{spec.model.target}'"
     names: dict[Part, str] = {
         "data": f"data.train '{spec.data.train.target}'", "val_data": val, "model": model,
-        "loss": f"loss.target '{spec.loss.target}'",
-        "step": f"step.target '{spec.step.target}'" if spec.step is not None else model,
-        "optimizer": f"optimizer.target '{spec.optimizer.target}'", "precision": "precision",
+        "loss": f"{key('loss')} '{spec.loss.target}'",
+        "step": f"{key('step')} '{spec.step.target}'" if spec.step is not None else model,
+        "optimizer": f"{key('optimizer')} '{spec.optimizer.target}'", "precision": "precision",
         "metric": "range_test.metric",
     }  # fmt: skip
     return Terms(names, "spec", prefix=f"{loaded.source}: ")
