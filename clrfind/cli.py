@@ -536,6 +536,8 @@ def sweep_cmd(
             markup=False,
         )
     console.print(f"recommended: {outcome.sweep.rationale}", markup=False)
+    for line in outcome.sweep.per_key:
+        console.print(f"  {line}", markup=False)
     console.print(f"sweep: {outcome.path}", markup=False)
     if outcome.plot:
         console.print(f"plot: {outcome.plot}", markup=False)
