@@ -34,6 +34,7 @@ from clrfind.results import (
     Timing,
     Verification,
     finite_or_none,
+    format_seconds,
     to_json,
 )
 from clrfind.settings import RunSettings
@@ -229,6 +230,8 @@ def range_test(
     restore: bool = True,
     seed: int | None = None,
     verify_bounds: bool = True,
+    progress: bool = True,
+    log: Any = None,
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer.
 
@@ -241,6 +244,11 @@ def range_test(
     does not fit (e.g. batches that are not (inputs, targets) pairs without a `step_fn`) raises `SetupError` in
     terms of these arguments; a failure inside your code is raised as `RunError` after restoring.
 
+    `progress=True` (default) shows a progress bar on stderr when it is a terminal, or in the cell of a Jupyter
+    notebook, and nothing elsewhere; `callback` gets every `StepEvent` either way. `log` sends the finished result
+    to experiment trackers (`"tensorboard[:DIR]"`, `"wandb[:PROJECT]"`, `"mlflow[:EXPERIMENT]"`, a logger object,
+    or a list; see `clrfind.loggers`); a tracker whose package is missing is a `UsageError` before anything runs.
+
     Returns:
         The result, with `.bounds` (base/max LR with rationale), `.plot()` and `.save(path)`.
     """
@@ -251,6 +259,10 @@ def range_test(
         eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
         verify_bounds=verify_bounds,
     )  # fmt: skip
+    from clrfind.loggers import experiment_loggers, log_result
+    from clrfind.progress import progress_callback
+
+    loggers = experiment_loggers(log)
     terms = library_terms(step_fn=step_fn is not None)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
@@ -273,7 +285,8 @@ def range_test(
                 model, train_loader, loss_fn, optimizer, device=dev, settings=settings, step_fn=step_fn,
                 val_loader=val_loader,
             )  # fmt: skip
-            out = trainer.range_test(lrs, callback=callback)
+            with progress_callback("range test", steps, enabled=progress, also=callback) as on_step:
+                out = trainer.range_test(lrs, callback=on_step)
             result = make_result(
                 out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
                 batch_size=getattr(train_loader, "batch_size", None),
@@ -293,6 +306,7 @@ def range_test(
     signum = out.stop_signal or check_stop
     if signum is not None:
         raise RunInterrupted(stops.stop_detail(signum), signum=signum)
+    log_result(result, loggers)
     return result
 
 
@@ -526,12 +540,6 @@ def _is_oom(exc: BaseException) -> bool:
 
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
-
-
-def format_seconds(seconds: float) -> str:
-    """A duration for people: small models finish a whole test in under a tenth of a second, where "0.0 s" would
-    read as "nothing ran", so anything under a second is given in milliseconds."""
-    return f"{seconds * 1e3:.0f} ms" if seconds < 1.0 else f"{seconds:.1f} s"
 
 
 @dataclass(frozen=True)
