@@ -14,7 +14,10 @@ __all__ = [
     "Bounds",
     "ClrfindError",
     "ClrfindWarning",
+    "ExportError",
+    "OutputError",
     "RangeTestResult",
+    "ResultsError",
     "RunError",
     "RunInterrupted",
     "SetupError",
@@ -39,6 +42,9 @@ _LAZY = {
     "StepEvent": "clrfind.events",
     "ClrfindError": "clrfind.errors",
     "ClrfindWarning": "clrfind.errors",
+    "ExportError": "clrfind.errors",
+    "OutputError": "clrfind.errors",
+    "ResultsError": "clrfind.errors",
     "RunError": "clrfind.errors",
     "RunInterrupted": "clrfind.errors",
     "SetupError": "clrfind.errors",
@@ -47,7 +53,17 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from clrfind.api import range_test
-    from clrfind.errors import ClrfindError, ClrfindWarning, RunError, RunInterrupted, SetupError, UsageError
+    from clrfind.errors import (
+        ClrfindError,
+        ClrfindWarning,
+        ExportError,
+        OutputError,
+        ResultsError,
+        RunError,
+        RunInterrupted,
+        SetupError,
+        UsageError,
+    )
     from clrfind.events import StepEvent
     from clrfind.export import load_schedule, write_schedule
     from clrfind.loggers import log_result

@@ -144,14 +144,14 @@ def _length(obj: Any, *, key: str, source: str) -> int:
         ) from exc
 
 
-def _data_object(target_obj: Any, kwargs: dict[str, Any], *, target_key: str, source: str) -> Any:
-    """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance; `target_key` is
-    the key as the spec writes it (``data.train._target_``)."""
+def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str) -> Any:
+    """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance; `key` is its
+    target's key as the spec writes it (``data.train._target_``)."""
     import torch.utils.data as tud
 
     if isinstance(target_obj, (tud.Dataset, tud.DataLoader)) and not kwargs:
         return target_obj
-    return instantiate(target_obj, kwargs=kwargs, key=target_key, source=source)
+    return instantiate(target_obj, kwargs=kwargs, key=key, source=source)
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
@@ -237,7 +237,8 @@ def build_components(
     seed_everything(spec.seed)
 
     # Messages name each target's key as the file writes it (`model._target_` in a Hydra-style block).
-    model_key = loaded.target_key("model")
+    key = loaded.target_key
+    model_key, loss_key, optimizer_key = key("model"), key("loss"), key("optimizer")
     model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key=model_key, source=source)
     if not isinstance(model, torch.nn.Module):
         raise SetupError(
@@ -251,10 +252,7 @@ def build_components(
         model.to(memory_format=torch.channels_last)
 
     train_obj = _data_object(
-        resolved["data.train"],
-        spec.data.train.kwargs,
-        target_key=loaded.target_key("data.train"),
-        source=source,
+        resolved["data.train"], spec.data.train.kwargs, key=key("data.train"), source=source
     )
     sampler = None
     if world_size > 1 and not _is_loader(train_obj) and not isinstance(train_obj, tud.IterableDataset):
@@ -272,15 +270,10 @@ def build_components(
     train_loader = make_loader(train_obj, key="data.train", sampler=sampler, **loader_args)
     val_loader = None
     if spec.data.val is not None:
-        val_obj = _data_object(
-            resolved["data.val"],
-            spec.data.val.kwargs,
-            target_key=loaded.target_key("data.val"),
-            source=source,
-        )
+        val_obj = _data_object(resolved["data.val"], spec.data.val.kwargs, key=key("data.val"), source=source)
         val_loader = make_loader(val_obj, key="data.val", **{**loader_args, "shuffle": False})
 
-    loss_target, loss_key = resolved["loss"], loaded.target_key("loss")
+    loss_target = resolved["loss"]
     if is_loss_function(loss_target, spec.loss.kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
         loss_fn = functools.partial(loss_target, **spec.loss.kwargs) if spec.loss.kwargs else loss_target
     else:
@@ -306,7 +299,6 @@ def build_components(
     if spec.compile:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
 
-    optimizer_key = loaded.target_key("optimizer")
     optimizer = instantiate(
         resolved["optimizer"],
         model.parameters(),

@@ -509,14 +509,15 @@ def sweep_cmd(
     with stop_signals():
         outcome = sweep(loaded, settings, out_dir=out_dir, devices=devices, progress=progress)
     console = _out()
-    console.print(f"{'value':<28} {'base_lr':>9} {'max_lr':>9} {'lowest loss':>12}  confidence  stopped")
+    width = max([28, *(len(run.label) + 1 for run in outcome.sweep.runs)])  # two keys make longer labels
+    console.print(f"{'value':<{width}} {'base_lr':>9} {'max_lr':>9} {'lowest loss':>12}  confidence  stopped")
     for run in outcome.sweep.runs:
         low = "-" if run.lowest_loss is None else f"{run.lowest_loss:.4g}"
         mark = " <- recommended" if run.label == outcome.sweep.recommended else ""
         status = run.stop_reason if run.error is None else f"error: {run.error}"
         console.print(
-            f"{run.label:<28} {format_lr(run.base_lr):>9} {format_lr(run.max_lr):>9} {low:>12}  {run.confidence:<10}  "
-            f"{status}{mark}",
+            f"{run.label:<{width}} {format_lr(run.base_lr):>9} {format_lr(run.max_lr):>9} {low:>12}  "
+            f"{run.confidence:<10}  {status}{mark}",
             markup=False,
         )
     console.print(f"recommended: {outcome.sweep.rationale}", markup=False)

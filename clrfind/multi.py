@@ -330,17 +330,22 @@ def explain_per_key(runs: Sequence[SweepRun], recommended: str | None) -> list[s
         row = [
             r for r in runs if key in r.overrides and all(r.overrides.get(k) == v for k, v in fixed.items())
         ]
-        cells = []
+        cells, reaching = [], 0
         for r in row:
             name = _value_text(r.overrides[key])
             if r.max_lr is None or r.lowest_loss is None:
                 cells.append(f"{name} no bounds" if r.error is None else f"{name} failed")
             else:
                 above = "" if r.lowest_loss <= limit else " (above the limit)"
+                reaching += not above
                 cells.append(f"{name} max_lr {r.max_lr:.2g} at loss {r.lowest_loss:.4g}{above}")
+        why = (
+            "the only value reaching the lowest loss"
+            if reaching == 1
+            else f"the largest max_lr of the {reaching} values reaching the lowest loss"
+        )
         lines.append(
-            f"{run_label({key: value})}: at {run_label(fixed)}, the largest max_lr of the values reaching the "
-            f"lowest loss (<= {limit:.4g}): {'; '.join(cells)}"
+            f"{run_label({key: value})}: at {run_label(fixed)}, {why} (<= {limit:.4g}): {'; '.join(cells)}"
         )
     return lines
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BASE_SPEC, write_spec
+from conftest import BASE_SPEC, REPO, write_spec
 from typer.testing import CliRunner
 
 import clrfind
@@ -105,6 +105,22 @@ def test_cli_logs_to_tensorboard_in_the_run_folder(tmp_path: Path) -> None:
     assert (folder / "schedule.yaml").read_text() == (out / "schedule.yaml").read_text()
 
 
+def test_the_readme_log_example(tmp_path: Path, monkeypatch) -> None:
+    """The README's `--log tensorboard` commands: the run logs where the second command looks."""
+    pytest.importorskip("tensorboard")
+    section = (REPO / "README.md").read_text().split("### Experiment loggers: `--log`", 1)[1]
+    run, view = section.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert run == "clrfind range-test sample_configs/quickstart.yaml --log tensorboard"
+    monkeypatch.chdir(tmp_path)
+    args = run.split()[1:]
+    res = CliRunner().invoke(app, [*args[:1], str(REPO / args[1]), *args[2:]])
+    assert res.exit_code == 0, res.stderr
+    logdir = Path(view.removeprefix("tensorboard --logdir "))
+    (folder,) = logdir.iterdir()
+    assert res.stdout.endswith(f"\nlogged: tensorboard: {folder}\n")
+    assert list(folder.glob("events.out.tfevents.*")) and (folder / "schedule.yaml").exists()
+
+
 @pytest.mark.parametrize("name", ["wandb", "mlflow", "tensorboard"])
 def test_a_missing_package_is_one_line_before_the_run(tmp_path: Path, monkeypatch, name: str) -> None:
     monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError
@@ -118,6 +134,8 @@ def test_a_missing_package_is_one_line_before_the_run(tmp_path: Path, monkeypatc
         == f"error: --log {name}: the {name} package is not installed (pip install 'clrfind[{name}]')\n"
     )
     assert not out.exists()  # nothing ran
+    if name == "wandb":  # the README quotes it
+        assert f"`{res.stderr.strip()}`" in (REPO / "README.md").read_text()
 
 
 def test_library_log_errors_come_before_the_model_is_touched(tiny_task, monkeypatch) -> None:

@@ -3,10 +3,11 @@ progress that shows on a terminal and is off with progress=False."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from conftest import BASE_SPEC, write_spec
+from conftest import BASE_SPEC, REPO, write_spec
 from typer.testing import CliRunner
 
 import clrfind
@@ -82,3 +83,35 @@ def test_cli_bar_only_on_a_terminal(tmp_path: Path, monkeypatch, quiet: bool) ->
     assert res.exit_code == 0, res.stderr
     assert res.stdout.startswith("range test: ")
     assert ("spec" in res.stderr and "lr " in res.stderr) is not quiet
+
+
+def test_the_readme_library_examples_run(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    """Every Python block of the README's library section, in order, on the tiny task."""
+    pytest.importorskip("tensorboard")  # the example logs to TensorBoard
+    section = (REPO / "README.md").read_text().split("\n## Library API\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2 and "callback=" in blocks[1] and "suggestion()" in blocks[1]
+    monkeypatch.chdir(tmp_path)
+    model, loader, loss_fn, optimizer = tiny_task
+    names = {"model": model, "train_loader": loader, "loss_fn": loss_fn, "optimizer": optimizer}
+    for block in blocks:
+        exec(block, names)
+    assert (tmp_path / "runs" / "my" / "schedule.yaml").exists()
+    assert type(names["scheduler"]).__name__ == "OneCycleLR"
+    assert names["losses"] and 0 < names["base_lr"] < names["max_lr"]
+    assert len(list((tmp_path / "runs" / "tb").glob("events.out.tfevents.*"))) == 1
+
+
+def test_the_readme_documents_every_public_name() -> None:
+    section = (REPO / "README.md").read_text().split("### Every public name", 1)[1]
+    missing = [name for name in dir(clrfind) if f"`{name}" not in section]
+    assert missing == []
+    import inspect
+
+    from clrfind import loggers
+
+    documented = re.findall(r"`(\w+)=", section.split("- `RangeTestResult`", 1)[0])
+    arguments = list(inspect.signature(clrfind.range_test).parameters)[4:]
+    assert [a for a in arguments if a not in documented and a not in ("min_lr", "max_lr")] == []
+    for name in ("TensorBoard", "Wandb", "MLflow", "ExperimentLogger", "RunRecord", "run_record"):
+        assert hasattr(loggers, name) and f"`{name}" in section
