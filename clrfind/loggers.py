@@ -148,7 +148,7 @@ def experiment_loggers(
     """
     if targets is None:
         return []
-    if isinstance(targets, (str, bytes)) or not isinstance(targets, Iterable):
+    if isinstance(targets, (str, bytes, ExperimentLogger)) or not isinstance(targets, Iterable):
         targets = [targets]
     return [_logger(t, option=option, default_dir=default_dir) for t in targets]
 

@@ -22,7 +22,9 @@ def _run(tiny_task, **kwargs) -> RangeTestResult:
     )
 
 
-def test_repr_shows_bounds_and_stop_not_the_curves(tiny_task, capsys) -> None:
+def test_repr_shows_bounds_and_stop_not_the_curves(tiny_task, capsys, monkeypatch) -> None:
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):  # a CI that forces a terminal would show the bar
+        monkeypatch.delenv(name, raising=False)
     result = _run(tiny_task)
     b = result.bounds
     assert b is not None and b.usable
