@@ -310,6 +310,7 @@ def range_test_cmd(
         list[str] | None,
         typer.Option(
             "--log",
+            metavar="TRACKER",
             help="Also log the curve, bounds, plot and schedule to tensorboard[:DIR] (default DIR: "
             "<out>/tensorboard/<time>), wandb[:PROJECT] or mlflow[:EXPERIMENT]; repeat for several.",
             rich_help_panel=_RUN,
