@@ -14,10 +14,19 @@ __all__ = [
     "Bounds",
     "ClrfindError",
     "ClrfindWarning",
+    "ExportError",
+    "OutputError",
     "RangeTestResult",
+    "ResultsError",
+    "RunError",
+    "RunInterrupted",
+    "SetupError",
+    "StepEvent",
+    "UsageError",
     "__version__",
     "load_results",
     "load_schedule",
+    "log_result",
     "range_test",
     "write_schedule",
 ]
@@ -27,16 +36,37 @@ _LAZY = {
     "load_schedule": "clrfind.export",
     "write_schedule": "clrfind.export",
     "load_results": "clrfind.results",
+    "log_result": "clrfind.loggers",
     "RangeTestResult": "clrfind.results",
     "Bounds": "clrfind.results",
+    "StepEvent": "clrfind.events",
     "ClrfindError": "clrfind.errors",
     "ClrfindWarning": "clrfind.errors",
+    "ExportError": "clrfind.errors",
+    "OutputError": "clrfind.errors",
+    "ResultsError": "clrfind.errors",
+    "RunError": "clrfind.errors",
+    "RunInterrupted": "clrfind.errors",
+    "SetupError": "clrfind.errors",
+    "UsageError": "clrfind.errors",
 }
 
 if TYPE_CHECKING:
     from clrfind.api import range_test
-    from clrfind.errors import ClrfindError, ClrfindWarning
+    from clrfind.errors import (
+        ClrfindError,
+        ClrfindWarning,
+        ExportError,
+        OutputError,
+        ResultsError,
+        RunError,
+        RunInterrupted,
+        SetupError,
+        UsageError,
+    )
+    from clrfind.events import StepEvent
     from clrfind.export import load_schedule, write_schedule
+    from clrfind.loggers import log_result
     from clrfind.results import Bounds, RangeTestResult, load_results
 
 
@@ -47,3 +77,8 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    """The public API, for `dir(clrfind)` and tab completion: the lazy names are not module globals until used."""
+    return sorted(__all__)

@@ -34,6 +34,7 @@ from clrfind.results import (
     Timing,
     Verification,
     finite_or_none,
+    format_seconds,
     to_json,
 )
 from clrfind.settings import RunSettings
@@ -230,6 +231,8 @@ def range_test(
     seed: int | None = None,
     verify_bounds: bool = True,
     terms: Terms | None = None,
+    progress: bool = True,
+    log: Any = None,
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer.
 
@@ -243,6 +246,11 @@ def range_test(
     terms of these arguments (`terms` words them for another caller: `clrfind.lightning` names `training_step`);
     a failure inside your code is raised as `RunError` after restoring. `loss_fn` may be None when `step_fn`
     computes the loss itself (as `model(**batch).loss` does).
+
+    `progress=True` (default) shows a progress bar on stderr when it is a terminal, or in the cell of a Jupyter
+    notebook, and nothing elsewhere; `callback` gets every `StepEvent` either way. `log` sends the finished result
+    to experiment trackers (`"tensorboard[:DIR]"`, `"wandb[:PROJECT]"`, `"mlflow[:EXPERIMENT]"`, a logger object,
+    or a list; see `clrfind.loggers`); a tracker whose package is missing is a `UsageError` before anything runs.
 
     Returns:
         The result, with `.bounds` (base/max LR with rationale), `.plot()` and `.save(path)`.
@@ -259,6 +267,10 @@ def range_test(
             "loss_fn is None and there is no step_fn, so nothing computes the loss",
             hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
         )
+    from clrfind.loggers import experiment_loggers, log_result
+    from clrfind.progress import progress_callback
+
+    loggers = experiment_loggers(log)
     terms = terms or library_terms(step_fn=step_fn is not None)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
@@ -281,7 +293,8 @@ def range_test(
                 model, train_loader, loss_fn, optimizer, device=dev, settings=settings, step_fn=step_fn,
                 val_loader=val_loader,
             )  # fmt: skip
-            out = trainer.range_test(lrs, callback=callback)
+            with progress_callback("range test", steps, enabled=progress, also=callback) as on_step:
+                out = trainer.range_test(lrs, callback=on_step)
             result = make_result(
                 out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
                 batch_size=getattr(train_loader, "batch_size", None),
@@ -301,6 +314,7 @@ def range_test(
     signum = out.stop_signal or check_stop
     if signum is not None:
         raise RunInterrupted(stops.stop_detail(signum), signum=signum)
+    log_result(result, loggers)
     return result
 
 
@@ -535,12 +549,6 @@ def _is_oom(exc: BaseException) -> bool:
 
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
-
-
-def format_seconds(seconds: float) -> str:
-    """A duration for people: small models finish a whole test in under a tenth of a second, where "0.0 s" would
-    read as "nothing ran", so anything under a second is given in milliseconds."""
-    return f"{seconds * 1e3:.0f} ms" if seconds < 1.0 else f"{seconds:.1f} s"
 
 
 @dataclass(frozen=True)

@@ -146,12 +146,13 @@ def _length(obj: Any, *, key: str, source: str) -> int:
 
 
 def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str) -> Any:
-    """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance."""
+    """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance; `key` is its
+    target's key as the spec writes it (``data.train._target_``)."""
     import torch.utils.data as tud
 
     if isinstance(target_obj, (tud.Dataset, tud.DataLoader)) and not kwargs:
         return target_obj
-    return instantiate(target_obj, kwargs=kwargs, key=f"{key}.target", source=source)
+    return instantiate(target_obj, kwargs=kwargs, key=key, source=source)
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
@@ -306,7 +307,9 @@ def build_components(
     train_obj, train_key = made.get("data"), "data.train"
     if train_obj is None:
         assert data.train is not None  # the spec or the factory gives it (checked)
-        train_obj = _data_object(resolved["data.train"], data.train.kwargs, key="data.train", source=source)
+        train_obj = _data_object(
+            resolved["data.train"], data.train.kwargs, key=loaded.target_key("data.train"), source=source
+        )
     else:
         train_key = from_setup(loaded, "data")
     sampler = None
@@ -325,7 +328,9 @@ def build_components(
     train_loader = make_loader(train_obj, key=train_key, sampler=sampler, **loader_args)
     val_obj, val_key = made.get("val_data"), "data.val"
     if data.val is not None:
-        val_obj = _data_object(resolved["data.val"], data.val.kwargs, key="data.val", source=source)
+        val_obj = _data_object(
+            resolved["data.val"], data.val.kwargs, key=loaded.target_key("data.val"), source=source
+        )
     elif val_obj is not None:
         val_key = from_setup(loaded, "val_data")
     val_loader = None

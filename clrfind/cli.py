@@ -187,64 +187,26 @@ _RUN = "Run"
 _RANGE = "LR range"
 
 
-def _fmt_lr(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
 def _print_summary(result: RangeTestResult, files: RunFiles, console: Console) -> None:
-    """A short, plain-text summary a person reads after the bar: bounds, why the run stopped, where the files are."""
-    from clrfind.api import format_seconds
-
-    b = result.bounds
-    console.print(
-        f"range test: {result.steps_run}/{result.planned_steps} steps on {result.device} "
-        f"in {format_seconds(result.timing.seconds)} "
-        f"({result.mode}, lr {_fmt_lr(result.min_lr)} -> {_fmt_lr(result.max_lr)})"
-        + (f", {len(result.runs)} runs" if result.runs else "")
-        + (
-            f", {result.world_size} processes, global batch {result.global_batch_size}"
-            if result.world_size > 1
-            else ""
-        )
-    )
-    console.print(f"stopped: {result.stop_reason} ({result.stop_detail})")
-    if b is not None and b.usable:
-        peak = "" if b.peak_above_max_lr is None else f"  one-cycle peak_lr {_fmt_lr(b.peak_above_max_lr)}"
-        console.print(
-            f"suggested: base_lr {_fmt_lr(b.base_lr)}  max_lr {_fmt_lr(b.max_lr)}{peak}  "
-            f"(from {b.method}, confidence {b.confidence})"
-        )
-    else:
-        console.print("suggested: no reliable bounds")
-    for label, text in b.explanation() if b is not None else []:
-        console.print(f"  {label}: {text}")
-    check = result.verification
-    if check is not None:
-        how = f"judged on {check.judged_on}; " if check.judged_on else ""
-        cost = f"{check.steps} trial steps in {format_seconds(check.seconds)}" if check.steps else "no trials"
-        console.print(f"self-check: {check.outcome} ({how}{cost})")
-    for note in result.notes:
-        console.print(f"note: {note}")
-    console.print(f"results: {files.results}")
+    """A short, plain-text summary a person reads after the bar: the result's own summary, then where the files
+    are."""
+    console.print(result.summary(), markup=False)
+    console.print(f"results: {files.results}", markup=False)
     if files.plot:
-        console.print(f"plot: {files.plot}")
+        console.print(f"plot: {files.plot}", markup=False)
     if files.schedule:
-        console.print(f"schedule: {files.schedule}")
+        console.print(f"schedule: {files.schedule}", markup=False)
     elif files.schedule_error:
-        console.print(f"schedule: not written ({files.schedule_error})")
+        console.print(f"schedule: not written ({files.schedule_error})", markup=False)
 
 
 @contextmanager
 def _progress(title: str, total: int | None, *, enabled: bool) -> Iterator[Callable[[Any], None] | None]:
-    """The progress bar's callback, or None when quiet or not on a terminal (then nothing is rendered at all)."""
-    err = _err()
-    if not enabled or not err.is_terminal:
-        yield None
-        return
-    from clrfind.progress import RangeTestProgress
+    """The progress bar's callback on stderr, or None when quiet or not on a terminal (nothing is rendered)."""
+    from clrfind.progress import progress_callback
 
-    with RangeTestProgress(total, console=err, title=title) as bar:
-        yield bar.update
+    with progress_callback(title, total, console=_err(), enabled=enabled) as callback:
+        yield callback
 
 
 def _overrides(**values: Any) -> dict[str, Any]:
@@ -344,8 +306,23 @@ def range_test_cmd(
             rich_help_panel=_RUN,
         ),
     ] = False,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            metavar="TRACKER",
+            help="Also log the curve, bounds, plot and schedule to tensorboard[:DIR] (default DIR: "
+            "<out>/tensorboard/<time>), wandb[:PROJECT] or mlflow[:EXPERIMENT]; repeat for several.",
+            rich_help_panel=_RUN,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the LR range test a spec describes; write results, plot and schedule."""
+    import time
+
+    from clrfind.api import default_out_dir
+    from clrfind.loggers import experiment_loggers, log_result
     from clrfind.runs import Outcome, run
     from clrfind.spec import load_spec
 
@@ -361,13 +338,20 @@ def range_test_cmd(
         verify_bounds=verify_bounds,
     )
     loaded = load_spec(spec, overrides)
+    out = out or default_out_dir(loaded)
+    # Checked before the run: a tracker whose package is missing must not cost a run's time first.
+    stamp = time.strftime("%Y%m%d-%H%M%S")  # one folder per run, as SummaryWriter's own runs/<date>_<host>
+    loggers = experiment_loggers(log, option="--log", default_dir=out / "tensorboard" / stamp)
     progress = functools.partial(_progress, enabled=not quiet)
     with stop_signals():
         outcome = run(loaded, out_dir=out, repeats=repeats, dry_run=dry_run, progress=progress)
     if not isinstance(outcome, Outcome):
         _print_check(outcome)
     elif outcome.reports:
-        _print_summary(outcome.result, outcome.files, _out())
+        console = _out()
+        _print_summary(outcome.result, outcome.files, console)
+        for place in log_result(outcome.result, loggers):
+            console.print(f"logged: {place}", markup=False)
 
 
 def _print_check(report: CheckReport) -> None:
@@ -514,6 +498,7 @@ def sweep_cmd(
 
     Smith (2018): the value that allows the largest max_lr at the lowest loss regularises best.
     """
+    from clrfind.results import format_lr
     from clrfind.runs import available_devices, sweep
     from clrfind.spec import load_spec, parse_override
 
@@ -525,17 +510,20 @@ def sweep_cmd(
     with stop_signals():
         outcome = sweep(loaded, settings, out_dir=out_dir, devices=devices, progress=progress)
     console = _out()
-    console.print(f"{'value':<28} {'base_lr':>9} {'max_lr':>9} {'lowest loss':>12}  confidence  stopped")
+    width = max([28, *(len(run.label) + 1 for run in outcome.sweep.runs)])  # two keys make longer labels
+    console.print(f"{'value':<{width}} {'base_lr':>9} {'max_lr':>9} {'lowest loss':>12}  confidence  stopped")
     for run in outcome.sweep.runs:
         low = "-" if run.lowest_loss is None else f"{run.lowest_loss:.4g}"
         mark = " <- recommended" if run.label == outcome.sweep.recommended else ""
         status = run.stop_reason if run.error is None else f"error: {run.error}"
         console.print(
-            f"{run.label:<28} {_fmt_lr(run.base_lr):>9} {_fmt_lr(run.max_lr):>9} {low:>12}  {run.confidence:<10}  "
-            f"{status}{mark}",
+            f"{run.label:<{width}} {format_lr(run.base_lr):>9} {format_lr(run.max_lr):>9} {low:>12}  "
+            f"{run.confidence:<10}  {status}{mark}",
             markup=False,
         )
     console.print(f"recommended: {outcome.sweep.rationale}", markup=False)
+    for line in outcome.sweep.per_key:
+        console.print(f"  {line}", markup=False)
     console.print(f"sweep: {outcome.path}", markup=False)
     if outcome.plot:
         console.print(f"plot: {outcome.plot}", markup=False)

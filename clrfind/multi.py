@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from clrfind.analysis import smooth, suggest_bounds
 from clrfind.errors import ResultsError, UsageError, one_line, short_repr
@@ -37,8 +37,9 @@ from clrfind.results import (
 )
 from clrfind.settings import FrozenModel
 
-# Version 2 named a run's suggested lower bound `base_lr` (it was `min_lr`, the ladder's start in the results).
-SWEEP_SCHEMA_VERSION = 2
+# Version 2 named a run's suggested lower bound `base_lr` (it was `min_lr`, the ladder's start in the results);
+# version 3 added `per_key`, a two-key sweep's recommendation explained key by key.
+SWEEP_SCHEMA_VERSION = 3
 # Values whose lowest loss is within this fraction of the spread of lowest losses count as "as low as the best";
 # among them the one with the largest max_lr wins (Smith 2018: larger LRs at the same loss regularise better).
 SWEEP_LOSS_TOLERANCE = 0.1
@@ -156,6 +157,15 @@ def repeat_notes(
             f"the mean curve ends at step {mean_steps}, where fewer than half of the runs were still going: the "
             f"later steps of {', '.join(label[id(r)] for r in cut)} are not in it"
         )
+    base, top = spreads.get("base_lr"), spreads.get("max_lr")
+    if not bounds.usable and base is not None and top is not None:
+        # The runs' own bounds are values the runs found; the mean of curves that turn at different LRs may have
+        # no clear turn at all.
+        notes.append(
+            f"the mean curve gives no bounds, but {top.n} of the {len(runs)} runs did: use their medians, base_lr "
+            f"{base.median:.3g} and max_lr {top.median:.3g} (no schedule was written from the mean; "
+            f"{_nearest_run(runs, 'max_lr', top.median)} has the nearest max_lr)"
+        )
     keys = ["base_lr", "max_lr"] + (["peak_lr"] if bounds.peak_above_max_lr else [])
     for key in keys:
         value, spread = getattr(bounds, key), spreads.get(key)
@@ -166,10 +176,23 @@ def repeat_notes(
             # turn where none of them turns.
             notes.append(
                 f"{key} {value:.3g} from the mean curve is outside the runs' own range "
-                f"({spread.min:.3g}-{spread.max:.3g}): use the runs' median, {spread.median:.3g} "
-                f"(an exported schedule has {value:.3g})"
+                f"({spread.min:.3g}-{spread.max:.3g}): use the runs' median, {spread.median:.3g} (the schedule "
+                f"written from the mean has {value:.3g}; {_nearest_run(runs, key, spread.median)} has the "
+                "nearest)"
             )
     return notes
+
+
+def _nearest_run(runs: Sequence[RangeTestResult], key: str, value: float) -> str:
+    """Which run's own schedule (`run-k/schedule.yaml`, from that run's bounds) has `key` nearest `value`, on the
+    log axis: a file the user can take as it is."""
+    found = [
+        (abs(math.log(getattr(r.bounds, key) / value)), k, getattr(r.bounds, key))
+        for k, r in enumerate(runs, start=1)
+        if r.bounds is not None and r.bounds.usable and getattr(r.bounds, key)
+    ]
+    _, k, own = min(found)
+    return f"run {k}'s own schedule (run-{k}/schedule.yaml, {key} {own:.3g})"
 
 
 # -- sweeps --------------------------------------------------------------------------------------------------------
@@ -204,6 +227,8 @@ class SweepFile(FrozenModel):
     runs: list[SweepRun]
     recommended: str | None = None
     rationale: str = ""
+    # Two keys: why each key's value, at the other key's recommended value (`explain_per_key`).
+    per_key: list[str] = Field(default_factory=list)
 
 
 def sweep_grid(settings: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
@@ -266,20 +291,63 @@ def lowest_loss(result: RangeTestResult) -> float | None:
     return min(values) if values else None
 
 
-def recommend(runs: Sequence[SweepRun]) -> tuple[str | None, str]:
-    """Smith's rule: among the values reaching (nearly) the lowest loss, the one that allows the largest max_lr."""
-    usable = [r for r in runs if r.max_lr is not None and r.lowest_loss is not None]
-    if not usable:
-        return None, "no run gave usable bounds"
+def _usable(runs: Sequence[SweepRun]) -> list[SweepRun]:
+    return [r for r in runs if r.max_lr is not None and r.lowest_loss is not None]
+
+
+def _lowest_loss_limit(usable: Sequence[SweepRun]) -> float:
+    """The lowest loss a value must reach to count as "as low as the best" (see SWEEP_LOSS_TOLERANCE)."""
     losses = [r.lowest_loss for r in usable if r.lowest_loss is not None]
     best, worst = min(losses), max(losses)
-    tol = SWEEP_LOSS_TOLERANCE * (worst - best) if worst > best else 0.0
-    contenders = [r for r in usable if r.lowest_loss is not None and r.lowest_loss <= best + tol]
+    return best + (SWEEP_LOSS_TOLERANCE * (worst - best) if worst > best else 0.0)
+
+
+def recommend(runs: Sequence[SweepRun]) -> tuple[str | None, str]:
+    """Smith's rule: among the values reaching (nearly) the lowest loss, the one that allows the largest max_lr."""
+    usable = _usable(runs)
+    if not usable:
+        return None, "no run gave usable bounds"
+    limit = _lowest_loss_limit(usable)
+    contenders = [r for r in usable if r.lowest_loss is not None and r.lowest_loss <= limit]
     pick = max(contenders, key=lambda r: r.max_lr or 0.0)
     return pick.label, (
         f"{pick.label}: largest max_lr ({pick.max_lr:.2g}) among the values reaching the lowest loss "
-        f"(within {SWEEP_LOSS_TOLERANCE:.0%} of the spread: <= {best + tol:.4g})"
+        f"(within {SWEEP_LOSS_TOLERANCE:.0%} of the spread: <= {limit:.4g})"
     )
+
+
+def explain_per_key(runs: Sequence[SweepRun], recommended: str | None) -> list[str]:
+    """A two-key sweep's recommendation, one line per key: that key's values with the other key at its
+    recommended value, each with its max_lr and lowest loss, so the choice of each value can be followed (the
+    same rule and loss limit as `recommend`). Empty for one key or no recommendation."""
+    pick = next((r for r in runs if r.label == recommended), None)
+    if pick is None or len(pick.overrides) < 2:
+        return []
+    limit = _lowest_loss_limit(_usable(runs))
+    lines = []
+    for key, value in pick.overrides.items():
+        fixed = {k: v for k, v in pick.overrides.items() if k != key}
+        row = [
+            r for r in runs if key in r.overrides and all(r.overrides.get(k) == v for k, v in fixed.items())
+        ]
+        cells, reaching = [], 0
+        for r in row:
+            name = _value_text(r.overrides[key])
+            if r.max_lr is None or r.lowest_loss is None:
+                cells.append(f"{name} no bounds" if r.error is None else f"{name} failed")
+            else:
+                above = "" if r.lowest_loss <= limit else " (above the limit)"
+                reaching += not above
+                cells.append(f"{name} max_lr {r.max_lr:.2g} at loss {r.lowest_loss:.4g}{above}")
+        why = (
+            "the only value reaching the lowest loss"
+            if reaching == 1
+            else f"the largest max_lr of the {reaching} values reaching the lowest loss"
+        )
+        lines.append(
+            f"{run_label({key: value})}: at {run_label(fixed)}, {why} (<= {limit:.4g}): {'; '.join(cells)}"
+        )
+    return lines
 
 
 def load_sweep(path: Path) -> tuple[SweepFile, list[tuple[str, RangeTestResult]]]:

@@ -1,12 +1,15 @@
 """A rich progress bar fed by the engine's callback: LR, loss, best loss and ETA, one line, redrawn in place.
 
-The engine only calls `update(event)`; this module owns all rendering. When output is not a terminal, or with
---quiet, the bar is disabled and costs nothing.
+The engine only calls `update(event)`; this module owns all rendering. The CLI and `clrfind.range_test` both get
+the bar from `progress_callback`: on a terminal it is redrawn in place, in a Jupyter notebook rich renders it in the
+cell's output; elsewhere (a pipe, a log file, CI), or with --quiet / `progress=False`, nothing is rendered.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 from rich.console import Console
@@ -85,3 +88,34 @@ class RangeTestProgress:
             loss=event.loss,
             best=event.best_loss,
         )
+
+
+@contextmanager
+def progress_callback(
+    title: str,
+    total: int | None,
+    *,
+    console: Console | None = None,
+    enabled: bool = True,
+    also: Callable[[StepEvent], None] | None = None,
+) -> Iterator[Callable[[StepEvent], None] | None]:
+    """The engine's callback while the block runs: the bar's `update` (on `console`, default stderr), followed by
+    `also` (a caller's own callback) when given.
+
+    No bar where nobody would see it (disabled, or the console is neither a terminal nor a notebook): a bar written
+    to a pipe or a log is noise. The callback is then `also`, or None.
+    """
+    console = console or Console(stderr=True)
+    if not enabled or not (console.is_terminal or console.is_jupyter):
+        yield also
+        return
+    with RangeTestProgress(total, console=console, title=title) as bar:
+        if also is None:
+            yield bar.update
+            return
+
+        def both(event: StepEvent) -> None:
+            bar.update(event)
+            also(event)
+
+        yield both

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -250,7 +251,75 @@ class RangeTestResult(FrozenModel):
 
     @property
     def steps_run(self) -> int:
+        """Steps the test made (fewer than `planned_steps` when it stopped early)."""
         return len(self.lrs)
+
+    def __repr_args__(self) -> Iterator[tuple[str, Any]]:
+        """What a notebook shows for the result (pydantic's repr and rich's pretty print both read these): the
+        bounds, how sure, why it stopped and how far it got, not the curves' hundreds of numbers."""
+        b = self.bounds
+        if b is not None and b.usable:
+            yield "base_lr", _rounded(b.base_lr)
+            yield "max_lr", _rounded(b.max_lr)
+            if b.peak_above_max_lr is not None:
+                yield "peak_lr", _rounded(b.peak_above_max_lr)
+        else:
+            yield "bounds", None
+        yield "confidence", b.confidence if b is not None else "none"
+        yield "stop_reason", self.stop_reason
+        yield "steps_run", self.steps_run
+        yield "planned_steps", self.planned_steps
+        if self.runs:
+            yield "runs", len(self.runs)
+
+    def summary(self) -> str:
+        """The summary `clrfind range-test` prints after a run, less the lines naming its files: what ran, why it
+        stopped, the bounds with the reasoning for each, the self-check and the notes (one implementation for the
+        CLI and notebooks)."""
+        b = self.bounds
+        lines = [
+            f"range test: {self.steps_run}/{self.planned_steps} steps on {self.device} "
+            f"in {format_seconds(self.timing.seconds)} "
+            f"({self.mode}, lr {format_lr(self.min_lr)} -> {format_lr(self.max_lr)})"
+            + (f", {len(self.runs)} runs" if self.runs else "")
+            + (
+                f", {self.world_size} processes, global batch {self.global_batch_size}"
+                if self.world_size > 1
+                else ""
+            ),
+            f"stopped: {self.stop_reason} ({self.stop_detail})",
+        ]
+        if b is not None and b.usable:
+            peak = (
+                "" if b.peak_above_max_lr is None else f"  one-cycle peak_lr {format_lr(b.peak_above_max_lr)}"
+            )
+            lines.append(
+                f"suggested: base_lr {format_lr(b.base_lr)}  max_lr {format_lr(b.max_lr)}{peak}  "
+                f"(from {b.method}, confidence {b.confidence})"
+            )
+        else:
+            lines.append("suggested: no reliable bounds")
+        lines += [f"  {label}: {text}" for label, text in (b.explanation() if b is not None else [])]
+        check = self.verification
+        if check is not None:
+            how = f"judged on {check.judged_on}; " if check.judged_on else ""
+            cost = (
+                f"{check.steps} trial steps in {format_seconds(check.seconds)}"
+                if check.steps
+                else "no trials"
+            )
+            lines.append(f"self-check: {check.outcome} ({how}{cost})")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def _repr_png_(self) -> bytes | None:
+        """The plot as PNG, which Jupyter shows when the result is the last thing in a cell; None (the text repr)
+        when no step was recorded."""
+        if not self.steps_run:
+            return None
+        from clrfind.plotting import figure_png
+
+        return figure_png(self.plot())
 
     def suggestion(self) -> tuple[float | None, float | None]:
         """(base_lr, max_lr), without plotting anything."""
@@ -270,6 +339,22 @@ class RangeTestResult(FrozenModel):
         if path.suffix.lower() != ".json":
             path = path / RESULTS_NAME
         return write_atomic(path, to_json(self))
+
+
+def _rounded(value: float | None) -> float | None:
+    """3 significant digits, as the summary gives LRs (0.0151, not 0.015123471...)."""
+    return None if value is None else float(f"{value:.3g}")
+
+
+def format_lr(value: float | None) -> str:
+    """An LR for people, to 3 significant digits; "-" for none."""
+    return "-" if value is None else f"{value:.3g}"
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration for people: small models finish a whole test in under a tenth of a second, where "0.0 s" would
+    read as "nothing ran", so anything under a second is given in milliseconds."""
+    return f"{seconds * 1e3:.0f} ms" if seconds < 1.0 else f"{seconds:.1f} s"
 
 
 def finite_or_none(values: Any) -> list[float | None]:

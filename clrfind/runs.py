@@ -35,6 +35,7 @@ from clrfind.multi import (
     SweepFile,
     SweepRun,
     aggregate_repeats,
+    explain_per_key,
     folder_names,
     lowest_loss,
     recommend,
@@ -312,8 +313,9 @@ def sweep(
                              stop_reason="interrupted", error=stopped.message))  # fmt: skip
     label, why = recommend(runs)
     sweep_file = SweepFile(
-        spec_path=str(loaded.path), keys=[k for k, _ in settings], runs=runs, recommended=label, rationale=why
-    )
+        spec_path=str(loaded.path), keys=[k for k, _ in settings], runs=runs, recommended=label, rationale=why,
+        per_key=explain_per_key(runs, label),
+    )  # fmt: skip
     text = json.dumps(sweep_file.model_dump(mode="json"), indent=1) + "\n"
     with stops.deferred():
         path = write_atomic(out_dir / SWEEP_NAME, text)

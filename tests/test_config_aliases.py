@@ -133,3 +133,39 @@ def test_debug_lists_every_problem(tmp_path: Path) -> None:
     assert isinstance(res.exception, SpecError)
     assert "spec.yaml: data.batch_sise: unknown key" in res.stderr
     assert "spec.yaml: sed: unknown key" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        # built, but not a model: the build step's own check
+        (
+            "_target_: task.py:Net\n  hidden: 16",
+            "_target_: task.py:not_a_dataset",
+            "model._target_ returned int",
+        ),
+        # the constructor raises: instantiate's message
+        ("hidden: 16", "hidden: -1", "model._target_ 'Net' raised RuntimeError"),
+        (
+            "{_target_: torch.nn.CrossEntropyLoss}",
+            "{_target_: task.py:not_a_dataset}",
+            "loss._target_ returned int",
+        ),
+    ],
+)
+def test_build_errors_name_the_key_as_written(tmp_path: Path, old: str, new: str, fragment: str) -> None:
+    """A Hydra-style block's failure names `model._target_`, the key the user can find, not `model.target`."""
+    res = CliRunner().invoke(app, ["check", str(write_spec(tmp_path, HYDRA_SPEC.replace(old, new)))])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: spec.yaml: ") and fragment in res.stderr, res.stderr
+    assert ".target" not in res.stderr
+
+
+def test_run_failures_name_the_key_as_written(tmp_path: Path) -> None:
+    """An exception in the model mid-run names the target by the key the file uses."""
+    spec = HYDRA_SPEC.replace("_target_: task.py:Net\n  hidden: 16", "_target_: task.py:Boom\n  at: 5")
+    res = CliRunner().invoke(
+        app, ["range-test", str(write_spec(tmp_path, spec)), "-q", "-o", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 1 and res.stdout == ""
+    assert "model._target_ 'task.py:Boom'" in res.stderr and "kaboom" in res.stderr, res.stderr

@@ -15,7 +15,15 @@ from conftest import BASE_SPEC, REPO, write_spec
 from typer.testing import CliRunner
 
 from clrfind.cli import app
-from clrfind.multi import SweepRun, aggregate_repeats, mean_curve, recommend, spread_of, sweep_grid
+from clrfind.multi import (
+    SweepRun,
+    aggregate_repeats,
+    explain_per_key,
+    mean_curve,
+    recommend,
+    spread_of,
+    sweep_grid,
+)
 from clrfind.results import Bounds, RangeTestResult
 
 
@@ -110,6 +118,25 @@ def test_aggregate_repeats_says_which_runs_it_left_out_and_which_bound_to_use() 
     assert not agg.spread["max_lr"].min <= agg.bounds.max_lr <= agg.spread["max_lr"].max
     (use,) = [n for n in agg.notes if n.startswith("max_lr ")]
     assert "outside the runs' own range (0.4-0.45): use the runs' median, 0.425" in use
+    # 0.45 is nearer 0.425 than 0.4 is, on the log axis: a file the user can take as it is.
+    assert use.endswith("run 2's own schedule (run-2/schedule.yaml, max_lr 0.45) has the nearest)")
+
+
+def test_aggregate_repeats_says_what_to_use_when_the_mean_curve_gives_no_bounds() -> None:
+    """Runs that each found bounds, whose mean curve is flat: the runs' medians are the answer, and said."""
+    rng = np.random.default_rng(0)
+    runs = [
+        _result(s, list(1.0 + 0.01 * rng.standard_normal(80)), b)
+        for s, b in enumerate([(0.05, 0.4), (0.06, 0.5), (0.08, 0.7)])
+    ]
+    agg = aggregate_repeats(runs)
+    assert agg.bounds is not None and not agg.bounds.usable
+    (use,) = [n for n in agg.notes if n.startswith("the mean curve gives no bounds")]
+    assert use == (
+        "the mean curve gives no bounds, but 3 of the 3 runs did: use their medians, base_lr 0.06 and max_lr 0.5 "
+        "(no schedule was written from the mean; run 2's own schedule (run-2/schedule.yaml, max_lr 0.5) has the "
+        "nearest max_lr)"
+    )
 
 
 def test_aggregate_repeats_adds_no_notes_when_the_runs_agree() -> None:
@@ -128,6 +155,52 @@ def test_sweep_grid_and_recommendation() -> None:
     ]
     label, why = recommend(runs)
     assert label == "wd=1e-4" and "largest max_lr" in why
+
+
+def test_two_key_recommendation_is_explained_per_key() -> None:
+    """Each key's line holds the other key at its recommended value and gives every value's max_lr and loss."""
+
+    def run(wd: float, bs: int, max_lr: float | None, loss: float | None) -> SweepRun:
+        label = f"weight_decay={wd},batch_size={bs}"
+        overrides = {"optimizer.kwargs.weight_decay": wd, "data.batch_size": bs}
+        return SweepRun(label=label, overrides=overrides, results="", max_lr=max_lr, lowest_loss=loss)
+
+    runs = [run(0, 32, 0.3, 0.50), run(0.01, 32, 0.6, 0.51), run(0.1, 32, 0.9, 0.80), run(0, 64, 0.4, 0.52),
+            run(0.01, 64, None, None), run(0.1, 64, 1.0, 0.90)]  # fmt: skip
+    label, _ = recommend(runs)
+    assert label == "weight_decay=0.01,batch_size=32"
+    wd, bs = explain_per_key(runs, label)
+    assert wd == (
+        "weight_decay=0.01: at batch_size=32, the largest max_lr of the 2 values reaching the lowest loss (<= 0.54): "
+        "0 max_lr 0.3 at loss 0.5; 0.01 max_lr 0.6 at loss 0.51; 0.1 max_lr 0.9 at loss 0.8 (above the limit)"
+    )
+    assert bs.startswith(
+        "batch_size=32: at weight_decay=0.01, the only value reaching the lowest loss "
+    ) and bs.endswith(": 32 max_lr 0.6 at loss 0.51; 64 no bounds")
+    assert explain_per_key(runs[:3], "weight_decay=0,batch_size=32")[0].startswith("weight_decay=0: ")
+    one_key = [SweepRun(label="wd=0", overrides={"wd": 0}, results="", max_lr=0.3, lowest_loss=0.5)]
+    assert explain_per_key(one_key, "wd=0") == [] and explain_per_key(runs, None) == []
+
+
+def test_sweep_command_explains_two_keys(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BASE_SPEC + "verify_bounds: false\n")
+    out = tmp_path / "sw"
+    args = [
+        "sweep",
+        str(spec),
+        "--set",
+        "optimizer.kwargs.weight_decay=0,0.001",
+        "--set",
+        "data.batch_size=64",
+    ]
+    res = CliRunner().invoke(app, [*args, "--out", str(out), "--quiet", "--steps", "40"])
+    assert res.exit_code == 0, res.stderr
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["schema_version"] == 3 and len(sweep["per_key"]) == 2
+    lines = res.stdout.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("recommended: ")))
+    assert lines[at + 1 : at + 3] == [f"  {line}" for line in sweep["per_key"]]
+    assert lines[at + 1].startswith("  weight_decay=") and ": at batch_size=64, the " in lines[at + 1]
 
 
 def test_repeats_command_writes_every_run(tmp_path: Path) -> None:
