@@ -164,36 +164,41 @@ def optimizer_config(
 
 
 def log_result(result: RangeTestResult, loggers: Iterable[Any]) -> None:
-    """The curve (LR, raw and smoothed loss, and the metric, one record a step) and the bounds with their
-    rationale, to each Lightning logger, under `clrfind/`."""
-    records: list[tuple[int, dict[str, float]]] = []
-    for i, (lr, loss, smoothed) in enumerate(zip(result.lrs, result.losses, result.smoothed, strict=False)):
-        values = {"lr": lr, "loss": loss, "smoothed_loss": smoothed}
-        records.append((i, {f"{PREFIX}/{k}": v for k, v in values.items() if v is not None}))
-    if result.metric is not None:
-        name = f"{PREFIX}/{result.metric.name}"
-        records += [
-            (s, {name: v})
-            for s, v in zip(result.metric.steps, result.metric.values, strict=True)
-            if v is not None
-        ]
+    """Send the result to each of the trainer's loggers, under `clrfind/`. TensorBoard, W&B and MLflow loggers get
+    what `--log` sends (curve, bounds, plot, schedule file) through the run they hold; any other logger gets the
+    curve (one record a step) and the bounds with their rationale, through Lightning's own interface."""
+    from clrfind.loggers import run_record
+
+    record = run_record(result)
     for logger in loggers:
-        for step, metrics in records:
-            logger.log_metrics(metrics, step=step)
-        logger.log_hyperparams(_summary(result))
+        tracker = _tracker(logger)
+        if tracker is not None:
+            tracker.log_range_test(record)
+            continue
+        steps: dict[int, dict[str, float]] = {}
+        for tag, points in record.curves.items():
+            for step, value in points:
+                steps.setdefault(step, {})[f"{PREFIX}/{tag}"] = value
+        for step in sorted(steps):
+            logger.log_metrics(steps[step], step=step)
+        hparams = {**record.params, "bounds": record.texts["bounds"]}
+        logger.log_hyperparams({f"{PREFIX}/{k}": v for k, v in hparams.items()})
         logger.save()
 
 
-def _summary(result: RangeTestResult) -> dict[str, Any]:
-    b = result.bounds
-    found: dict[str, Any] = {"stop_reason": result.stop_reason, "steps": result.steps_run}
-    if b is not None:
-        found |= {
-            "base_lr": b.base_lr, "max_lr": b.max_lr, "peak_lr": b.peak_lr, "confidence": b.confidence,
-            "base_rationale": b.base_rationale, "max_rationale": b.max_rationale, "reason": b.reason,
-            "next_step": b.next_step,
-        }  # fmt: skip
-    return {f"{PREFIX}/{k}": v for k, v in found.items() if v not in (None, "")}
+def _tracker(logger: Any) -> Any:
+    """The `clrfind.loggers` tracker writing into the run a Lightning logger holds, or None for other loggers."""
+    from lightning.pytorch import loggers as pl_loggers
+
+    from clrfind import loggers
+
+    if isinstance(logger, pl_loggers.TensorBoardLogger):
+        return loggers.TensorBoard(writer=logger.experiment)
+    if isinstance(logger, pl_loggers.WandbLogger):
+        return loggers.Wandb(run=logger.experiment)
+    if isinstance(logger, pl_loggers.MLFlowLogger):
+        return loggers.MLflow(run_id=logger.run_id, client=logger.experiment)
+    return None
 
 
 def _run(

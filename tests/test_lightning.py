@@ -82,7 +82,26 @@ def test_the_callback_measures_what_a_plain_loop_does_then_trains_with_its_sched
     assert [float(r["clrfind/loss"]) for r in rows] == pytest.approx(plain.losses)
     assert "train_loss" in metrics[0]  # the fit's own self.log works again after the test
     hparams = (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()
-    assert f"clrfind/max_lr: {plain.bounds.max_lr}" in hparams and "clrfind/max_rationale" in hparams
+    assert f"clrfind/max_lr: {plain.bounds.max_lr}" in hparams and "clrfind/bounds:" in hparams
+    assert plain.bounds.max_rationale.split(";")[0][:40] in hparams
+
+
+def test_a_tensorboard_logger_gets_what_log_tensorboard_sends(tmp_path, plain) -> None:
+    """The trainer's TensorBoardLogger receives the curve, the plot and the schedule, in the run it holds."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = _trainer(tmp_path)
+    trainer.loggers = [L.loggers.TensorBoardLogger(tmp_path, name="tb")]
+    result = clrfind.lightning.range_test(trainer, Classifier(), _loader(), **SETTINGS)
+    log_dir = Path(trainer.loggers[0].log_dir)
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert [e.value for e in events.Scalars("clrfind/loss")] == pytest.approx(result.losses, rel=1e-6)
+    assert events.Images("clrfind/range_test")
+    from clrfind.export import build_schedule, render_schedule
+
+    assert (log_dir / "schedule.yaml").read_text() == render_schedule(build_schedule(result))
 
 
 def test_the_function_restores_the_module_and_its_result_configures_the_fit(tmp_path, plain) -> None:
