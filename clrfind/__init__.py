@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "load_results",
     "load_schedule",
+    "param_groups",
     "range_test",
     "write_schedule",
 ]
@@ -25,6 +26,7 @@ __all__ = [
 _LAZY = {
     "range_test": "clrfind.api",
     "load_schedule": "clrfind.export",
+    "param_groups": "clrfind.groups",
     "write_schedule": "clrfind.export",
     "load_results": "clrfind.results",
     "RangeTestResult": "clrfind.results",
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from clrfind.api import range_test
     from clrfind.errors import ClrfindError, ClrfindWarning
     from clrfind.export import load_schedule, write_schedule
+    from clrfind.groups import param_groups
     from clrfind.results import Bounds, RangeTestResult, load_results
 
 

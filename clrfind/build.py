@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import SetupError, UsageError, describe_exception, one_line
+from clrfind.groups import check_group_options, param_groups
 from clrfind.spec import DEVICE_RE, LoadedSpec
 from clrfind.targets import instantiate, is_loss_function, validate_spec_targets
 
@@ -293,9 +294,16 @@ def build_components(
     if spec.compile:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
 
+    groups = spec.optimizer.groups
+    # With groups, the optimizer (or a factory) gets torch's param-group dicts, each with its own options and LR.
+    params = (
+        param_groups(model, groups, lr=spec.range_test.min_lr, key="optimizer.groups", source=source)
+        if groups
+        else model.parameters()
+    )
     optimizer = instantiate(
         resolved["optimizer"],
-        model.parameters(),
+        params,
         kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
         key="optimizer.target",
         source=source,
@@ -305,6 +313,8 @@ def build_components(
             f"{source}: optimizer.target built {type(optimizer).__name__}, which has no 'lr' in its param groups",
             hint="use a torch.optim optimizer (SGD, Adam, AdamW, ...)",
         )
+    if groups:
+        check_group_options(optimizer, groups, key="optimizer.groups", source=source)
 
     step_fn = resolved.get("step")
     if step_fn is not None and spec.step is not None and spec.step.kwargs:
