@@ -211,8 +211,8 @@ def range_test(
     (default) the suggested one-cycle schedule is then trained, compressed, from the model's initial state, and the
     bounds keep only the peak that trains (`result.verification` says what was checked).
 
-    Called on every rank of a job torchrun launched (an initialised process group, a DDP model, a
-    DistributedSampler), the loss is averaged over the ranks at every step, every rank stops at the same step and
+    Called on every rank of a job torchrun launched (an initialised process group, a DistributedDataParallel model,
+    a DistributedSampler), the loss is averaged over the ranks at every step, every rank stops at the same step and
     returns rank 0's result; `save` (a folder: results, plot and schedule, as the CLI writes them) is written by
     rank 0 alone.
 
@@ -233,7 +233,7 @@ def range_test(
         verify_bounds=verify_bounds, clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
     )  # fmt: skip
     where = restore_mode(restore)
-    job = joined_group()
+    job = joined_group(model)
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
     out_dir = Path(save) if save is not None and rank == 0 else None
     if out_dir is not None:

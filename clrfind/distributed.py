@@ -94,10 +94,16 @@ def distributed_context(device: str) -> Iterator[DistContext]:
             dist.destroy_process_group()
 
 
-def joined_group() -> DistContext | None:
+def joined_group(model: torch.nn.Module) -> DistContext | None:
     """This process's place in a process group the caller initialised (a library call in a script torchrun
-    launched), or None outside one or in a group of one process."""
+    launched), when `model` trains in it (DistributedDataParallel, also under torch.compile); None outside a group,
+    in a group of one process, or for a model of this process alone, which a script may test on one rank without
+    the others (all-reducing its loss would wait for them forever)."""
+    from torch.nn.parallel import DistributedDataParallel
+
     if not dist.is_available() or not dist.is_initialized():
+        return None
+    if not isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel):
         return None
     world = dist.get_world_size()
     if world < 2:

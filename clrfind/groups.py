@@ -177,18 +177,6 @@ def describe_groups(
     return out
 
 
-def spec_of(record: ParamGroup) -> dict[str, Any] | None:
-    """A recorded group as `param_groups` takes it, or None when it was not selected by patterns (a user's own
-    groups) or is the `default` group, which takes what the others leave."""
-    if not record.params and not record.modules:
-        return None
-    out: dict[str, Any] = {"name": record.name}
-    out.update({k: v for k, v in (("params", record.params), ("modules", record.modules)) if v})
-    if record.kwargs:
-        out["kwargs"] = dict(record.kwargs)
-    return out
-
-
 def _name(g: ParamGroupSpec, i: int) -> str:
     return g.name or f"group{i}"
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from clrfind.errors import UsageError, short_repr
+from clrfind.errors import OutputError, UsageError, short_repr
 from clrfind.results import PeakMemory
 
 if TYPE_CHECKING:
@@ -108,6 +108,11 @@ class StateSnapshot:
     def __init__(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, where: RestoreMode = "cpu"
     ) -> None:
+        """Take the snapshot.
+
+        Raises:
+            OutputError: `"disk"` and the temporary file cannot be written (a full disk); nothing was changed.
+        """
         import torch
 
         self.model, self.optimizer, self.where = model, optimizer, where
@@ -118,11 +123,20 @@ class StateSnapshot:
         self.path: Path | None = None
         self.closed = False
         if where == "disk":
-            handle, name = tempfile.mkstemp(prefix="clrfind-state-", suffix=".pt")
-            os.close(handle)
-            self._removal = weakref.finalize(self, _remove, name)  # also on an error below, or at exit
-            self.path = Path(name)
-            torch.save(tensors, name)  # device tensors pass through the host one storage at a time
+            try:
+                handle, name = tempfile.mkstemp(prefix="clrfind-state-", suffix=".pt")
+                os.close(handle)
+                self._removal = weakref.finalize(self, _remove, name)  # also on an error below, or at exit
+                self.path = Path(name)
+                torch.save(tensors, name)  # device tensors pass through the host one storage at a time
+            except OSError as exc:
+                if self._removal is not None:
+                    self._removal()
+                raise OutputError(
+                    f"restore='disk': cannot write the model and optimizer state to {tempfile.gettempdir()} "
+                    f"({exc.strerror or exc})",
+                    hint="set TMPDIR to a folder with room for it, or use restore='cpu'",
+                ) from exc
         else:
             self._tensors = [t.to("cpu", copy=True) for t in tensors]
         self.modes = {name: m.training for name, m in model.named_modules()}

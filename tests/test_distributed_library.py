@@ -31,6 +31,13 @@ result = clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), optimize
                             steps=30, save=os.path.join(out, f"saved-by-rank{rank}"))
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     f.write(result.model_dump_json())
+if rank == 0:  # a model of this process alone, tested on one rank: no collective, which would wait for the other
+    alone = torch.nn.Linear(2, 2)
+    solo = clrfind.range_test(alone, DataLoader(data, batch_size=32), torch.nn.CrossEntropyLoss(),
+                              torch.optim.SGD(alone.parameters(), lr=0.1), min_lr=1e-3, max_lr=1.0, steps=10,
+                              verify_bounds=False)
+    with open(os.path.join(out, "solo.json"), "w") as f:
+        f.write(solo.model_dump_json())
 dist.destroy_process_group()
 """
 
@@ -54,3 +61,4 @@ def test_the_library_under_torchrun_gives_every_rank_the_same_result(tmp_path: P
     assert sorted(p.name for p in saved.iterdir()) == ["range_test.json", "range_test.png", "schedule.yaml"]
     assert json.loads((saved / "range_test.json").read_text())["bounds"] == first["bounds"]
     assert not (tmp_path / "saved-by-rank1").exists()
+    assert json.loads((tmp_path / "solo.json").read_text())["world_size"] == 1

@@ -64,6 +64,21 @@ def test_the_disk_copy_exists_during_the_run_and_is_removed_after(tiny_task, tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_disk_copy_that_cannot_be_written_is_an_output_error(tiny_task, tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    from clrfind.errors import OutputError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    model, loader, loss_fn, optimizer = tiny_task
+    before = state_of(model, optimizer)
+    with pytest.raises(
+        OutputError, match=r"restore='disk': cannot write the model and optimizer state to .*missing"
+    ):
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, restore="disk")
+    assert_same_state(before, model, optimizer)
+
+
 def test_a_bad_restore_mode_is_a_usage_error(tiny_task) -> None:
     model, loader, loss_fn, optimizer = tiny_task
     with pytest.raises(UsageError, match="restore: expected True, False, 'cpu' or 'disk', got 'gpu'"):
