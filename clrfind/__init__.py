@@ -27,6 +27,7 @@ __all__ = [
     "load_results",
     "load_schedule",
     "log_result",
+    "param_groups",
     "range_test",
     "write_schedule",
 ]
@@ -34,6 +35,7 @@ __all__ = [
 _LAZY = {
     "range_test": "clrfind.api",
     "load_schedule": "clrfind.export",
+    "param_groups": "clrfind.groups",
     "write_schedule": "clrfind.export",
     "load_results": "clrfind.results",
     "log_result": "clrfind.loggers",
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     )
     from clrfind.events import StepEvent
     from clrfind.export import load_schedule, write_schedule
+    from clrfind.groups import param_groups
     from clrfind.loggers import log_result
     from clrfind.results import Bounds, RangeTestResult, load_results
 

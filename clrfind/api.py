@@ -1,16 +1,16 @@
 """The library API: `range_test` for notebooks and scripts, `run_spec` for the CLI. Both return a RangeTestResult.
 
 `range_test` works on the caller's own objects and leaves them bit-for-bit as they were (weights, optimizer state,
-train/eval mode, device, RNG states), also when the run fails. `run_spec` builds everything fresh from a spec and
+train/eval mode, device, RNG states), also when the run fails, from a copy on the host or on disk
+(`clrfind.state`). `run_spec` builds everything fresh from a spec and
 always saves what was measured, even when the run fails or is interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as _dt
-import random
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,12 +24,14 @@ from clrfind.analysis import bounds_for, smooth
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
 from clrfind.fileio import check_writable_dir, folder_lock
+from clrfind.groups import describe_groups, differs, json_option
 from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
 from clrfind.results import (
     PLOT_NAME,
     RESULTS_NAME,
     SCHEDULE_NAME,
     OptimizerRef,
+    ParamGroup,
     RangeTestResult,
     Timing,
     Verification,
@@ -38,6 +40,14 @@ from clrfind.results import (
     to_json,
 )
 from clrfind.settings import RunSettings
+from clrfind.state import (
+    MemoryProbe,
+    RestoreMode,
+    StateSnapshot,
+    has_trained_state,
+    preserved_state,
+    restore_mode,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -45,6 +55,7 @@ if TYPE_CHECKING:
     from clrfind.distributed import Peers
     from clrfind.engine import EngineOutput
     from clrfind.events import StepEvent
+    from clrfind.loggers import ExperimentLogger
     from clrfind.spec import LoadedSpec
 
 
@@ -83,16 +94,9 @@ def optimizer_ref(optimizer: torch.optim.Optimizer) -> OptimizerRef:
         if name == "lr" or name not in params:
             continue
         default = params[name].default
-        if default is inspect.Parameter.empty or _differs(value, default):
-            kwargs[name] = list(value) if isinstance(value, tuple) else value
+        if default is inspect.Parameter.empty or differs(value, default):
+            kwargs[name] = json_option(value)
     return OptimizerRef(target=f"{cls.__module__}.{cls.__qualname__}", kwargs=kwargs)
-
-
-def _differs(value: Any, default: Any) -> bool:
-    try:
-        return bool(value != default)
-    except Exception:
-        return True
 
 
 def _torch_version() -> str | None:
@@ -114,6 +118,8 @@ def make_result(
     world_size: int = 1,
     spec: dict[str, Any] | None = None,
     spec_path: str | None = None,
+    param_groups: list[ParamGroup] | None = None,
+    from_trained_state: bool = False,
 ) -> RangeTestResult:
     """Analyse the engine's curve and assemble the versioned result; `terms` word a failure for its reader."""
     steps = len(out.losses)
@@ -153,58 +159,16 @@ def make_result(
         spec=spec,
         spec_path=spec_path,
         notes=out.notes,
+        param_groups=param_groups,
+        clip_grad_norm=settings.clip_grad_norm,
+        clip_grad_value=settings.clip_grad_value,
+        from_trained_state=from_trained_state,
         timing=Timing(
             seconds=round(out.seconds, 4),
             seconds_per_step=round(out.seconds / steps, 6) if steps else None,
             compile_seconds=out.compile_seconds,
         ),
     )
-
-
-class StateSnapshot:
-    """Weights, buffers, optimizer state, train/eval modes and RNG states, taken now and restorable any number of
-    times: after a range test (the caller's objects as they were) and before every self-check trial (the same
-    start for each).
-
-    Copies are taken on the parameters' own device with `clone()`, so restoring is bit-for-bit.
-    """
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        import torch
-
-        self.model, self.optimizer = model, optimizer
-        self.model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.optim_state = copy.deepcopy(optimizer.state_dict())
-        self.modes = {name: m.training for name, m in model.named_modules()}
-        self.py_rng = random.getstate()
-        self.np_rng = np.random.get_state()
-        self.torch_rng = torch.get_rng_state()
-        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-
-    def restore(self) -> None:
-        import torch
-
-        self.model.load_state_dict(self.model_state)  # copies into the parameters
-        # load_state_dict adopts the state's tensors as they are, and training then changes them in place: a copy
-        # keeps this snapshot intact for the next restore.
-        self.optimizer.load_state_dict(copy.deepcopy(self.optim_state))
-        for name, m in self.model.named_modules():
-            m.training = self.modes.get(name, m.training)
-        random.setstate(self.py_rng)
-        np.random.set_state(self.np_rng)
-        torch.set_rng_state(self.torch_rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self.cuda_rng)
-
-
-@contextlib.contextmanager
-def preserved_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[StateSnapshot]:
-    """Restore weights, buffers, optimizer state, train/eval mode and RNG states on exit, even on error."""
-    snapshot = StateSnapshot(model, optimizer)
-    try:
-        yield snapshot
-    finally:
-        snapshot.restore()
 
 
 def range_test(
@@ -227,61 +191,86 @@ def range_test(
     accumulate: int = 1,
     sync_every: int | None = None,
     callback: Callable[[StepEvent], None] | None = None,
-    restore: bool = True,
+    restore: bool | RestoreMode = True,
     seed: int | None = None,
     verify_bounds: bool = True,
     terms: Terms | None = None,
     progress: bool = True,
     log: Any = None,
+    clip_grad_norm: float | None = None,
+    clip_grad_value: float | None = None,
+    save: str | os.PathLike[str] | None = None,
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer.
 
     The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps: linearly as in Smith (2017), evenly in log LR
     (`mode="exp"`), or, by default ("auto"), exp when the range spans more than 1.5 decades;
-    the run stops early when the loss diverges or becomes non-finite. With `restore=True` (default) the model and
-    optimizer are left exactly as they were. With `verify_bounds=True` (default) the suggested one-cycle schedule is
-    then trained, compressed, from the model's initial state, and the bounds keep only the peak that trains
-    (`result.verification` says what was checked). Bad arguments raise `UsageError` before anything runs; a setup that
-    does not fit (e.g. batches that are not (inputs, targets) pairs without a `step_fn`) raises `SetupError` in
-    terms of these arguments (`terms` words them for another caller: `clrfind.lightning` names `training_step`);
-    a failure inside your code is raised as `RunError` after restoring. `loss_fn` may be None when `step_fn`
-    computes the loss itself (as `model(**batch).loss` does).
+    the run stops early when the loss diverges or becomes non-finite. An optimizer with parameter groups keeps the
+    ratios of their LRs: the ladder drives the group with the largest LR (`result.param_groups`). Gradients are
+    clipped between backward and step with `clip_grad_norm` / `clip_grad_value`, as in your training.
+
+    With `restore=True` (default, the same as `"cpu"`) the model and optimizer are left exactly as they were, from a
+    copy on the host; `"disk"` keeps the copy in a temporary file instead (removed afterwards), `False` keeps what
+    the test trained. Neither keeps a second copy on the model's device. A model and optimizer in mid-training
+    (momentum buffers and all) are tested from that state (`result.from_trained_state`). With `verify_bounds=True`
+    (default) the suggested one-cycle schedule is then trained, compressed, from the model's initial state, and the
+    bounds keep only the peak that trains (`result.verification` says what was checked).
+
+    Called on every rank of a job torchrun launched (an initialised process group, a DistributedDataParallel model,
+    a DistributedSampler), the loss is averaged over the ranks at every step, every rank stops at the same step and
+    returns rank 0's result; `save` (a folder: results, plot and schedule, as the CLI writes them) is written by
+    rank 0 alone, and only rank 0 shows progress and logs to trackers.
 
     `progress=True` (default) shows a progress bar on stderr when it is a terminal, or in the cell of a Jupyter
     notebook, and nothing elsewhere; `callback` gets every `StepEvent` either way. `log` sends the finished result
     to experiment trackers (`"tensorboard[:DIR]"`, `"wandb[:PROJECT]"`, `"mlflow[:EXPERIMENT]"`, a logger object,
     or a list; see `clrfind.loggers`); a tracker whose package is missing is a `UsageError` before anything runs.
 
+    Bad arguments raise `UsageError` before anything runs; a setup that does not fit (e.g. batches that are not
+    (inputs, targets) pairs without a `step_fn`) raises `SetupError` in terms of these arguments (`terms` words them
+    for another caller: `clrfind.lightning` names `training_step`); a failure inside your code is raised as
+    `RunError` after restoring. `loss_fn` may be None when `step_fn` computes the loss itself (as
+    `model(**batch).loss` does).
+
     Returns:
         The result, with `.bounds` (base/max LR with rationale), `.plot()` and `.save(path)`.
     """
     import torch
 
+    from clrfind.distributed import joined_group
+
     settings = RunSettings.from_arguments(
         min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, metric=metric, eval_every=eval_every,
         eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
-        verify_bounds=verify_bounds,
+        verify_bounds=verify_bounds, clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
     )  # fmt: skip
     if loss_fn is None and step_fn is None:
         raise UsageError(
             "loss_fn is None and there is no step_fn, so nothing computes the loss",
             hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
         )
-    from clrfind.loggers import experiment_loggers, log_result
+    from clrfind.loggers import experiment_loggers
     from clrfind.progress import progress_callback
 
-    loggers = experiment_loggers(log)
+    where = restore_mode(restore)
+    job = joined_group(model)
+    rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
+    loggers = experiment_loggers(log) if rank == 0 else []
+    out_dir = Path(save) if save is not None and rank == 0 else None
+    if out_dir is not None:
+        check_output_dir(out_dir)
     terms = terms or library_terms(step_fn=step_fn is not None)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home
     lrs = settings.ladder(steps)
-    guard = preserved_state(model, optimizer) if restore else contextlib.nullcontext(None)
+    groups, from_trained = describe_groups(optimizer), has_trained_state(optimizer)
+    memory = MemoryProbe(dev)
+    guard = preserved_state(model, optimizer, where=where) if where else contextlib.nullcontext(None)
     with guard as snapshot:
+        # The self-check's trials start from the caller's state; nothing is copied when there is no check.
+        initial = snapshot or (StateSnapshot(model, optimizer) if settings.verify_bounds else None)
         try:
-            # The self-check's trials start from the caller's state; nothing is copied when there is no check.
-            checking = settings.verify_bounds
-            initial = snapshot or (StateSnapshot(model, optimizer) if checking else None)
             if seed is not None:
                 from clrfind.build import seed_everything
 
@@ -291,31 +280,96 @@ def range_test(
                 loss_fn.to(dev)
             trainer = Trainer(
                 model, train_loader, loss_fn, optimizer, device=dev, settings=settings, step_fn=step_fn,
-                val_loader=val_loader,
+                val_loader=val_loader, reduce_loss=_mean_over_ranks(world),
             )  # fmt: skip
-            with progress_callback("range test", steps, enabled=progress, also=callback) as on_step:
+            with progress_callback(
+                "range test", steps, enabled=progress and rank == 0, also=callback
+            ) as on_step:
                 out = trainer.range_test(lrs, callback=on_step)
+            if job is not None:
+                from clrfind.distributed import Peers
+
+                out = Peers.of_group(rank).explain(out)
             result = make_result(
                 out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
-                batch_size=getattr(train_loader, "batch_size", None),
+                batch_size=getattr(train_loader, "batch_size", None), world_size=world, param_groups=groups,
+                from_trained_state=from_trained,
             )  # fmt: skip
             # restore=False keeps what the test trained: the trials start elsewhere, so it is put back after them.
-            trained = StateSnapshot(model, optimizer) if checking and not restore else None
-            result, check_stop = trainer.self_check(result, out, initial)
-            if trained is not None:
-                trained.restore()
+            keep = initial is not None and not where
+            with preserved_state(model, optimizer) if keep else contextlib.nullcontext():
+                result, check_stop = trainer.self_check(result, out, initial)
         except Fault as fault:
             raise terms.error(fault) from fault
         finally:
-            if restore:
+            if initial is not None and initial is not snapshot:
+                initial.close()
+            if where:
                 model.to(home)
-    if out.error is not None:
-        raise RunError(result.stop_detail) from out.error
+    result = result.model_copy(update={"peak_memory": memory.peak()})  # the restore's copies included
+    return _finish_library_run(
+        result, out, check_stop, shared=job is not None, out_dir=out_dir, loggers=loggers
+    )
+
+
+def _finish_library_run(
+    result: RangeTestResult,
+    out: EngineOutput,
+    check_stop: int | None,
+    *,
+    shared: bool,
+    out_dir: Path | None,
+    loggers: list[ExperimentLogger],
+) -> RangeTestResult:
+    """The result a library call returns, or the error it raises: rank 0's result on every rank of a job, the
+    files written when asked (also what a failed run measured), then the run's failure or stop, if any; a finished
+    run's result goes to the trackers."""
+    from clrfind.loggers import log_result
+
     signum = out.stop_signal or check_stop
+    if shared and out.error is None and signum is None:
+        result = _rank_0_result(result)
+    files = _save_library_run(result, out_dir, failed=out.error is not None or signum is not None)
+    saved = f"; the steps so far saved to {files.out_dir}" if files is not None else ""
+    if out.error is not None:
+        raise RunError(f"{result.stop_detail}{saved}") from out.error
     if signum is not None:
-        raise RunInterrupted(stops.stop_detail(signum), signum=signum)
+        raise RunInterrupted(f"{stops.stop_detail(signum)}{saved}", signum=signum)
     log_result(result, loggers)
     return result
+
+
+def _mean_over_ranks(world_size: int) -> Callable[[Any], Any] | None:
+    """The loss all-reduce of a job of several processes, None for one process."""
+    if world_size < 2:
+        return None
+    from clrfind.distributed import mean_over_ranks
+
+    return mean_over_ranks(world_size)
+
+
+def _rank_0_result(result: RangeTestResult) -> RangeTestResult:
+    """Rank 0's result on every rank: the curves and bounds are the same on all (the losses are averaged over the
+    ranks), the timings and memory are rank 0's."""
+    import json
+
+    from clrfind.distributed import from_rank_0
+    from clrfind.results import results_from_dict
+
+    return results_from_dict(json.loads(from_rank_0(to_json(result))), source="rank 0's result")
+
+
+def _save_library_run(result: RangeTestResult, out_dir: Path | None, *, failed: bool) -> RunFiles | None:
+    """Write a library run's files into `save` (results, plot, schedule), also what a failed run measured; a write
+    that fails is the error unless the run failed first (that stays the error)."""
+    if out_dir is None or not result.steps_run:
+        return None
+    try:
+        return write_outputs(result, out_dir)
+    except OutputError:
+        if failed:
+            return None
+        raise
 
 
 @dataclass
@@ -487,6 +541,7 @@ def run_spec(
         step_fn=comps.step_fn, reduce_loss=reduce_loss, val_loader=comps.val_loader,
     )  # fmt: skip
     initial = StateSnapshot(comps.model, comps.optimizer) if settings.verify_bounds else None
+    memory = MemoryProbe(device)
     # From here on a stop outside the training loop and the self-check's trials waits until the files are written.
     with stops.deferred():
         try:
@@ -499,8 +554,10 @@ def run_spec(
                 else OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
                 batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
                 spec_path=str(loaded.path),
+                param_groups=describe_groups(comps.optimizer, spec.optimizer.groups if spec.optimizer else None),
             )  # fmt: skip
             result, check_stop = trainer.self_check(result, out, initial)
+            result = result.model_copy(update={"peak_memory": memory.peak()})
         except Fault as fault:
             raise terms.error(fault) from fault
         files, unsaved = None, ""

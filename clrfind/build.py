@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import SetupError, UsageError, describe_exception, one_line
+from clrfind.groups import check_group_options, param_groups
 from clrfind.setup_factory import from_setup, is_dataset, setup_parts
 from clrfind.spec import DEVICE_RE, DataSpec, LoadedSpec
 from clrfind.targets import instantiate, is_loss_function, validate_spec_targets
@@ -261,9 +262,16 @@ def _build_optimizer(
     spec, source = loaded.spec, loaded.path.name
     assert spec.optimizer is not None
     key = loaded.target_key("optimizer")
+    groups = spec.optimizer.groups
+    # With groups, the optimizer (or a factory) gets torch's param-group dicts, each with its own options and LR.
+    params = (
+        param_groups(model, groups, lr=spec.range_test.min_lr, key="optimizer.groups", source=source)
+        if groups
+        else model.parameters()
+    )
     optimizer = instantiate(
         resolved["optimizer"],
-        model.parameters(),
+        params,
         kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
         key=key,
         source=source,
@@ -273,6 +281,8 @@ def _build_optimizer(
             f"{source}: {key} built {type(optimizer).__name__}, which has no 'lr' in its param groups",
             hint="use a torch.optim optimizer (SGD, Adam, AdamW, ...)",
         )
+    if groups:
+        check_group_options(optimizer, groups, key="optimizer.groups", source=source)
     return optimizer
 
 

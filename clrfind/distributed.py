@@ -94,6 +94,32 @@ def distributed_context(device: str) -> Iterator[DistContext]:
             dist.destroy_process_group()
 
 
+def joined_group(model: torch.nn.Module) -> DistContext | None:
+    """This process's place in a process group the caller initialised (a library call in a script torchrun
+    launched), when `model` trains in it (DistributedDataParallel, also under torch.compile); None outside a group,
+    in a group of one process, or for a model of this process alone, which a script may test on one rank without
+    the others (all-reducing its loss would wait for them forever)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not dist.is_available() or not dist.is_initialized():
+        return None
+    if not isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel):
+        return None
+    world = dist.get_world_size()
+    if world < 2:
+        return None
+    rank = dist.get_rank()
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    return DistContext(rank=rank, local_rank=local, world_size=world, backend=str(dist.get_backend()))
+
+
+def from_rank_0(text: str) -> str:
+    """Rank 0's `text` on every rank (a collective: every rank calls it)."""
+    box = [text]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
 def mean_over_ranks(world_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """An all-reduce mean for the per-step loss; asynchronous on NCCL, so it adds no host sync on GPUs."""
 

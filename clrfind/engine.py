@@ -32,6 +32,7 @@ from clrfind.analysis import DivergenceMonitor
 from clrfind.errors import USER_FAILURES, describe_exception
 from clrfind.events import StepEvent
 from clrfind.faults import Fault, Part, Terms
+from clrfind.groups import lr_ratios
 from clrfind.results import MetricCurve
 from clrfind.settings import MetricName, Precision, RunSettings
 
@@ -491,6 +492,7 @@ class _Stepper:
         self.device, self.settings, self.host, self.total = device, settings, host, total
         self.reduce_loss = reduce_loss
         self.scaler = _make_scaler(device, settings.precision)
+        self.clip = _clipper(model, settings)
         self.part: Part = "data"
         self.skipped = 0
         self.compile_seconds: float | None = None
@@ -504,6 +506,7 @@ class _Stepper:
             and settings.precision == "fp32"
             and self.reduce_loss is None
             and self.momenta is None
+            and self.clip is None
         )
 
     def run(self, i: int, next_batch: Callable[[], Any]) -> torch.Tensor | None:
@@ -539,6 +542,10 @@ class _Stepper:
         if accumulate > 1:
             step_loss = step_loss / accumulate
         self.part = "optimizer"
+        if self.clip is not None:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)  # clip the true gradients, as a training loop under fp16 does
+            self.clip()
         if not self._optimizer_step():
             return None
         return step_loss if self.reduce_loss is None else self.reduce_loss(step_loss.detach())
@@ -575,6 +582,19 @@ class _Stepper:
         return False
 
 
+def _clipper(model: torch.nn.Module, settings: RunSettings) -> Callable[[], Any] | None:
+    """The gradient clipping the settings ask for, on the model's parameters, as a training loop calls it; None
+    without clipping."""
+    params = list(model.parameters())
+    if settings.clip_grad_norm is not None:
+        max_norm = settings.clip_grad_norm
+        return lambda: torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if settings.clip_grad_value is not None:
+        clip_value = settings.clip_grad_value
+        return lambda: torch.nn.utils.clip_grad_value_(params, clip_value)
+    return None
+
+
 def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
     """Momentum for SGD-like optimizers, beta1 for the Adam family: what OneCycleLR cycles."""
     for group in optimizer.param_groups:
@@ -603,6 +623,9 @@ def run_loop(
 
     `momenta`, if given, sets the momentum (beta1 for the Adam family) of each step too, as a one-cycle schedule
     does: the self-check trains with the exported schedule through this same loop.
+
+    Parameter groups keep the ratios of their LRs as the optimizer has them on entry (`clrfind.groups.lr_ratios`):
+    `lrs` drives the group with the largest LR, the others follow at their ratio.
 
     The model, optimizer and loss must already be on `device`. `reduce_loss` (e.g. an all-reduce mean under
     torch.distributed) is applied to each chunk before it leaves the device, so every rank sees the same curve and
@@ -713,7 +736,8 @@ def _train(
     """
     total, device, monitor = len(lr_list), stepper.device, reporter.monitor
     non_blocking, channels_last = device.type == "cuda", settings.channels_last
-    step, loss_fn, next_batch, groups = stepper.step, stepper.loss_fn, batches.next, optimizer.param_groups
+    step, loss_fn, next_batch = stepper.step, stepper.loss_fn, batches.next
+    groups = list(zip(optimizer.param_groups, lr_ratios(optimizer), strict=True))
     plain_ok = stepper.plain_ok and probe is None
     eval_every = settings.eval_interval(total)
     screen, sync_every, chunk = host.screen, host.sync_every, host.chunk
@@ -725,8 +749,8 @@ def _train(
         with stops.allowed():
             while i < total:
                 lr = lr_list[i]
-                for group in groups:
-                    group["lr"] = lr
+                for group, ratio in groups:
+                    group["lr"] = lr * ratio
                 optimizer.zero_grad(set_to_none=True)
                 if plain:
                     origin = "data"

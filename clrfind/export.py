@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from clrfind.errors import ClrfindWarning, ExportError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
-from clrfind.results import OptimizerRef, RangeTestResult
+from clrfind.results import OptimizerRef, ParamGroup, RangeTestResult
+from clrfind.spec import DEFAULT_GROUP
 
 if TYPE_CHECKING:
     import torch
@@ -153,6 +154,15 @@ def build_schedule(
     else:
         part = _cycles(bounds, policy, spe, epochs)
     notes += part.notes
+    optimizer: dict[str, Any] = {
+        "target": result.optimizer.target,
+        "kwargs": {"lr": part.optimizer_lr, **opt_kwargs},
+    }
+    groups = result.param_groups if result.param_groups and len(result.param_groups) > 1 else None
+    if groups is not None:
+        kwargs, optimizer["groups"], note = _per_group(part, groups)
+        part = part._replace(kwargs=kwargs)
+        notes.append(note)
     if bounds.reason:
         notes.append(f"bounds confidence {bounds.confidence}: {bounds.reason}")
     source: dict[str, Any] = {
@@ -167,7 +177,7 @@ def build_schedule(
         "stop_reason": result.stop_reason,
     }
     return {
-        "optimizer": {"target": result.optimizer.target, "kwargs": {"lr": part.optimizer_lr, **opt_kwargs}},
+        "optimizer": optimizer,
         "scheduler": {"target": part.target, "policy": policy, "interval": "step", "kwargs": part.kwargs},
         "training": part.training,
         "source": {k: v for k, v in source.items() if v is not None},
@@ -273,6 +283,56 @@ def _cycles(bounds: _UsableBounds, policy: str, spe: int, epochs: int | None) ->
     kwargs["cycle_momentum"] = False
     notes.append(CYCLIC_MOMENTUM_NOTE)
     return _Scheduler(CYCLIC, kwargs, base_lr, training, notes)
+
+
+def _per_group(
+    part: _Scheduler, groups: list[ParamGroup]
+) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """(scheduler kwargs, groups, note) for each parameter group: the bounds are the largest group's (the ladder
+    drove it), each group's are them times its LR ratio, as lists in the optimizer's group order (CyclicLR's
+    base_lr/max_lr and OneCycleLR's max_lr take one value per group); the groups are written out so that
+    `load_schedule` can set each group's LR and check the optimizer has as many.
+
+    Raises:
+        ExportError: cosine restarts with groups at different LRs (CosineAnnealingWarmRestarts takes one eta_min).
+    """
+    ratios = [g.lr_ratio for g in groups]
+    if part.target == COSINE and len(set(ratios)) > 1:
+        raise ExportError(
+            "cosine restarts cannot keep the parameter groups' LR ratios "
+            f"({', '.join(f'{g.name} {g.lr_ratio:g}' for g in groups)}): CosineAnnealingWarmRestarts takes one "
+            "eta_min for all groups",
+            hint="use --policy one-cycle (with --epochs) or triangular",
+        )
+    kwargs = dict(part.kwargs)
+    for key in ("base_lr", "max_lr"):
+        if key in kwargs:
+            kwargs[key] = [_lr(kwargs[key] * r) for r in ratios]
+    records = []
+    for g in groups:
+        record: dict[str, Any] = {
+            "name": g.name,
+            "lr": _lr(part.optimizer_lr * g.lr_ratio),
+            "lr_ratio": g.lr_ratio,
+        }
+        record.update(
+            {k: v for k, v in (("params", g.params), ("modules", g.modules), ("kwargs", g.kwargs)) if v}
+        )
+        record["param_count"] = g.param_count
+        records.append(record)
+    top = next(g.name for g in groups if g.lr_ratio == max(ratios))
+    note = (
+        f"parameter groups: the bounds are group {top!r}'s (the largest LR, which the range test's ladder drove); "
+        "each group's LRs are them times its lr_ratio: "
+        + ", ".join(f"{g.name} {g.lr_ratio:g}" for g in groups)
+        + "; build the optimizer with the same groups in the same order"
+    )
+    return kwargs, records, note
+
+
+def _lr(value: float) -> float:
+    """An LR times a ratio without float noise in the file (0.0151 * 0.1 is 0.0015100000000000001)."""
+    return float(f"{value:.12g}")
 
 
 def resolve_policy(epochs: int | None) -> tuple[str, str]:
@@ -481,6 +541,12 @@ def _header(schedule: dict[str, Any], *, loadable: bool) -> str:
         "optimizer = OPTIMIZER(model.parameters(), **optimizer.kwargs), "
         "scheduler = SCHEDULER(optimizer, **scheduler.kwargs)."
     )
+    groups = schedule["optimizer"].get("groups")
+    if groups:
+        usage += (
+            f" Parameter groups: the optimizer needs the same {len(groups)} groups in the same order "
+            "(optimizer.groups; clrfind.param_groups builds groups from name patterns); each gets its own LRs."
+        )
     paragraphs = [
         f"LR schedule written by clrfind {src.get('clrfind_version', '')} from an LR range test{found}.",
         *([usage] if loadable else []),
@@ -503,6 +569,9 @@ def _render_python(schedule: dict[str, Any]) -> str:
     opt_module, opt_name = _split_target(opt["target"])
     sched_module, sched_name = _split_target(sched["target"])
     imports = [f"from {opt_module} import {opt_name}", f"from {sched_module} import {sched_name}"]
+    params, group_lines = _python_params(opt.get("groups"))
+    if params.startswith("clrfind."):
+        imports.insert(0, "import clrfind")
     # repr() of YAML/JSON values is a Python literal, and round-trips floats exactly.
     opt_kwargs = "".join(f", {k}={v!r}" for k, v in opt["kwargs"].items())
     sched_kwargs = "".join(f",\n    {k}={v!r}" for k, v in sched["kwargs"].items())
@@ -517,7 +586,8 @@ def _render_python(schedule: dict[str, Any]) -> str:
         ),
         *imports,
         "",
-        f"optimizer = {opt_name}(model.parameters(){opt_kwargs})",
+        *group_lines,
+        f"optimizer = {opt_name}({params}{opt_kwargs})",
         f"scheduler = {sched_name}(\n    optimizer{sched_kwargs},\n)",
     ]
     if total is not None:
@@ -528,6 +598,24 @@ def _render_python(schedule: dict[str, Any]) -> str:
             "#     scheduler.step()  # after every optimizer step",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _python_params(groups: list[dict[str, Any]] | None) -> tuple[str, list[str]]:
+    """(what the optimizer is built on, the lines before it): the model's parameters; the groups rebuilt from
+    their patterns by `clrfind.param_groups` (the parameters none selects form the `default` group, last); or,
+    for groups made by the user's own code, a name to replace with them, and their order."""
+    if not groups:
+        return "model.parameters()", []
+    selected = [g for g in groups if g.get("params") or g.get("modules")]
+    rest = [g for g in groups if g not in selected]
+    if all(g is groups[-1] and g.get("name") == DEFAULT_GROUP for g in rest):
+        specs = [{k: g[k] for k in ("name", "params", "modules", "kwargs") if k in g} for g in selected]
+        lines = ["GROUPS = [", *(f"    {spec!r}," for spec in specs), "]"]
+        return "clrfind.param_groups(model, GROUPS)", lines
+    names = ", ".join(str(g.get("name")) for g in groups)
+    return "param_groups", [
+        f"# `param_groups` is a placeholder: your {len(groups)} parameter groups, in this order: {names}"
+    ]
 
 
 def _split_target(target: str) -> tuple[str, str]:
@@ -553,6 +641,24 @@ def _check_schedule(schedule: Any, source: str) -> None:
         raise ExportError(
             f"{source}: key 'optimizer.kwargs.lr' must be a positive number, got {lr!r}", hint=fix
         )
+    groups = schedule["optimizer"].get("groups")
+    if groups is not None:
+        if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
+            raise ExportError(
+                f"{source}: key 'optimizer.groups' must be a list of mappings, one per group", hint=fix
+            )
+        for i, g in enumerate(groups):
+            glr = g.get("lr")
+            if (
+                not isinstance(glr, (int, float))
+                or isinstance(glr, bool)
+                or not math.isfinite(glr)
+                or glr < 0
+            ):
+                raise ExportError(
+                    f"{source}: key 'optimizer.groups[{i}].lr' must be a number >= 0, got {short_repr(glr)}",
+                    hint=fix,
+                )
     target = schedule["scheduler"]["target"]
     if not target.startswith(f"{SCHEDULER_MODULE}."):
         raise ExportError(
@@ -602,9 +708,10 @@ def verify_schedule(schedule: dict[str, Any], *, trust: bool = False) -> None:
             f"optimizer.target {short_repr(target)} is not an optimizer class",
             hint=_TRUST_HINT,
         )
-    param = torch.nn.Parameter(torch.zeros(1))
+    groups = schedule["optimizer"].get("groups") or [{}]
+    params = [{"params": [torch.nn.Parameter(torch.zeros(1))], **(g.get("kwargs") or {})} for g in groups]
     try:
-        optimizer = cls([param], **schedule["optimizer"]["kwargs"])
+        optimizer = cls(params, **schedule["optimizer"]["kwargs"])
     except Exception as exc:  # any failure of a user's optimizer class is reported the same way
         raise ExportError(
             f"optimizer {target} rejects optimizer.kwargs: {exc}", hint="fix optimizer.kwargs"
@@ -620,13 +727,16 @@ def load_schedule(
     """Read a schedule.yaml/.json and return its scheduler built on the caller's optimizer.
 
     The optimizer's lr is first set to the file's ``optimizer.kwargs.lr`` (the schedulers start from it); call
-    ``scheduler.step()`` after every ``optimizer.step()`` and train for ``training.total_steps`` steps.
+    ``scheduler.step()`` after every ``optimizer.step()`` and train for ``training.total_steps`` steps. A schedule
+    of several parameter groups (``optimizer.groups``) sets each group's lr and needs an optimizer with the same
+    groups in the same order (`clrfind.param_groups` builds them from the file's patterns).
 
     Warns:
         ClrfindWarning: the optimizer is not of the class the range test measured (nor a subclass of it).
 
     Raises:
-        ExportError: the file is missing or invalid, or its kwargs do not fit this optimizer.
+        ExportError: the file is missing or invalid, its kwargs do not fit this optimizer, or the optimizer has
+            another number of parameter groups than the schedule.
     """
     path = Path(path)
     if not path.is_file():
@@ -727,8 +837,7 @@ def _build_scheduler(
                 f"has momentum 0; {cls.__name__} would silently turn its momentum on",
                 hint="set cycle_momentum: false in the file, or export from a range test with this optimizer",
             )
-    lr = schedule["optimizer"]["kwargs"]["lr"]
-    for group in optimizer.param_groups:
+    for group, lr in zip(optimizer.param_groups, _group_lrs(schedule, optimizer, source), strict=True):
         group["lr"] = lr
         if "initial_lr" in group:  # left by an earlier scheduler; schedulers only setdefault it
             group["initial_lr"] = lr
@@ -739,6 +848,27 @@ def _build_scheduler(
             f"{source}: scheduler.kwargs do not fit {cls.__name__} with {type(optimizer).__name__}: {exc}",
             hint="re-export from a range test run with this optimizer, or fix scheduler.kwargs",
         ) from exc
+
+
+def _group_lrs(schedule: dict[str, Any], optimizer: torch.optim.Optimizer, source: str) -> list[float]:
+    """The starting LR of each of the optimizer's groups: the schedule's one LR for all, or, for a schedule of
+    parameter groups, each group's own, when the optimizer has as many groups.
+
+    Raises:
+        ExportError: the optimizer's groups are not the schedule's (another number of them).
+    """
+    groups = schedule["optimizer"].get("groups")
+    if not groups:
+        return [schedule["optimizer"]["kwargs"]["lr"]] * len(optimizer.param_groups)
+    if len(groups) != len(optimizer.param_groups):
+        names = ", ".join(str(g.get("name", i)) for i, g in enumerate(groups))
+        raise ExportError(
+            f"{source}: the schedule is for {len(groups)} parameter groups ({names}) but the optimizer has "
+            f"{len(optimizer.param_groups)}; each group's LRs would land on another group",
+            hint="build the optimizer with the same groups in the same order "
+            "(clrfind.param_groups(model, groups) builds them from the patterns in optimizer.groups)",
+        )
+    return [g["lr"] for g in groups]
 
 
 def write_schedule(

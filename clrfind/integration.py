@@ -68,23 +68,15 @@ def run_range_test(
     device: torch.device | str,
     precision: str,
     accumulate: int,
-    clipping: str | None,
+    clip_grad_norm: float | None = None,
+    clip_grad_value: float | None = None,
 ) -> RangeTestResult:
-    """`clrfind.range_test` on a framework's objects: its step computes the loss, so there is no loss_fn.
-
-    `clipping` names the framework's gradient clipping setting when one is on (``"max_grad_norm=1.0"``): the test
-    does not clip, and the result's notes say what that means for the bounds.
-    """
+    """`clrfind.range_test` on a framework's objects: its step computes the loss, so there is no loss_fn; the
+    framework's own gradient clipping (`gradient_clip_val`, `max_grad_norm`) is applied as its training applies it,
+    since clipping lets a run survive higher LRs."""
     from clrfind.api import range_test
 
-    result = range_test(
+    return range_test(
         model, loader, None, optimizer, device=device, step_fn=step_fn, precision=precision, accumulate=accumulate,
-        terms=terms, **settings,
+        terms=terms, clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value, **settings,
     )  # fmt: skip
-    if clipping is None:
-        return result
-    note = (
-        f"training clips gradients ({clipping}), the range test did not: clipping lets training survive higher "
-        "LRs, so these bounds may be low for it"
-    )
-    return result.model_copy(update={"notes": [*result.notes, note]})

@@ -215,12 +215,16 @@ def _run(
             "cannot set the LR of each step",
             hint="run clrfind.range_test on its model, data and optimizer with a step_fn that returns the loss",
         )
-    clip = trainer.gradient_clip_val
+    # Lightning clips by norm unless told "value" (Trainer(gradient_clip_algorithm=...)), as its training will.
+    clip = float(trainer.gradient_clip_val) if trainer.gradient_clip_val else None
+    algorithm = trainer.gradient_clip_algorithm  # None (norm) or a GradClipAlgorithmType, a str enum
+    by_value = getattr(algorithm, "value", algorithm) == "value"
     with _log_calls_ignored(module):
         result = run_range_test(
             module, loader, optimizer, _TrainingStep(module), settings, terms=TERMS,
             device=trainer.strategy.root_device, precision=_PRECISION.get(str(trainer.precision), "fp32"),
-            accumulate=trainer.accumulate_grad_batches, clipping=f"gradient_clip_val={clip}" if clip else None,
+            accumulate=trainer.accumulate_grad_batches, clip_grad_norm=None if by_value else clip,
+            clip_grad_value=clip if by_value else None,
         )  # fmt: skip
     log_result(result, trainer.loggers)
     return result

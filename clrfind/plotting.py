@@ -436,6 +436,8 @@ def _title(result: RangeTestResult) -> str:
     model = result.spec.get("model") if isinstance(result.spec, dict) else None
     if isinstance(model, dict) and isinstance(model.get("target"), str):
         head += f" (model {model['target']})"
+    if result.from_trained_state:  # the curve starts where that training was, not from a fresh start
+        head += " - re-tested from a trained state"
     stop = result.stop_reason  # the detail is a sentence: it goes to the footnote, where it has room
     confidence = result.bounds.confidence if result.bounds else "none"
     runs = f", {len(result.runs)} runs" if result.runs else ""
@@ -451,6 +453,7 @@ def _footnote(result: RangeTestResult) -> str:
     if b is None:
         return "No analysis in the results: re-run the range test."
     parts = [f"{label}: {text}." for label, text in b.explanation()]
+    parts += _training_notes(result)
     if result.verification is not None:
         check = result.verification
         parts.append(
@@ -459,6 +462,27 @@ def _footnote(result: RangeTestResult) -> str:
     if result.stop_detail:
         parts.append(f"Stopped: {result.stop_detail}.")
     return " ".join(parts)
+
+
+def _training_notes(result: RangeTestResult) -> list[str]:
+    """How the test trained, where it differs from one LR for all and plain steps: the groups' ratios, clipping,
+    and a start from a trained state."""
+    notes = []
+    groups = result.param_groups or []
+    if len(groups) > 1:
+        top = max(groups, key=lambda g: g.lr_ratio)
+        ratios = ", ".join(f"{g.name} {g.lr_ratio:g}x" for g in groups)
+        notes.append(f"Parameter groups: {ratios} (the LR axis is {top.name}'s; the others moved with it).")
+    if result.clip_grad_norm is not None:
+        notes.append(f"Gradients clipped to norm {result.clip_grad_norm:g}.")
+    if result.clip_grad_value is not None:
+        notes.append(f"Gradients clipped to +-{result.clip_grad_value:g}.")
+    if result.from_trained_state:
+        notes.append(
+            "Re-tested from a trained state: the optimizer's state (momentum, moments) was carried in, so the "
+            "curve starts where that training was."
+        )
+    return notes
 
 
 def _finish(fig: Figure, footnote: str) -> None:

@@ -24,13 +24,15 @@ from clrfind.settings import FrozenModel, MetricName
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# Version 4 added how the test trained and what it cost: `param_groups` (each group's LR ratio), `clip_grad_norm` /
+# `clip_grad_value`, `from_trained_state` and `peak_memory`; older files load with their defaults.
 # Version 3 renamed the suggested lower bound `bounds.min_lr` -> `bounds.base_lr` (with `min_rationale` ->
 # `base_rationale` and `spread.min_lr` -> `spread.base_lr`): it no longer shares a name with the ladder's start;
 # it also added `verification`, the self-check of the bounds.
 # Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
 # migrated on load.
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
@@ -205,6 +207,33 @@ class Verification(FrozenModel):
     )
 
 
+class ParamGroup(FrozenModel):
+    """One parameter group of the optimizer the test ran with, in the optimizer's order.
+
+    The ladder drives the group with the largest LR; every other group follows at `lr_ratio` of it, so the bounds
+    are that group's and group i's are the bounds times its ratio (what the export writes per group).
+    """
+
+    name: str
+    lr_ratio: float
+    param_count: int  # parameters (elements), as `clrfind check` counts them
+    tensors: int
+    params: list[str] = Field(default_factory=list)  # the name patterns a spec's group selected with
+    modules: list[str] = Field(default_factory=list)  # the module selectors (`norm`, a class name)
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict
+    )  # the group's options that differ from the optimizer's
+
+
+class PeakMemory(FrozenModel):
+    """The peak memory of the run, and what was measured: `cuda_max_memory_allocated` is torch's allocator peak on
+    the GPU, reset when the test starts; `process_max_rss` is the process's peak resident set size
+    (`resource.getrusage`), which cannot be reset, so it includes whatever the process did before the test."""
+
+    bytes: int
+    measured: Literal["cuda_max_memory_allocated", "process_max_rss"]
+
+
 class RangeTestResult(FrozenModel):
     """Everything one range test (or one aggregate of repeated tests) produced."""
 
@@ -240,6 +269,13 @@ class RangeTestResult(FrozenModel):
     runs: list[RunCurve] | None = None
     spread: dict[str, Spread] | None = None
     verification: Verification | None = None
+    param_groups: list[ParamGroup] | None = None
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    # True when the optimizer already had state (momentum buffers, Adam's moments) when the test started: a re-test
+    # of a model in mid-training, whose curve starts from where that training was, not from a fresh start.
+    from_trained_state: bool = False
+    peak_memory: PeakMemory | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RangeTestResult:
@@ -416,9 +452,10 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
 
 
 def _migrate(raw: dict[str, Any], version: int) -> dict[str, Any]:
-    """A version 1 or 2 mapping in version 3's names (`bounds.min_lr` -> `bounds.base_lr`, ...)."""
+    """A version 1-3 mapping as version 4 reads it: version 3 only lacks fields that have defaults; versions 1-2
+    also named `bounds.base_lr` `bounds.min_lr`, ..."""
     if version >= 3:
-        return raw
+        return {**raw, "schema_version": SCHEMA_VERSION}
     names = {"min_lr": "base_lr", "min_rationale": "base_rationale"}
 
     def renamed(bounds: Any) -> Any:

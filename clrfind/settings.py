@@ -30,6 +30,8 @@ Steps = Annotated[int, Field(ge=2, le=MAX_STEPS)]
 Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
 Positive = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 Seed = Annotated[int, Field(ge=0, lt=2**64)]
+# A gradient clipping threshold (max_norm of clip_grad_norm_, clip_value of clip_grad_value_).
+ClipThreshold = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 DEFAULT_MIN_LR = 1e-5
 DEFAULT_MAX_LR = 1.0
@@ -42,6 +44,17 @@ class FrozenModel(BaseModel):
     """Immutable, and unknown keys are an error: a typo in a spec or a results file is reported, never dropped."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def clip_problem(clip_grad_norm: float | None, clip_grad_value: float | None) -> tuple[str, str] | None:
+    """(field, problem) when both ways of clipping are set: a training loop clips one way, and the order of two
+    would be a guess. One rule for spec and library."""
+    if clip_grad_norm is not None and clip_grad_value is not None:
+        return (
+            "clip_grad_value",
+            "set either clip_grad_norm or clip_grad_value, not both (clip the way you train)",
+        )
+    return None
 
 
 def length_and_range_problem(
@@ -86,6 +99,9 @@ class RunSettings(LadderSettings):
         sync_every: steps per host read of the losses (None: the engine's choice).
         verify_bounds: train with the suggested one-cycle schedule, compressed, before trusting its peak
             (`clrfind.verify`).
+        clip_grad_norm / clip_grad_value: clip the gradients between backward and the optimizer step with
+            `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_` (unscaled first under fp16), as the training the
+            test stands for does: clipping changes which LRs diverge.
     """
 
     precision: Precision = "fp32"
@@ -95,6 +111,15 @@ class RunSettings(LadderSettings):
     seed: Seed | None = None
     sync_every: Positive | None = None
     verify_bounds: bool = True
+    clip_grad_norm: ClipThreshold | None = None
+    clip_grad_value: ClipThreshold | None = None
+
+    @model_validator(mode="after")
+    def _one_clip(self) -> RunSettings:
+        problem = clip_problem(self.clip_grad_norm, self.clip_grad_value)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+        return self
 
     @classmethod
     def from_arguments(cls, **arguments: Any) -> RunSettings:

@@ -39,12 +39,14 @@ from pydantic_core import PydanticCustomError
 from clrfind.errors import SpecError, UsageError, describe_exception, one_line, short_repr
 from clrfind.ladder import DEFAULT_STEPS
 from clrfind.settings import (
+    ClipThreshold,
     FrozenModel,
     LadderSettings,
     Positive,
     Precision,
     RunSettings,
     Seed,
+    clip_problem,
     length_and_range_problem,
 )
 
@@ -299,6 +301,65 @@ class ModelRef(TargetRef):
     checkpoint: str | None = None
 
 
+# The name of the group that takes the parameters no group selected.
+DEFAULT_GROUP = "default"
+
+
+class ParamGroupSpec(_Strict):
+    """One parameter group: the parameters it selects, its LR relative to the optimizer's, its own options.
+
+    A parameter goes to the first group that selects it (by a name pattern or by its module), in the order the
+    groups are written; parameters no group selects form the group `default`, last.
+
+    Attributes:
+        name: the group's name in the results and the schedule (default `group<i>`, its index from 0).
+        params: fnmatch patterns on `model.named_parameters()` names (`*.bias`, `backbone.*`).
+        modules: `norm` (every normalisation layer: torch's BatchNorm, LayerNorm, GroupNorm, ..., and any module
+            class whose name contains `Norm`, such as RMSNorm) or a module class name (`Embedding`); selects
+            every parameter of such modules.
+        lr_scale: the group's LR is this times the optimizer's (0.1 for a pretrained body under a new head).
+        kwargs: the group's own optimizer options (`weight_decay: 0`), checked against the optimizer's.
+    """
+
+    name: str | None = None
+    params: list[str] = Field(default_factory=list)
+    modules: list[str] = Field(default_factory=list)
+    lr_scale: float = Field(1.0, gt=0, allow_inf_nan=False)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _selects(self) -> ParamGroupSpec:
+        if not self.params and not self.modules:
+            raise _rule(
+                "selects nothing: give name patterns under params (e.g. ['*.bias']) or modules ([norm])"
+            )
+        if "lr" in self.kwargs:
+            raise _rule(
+                "the test sets lr; scale this group's LR with lr_scale (e.g. lr_scale: 0.1)", "kwargs"
+            )
+        if "params" in self.kwargs:
+            raise _rule("the group's parameters are selected by params and modules; remove it", "kwargs")
+        if self.name == DEFAULT_GROUP:
+            raise _rule(
+                f"{DEFAULT_GROUP!r} names the group of the parameters no group selects; pick another", "name"
+            )
+        return self
+
+
+class OptimizerSpec(TargetRef):
+    """The optimizer, optionally with parameter groups built from name patterns (`groups`)."""
+
+    groups: list[ParamGroupSpec] | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> OptimizerSpec:
+        names = [g.name for g in self.groups or [] if g.name is not None]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise _rule(f"group name {twice[0]!r} is used twice; give each group its own name", "groups")
+        return self
+
+
 @dataclass(frozen=True)
 class _Absent:
     """Stands in for a block a spec must have and left out (or set to null), so that its absence is reported with
@@ -376,7 +437,7 @@ class Spec(_Strict):
     model: ModelRef | None = None
     data: DataSpec | None = None
     loss: TargetRef | None = None
-    optimizer: TargetRef | None = None
+    optimizer: OptimizerSpec | None = None
     step: TargetRef | None = None
     setup: TargetRef | None = None
     range_test: RangeTestSpec = Field(default_factory=RangeTestSpec)
@@ -387,6 +448,8 @@ class Spec(_Strict):
     compile: bool = False
     channels_last: bool = False
     verify_bounds: bool = True
+    clip_grad_norm: ClipThreshold | None = None
+    clip_grad_value: ClipThreshold | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -422,11 +485,19 @@ class Spec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _one_clip(self) -> Spec:
+        problem = clip_problem(self.clip_grad_norm, self.clip_grad_value)
+        if problem is not None:
+            raise _rule(problem[1], problem[0])
+        return self
+
     def settings(self) -> RunSettings:
         """How this spec's test runs; valid by construction (the spec passed the same constraints)."""
         return RunSettings(
             **self.range_test.model_dump(), precision=self.precision, accumulate=self.accumulate,
             compile=self.compile, channels_last=self.channels_last, seed=self.seed, verify_bounds=self.verify_bounds,
+            clip_grad_norm=self.clip_grad_norm, clip_grad_value=self.clip_grad_value,
         )  # fmt: skip
 
     def resolved(self) -> dict[str, Any]:
@@ -740,9 +811,12 @@ def _did_you_mean(word: str, choices: typing.Iterable[str], aliases: Mapping[str
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The spec model class that sits at key path `loc`, following field annotations (Optional unwrapped)."""
+    """The spec model class that sits at key path `loc`, following field annotations (Optional and list
+    unwrapped: the index into a list of models, as in ``optimizer.groups[0]``, keeps the element's class)."""
     cls: type[BaseModel] | None = Spec
     for part in loc:
+        if isinstance(part, int) and cls is not None:
+            continue
         field = cls.model_fields.get(part) if cls is not None and isinstance(part, str) else None
         if field is None:
             return None
@@ -750,6 +824,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         origin = typing.get_origin(field.annotation)
         if origin is typing.Union or origin is types.UnionType:
             candidates = list(typing.get_args(field.annotation))
+        candidates = [typing.get_args(c)[0] if typing.get_origin(c) is list else c for c in candidates]
         cls = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
     return cls
 

@@ -41,7 +41,7 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
     `settings` are the range test's (`min_lr`, `max_lr`, `steps`, ... as for `clrfind.range_test`; see
     `clrfind.integration.RangeTestSettings`). The model and the optimizer are left exactly as they were; an
     optimizer the Trainer did not have before is dropped again, so `trainer.train()` builds its own as it would
-    have. Gradient clipping (`max_grad_norm`) is not applied during the test, and the result's notes say so.
+    have. Gradients are clipped to `max_grad_norm`, as `trainer.train()` clips them.
 
     Raises:
         UsageError, SetupError, RunError: as `clrfind.range_test`, in the Trainer's terms.
@@ -56,7 +56,7 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
             {"seed": args.seed, **settings}, terms=TERMS, device=args.device,
             precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
             accumulate=args.gradient_accumulation_steps,
-            clipping=f"max_grad_norm={args.max_grad_norm}" if args.max_grad_norm else None,
+            clip_grad_norm=args.max_grad_norm or None,
         )  # fmt: skip
     finally:
         if not had_optimizer:

@@ -18,8 +18,9 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from clrfind.api import StateSnapshot, Trainer
+    from clrfind.api import Trainer
     from clrfind.settings import RunSettings
+    from clrfind.state import StateSnapshot
 
 # Held-out batches a trial is judged on, and at most this share of the training data held out for them: enough
 # batches for a paired comparison, little enough that the trials train on almost everything.

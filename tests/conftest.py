@@ -31,6 +31,82 @@ def tiny_task():
     return model, loader, loss_fn, optimizer
 
 
+def state_of(model, optimizer) -> tuple:
+    """Everything `range_test` promises to leave as it was: weights, optimizer state, RNG states, train mode."""
+    import copy
+    import random
+
+    import numpy as np
+    import torch
+
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        copy.deepcopy(optimizer.state_dict()),  # state_dict() holds live tensors
+        torch.get_rng_state().clone(),
+        np.random.get_state()[1].copy(),
+        random.getstate(),
+        model.training,
+    )
+
+
+def assert_same_state(before: tuple, model, optimizer) -> None:
+    """`state_of(model, optimizer)` is still `before`, bit for bit."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state, opt_state, rng, np_rng, py_rng, training = before
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    now = optimizer.state_dict()
+    assert now["param_groups"] == opt_state["param_groups"]
+    assert now["state"].keys() == opt_state["state"].keys()
+    for idx, st in now["state"].items():
+        for key, value in st.items():
+            assert torch.equal(value, opt_state["state"][idx][key])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert (np.random.get_state()[1] == np_rng).all()
+    assert random.getstate() == py_rng
+    assert model.training == training
+
+
+def warm_up(model, loader, loss_fn, optimizer, steps: int = 4) -> None:
+    """Train a few steps: the optimizer gets real momentum buffers, so a restore (or a re-test) is not trivial."""
+    for i, (x, y) in enumerate(loader):
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        if i == steps - 1:
+            break
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_gloo_ranks(script: Path, *args: str, ranks: int = 2) -> None:
+    """Run `script ARGS` as the `ranks` processes of one job on this machine, with the variables torchrun sets
+    (RANK, LOCAL_RANK, WORLD_SIZE, a free MASTER_PORT); every one must exit 0."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(ranks),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, str(script), *args], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in range(ranks)
+    ]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+
+
 def write_spec(folder: Path, body: str, name: str = "spec.yaml") -> Path:
     """Write a spec plus a `task.py` with a tiny model and data next to it (targets are relative to the spec)."""
     (folder / "task.py").write_text(TASK_PY)

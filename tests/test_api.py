@@ -2,62 +2,22 @@
 
 from __future__ import annotations
 
-import copy
-import random
-
-import numpy as np
 import pytest
 import torch
+from conftest import assert_same_state, state_of, warm_up
 
 import clrfind
 from clrfind.errors import RunError, UsageError
 from clrfind.results import load_results
 
 
-def _snapshot(model, optimizer):
-    return (
-        {k: v.clone() for k, v in model.state_dict().items()},
-        copy.deepcopy(optimizer.state_dict()),  # state_dict() holds live tensors
-        torch.get_rng_state().clone(),
-        np.random.get_state()[1].copy(),
-        random.getstate(),
-        model.training,
-    )
-
-
-def _assert_same(before, model, optimizer) -> None:
-    state, opt_state, rng, np_rng, py_rng, training = before
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, state[k]), k
-    now = optimizer.state_dict()
-    assert now["param_groups"] == opt_state["param_groups"]
-    assert now["state"].keys() == opt_state["state"].keys()
-    for idx, st in now["state"].items():
-        for key, value in st.items():
-            assert torch.equal(value, opt_state["state"][idx][key])
-    assert torch.equal(torch.get_rng_state(), rng)
-    assert (np.random.get_state()[1] == np_rng).all()
-    assert random.getstate() == py_rng
-    assert model.training == training
-
-
-def _warm(model, loader, loss_fn, optimizer) -> None:
-    """Give the optimizer real momentum buffers so the restore test is not trivial."""
-    for i, (x, y) in enumerate(loader):
-        optimizer.zero_grad()
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-        if i == 3:
-            break
-
-
 def test_range_test_returns_bounds_and_restores_state(tiny_task, tmp_path) -> None:
     model, loader, loss_fn, optimizer = tiny_task
-    _warm(model, loader, loss_fn, optimizer)
+    warm_up(model, loader, loss_fn, optimizer)
     model.eval()
-    before = _snapshot(model, optimizer)
+    before = state_of(model, optimizer)
     result = clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=80)
-    _assert_same(before, model, optimizer)
+    assert_same_state(before, model, optimizer)
     assert result.mode == "exp"  # "auto" over 4.3 decades
     assert result.lrs[1] == pytest.approx(1e-3 * 20_000 ** (1 / 79))
     assert result.steps_run >= 10
@@ -77,8 +37,8 @@ def test_range_test_returns_bounds_and_restores_state(tiny_task, tmp_path) -> No
 
 def test_failure_in_user_code_restores_state_and_raises_run_error(tiny_task) -> None:
     model, loader, loss_fn, optimizer = tiny_task
-    _warm(model, loader, loss_fn, optimizer)
-    before = _snapshot(model, optimizer)
+    warm_up(model, loader, loss_fn, optimizer)
+    before = state_of(model, optimizer)
     calls = {"n": 0}
 
     def step(m, batch, lf):
@@ -90,7 +50,7 @@ def test_failure_in_user_code_restores_state_and_raises_run_error(tiny_task) -> 
 
     with pytest.raises(RunError, match="step 5"):
         clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, steps=30, step_fn=step)
-    _assert_same(before, model, optimizer)
+    assert_same_state(before, model, optimizer)
 
 
 def test_bad_arguments_are_usage_errors(tiny_task) -> None:
@@ -119,7 +79,7 @@ def test_a_notebook_users_bad_batch_gets_advice_in_python_terms(tiny_task) -> No
     model, _, loss_fn, optimizer = tiny_task
     triples = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 2), torch.randn(8, 2))
     loader = torch.utils.data.DataLoader(triples, batch_size=4)
-    before = _snapshot(model, optimizer)
+    before = state_of(model, optimizer)
     with pytest.raises(SetupError) as info:
         clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, steps=20)
     text = str(info.value)
@@ -129,7 +89,7 @@ def test_a_notebook_users_bad_batch_gets_advice_in_python_terms(tiny_task) -> No
     )
     assert "pass step_fn=fn(model, batch, loss_fn) -> loss" in text
     assert "data.train" not in text and "step:" not in text and "spec" not in text
-    _assert_same(before, model, optimizer)
+    assert_same_state(before, model, optimizer)
 
 
 def test_the_library_names_the_loss_and_the_val_loader(tiny_task) -> None:
@@ -165,10 +125,10 @@ class _Untouchable:
 )
 def test_bad_settings_are_rejected_before_any_step(tiny_task, kwargs, match) -> None:
     model, _, loss_fn, optimizer = tiny_task
-    before = _snapshot(model, optimizer)
+    before = state_of(model, optimizer)
     with pytest.raises(UsageError, match=match):
         clrfind.range_test(model, _Untouchable(), loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, **kwargs)
-    _assert_same(before, model, optimizer)
+    assert_same_state(before, model, optimizer)
 
 
 SLOW_START_STEP = """

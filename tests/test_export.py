@@ -267,7 +267,7 @@ def test_peak_lr_round_trips_through_the_results_file(tmp_path: Path) -> None:
     bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5})
     path = make_result(bounds=bounds).save(tmp_path / "range_test.json")
     loaded = load_results(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 3 and loaded.bounds.peak_lr == 0.5
+    assert loaded.schema_version == SCHEMA_VERSION == 4 and loaded.bounds.peak_lr == 0.5
 
 
 def test_a_version_2_file_reads_in_version_3_names(tmp_path: Path) -> None:
@@ -284,7 +284,7 @@ def test_a_version_2_file_reads_in_version_3_names(tmp_path: Path) -> None:
     path = tmp_path / "range_test.json"
     path.write_text(json.dumps(data))
     loaded = load_results(path)
-    assert loaded.schema_version == 3 and loaded.bounds == result.bounds
+    assert loaded.schema_version == SCHEMA_VERSION and loaded.bounds == result.bounds
     assert loaded.runs is not None and loaded.runs[0].bounds == result.bounds
     assert loaded.spread is not None and set(loaded.spread) == {"base_lr"}
     with pytest.warns(DeprecationWarning, match="base_lr"):

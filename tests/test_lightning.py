@@ -118,6 +118,22 @@ def test_the_function_restores_the_module_and_its_result_configures_the_fit(tmp_
     assert scheduler.last_epoch == 16 and scheduler.total_steps == 16  # one cycle over the whole fit
 
 
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_the_trainers_gradient_clipping_is_applied(tmp_path, algorithm) -> None:
+    trainer = _trainer(tmp_path, gradient_clip_val=0.05, gradient_clip_algorithm=algorithm)
+    result = clrfind.lightning.range_test(trainer, Classifier(), _loader(), **SETTINGS)
+    assert (result.clip_grad_norm, result.clip_grad_value) == (
+        (0.05, None) if algorithm == "norm" else (None, 0.05)
+    )
+    net = Classifier().net
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    clip = {"clip_grad_norm" if algorithm == "norm" else "clip_grad_value": 0.05}
+    plain = clrfind.range_test(
+        net, _loader(), torch.nn.functional.cross_entropy, optimizer, **SETTINGS, **clip
+    )
+    assert result.losses == plain.losses  # the same clipped updates as the plain loop's
+
+
 class ManualOptimization(Classifier):
     def __init__(self) -> None:
         super().__init__()

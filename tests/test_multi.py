@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BASE_SPEC, REPO, write_spec
+from conftest import BASE_SPEC, REPO, run_gloo_ranks, write_spec
 from typer.testing import CliRunner
 
 from clrfind.cli import app
@@ -289,22 +289,7 @@ def test_two_process_gloo_run_same_curve_files_once(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, BASE_SPEC.replace("steps: 60", "steps: 30"))
     worker = tmp_path / "worker.py"
     worker.write_text(RANK_WORKER)
-    env = {
-        **os.environ,
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
-        "WORLD_SIZE": "2",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPO),
-    }
-    procs = [
-        subprocess.Popen([sys.executable, str(worker), str(spec), str(tmp_path)], env={**env, "RANK": str(r),
-                         "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for r in range(2)
-    ]  # fmt: skip
-    for p in procs:
-        _, err = p.communicate(timeout=180)
-        assert p.returncode == 0, err
+    run_gloo_ranks(worker, str(spec), str(tmp_path))
     curves = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert curves[0] == curves[1] and len(curves[0]) >= 10
     data = json.loads((tmp_path / "files" / "range_test.json").read_text())

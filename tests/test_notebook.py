@@ -92,12 +92,23 @@ def test_the_readme_library_examples_run(tiny_task, tmp_path: Path, monkeypatch)
     pytest.importorskip("tensorboard")  # the example logs to TensorBoard
     section = (REPO / "README.md").read_text().split("\n## Library API\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 2 and "callback=" in blocks[1] and "suggestion()" in blocks[1]
+    assert len(blocks) == 3 and "callback=" in blocks[1] and "suggestion()" in blocks[1]
     monkeypatch.chdir(tmp_path)
     model, loader, loss_fn, optimizer = tiny_task
     names = {"model": model, "train_loader": loader, "loss_fn": loss_fn, "optimizer": optimizer}
-    for block in blocks:
+    for block in blocks[:2]:
         exec(block, names)
+    # The third shows groups by name: a model with a `backbone`, a norm layer and a head.
+    import torch
+
+    net = torch.nn.Module()
+    net.backbone = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.LayerNorm(16), torch.nn.Tanh())
+    net.head = torch.nn.Linear(16, 2)
+    net.forward = lambda x: net.head(net.backbone(x))
+    grouped = {"clrfind": clrfind, "torch": torch, "model": net, "train_loader": loader, "loss_fn": loss_fn}
+    exec(blocks[2], grouped)
+    assert [g.name for g in grouped["result"].param_groups] == ["no_decay", "backbone", "default"]
+    assert (tmp_path / "runs" / "lr" / "range_test.json").is_file()
     assert (tmp_path / "runs" / "my" / "schedule.yaml").exists()
     assert type(names["scheduler"]).__name__ == "OneCycleLR"
     assert names["losses"] and 0 < names["base_lr"] < names["max_lr"]

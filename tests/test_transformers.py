@@ -61,7 +61,7 @@ def test_the_range_test_runs_the_trainers_model_loss_and_optimizer_and_restores_
     assert result.bounds is not None and result.bounds.usable, result.bounds
     assert result.optimizer.name == "AdamW"  # what create_optimizer builds from the TrainingArguments
     assert result.steps_per_epoch == 16  # 256 samples in batches of 16
-    assert any("max_grad_norm=1.0" in note for note in result.notes)
+    assert result.clip_grad_norm == 1.0  # clipped as trainer.train() clips (max_grad_norm defaults to 1.0)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     assert trainer.optimizer is None  # trainer.train() builds its own, as it would have
 

@@ -127,14 +127,14 @@ def test_too_short_a_budget_runs_no_trial() -> None:
 def test_the_self_check_through_the_engine_restores_everything(tiny_task) -> None:
     """range_test with the self-check: trials really train (from the same start), and the caller's objects are
     left as they were."""
-    from test_api import _assert_same, _snapshot
+    from conftest import assert_same_state, state_of
 
     import clrfind
 
     model, loader, loss_fn, optimizer = tiny_task
-    before = _snapshot(model, optimizer)
+    before = state_of(model, optimizer)
     result = clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120)
-    _assert_same(before, model, optimizer)
+    assert_same_state(before, model, optimizer)
     check = result.verification
     assert check is not None and len(check.trials) >= 2 and check.steps <= 120
     assert all(t.steps == 30 for t in check.trials)

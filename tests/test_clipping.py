@@ -1,0 +1,105 @@
+"""Gradient clipping in the range test: between backward and step, unscaled first under fp16, exactly as
+torch.nn.utils.clip_grad_norm_ / clip_grad_value_ in a training loop."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import clrfind
+from clrfind.errors import SpecError, UsageError
+
+CLIPS = {
+    "clip_grad_norm": lambda params, x: torch.nn.utils.clip_grad_norm_(params, x),
+    "clip_grad_value": lambda params, x: torch.nn.utils.clip_grad_value_(params, x),
+}
+
+
+def _task():
+    torch.manual_seed(0)
+    x = torch.randn(256, 2)
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=False)  # the same batches for the replica
+    model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    return model, loader
+
+
+def _by_hand(model, loader, lrs, *, clip=None, precision: str = "fp32") -> None:
+    """The training loop a user writes, at the LRs the range test used."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lrs[0], momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu") if precision == "fp16" else None
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for lr, (x, y) in zip(lrs, loader, strict=False):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.float16, enabled=scaler is not None):
+            loss = loss_fn(model(x), y)
+        if scaler is None:
+            loss.backward()
+            if clip is not None:
+                clip(model.parameters())
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            if clip is not None:
+                clip(model.parameters())
+            scaler.step(optimizer)
+            scaler.update()
+
+
+@pytest.mark.parametrize(("how", "threshold"), [("clip_grad_norm", 0.05), ("clip_grad_value", 0.01)])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_clipping_changes_the_update_exactly_as_torch_does(
+    how: str, threshold: float, precision: str
+) -> None:
+    model, loader = _task()
+    replica, unclipped = copy.deepcopy(model), copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    result = clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=0.05, max_lr=0.5,
+                                steps=5, restore=False, verify_bounds=False, precision=precision,
+                                **{how: threshold})  # fmt: skip
+    assert result.steps_run == 5 and getattr(result, how) == threshold
+    _by_hand(replica, loader, result.lrs, clip=lambda p: CLIPS[how](p, threshold), precision=precision)
+    _by_hand(unclipped, loader, result.lrs, precision=precision)
+    for (name, p), q, r in zip(
+        model.named_parameters(), replica.parameters(), unclipped.parameters(), strict=True
+    ):
+        assert torch.equal(p, q), name
+        assert not torch.equal(p, r), f"{name}: clipping at {threshold} changed nothing: the test cannot fail"
+
+
+def test_both_ways_of_clipping_at_once_are_refused(tmp_path, tiny_task) -> None:
+    from conftest import BASE_SPEC, write_spec
+
+    from clrfind.spec import load_spec
+
+    model, loader, loss_fn, optimizer = tiny_task
+    with pytest.raises(UsageError, match="clip_grad_value: set either clip_grad_norm or clip_grad_value"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, clip_grad_norm=1.0,
+                           clip_grad_value=1.0)  # fmt: skip
+    with pytest.raises(UsageError, match="clip_grad_norm: Input should be greater than 0"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, clip_grad_norm=0.0)
+    spec = write_spec(tmp_path, BASE_SPEC + "clip_grad_norm: 1.0\nclip_grad_value: 0.5\n")
+    with pytest.raises(
+        SpecError, match=r"spec\.yaml: clip_grad_value: set either clip_grad_norm or clip_grad_value"
+    ):
+        load_spec(spec)
+
+
+def test_a_spec_clips_and_the_results_say_so(tmp_path) -> None:
+    from conftest import BASE_SPEC, write_spec
+
+    from clrfind.api import run_spec
+    from clrfind.spec import load_spec
+
+    spec = write_spec(
+        tmp_path, BASE_SPEC.replace("steps: 60", "steps: 20") + "clip_grad_norm: 0.5\nverify_bounds: false\n"
+    )
+    result = run_spec(load_spec(spec), out_dir=tmp_path / "run").result
+    assert result.clip_grad_norm == 0.5 and result.clip_grad_value is None
+    assert clrfind.load_results(tmp_path / "run").clip_grad_norm == 0.5
