@@ -21,6 +21,7 @@ import numpy as np
 
 from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
+from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
 from clrfind.fileio import check_writable_dir, folder_lock
@@ -271,9 +272,9 @@ def range_test(
         # The self-check's trials start from the caller's state; nothing is copied when there is no check.
         initial = snapshot or (StateSnapshot(model, optimizer) if settings.verify_bounds else None)
         try:
-            if seed is not None:
-                from clrfind.build import seed_everything
+            from clrfind.build import seed_everything
 
+            if seed is not None:
                 seed_everything(seed)
             model.to(dev)
             if isinstance(loss_fn, torch.nn.Module):
@@ -285,16 +286,28 @@ def range_test(
             with progress_callback(
                 "range test", steps, enabled=progress and rank == 0, also=callback
             ) as on_step:
-                out = trainer.range_test(lrs, callback=on_step)
-            if job is not None:
-                from clrfind.distributed import Peers
 
-                out = Peers.of_group(rank).explain(out)
-            result = make_result(
-                out, settings, terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
-                batch_size=getattr(train_loader, "batch_size", None), world_size=world, param_groups=groups,
-                from_trained_state=from_trained,
-            )  # fmt: skip
+                def run(lrs: np.ndarray) -> EngineOutput:
+                    out = trainer.range_test(lrs, callback=on_step)
+                    if job is not None:
+                        from clrfind.distributed import Peers
+
+                        out = Peers.of_group(rank).explain(out)
+                    return out
+
+                out = run(lrs)
+
+                def analyse(out: EngineOutput, settings: RunSettings) -> RangeTestResult:
+                    return make_result(
+                        out, settings, terms, planned_steps=steps, device=str(dev),
+                        optimizer=optimizer_ref(optimizer), batch_size=getattr(train_loader, "batch_size", None),
+                        world_size=world, param_groups=groups, from_trained_state=from_trained,
+                    )  # fmt: skip
+
+                result, out = trainer.widen(
+                    analyse(out, settings), out, initial, steps=steps, run=run, analyse=analyse,
+                    reseed=lambda: seed is not None and seed_everything(seed),
+                )  # fmt: skip
             # restore=False keeps what the test trained: the trials start elsewhere, so it is put back after them.
             keep = initial is not None and not where
             with preserved_state(model, optimizer) if keep else contextlib.nullcontext():
@@ -372,6 +385,11 @@ def _save_library_run(result: RangeTestResult, out_dir: Path | None, *, failed: 
         raise
 
 
+# A flat test is run again with a 10x higher end at most this many times (the default range 1e-5..1 becomes
+# 1e-5..100 at most): beyond that the curve is not flat for want of range.
+MAX_WIDENINGS = 2
+
+
 @dataclass
 class Trainer:
     """The objects a run trains, on their device: the range test and the self-check's trials go through one engine
@@ -394,6 +412,44 @@ class Trainer:
             self.model, self.loader, self.loss_fn, self.optimizer, lrs, device=self.device, settings=self.settings,
             step_fn=self.step_fn, val_loader=self.val_loader, callback=callback, reduce_loss=self.reduce_loss,
         )  # fmt: skip
+
+    def widen(
+        self,
+        result: RangeTestResult,
+        out: EngineOutput,
+        initial: StateSnapshot | None,
+        *,
+        steps: int,
+        run: Callable[[np.ndarray], EngineOutput],
+        analyse: Callable[[EngineOutput, RunSettings], RangeTestResult],
+        reseed: Callable[[], None],
+    ) -> tuple[RangeTestResult, EngineOutput]:
+        """Run the test again, from the initial state, up to a 10x higher end, while its loss stayed flat to the end
+        of its range with nothing diverging (at most MAX_WIDENINGS times); the last run's result and output.
+
+        Such a curve says only that the range ended too low (a model that needs a high LR to learn at all, such as
+        plain SGD on small gradients), and its own next step is that rerun: taken here rather than left to the
+        user, as fastai and torch-lr-finder avoid it by ending at 10. Same steps, so each decade gets fewer.
+        `run(lrs)` is one range test as the caller runs it (its callback, its ranks' failures explained).
+        """
+        said: list[str] = []  # each rerun's note, kept in the last one's result
+        for _ in range(MAX_WIDENINGS):
+            wider = result.bounds.wider_max_lr if result.bounds is not None else None
+            if wider is None or initial is None or out.stop_reason != "completed":
+                break
+            flat_to = self.settings.max_lr
+            self.settings = self.settings.model_copy(update={"max_lr": wider})
+            initial.restore()
+            reseed()
+            out = run(self.settings.ladder(steps))
+            note = (
+                f"the loss stayed flat up to lr {two_digits(flat_to)} with nothing diverging, so the range ended "
+                f"too low: the test was run again from the initial state up to {two_digits(wider)}"
+            )
+            said.append(note)
+            out.notes = [*out.notes, *said]
+            result = analyse(out, self.settings)
+        return result, out
 
     def self_check(
         self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None
@@ -520,7 +576,7 @@ def run_spec(
     this with its `rank`; rank 0 alone writes, and `peers` turns a stop that another rank's failure caused into
     that failure (stop reason `error`, the failing rank named).
     """
-    from clrfind.build import build_components, resolve_device
+    from clrfind.build import build_components, resolve_device, seed_everything
 
     spec, settings, terms = loaded.spec, loaded.spec.settings(), spec_terms(loaded)
     out_dir = out_dir or default_out_dir(loaded)
@@ -545,16 +601,25 @@ def run_spec(
     # From here on a stop outside the training loop and the self-check's trials waits until the files are written.
     with stops.deferred():
         try:
-            out = trainer.range_test(settings.ladder(total), callback=callback)
-            if peers is not None:
-                out = peers.explain(out)
-            result = make_result(
-                out, settings, terms, planned_steps=total, device=str(device),
-                optimizer=optimizer_ref(comps.optimizer) if spec.optimizer is None  # a setup factory's
-                else OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
-                batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
-                spec_path=str(loaded.path),
-                param_groups=describe_groups(comps.optimizer, spec.optimizer.groups if spec.optimizer else None),
+
+            def run(lrs: np.ndarray) -> EngineOutput:
+                out = trainer.range_test(lrs, callback=callback)
+                return peers.explain(out) if peers is not None else out
+
+            def analyse(out: EngineOutput, settings: RunSettings) -> RangeTestResult:
+                return make_result(
+                    out, settings, terms, planned_steps=total, device=str(device),
+                    optimizer=optimizer_ref(comps.optimizer) if spec.optimizer is None  # a setup factory's
+                    else OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
+                    batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
+                    spec_path=str(loaded.path),
+                    param_groups=describe_groups(comps.optimizer, spec.optimizer.groups if spec.optimizer else None),
+                )  # fmt: skip
+
+            out = run(settings.ladder(total))
+            result, out = trainer.widen(
+                analyse(out, settings), out, initial, steps=total, run=run, analyse=analyse,
+                reseed=lambda: seed_everything(spec.seed),
             )  # fmt: skip
             result, check_stop = trainer.self_check(result, out, initial)
             result = result.model_copy(update={"peak_memory": memory.peak()})

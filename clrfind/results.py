@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 # Version 4 added how the test trained and what it cost: `param_groups` (each group's LR ratio), `clip_grad_norm` /
-# `clip_grad_value`, `from_trained_state` and `peak_memory`; older files load with their defaults.
+# `clip_grad_value`, `from_trained_state` and `peak_memory`, and `bounds.wider_max_lr`; older files load with their
+# defaults.
 # Version 3 renamed the suggested lower bound `bounds.min_lr` -> `bounds.base_lr` (with `min_rationale` ->
 # `base_rationale` and `spread.min_lr` -> `spread.base_lr`): it no longer shares a name with the ladder's start;
 # it also added `verification`, the self-check of the bounds.
@@ -64,6 +65,9 @@ class Bounds(FrozenModel):
     next_step: str | None = None
     best_lr: float | None = None
     divergence_lr: float | None = None
+    # Set when the curve stayed flat to the end of its range and nothing diverged: the range ended too low, and this
+    # is the end its next step names (10x higher). The range test then runs again up to it (`clrfind.api.widen`).
+    wider_max_lr: float | None = None
 
     @property
     def min_lr(self) -> float | None:

@@ -334,13 +334,14 @@ class _Context:
             return ""
         return " --mode exp (a linear ladder over that range puts almost every step in its top decade)"
 
-    def no_bounds(self, reason: str, next_step: str) -> Bounds:
+    def no_bounds(self, reason: str, next_step: str, *, wider_max_lr: float | None = None) -> Bounds:
         return Bounds(
             method=self.method,
             confidence="none",
             reason=reason,
             next_step=next_step,
             divergence_lr=self.divergence_lr,
+            wider_max_lr=wider_max_lr,
         )
 
 
@@ -380,6 +381,8 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
     return ctx.no_bounds(
         f"the {what.name} is flat: {hidden}",
         f"widen the range: raise the end 10x, e.g. {ctx.wider()}{if_noisy}",
+        # A run that went to its end says only that the range ended too low; a stopped one may not have got there.
+        wider_max_lr=None if ctx.stopped_early else RANGE_FACTOR * ctx.end,
     )
 
 

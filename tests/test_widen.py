@@ -1,0 +1,111 @@
+"""A test whose loss stayed flat to the end of its range, with nothing diverging, is run again up to a 10x higher
+end (twice at most), from the initial state: its own next step, taken instead of returning no bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_spec
+from typer.testing import CliRunner
+
+import clrfind
+from clrfind.analysis import bounds_for
+from clrfind.cli import app
+from clrfind.results import load_results
+
+# Inputs 300x smaller than usual and no bias: under plain SGD a linear classifier's loss does not move below lr ~10.
+TINY_INPUTS_PY = """
+import torch
+from torch.utils.data import TensorDataset
+
+
+def tiny_inputs(n=512):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 8, generator=g) * 0.003
+    y = (x @ torch.randn(8, 2, generator=g)).argmax(1)
+    return TensorDataset(x, y)
+
+
+def linear():
+    return torch.nn.Linear(8, 2, bias=False)
+"""
+
+
+def _flat_task():
+    ns: dict = {}
+    exec(TINY_INPUTS_PY, ns)
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(
+        ns["tiny_inputs"](), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    model = ns["linear"]()
+    return model, loader, torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def test_a_flat_completed_curve_names_a_10x_wider_end_and_a_stopped_or_diverged_one_does_not() -> None:
+    lrs = np.geomspace(1e-5, 1.0, 200)
+    flat = 1.0 + 0.01 * np.random.default_rng(0).standard_normal(200)
+    b = bounds_for(lrs, flat, mode="exp", stop_reason="completed", max_lr=1.0, metric=None)
+    assert not b.usable and b.wider_max_lr == pytest.approx(10.0) and "--max-lr 10" in b.next_step
+    assert (
+        bounds_for(lrs, flat, mode="exp", stop_reason="interrupted", max_lr=1.0, metric=None).wider_max_lr
+        is None
+    )
+    diverged = np.concatenate([flat[:150], np.full(50, np.nan)])
+    assert (
+        bounds_for(lrs, diverged, mode="exp", stop_reason="diverged", max_lr=1.0, metric=None).wider_max_lr
+        is None
+    )
+    falling = np.linspace(2.0, 0.5, 200) + 0.01 * np.random.default_rng(0).standard_normal(200)
+    assert (
+        bounds_for(lrs, falling, mode="exp", stop_reason="completed", max_lr=1.0, metric=None).wider_max_lr
+        is None
+    )
+
+
+def test_the_library_runs_a_flat_test_again_up_to_100x_and_restores_the_state() -> None:
+    model, loader, optimizer = _flat_task()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = clrfind.range_test(
+        model,
+        loader,
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        min_lr=1e-5,
+        max_lr=1.0,
+        steps=100,
+        progress=False,
+    )
+    assert result.max_lr == pytest.approx(100.0)  # flat to 1, then to 10: run again twice
+    assert result.lrs[-1] == pytest.approx(100.0) and len(result.lrs) == 100
+    widened = [n for n in result.notes if "the range ended too low" in n]
+    assert len(widened) == 2 and "up to 10" in widened[0] and "1e+02" in widened[1]
+    assert result.bounds.usable and result.bounds.max_lr > 1.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # Without the self-check and with restore=False there is no initial state to start again from: no rerun.
+    model, loader, optimizer = _flat_task()
+    kept = clrfind.range_test(
+        model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-5, max_lr=1.0, steps=100,
+        progress=False, restore=False, verify_bounds=False,
+    )  # fmt: skip
+    assert kept.max_lr == 1.0 and not kept.bounds.usable and kept.bounds.wider_max_lr == pytest.approx(10.0)
+
+
+def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> None:
+    write_spec(tmp_path, "")
+    (tmp_path / "tiny.py").write_text(TINY_INPUTS_PY)
+    spec = tmp_path / "flat.yaml"
+    spec.write_text(
+        "model: {target: tiny.py:linear}\n"
+        "data: {train: {target: tiny.py:tiny_inputs}, batch_size: 32}\n"
+        "loss: {target: torch.nn.CrossEntropyLoss}\n"
+        "optimizer: {target: torch.optim.SGD}\n"
+        "range_test: {min_lr: 1.0e-5, max_lr: 1.0, steps: 100}\n"
+        "device: cpu\n"
+    )
+    res = CliRunner().invoke(app, ["range-test", str(spec), "-o", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 0, res.stderr
+    saved = load_results(tmp_path / "out")
+    assert saved.max_lr == pytest.approx(100.0) and saved.bounds.usable
+    assert "the range ended too low" in res.stdout
