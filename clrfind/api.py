@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -202,39 +203,23 @@ def range_test(
     clip_grad_value: float | None = None,
     save: str | os.PathLike[str] | None = None,
 ) -> RangeTestResult:
-    """Run an LR range test on your own model, loader, loss and optimizer.
+    """Run an LR range test on your own model, loader, loss and optimizer (README "Library API" for every argument).
 
-    The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps: linearly as in Smith (2017), evenly in log LR
-    (`mode="exp"`), or, by default ("auto"), exp when the range spans more than 1.5 decades;
-    the run stops early when the loss diverges or becomes non-finite. An optimizer with parameter groups keeps the
-    ratios of their LRs: the ladder drives the group with the largest LR (`result.param_groups`). Gradients are
-    clipped between backward and step with `clip_grad_norm` / `clip_grad_value`, as in your training.
+    The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps (`mode`: "linear" as in Smith (2017), "exp",
+    or "auto", exp over more than 1.5 decades) and stops when the loss diverges or becomes non-finite; a loss flat
+    to the end with nothing diverging runs again up to a 10x higher end. Parameter groups keep their LR ratios (the
+    ladder drives the largest); `clip_grad_norm` / `clip_grad_value` clip between backward and step. `restore`
+    (True = "cpu", "disk", False) puts model and optimizer back from a host copy or a temporary file, never a second
+    copy on the device; a model in mid-training is tested from its state (`result.from_trained_state`). With
+    `verify_bounds` the one cycle is trained, compressed, from the initial state, and only a peak that trains is
+    kept (`result.verification`). On every rank of a torchrun job (a DistributedDataParallel model) the loss is
+    averaged over the ranks and every rank returns rank 0's result; rank 0 alone shows `progress`, logs to `log`'s
+    trackers and writes `save`. `loss_fn` may be None when `step_fn` computes the loss itself.
 
-    With `restore=True` (default, the same as `"cpu"`) the model and optimizer are left exactly as they were, from a
-    copy on the host; `"disk"` keeps the copy in a temporary file instead (removed afterwards), `False` keeps what
-    the test trained. Neither keeps a second copy on the model's device. A model and optimizer in mid-training
-    (momentum buffers and all) are tested from that state (`result.from_trained_state`). With `verify_bounds=True`
-    (default) the suggested one-cycle schedule is then trained, compressed, from the model's initial state, and the
-    bounds keep only the peak that trains (`result.verification` says what was checked).
-
-    Called on every rank of a job torchrun launched (an initialised process group, a DistributedDataParallel model,
-    a DistributedSampler), the loss is averaged over the ranks at every step, every rank stops at the same step and
-    returns rank 0's result; `save` (a folder: results, plot and schedule, as the CLI writes them) is written by
-    rank 0 alone, and only rank 0 shows progress and logs to trackers.
-
-    `progress=True` (default) shows a progress bar on stderr when it is a terminal, or in the cell of a Jupyter
-    notebook, and nothing elsewhere; `callback` gets every `StepEvent` either way. `log` sends the finished result
-    to experiment trackers (`"tensorboard[:DIR]"`, `"wandb[:PROJECT]"`, `"mlflow[:EXPERIMENT]"`, a logger object,
-    or a list; see `clrfind.loggers`); a tracker whose package is missing is a `UsageError` before anything runs.
-
-    Bad arguments raise `UsageError` before anything runs; a setup that does not fit (e.g. batches that are not
-    (inputs, targets) pairs without a `step_fn`) raises `SetupError` in terms of these arguments (`terms` words them
-    for another caller: `clrfind.lightning` names `training_step`); a failure inside your code is raised as
-    `RunError` after restoring. `loss_fn` may be None when `step_fn` computes the loss itself (as
-    `model(**batch).loss` does).
-
-    Returns:
-        The result, with `.bounds` (base/max LR with rationale), `.plot()` and `.save(path)`.
+    Raises:
+        UsageError: a bad argument, before anything runs. SetupError: a setup that does not fit, in these
+            arguments' terms (`terms` words them for another caller, e.g. `training_step`). RunError: your code
+            failed, raised after restoring. RunInterrupted: Ctrl-C or SIGTERM.
     """
     import torch
 
@@ -250,16 +235,12 @@ def range_test(
             "loss_fn is None and there is no step_fn, so nothing computes the loss",
             hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
         )
-    from clrfind.loggers import experiment_loggers
     from clrfind.progress import progress_callback
 
     where = restore_mode(restore)
     job = joined_group(model)
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
-    loggers = experiment_loggers(log) if rank == 0 else []
-    out_dir = Path(save) if save is not None and rank == 0 else None
-    if out_dir is not None:
-        check_output_dir(out_dir)
+    loggers, out_dir = _rank_0_outputs(log, save, rank)
     terms = terms or library_terms(step_fn=step_fn is not None)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
@@ -283,27 +264,15 @@ def range_test(
                 model, train_loader, loss_fn, optimizer, device=dev, settings=settings, step_fn=step_fn,
                 val_loader=val_loader, reduce_loss=_mean_over_ranks(world),
             )  # fmt: skip
-            with progress_callback(
-                "range test", steps, enabled=progress and rank == 0, also=callback
-            ) as on_step:
-
-                def run(lrs: np.ndarray) -> EngineOutput:
-                    out = trainer.range_test(lrs, callback=on_step)
-                    if job is not None:
-                        from clrfind.distributed import Peers
-
-                        out = Peers.of_group(rank).explain(out)
-                    return out
-
+            analyse = functools.partial(
+                make_result, terms=terms, planned_steps=steps, device=str(dev), optimizer=optimizer_ref(optimizer),
+                batch_size=getattr(train_loader, "batch_size", None), world_size=world, param_groups=groups,
+                from_trained_state=from_trained,
+            )  # fmt: skip
+            bar = progress_callback("range test", steps, enabled=progress and rank == 0, also=callback)
+            with bar as on_step:
+                run = _ranked(trainer, rank if job is not None else None, on_step)
                 out = run(lrs)
-
-                def analyse(out: EngineOutput, settings: RunSettings) -> RangeTestResult:
-                    return make_result(
-                        out, settings, terms, planned_steps=steps, device=str(dev),
-                        optimizer=optimizer_ref(optimizer), batch_size=getattr(train_loader, "batch_size", None),
-                        world_size=world, param_groups=groups, from_trained_state=from_trained,
-                    )  # fmt: skip
-
                 result, out = trainer.widen(
                     analyse(out, settings), out, initial, steps=steps, run=run, analyse=analyse,
                     reseed=lambda: seed is not None and seed_everything(seed),
@@ -323,6 +292,37 @@ def range_test(
     return _finish_library_run(
         result, out, check_stop, shared=job is not None, out_dir=out_dir, loggers=loggers
     )
+
+
+def _rank_0_outputs(
+    log: Any, save: str | os.PathLike[str] | None, rank: int
+) -> tuple[list[ExperimentLogger], Path | None]:
+    """The trackers and the folder a library run reports to: rank 0's alone, checked before anything trains."""
+    from clrfind.loggers import experiment_loggers
+
+    if rank != 0:
+        return [], None
+    out_dir = Path(save) if save is not None else None
+    if out_dir is not None:
+        check_output_dir(out_dir)
+    return experiment_loggers(log), out_dir
+
+
+def _ranked(
+    trainer: Trainer, rank: int | None, callback: Callable[..., None] | None
+) -> Callable[[np.ndarray], EngineOutput]:
+    """One range test as the library runs it: with its callback, and on a job's ranks (`rank` not None) with a stop
+    that another rank's failure caused turned into that failure."""
+
+    def run(lrs: np.ndarray) -> EngineOutput:
+        out = trainer.range_test(lrs, callback=callback)
+        if rank is None:
+            return out
+        from clrfind.distributed import Peers
+
+        return Peers.of_group(rank).explain(out)
+
+    return run
 
 
 def _finish_library_run(
