@@ -48,6 +48,7 @@ from clrfind.state import (
     StateSnapshot,
     has_trained_state,
     preserved_state,
+    python_rng_kept,
     restore_mode,
 )
 
@@ -235,7 +236,8 @@ def range_test(
             "loss_fn is None and there is no step_fn, so nothing computes the loss",
             hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
         )
-    from clrfind.progress import progress_callback
+    with python_rng_kept():  # rich, imported here for the bar, draws from Python's RNG at import
+        from clrfind.progress import progress_callback
 
     where = restore_mode(restore)
     job = joined_group(model)

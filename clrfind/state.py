@@ -210,6 +210,18 @@ def _into_live(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[
 
 
 @contextlib.contextmanager
+def python_rng_kept() -> Iterator[None]:
+    """Python's global RNG as it was on entry, whatever runs inside: a package imported for the first time during a
+    library call may draw from it (rich.style seeds an id counter with `random.getrandbits` at import), and the call
+    promises to leave the caller's random streams alone."""
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+@contextlib.contextmanager
 def preserved_state(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, where: RestoreMode = "cpu"
 ) -> Iterator[StateSnapshot]:
