@@ -26,6 +26,14 @@ from clrfind.ladder import lr_ladder, sample_axis
 # Linear: 1e-3 -> 1 over 300 steps; the fall is centred at 0.3 (width 0.08), the blow-up starts near 0.75.
 LIN = {"c": 0.3, "w": 0.08, "d": 0.8, "dw": 0.03}
 LIN_END = 0.3 + 2.94 * 0.08  # 0.535
+
+
+def lin_max(b) -> float:
+    """The expected max_lr on LIN: the end of the fall, but no closer to the divergence than divergence_lr / 2
+    (the fall ends at 0.535, within 2x of the blow-up at ~0.81)."""
+    return min(LIN_END, b.divergence_lr / DIVERGENCE_HEADROOM) if b.divergence_lr is not None else LIN_END
+
+
 # Exp: 1e-5 -> 10 over 200 steps; in log10 LR the fall is centred at -2 (width 0.25 decades).
 EXP = {"c": -2.0, "w": 0.25, "d": 0.0, "dw": 0.15}
 EXP_START, EXP_END = -2.0 - 2.94 * 0.25, -2.0 + 2.94 * 0.25  # log10: 0.0018 and 0.054
@@ -308,7 +316,7 @@ def test_linear_u_curve(losses, max_rel):
     lrs = lin_case()[0]
     b = suggest_bounds(lrs, losses, mode="linear")
     assert_sound(b)
-    assert b.max_lr == pytest.approx(LIN_END, rel=max_rel)
+    assert b.max_lr == pytest.approx(lin_max(b), rel=max_rel)
     assert b.base_lr == pytest.approx(0.1, rel=0.35)  # where the smoothed loss is 5% of its fall down
     assert b.divergence_lr == pytest.approx(0.81, abs=0.03)
     assert b.confidence in ("high", "medium")
@@ -414,6 +422,31 @@ def test_max_lr_stays_below_a_rise_that_starts_right_after_the_fall():
     assert math.log10(b.peak_lr) < EXP_END + 0.5 < math.log10(level.peak_lr)
 
 
+def test_a_fall_that_runs_into_the_divergence_keeps_max_lr_within_2x_of_it():
+    """No level stretch between the end of the fall and the blow-up: the end of the fall is the edge itself, so
+    max_lr (and the one-cycle peak) stop at divergence_lr / 2, Smith's upper estimate, as they do with a stretch."""
+    lrs = lr_ladder(1e-4, 1.0, 300, "exp")
+    u = np.log10(lrs)
+    fall = 2.3 - 2.0 * np.clip(
+        (u + 3.0) / 2.7, 0.0, 1.0
+    )  # falls evenly up to 0.5, the blow-up starts at 0.79
+    losses = np.where(u > -0.1, fall + np.expm1((u + 0.1) / 0.01), fall)
+    losses = losses + 0.003 * np.random.default_rng(0).standard_normal(lrs.size)
+    b = suggest_bounds(lrs, losses, mode="exp")
+    assert_sound(b)
+    assert 10**-0.1 < b.divergence_lr < 1.0  # the blow-up starts at 0.79; the monitor needs a few steps
+    assert b.max_lr == pytest.approx(b.divergence_lr / DIVERGENCE_HEADROOM) and b.peak_lr == b.max_lr
+    assert "within 2x of the largest LR that still converges" in b.max_rationale
+
+
+def test_a_loss_still_falling_when_it_turns_non_finite_keeps_max_lr_within_2x_of_it():
+    lrs = lr_ladder(1e-4, 1.0, 300, "exp")
+    falling = 2.3 - 2.0 * (np.log10(lrs) + 4.0) / 4.0 + 0.003 * np.random.default_rng(0).standard_normal(300)
+    b = suggest_bounds(lrs, np.where(lrs > 0.5, np.nan, falling), mode="exp")
+    assert b.confidence == "low" and "still falling" in b.max_rationale
+    assert b.max_lr == pytest.approx(b.divergence_lr / DIVERGENCE_HEADROOM) and b.divergence_lr > 0.5
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_in_the_middle_ends_the_analysis_there(bad):
     lrs = lin_case()[0]
@@ -422,7 +455,7 @@ def test_non_finite_in_the_middle_ends_the_analysis_there(bad):
     losses[201:] = 1e30  # whatever follows must not matter
     b = suggest_bounds(lrs, losses)
     assert_sound(b)
-    assert b.max_lr == pytest.approx(LIN_END, rel=0.05)
+    assert b.max_lr == pytest.approx(lin_max(b), rel=0.05)
     assert b.divergence_lr == pytest.approx(lrs[200])
     assert "became non-finite at" in b.max_rationale
     assert find_divergence(losses) == (200, "non-finite")
@@ -432,7 +465,8 @@ def test_non_finite_while_still_falling_is_low_confidence():
     lrs = lin_case()[0]
     b = suggest_bounds(lrs, with_nan(CLEAN_LIN, 150))
     assert_sound(b)
-    assert b.max_lr == pytest.approx(lrs[149])
+    # the last LR before, but no closer to the non-finite step than 2x
+    assert b.divergence_lr == lrs[150] and b.max_lr == pytest.approx(lrs[150] / DIVERGENCE_HEADROOM)
     assert b.confidence == "low" and "still falling" in b.max_rationale
 
 
@@ -459,7 +493,7 @@ def test_negative_losses_diverging_back_to_their_start():
     b = suggest_bounds(lrs, losses)
     assert_sound(b)
     assert b.divergence_lr == pytest.approx(lrs[230], abs=0.02)
-    assert b.max_lr == pytest.approx(LIN_END, rel=0.05)
+    assert b.max_lr == pytest.approx(lin_max(b), rel=0.05)
 
 
 # == suggest_bounds: curves that cannot give a reliable answer ===============================================
@@ -469,7 +503,7 @@ def test_never_diverges_gives_bounds_and_asks_for_a_larger_range():
     lrs, losses = lin_case(0.02, seed=1, d=5.0)
     b = suggest_bounds(lrs, losses, planned_max_lr=1.0)
     assert_sound(b)
-    assert b.max_lr == pytest.approx(LIN_END, rel=0.1)
+    assert b.max_lr == pytest.approx(lin_max(b), rel=0.1)
     assert b.confidence == "medium"
     assert b.divergence_lr is None
     assert "nothing diverged up to 1" in b.max_rationale
@@ -605,7 +639,7 @@ def test_ten_thousand_points():
     # Correctness on a long curve only: speed is a benchmark's job, never a timed unit test.
     lrs, losses = lin_case(0.1, seed=1, n=10_000)
     b = suggest_bounds(lrs, losses)
-    assert b.max_lr == pytest.approx(LIN_END, rel=0.1)
+    assert b.max_lr == pytest.approx(lin_max(b), rel=0.1)
 
 
 def test_length_mismatch_and_bad_mode_raise():
@@ -631,7 +665,8 @@ def test_accuracy_rises_then_falls(seed):
     b = suggest_bounds_from_metric(lrs, acc, higher_is_better=True)
     assert_sound(b)
     assert b.method == "accuracy"
-    assert b.max_lr == pytest.approx(0.4 + 2.94 * 0.06, rel=0.15)
+    # the end of the rise, but no closer than 2x to where the accuracy fell (~0.9)
+    assert b.max_lr == pytest.approx(min(0.4 + 2.94 * 0.06, b.divergence_lr / DIVERGENCE_HEADROOM), rel=0.15)
     assert b.base_rationale.startswith("accuracy starts rising clearly at 0.2")
     assert "accuracy stopped rising at" in b.max_rationale and "fell at" in b.max_rationale
 
@@ -642,7 +677,7 @@ def test_val_loss_falls_then_diverges():
     b = suggest_bounds_from_metric(lrs, values, higher_is_better=False, name="val_loss")
     assert_sound(b)
     assert b.method == "val_loss"
-    assert b.max_lr == pytest.approx(LIN_END, rel=0.15)
+    assert b.max_lr == pytest.approx(lin_max(b), rel=0.15)
     assert "val_loss stopped falling at" in b.max_rationale
 
 

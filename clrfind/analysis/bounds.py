@@ -444,11 +444,13 @@ def _max_bound(
     if descent.still_falling and div_lr is not None:
         verdict.cap(
             "low",
-            f"the {what.name} was still {what.improving} when it {ctx.worse}: max_lr is the last LR before",
+            f"the {what.name} was still {what.improving} when it {ctx.worse}: max_lr is the last LR before, "
+            f"at most {two_digits(div_lr)}/{DIVERGENCE_HEADROOM:g}",
             f"for a finer look at the end of the {what.improvement}, rerun with --max-lr {two_digits(div_lr)}",
         )
         why = f"{what.name} still {what.improving} at {two_digits(max_lr)} and {ctx.worse} at {two_digits(div_lr)}"
-        return max_lr, max_lr, why
+        capped, cap_why = _within_2x(ctx, max_lr, div_lr)
+        return capped, capped, why + cap_why
     if descent.still_falling:
         verdict.cap(
             "low",
@@ -481,7 +483,8 @@ def _max_bound(
         flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
         target = min(_toward_divergence(max_lr, div_lr, TOWARD_DIVERGENCE), flat_lr)
         if target <= max_lr:  # then the peak, no further than either limit, is at max_lr too
-            return max_lr, max_lr, f"{stopped} and {ctx.worse} at {two_digits(div_lr)}"
+            capped, cap_why = _within_2x(ctx, max_lr, div_lr)
+            return capped, capped, f"{stopped} and {ctx.worse} at {two_digits(div_lr)}{cap_why}"
         why = (
             f"{stopped}, stayed level up to {two_digits(flat_lr)} and {ctx.worse} at {two_digits(div_lr)}: "
             f"max_lr {two_digits(target)}, between the end of the {what.improvement} and "
@@ -498,6 +501,24 @@ def _max_bound(
     flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
     peak, peak_why = _one_cycle_peak(ctx, max_lr, max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE, flat_lr)
     return max_lr, peak, why + peak_why
+
+
+def _within_2x(ctx: _Context, max_lr: float, div_lr: float) -> tuple[float, str]:
+    """(max_lr, rationale suffix): no closer to the divergence than Smith's upper estimate, divergence_lr / 2.
+
+    A curve that falls right up to where it diverges has no level stretch to show an LR it survives: the end of its
+    fall is the edge itself, which a short test crosses in a few steps and a whole run at it may not survive. With a
+    level stretch max_lr never passes divergence_lr / 2 (`_toward_divergence`); without one it stops there too.
+    """
+    limit = div_lr / DIVERGENCE_HEADROOM
+    if max_lr <= limit:
+        return max_lr, ""
+    if two_digits(limit) == two_digits(max_lr):  # a move the rationale's two digits would not show
+        return limit, ""
+    return limit, (
+        f": max_lr {two_digits(limit)}, {two_digits(div_lr)}/{DIVERGENCE_HEADROOM:g} (Smith: within 2x of the "
+        f"largest LR that still converges)"
+    )
 
 
 def _base_bound(ctx: _Context, descent: _Descent, max_lr: float) -> tuple[float, str]:
