@@ -435,6 +435,7 @@ class Trainer:
         `run(lrs)` is one range test as the caller runs it (its callback, its ranks' failures explained).
         """
         said: list[str] = []  # each rerun's note, kept in the last one's result
+        flat_to = None
         for _ in range(MAX_WIDENINGS):
             wider = result.bounds.wider_max_lr if result.bounds is not None else None
             if wider is None or initial is None or out.stop_reason != "completed":
@@ -451,6 +452,16 @@ class Trainer:
             said.append(note)
             out.notes = [*out.notes, *said]
             result = analyse(out, self.settings)
+        b = result.bounds
+        if flat_to is not None and b is not None and not b.usable:
+            # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.
+            span = f"lr {two_digits(self.settings.min_lr)} to {two_digits(self.settings.max_lr)}"
+            advice = (
+                f"no fall of the loss from {span} in {steps} steps: check that the model learns this data at all "
+                f"(labels, loss, a few hundred steps at one LR); if it needs many steps at one LR to leave a "
+                f"plateau, test longer (--steps {3 * steps}); if the curve is mostly noise, use a larger batch"
+            )
+            result = result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
         return result, out
 
     def self_check(

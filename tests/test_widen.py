@@ -109,3 +109,30 @@ def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> Non
     saved = load_results(tmp_path / "out")
     assert saved.max_lr == pytest.approx(100.0) and saved.bounds.usable
     assert "the range ended too low" in res.stdout
+
+
+def test_a_test_still_flat_after_widening_says_what_to_check_instead_of_widening_again() -> None:
+    """Random labels: nothing to learn at any LR. After two reruns the advice is about the setup, not the range."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(
+        torch.randn(512, 8, generator=g) * 0.1, torch.randint(0, 2, (512,), generator=g)
+    )
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 2, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = clrfind.range_test(
+        model,
+        loader,
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        min_lr=1e-5,
+        max_lr=1.0,
+        steps=100,
+        progress=False,
+    )
+    assert result.max_lr == pytest.approx(100.0) and not result.bounds.usable
+    assert result.bounds.next_step.startswith("no fall of the loss from lr 1e-05 to 1e+02 in 100 steps")
+    assert "learns this data at all" in result.bounds.next_step and "--steps 300" in result.bounds.next_step
