@@ -7,7 +7,7 @@ the model's initial weights and the order of the batches. Every method and the o
 
 The tasks come in two halves and a third set. `dev`: the seven tasks clrfind's rules were fitted to, and four
 new ones of kinds they lacked; look at these while changing clrfind. `heldout`: new tasks only, to check a change on
-tasks it was not tuned to. `fresh`: written after the first round's rules were fixed and scored once with them,
+tasks it was not tuned to. `fresh`: written after the first round's rules were fixed and first scored with them,
 with optimizers, models and data none of the others use (NAdam, Adagrad, Adamax; a CNN without batch norm, a GRU
 classifier, a Transformer trained with SGD; batch 4): how the rules fare where nobody looked. Data comes from code,
 from sklearn's generators and bundled datasets, from the text of sklearn's dataset descriptions
@@ -933,7 +933,7 @@ TASKS: dict[str, Task] = {
             make_data=hastie_data,
             make_model=lambda: mlp(10, 2),
         ),
-        # -- fresh: written after the first round's rules were fixed; scored once with them ----------------------
+        # -- fresh: written after the first round's rules were fixed; first scored with them ---------------------
         Task(
             name="nadam-mlp",
             description="make_classification (16 features, 3 classes, 3 clusters each, 2% flipped labels), MLP "
