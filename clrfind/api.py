@@ -435,7 +435,6 @@ class Trainer:
         `run(lrs)` is one range test as the caller runs it (its callback, its ranks' failures explained).
         """
         said: list[str] = []  # each rerun's note, kept in the last one's result
-        flat_to = None
         for _ in range(MAX_WIDENINGS):
             wider = result.bounds.wider_max_lr if result.bounds is not None else None
             if wider is None or initial is None or out.stop_reason != "completed":
@@ -453,7 +452,7 @@ class Trainer:
             out.notes = [*out.notes, *said]
             result = analyse(out, self.settings)
         b = result.bounds
-        if flat_to is not None and b is not None and not b.usable:
+        if said and b is not None and not b.usable:
             # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.
             span = f"lr {two_digits(self.settings.min_lr)} to {two_digits(self.settings.max_lr)}"
             advice = (
