@@ -42,8 +42,6 @@ TERMS = Terms(_NAMES, "library")
 # Lightning's mixed precision settings, as the engine's autocast; the others ("32-true", "bf16-true", ...) run
 # the module in the dtype Lightning gave it, without autocast.
 _PRECISION = {"16-mixed": "fp16", "bf16-mixed": "bf16"}
-# Where the curve and the bounds go in the trainer's loggers.
-PREFIX = "clrfind"
 
 
 def range_test(
@@ -167,7 +165,7 @@ def log_result(result: RangeTestResult, loggers: Iterable[Any]) -> None:
     """Send the result to each of the trainer's loggers, under `clrfind/`. TensorBoard, W&B and MLflow loggers get
     what `--log` sends (curve, bounds, plot, schedule file) through the run they hold; any other logger gets the
     curve (one record a step) and the bounds with their rationale, through Lightning's own interface."""
-    from clrfind.loggers import run_record
+    from clrfind.loggers import PREFIX, run_record
 
     record = run_record(result)
     for logger in loggers:
