@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import write_spec
 from typer.testing import CliRunner
 
 import clrfind
@@ -32,15 +31,24 @@ def linear():
 """
 
 
-def _flat_task():
+def _flat_task(data: torch.utils.data.Dataset | None = None):
+    """(model, loader, optimizer): TINY_INPUTS_PY's linear classifier on `data` (default: its tiny inputs)."""
     ns: dict = {}
     exec(TINY_INPUTS_PY, ns)
     torch.manual_seed(0)
     loader = torch.utils.data.DataLoader(
-        ns["tiny_inputs"](), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+        data or ns["tiny_inputs"](), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
     model = ns["linear"]()
     return model, loader, torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def _range_test(model, loader, optimizer, **kwargs) -> clrfind.RangeTestResult:
+    """The test every case here runs: 1e-5 -> 1 over 100 steps, cross-entropy, no bar."""
+    return clrfind.range_test(
+        model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-5, max_lr=1.0, steps=100,
+        progress=False, **kwargs,
+    )  # fmt: skip
 
 
 def test_a_flat_completed_curve_names_a_10x_wider_end_and_a_stopped_or_diverged_one_does_not() -> None:
@@ -67,16 +75,7 @@ def test_a_flat_completed_curve_names_a_10x_wider_end_and_a_stopped_or_diverged_
 def test_the_library_runs_a_flat_test_again_up_to_100x_and_restores_the_state() -> None:
     model, loader, optimizer = _flat_task()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = clrfind.range_test(
-        model,
-        loader,
-        torch.nn.CrossEntropyLoss(),
-        optimizer,
-        min_lr=1e-5,
-        max_lr=1.0,
-        steps=100,
-        progress=False,
-    )
+    result = _range_test(model, loader, optimizer)
     assert result.max_lr == pytest.approx(100.0)  # flat to 1, then to 10: run again twice
     assert result.lrs[-1] == pytest.approx(100.0) and len(result.lrs) == 100
     widened = [n for n in result.notes if "the range ended too low" in n]
@@ -85,15 +84,11 @@ def test_the_library_runs_a_flat_test_again_up_to_100x_and_restores_the_state() 
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # Without the self-check and with restore=False there is no initial state to start again from: no rerun.
     model, loader, optimizer = _flat_task()
-    kept = clrfind.range_test(
-        model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-5, max_lr=1.0, steps=100,
-        progress=False, restore=False, verify_bounds=False,
-    )  # fmt: skip
+    kept = _range_test(model, loader, optimizer, restore=False, verify_bounds=False)
     assert kept.max_lr == 1.0 and not kept.bounds.usable and kept.bounds.wider_max_lr == pytest.approx(10.0)
 
 
 def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> None:
-    write_spec(tmp_path, "")
     (tmp_path / "tiny.py").write_text(TINY_INPUTS_PY)
     spec = tmp_path / "flat.yaml"
     spec.write_text(
@@ -117,22 +112,7 @@ def test_a_test_still_flat_after_widening_says_what_to_check_instead_of_widening
     data = torch.utils.data.TensorDataset(
         torch.randn(512, 8, generator=g) * 0.1, torch.randint(0, 2, (512,), generator=g)
     )
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
-    )
-    torch.manual_seed(0)
-    model = torch.nn.Linear(8, 2, bias=False)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    result = clrfind.range_test(
-        model,
-        loader,
-        torch.nn.CrossEntropyLoss(),
-        optimizer,
-        min_lr=1e-5,
-        max_lr=1.0,
-        steps=100,
-        progress=False,
-    )
+    result = _range_test(*_flat_task(data))
     assert result.max_lr == pytest.approx(100.0) and not result.bounds.usable
     assert result.bounds.next_step.startswith("no fall of the loss from lr 1e-05 to 1e+02 in 100 steps")
     assert "learns this data at all" in result.bounds.next_step and "--steps 300" in result.bounds.next_step
