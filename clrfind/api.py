@@ -22,6 +22,7 @@ import numpy as np
 
 from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
+from clrfind.analysis.bounds import plateau_advice
 from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
@@ -455,11 +456,7 @@ class Trainer:
         if said and b is not None and not b.usable:
             # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.
             span = f"lr {two_digits(self.settings.min_lr)} to {two_digits(self.settings.max_lr)}"
-            advice = (
-                f"no fall of the loss from {span} in {steps} steps: check that the model learns this data at all "
-                f"(labels, loss, a few hundred steps at one LR); if it needs many steps at one LR to leave a "
-                f"plateau, test longer (--steps {3 * steps}); if the curve is mostly noise, use a larger batch"
-            )
+            advice = f"no fall of the loss from {span} in {steps} steps: {plateau_advice(steps)}"
             result = result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
         return result, out
 

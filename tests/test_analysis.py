@@ -552,6 +552,24 @@ def test_never_falls():
     assert "--min-lr 0.0001 --mode exp" in b.next_step
 
 
+def test_level_for_decades_then_worse_is_not_read_as_worse_from_the_start():
+    # A model that learns nothing at any LR in the range (a plateau it needs many steps to leave) until the LR is
+    # high enough to blow it up: lowering the start would only add more of the same level stretch.
+    lrs = lr_ladder(1e-5, 10.0, 300, "exp")
+    losses = (
+        2.3
+        + 0.02 * np.random.default_rng(0).standard_normal(300)
+        + 0.3 * np.clip(np.log10(lrs / 3.0), 0, None)
+    )
+    b = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=10.0)
+    assert_sound(b)
+    assert b.max_lr is None and b.confidence == "none"
+    assert "stays level from lr 1e-05 to" in b.reason and "then gets worse" in b.reason
+    level_to = float(b.reason.split(" to ")[1].split(",")[0])
+    assert 1.0 <= level_to <= 4.0
+    assert "lower start only adds more of the level stretch" in b.next_step and "--min-lr" not in b.next_step
+
+
 def test_flat_curve():
     lrs = lr_ladder(1e-6, 1e-4, 200, "exp")
     losses = 2.3 + 0.02 * np.random.default_rng(0).standard_normal(200)

@@ -78,6 +78,9 @@ PEAK_WITHOUT_DIVERGENCE = 1.0
 CONVERGED_FRACTION = 0.05
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
+# A curve that stays level over a decade and at least this share of its points before it gets worse never fell
+# anywhere in the range: a lower start would only add more of the level stretch (`_level_until`).
+LEVEL_SHARE = 1 / 3
 
 _LEVELS: tuple[Confidence, ...] = ("none", "low", "medium", "high")
 # Median |x - median| of Gaussian noise is 0.6745 sigma.
@@ -364,6 +367,13 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
         return None
     if _stands_out(stats.rise, curve, stats) and stats.fall < HINT_SIGMAS * curve.level_noise:
         ends = f" and {ctx.worse} at lr {two_digits(div_lr)}" if div_lr is not None else ""
+        level_to = _level_until(curve, stats)
+        if ctx.lrs[level_to] >= RANGE_FACTOR * ctx.lrs[0] and level_to >= LEVEL_SHARE * curve.level.size:
+            return ctx.no_bounds(
+                f"the {what.name} never {what.improves}: it stays level from lr {two_digits(ctx.lrs[0])} to "
+                f"{two_digits(ctx.lrs[level_to])}, then gets worse{ends}",
+                f"a lower start only adds more of the level stretch; {plateau_advice(None)}",
+            )
         return ctx.no_bounds(
             f"the {what.name} never {what.improves}: it gets worse from the start{ends}",
             f"the range starts too high: lower the start 10x, e.g. {ctx.lower()}",
@@ -383,6 +393,22 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
         f"widen the range: raise the end 10x, e.g. {ctx.wider()}{if_noisy}",
         # A run that went to its end says only that the range ended too low; a stopped one may not have got there.
         wider_max_lr=None if ctx.stopped_early else RANGE_FACTOR * ctx.end,
+    )
+
+
+def _level_until(curve: _Smoothed, stats: _Stats) -> int:
+    """Last index before the smoothed curve rises clearly (4 noise std) above where it started."""
+    risen = np.flatnonzero(curve.level > stats.start + START_SIGMAS * curve.level_noise)
+    return max(int(risen[0]) - 1, 0) if risen.size else curve.level.size - 1
+
+
+def plateau_advice(steps: int | None) -> str:
+    """What to do when no LR in the range made the loss fall: check the setup, or give each LR more steps."""
+    longer = f"--steps {3 * steps}" if steps else "3x the --steps"
+    return (
+        "check that the model learns this data at all (labels, loss, a few hundred steps at one LR); if it needs "
+        f"many steps at one LR to leave a plateau, test longer ({longer}); if the curve is mostly noise, use a "
+        "larger batch"
     )
 
 
