@@ -33,10 +33,15 @@ HINT_SIGMAS = 3.0
 START_DROP = 0.05
 # ... and at least 4 smoothed-noise std below it, so plateau noise cannot fake an early start.
 START_SIGMAS = 4.0
-# The clear descent ends where the slope (on the sampled axis) is flatter than 20% of the steepest slope for
-# several points: for a sigmoid-shaped fall that is 95% of the way down, a bit before the minimum, where a noisy
-# curve's minimum itself is no longer a reliable place.
+# The fall has ended inside the range (it is not still falling at the end) once, past its steepest point, the
+# slope (on the sampled axis) stays flatter than 20% of the steepest for several points ...
 STOP_SLOPE_FRAC = 0.2
+# ... and it ended at its knee, where it "slows" (Smith 2017): the point of the smoothed curve farthest below the
+# chord from its steepest point to its minimum (`_knee`). Not where the slope first crosses a fraction of the
+# steepest: a fall that goes on slowly after its steep part (a language model, an adaptive optimizer) keeps its
+# slope near any such fraction for a long stretch, and that crossing jumped by a decade between seeds of the same
+# task. The knee does not move with the scale or shift of either axis, and it is not the minimum itself, which a
+# noisy curve does not place reliably.
 # Persistence of slope decisions, in points: at least this many, else half the smoothing window.
 MIN_PERSIST = 2
 # Slope decisions need the steepest slope 8x above the slope's own noise; the window widens (x1.5 a time, up
@@ -236,6 +241,15 @@ def _stands_out(delta: float, curve: _Smoothed, stats: _Stats) -> bool:
     return delta > FLAT_SIGMAS * curve.level_noise and delta > REL_EPS * stats.magnitude
 
 
+def _knee(axis: np.ndarray, level: np.ndarray, i_steep: int, i_min: int) -> int:
+    """Where the fall bends from steep to slow: the point of the smoothed curve farthest below the chord from the
+    steepest point to the minimum (on the sampled axis; unchanged by any scale or shift of either axis)."""
+    x, y = axis[i_steep : i_min + 1], level[i_steep : i_min + 1]
+    chord = y[0] + (y[-1] - y[0]) * (x - x[0]) / (x[-1] - x[0])
+    below = chord - y
+    return i_steep + int(np.argmax(below)) if below.max() > 0 else i_min
+
+
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
     """Length of the run of True values starting at each index (0 where mask is False)."""
     idx = np.arange(mask.size)
@@ -243,7 +257,7 @@ def _run_lengths(mask: np.ndarray) -> np.ndarray:
     return next_false - idx
 
 
-def _descent(curve: _Smoothed, stats: _Stats) -> _Descent | None:
+def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray) -> _Descent | None:
     """Find the clear fall: where it starts and where it ends (None if the smoothed curve never falls)."""
     level, slope, i_min = curve.level, curve.slope, curve.i_min
     n = level.size
@@ -254,14 +268,14 @@ def _descent(curve: _Smoothed, stats: _Stats) -> _Descent | None:
         return None
     slow = slope > STOP_SLOPE_FRAC * steepest  # not falling clearly (flat, slowing or rising)
 
-    # End: the first point past the steepest one from which the slope stays slow for `persist` points (or up
-    # to the end of the curve, if at least 2 are left).
+    # Still falling: no point past the steepest one from which the slope stays slow for `persist` points (or up
+    # to the end of the curve, if at least 2 are left), and the minimum at the end.
     run = _run_lengths(slow)
     stops = (run >= persist) | ((np.arange(n) + run == n) & (run >= min(persist, 2)))
     stops[: i_steep + 1] = False
     after = np.flatnonzero(stops)
     still_falling = after.size == 0 and i_min >= n - persist
-    i_end = i_min if after.size == 0 else min(int(after[0]) - 1, i_min)
+    i_end = i_min if still_falling or i_min <= i_steep + 1 else _knee(axis, level, i_steep, i_min)
 
     # Start: the first point below the start level by a clear margin for good, and only after a plateau (a
     # slow stretch of `persist` points) that shows the fall did not begin before the first step.
@@ -598,7 +612,7 @@ def _bounds_from(
         return unreliable
     assert base is not None and stats is not None
     curve = _refine(axis[:n], y[:n], base, stats.noise)
-    descent = _descent(curve, stats)
+    descent = _descent(curve, stats, axis[:n])
     if descent is None:  # a fall that stands out has a negative steepest slope; kept as a guard
         return ctx.no_bounds(
             f"the {what.name} never {what.improves} clearly", f"lower the start 10x: {ctx.lower()}"
@@ -649,13 +663,13 @@ def suggest_bounds(
 ) -> Bounds:
     """base_lr/max_lr from a range test's loss curve (`Bounds.method` "loss").
 
-    max_lr is the end of the clear descent: the last point before the slope of the smoothed loss (on the
-    sampled axis) stays flatter than STOP_SLOPE_FRAC of its steepest value, never past the smoothed minimum or
-    the divergence. base_lr is where the smoothed loss has clearly left its plateau, at most max_lr/4 (the
-    paper's rule, also used when the start is not visible). Curves that cannot answer (too short, flat, never
-    falling, a fall hidden in noise) get no bounds but a `reason` and a `next_step`; noisy, truncated or
-    never-diverging ones get bounds with a lower `confidence` and the same two fields. `adaptive` names the
-    optimizer when it is adaptive (Adam, RMSprop, ...): then one cycle peaks at max_lr (see ADAPTIVE_PEAK).
+    max_lr starts from the end of the clear descent: the knee of the smoothed loss (on the sampled axis) between
+    its steepest point and its minimum, never past the divergence. base_lr is where the smoothed loss has clearly
+    left its plateau, at most max_lr/4 (the paper's rule, also used when the start is not visible). Curves that
+    cannot answer (too short, flat, never falling, a fall hidden in noise) get no bounds but a `reason` and a
+    `next_step`; noisy, truncated or never-diverging ones get bounds with a lower `confidence` and the same two
+    fields. `adaptive` names the optimizer when it is adaptive (Adam, RMSprop, ...): then one cycle peaks at
+    max_lr (see ADAPTIVE_PEAK).
     """
     return _bounds_from(
         lrs,
