@@ -250,12 +250,16 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 
 def clrfind_bounds(runs: list[MethodRun]) -> str:
-    """`base-max, peak P` (medians over the seeds), and how many seeds got no bounds."""
+    """`base-max, peak P` (medians over the seeds), how far max_lr moved between seeds (largest / smallest), and
+    how many seeds got no bounds: a suggestion that jumps between seeds of one task is luck, not a rule."""
     base = _median([r.suggestion.get("base") for r in runs])
-    high = _median([r.suggestion.get("max") for r in runs])
+    highs = [r.suggestion["max"] for r in runs if r.suggestion.get("max") is not None]
+    high = _median(highs)
     peak = _median([r.suggestion.get("peak") for r in runs])
-    missing = sum(r.suggestion.get("max") is None for r in runs)
+    missing = len(runs) - len(highs)
     text = f"{_lr(base)}-{_lr(high)}" + (f", peak {_lr(peak)}" if peak and high and peak > high else "")
+    if len(highs) > 1:
+        text += f" (max x{max(highs) / min(highs):.1f} over seeds)"
     return text + (f" ({missing} without bounds)" if missing else "")
 
 
