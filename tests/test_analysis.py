@@ -427,6 +427,29 @@ def test_max_lr_stays_below_a_rise_that_starts_right_after_the_fall():
     assert math.log10(b.peak_lr) < EXP_END + 0.5 < math.log10(level.peak_lr)
 
 
+def test_a_steep_then_slow_fall_ends_at_its_bend_on_every_seed():
+    """A language model's curve: a steep fall, then a slow one over more than a decade, then the blow-up. The
+    slow part's slope sits near any fixed fraction of the steepest, so where it first crosses one moved 4x between
+    noise seeds; the knee stays at the bend."""
+    lrs = lr_ladder(1e-5, 1.0, 300, "exp")
+    u = np.log10(lrs)
+    clean = (
+        4.5
+        - 1.2 / (1 + np.exp(-(u + 3.5) / 0.15))
+        - 0.35 * np.clip(u + 3.0, 0, 1.6)
+        + np.exp((u + 0.9) / 0.08)
+    )
+    ends = []
+    for seed in range(10):
+        b = suggest_bounds(
+            lrs, clean + 0.03 * np.random.default_rng(seed).standard_normal(u.size), mode="exp"
+        )
+        assert_sound(b)
+        ends.append(float(re.search(r"stopped falling at ([\d.e+-]+)", b.max_rationale).group(1)))
+    assert min(ends) > 3e-4 and max(ends) < 2e-3  # the bend: the steep fall is over by 1e-3
+    assert max(ends) / min(ends) < 2.0
+
+
 def test_a_fall_that_runs_into_the_divergence_keeps_max_lr_within_2x_of_it():
     """No level stretch between the end of the fall and the blow-up: the end of the fall is the edge itself, so
     max_lr (and the one-cycle peak) stop at divergence_lr / 2, Smith's upper estimate, as they do with a stretch."""
