@@ -167,9 +167,10 @@ def log_result(result: RangeTestResult, loggers: Iterable[Any]) -> None:
     curve (one record a step) and the bounds with their rationale, through Lightning's own interface."""
     from clrfind.loggers import PREFIX, run_record
 
-    record = run_record(result)
-    for logger in loggers:
-        tracker = _tracker(logger)
+    receivers = [(logger, _tracker(logger)) for logger in loggers]
+    # Only the trackers take the plot: a plain Lightning logger is not made to wait for a picture it cannot log.
+    record = run_record(result, images=any(tracker is not None for _, tracker in receivers))
+    for logger, tracker in receivers:
         if tracker is not None:
             tracker.log_range_test(record)
             continue

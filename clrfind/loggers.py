@@ -60,8 +60,9 @@ class ExperimentLogger(Protocol):
     def log_range_test(self, record: RunRecord) -> str: ...
 
 
-def run_record(result: RangeTestResult) -> RunRecord:
-    """The record every tracker gets from `result`: one place decides what is logged."""
+def run_record(result: RangeTestResult, *, images: bool = True) -> RunRecord:
+    """The record every tracker gets from `result`: one place decides what is logged. `images=False` leaves out
+    the plot, for a receiver that cannot take one (rendering it takes about a second)."""
     from clrfind.export import build_schedule, render_schedule
 
     curves: dict[str, list[tuple[int, float]]] = {
@@ -93,17 +94,17 @@ def run_record(result: RangeTestResult) -> RunRecord:
         "bounds": "\n".join(f"{label}: {text}" for label, text in explanation) or "no bounds",
         "summary": result.summary(),
     }
-    images, files = {}, {}
-    if result.steps_run:
+    pictures, files = {}, {}
+    if images and result.steps_run:
         from clrfind.plotting import figure_png
 
-        images["range_test"] = figure_png(result.plot())
+        pictures["range_test"] = figure_png(result.plot())
     if b is not None and b.usable:
         try:
             files["schedule.yaml"] = render_schedule(build_schedule(result))
         except ClrfindError as exc:  # the curve and bounds are still worth logging
             texts["schedule"] = f"not exported: {exc}"
-    return RunRecord(curves=curves, params=params, texts=texts, images=images, files=files)
+    return RunRecord(curves=curves, params=params, texts=texts, images=pictures, files=files)
 
 
 def log_result(result: RangeTestResult, targets: Any) -> list[str]:

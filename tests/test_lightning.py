@@ -104,6 +104,20 @@ def test_a_tensorboard_logger_gets_what_log_tensorboard_sends(tmp_path, plain) -
     assert (log_dir / "schedule.yaml").read_text() == render_schedule(build_schedule(result))
 
 
+def test_the_plot_is_rendered_only_for_a_logger_that_takes_it(tmp_path, plain, monkeypatch) -> None:
+    import clrfind.plotting
+
+    rendered, draw = [], clrfind.plotting.figure_png
+    monkeypatch.setattr(clrfind.plotting, "figure_png", lambda fig: rendered.append(fig) or draw(fig))
+    clrfind.lightning.log_result(plain, [L.loggers.CSVLogger(tmp_path)])
+    assert rendered == []  # a CSV file cannot hold a picture: no second spent drawing one
+    pytest.importorskip("tensorboard")
+    clrfind.lightning.log_result(
+        plain, [L.loggers.CSVLogger(tmp_path), L.loggers.TensorBoardLogger(tmp_path)]
+    )
+    assert len(rendered) == 1
+
+
 def test_the_function_restores_the_module_and_its_result_configures_the_fit(tmp_path, plain) -> None:
     module = Classifier()
     before = {k: v.clone() for k, v in module.state_dict().items()}
