@@ -412,8 +412,13 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
 
 def _level_until(curve: _Smoothed, stats: _Stats) -> int:
     """Last index before the smoothed curve rises clearly (4 noise std) above where it started."""
-    risen = np.flatnonzero(curve.level > stats.start + START_SIGMAS * curve.level_noise)
-    return max(int(risen[0]) - 1, 0) if risen.size else curve.level.size - 1
+    return max(_last_before(curve.level, 0, stats.start + START_SIGMAS * curve.level_noise), 0)
+
+
+def _last_before(level: np.ndarray, first: int, limit: float) -> int:
+    """Last index, from `first` on, before the smoothed curve goes above `limit` (the last index if it never does)."""
+    risen = np.flatnonzero(level[first:] > limit)
+    return first + int(risen[0]) - 1 if risen.size else level.size - 1
 
 
 def plateau_advice(steps: int | None) -> str:
@@ -437,9 +442,7 @@ def _flat_until(curve: _Smoothed, stats: _Stats, descent: _Descent) -> int:
     """Last index, from the end of the descent on, before the smoothed curve rises clearly above its minimum."""
     level, i_min = curve.level, curve.i_min
     tolerance = max(FLAT_TOLERANCE * stats.fall, START_SIGMAS * curve.level_noise)
-    risen = np.flatnonzero(level[i_min:] > level[i_min] + tolerance)
-    last = i_min + int(risen[0]) - 1 if risen.size else level.size - 1
-    return max(last, descent.i_end)
+    return max(_last_before(level, i_min, level[i_min] + tolerance), descent.i_end)
 
 
 def _toward_divergence(end_lr: float, div_lr: float, weight: float) -> float:
