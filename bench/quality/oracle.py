@@ -1,10 +1,11 @@
 """The grid-search oracle: the best of constant LRs, triangular CLR ranges and one-cycle peaks on a log grid,
 cached as JSON.
 
-The grid spans 1e-4..3 for SGD and 1e-5..0.3 for the adaptive optimizers (Adam, AdamW, RMSprop), 10 points ~3.2x
-apart (6 with --quick). Each point is trained three ways, for the same budget and seeds as every method: as a
-constant LR, as CyclicLR(triangular) with max_lr = the point and base_lr = max_lr/4, and as OneCycleLR peaking at
-the point (`train.one_cycle_plan`). The oracle is the configuration with the best mean metric; the best constant
+The grid spans 1e-4..3 for SGD and 1e-5..0.3 for the adaptive optimizers (Adam, AdamW, RMSprop), or a task's own
+`grid` where that does not hold the optimizer's default (Adadelta), 10 points ~3.2x apart (6 with --quick). Each
+point is trained three ways, for the same budget and seeds as every method: as a constant LR, as
+CyclicLR(triangular) with max_lr = the point and base_lr = max_lr/4, and as OneCycleLR peaking at the point
+(`train.one_cycle_plan`). The oracle is the configuration with the best mean metric; the best constant
 LR is reported beside it.
 
 Cache: `.bench-cache/quality/oracle-<task>-<key>.json`, where the key hashes the task's definition and the training
@@ -58,7 +59,7 @@ class Config:
 
 
 def grid(task: Task, *, quick: bool = False) -> list[Config]:
-    low, high = GRID[task.family]
+    low, high = task.grid or GRID[task.family]
     points = np.geomspace(low, high, QUICK_GRID_POINTS if quick else GRID_POINTS)
     return [Config(kind, float(lr)) for kind in KINDS for lr in points]
 

@@ -76,6 +76,8 @@ class Task:
     make_loss: Callable[[], nn.Module] = nn.CrossEntropyLoss
     prepare: Callable[[], Any] | None = None
     extra_key: dict[str, Any] = field(default_factory=dict)
+    # The oracle's LR grid (low, high) when the family's does not hold the optimizer's own default (Adadelta's 1.0).
+    grid: tuple[float, float] | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -117,6 +119,8 @@ class Task:
         """A hash of everything that defines the task (settings and the code it runs), for the cache key."""
         settings = repr((self.name, self.optimizer, sorted(self.optimizer_kwargs.items()), self.batch_size,
                          self.epochs, self.metric, sorted(self.extra_key.items())))  # fmt: skip
+        if self.grid is not None:
+            settings += repr(self.grid)
         roots = (self.make_data, self.make_model, self.make_loss, self.prepare)
         return hashlib.sha256((settings + code_closure(*roots)).encode()).hexdigest()[:12]
 
@@ -305,6 +309,47 @@ def digits_data(*, label_noise: float = 0.0) -> TaskData:
     return _classification(x, y, n_val=597, label_noise=label_noise)
 
 
+def digits_autoencoder_data() -> TaskData:
+    """load_digits as 64 standardized features, reconstructed from themselves; chance = the val MSE of the train
+    mean image."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    xt, _, xv, _ = _split(x, y, n_val=597)
+    return TaskData(xt, xt, xv, xv, chance=float(((xv - xt.mean(0)) ** 2).mean()))
+
+
+def blobs4_data() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=3000, n_features=20, n_informative=10, n_redundant=2, n_classes=4, n_clusters_per_class=2,
+        class_sep=0.9, random_state=7,
+    )  # fmt: skip
+    return _classification(x, y, n_val=1000)
+
+
+def five_class_data() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=3500, n_features=24, n_informative=14, n_redundant=4, n_classes=5, n_clusters_per_class=2,
+        class_sep=1.1, random_state=11,
+    )  # fmt: skip
+    return _classification(x, y, n_val=1500)
+
+
+def spirals_data() -> TaskData:
+    """Two interleaved spirals (1.5 turns each, Gaussian noise 0.3), 1000 points to train on."""
+    rng = np.random.default_rng(4)
+    n = 1000
+    t = np.sqrt(rng.uniform(0.05, 1.0, 2 * n)) * 3 * np.pi
+    label = np.repeat([0, 1], n)
+    sign = np.where(label == 0, 1.0, -1.0)
+    x = np.stack([sign * t * np.cos(t), sign * t * np.sin(t)], 1) + rng.normal(0, 0.3, (2 * n, 2))
+    return _classification(x, label, n_val=1000)
+
+
 def _digit_images() -> tuple[np.ndarray, np.ndarray]:
     """load_digits as 1x8x8 images scaled to [0, 1]."""
     from sklearn.datasets import load_digits
@@ -484,6 +529,34 @@ def mlp(in_features: int, out_features: int, hidden: int = 64, depth: int = 2) -
     return nn.Sequential(*layers, nn.Linear(width, out_features))
 
 
+def autoencoder(features: int, code: int) -> nn.Sequential:
+    """features-32-code-32-features with ReLUs: a bottleneck the reconstruction has to pass through."""
+    return nn.Sequential(
+        nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, code), nn.ReLU(), nn.Linear(code, 32), nn.ReLU(),
+        nn.Linear(32, features),
+    )  # fmt: skip
+
+
+def norm_mlp(in_features: int, out_features: int, hidden: int = 128, depth: int = 2) -> nn.Sequential:
+    """An MLP with BatchNorm1d before each ReLU: scale-invariant hidden layers, as in a CNN with batch norm."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out_features))
+
+
+def tanh_mlp(in_features: int, out_features: int, hidden: int = 32, depth: int = 6) -> nn.Sequential:
+    """A deep, narrow MLP of saturating tanh units, without normalization."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.Tanh()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out_features))
+
+
 class SmallCNN(nn.Module):
     """Two conv blocks with batch norm and a linear head, for 1-channel images (16x16 shapes, 8x8 digits)."""
 
@@ -644,6 +717,7 @@ class TokenCrossEntropy(nn.Module):
 
 SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
 NADAM, ADAGRAD, ADAMAX = "torch.optim.NAdam", "torch.optim.Adagrad", "torch.optim.Adamax"
+ADADELTA, RADAM = "torch.optim.Adadelta", "torch.optim.RAdam"
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 TASKS: dict[str, Task] = {
@@ -1024,6 +1098,73 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=digits_data,
             make_model=lambda: mlp(64, 10, depth=6),
+        ),
+        # -- fresh, second batch: written after the knee (3202285), before any later rule; first scored with it --
+        Task(
+            name="digits-autoencoder",
+            description="load_digits (64 standardized features) reconstructed through an 8-unit bottleneck, MLP "
+            "64-32-8-32-64, MSE, SGD momentum 0.9",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=8,
+            metric="mse",
+            make_data=digits_autoencoder_data,
+            make_model=lambda: autoencoder(64, 8),
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="blobs-adadelta",
+            description="make_classification (20 features, 4 classes), MLP 20-64-64-4, Adadelta (its default LR, "
+            "1.0, is the end of clrfind's default range)",
+            half="fresh",
+            optimizer=ADADELTA,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=blobs4_data,
+            make_model=lambda: mlp(20, 4),
+            grid=(1e-3, 30.0),
+        ),
+        Task(
+            name="digits-radam-cnn",
+            description="load_digits 8x8 images, CNN with batch norm (16/32 channels), RAdam, batch 64",
+            half="fresh",
+            optimizer=RADAM,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=6,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: SmallCNN(10),
+        ),
+        Task(
+            name="bn-mlp-sgd",
+            description="make_classification (24 features, 5 classes), MLP 24-128-128-5 with batch norm, plain SGD "
+            "(no momentum), batch 128",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=128,
+            epochs=20,
+            metric="accuracy",
+            make_data=five_class_data,
+            make_model=lambda: norm_mlp(24, 5),
+        ),
+        Task(
+            name="spirals-tanh",
+            description="two noisy spirals (1000 train), 6-layer tanh MLP 2-32x6-2, SGD Nesterov 0.9, wd 5e-4, "
+            "batch 16",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=16,
+            epochs=4,
+            metric="accuracy",
+            make_data=spirals_data,
+            make_model=lambda: tanh_mlp(2, 2),
         ),
     ]
 }
