@@ -393,6 +393,19 @@ def _save_library_run(result: RangeTestResult, out_dir: Path | None, *, failed: 
 MAX_WIDENINGS = 2
 
 
+def _without_rerun(result: RangeTestResult, longer: str) -> RangeTestResult:
+    """`result` whose bounds no longer ask for the wider rerun that was just run: a longer one instead."""
+    b = result.bounds
+    assert b is not None
+    steps = [
+        part for part in (b.next_step or "").split("; ") if part and not part.startswith("widen the range")
+    ]
+    steps.append(f"to see where the fall ends, test longer over the wider range: {longer}")
+    return result.model_copy(
+        update={"bounds": b.model_copy(update={"next_step": "; ".join(steps), "wider_max_lr": None})}
+    )
+
+
 @dataclass
 class Trainer:
     """The objects a run trains, on their device: the range test and the self-check's trials go through one engine
@@ -427,12 +440,14 @@ class Trainer:
         analyse: Callable[[EngineOutput, RunSettings], RangeTestResult],
         reseed: Callable[[], None],
     ) -> tuple[RangeTestResult, EngineOutput]:
-        """Run the test again, from the initial state, up to a 10x higher end, while its loss stayed flat to the end
-        of its range with nothing diverging (at most MAX_WIDENINGS times); the last run's result and output.
+        """Run the test again, from the initial state, up to a 10x higher end, while its loss stayed flat, or was
+        still falling, to the end of its range with nothing diverging (at most MAX_WIDENINGS times); the last run's
+        result and output.
 
         Such a curve says only that the range ended too low (a model that needs a high LR to learn at all, such as
-        plain SGD on small gradients), and its own next step is that rerun: taken here rather than left to the
-        user, as fastai and torch-lr-finder avoid it by ending at 10. Same steps, so each decade gets fewer.
+        plain SGD on small gradients; an optimizer whose own LR is near the end, such as Adadelta's 1.0), and its
+        own next step is that rerun: taken here rather than left to the user, as fastai and torch-lr-finder avoid
+        it by ending at 10. Same steps, so each decade gets fewer.
         `run(lrs)` is one range test as the caller runs it (its callback, its ranks' failures explained).
         """
         said: list[str] = []  # each rerun's note, kept in the last one's result
@@ -440,18 +455,36 @@ class Trainer:
             wider = result.bounds.wider_max_lr if result.bounds is not None else None
             if wider is None or initial is None or out.stop_reason != "completed":
                 break
-            flat_to = self.settings.max_lr
+            end, falling = self.settings.max_lr, result.bounds.usable
+            shape = "was still improving at" if falling else "stayed flat up to"
+            before = result, out, self.settings
             self.settings = self.settings.model_copy(update={"max_lr": wider})
             initial.restore()
             reseed()
             out = run(self.settings.ladder(steps))
             note = (
-                f"the loss stayed flat up to lr {two_digits(flat_to)} with nothing diverging, so the range ended "
-                f"too low: the test was run again from the initial state up to {two_digits(wider)}"
+                f"the {result.bounds.method} {shape} lr {two_digits(end)} with nothing diverging, so the range "
+                f"ended too low: the test was run again from the initial state up to {two_digits(wider)}"
             )
+            out.notes = [*out.notes, *said, note]
+            rerun = analyse(out, self.settings)
+            if falling and (rerun.bounds is None or not rerun.bounds.usable):
+                # Spread over one more decade, a noisy fall can sink into its noise: a rerun that shows none does
+                # not undo the fall the run before showed, whose bounds (a lower estimate) are kept.
+                why = (
+                    rerun.bounds.reason
+                    if rerun.bounds is not None and rerun.bounds.reason
+                    else rerun.stop_reason
+                )
+                result, out, self.settings = before
+                out.notes = [
+                    *out.notes,
+                    f"{note}, where no fall was clear ({why}): the bounds of the first run stand",
+                ]
+                result = analyse(out, self.settings)
+                return _without_rerun(result, f"--max-lr {two_digits(wider)} --steps {2 * steps}"), out
             said.append(note)
-            out.notes = [*out.notes, *said]
-            result = analyse(out, self.settings)
+            result = rerun
         b = result.bounds
         if said and b is not None and not b.usable:
             # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.

@@ -65,8 +65,9 @@ class Bounds(FrozenModel):
     next_step: str | None = None
     best_lr: float | None = None
     divergence_lr: float | None = None
-    # Set when the curve stayed flat to the end of its range and nothing diverged: the range ended too low, and this
-    # is the end its next step names (10x higher). The range test then runs again up to it (`clrfind.api.widen`).
+    # Set when the curve stayed flat, or was still falling, to the end of its range and nothing diverged: the range
+    # ended too low, and this is the end its next step names (10x higher). The range test then runs again up to it
+    # (`clrfind.api.widen`).
     wider_max_lr: float | None = None
 
     @property

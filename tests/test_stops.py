@@ -128,7 +128,10 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "hooks.py").write_text(HOOKS)
     (folder / "spec.yaml").write_text(SPEC)
     (folder / "default_step.yaml").write_text(SPEC_DEFAULT_STEP)
-    (folder / "sweep.yaml").write_text(SPEC.replace("max_lr: 2.0", "max_lr: 0.05"))  # completes its 20 steps
+    # Completes its 20 steps, still falling at 0.05; without the self-check's initial state it is not run again
+    # up to 0.5 (`Trainer.widen`), so each value takes exactly 20 steps and a step count says which value it is in.
+    sweep = SPEC.replace("max_lr: 2.0", "max_lr: 0.05") + "verify_bounds: false\n"
+    (folder / "sweep.yaml").write_text(sweep)
     return folder
 
 

@@ -65,11 +65,26 @@ def test_a_flat_completed_curve_names_a_10x_wider_end_and_a_stopped_or_diverged_
         bounds_for(lrs, diverged, mode="exp", stop_reason="diverged", max_lr=1.0, metric=None).wider_max_lr
         is None
     )
-    falling = np.linspace(2.0, 0.5, 200) + 0.01 * np.random.default_rng(0).standard_normal(200)
+    rising = np.concatenate([flat[:100], 1.0 + np.linspace(0.0, 3.0, 100)])  # nothing to learn, then worse
     assert (
-        bounds_for(lrs, falling, mode="exp", stop_reason="completed", max_lr=1.0, metric=None).wider_max_lr
+        bounds_for(lrs, rising, mode="exp", stop_reason="completed", max_lr=1.0, metric=None).wider_max_lr
         is None
     )
+
+
+def test_a_curve_still_falling_at_the_end_of_a_completed_range_names_a_10x_wider_end_too() -> None:
+    """It never reached where the loss stops falling, the test's one purpose: the range ended too low. A curve that
+    stopped falling before the end, or one that was stopped early, does not name one."""
+    lrs = np.geomspace(1e-5, 1.0, 200)
+    noise = 0.01 * np.random.default_rng(0).standard_normal(200)
+    falling = 2.0 - 1.5 / (1.0 + np.exp(-(np.log10(lrs) + 1.0) * 3.0)) + noise  # still steep at lr 1
+    b = bounds_for(lrs, falling, mode="exp", stop_reason="completed", max_lr=1.0, metric=None)
+    assert b.usable and b.wider_max_lr == pytest.approx(10.0) and "still falling" in b.reason
+    stopped = bounds_for(lrs, falling, mode="exp", stop_reason="interrupted", max_lr=1.0, metric=None)
+    assert stopped.wider_max_lr is None
+    levelled = 2.0 - 1.5 / (1.0 + np.exp(-(np.log10(lrs) + 3.0) * 3.0)) + noise  # level from lr ~1e-2 on
+    ends = bounds_for(lrs, levelled, mode="exp", stop_reason="completed", max_lr=1.0, metric=None)
+    assert ends.usable and ends.wider_max_lr is None
 
 
 def test_the_library_runs_a_flat_test_again_up_to_100x_and_restores_the_state() -> None:
@@ -116,3 +131,72 @@ def test_a_test_still_flat_after_widening_says_what_to_check_instead_of_widening
     assert result.max_lr == pytest.approx(100.0) and not result.bounds.usable
     assert result.bounds.next_step.startswith("no fall of the loss from lr 1e-05 to 1e+02 in 100 steps")
     assert "learns this data at all" in result.bounds.next_step and "--steps 300" in result.bounds.next_step
+
+
+def test_adadelta_whose_loss_still_falls_at_lr_1_is_run_again_until_its_fall_ends() -> None:
+    """Adadelta's own LR is 1.0, the end of the default range: there its loss is still falling, so the test runs
+    again up to 10 (and 100) instead of suggesting the range's end as max_lr."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 8, generator=g)
+    data = torch.utils.data.TensorDataset(x, (x @ torch.randn(8, 3, generator=g)).argmax(1))
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    result = _range_test(model, loader, torch.optim.Adadelta(model.parameters()))
+    reruns = [n for n in result.notes if "the range ended too low" in n]
+    assert reruns and reruns[0].startswith("the loss was still improving at lr 1 with nothing diverging")
+    assert result.max_lr >= 10.0 and result.bounds.usable and result.bounds.max_lr > 1.0
+    assert result.bounds.wider_max_lr is None  # the last run found where the fall ends
+
+
+def test_a_wider_rerun_that_shows_no_clear_fall_keeps_the_first_runs_bounds() -> None:
+    """Spread over one more decade, a noisy fall can sink into its noise; the rerun then does not undo the fall the
+    first run showed: its bounds stand, the rerun is said, and the next step is a longer test, not the same rerun."""
+    import functools
+
+    from clrfind.api import Trainer, make_result
+    from clrfind.engine import EngineOutput
+    from clrfind.faults import library_terms
+    from clrfind.settings import RunSettings
+
+    rng = np.random.default_rng(0)
+    settings = RunSettings(min_lr=1e-5, max_lr=1.0, steps=200, mode="exp")
+
+    def output(lrs: np.ndarray, losses: np.ndarray) -> EngineOutput:
+        return EngineOutput(lrs, losses, "completed", "ran all steps", None, 0, 0.0)
+
+    lrs = settings.ladder(200)
+    falling = 2.0 - 1.5 / (1.0 + np.exp(-(np.log10(lrs) + 1.0) * 3.0)) + 0.01 * rng.standard_normal(200)
+    reruns: list[float] = []
+
+    def run(wider: np.ndarray) -> EngineOutput:  # the wider run: nothing but noise
+        reruns.append(float(wider[-1]))
+        return output(wider, 2.0 + 0.3 * rng.standard_normal(wider.size))
+
+    class Initial:
+        def restore(self) -> None: ...
+
+    model = torch.nn.Linear(1, 1)
+    trainer = Trainer(model, [], torch.nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                      device=torch.device("cpu"), settings=settings)  # fmt: skip
+    analyse = functools.partial(
+        make_result, terms=library_terms(step_fn=False), planned_steps=200, device="cpu"
+    )
+    first = output(lrs, falling)
+    result, out = trainer.widen(
+        analyse(first, settings), first, Initial(), steps=200, run=run, analyse=analyse, reseed=lambda: None
+    )  # fmt: skip
+    assert reruns == [pytest.approx(10.0)] and out is first and trainer.settings.max_lr == 1.0
+    assert (
+        result.bounds.usable
+        and result.bounds.max_lr == pytest.approx(1.0)
+        and result.bounds.wider_max_lr is None
+    )
+    assert result.notes[-1].startswith("the loss was still improving at lr 1 with nothing diverging")
+    assert "where no fall was clear" in result.notes[-1]
+    assert (
+        "--max-lr 10 --steps 400" in result.bounds.next_step
+        and "widen the range" not in result.bounds.next_step
+    )

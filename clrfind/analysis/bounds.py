@@ -295,6 +295,8 @@ class _Verdict:
     confidence: Confidence = "high"
     reasons: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    # The 10x higher end to run the test again up to, when the curve shows the range ended too low.
+    wider_max_lr: float | None = None
 
     def cap(self, most: Confidence, reason: str | None = None, step: str | None = None) -> None:
         self.confidence = min(self.confidence, most, key=_LEVELS.index)
@@ -500,6 +502,9 @@ def _max_bound(
             f"the {what.name} was still {what.improving} at the last LR, so max_lr is a lower estimate",
             f"widen the range: {ctx.wider()}",
         )
+        # The test never reached where the loss stops falling, the one thing it runs for: the range ended too low,
+        # as for a flat curve, and a run that went to its end names the rerun (a stopped one may not have got there).
+        verdict.wider_max_lr = None if ctx.stopped_early else RANGE_FACTOR * ctx.end
         return (
             max_lr,
             max_lr,
@@ -652,6 +657,7 @@ def _bounds_from(
         next_step="; ".join(verdict.steps) or None,
         best_lr=float(lrs[curve.i_min]),
         divergence_lr=ctx.divergence_lr,
+        wider_max_lr=verdict.wider_max_lr,
     )
 
 
