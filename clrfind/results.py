@@ -43,6 +43,7 @@ SWEEP_KIND = "clrfind-sweep"
 
 StopReason = Literal["completed", "diverged", "non-finite", "interrupted", "error"]
 Confidence = Literal["high", "medium", "low", "none"]
+CONFIDENCE_LEVELS: tuple[Confidence, ...] = ("none", "low", "medium", "high")  # lowest first
 
 
 class Bounds(FrozenModel):

@@ -7,7 +7,9 @@ does not, and a high LR can fit noisy labels or overfit a small dataset. So the 
 the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps, once per
 candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down), on the same batches in the
 same order, and judges them on held-out samples when there are some (`clrfind.trials`). A trial that diverges, turns
-non-finite or ends no lower than it started fails. All trials together cost at most the range test's planned steps.
+non-finite or ends clearly higher than it started fails; one whose loss neither falls nor rises beyond its noise shows
+nothing, and when no trial shows more the peak is left unchecked at max_lr. All trials together cost at most the
+range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
@@ -28,7 +30,7 @@ import numpy as np
 
 from clrfind.analysis.divergence import two_digits
 from clrfind.export import one_cycle_plan
-from clrfind.results import Bounds, OptimizerRef, Trial, Verification
+from clrfind.results import CONFIDENCE_LEVELS, Bounds, OptimizerRef, Trial, Verification
 
 # Candidate peaks are this far apart (half a decade): close enough to matter, far enough that a short trial can tell
 # them apart.
@@ -90,13 +92,31 @@ class _Run:
         return self.losses[-m:]
 
     @property
-    def trained(self) -> bool:
-        """It ran to the end with finite losses (held-out ones too) and ended lower than it started."""
+    def finished(self) -> bool:
+        """It ran to the end with finite losses (held-out ones too)."""
         if self.stop_reason != "completed" or not np.isfinite(self.losses).all():
             return False
-        if self.check is not None and not np.isfinite(self.check).all():
-            return False
-        return float(self.tail.mean()) < float(self.losses[: self.tail.size].mean())
+        return self.check is None or bool(np.isfinite(self.check).all())
+
+    @property
+    def change(self) -> float:
+        """How far its loss fell from its first steps to its last, in standard errors (different batches, so the
+        two means are compared unpaired); +inf or -inf for a noiseless fall or rise."""
+        head, tail = self.losses[: self.tail.size], self.tail
+        fall = float(head.mean() - tail.mean())
+        se = math.sqrt(float(head.var(ddof=1)) / head.size + float(tail.var(ddof=1)) / tail.size)
+        return fall / se if se > 0 else math.copysign(math.inf, fall) if fall else 0.0
+
+    @property
+    def trained(self) -> bool:
+        """It finished and its loss fell beyond its noise: a trial that learned nothing in its few steps cannot show
+        that a lower peak keeps up with a higher one, nor the other way round."""
+        return self.finished and self.change > SIGNIFICANCE
+
+    @property
+    def level(self) -> bool:
+        """It finished and its loss neither fell nor rose beyond its noise: too short for this model to learn."""
+        return self.finished and abs(self.change) <= SIGNIFICANCE
 
     @property
     def final(self) -> float | None:
@@ -217,6 +237,25 @@ def _apply(
         peak_lr=best.peak,
         outcome="",
     )
+    if not best.trained and all(r.level for r in runs.values()):
+        outcome = (
+            f"no trial's loss fell beyond its noise in {steps} steps ({tried}), too short to tell the peaks apart: "
+            "the bounds are kept, one cycle peaks at max_lr"
+        )
+        unchecked = bounds.model_copy(
+            update={
+                "peak_lr": bounds.max_lr,
+                "confidence": min(bounds.confidence, "medium", key=CONFIDENCE_LEVELS.index),
+                "reason": _join(
+                    bounds.reason, f"self-check: no {steps}-step trial's loss fell beyond its noise"
+                ),
+                "next_step": _join(
+                    bounds.next_step,
+                    f"for trials long enough to show learning, test longer (--steps {3 * MAX_TRIALS * steps})",
+                ),
+            }
+        )
+        return unchecked, record.model_copy(update={"outcome": outcome})
     if not best.trained:
         outcome = (
             f"no trial trained ({tried}): the bounds are kept, one cycle peaks at max_lr, confidence low"
@@ -260,6 +299,8 @@ def _apply(
 def _score(run: _Run) -> str:
     """What a trial ended at, as the outcome line shows it: held-out loss when there is one, else training loss."""
     if not run.trained:
+        if run.level:
+            return "no clear fall"
         return run.stop_reason if run.stop_reason != "completed" else "did not train"
     value = run.check.mean() if run.check is not None else run.final
     return two_digits(float(value))  # type: ignore[arg-type]

@@ -118,6 +118,20 @@ def test_when_nothing_trains_the_bounds_stay_with_low_confidence() -> None:
     assert all(t.final_loss is None for t in record.trials)
 
 
+def test_trials_that_learn_nothing_do_not_move_the_peak() -> None:
+    """A deep tanh net on spirals learns nothing in 75 steps at any of these peaks: every trial ends within noise of
+    its start. "A lower peak keeps up" is then no evidence, so max_lr is not walked down to its floor; the peak is
+    left unchecked at max_lr and the result says why."""
+    run, asked = scripted(lambda p: 2.0, noise=0.05)
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert (bounds.base_lr, bounds.max_lr, bounds.peak_lr) == (BOUNDS.base_lr, BOUNDS.max_lr, BOUNDS.max_lr)
+    assert bounds.confidence == "medium" and "fell beyond its noise" in (bounds.reason or "")
+    assert "--steps 900" in (bounds.next_step or "")
+    assert record.outcome.startswith("no trial's loss fell beyond its noise in 75 steps")
+    assert "no clear fall" in record.outcome and len(asked) == MAX_TRIALS
+    assert all(t.final_loss is None and t.stop_reason == "completed" for t in record.trials)
+
+
 def test_too_short_a_budget_runs_no_trial() -> None:
     run, asked = scripted(lambda p: 0.5)
     bounds, record = verify(BOUNDS, SGD, 40, run)

@@ -18,7 +18,7 @@ import numpy as np
 from clrfind.analysis.divergence import REL_EPS, find_divergence, two_digits
 from clrfind.analysis.smoothing import default_window, local_fit
 from clrfind.ladder import AUTO_EXP_RATIO, Mode, sample_axis
-from clrfind.results import Bounds, Confidence
+from clrfind.results import CONFIDENCE_LEVELS, Bounds, Confidence
 
 # Fewer finite points than this cannot show a start, a descent and an end ...
 MIN_POINTS = 10
@@ -87,7 +87,6 @@ RANGE_FACTOR = 10.0
 # anywhere in the range: a lower start would only add more of the level stretch (`_level_until`).
 LEVEL_SHARE = 1 / 3
 
-_LEVELS: tuple[Confidence, ...] = ("none", "low", "medium", "high")
 # Median |x - median| of Gaussian noise is 0.6745 sigma.
 _MAD_TO_SIGMA = 1.4826
 
@@ -299,7 +298,7 @@ class _Verdict:
     wider_max_lr: float | None = None
 
     def cap(self, most: Confidence, reason: str | None = None, step: str | None = None) -> None:
-        self.confidence = min(self.confidence, most, key=_LEVELS.index)
+        self.confidence = min(self.confidence, most, key=CONFIDENCE_LEVELS.index)
         if reason:
             self.reasons.append(reason)
         if step:
@@ -307,7 +306,7 @@ class _Verdict:
 
     def lower(self, reason: str, step: str) -> None:
         """One level down, never below "low": the curve still gave bounds."""
-        self.cap(_LEVELS[max(_LEVELS.index(self.confidence) - 1, 1)], reason, step)
+        self.cap(CONFIDENCE_LEVELS[max(CONFIDENCE_LEVELS.index(self.confidence) - 1, 1)], reason, step)
 
 
 @dataclass(frozen=True)
