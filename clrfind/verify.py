@@ -35,6 +35,8 @@ from clrfind.results import CONFIDENCE_LEVELS, Bounds, OptimizerRef, Trial, Veri
 # Candidate peaks are this far apart (half a decade): close enough to matter, far enough that a short trial can tell
 # them apart.
 STEP = math.sqrt(10.0)
+# Candidates closer than this factor are one candidate: a short trial cannot tell them apart.
+NEAR = 1.2
 # Trials: the one at max_lr, one or two steps up, then down while the lower peaks keep up.
 MAX_TRIALS = 4
 # The lowest peak tried is max_lr / FLOOR (three steps down): the range test's max_lr can sit well above where a
@@ -152,7 +154,12 @@ def clearly_better(challenger: _Run, incumbent: _Run) -> bool:
 def candidate_peaks(max_lr: float, top: float) -> tuple[list[float], list[float]]:
     """(peaks above max_lr, peaks below it) the self-check may try, nearest first: up toward the range test's own
     upper estimate `top`, never past it; down as far as max_lr / FLOOR."""
-    up = [p for p in sorted({min(top, max_lr * STEP**k) for k in (1, 2)}) if p > max_lr * 1.2]
+    up: list[float] = []
+    for k in (1, 2):
+        # A step that lands within NEAR of the top is the top itself: two trials 1% apart tell nothing apart.
+        peak = top if max_lr * STEP**k * NEAR >= top else max_lr * STEP**k
+        if peak > (up[-1] if up else max_lr) * NEAR:
+            up.append(peak)
     down = [max_lr / STEP**k for k in (1, 2, 3) if STEP**k <= FLOOR * (1 + 1e-9)]
     return up, down
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from clrfind.results import Bounds, OptimizerRef
-from clrfind.verify import MAX_TRIALS, STEP, trial_schedule, verify
+from clrfind.verify import MAX_TRIALS, STEP, candidate_peaks, trial_schedule, verify
 
 SGD = OptimizerRef(target="torch.optim.SGD", kwargs={"momentum": 0.9})
 BOUNDS = Bounds(
@@ -49,6 +49,17 @@ def test_the_trials_follow_the_exported_one_cycle() -> None:
     )  # cycled opposite
     _, plain = trial_schedule(0.01, 0.5, OptimizerRef(target="torch.optim.SGD", kwargs={}), 75)
     assert plain is None  # no momentum to cycle
+
+
+def test_the_peaks_tried_above_max_lr_are_half_a_decade_apart_and_end_at_peak_lr() -> None:
+    up, down = candidate_peaks(0.1, 0.5)
+    assert up == pytest.approx([0.1 * STEP, 0.5]) and down == pytest.approx(
+        [0.1 / STEP**k for k in (1, 2, 3)]
+    )
+    # A step that lands near peak_lr is peak_lr: no second trial 10% (or 1%) away from the first.
+    assert candidate_peaks(0.1, 0.35)[0] == [0.35]
+    assert candidate_peaks(0.158, 0.505)[0] == [0.505]
+    assert candidate_peaks(0.1, 0.11)[0] == []  # too close to max_lr to tell apart
 
 
 def test_a_higher_peak_that_trains_clearly_better_is_kept() -> None:
