@@ -618,7 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     notes = [
         f"seeds: {seeds[0]}..{seeds[-1]}; oracle grid: {len(grid(tasks[0], quick=args.quick)) // len(KINDS)} LRs "
-        "(SGD 1e-4..3, adaptive 1e-5..0.3) x (constant, triangular max/4..max, one-cycle peaking at the LR); "
+        "(SGD 1e-4..3, adaptive 1e-5..0.3, Adadelta 1e-3..30) x (constant, triangular max/4..max, one-cycle "
+        "peaking at the LR); "
         f"wall time {elapsed:.0f} s on {args.workers} worker processes",
         "score = (metric - chance) / (oracle - chance) on the mean over seeds, chance = a model that learned "
         "nothing: majority-class val accuracy, val MSE of the train mean, ln(vocabulary) = ln 96 = 4.564 nats per "
@@ -628,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         "metric is better than the default LR's (higher accuracy, lower MSE or nats); best method on: every method "
         "but the oracle contends, the default LR too, ties count for each",
         "default LR = what a user gets without a range test: 0.01 for SGD, torch's own default for the others "
-        "(Adam/AdamW 1e-3, RMSprop 1e-2), constant; peers: the better of constant and CLR(suggestion/4.."
+        "(Adam/AdamW/RAdam 1e-3, RMSprop/Adagrad 1e-2, Adadelta 1.0), constant; peers: the better of constant and "
+        "CLR(suggestion/4.."
         "suggestion); clrfind: its test with its defaults, then exactly the exported schedule (`export --epochs`)",
         "test steps / test s = optimizer steps and seconds of the method's range test per seed; for the oracle, "
         "test s is its whole grid (all seeds)",

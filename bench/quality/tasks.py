@@ -9,7 +9,8 @@ The tasks come in two halves and a third set. `dev`: the seven tasks clrfind's r
 new ones of kinds they lacked; look at these while changing clrfind. `heldout`: new tasks only, to check a change on
 tasks it was not tuned to. `fresh`: written after the first round's rules were fixed and first scored with them,
 with optimizers, models and data none of the others use (NAdam, Adagrad, Adamax; a CNN without batch norm, a GRU
-classifier, a Transformer trained with SGD; batch 4): how the rules fare where nobody looked. Data comes from code,
+classifier, a Transformer trained with SGD; batch 4), and a second batch written the same way later (Adadelta,
+RAdam; an autoencoder, a batch-norm MLP under plain SGD, a deep tanh MLP): how the rules fare where nobody looked. Data comes from code,
 from sklearn's generators and bundled datasets, from the text of sklearn's dataset descriptions
 (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
