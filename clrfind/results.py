@@ -24,6 +24,7 @@ from clrfind.settings import FrozenModel, MetricName
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# Version 5 added `verification.hold`, the self-check's stay at the kept peak; version 4 files load without one.
 # Version 4 added how the test trained and what it cost: `param_groups` (each group's LR ratio), `clip_grad_norm` /
 # `clip_grad_value`, `from_trained_state` and `peak_memory`, and `bounds.wider_max_lr`; older files load with their
 # defaults.
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 # it also added `verification`, the self-check of the bounds.
 # Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
 # migrated on load.
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
@@ -211,6 +212,9 @@ class Verification(FrozenModel):
     judged_on: str = (
         ""  # what the trials were compared on: held-out or validation data, or their training loss
     )
+    # The kept peak held from the top of the warm-up to the end of the steps left (`final_loss` None when the stay
+    # did not hold); None when no steps were left or no trial trained.
+    hold: Trial | None = None
 
 
 class ParamGroup(FrozenModel):
@@ -458,7 +462,7 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
 
 
 def _migrate(raw: dict[str, Any], version: int) -> dict[str, Any]:
-    """A version 1-3 mapping as version 4 reads it: version 3 only lacks fields that have defaults; versions 1-2
+    """A version 1-4 mapping as version 5 reads it: versions 3-4 only lack fields that have defaults; versions 1-2
     also named `bounds.base_lr` `bounds.min_lr`, ..."""
     if version >= 3:
         return {**raw, "schema_version": SCHEMA_VERSION}

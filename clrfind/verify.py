@@ -8,8 +8,12 @@ the model's initial weights, it trains with the exported one-cycle schedule comp
 candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down), on the same batches in the
 same order, and judges them on held-out samples when there are some (`clrfind.trials`). A trial that diverges, turns
 non-finite or ends clearly higher than it started fails; one whose loss neither falls nor rises beyond its noise shows
-nothing, and when no trial shows more the peak is left unchecked at max_lr. All trials together cost at most the
-range test's planned steps.
+nothing, and when no trial shows more the peak is left unchecked at max_lr. Then the steps left in the budget hold
+the chosen peak: the same warm-up, then the peak to the end. A whole run spends far longer near its peak than a
+compressed trial does, and an instability that grows with that stay (a Transformer under SGD, units of a narrow ReLU
+layer dying one high-LR step at a time) shows only there; a hold that diverges, turns non-finite or whose loss
+clearly rises lowers the peak to the highest lower trial that trained (or half a decade). All trials together cost
+at most the range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
@@ -226,7 +230,66 @@ def verify(
     if best is center or not best.trained:
         best = descend(down, best)
     checked, record = _apply(bounds, best, runs, steps, top)
+    left = budget - steps * len(runs)
+    if best.trained and left >= steps:
+        checked, record = _hold(checked, record, runs, optimizer, left, run_trial)
     return checked, record.model_copy(update={"judged_on": judged_on})
+
+
+def hold_schedule(
+    base_lr: float, peak: float, optimizer: OptimizerRef, steps: int
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(LR per step, momentum per step or None, first step at the peak): the trials' one cycle over `steps` up to
+    its peak, then the peak (and the momentum there) to the end."""
+    lrs, momenta = trial_schedule(base_lr, peak, optimizer, steps)
+    top = int(np.argmax(lrs))
+    lrs[top:] = peak
+    if momenta is not None:
+        momenta[top:] = momenta[top]
+    return lrs, momenta, top
+
+
+def _hold(
+    bounds: Bounds,
+    record: Verification,
+    runs: dict[float, _Run],
+    optimizer: OptimizerRef,
+    steps: int,
+    run_trial: TrialRunner,
+) -> tuple[Bounds, Verification]:
+    """Hold the kept peak for the `steps` left in the budget; lower it when the stay does not hold."""
+    assert bounds.base_lr is not None and bounds.max_lr is not None and bounds.peak_lr is not None
+    peak = bounds.peak_lr
+    lrs, momenta, top = hold_schedule(bounds.base_lr, peak, optimizer, steps)
+    losses, stop, _check = run_trial(lrs, momenta)
+    held = _Run(peak, np.asarray(losses, dtype=float)[top:], stop)
+    failed = not held.finished or held.change < -SIGNIFICANCE
+    trial = Trial(
+        peak=peak, steps=steps, final_loss=None if failed else float(held.tail.mean()), stop_reason=stop
+    )
+    stay = f"held at {two_digits(peak)} for {steps - top} steps after a {top}-step warm-up"
+    update: dict[str, object] = {"hold": trial, "steps": record.steps + steps}
+    if not failed:
+        return bounds, record.model_copy(
+            update={**update, "outcome": f"{record.outcome}; {stay}, it trained on"}
+        )
+    how = (
+        "its loss rose"
+        if held.finished
+        else ("it turned non-finite" if stop == "non-finite" else f"it {stop}")
+    )
+    lower = max((r.peak for r in runs.values() if r.trained and r.peak * NEAR < peak), default=peak / STEP)
+    moved: dict[str, object] = {
+        "peak_lr": lower,
+        "max_rationale": f"{bounds.max_rationale}; {stay} {how}, so the self-check lowered the peak to "
+        f"{two_digits(lower)}",
+    }
+    if lower < bounds.max_lr:
+        moved.update(max_lr=lower, base_lr=bounds.base_lr * lower / bounds.max_lr)
+    outcome = f"{record.outcome}; {stay} {how}: the peak is lowered to {two_digits(lower)}"
+    return bounds.model_copy(update=moved), record.model_copy(
+        update={**update, "outcome": outcome, "peak_lr": lower}
+    )
 
 
 def _apply(

@@ -267,7 +267,19 @@ def test_peak_lr_round_trips_through_the_results_file(tmp_path: Path) -> None:
     bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5})
     path = make_result(bounds=bounds).save(tmp_path / "range_test.json")
     loaded = load_results(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 4 and loaded.bounds.peak_lr == 0.5
+    assert loaded.schema_version == SCHEMA_VERSION == 5 and loaded.bounds.peak_lr == 0.5
+
+
+def test_a_version_4_file_with_a_self_check_loads_without_a_hold(tmp_path: Path) -> None:
+    """Schema version 5 added `verification.hold`; a version 4 file's self-check has none and still loads."""
+    check = {"trials": [{"peak": PEAK, "steps": 75, "final_loss": 0.3, "stop_reason": "completed"}], "steps": 75,
+             "checked_peak": PEAK, "peak_lr": PEAK, "outcome": "one-cycle peak kept"}  # fmt: skip
+    data = {**json.loads(make_result().model_dump_json()), "schema_version": 4, "verification": check}
+    path = tmp_path / "range_test.json"
+    path.write_text(json.dumps(data))
+    loaded = load_results(path)
+    assert loaded.schema_version == SCHEMA_VERSION and loaded.verification is not None
+    assert loaded.verification.hold is None and loaded.verification.trials[0].final_loss == 0.3
 
 
 def test_a_version_2_file_reads_in_version_3_names(tmp_path: Path) -> None:

@@ -17,23 +17,32 @@ BOUNDS = Bounds(
 )
 
 
-def scripted(final_of, noise: float = 0.002, diverge_above: float = math.inf, held_out=None):
+def scripted(
+    final_of,
+    noise: float = 0.002,
+    diverge_above: float = math.inf,
+    held_out=None,
+    hold_fails_above: float = math.inf,
+):
     """A trainer whose trial ends at `final_of(peak)`: a fall from 2.0 plus seeded noise shared by every trial (the
     same batches), or a blow-up when the peak is above `diverge_above`; with `held_out`, 16 held-out batch losses
-    around `held_out(peak)`. Records the peaks it was asked to train."""
+    around `held_out(peak)`. Records the peaks of the one-cycle trials it was asked to train in `asked`, and those of
+    the holds (the LR stays at its top) in `run.holds`; a hold above `hold_fails_above` blows up."""
     asked: list[float] = []
 
     def run(lrs: np.ndarray, momenta: np.ndarray | None) -> tuple[np.ndarray, str, np.ndarray | None]:
         peak = float(lrs.max())
-        asked.append(peak)
+        held = int((lrs >= 0.999 * peak).sum()) > 2
+        (run.holds if held else asked).append(peak)
         n = lrs.size
         batches = np.random.default_rng(0).normal(0.0, noise, n)
-        if peak > diverge_above:
+        if peak > (hold_fails_above if held else diverge_above):
             return np.concatenate([np.linspace(2.0, 1.0, n // 2), [50.0, 80.0]]), "diverged", None
         final = final_of(peak)
         losses = 2.0 + (final - 2.0) * (1 - np.exp(-np.arange(n) / (n / 6))) + batches
         return losses, "completed", None if held_out is None else held_out(peak) + batches[:16]
 
+    run.holds = []
     return run, asked
 
 
@@ -68,7 +77,33 @@ def test_a_higher_peak_that_trains_clearly_better_is_kept() -> None:
     assert asked[0] == pytest.approx(0.1, rel=1e-3)  # max_lr first, then up toward peak_lr
     assert bounds.peak_lr == pytest.approx(0.5) and bounds.max_lr == pytest.approx(0.1)
     assert record.peak_lr == pytest.approx(0.5) and "kept" in record.outcome
-    assert record.steps == len(asked) * (300 // MAX_TRIALS) <= 300
+    # the steps the trials left hold the kept peak: all 300 are used, none more
+    assert run.holds == [pytest.approx(0.5)] and record.steps == 300
+    assert record.hold.steps == 300 - len(asked) * (300 // MAX_TRIALS) and record.hold.final_loss is not None
+    assert "it trained on" in record.outcome
+
+
+def test_a_peak_whose_hold_diverges_is_lowered_to_the_highest_lower_trial_that_trained() -> None:
+    """The one-cycle trials all train and the peak climbs to 0.5, but a stay at 0.5 (a whole run's, not a
+    compressed trial's) blows up: the peak goes down to the highest lower peak that trained, 0.316."""
+    run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), hold_fails_above=0.4)
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert run.holds == [pytest.approx(0.5)] and record.hold.stop_reason == "diverged"
+    assert record.hold.final_loss is None
+    assert bounds.peak_lr == pytest.approx(0.1 * STEP) == record.peak_lr and bounds.max_lr == pytest.approx(
+        0.1
+    )
+    assert "it diverged: the peak is lowered to 0.32" in record.outcome
+    assert "so the self-check lowered the peak to 0.32" in bounds.max_rationale
+
+
+def test_a_hold_below_max_lr_that_fails_moves_max_lr_and_base_lr_down_with_the_peak() -> None:
+    run, _ = scripted(lambda p: 0.5 if p > 0.05 else 0.9, hold_fails_above=0.05)
+    bounds, record = verify(BOUNDS.model_copy(update={"peak_lr": 0.1}), SGD, 300, run)
+    assert (
+        bounds.peak_lr == bounds.max_lr == pytest.approx(0.1 / STEP) and record.hold.stop_reason == "diverged"
+    )
+    assert bounds.base_lr == pytest.approx(0.01 / STEP)
 
 
 def test_a_higher_peak_that_diverges_falls_back_to_max_lr() -> None:
@@ -101,8 +136,9 @@ def test_the_descent_compares_with_the_best_trial_not_the_last() -> None:
     best: the descent stops where the loss to the best becomes clear, instead of drifting down step by step."""
     # 0.006 a step down; 1% of the fall (the least a clear difference is) is about 0.009
     run, asked = scripted(lambda p: 0.5 + 0.012 * math.log10(0.1 / p))
-    bounds, _ = verify(BOUNDS.model_copy(update={"peak_lr": 0.1}), SGD, 300, run)
+    bounds, record = verify(BOUNDS.model_copy(update={"peak_lr": 0.1}), SGD, 300, run)
     assert bounds.peak_lr == pytest.approx(0.1 / STEP) and len(asked) == 3
+    assert run.holds == [pytest.approx(0.1 / STEP)] and record.hold.final_loss is not None
 
 
 def test_a_lower_peak_that_trains_clearly_better_lowers_max_lr_too() -> None:
