@@ -320,24 +320,22 @@ def digits_autoencoder_data() -> TaskData:
     return TaskData(xt, xt, xv, xv, chance=float(((xv - xt.mean(0)) ** 2).mean()))
 
 
-def blobs4_data() -> TaskData:
+def _generated(n_val: int, **kwargs: Any) -> TaskData:
+    """make_classification(**kwargs), split with `n_val` samples for validation (the later tasks' data)."""
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(
-        n_samples=3000, n_features=20, n_informative=10, n_redundant=2, n_classes=4, n_clusters_per_class=2,
-        class_sep=0.9, random_state=7,
-    )  # fmt: skip
-    return _classification(x, y, n_val=1000)
+    x, y = make_classification(**kwargs)
+    return _classification(x, y, n_val=n_val)
+
+
+def blobs4_data() -> TaskData:
+    return _generated(1000, n_samples=3000, n_features=20, n_informative=10, n_redundant=2, n_classes=4,
+                      n_clusters_per_class=2, class_sep=0.9, random_state=7)  # fmt: skip
 
 
 def five_class_data() -> TaskData:
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(
-        n_samples=3500, n_features=24, n_informative=14, n_redundant=4, n_classes=5, n_clusters_per_class=2,
-        class_sep=1.1, random_state=11,
-    )  # fmt: skip
-    return _classification(x, y, n_val=1500)
+    return _generated(1500, n_samples=3500, n_features=24, n_informative=14, n_redundant=4, n_classes=5,
+                      n_clusters_per_class=2, class_sep=1.1, random_state=11)  # fmt: skip
 
 
 def spirals_data() -> TaskData:
