@@ -273,11 +273,10 @@ def _hold(
         return bounds, record.model_copy(
             update={**update, "outcome": f"{record.outcome}; {stay}, it trained on"}
         )
-    how = (
-        "its loss rose"
-        if held.finished
-        else ("it turned non-finite" if stop == "non-finite" else f"it {stop}")
+    stopped = {"non-finite": "it turned non-finite", "diverged": "it diverged"}.get(
+        stop, f"it stopped ({stop})"
     )
+    how = "its loss rose" if held.finished else stopped
     lower = max((r.peak for r in runs.values() if r.trained and r.peak * NEAR < peak), default=peak / STEP)
     moved: dict[str, object] = {
         "peak_lr": lower,
