@@ -481,8 +481,9 @@ class Trainer:
                     *out.notes,
                     f"{note}, where no fall was clear ({why}): the bounds of the first run stand",
                 ]
-                result = analyse(out, self.settings)
-                return _without_rerun(result, f"--max-lr {two_digits(wider)} --steps {2 * steps}"), out
+                # The first run's analysis stands as it was; only its notes grow (a result's notes are its output's).
+                kept = result.model_copy(update={"notes": out.notes})
+                return _without_rerun(kept, f"--max-lr {two_digits(wider)} --steps {2 * steps}"), out
             said.append(note)
             result = rerun
         b = result.bounds
