@@ -284,7 +284,7 @@ def _hold(
         f"{two_digits(lower)}",
     }
     if lower < bounds.max_lr:
-        moved.update(max_lr=lower, base_lr=bounds.base_lr * lower / bounds.max_lr)
+        moved.update(_bounds_down_to(bounds, lower))
     outcome = f"{record.outcome}; {stay} {how}: the peak is lowered to {two_digits(lower)}"
     return bounds.model_copy(update=moved), record.model_copy(
         update={**update, "outcome": outcome, "peak_lr": lower}
@@ -357,12 +357,20 @@ def _apply(
         )
         update = {
             "peak_lr": peak,
-            "max_lr": peak,
-            "base_lr": bounds.base_lr * peak / bounds.max_lr,
+            **_bounds_down_to(bounds, peak),
             "max_rationale": f"{bounds.max_rationale}; the self-check lowered it to {two_digits(peak)}",
-            "base_rationale": f"{bounds.base_rationale}; lowered with max_lr by the self-check",
         }
     return bounds.model_copy(update=update), record.model_copy(update={"outcome": outcome})
+
+
+def _bounds_down_to(bounds: Bounds, peak: float) -> dict[str, object]:
+    """The update that moves max_lr down to a lower checked `peak`, and base_lr with it (their ratio kept)."""
+    assert bounds.base_lr is not None and bounds.max_lr is not None
+    return {
+        "max_lr": peak,
+        "base_lr": bounds.base_lr * peak / bounds.max_lr,
+        "base_rationale": f"{bounds.base_rationale}; lowered with max_lr by the self-check",
+    }
 
 
 def _score(run: _Run) -> str:
