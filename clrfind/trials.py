@@ -133,8 +133,10 @@ class TrialRunner:
             generator.set_state(state)
 
     def __call__(
-        self, lrs: np.ndarray, momenta: np.ndarray | None
+        self, lrs: np.ndarray, momenta: np.ndarray | None, *, hold: bool = False
     ) -> tuple[np.ndarray, str, np.ndarray | None]:
+        """(training losses, stop reason, held-out loss per check sample or None); a `hold` (a stay at one LR) is
+        stopped only by a non-finite loss, and the caller judges its curve."""
         from clrfind.engine import run_loop
         from clrfind.stops import Interrupt
 
@@ -143,7 +145,7 @@ class TrialRunner:
         self.rewind()
         out = run_loop(
             t.model, self.data.loader, t.loss_fn, t.optimizer, lrs, device=t.device, settings=self.settings,
-            step_fn=t.step_fn, reduce_loss=t.reduce_loss, momenta=momenta,
+            step_fn=t.step_fn, reduce_loss=t.reduce_loss, momenta=momenta, stop_on_rise=not hold,
         )  # fmt: skip
         if out.stop_signal is not None:
             raise Interrupt(out.stop_signal)  # Ctrl-C or SIGTERM stops the self-check, not just this trial

@@ -11,9 +11,9 @@ non-finite or ends clearly higher than it started fails; one whose loss neither 
 nothing, and when no trial shows more the peak is left unchecked at max_lr. Then the steps left in the budget hold
 the chosen peak: the same warm-up, then the peak to the end. A whole run spends far longer near its peak than a
 compressed trial does, and an instability that grows with that stay (a Transformer under SGD, units of a narrow ReLU
-layer dying one high-LR step at a time) shows only there; a hold that diverges, turns non-finite or whose loss
-clearly rises lowers the peak to the highest lower trial that trained (or half a decade). All trials together cost
-at most the range test's planned steps.
+layer dying one high-LR step at a time) shows only there; a hold that turns non-finite or whose loss clearly
+rises over the stay lowers the peak to the highest lower trial that trained (or half a decade). All trials together
+cost at most the range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
@@ -27,8 +27,8 @@ Pure decisions on the trials' losses live here; running a trial is `clrfind.tria
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -57,8 +57,14 @@ FINAL_FRACTION = 0.2
 SIGNIFICANCE = 2.0
 MIN_GAIN = 0.01
 
-# (LRs, momenta or None) -> (training losses, stop reason, held-out loss per check batch or None)
-TrialRunner = Callable[[np.ndarray, "np.ndarray | None"], "tuple[np.ndarray, str, np.ndarray | None]"]
+
+class TrialRunner(Protocol):
+    """(LRs, momenta or None) -> (training losses, stop reason, held-out loss per check batch or None); a `hold`
+    is stopped only by a non-finite loss (`_hold` judges its rise itself)."""
+
+    def __call__(
+        self, lrs: np.ndarray, momenta: np.ndarray | None, *, hold: bool = False
+    ) -> tuple[np.ndarray, str, np.ndarray | None]: ...
 
 
 def trial_schedule(
@@ -261,7 +267,9 @@ def _hold(
     assert bounds.base_lr is not None and bounds.max_lr is not None and bounds.peak_lr is not None
     peak = bounds.peak_lr
     lrs, momenta, top = hold_schedule(bounds.base_lr, peak, optimizer, steps)
-    losses, stop, _check = run_trial(lrs, momenta)
+    # Only a non-finite loss stops the stay: the engine's monitor measures a rise against the fall so far, which
+    # after a short warm-up is small, and a loss bouncing at a constant high LR crosses it while the run trains on.
+    losses, stop, _check = run_trial(lrs, momenta, hold=True)
     held = _Run(peak, np.asarray(losses, dtype=float)[top:], stop)
     failed = not held.finished or held.change < -SIGNIFICANCE
     trial = Trial(

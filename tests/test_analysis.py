@@ -218,6 +218,19 @@ def test_monitor_stops_at_the_non_finite_step_and_ignores_the_rest():
     assert monitor.stop_index == 42 and "nan" in monitor.detail
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_monitor_without_rise_stops_only_on_a_non_finite_loss(seed):
+    """A stay at one LR (the self-check's hold) is judged by its caller: the same blow-up that stops a ladder goes
+    on to the end, and only a non-finite loss stops it, at its own step."""
+    y = blowup(seed)
+    monitor = DivergenceMonitor(total_steps=y.size, rise=False)
+    assert monitor.update(y) is False and monitor.stop_reason is None
+    assert monitor.quiet_band()[1] == math.inf  # no finite loss can lead to a stop
+    late = DivergenceMonitor(total_steps=y.size, rise=False)
+    y[250] = math.inf
+    assert late.update(y) is True and (late.stop_index, late.stop_reason) == (250, "non-finite")
+
+
 def test_monitor_never_fires_on_an_early_spike():
     y = blowup(0, start=10_000)[:300]
     y[1:4] += 50.0  # the first steps of a fresh model can be wild

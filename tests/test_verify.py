@@ -23,20 +23,32 @@ def scripted(
     diverge_above: float = math.inf,
     held_out=None,
     hold_fails_above: float = math.inf,
+    hold_rises_above: float = math.inf,
 ):
     """A trainer whose trial ends at `final_of(peak)`: a fall from 2.0 plus seeded noise shared by every trial (the
     same batches), or a blow-up when the peak is above `diverge_above`; with `held_out`, 16 held-out batch losses
     around `held_out(peak)`. Records the peaks of the one-cycle trials it was asked to train in `asked`, and those of
-    the holds (the LR stays at its top) in `run.holds`; a hold above `hold_fails_above` blows up."""
+    the holds (the LR stays at its top) in `run.holds`; a hold above `hold_fails_above` blows up, one above
+    `hold_rises_above` runs to its end with a loss that climbs back, by far more than its noise."""
     asked: list[float] = []
 
-    def run(lrs: np.ndarray, momenta: np.ndarray | None) -> tuple[np.ndarray, str, np.ndarray | None]:
+    def run(
+        lrs: np.ndarray, momenta: np.ndarray | None, *, hold: bool = False
+    ) -> tuple[np.ndarray, str, np.ndarray | None]:
         peak = float(lrs.max())
         held = int((lrs >= 0.999 * peak).sum()) > 2
+        assert (
+            held == hold
+        )  # the self-check says which run is a hold, so the engine's rise stop is off for it
         (run.holds if held else asked).append(peak)
         n = lrs.size
         batches = np.random.default_rng(0).normal(0.0, noise, n)
-        if peak > (hold_fails_above if held else diverge_above):
+        if held and peak > hold_fails_above:  # only a non-finite loss stops a hold
+            return np.concatenate([np.linspace(2.0, 1.0, n // 2), [50.0, math.nan]]), "non-finite", None
+        if held and peak > hold_rises_above:
+            climb = np.concatenate([np.linspace(2.0, 1.0, n // 3), np.linspace(1.0, 1.6, n - n // 3)])
+            return climb + batches, "completed", None
+        if not held and peak > diverge_above:
             return np.concatenate([np.linspace(2.0, 1.0, n // 2), [50.0, 80.0]]), "diverged", None
         final = final_of(peak)
         losses = 2.0 + (final - 2.0) * (1 - np.exp(-np.arange(n) / (n / 6))) + batches
@@ -83,25 +95,37 @@ def test_a_higher_peak_that_trains_clearly_better_is_kept() -> None:
     assert "it trained on" in record.outcome
 
 
-def test_a_peak_whose_hold_diverges_is_lowered_to_the_highest_lower_trial_that_trained() -> None:
+def test_a_peak_whose_hold_turns_non_finite_is_lowered_to_the_highest_lower_trial_that_trained() -> None:
     """The one-cycle trials all train and the peak climbs to 0.5, but a stay at 0.5 (a whole run's, not a
     compressed trial's) blows up: the peak goes down to the highest lower peak that trained, 0.316."""
     run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), hold_fails_above=0.4)
     bounds, record = verify(BOUNDS, SGD, 300, run)
-    assert run.holds == [pytest.approx(0.5)] and record.hold.stop_reason == "diverged"
+    assert run.holds == [pytest.approx(0.5)] and record.hold.stop_reason == "non-finite"
     assert record.hold.final_loss is None
     assert bounds.peak_lr == pytest.approx(0.1 * STEP) == record.peak_lr and bounds.max_lr == pytest.approx(
         0.1
     )
-    assert "it diverged: the peak is lowered to 0.32" in record.outcome
+    assert "it turned non-finite: the peak is lowered to 0.32" in record.outcome
     assert "so the self-check lowered the peak to 0.32" in bounds.max_rationale
+
+
+def test_a_hold_whose_loss_climbs_back_is_lowered_though_nothing_stopped_it() -> None:
+    """No monitor stops a hold (a loss bouncing at one high LR is not a divergence); a stay whose loss ends clearly
+    above where the stay began is judged by the self-check itself."""
+    run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), hold_rises_above=0.4)
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert record.hold.stop_reason == "completed" and record.hold.final_loss is None
+    assert bounds.peak_lr == pytest.approx(0.1 * STEP) and "its loss rose: the peak is lowered to 0.32" in (
+        record.outcome
+    )
 
 
 def test_a_hold_below_max_lr_that_fails_moves_max_lr_and_base_lr_down_with_the_peak() -> None:
     run, _ = scripted(lambda p: 0.5 if p > 0.05 else 0.9, hold_fails_above=0.05)
     bounds, record = verify(BOUNDS.model_copy(update={"peak_lr": 0.1}), SGD, 300, run)
     assert (
-        bounds.peak_lr == bounds.max_lr == pytest.approx(0.1 / STEP) and record.hold.stop_reason == "diverged"
+        bounds.peak_lr == bounds.max_lr == pytest.approx(0.1 / STEP)
+        and record.hold.stop_reason == "non-finite"
     )
     assert bounds.base_lr == pytest.approx(0.01 / STEP)
 

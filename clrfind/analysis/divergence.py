@@ -76,14 +76,18 @@ class DivergenceMonitor:
         detail: one line saying what was seen, for the run summary.
     """
 
-    def __init__(self, *, total_steps: int, persistence: int = 3, lrs: np.ndarray | None = None) -> None:
-        """`total_steps` caps the losses fed; `lrs` (the ladder), if given, names LRs in `detail`."""
+    def __init__(
+        self, *, total_steps: int, persistence: int = 3, lrs: np.ndarray | None = None, rise: bool = True
+    ) -> None:
+        """`total_steps` caps the losses fed; `lrs` (the ladder), if given, names LRs in `detail`; without `rise`
+        only a non-finite loss stops the run (the caller judges the rest, e.g. a stay at one LR)."""
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         if persistence < 1:
             raise ValueError(f"persistence must be >= 1, got {persistence}")
         self.total_steps = total_steps
         self.persistence = persistence
+        self.rise = rise
         self._lrs = None if lrs is None else np.asarray(lrs, dtype=float).ravel()
         if self._lrs is not None and self._lrs.size != total_steps:
             raise ValueError(f"lrs has {self._lrs.size} entries, total_steps is {total_steps}")
@@ -143,6 +147,8 @@ class DivergenceMonitor:
         return self._start is not None and self._seen > NOISE_SPAN and self.stop_reason is None
 
     def _band_top(self, low: float) -> float:
+        if not self.rise:
+            return math.inf
         noise = min(self._noise, self._peak) * (NOISE_RISE / _DIFF_MAD_TO_SIGMA)
         return max((1.0 - RISE) * low + RISE * self._start, low + noise)  # type: ignore[operator]
 
@@ -212,7 +218,7 @@ class DivergenceMonitor:
                 bar = None
             last = v
             # Over the bar? `allowed` is never negative, so a level at or below the best needs no bar.
-            if level <= best or step < WARMUP_STEPS or start is None:
+            if level <= best or step < WARMUP_STEPS or start is None or not self.rise:
                 run = 0
                 step += 1
                 continue
