@@ -505,12 +505,16 @@ class Trainer:
         save everything before it stops.
         """
         from clrfind.trials import TrialRunner, trial_data
-        from clrfind.verify import verify
+        from clrfind.verify import rescue, verify
 
         b = result.bounds
         if initial is None or not self.settings.verify_bounds:
             return result, None
-        if b is None or not b.usable or result.optimizer is None:
+        if b is None or result.optimizer is None:
+            return result, None
+        # Bounds are checked; a curve that stayed level and then got worse has none, and the trials look for them.
+        check = verify if b.usable else rescue if b.level_until_lr is not None else None
+        if check is None:
             return result, None
         if out.stop_reason in ("error", "interrupted"):
             return result, None
@@ -520,22 +524,28 @@ class Trainer:
         stopped = None
         try:
             with stops.allowed():  # a stop held back since the loop ended lands here, before the first trial
-                bounds, record = verify(
+                bounds, record = check(
                     b, result.optimizer, result.planned_steps, runner, judged_on=data.source
                 )
         except KeyboardInterrupt as exc:
             stopped = stops.signal_of(exc)
-            outcome = (
-                f"{stops.stop_detail(stopped)}: the range test's bounds are kept, one cycle peaks at max_lr"
-            )
-            bounds = b.model_copy(update={"peak_lr": b.max_lr})
-            peak = b.peak_lr or b.max_lr
+            if b.usable:
+                kept = "the range test's bounds are kept, one cycle peaks at max_lr"
+                bounds, peak, top = (
+                    b.model_copy(update={"peak_lr": b.max_lr}),
+                    b.peak_lr or b.max_lr,
+                    b.max_lr,
+                )
+            else:
+                kept = "no bounds"
+                bounds, peak = b, b.level_until_lr
+                top = peak
             record = Verification(
                 trials=[],
                 steps=0,
-                checked_peak=peak,
-                peak_lr=b.max_lr,
-                outcome=outcome,  # type: ignore[arg-type]
+                checked_peak=peak,  # type: ignore[arg-type]
+                peak_lr=top,  # type: ignore[arg-type]
+                outcome=f"{stops.stop_detail(stopped)}: {kept}",
             )
         runner.rewind()
         record = record.model_copy(update={"seconds": round(time.perf_counter() - started, 4)})

@@ -24,6 +24,8 @@ from clrfind.settings import FrozenModel, MetricName
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# Version 6 added `bounds.level_until_lr`, the top of a curve that stayed level and then got worse, where the
+# self-check looks for an LR that trains; version 5 files load without one.
 # Version 5 added `verification.hold`, the self-check's stay at the kept peak; version 4 files load without one.
 # Version 4 added how the test trained and what it cost: `param_groups` (each group's LR ratio), `clip_grad_norm` /
 # `clip_grad_value`, `from_trained_state` and `peak_memory`, and `bounds.wider_max_lr`; older files load with their
@@ -33,8 +35,8 @@ if TYPE_CHECKING:
 # it also added `verification`, the self-check of the bounds.
 # Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
 # migrated on load.
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
@@ -71,6 +73,11 @@ class Bounds(FrozenModel):
     # ended too low, and this is the end its next step names (10x higher). The range test then runs again up to it
     # (`clrfind.api.widen`).
     wider_max_lr: float | None = None
+    # Set when the curve stayed level over most of the range and then got worse or diverged: the last LR of the
+    # level stretch.
+    # A model that needs many steps at one LR to leave a plateau shows no fall on a rising ladder, so the
+    # self-check trains at and below this LR to look for one that learns (`clrfind.verify.rescue`).
+    level_until_lr: float | None = None
 
     @property
     def min_lr(self) -> float | None:

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
+from clrfind.analysis.bounds import DIVERGENCE_HEADROOM, MIN_RATIO
 from clrfind.analysis.divergence import two_digits
 from clrfind.export import one_cycle_plan
 from clrfind.results import CONFIDENCE_LEVELS, Bounds, OptimizerRef, Trial, Verification
@@ -175,12 +176,20 @@ def candidate_peaks(max_lr: float, top: float) -> tuple[list[float], list[float]
 
 
 def verify(
-    bounds: Bounds, optimizer: OptimizerRef, budget: int, run_trial: TrialRunner, *, judged_on: str = ""
+    bounds: Bounds,
+    optimizer: OptimizerRef,
+    budget: int,
+    run_trial: TrialRunner,
+    *,
+    judged_on: str = "",
+    prefer_lower: bool = True,
 ) -> tuple[Bounds, Verification]:
     """Check the one-cycle peak by training; return the bounds it supports and what was checked.
 
     `budget` is the number of steps all trials may take together (the range test's planned length);
     `run_trial(lrs, momenta)` trains from the initial weights on the usual batches and returns (losses, stop reason).
+    Without `prefer_lower`, the descent stops at the first peak that trains instead of going on while lower ones
+    keep up.
     """
     assert bounds.base_lr is not None and bounds.max_lr is not None
     steps = budget // MAX_TRIALS
@@ -217,7 +226,7 @@ def verify(
         """Step down through `candidates` while each trains no worse than the best trial so far; the lowest."""
         chosen = best if best.trained else None
         for peak in candidates:
-            if len(runs) >= MAX_TRIALS:
+            if len(runs) >= MAX_TRIALS or (chosen is not None and not prefer_lower):
                 break
             challenger = trial(peak)
             if chosen is None:  # nothing trained yet: the first lower peak that trains is the one to beat
@@ -240,6 +249,64 @@ def verify(
     if best.trained and left >= steps:
         checked, record = _hold(checked, record, runs, optimizer, left, run_trial)
     return checked, record.model_copy(update={"judged_on": judged_on})
+
+
+def rescue(
+    bounds: Bounds, optimizer: OptimizerRef, budget: int, run_trial: TrialRunner, *, judged_on: str = ""
+) -> tuple[Bounds, Verification]:
+    """Look, by training, for an LR that learns when the range test's loss never fell: it stayed level up to
+    `bounds.level_until_lr`, then got worse.
+
+    A model that must spend many steps at one LR to leave a plateau (a deep net without normalization under plain
+    SGD, a saddle at its initial weights) shows no fall on a ladder that gives each LR a few steps; a trial gives a
+    cycle's peak a few dozen. The trials are the self-check's, with max_lr at the top of the level stretch (past it
+    the loss got worse) and base_lr Smith's 4x below: down half a decade at a time to the first that trains, then
+    no further. On a plateau a lower LR that keeps up over a few dozen steps is no evidence, as both have learned
+    little; a higher LR leaves a plateau sooner, and the hold that follows, at the peak for the steps the trials
+    left, is what checks that a whole run can stay there. Bounds found so rest on trials, not on the curve:
+    confidence low. Without a trial that trains, there are still no bounds, and the record says what was tried.
+    """
+    assert bounds.level_until_lr is not None
+    level = f"the loss stayed level up to lr {two_digits(bounds.level_until_lr)}, then got worse"
+    top = bounds.level_until_lr / DIVERGENCE_HEADROOM
+    candidate = bounds.model_copy(
+        update={
+            "base_lr": top / MIN_RATIO,
+            "max_lr": top,
+            "peak_lr": top,
+            "confidence": "low",
+            "base_rationale": f"no fall on the curve to start from: {MIN_RATIO:g}x below max_lr (Smith 2017: 3-4x)",
+            "max_rationale": f"{level}; the self-check's one-cycle trials looked for an LR that trains",
+        }
+    )
+    checked, record = verify(candidate, optimizer, budget, run_trial, judged_on=judged_on, prefer_lower=False)
+    if not record.trials:  # the budget is too short for trials: the record says so
+        return bounds, record
+    steps = record.trials[0].steps
+    if not any(t.final_loss is not None for t in record.trials):
+        tried = ", ".join(
+            f"{two_digits(t.peak)} -> {'did not train' if t.stop_reason == 'completed' else t.stop_reason}"
+            for t in record.trials
+        )
+        outcome = (
+            f"{level}; no one-cycle trial at or below it trained in {steps} steps either (peaks tried: {tried}): "
+            "no bounds"
+        )
+        return bounds, record.model_copy(update={"outcome": outcome, "hold": None})
+    found = (
+        f"self-check: no LR made the loss fall on the range test's ladder, but a {steps}-step one cycle "
+        f"peaking at {two_digits(checked.max_lr)} trained"  # type: ignore[arg-type]
+    )
+    return checked.model_copy(
+        update={
+            "confidence": "low",
+            "reason": _join(bounds.reason, found),
+            "next_step": (
+                f"the bounds rest on short trials, not on the curve: confirm them with a longer test "
+                f"(--steps {3 * budget}) or a few hundred steps at max_lr"
+            ),
+        }
+    ), record.model_copy(update={"outcome": f"{level}: {record.outcome}"})
 
 
 def hold_schedule(
@@ -358,10 +425,16 @@ def _apply(
         )
         update: dict[str, object] = {"peak_lr": peak, "max_rationale": f"{bounds.max_rationale}; {note}"}
     else:
+        at_max = runs[bounds.max_lr]
+        why = (
+            f"a cycle peaking there trained no worse than one at max_lr {two_digits(bounds.max_lr)}, and short "
+            "trials favour the higher LR"
+            if at_max.trained
+            else f"the highest that trained; the trial at max_lr {two_digits(bounds.max_lr)}: {_score(at_max)}"
+        )
         outcome = (
-            f"max_lr and the one-cycle peak lowered to {two_digits(peak)} (a cycle peaking there trained no worse "
-            f"than one at max_lr {two_digits(bounds.max_lr)}, and short trials favour the higher LR); loss after "
-            f"{steps}-step trials: {tried}"
+            f"max_lr and the one-cycle peak lowered to {two_digits(peak)} ({why}); loss after {steps}-step trials: "
+            f"{tried}"
         )
         update = {
             "peak_lr": peak,

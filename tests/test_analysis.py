@@ -586,7 +586,7 @@ def test_never_falls():
     b = suggest_bounds(lrs, losses)
     assert_sound(b)
     assert b.base_lr is None and b.max_lr is None and b.confidence == "none"
-    assert "never falls" in b.reason
+    assert "never falls" in b.reason and b.level_until_lr is None  # worse from the start: no level stretch
     # a lower start on a linear ladder over 4 decades would change nothing: the advice says to go exp
     assert "--min-lr 0.0001 --mode exp" in b.next_step
 
@@ -606,7 +606,20 @@ def test_level_for_decades_then_worse_is_not_read_as_worse_from_the_start():
     assert "stays level from lr 1e-05 to" in b.reason and "then gets worse" in b.reason
     level_to = float(b.reason.split(" to ")[1].split(",")[0])
     assert 1.0 <= level_to <= 4.0
+    # ... and where, for the self-check's trials that look for an LR that learns (`verify.rescue`)
+    assert b.level_until_lr == pytest.approx(level_to, rel=0.01)
     assert "lower start only adds more of the level stretch" in b.next_step and "--min-lr" not in b.next_step
+
+
+def test_noise_then_a_blow_up_marks_where_the_level_stretch_ended():
+    """No fall stands out of the noise before the loss blows up at the top of the range: the self-check searches
+    below where the curve was last level, as after a level stretch that gets worse."""
+    lrs = lr_ladder(1e-5, 10.0, 300, "exp")
+    losses = 2.3 + 0.05 * np.random.default_rng(1).standard_normal(300)
+    losses[280:] += 2.0 * np.exp(np.arange(20) / 3.0)
+    b = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=10.0)
+    assert b.max_lr is None and b.confidence == "none" and "before it diverged at lr" in b.reason
+    assert b.divergence_lr is not None and lrs[250] < b.level_until_lr <= b.divergence_lr
 
 
 def test_flat_curve():

@@ -267,7 +267,7 @@ def test_peak_lr_round_trips_through_the_results_file(tmp_path: Path) -> None:
     bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5})
     path = make_result(bounds=bounds).save(tmp_path / "range_test.json")
     loaded = load_results(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 5 and loaded.bounds.peak_lr == 0.5
+    assert loaded.schema_version == SCHEMA_VERSION == 6 and loaded.bounds.peak_lr == 0.5
 
 
 def test_a_version_4_file_with_a_self_check_loads_without_a_hold(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from clrfind.results import Bounds, OptimizerRef
-from clrfind.verify import MAX_TRIALS, STEP, candidate_peaks, trial_schedule, verify
+from clrfind.verify import MAX_TRIALS, STEP, candidate_peaks, rescue, trial_schedule, verify
 
 SGD = OptimizerRef(target="torch.optim.SGD", kwargs={"momentum": 0.9})
 BOUNDS = Bounds(
@@ -229,3 +230,75 @@ def test_the_self_check_through_the_engine_restores_everything(tiny_task) -> Non
         model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120, verify_bounds=False
     )
     assert off.verification is None
+
+
+# -- the rescue: a curve that stayed level and then got worse has no bounds; trials look for an LR that learns --
+
+LEVEL = Bounds(
+    confidence="none",
+    reason="the loss never falls: it stays level from lr 1e-05 to 4, then gets worse and diverged at lr 8",
+    next_step="check that the model learns this data at all",
+    divergence_lr=8.0,
+    level_until_lr=4.0,
+)
+
+
+def test_a_level_curve_gets_bounds_from_the_highest_trial_that_trains() -> None:
+    """The trials start at half the top of the level stretch (the rule that puts the peak at half the divergence)
+    and step down to the first that trains; a lower one that would keep up is not tried, as on a plateau it is no
+    evidence. The steps left hold that peak."""
+    run, asked = scripted(lambda p: 1.0, diverge_above=1.5)
+    bounds, record = rescue(LEVEL, SGD, 300, run)
+    assert asked == [pytest.approx(2.0, rel=1e-3), pytest.approx(2.0 / STEP, rel=1e-3)]
+    assert bounds.usable and bounds.max_lr == bounds.peak_lr == pytest.approx(2.0 / STEP)
+    assert bounds.base_lr == pytest.approx(bounds.max_lr / 4) and bounds.confidence == "low"
+    assert bounds.reason.startswith(LEVEL.reason)
+    assert "but a 75-step one cycle peaking at 0.63 trained" in bounds.reason
+    assert "rest on short trials" in bounds.next_step and "--steps 900" in bounds.next_step
+    assert record.outcome.startswith(
+        "the loss stayed level up to lr 4, then got worse: max_lr and the one-cycle"
+    )
+    assert "the trial at max_lr 2: diverged" in record.outcome
+    assert run.holds == [pytest.approx(2.0 / STEP, rel=1e-3)] and record.steps == 300
+
+
+def test_a_level_curve_whose_trials_learn_nothing_keeps_no_bounds() -> None:
+    run, asked = scripted(lambda p: 2.0, noise=0.05)
+    bounds, record = rescue(LEVEL, SGD, 300, run)
+    assert bounds == LEVEL and not bounds.usable
+    assert len(asked) == MAX_TRIALS and run.holds == [] and record.hold is None
+    assert record.outcome.startswith("the loss stayed level up to lr 4, then got worse; no one-cycle trial")
+    assert "(peaks tried: 0.063 -> did not train" in record.outcome and record.outcome.endswith(": no bounds")
+
+
+def test_the_self_check_finds_bounds_for_a_level_curve_through_the_engine(tiny_task) -> None:
+    """Wiring: a result whose curve stayed level, then got worse, goes to the rescue, whose trials train the real
+    model from the initial state; with the self-check off, nothing runs."""
+    from conftest import assert_same_state, state_of
+
+    from clrfind.api import Trainer, make_result, optimizer_ref
+    from clrfind.engine import EngineOutput
+    from clrfind.faults import library_terms
+    from clrfind.settings import RunSettings
+    from clrfind.state import StateSnapshot
+
+    model, loader, loss_fn, optimizer = tiny_task
+    settings = RunSettings(min_lr=1e-4, max_lr=10.0, steps=120, mode="exp")
+    lrs = settings.ladder(120)
+    level = 2.3 + 0.01 * np.random.default_rng(0).standard_normal(120) + 0.5 * np.clip(np.log10(lrs), 0, None)
+    out = EngineOutput(lrs, level, "completed", "ran all steps", None, 0, 0.0)
+    result = make_result(out, settings, library_terms(step_fn=False), planned_steps=120, device="cpu",
+                         optimizer=optimizer_ref(optimizer))  # fmt: skip
+    assert result.bounds.level_until_lr is not None and not result.bounds.usable
+    before = state_of(model, optimizer)
+    trainer = Trainer(model, loader, loss_fn, optimizer, device=torch.device("cpu"), settings=settings)
+    initial = StateSnapshot(model, optimizer)
+    checked, stopped = trainer.self_check(result, out, initial)
+    assert stopped is None and checked.bounds.usable and checked.bounds.confidence == "low"
+    assert checked.verification.outcome.startswith("the loss stayed level up to lr")
+    assert checked.verification.steps <= 120
+    initial.restore()  # as range_test does once the trials are done
+    assert_same_state(before, model, optimizer)
+    off = Trainer(model, loader, loss_fn, optimizer, device=torch.device("cpu"),
+                  settings=settings.model_copy(update={"verify_bounds": False}))  # fmt: skip
+    assert off.self_check(result, out, StateSnapshot(model, optimizer))[0] is result

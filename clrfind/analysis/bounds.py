@@ -352,7 +352,14 @@ class _Context:
             return ""
         return " --mode exp (a linear ladder over that range puts almost every step in its top decade)"
 
-    def no_bounds(self, reason: str, next_step: str, *, wider_max_lr: float | None = None) -> Bounds:
+    def no_bounds(
+        self,
+        reason: str,
+        next_step: str,
+        *,
+        wider_max_lr: float | None = None,
+        level_until_lr: float | None = None,
+    ) -> Bounds:
         return Bounds(
             method=self.method,
             confidence="none",
@@ -360,6 +367,7 @@ class _Context:
             next_step=next_step,
             divergence_lr=self.divergence_lr,
             wider_max_lr=wider_max_lr,
+            level_until_lr=level_until_lr,
         )
 
 
@@ -388,6 +396,7 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
                 f"the {what.name} never {what.improves}: it stays level from lr {two_digits(ctx.lrs[0])} to "
                 f"{two_digits(ctx.lrs[level_to])}, then gets worse{ends}",
                 f"a lower start only adds more of the level stretch; {plateau_advice(None)}",
+                level_until_lr=float(ctx.lrs[level_to]),
             )
         return ctx.no_bounds(
             f"the {what.name} never {what.improves}: it gets worse from the start{ends}",
@@ -399,9 +408,12 @@ def _unreliable(ctx: _Context, curve: _Smoothed | None, stats: _Stats | None) ->
     )
     if_noisy = "; if the curve is mostly noise, use a larger batch or more steps"
     if div_lr is not None:
+        # Level until it diverged: as for a level stretch that then got worse, the self-check searches below it.
+        last = float(ctx.lrs[ctx.cut.end - 1])
         return ctx.no_bounds(
             f"{hidden} before it {ctx.worse} at lr {two_digits(div_lr)}",
             f"the range may start too high: lower the start 10x, e.g. {ctx.lower()}{if_noisy}",
+            level_until_lr=last if last >= RANGE_FACTOR * ctx.lrs[0] else None,
         )
     return ctx.no_bounds(
         f"the {what.name} is flat: {hidden}",
