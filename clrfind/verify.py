@@ -276,7 +276,10 @@ def rescue(
             "peak_lr": top,
             "confidence": "low",
             "base_rationale": f"no fall on the curve to start from: {MIN_RATIO:g}x below max_lr (Smith 2017: 3-4x)",
-            "max_rationale": f"{level}; the self-check's one-cycle trials looked for an LR that trains",
+            "max_rationale": (
+                f"{level}, with no fall to read max_lr from: the self-check's one-cycle trials looked for the highest "
+                f"LR that trains, from {two_digits(top)} (half of it) down"
+            ),
         }
     )
     checked, record = verify(candidate, optimizer, budget, run_trial, judged_on=judged_on, prefer_lower=False)

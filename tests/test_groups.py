@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import clrfind
 from clrfind.cli import app
 from clrfind.errors import ExportError, SetupError, UsageError
+from clrfind.results import SCHEMA_VERSION
 
 NET_PY = """
 import torch
@@ -123,7 +124,7 @@ def test_results_and_exported_schedule_per_group_as_torch_takes_them(tmp_path) -
     assert result.param_groups[0].kwargs == {"weight_decay": 0}
     assert [g.param_count for g in result.param_groups] == [16 + 16 + 16 + 2, 32, 32]
     saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
-    assert saved["schema_version"] == 5 and saved["param_groups"][1]["lr_ratio"] == 0.1
+    assert saved["schema_version"] == 6 and saved["param_groups"][1]["lr_ratio"] == 0.1
 
     b = result.bounds
     assert b is not None and b.usable
@@ -284,7 +285,9 @@ def test_a_version_3_results_file_loads_and_exports_one_lr_for_all(tmp_path) -> 
     path = tmp_path / "v3.json"
     path.write_text(json.dumps(data))
     loaded = clrfind.load_results(path)
-    assert loaded.schema_version == 5 and loaded.param_groups is None and loaded.peak_memory is None
+    assert (
+        loaded.schema_version == SCHEMA_VERSION and loaded.param_groups is None and loaded.peak_memory is None
+    )
     schedule = build_schedule(loaded, policy="triangular")
     assert "groups" not in schedule["optimizer"] and isinstance(
         schedule["scheduler"]["kwargs"]["max_lr"], float

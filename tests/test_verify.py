@@ -259,6 +259,8 @@ def test_a_level_curve_gets_bounds_from_the_highest_trial_that_trains() -> None:
         "the loss stayed level up to lr 4, then got worse: max_lr and the one-cycle"
     )
     assert "the trial at max_lr 2: diverged" in record.outcome
+    assert "looked for the highest LR that trains, from 2 (half of it) down" in bounds.max_rationale
+    assert bounds.max_rationale.endswith("the self-check lowered it to 0.63")
     assert run.holds == [pytest.approx(2.0 / STEP, rel=1e-3)] and record.steps == 300
 
 
