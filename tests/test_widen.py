@@ -3,6 +3,9 @@ end (twice at most), from the initial state: its own next step, taken instead of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,12 @@ import clrfind
 from clrfind.analysis import bounds_for
 from clrfind.cli import app
 from clrfind.results import load_results
+
+if TYPE_CHECKING:
+    from clrfind.api import Trainer
+    from clrfind.engine import EngineOutput
+    from clrfind.results import RangeTestResult
+    from clrfind.settings import RunSettings
 
 # Inputs 300x smaller than usual and no bias: under plain SGD a linear classifier's loss does not move below lr ~10.
 TINY_INPUTS_PY = """
@@ -151,14 +160,36 @@ def test_adadelta_whose_loss_still_falls_at_lr_1_is_run_again_until_its_fall_end
     assert result.bounds.wider_max_lr is None  # the last run found where the fall ends
 
 
-def test_a_wider_rerun_that_shows_no_clear_fall_keeps_the_first_runs_bounds() -> None:
-    """Spread over one more decade, a noisy fall can sink into its noise; the rerun then does not undo the fall the
-    first run showed: its bounds stand, the rerun is said, and the next step is a longer test, not the same rerun."""
+def _scripted_widen(
+    settings: RunSettings, first: EngineOutput, run: Callable[[np.ndarray], EngineOutput]
+) -> tuple[RangeTestResult, EngineOutput, Trainer]:
+    """`Trainer.widen` on a scripted first run (`first`, an EngineOutput) and scripted reruns (`run(lrs)`), with the
+    library's analysis: (result, output) as the range test would keep them."""
     import functools
 
     from clrfind.api import Trainer, make_result
-    from clrfind.engine import EngineOutput
     from clrfind.faults import library_terms
+
+    class Initial:
+        def restore(self) -> None: ...
+
+    model = torch.nn.Linear(1, 1)
+    trainer = Trainer(model, [], torch.nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                      device=torch.device("cpu"), settings=settings)  # fmt: skip
+    analyse = functools.partial(
+        make_result, terms=library_terms(step_fn=False), planned_steps=settings.steps, device="cpu"
+    )
+    result, out = trainer.widen(
+        analyse(first, settings), first, Initial(), steps=settings.steps, run=run, analyse=analyse,
+        reseed=lambda: None,
+    )  # fmt: skip
+    return result, out, trainer
+
+
+def test_a_wider_rerun_that_shows_no_clear_fall_keeps_the_first_runs_bounds() -> None:
+    """Spread over one more decade, a noisy fall can sink into its noise; the rerun then does not undo the fall the
+    first run showed: its bounds stand, the rerun is said, and the next step is a longer test, not the same rerun."""
+    from clrfind.engine import EngineOutput
     from clrfind.settings import RunSettings
 
     rng = np.random.default_rng(0)
@@ -175,19 +206,8 @@ def test_a_wider_rerun_that_shows_no_clear_fall_keeps_the_first_runs_bounds() ->
         reruns.append(float(wider[-1]))
         return output(wider, 2.0 + 0.3 * rng.standard_normal(wider.size))
 
-    class Initial:
-        def restore(self) -> None: ...
-
-    model = torch.nn.Linear(1, 1)
-    trainer = Trainer(model, [], torch.nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-                      device=torch.device("cpu"), settings=settings)  # fmt: skip
-    analyse = functools.partial(
-        make_result, terms=library_terms(step_fn=False), planned_steps=200, device="cpu"
-    )
     first = output(lrs, falling)
-    result, out = trainer.widen(
-        analyse(first, settings), first, Initial(), steps=200, run=run, analyse=analyse, reseed=lambda: None
-    )  # fmt: skip
+    result, out, trainer = _scripted_widen(settings, first, run)
     assert reruns == [pytest.approx(10.0)] and out is first and trainer.settings.max_lr == 1.0
     assert (
         result.bounds.usable
@@ -208,11 +228,7 @@ def test_a_rerun_that_turns_worse_early_keeps_the_level_the_run_before_showed(bl
     only shows on its own) and diverges at 5 (or 0.5). LRs up to 1 did not make the loss worse in the first run, so the
     self-check's search below a level stretch starts from 1, not 0.1; from where the rerun diverged when that is
     lower."""
-    import functools
-
-    from clrfind.api import Trainer, make_result
     from clrfind.engine import EngineOutput
-    from clrfind.faults import library_terms
     from clrfind.settings import RunSettings
 
     rng = np.random.default_rng(0)
@@ -227,23 +243,11 @@ def test_a_rerun_that_turns_worse_early_keeps_the_level_the_run_before_showed(bl
         losses[stop - 8 : stop] += 50.0
         return EngineOutput(wider[:stop], losses[:stop], "diverged", "rose", None, 0, 0.0)
 
-    class Initial:
-        def restore(self) -> None: ...
-
-    model = torch.nn.Linear(1, 1)
-    trainer = Trainer(model, [], torch.nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-                      device=torch.device("cpu"), settings=settings)  # fmt: skip
-    analyse = functools.partial(
-        make_result, terms=library_terms(step_fn=False), planned_steps=300, device="cpu"
-    )
     first = EngineOutput(
         lrs, 2.3 + 0.02 * rng.standard_normal(300), "completed", "ran all steps", None, 0, 0.0
     )
-    before = analyse(first, settings)
-    assert before.bounds.wider_max_lr == pytest.approx(10.0)  # flat to the end: the range ended too low
-    result, _ = trainer.widen(
-        before, first, Initial(), steps=300, run=run, analyse=analyse, reseed=lambda: None
-    )
+    result, _, _ = _scripted_widen(settings, first, run)
+    assert any("stayed flat up to lr 1 with nothing diverging" in n for n in result.notes)  # it ran again
     b = result.bounds
     assert not b.usable and "stays level from lr 1e-05 to 0.1" in b.reason
     assert b.level_until_lr == pytest.approx(min(1.0, b.divergence_lr)) and b.divergence_lr < blow_up
