@@ -451,14 +451,11 @@ class Trainer:
         `run(lrs)` is one range test as the caller runs it (its callback, its ranks' failures explained).
         """
         said: list[str] = []  # each rerun's note, kept in the last one's result
-        level_to = 0.0  # the highest end a run stayed flat up to
         for _ in range(MAX_WIDENINGS):
             wider = result.bounds.wider_max_lr if result.bounds is not None else None
             if wider is None or initial is None or out.stop_reason != "completed":
                 break
             end, falling = self.settings.max_lr, result.bounds.usable
-            if not falling:
-                level_to = max(level_to, end)
             shape = "was still improving at" if falling else "stayed flat up to"
             before = result, out, self.settings
             self.settings = self.settings.model_copy(update={"max_lr": wider})
@@ -494,13 +491,7 @@ class Trainer:
             # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.
             span = f"lr {two_digits(self.settings.min_lr)} to {two_digits(self.settings.max_lr)}"
             advice = f"no fall of the loss from {span} in {steps} steps: {plateau_advice(steps)}"
-            update: dict[str, Any] = {"next_step": advice}
-            if b.level_until_lr is not None and level_to > b.level_until_lr:
-                # A run before stayed flat up to its end: the LRs below it did not make the loss worse there, and
-                # the last run's earlier turn (its noise, or a rise it only shows on its own) does not undo that;
-                # where the last run diverged still bounds it.
-                update["level_until_lr"] = min(level_to, b.divergence_lr or level_to)
-            result = result.model_copy(update={"bounds": b.model_copy(update=update)})
+            result = result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
         return result, out
 
     def self_check(

@@ -220,34 +220,3 @@ def test_a_wider_rerun_that_shows_no_clear_fall_keeps_the_first_runs_bounds() ->
         "--max-lr 10 --steps 400" in result.bounds.next_step
         and "widen the range" not in result.bounds.next_step
     )
-
-
-@pytest.mark.parametrize("blow_up", [5.0, 0.5])
-def test_a_rerun_that_turns_worse_early_keeps_the_level_the_run_before_showed(blow_up: float) -> None:
-    """The first run stays flat up to its end, 1; the rerun up to 10 turns worse at ~0.1 (its noise, or a rise it
-    only shows on its own) and diverges at 5 (or 0.5). LRs up to 1 did not make the loss worse in the first run, so the
-    self-check's search below a level stretch starts from 1, not 0.1; from where the rerun diverged when that is
-    lower."""
-    from clrfind.engine import EngineOutput
-    from clrfind.settings import RunSettings
-
-    rng = np.random.default_rng(0)
-    settings = RunSettings(min_lr=1e-5, max_lr=1.0, steps=300, mode="exp")
-    lrs = settings.ladder(300)
-
-    def run(wider: np.ndarray) -> EngineOutput:  # level, a rise from ~0.05, a blow-up at `blow_up`
-        losses = (
-            2.3 + 0.02 * rng.standard_normal(wider.size) + 0.05 * np.clip(np.log10(wider / 0.05), 0, None)
-        )
-        stop = int(np.searchsorted(wider, blow_up))
-        losses[stop - 8 : stop] += 50.0
-        return EngineOutput(wider[:stop], losses[:stop], "diverged", "rose", None, 0, 0.0)
-
-    first = EngineOutput(
-        lrs, 2.3 + 0.02 * rng.standard_normal(300), "completed", "ran all steps", None, 0, 0.0
-    )
-    result, _, _ = _scripted_widen(settings, first, run)
-    assert any("stayed flat up to lr 1 with nothing diverging" in n for n in result.notes)  # it ran again
-    b = result.bounds
-    assert not b.usable and "stays level from lr 1e-05 to 0.1" in b.reason
-    assert b.level_until_lr == pytest.approx(min(1.0, b.divergence_lr)) and b.divergence_lr < blow_up
