@@ -531,19 +531,18 @@ class Trainer:
             stopped = stops.signal_of(exc)
             if b.usable:
                 kept = "the range test's bounds are kept, one cycle peaks at max_lr"
-                bounds, peak, top = (
+                bounds, checked, top = (
                     b.model_copy(update={"peak_lr": b.max_lr}),
                     b.peak_lr or b.max_lr,
                     b.max_lr,
                 )
-            else:
-                kept = "no bounds"
-                bounds, peak = b, b.level_until_lr
-                top = peak
+            else:  # stopped while searching below a level curve: it still has no bounds
+                kept, bounds = "no bounds", b
+                checked = top = b.level_until_lr
             record = Verification(
                 trials=[],
                 steps=0,
-                checked_peak=peak,  # type: ignore[arg-type]
+                checked_peak=checked,  # type: ignore[arg-type]
                 peak_lr=top,  # type: ignore[arg-type]
                 outcome=f"{stops.stop_detail(stopped)}: {kept}",
             )

@@ -24,8 +24,8 @@ from clrfind.settings import FrozenModel, MetricName
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# Version 6 added `bounds.level_until_lr`, the top of a curve that stayed level and then got worse, where the
-# self-check looks for an LR that trains; version 5 files load without one.
+# Version 6 added `bounds.level_until_lr`, the top of a curve that stayed level and then got worse or diverged,
+# below which the self-check looks for an LR that trains; version 5 files load without one.
 # Version 5 added `verification.hold`, the self-check's stay at the kept peak; version 4 files load without one.
 # Version 4 added how the test trained and what it cost: `param_groups` (each group's LR ratio), `clip_grad_norm` /
 # `clip_grad_value`, `from_trained_state` and `peak_memory`, and `bounds.wider_max_lr`; older files load with their

@@ -259,12 +259,13 @@ def rescue(
 
     A model that must spend many steps at one LR to leave a plateau (a deep net without normalization under plain
     SGD, a saddle at its initial weights) shows no fall on a ladder that gives each LR a few steps; a trial gives a
-    cycle's peak a few dozen. The trials are the self-check's, with max_lr at the top of the level stretch (past it
-    the loss got worse) and base_lr Smith's 4x below: down half a decade at a time to the first that trains, then
-    no further. On a plateau a lower LR that keeps up over a few dozen steps is no evidence, as both have learned
-    little; a higher LR leaves a plateau sooner, and the hold that follows, at the peak for the steps the trials
-    left, is what checks that a whole run can stay there. Bounds found so rest on trials, not on the curve:
-    confidence low. Without a trial that trains, there are still no bounds, and the record says what was tried.
+    cycle's peak a few dozen. The trials are the self-check's, with max_lr at half the top of the level stretch
+    (past the top the loss got worse; half of it, as peak_lr is half the divergence) and base_lr Smith's 4x below:
+    down half a decade at a time to the first that trains, then no further. On a plateau a lower LR that keeps up
+    over a few dozen steps is no evidence, as both have learned little; a higher LR leaves a plateau sooner, and the
+    hold that follows, at the peak for the steps the trials left, is what checks that a whole run can stay there.
+    Bounds found so rest on trials, not on the curve: confidence low. Without a trial that trains, there are still
+    no bounds, and the record says what was tried.
     """
     assert bounds.level_until_lr is not None
     level = f"the loss stayed level up to lr {two_digits(bounds.level_until_lr)}, then got worse"

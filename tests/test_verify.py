@@ -4,6 +4,7 @@ through the real engine."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -11,6 +12,11 @@ import torch
 
 from clrfind.results import Bounds, OptimizerRef
 from clrfind.verify import MAX_TRIALS, STEP, candidate_peaks, rescue, trial_schedule, verify
+
+if TYPE_CHECKING:
+    from clrfind.api import Trainer
+    from clrfind.engine import EngineOutput
+    from clrfind.results import RangeTestResult
 
 SGD = OptimizerRef(target="torch.optim.SGD", kwargs={"momentum": 0.9})
 BOUNDS = Bounds(
@@ -273,16 +279,13 @@ def test_a_level_curve_whose_trials_learn_nothing_keeps_no_bounds() -> None:
     assert "(peaks tried: 0.063 -> did not train" in record.outcome and record.outcome.endswith(": no bounds")
 
 
-def test_the_self_check_finds_bounds_for_a_level_curve_through_the_engine(tiny_task) -> None:
-    """Wiring: a result whose curve stayed level, then got worse, goes to the rescue, whose trials train the real
-    model from the initial state; with the self-check off, nothing runs."""
-    from conftest import assert_same_state, state_of
-
+def _level_result(tiny_task) -> tuple[Trainer, RangeTestResult, EngineOutput]:
+    """(trainer, result, engine output) for a range test whose curve stayed level, then got worse, on the real tiny
+    task: no bounds, and the top of the level stretch for the self-check to search below."""
     from clrfind.api import Trainer, make_result, optimizer_ref
     from clrfind.engine import EngineOutput
     from clrfind.faults import library_terms
     from clrfind.settings import RunSettings
-    from clrfind.state import StateSnapshot
 
     model, loader, loss_fn, optimizer = tiny_task
     settings = RunSettings(min_lr=1e-4, max_lr=10.0, steps=120, mode="exp")
@@ -292,8 +295,20 @@ def test_the_self_check_finds_bounds_for_a_level_curve_through_the_engine(tiny_t
     result = make_result(out, settings, library_terms(step_fn=False), planned_steps=120, device="cpu",
                          optimizer=optimizer_ref(optimizer))  # fmt: skip
     assert result.bounds.level_until_lr is not None and not result.bounds.usable
-    before = state_of(model, optimizer)
     trainer = Trainer(model, loader, loss_fn, optimizer, device=torch.device("cpu"), settings=settings)
+    return trainer, result, out
+
+
+def test_the_self_check_finds_bounds_for_a_level_curve_through_the_engine(tiny_task) -> None:
+    """Wiring: a result whose curve stayed level, then got worse, goes to the rescue, whose trials train the real
+    model from the initial state; with the self-check off, nothing runs."""
+    from conftest import assert_same_state, state_of
+
+    from clrfind.state import StateSnapshot
+
+    trainer, result, out = _level_result(tiny_task)
+    model, optimizer = trainer.model, trainer.optimizer
+    before = state_of(model, optimizer)
     initial = StateSnapshot(model, optimizer)
     checked, stopped = trainer.self_check(result, out, initial)
     assert stopped is None and checked.bounds.usable and checked.bounds.confidence == "low"
@@ -301,6 +316,24 @@ def test_the_self_check_finds_bounds_for_a_level_curve_through_the_engine(tiny_t
     assert checked.verification.steps <= 120
     initial.restore()  # as range_test does once the trials are done
     assert_same_state(before, model, optimizer)
-    off = Trainer(model, loader, loss_fn, optimizer, device=torch.device("cpu"),
-                  settings=settings.model_copy(update={"verify_bounds": False}))  # fmt: skip
-    assert off.self_check(result, out, StateSnapshot(model, optimizer))[0] is result
+    trainer.settings = trainer.settings.model_copy(update={"verify_bounds": False})
+    assert trainer.self_check(result, out, StateSnapshot(model, optimizer))[0] is result
+
+
+def test_a_stop_during_the_search_below_a_level_curve_keeps_no_bounds_and_says_so(
+    tiny_task, monkeypatch
+) -> None:
+    """Ctrl-C while the trials look for an LR: the result still has no bounds, and the record says it stopped."""
+    import clrfind.verify
+    from clrfind.state import StateSnapshot
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clrfind.verify, "rescue", interrupted)
+    trainer, result, out = _level_result(tiny_task)
+    checked, stopped = trainer.self_check(result, out, StateSnapshot(trainer.model, trainer.optimizer))
+    assert stopped is not None and checked.bounds == result.bounds and not checked.bounds.usable
+    record = checked.verification
+    assert record.outcome.endswith(": no bounds") and record.trials == [] and record.steps == 0
+    assert record.checked_peak == record.peak_lr == result.bounds.level_until_lr
