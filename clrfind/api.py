@@ -531,11 +531,8 @@ class Trainer:
             stopped = stops.signal_of(exc)
             if b.usable:
                 kept = "the range test's bounds are kept, one cycle peaks at max_lr"
-                bounds, checked, top = (
-                    b.model_copy(update={"peak_lr": b.max_lr}),
-                    b.peak_lr or b.max_lr,
-                    b.max_lr,
-                )
+                bounds = b.model_copy(update={"peak_lr": b.max_lr})
+                checked, top = b.peak_lr or b.max_lr, b.max_lr
             else:  # stopped while searching below a level curve: it still has no bounds
                 kept, bounds = "no bounds", b
                 checked = top = b.level_until_lr

@@ -352,9 +352,8 @@ def _hold(
         return bounds, record.model_copy(
             update={**update, "outcome": f"{record.outcome}; {stay}, it trained on"}
         )
-    stopped = {"non-finite": "it turned non-finite", "diverged": "it diverged"}.get(
-        stop, f"it stopped ({stop})"
-    )
+    # Nothing but a non-finite loss stops a hold (`hold=True`): any other stop is named as it came.
+    stopped = "it turned non-finite" if stop == "non-finite" else f"it stopped ({stop})"
     how = "its loss rose" if held.finished else stopped
     lower = max((r.peak for r in runs.values() if r.trained and r.peak * NEAR < peak), default=peak / STEP)
     moved: dict[str, object] = {

@@ -166,7 +166,7 @@ class DivergenceMonitor:
             self._low = min(self._low, min(values))
         isfinite, insort, bisect_left = math.isfinite, bisect.insort, bisect.bisect_left
         raw, diffs, diffs_sorted = self._raw, self._diffs, self._diffs_sorted
-        levels, head, persistence = self._levels, self._head, self.persistence
+        levels, head, persistence, rise = self._levels, self._head, self.persistence, self.rise
         step, last, start, best = self._seen, self._last, self._start, self._best
         peak, noise, run, bar = self._peak, self._noise, self._run, self._bar
         mid_raw, mid_diffs = MEDIAN_SPAN >> 1, NOISE_SPAN >> 1
@@ -218,7 +218,7 @@ class DivergenceMonitor:
                 bar = None
             last = v
             # Over the bar? `allowed` is never negative, so a level at or below the best needs no bar.
-            if level <= best or step < WARMUP_STEPS or start is None or not self.rise:
+            if level <= best or step < WARMUP_STEPS or start is None or not rise:
                 run = 0
                 step += 1
                 continue
