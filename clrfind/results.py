@@ -24,6 +24,8 @@ from clrfind.settings import FrozenModel, MetricName
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# Version 7 added `bounds.peak_ceiling_lr`, how far up the self-check may raise an adaptive optimizer's one-cycle
+# peak; version 6 files load without one.
 # Version 6 added `bounds.level_until_lr`, the top of a curve that stayed level and then got worse or diverged,
 # below which the self-check looks for an LR that trains; version 5 files load without one.
 # Version 5 added `verification.hold`, the self-check's stay at the kept peak; version 4 files load without one.
@@ -35,8 +37,8 @@ if TYPE_CHECKING:
 # it also added `verification`, the self-check of the bounds.
 # Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
 # migrated on load.
-SCHEMA_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+SCHEMA_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
@@ -78,6 +80,10 @@ class Bounds(FrozenModel):
     # A model that needs many steps at one LR to leave a plateau shows no fall on a rising ladder, so the
     # self-check trains at and below this LR to look for one that learns (`clrfind.verify.rescue`).
     level_until_lr: float | None = None
+    # Set for an adaptive optimizer whose one cycle peaks at max_lr: the highest peak the self-check may raise it to
+    # (half a decade up at most, and only where the test's loss was still falling), when a trial there trains
+    # clearly better (`clrfind.verify`).
+    peak_ceiling_lr: float | None = None
 
     @property
     def min_lr(self) -> float | None:

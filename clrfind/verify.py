@@ -5,7 +5,8 @@ A range test reads the bounds off one short run whose LR keeps rising; the one-c
 peak trains: a model that already converged survives any LR, batch norm lets a short run survive rates a long one
 does not, and a high LR can fit noisy labels or overfit a small dataset. So the self-check asks the task itself: from
 the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps, once per
-candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down), on the same batches in the
+candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down; an adaptive optimizer's
+peak, at max_lr, goes down first and up to its ceiling only when the lower side lost), on the same batches in the
 same order, and judges them on held-out samples when there are some (`clrfind.trials`). A trial that diverges, turns
 non-finite or ends clearly higher than it started fails; one whose loss neither falls nor rises beyond its noise shows
 nothing, and when no trial shows more the peak is left unchecked at max_lr. Then the steps left in the budget hold
@@ -32,14 +33,14 @@ from typing import Protocol
 
 import numpy as np
 
-from clrfind.analysis.bounds import DIVERGENCE_HEADROOM, MIN_RATIO
+from clrfind.analysis.bounds import DIVERGENCE_HEADROOM, HALF_DECADE, MIN_RATIO
 from clrfind.analysis.divergence import two_digits
 from clrfind.export import one_cycle_plan
 from clrfind.results import CONFIDENCE_LEVELS, Bounds, OptimizerRef, Trial, Verification
 
 # Candidate peaks are this far apart (half a decade): close enough to matter, far enough that a short trial can tell
 # them apart.
-STEP = math.sqrt(10.0)
+STEP = HALF_DECADE
 # Candidates closer than this factor are one candidate: a short trial cannot tell them apart.
 NEAR = 1.2
 # Trials: the one at max_lr, one or two steps up, then down while the lower peaks keep up.
@@ -194,6 +195,8 @@ def verify(
     assert bounds.base_lr is not None and bounds.max_lr is not None
     steps = budget // MAX_TRIALS
     top = bounds.peak_lr or bounds.max_lr
+    # An adaptive optimizer's cycle peaks at max_lr; the trials may still raise it as far as its ceiling.
+    ceiling = max(top, bounds.peak_ceiling_lr or top)
     if steps < MIN_TRIAL_STEPS:
         why = (
             f"not run: a {budget}-step test leaves too few steps for {MAX_TRIALS} trials of {MIN_TRIAL_STEPS}"
@@ -209,7 +212,7 @@ def verify(
         return runs[peak]
 
     best = trial(bounds.max_lr)
-    up, down = candidate_peaks(bounds.max_lr, top)
+    up, down = candidate_peaks(bounds.max_lr, ceiling)
 
     def climb(candidates: list[float], best: _Run) -> _Run:
         """Step through `candidates` while each beats the best so far, within the trial budget."""
@@ -241,9 +244,16 @@ def verify(
         return chosen or best
 
     center = best
-    best = climb(up, best)
-    if best is center or not best.trained:
+    if ceiling > top:
+        # An adaptive optimizer's peak sits at max_lr for a reason a short trial cannot see (its loss floor): it
+        # goes up only when the lower side lost too, so that both neighbours point the same way.
         best = descend(down, best)
+        if best is center and best.trained:
+            best = climb(up, best)
+    else:
+        best = climb(up, best)
+        if best is center or not best.trained:
+            best = descend(down, best)
     checked, record = _apply(bounds, best, runs, steps, top)
     left = budget - steps * len(runs)
     if best.trained and left >= steps:
@@ -418,14 +428,15 @@ def _apply(
         return lowered, record.model_copy(update={"outcome": outcome})
     peak = best.peak
     if peak >= bounds.max_lr:
-        kept = math.isclose(peak, top)
-        what = "kept" if kept else f"lowered from {two_digits(top)}"
+        if math.isclose(peak, top):
+            what, note = "kept", "the self-check kept the one-cycle peak"
+        else:
+            moved = "raised" if peak > top else "lowered"
+            what = f"{moved} from {two_digits(top)}"
+            note = f"the self-check {moved} the one-cycle peak from {two_digits(top)} to {two_digits(peak)}"
+            if peak > top:  # only an adaptive optimizer's peak, up to its ceiling
+                note += " (a cycle peaking there trained clearly better, and the test's loss was still falling there)"
         outcome = f"one-cycle peak {two_digits(peak)} {what}; loss after {steps}-step trials: {tried}"
-        note = (
-            "the self-check kept the one-cycle peak"
-            if kept
-            else (f"the self-check lowered the one-cycle peak from {two_digits(top)} to {two_digits(peak)}")
-        )
         update: dict[str, object] = {"peak_lr": peak, "max_rationale": f"{bounds.max_rationale}; {note}"}
     else:
         at_max = runs[bounds.max_lr]

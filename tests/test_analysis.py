@@ -855,3 +855,20 @@ def test_adaptive_optimizers_peak_at_max_lr():
     assert sgd.peak_lr > sgd.max_lr
     assert (adam.base_lr, adam.max_lr) == (sgd.base_lr, sgd.max_lr) and adam.peak_lr == adam.max_lr
     assert "AdamW scales its steps to the gradients" in adam.max_rationale
+    # The self-check may raise it half a decade at most, and only where the loss was still falling.
+    assert sgd.peak_ceiling_lr is None and adam.peak_ceiling_lr is not None
+    limit = (adam.divergence_lr or 1.0) / 2  # nothing diverged up to 1.0: half of it, as for peak_lr
+    assert adam.max_lr < adam.peak_ceiling_lr <= min(adam.max_lr * 10**0.5, adam.best_lr, limit)
+
+
+def test_no_ceiling_for_an_adaptive_peak_where_the_curve_shows_nothing_above_max_lr() -> None:
+    """A converged test (any LR survives a model at its floor) and a loss still falling at the end of the range
+    (max_lr is already the last LR) give the self-check nowhere to raise the peak to."""
+    lrs, losses = converged_curve(floor=0.001)
+    converged = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=10.0, adaptive="Adam")
+    assert converged.peak_lr == converged.max_lr and converged.peak_ceiling_lr is None
+    lrs = lr_ladder(1e-4, 1.0, 200, "exp")
+    falling = suggest_bounds(
+        lrs, 2.0 - 0.3 * np.log10(lrs / 1e-4), mode="exp", planned_max_lr=1.0, adaptive="Adam"
+    )
+    assert falling.usable and falling.peak_ceiling_lr is None

@@ -13,6 +13,7 @@ from conftest import BASE_SPEC, write_spec
 from typer.testing import CliRunner
 
 from clrfind.cli import app
+from clrfind.results import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_range_test_writes_results_plot_schedule(runner: CliRunner, spec: Path, 
     assert "suggested: base_lr" in res.stdout and "stopped:" in res.stdout
     assert f"results: {out / 'range_test.json'}" in res.stdout
     data = json.loads((out / "range_test.json").read_text())
-    assert data["schema_version"] == 6 and data["planned_steps"] == 50
+    assert data["schema_version"] == SCHEMA_VERSION and data["planned_steps"] == 50
     assert data["spec"]["range_test"]["steps"] == 50
     assert data["mode"] == "exp"  # the spec leaves mode at "auto" and its range spans 3.3 decades
     assert data["stop_reason"] in ("completed", "diverged", "non-finite")

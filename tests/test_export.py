@@ -264,10 +264,21 @@ def test_a_version_1_results_file_peaks_at_max_lr(tmp_path: Path) -> None:
 
 
 def test_peak_lr_round_trips_through_the_results_file(tmp_path: Path) -> None:
-    bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5})
+    bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5, "peak_ceiling_lr": 0.9})
     path = make_result(bounds=bounds).save(tmp_path / "range_test.json")
     loaded = load_results(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 6 and loaded.bounds.peak_lr == 0.5
+    assert loaded.schema_version == SCHEMA_VERSION == 7 and loaded.bounds.peak_lr == 0.5
+    assert loaded.bounds.peak_ceiling_lr == 0.9
+
+
+def test_a_version_6_file_loads_without_a_peak_ceiling(tmp_path: Path) -> None:
+    """Schema version 7 added `bounds.peak_ceiling_lr` (an adaptive optimizer's peak may go up to it)."""
+    data = {**json.loads(make_result().model_dump_json()), "schema_version": 6}
+    del data["bounds"]["peak_ceiling_lr"]
+    path = tmp_path / "range_test.json"
+    path.write_text(json.dumps(data))
+    loaded = load_results(path)
+    assert loaded.schema_version == SCHEMA_VERSION and loaded.bounds.peak_ceiling_lr is None
 
 
 def test_a_version_4_file_with_a_self_check_loads_without_a_hold(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def test_results_and_exported_schedule_per_group_as_torch_takes_them(tmp_path) -
     assert result.param_groups[0].kwargs == {"weight_decay": 0}
     assert [g.param_count for g in result.param_groups] == [16 + 16 + 16 + 2, 32, 32]
     saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
-    assert saved["schema_version"] == 6 and saved["param_groups"][1]["lr_ratio"] == 0.1
+    assert saved["schema_version"] == SCHEMA_VERSION and saved["param_groups"][1]["lr_ratio"] == 0.1
 
     b = result.bounds
     assert b is not None and b.usable

@@ -180,6 +180,44 @@ def test_a_lower_peak_that_trains_clearly_better_lowers_max_lr_too() -> None:
     assert len(asked) <= MAX_TRIALS and "lowered" in bounds.max_rationale
 
 
+ADAM = OptimizerRef(target="torch.optim.AdamW", kwargs={})
+# An adaptive optimizer's one cycle peaks at max_lr; the analysis gives the self-check a ceiling up to 0.25.
+ADAPTIVE = BOUNDS.model_copy(update={"peak_lr": 0.1, "peak_ceiling_lr": 0.25})
+
+
+def test_an_adaptive_peak_goes_up_to_its_ceiling_only_when_the_lower_side_lost_too() -> None:
+    """The loss falls with the peak all the way: the lower trial loses, the one at the ceiling wins, and the peak
+    (not max_lr) goes up to the ceiling, never past it."""
+    run, asked = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1))
+    bounds, record = verify(ADAPTIVE, ADAM, 300, run)
+    assert asked == pytest.approx([0.1, 0.1 / STEP, 0.25], rel=1e-3)  # down first, then up
+    assert bounds.peak_lr == pytest.approx(0.25) == record.peak_lr and bounds.max_lr == pytest.approx(0.1)
+    assert "raised from 0.1" in record.outcome and "raised the one-cycle peak from 0.1 to 0.25" in (
+        bounds.max_rationale
+    )
+    assert run.holds == pytest.approx([0.25], rel=1e-3)
+
+
+def test_an_adaptive_peak_whose_lower_side_keeps_up_goes_down_not_up() -> None:
+    """A higher peak would win the short trial too, but a lower one keeps up: for an adaptive optimizer that is
+    the side that counts, and no trial above max_lr is run."""
+    run, asked = scripted(lambda p: 0.5 if p <= 0.11 else 0.3)
+    bounds, _ = verify(ADAPTIVE, ADAM, 300, run)
+    assert max(asked) == pytest.approx(0.1, rel=1e-3) and bounds.peak_lr < 0.1
+    # the same trials under SGD (no ceiling, the peak at 0.5): up first, and it stays up
+    run, asked = scripted(lambda p: 0.5 if p <= 0.11 else 0.3)
+    assert verify(BOUNDS, SGD, 300, run)[0].peak_lr > 0.1 and asked[1] > 0.1
+
+
+def test_an_adaptive_peak_stays_at_max_lr_when_the_ceiling_trial_is_no_better() -> None:
+    run, asked = scripted(lambda p: 0.5 if p >= 0.09 else 0.9)
+    bounds, record = verify(ADAPTIVE, ADAM, 300, run)
+    assert (
+        max(asked) == pytest.approx(0.25, rel=1e-3) and bounds.peak_lr == pytest.approx(0.1) == bounds.max_lr
+    )
+    assert "kept" in record.outcome
+
+
 def test_held_out_losses_judge_when_there_are_some() -> None:
     """Noisy labels: the higher peak fits the training batches better, but loses on held-out samples."""
     run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), held_out=lambda p: 1.0 + math.log10(p / 0.1))

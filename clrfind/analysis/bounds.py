@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -72,8 +72,13 @@ PEAK_TOWARD_DIVERGENCE = 1.0
 # ... for SGD. An adaptive optimizer (Adam, RMSprop, ...) scales each step by its gradient's running size, so its
 # steps do not shrink as the gradients do near a minimum: past the end of the fall a long run pays for a higher LR
 # with a higher loss floor, which a short test never shows. Smith's "within 2x of the largest LR that converges"
-# comes from SGD; for adaptive optimizers one cycle peaks at max_lr (`_one_cycle_peak`).
+# comes from SGD; for adaptive optimizers one cycle peaks at max_lr (`_one_cycle_peak`) ...
 ADAPTIVE_PEAK_AT_MAX = True
+# ... unless the self-check finds a cycle that ends clearly lower at most half a decade up, and no further than
+# where the test's loss was still falling (its minimum, `best_lr`) nor past divergence_lr / 2. max_lr is the knee,
+# where the fall slows, not where it ends, and the floor argument above holds past the end of the fall, not
+# inside it; but trials a few dozen steps long favour the higher LR, so they may move this peak one step only.
+HALF_DECADE = 10**0.5
 # When nothing diverged, the largest LR that still converges is at least the range's last LR, so one cycle may
 # peak this far toward last_lr / 2 (the same rule as divergence_lr / 2), no further than the curve stays level.
 PEAK_WITHOUT_DIVERGENCE = 1.0
@@ -149,6 +154,16 @@ class _Stats:
     rise: float  # median of the last window minus the median around the smoothed minimum
     magnitude: float  # largest |level|, for the float32 floor
     floor: float  # the smoothed curve at its minimum: the level the loss reached
+
+
+class _Top(NamedTuple):
+    """max_lr, one cycle's peak and their rationale; for an adaptive optimizer, how far up the self-check may raise
+    the peak (`Bounds.peak_ceiling_lr`)."""
+
+    max_lr: float
+    peak_lr: float
+    why: str
+    ceiling: float | None = None
 
 
 @dataclass(frozen=True)
@@ -464,31 +479,31 @@ def _toward_divergence(end_lr: float, div_lr: float, weight: float) -> float:
 
 
 def _one_cycle_peak(
-    ctx: _Context, floor: float, end_lr: float, limit_lr: float, weight: float, flat_lr: float
-) -> tuple[float, str]:
-    """(peak_lr, rationale suffix): `weight` of the way from the end of the fall toward limit_lr / 2, no further
-    than the level stretch and never below `floor` (max_lr); the suffix is empty when the peak is the floor. An
-    adaptive optimizer's one cycle peaks at max_lr."""
+    ctx: _Context, floor: float, end_lr: float, limit_lr: float, weight: float, flat_lr: float, best_lr: float
+) -> _Top:
+    """One cycle's peak: `weight` of the way from the end of the fall toward limit_lr / 2, no further than the
+    level stretch and never below `floor` (max_lr); the rationale suffix is empty when the peak is the floor. An
+    adaptive optimizer's one cycle peaks at max_lr, with a ceiling the self-check may raise it to."""
     if ctx.adaptive is not None and ADAPTIVE_PEAK_AT_MAX:
-        return floor, (
+        why = (
             f"; one cycle peaks at max_lr: {ctx.adaptive} scales its steps to the gradients, so a higher LR "
             "costs a higher loss floor over a long run (Smith's 2x-from-divergence rule is SGD's)"
         )
+        ceiling = min(floor * HALF_DECADE, best_lr, limit_lr / DIVERGENCE_HEADROOM)
+        return _Top(floor, floor, why, ceiling if ceiling > floor else None)
     peak = max(floor, min(_toward_divergence(end_lr, limit_lr, weight), flat_lr))
     if peak <= floor:
-        return peak, ""
+        return _Top(floor, peak, "")
     top = (
         "the end of the level stretch"
         if peak == flat_lr
         else f"{two_digits(limit_lr)}/{DIVERGENCE_HEADROOM:g}"
     )
-    return peak, f"; one-cycle peak_lr {two_digits(peak)} ({top})"
+    return _Top(floor, peak, f"; one-cycle peak_lr {two_digits(peak)} ({top})")
 
 
-def _max_bound(
-    ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict
-) -> tuple[float, float, str]:
-    """(max_lr, peak_lr, rationale): past the end of the clear descent toward where it diverged, while level.
+def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent, verdict: _Verdict) -> _Top:
+    """max_lr and one cycle's peak: past the end of the clear descent toward where it diverged, while level.
 
     The end of the clear fall is a lower estimate of a good max_lr; Smith (2017) gives an upper one, "the optimum
     LR is usually within a factor of two of the largest LR that still converges", i.e. divergence_lr / 2. max_lr
@@ -496,7 +511,7 @@ def _max_bound(
     curve has already risen clearly above its minimum. Otherwise both stay at the end of the fall.
     """
     what, div_lr = ctx.what, ctx.divergence_lr
-    max_lr = float(ctx.lrs[descent.i_end])
+    max_lr, best_lr = float(ctx.lrs[descent.i_end]), float(ctx.lrs[curve.i_min])
     if descent.still_falling and div_lr is not None:
         verdict.cap(
             "low",
@@ -506,7 +521,7 @@ def _max_bound(
         )
         why = f"{what.name} still {what.improving} at {two_digits(max_lr)} and {ctx.worse} at {two_digits(div_lr)}"
         capped, cap_why = _within_2x(ctx, max_lr, div_lr)
-        return capped, capped, why + cap_why
+        return _Top(capped, capped, why + cap_why)
     if descent.still_falling:
         verdict.cap(
             "low",
@@ -516,11 +531,8 @@ def _max_bound(
         # The test never reached where the loss stops falling, the one thing it runs for: the range ended too low,
         # as for a flat curve, and a run that went to its end names the rerun (a stopped one may not have got there).
         verdict.wider_max_lr = None if ctx.stopped_early else RANGE_FACTOR * ctx.end
-        return (
-            max_lr,
-            max_lr,
-            f"{what.name} still {what.improving} at the end of the range ({two_digits(max_lr)})",
-        )
+        why = f"{what.name} still {what.improving} at the end of the range ({two_digits(max_lr)})"
+        return _Top(max_lr, max_lr, why)
     if ctx.method == "loss" and _converged(stats):
         floor = stats.floor
         verdict.cap(
@@ -530,12 +542,10 @@ def _max_bound(
             f"to see which higher LRs train from the start, rerun with fewer steps (--steps "
             f"{max(20, ctx.cut.end // 3)}), a harder subset of the data, or a range that starts higher",
         )
-        return (
+        return _Top(
             max_lr,
             max_lr,
-            (
-                f"loss stopped falling at {two_digits(max_lr)}, where it had converged: one cycle peaks at max_lr"
-            ),
+            f"loss stopped falling at {two_digits(max_lr)}, where it had converged: one cycle peaks at max_lr",
         )
     if div_lr is not None:
         stopped = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}"
@@ -543,14 +553,14 @@ def _max_bound(
         target = min(_toward_divergence(max_lr, div_lr, TOWARD_DIVERGENCE), flat_lr)
         if target <= max_lr:  # then the peak, no further than either limit, is at max_lr too
             capped, cap_why = _within_2x(ctx, max_lr, div_lr)
-            return capped, capped, f"{stopped} and {ctx.worse} at {two_digits(div_lr)}{cap_why}"
+            return _Top(capped, capped, f"{stopped} and {ctx.worse} at {two_digits(div_lr)}{cap_why}")
         why = (
             f"{stopped}, stayed level up to {two_digits(flat_lr)} and {ctx.worse} at {two_digits(div_lr)}: "
             f"max_lr {two_digits(target)}, between the end of the {what.improvement} and "
             f"{two_digits(div_lr)}/{DIVERGENCE_HEADROOM:g} (log midpoint)"
         )
-        peak, peak_why = _one_cycle_peak(ctx, target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr)
-        return target, peak, why + peak_why
+        top = _one_cycle_peak(ctx, target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr, best_lr)
+        return top._replace(why=why + top.why)
     last_lr = float(ctx.lrs[ctx.cut.end - 1])
     step = (
         None if ctx.stopped_early else f"to see where it diverges, rerun with a larger range: {ctx.wider()}"
@@ -558,8 +568,8 @@ def _max_bound(
     verdict.cap("medium", step=step)
     why = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}; nothing diverged up to {two_digits(last_lr)}"
     flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
-    peak, peak_why = _one_cycle_peak(ctx, max_lr, max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE, flat_lr)
-    return max_lr, peak, why + peak_why
+    top = _one_cycle_peak(ctx, max_lr, max_lr, last_lr, PEAK_WITHOUT_DIVERGENCE, flat_lr, best_lr)
+    return top._replace(why=why + top.why)
 
 
 def _within_2x(ctx: _Context, max_lr: float, div_lr: float) -> tuple[float, str]:
@@ -638,7 +648,7 @@ def _bounds_from(
         )
 
     verdict = _Verdict()
-    max_lr, peak_lr, max_rationale = _max_bound(ctx, curve, stats, descent, verdict)
+    max_lr, peak_lr, max_rationale, ceiling = _max_bound(ctx, curve, stats, descent, verdict)
     base_lr, base_rationale = _base_bound(ctx, descent, max_lr)
     noise_ratio = stats.noise / stats.fall
     if noise_ratio > NOISY_LOW:
@@ -669,6 +679,7 @@ def _bounds_from(
         best_lr=float(lrs[curve.i_min]),
         divergence_lr=ctx.divergence_lr,
         wider_max_lr=verdict.wider_max_lr,
+        peak_ceiling_lr=ceiling,
     )
 
 
@@ -689,7 +700,7 @@ def suggest_bounds(
     cannot answer (too short, flat, never falling, a fall hidden in noise) get no bounds but a `reason` and a
     `next_step`; noisy, truncated or never-diverging ones get bounds with a lower `confidence` and the same two
     fields. `adaptive` names the optimizer when it is adaptive (Adam, RMSprop, ...): then one cycle peaks at
-    max_lr (see ADAPTIVE_PEAK).
+    max_lr (see ADAPTIVE_PEAK_AT_MAX), which the self-check may raise as far as `peak_ceiling_lr`.
     """
     return _bounds_from(
         lrs,
