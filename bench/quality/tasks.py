@@ -11,7 +11,9 @@ tasks it was not tuned to. `fresh`: written after the first round's rules were f
 with optimizers, models and data none of the others use (NAdam, Adagrad, Adamax; a CNN without batch norm, a GRU
 classifier, a Transformer trained with SGD; batch 4), and a second batch written the same way later (Adadelta,
 RAdam; an autoencoder, a batch-norm MLP under plain SGD, a deep tanh MLP) and a third (a deep sigmoid MLP under
-SGD, a GRU under SGD, a 1-D CNN with dropout under AdamW): how the rules fare where nobody looked.
+SGD, a GRU under SGD, a 1-D CNN with dropout under AdamW) and a fourth (long budgets of 900-1550 steps; Adam with
+coupled L2 and a Huber loss, a LayerNorm/GELU MLP, a CNN under Adam; one epoch under Adam): how the rules fare
+where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -464,6 +466,22 @@ def friedman3_data() -> TaskData:
 
     x, y = make_friedman3(n_samples=3000, noise=0.05, random_state=4)
     return _regression(x, y, n_val=1000)
+
+
+def friedman2_data() -> TaskData:
+    """Friedman #2 regression (an impedance from four circuit values), noise 150, standardized target."""
+    from sklearn.datasets import make_friedman2
+
+    x, y = make_friedman2(n_samples=3000, noise=150.0, random_state=8)
+    return _regression(x, y, n_val=1000)
+
+
+def swissroll_data() -> TaskData:
+    """The position along a noisy swiss roll (noise 3.0) from its 3-D point, standardized target."""
+    from sklearn.datasets import make_swiss_roll
+
+    x, t = make_swiss_roll(n_samples=3000, noise=3.0, random_state=6)
+    return _regression(x, t, n_val=1000)
 
 
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
@@ -1217,6 +1235,85 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=count_data,
             make_model=lambda: ConvSeq(COUNT_VOCAB, COUNT_CLASSES),
+        ),
+        # -- fresh, fourth batch: long budgets and kinds none of the others have, written and first scored with
+        # cf81c80 --
+        Task(
+            name="digits-long-sgd",
+            description="load_digits (64 features), MLP 64-128-128-10, SGD momentum 0.9, wd 5e-4, batch 32, 40 "
+            "epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9, "weight_decay": 5e-4},
+            batch_size=32,
+            epochs=40,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: mlp(64, 10, 128),
+        ),
+        Task(
+            name="friedman2-huber-adam",
+            description="Friedman #2 regression, MLP 4-64-64-1 trained on a Huber loss, Adam with coupled L2 (wd "
+            "1e-4), batch 32, 20 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={"weight_decay": 1e-4},
+            batch_size=32,
+            epochs=20,
+            metric="mse",
+            make_data=friedman2_data,
+            make_model=lambda: mlp(4, 1),
+            make_loss=nn.SmoothL1Loss,
+        ),
+        Task(
+            name="five-class-ln-adamw",
+            description="make_classification (24 features, 5 classes), MLP 24-128x4-5 with LayerNorm and GELU, "
+            "AdamW (wd 0.01), batch 64, 40 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=64,
+            epochs=40,
+            metric="accuracy",
+            make_data=five_class_data,
+            make_model=lambda: mlp_of(24, 5, 128, 4, lambda width: [nn.LayerNorm(width), nn.GELU()]),
+        ),
+        Task(
+            name="swissroll-sgd",
+            description="swiss roll position regression, MLP 3-64x3-1, SGD momentum 0.9, batch 64, 50 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=64,
+            epochs=50,
+            metric="mse",
+            make_data=swissroll_data,
+            make_model=lambda: mlp(3, 1, depth=3),
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="digits-cnn-adam",
+            description="load_digits as 8x8 images, CNN with batch norm, Adam, batch 32, 25 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=25,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: SmallCNN(10),
+        ),
+        Task(
+            name="blobs-adam-1epoch",
+            description="make_classification (20 features, 4 classes), MLP 20-64-64-4, Adam, batch 16, one epoch",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=16,
+            epochs=1,
+            metric="accuracy",
+            make_data=blobs4_data,
+            make_model=lambda: mlp(20, 4),
         ),
     ]
 }
