@@ -12,8 +12,9 @@ with optimizers, models and data none of the others use (NAdam, Adagrad, Adamax;
 classifier, a Transformer trained with SGD; batch 4), and a second batch written the same way later (Adadelta,
 RAdam; an autoencoder, a batch-norm MLP under plain SGD, a deep tanh MLP) and a third (a deep sigmoid MLP under
 SGD, a GRU under SGD, a 1-D CNN with dropout under AdamW) and a fourth (long budgets of 900-1550 steps; Adam with
-coupled L2 and a Huber loss, a LayerNorm/GELU MLP, a CNN under Adam; one epoch under Adam): how the rules fare
-where nobody looked.
+coupled L2 and a Huber loss, a LayerNorm/GELU MLP, a CNN under Adam; one epoch under Adam) and a fifth (losses none
+of the others use: binary and multi-label BCE on logits, a Gaussian NLL that goes negative, label smoothing): how
+the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -194,9 +195,9 @@ def _split(
         mean, std = x[train].mean(0), x[train].std(0)
         x = (x - mean) / np.where(std > 1e-6, std, 1.0)
     xt = torch.tensor(x, dtype=torch.float32)
-    yt = (
-        torch.tensor(y, dtype=torch.float32).unsqueeze(1) if regression else torch.tensor(y, dtype=torch.long)
-    )
+    yt = torch.tensor(y, dtype=torch.float32 if regression else torch.long)
+    if regression and yt.dim() == 1:
+        yt = yt.unsqueeze(1)
     return xt[train], yt[train], xt[val], yt[val]
 
 
@@ -223,6 +224,14 @@ def _classification(
     if label_noise:
         yt = _noisy_labels(yt, label_noise)
     return TaskData(xt, yt, xv, yv, chance=_majority(yv))
+
+
+def _labels(x: np.ndarray, y: np.ndarray, n_val: int) -> TaskData:
+    """Binary or multi-label targets as floats (N, labels) for a BCE loss on logits; chance is the majority of
+    each label, averaged over the labels."""
+    xt, yt, xv, yv = _split(x, y, n_val, regression=True)
+    share = yv.mean(0)
+    return TaskData(xt, yt, xv, yv, chance=float(torch.maximum(share, 1 - share).mean()))
 
 
 def _regression(x: np.ndarray, y: np.ndarray, n_val: int) -> TaskData:
@@ -311,6 +320,33 @@ def digits_data(*, label_noise: float = 0.0) -> TaskData:
 
     x, y = load_digits(return_X_y=True)
     return _classification(x, y, n_val=597, label_noise=label_noise)
+
+
+def cancer_labels_data() -> TaskData:
+    """load_breast_cancer with its label as one float target, for a single-logit BCE head."""
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    return _labels(x, y, n_val=169)
+
+
+def multilabel_data() -> TaskData:
+    """make_multilabel_classification: 20 count features, 8 labels, about 3 on per sample."""
+    from sklearn.datasets import make_multilabel_classification
+
+    x, y = make_multilabel_classification(
+        n_samples=3000, n_features=20, n_classes=8, n_labels=3, random_state=12
+    )
+    return _labels(x, y, n_val=1000)
+
+
+def heteroscedastic_data() -> TaskData:
+    """y = sin(2 x0) + x1 x2 / 2 plus Gaussian noise whose scale grows with |x3| (0.1 to ~2): a regression whose
+    noise a Gaussian NLL head can learn, standardized target."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(3000, 4))
+    y = np.sin(2 * x[:, 0]) + 0.5 * x[:, 1] * x[:, 2] + (0.1 + 0.6 * np.abs(x[:, 3])) * rng.normal(size=3000)
+    return _regression(x, y, n_val=1000)
 
 
 def digits_autoencoder_data() -> TaskData:
@@ -734,6 +770,18 @@ def finetune_model() -> SmallCNN:
     model = SmallCNN(num_classes=5)
     model.features.load_state_dict(torch.load(pretrained_features(), weights_only=True))
     return model
+
+
+class GaussianHead(nn.Module):
+    """Gaussian negative log-likelihood of a (mean, raw variance) head: the variance is softplus of the second
+    output. The loss goes negative once the predicted variance is small, as a likelihood loss does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nll = nn.GaussianNLLLoss()
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.nll(out[:, :1], target, nn.functional.softplus(out[:, 1:]) + 1e-4)
 
 
 class TokenCrossEntropy(nn.Module):
@@ -1314,6 +1362,64 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=blobs4_data,
             make_model=lambda: mlp(20, 4),
+        ),
+        # -- fresh, fifth batch: losses none of the others use (binary and multi-label BCE on logits, a Gaussian
+        # NLL that goes negative, label smoothing), written and first scored with 770e54d --
+        Task(
+            name="cancer-bce-sgd",
+            description="load_breast_cancer, MLP 30-64-64-1 on BCE with logits, SGD momentum 0.9, batch 16, 8 "
+            "epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=16,
+            epochs=8,
+            metric="accuracy",
+            make_data=cancer_labels_data,
+            make_model=lambda: mlp(30, 1),
+            make_loss=nn.BCEWithLogitsLoss,
+        ),
+        Task(
+            name="multilabel-adam",
+            description="make_multilabel_classification (20 features, 8 labels), MLP 20-64-64-8 on BCE with "
+            "logits, Adam, batch 32, 6 epochs; metric: per-label val accuracy",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=multilabel_data,
+            make_model=lambda: mlp(20, 8),
+            make_loss=nn.BCEWithLogitsLoss,
+        ),
+        Task(
+            name="gaussnll-adamw",
+            description="heteroscedastic regression, MLP 4-64-64-2 as (mean, variance) on a Gaussian NLL (negative "
+            "once fitted), AdamW (wd 0.01), batch 32, 10 epochs; metric: val MSE of the mean",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=10,
+            metric="mse",
+            make_data=heteroscedastic_data,
+            make_model=lambda: mlp(4, 2),
+            make_loss=GaussianHead,
+        ),
+        Task(
+            name="digits-smooth-sgd",
+            description="load_digits (64 features), MLP 64-128-128-10 on cross-entropy with label smoothing 0.1, "
+            "SGD Nesterov momentum 0.9, wd 5e-4, batch 64, 15 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=64,
+            epochs=15,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: mlp(64, 10, 128),
+            make_loss=lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
         ),
     ]
 }
