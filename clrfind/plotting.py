@@ -113,11 +113,15 @@ def plot_result(result: RangeTestResult, *, log_x: bool | None = None) -> Figure
         metric_ax.tick_params(axis="y", colors=METRIC_COLOR)
         more_handles, more_labels = metric_ax.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
-        # The loss axes on top (with a transparent background): its legend then covers the metric, never the
-        # reverse, and "best" placement avoids the loss curve, which carries the bounds.
+        # The loss axes on top (with a transparent background): the loss curve and the bounds, what the plot is
+        # for, are drawn over the metric.
         ax.set_zorder(metric_ax.get_zorder() + 1)
         ax.patch.set_visible(False)
-    ax.legend(handles, labels, loc="best", fontsize=8, framealpha=0.9)
+    # Below the plot, not on it: the raw loss spans the whole plot, so no place inside is free, and "best" placement
+    # put the legend over the suggested range and the bounds' labels.
+    ax.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8, frameon=False,
+    )  # fmt: skip
 
     _set_x_scale(ax, lrs, result.mode if log_x is None else ("exp" if log_x else "linear"))
     ax.set_ylabel("training loss")

@@ -217,6 +217,24 @@ def test_metric_on_a_second_axis() -> None:
     assert "max_lr 0.41" in legend_labels(fig)  # one legend holds both axes' entries
 
 
+def test_the_legend_covers_neither_the_plot_nor_the_footnote() -> None:
+    """The raw loss spans the whole plot, so a legend inside it hides the range or the bounds' labels."""
+    metric = MetricCurve(
+        name="accuracy", higher_is_better=True, steps=[0, 40], lrs=[float(LRS[0]), float(LRS[40])],
+        values=[0.1, 0.5],
+    )  # fmt: skip
+    fig = plot_result(make_result(metric=metric))
+    fig.canvas.draw()  # positions are final only once drawn
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    assert legend.y1 <= fig.axes[0].xaxis.label.get_window_extent(renderer).y0  # below the axis label
+    for other in [
+        fig.axes[0].get_window_extent(renderer),
+        *(t.get_window_extent(renderer) for t in fig.texts),
+    ]:
+        assert not legend.overlaps(other)
+
+
 def test_repeated_runs_band() -> None:
     runs = []
     for seed in range(3):
