@@ -13,8 +13,9 @@ classifier, a Transformer trained with SGD; batch 4), and a second batch written
 RAdam; an autoencoder, a batch-norm MLP under plain SGD, a deep tanh MLP) and a third (a deep sigmoid MLP under
 SGD, a GRU under SGD, a 1-D CNN with dropout under AdamW) and a fourth (long budgets of 900-1550 steps; Adam with
 coupled L2 and a Huber loss, a LayerNorm/GELU MLP, a CNN under Adam; one epoch under Adam) and a fifth (losses none
-of the others use: binary and multi-label BCE on logits, a Gaussian NLL that goes negative, label smoothing): how
-the rules fare where nobody looked.
+of the others use: binary and multi-label BCE on logits, a Gaussian NLL that goes negative, label smoothing) and a
+sixth (noisy labels, the one kind of training where clrfind fell short of the default LR on the held-out half,
+under AdamW, RMSprop, plain SGD, a CNN with batch norm and a long budget): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -224,6 +225,11 @@ def _classification(
     if label_noise:
         yt = _noisy_labels(yt, label_noise)
     return TaskData(xt, yt, xv, yv, chance=_majority(yv))
+
+
+def _with_noisy_labels(data: TaskData, fraction: float) -> TaskData:
+    """`data` with `fraction` of its training labels wrong (`_noisy_labels`); val stays clean."""
+    return TaskData(data.x_train, _noisy_labels(data.y_train, fraction), data.x_val, data.y_val, data.chance)
 
 
 def _labels(x: np.ndarray, y: np.ndarray, n_val: int) -> TaskData:
@@ -443,6 +449,25 @@ def shapes_data() -> TaskData:
 
 
 SEQ_LEN, VOCAB = 10, 12
+
+
+def noisy_shapes_data() -> TaskData:
+    return _with_noisy_labels(shapes_data(), 0.25)
+
+
+def noisy_hastie_data() -> TaskData:
+    return _with_noisy_labels(hastie_data(), 0.2)
+
+
+def noisy_six_class_data() -> TaskData:
+    """make_classification (16 features, 6 classes) with 40% of the training labels wrong."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=5000, n_features=16, n_informative=10, n_redundant=2, n_classes=6, n_clusters_per_class=1,
+        class_sep=1.2, random_state=7,
+    )  # fmt: skip
+    return _classification(x, y, n_val=1500, label_noise=0.4)
 
 
 def reverse_data() -> TaskData:
@@ -1420,6 +1445,72 @@ TASKS: dict[str, Task] = {
             make_data=digits_data,
             make_model=lambda: mlp(64, 10, 128),
             make_loss=lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
+        ),
+        # sixth batch: noisy labels (the training labels only; val is clean), written before clrfind ran on them
+        Task(
+            name="digits-noisy-adamw",
+            description="load_digits (64 features) with 30% of the training labels wrong, MLP 64-128-128-10, AdamW "
+            "(wd 0.01), batch 32, 10 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=10,
+            metric="accuracy",
+            make_data=lambda: digits_data(label_noise=0.3),
+            make_model=lambda: mlp(64, 10, hidden=128),
+        ),
+        Task(
+            name="shapes-noisy-sgd",
+            description="16x16 shape images with 25% of the training labels wrong, 2-block CNN with batch norm, SGD "
+            "momentum 0.9, wd 5e-4, batch 64, 8 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9, "weight_decay": 5e-4},
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=noisy_shapes_data,
+            make_model=SmallCNN,
+        ),
+        Task(
+            name="hastie-noisy-sgd",
+            description="make_hastie_10_2 (binary) with 20% of the training labels wrong, MLP 10-64-64-2, plain SGD, "
+            "batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=noisy_hastie_data,
+            make_model=lambda: mlp(10, 2),
+        ),
+        Task(
+            name="six-class-noisy-rmsprop",
+            description="make_classification (16 features, 6 classes) with 40% of the training labels wrong, MLP "
+            "16-64-64-6, RMSprop, batch 128, 12 epochs",
+            half="fresh",
+            optimizer=RMSPROP,
+            optimizer_kwargs={},
+            batch_size=128,
+            epochs=12,
+            metric="accuracy",
+            make_data=noisy_six_class_data,
+            make_model=lambda: mlp(16, 6),
+        ),
+        Task(
+            name="digits-noisy-long",
+            description="load_digits (64 features) with 30% of the training labels wrong, MLP 64-128-128-10, SGD "
+            "Nesterov 0.9, wd 5e-4, batch 32, 40 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=32,
+            epochs=40,
+            metric="accuracy",
+            make_data=lambda: digits_data(label_noise=0.3),
+            make_model=lambda: mlp(64, 10, hidden=128),
         ),
     ]
 }
