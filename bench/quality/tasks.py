@@ -15,7 +15,9 @@ SGD, a GRU under SGD, a 1-D CNN with dropout under AdamW) and a fourth (long bud
 coupled L2 and a Huber loss, a LayerNorm/GELU MLP, a CNN under Adam; one epoch under Adam) and a fifth (losses none
 of the others use: binary and multi-label BCE on logits, a Gaussian NLL that goes negative, label smoothing) and a
 sixth (noisy labels, the one kind of training where clrfind fell short of the default LR on the held-out half,
-under AdamW, RMSprop, plain SGD, a CNN with batch norm and a long budget): how the rules fare where nobody looked.
+under AdamW, RMSprop, plain SGD, a CNN with batch norm and a long budget), and a seventh written to test the one
+failure the sixth found (a small noisy dataset, a model that can memorize it, a long budget) on other data and
+another optimizer: how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -468,6 +470,18 @@ def noisy_six_class_data() -> TaskData:
         class_sep=1.2, random_state=7,
     )  # fmt: skip
     return _classification(x, y, n_val=1500, label_noise=0.4)
+
+
+def small_noisy_data(n_train: int, n_features: int, n_classes: int, random_state: int) -> TaskData:
+    """make_classification with few training samples (30% of their labels wrong) and 1500 clean val samples: a
+    128-wide MLP can memorize the training set, wrong labels and all."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=n_train + 1500, n_features=n_features, n_informative=n_features * 2 // 3, n_redundant=2,
+        n_classes=n_classes, n_clusters_per_class=1, class_sep=1.2, random_state=random_state,
+    )  # fmt: skip
+    return _classification(x, y, n_val=1500, label_noise=0.3)
 
 
 def reverse_data() -> TaskData:
@@ -1511,6 +1525,33 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=lambda: digits_data(label_noise=0.3),
             make_model=lambda: mlp(64, 10, hidden=128),
+        ),
+        # seventh batch: the sixth's failure (digits-noisy-long) on other data and another optimizer
+        Task(
+            name="six-class-memorize-sgd",
+            description="make_classification (16 features, 6 classes), 600 training samples with 30% of the labels "
+            "wrong, MLP 16-128-128-6, SGD momentum 0.9, batch 32, 60 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=60,
+            metric="accuracy",
+            make_data=lambda: small_noisy_data(600, 16, 6, random_state=11),
+            make_model=lambda: mlp(16, 6, hidden=128),
+        ),
+        Task(
+            name="eight-class-memorize-adam",
+            description="make_classification (24 features, 8 classes), 800 training samples with 30% of the labels "
+            "wrong, MLP 24-128-128-8, Adam, batch 32, 40 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=40,
+            metric="accuracy",
+            make_data=lambda: small_noisy_data(800, 24, 8, random_state=13),
+            make_model=lambda: mlp(24, 8, hidden=128),
         ),
     ]
 }
