@@ -461,27 +461,19 @@ def noisy_hastie_data() -> TaskData:
     return _with_noisy_labels(hastie_data(), 0.2)
 
 
-def noisy_six_class_data() -> TaskData:
-    """make_classification (16 features, 6 classes) with 40% of the training labels wrong."""
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(
-        n_samples=5000, n_features=16, n_informative=10, n_redundant=2, n_classes=6, n_clusters_per_class=1,
-        class_sep=1.2, random_state=7,
-    )  # fmt: skip
-    return _classification(x, y, n_val=1500, label_noise=0.4)
-
-
-def small_noisy_data(n_train: int, n_features: int, n_classes: int, random_state: int) -> TaskData:
-    """make_classification with few training samples (30% of their labels wrong) and 1500 clean val samples: a
-    128-wide MLP can memorize the training set, wrong labels and all."""
+def noisy_classes_data(
+    n_train: int, n_features: int, n_classes: int, *, label_noise: float, random_state: int
+) -> TaskData:
+    """make_classification (one cluster per class, two thirds of the features informative) with `label_noise` of
+    the `n_train` training labels wrong and 1500 clean val samples. With few training samples a 128-wide MLP can
+    memorize the training set, wrong labels and all."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
         n_samples=n_train + 1500, n_features=n_features, n_informative=n_features * 2 // 3, n_redundant=2,
         n_classes=n_classes, n_clusters_per_class=1, class_sep=1.2, random_state=random_state,
     )  # fmt: skip
-    return _classification(x, y, n_val=1500, label_noise=0.3)
+    return _classification(x, y, n_val=1500, label_noise=label_noise)
 
 
 def reverse_data() -> TaskData:
@@ -1510,7 +1502,7 @@ TASKS: dict[str, Task] = {
             batch_size=128,
             epochs=12,
             metric="accuracy",
-            make_data=noisy_six_class_data,
+            make_data=lambda: noisy_classes_data(3500, 16, 6, label_noise=0.4, random_state=7),
             make_model=lambda: mlp(16, 6),
         ),
         Task(
@@ -1537,7 +1529,7 @@ TASKS: dict[str, Task] = {
             batch_size=32,
             epochs=60,
             metric="accuracy",
-            make_data=lambda: small_noisy_data(600, 16, 6, random_state=11),
+            make_data=lambda: noisy_classes_data(600, 16, 6, label_noise=0.3, random_state=11),
             make_model=lambda: mlp(16, 6, hidden=128),
         ),
         Task(
@@ -1550,7 +1542,7 @@ TASKS: dict[str, Task] = {
             batch_size=32,
             epochs=40,
             metric="accuracy",
-            make_data=lambda: small_noisy_data(800, 24, 8, random_state=13),
+            make_data=lambda: noisy_classes_data(800, 24, 8, label_noise=0.3, random_state=13),
             make_model=lambda: mlp(24, 8, hidden=128),
         ),
     ]
