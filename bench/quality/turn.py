@@ -24,7 +24,8 @@ from bench.quality.tasks import TASKS, Task
 from bench.quality.train import evaluate, fresh_model
 
 HELD_OUT = 0.2
-# The export's one cycle starts 20x below its peak (base_lr = max_lr / 20 at most).
+# The export's one cycle starts at most 20x below its peak (div_factor = peak / base_lr, base_lr >= max_lr / 20):
+# the probe takes the widest.
 DIV_FACTOR = 20.0
 
 
