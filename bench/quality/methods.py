@@ -40,6 +40,7 @@ class ClrfindSettings:
     overrides: tuple[tuple[str, Any], ...] = ()
     policy: str = "auto"
     constants: tuple[tuple[str, Any], ...] = ()
+    data: str = "dataset"
 
 
 # -- clrfind -----------------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def clrfind_test(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{task.name}-seed{seed}.spec.yaml"
-    path.write_text(yaml.safe_dump(task_spec(task, seed), sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(task_spec(task, seed, settings.data), sort_keys=False), encoding="utf-8")
     loaded = load_spec(path, dict(settings.overrides))
     return run_spec(loaded, out_dir=out_dir, write=False).result
 

@@ -10,7 +10,9 @@ the oracle's value (for accuracy that is ~1 point); beating the oracle counts as
 development half and a held-out half (`Task.half`); the summary is given per half and for all.
 
 Experiments: `--clrfind-set NAME=VALUE` changes how clrfind is driven (`mode=exp`, `min_steps=300`) or a clrfind
-module constant (`analysis.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds.
+module constant (`analysis.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds;
+`--clrfind-data val|loader|stream` hands clrfind the data as a user with validation data, a ready loader or a stream
+does.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from bench.quality.oracle import (
 )
 from bench.quality.peers import DEFAULT, PEERS
 from bench.quality.records import MethodRun
-from bench.quality.tasks import CACHE_DIR, HALVES, TASKS, Task
+from bench.quality.tasks import CACHE_DIR, DATA_MODES, HALVES, TASKS, Task
 from bench.quality.train import Outcome
 
 ORACLE = "oracle (grid)"
@@ -566,6 +568,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)"
     )
+    p.add_argument(
+        "--clrfind-data", choices=DATA_MODES, default="dataset",
+        help="how clrfind's spec hands over the training data: a dataset (default), the dataset and the val split "
+        "(`data.val`), a ready DataLoader over a batch sampler, or a stream (an IterableDataset in a new order every "
+        "pass)",
+    )  # fmt: skip
     p.add_argument("--clrfind-set", action="append", default=[], metavar="NAME=VALUE",
                    help="experiment: override a clrfind setting or module constant (repeatable)")  # fmt: skip
     return p.parse_args(argv)
@@ -597,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     if DEFAULT not in methods:
         methods.append(DEFAULT)
     seeds = list(range(args.first_seed, args.first_seed + (1 if args.quick else args.seeds)))
-    settings = parse_settings(args.clrfind_set)
+    settings = replace(parse_settings(args.clrfind_set), data=args.clrfind_data)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

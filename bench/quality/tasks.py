@@ -31,7 +31,7 @@ import importlib.util
 import inspect
 import math
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -1564,6 +1564,36 @@ def spec_train_set(task: str) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(data.x_train, data.y_train)
 
 
+def spec_val_set(task: str) -> torch.utils.data.TensorDataset:
+    """The task's validation split, for `data.val` (`--clrfind-data val`: a user who gives clrfind their val data)."""
+    data = TASKS[task].data()
+    return torch.utils.data.TensorDataset(data.x_val, data.y_val)
+
+
+def spec_train_loader(task: str, seed: int) -> torch.utils.data.DataLoader:
+    """The task's training split as a ready DataLoader over a batch sampler (`--clrfind-data loader`), the loader
+    the benchmark itself trains with: batches sliced from the tensors in one go, a common way to load fast."""
+    from bench.quality.train import train_loader
+
+    return train_loader(TASKS[task], seed)
+
+
+class TrainStream(torch.utils.data.IterableDataset):
+    """The task's training split as a stream (`--clrfind-data stream`): an IterableDataset with no length that
+    yields the samples in a new random order every pass, as a user streaming their data writes it. clrfind can
+    neither split it by sample nor rewind its order."""
+
+    def __init__(self, task: str, seed: int) -> None:
+        super().__init__()
+        self.task = task
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        data = TASKS[self.task].data()
+        for i in torch.randperm(len(data.x_train), generator=self.generator).tolist():
+            yield data.x_train[i], data.y_train[i]
+
+
 def spec_model(task: str) -> nn.Module:
     """A fresh model of the task, for `model.target` (clrfind seeds before building it, as `fresh_model` does)."""
     return TASKS[task].make_model()
@@ -1573,15 +1603,24 @@ def spec_loss(task: str) -> nn.Module:
     return TASKS[task].make_loss()
 
 
-def task_spec(task: Task, seed: int) -> dict[str, Any]:
+# How a user may hand the training data over (`--clrfind-data`): a dataset (clrfind builds the loader), the dataset
+# and the validation split, a ready DataLoader over a batch sampler, or a stream clrfind cannot split by sample.
+DATA_MODES = ("dataset", "val", "loader", "stream")
+
+
+def task_spec(task: Task, seed: int, data: str = "dataset") -> dict[str, Any]:
     """The spec a user writes for this task: model, data, loss and optimizer, and nothing about the range test, so
-    clrfind runs with its defaults."""
+    clrfind runs with its defaults; `data` is one of DATA_MODES."""
+    train: dict[str, Any] = {"target": "bench.quality.tasks:spec_train_set", "kwargs": {"task": task.name}}
+    if data in ("stream", "loader"):
+        target = "TrainStream" if data == "stream" else "spec_train_loader"
+        train = {"target": f"bench.quality.tasks:{target}", "kwargs": {"task": task.name, "seed": seed}}
+    data_spec: dict[str, Any] = {"train": train, "batch_size": task.batch_size}
+    if data == "val":
+        data_spec["val"] = {"target": "bench.quality.tasks:spec_val_set", "kwargs": {"task": task.name}}
     return {
         "model": {"target": "bench.quality.tasks:spec_model", "kwargs": {"task": task.name}},
-        "data": {
-            "train": {"target": "bench.quality.tasks:spec_train_set", "kwargs": {"task": task.name}},
-            "batch_size": task.batch_size,
-        },
+        "data": data_spec,
         "loss": {"target": "bench.quality.tasks:spec_loss", "kwargs": {"task": task.name}},
         "optimizer": {"target": task.optimizer, "kwargs": dict(task.optimizer_kwargs)},
         "device": "cpu",
