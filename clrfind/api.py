@@ -519,7 +519,9 @@ class Trainer:
         if out.stop_reason in ("error", "interrupted"):
             return result, None
         started = time.perf_counter()
-        data = trial_data(self.loader, self.val_loader, device=self.device)
+        data = trial_data(
+            self.loader, self.val_loader, device=self.device, sharded=self.reduce_loss is not None
+        )
         runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
         stopped = None
         try:

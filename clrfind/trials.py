@@ -3,13 +3,17 @@
 A trial is judged on data it did not train on when there is any: the validation loader if the run has one, else a
 tenth of the training set (at most CHECK_BATCHES batches) held out from the trials. A short run cannot show that a
 high LR fits noisy labels or overfits a small dataset in its training loss, but it shows in the loss on held-out
-samples (Smith 2018 reads under- and overfitting off the validation loss). Loaders that cannot be split (iterable
-data, custom or distributed samplers) fall back to the trial's own training loss.
+samples (Smith 2018 reads under- and overfitting off the validation loss), and judging on the trial's own training
+loss instead costs the suggestion measurably on the quality bench (`--clrfind-data stream`). So the held-out tenth is
+taken however the data comes: by sample from a map-style dataset, whatever its sampler (the trials' sampler skips
+the held-out indices); by position from a stream or any other iterable (every tenth batch of a pass judges, the
+others train). Only loaders sharded by torch.distributed (each rank would hold out its own) and passes too short to
+spare a batch fall back to the trial's own training loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +32,8 @@ CHECK_BATCHES = 16
 CHECK_FRACTION = 0.1
 # The held-out samples are chosen by a fixed permutation: the same for every run of a spec.
 CHECK_SEED = 0
+# Data split by position: the batches at positions 0, HOLD_EVERY, 2 * HOLD_EVERY, ... of a pass judge (a tenth).
+HOLD_EVERY = round(1 / CHECK_FRACTION)
 
 
 @dataclass
@@ -39,8 +45,14 @@ class TrialData:
     source: str
 
 
-def trial_data(loader: Iterable[Any], val_loader: Iterable[Any] | None, *, device: torch.device) -> TrialData:
-    """The validation batches when there are some, else a held-out tenth of the training set, else none."""
+def trial_data(
+    loader: Iterable[Any], val_loader: Iterable[Any] | None, *, device: torch.device, sharded: bool = False
+) -> TrialData:
+    """The validation batches when there are some, else a held-out tenth of the training data, else none.
+
+    `sharded`: the loader is one rank's shard under torch.distributed; only a plain sampler is split then, since
+    every rank must judge on as many samples as the others, which a custom sampler or a stream does not promise.
+    """
     from clrfind.engine import move_to_device
 
     def on_device(batches: Iterable[Any]) -> list[Any]:
@@ -53,12 +65,20 @@ def trial_data(loader: Iterable[Any], val_loader: Iterable[Any] | None, *, devic
 
     if val_loader is not None:
         return TrialData(loader, on_device(val_loader) or None, "the validation data")
-    split = _split(loader)
-    if split is None:
+    split = _split(loader) or (None if sharded else _split_indices(loader))
+    if split is not None:
+        trial_loader, check_loader, held = split
+        return TrialData(
+            trial_loader, on_device(check_loader), f"{held} training samples held out from the trials"
+        )
+    by_position = None if sharded else _split_positions(loader)
+    if by_position is None:
         return TrialData(loader, None, "the trial's own training loss (the data cannot be split)")
-    trial_loader, check_loader, held = split
+    trial_loader, check = by_position
     return TrialData(
-        trial_loader, on_device(check_loader), f"{held} training samples held out from the trials"
+        trial_loader,
+        on_device(check),
+        f"{len(check)} training batches held out from the trials (every {HOLD_EVERY}th of a pass)",
     )
 
 
@@ -102,7 +122,157 @@ def _split(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
     return trials, check, held
 
 
-def loader_generators(loader: Any, depth: int = 3) -> list[Any]:
+def _split_indices(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
+    """(trial loader, held-out loader, held-out samples) for a DataLoader over a map-style dataset with any other
+    sampler (weighted, bucketing, a batch sampler): a tenth of the indices, at most CHECK_BATCHES batches, is held
+    out, and the trials' loader draws from the loader's own sampler, skipping them. None for anything else."""
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, IterableDataset
+
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        return None
+    dataset, sampler, batch_sampler = loader.dataset, loader.sampler, loader.batch_sampler
+    if not hasattr(dataset, "__len__"):
+        return None
+    if (
+        batch_sampler is not None
+    ):  # the loader collates samples: batches of indices come from its batch sampler
+        batch = loader.batch_size or getattr(batch_sampler, "batch_size", None)
+    else:  # no collation: each index the sampler yields is one batch of the dataset's own making
+        batch = getattr(
+            sampler, "batch_size", None
+        )  # a BatchSampler yields lists; plain keys cannot be counted
+    if not isinstance(batch, int) or batch < 1:
+        return None
+    n = len(dataset)
+    held = min(CHECK_BATCHES * batch, int(CHECK_FRACTION * n))
+    if held < batch or n - held < batch:
+        return None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(CHECK_SEED)).tolist()
+    skipped = frozenset(order[:held])
+    common = {
+        "collate_fn": loader.collate_fn,
+        "num_workers": loader.num_workers,
+        "pin_memory": loader.pin_memory,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "persistent_workers": loader.persistent_workers,
+        "generator": loader.generator,
+    }
+    held_batches = BatchSampler(order[:held], batch, drop_last=False)
+    if batch_sampler is None:
+        trials = DataLoader(dataset, sampler=_without(sampler, skipped), batch_size=None, **common)
+        check = DataLoader(dataset, sampler=held_batches, batch_size=None, **common)
+        return trials, check, held
+    if loader.batch_size is not None:  # the loader batches its sampler's indices: skip them there
+        trials = DataLoader(
+            dataset,
+            sampler=_Skipping(sampler, skipped),
+            batch_size=loader.batch_size,
+            drop_last=loader.drop_last,
+            **common,
+        )
+    else:
+        trials = DataLoader(dataset, batch_sampler=_without(batch_sampler, skipped), **common)
+    return trials, DataLoader(dataset, batch_sampler=held_batches, **common), held
+
+
+def _without(batches: Any, skipped: frozenset[int]) -> Any:
+    """A batch sampler like `batches`, without the `skipped` indices: a plain BatchSampler is rebuilt over its
+    sampler so its batches stay full; a custom one (buckets by length) has the indices taken out of its batches."""
+    from torch.utils.data import BatchSampler
+
+    if type(batches) is BatchSampler:
+        return BatchSampler(_Skipping(batches.sampler, skipped), batches.batch_size, batches.drop_last)
+    return _Skipping(batches, skipped)
+
+
+class _Skipping:
+    """A sampler (or batch sampler) that yields what `sampler` yields, without the indices in `skipped`; it keeps
+    the original as `sampler` so its generator is found, and rewound, like the loader's own."""
+
+    def __init__(self, sampler: Any, skipped: frozenset[int]) -> None:
+        self.sampler, self.skipped = sampler, skipped
+
+    def __iter__(self) -> Any:
+        for item in self.sampler:
+            if isinstance(item, (list, tuple)):  # a batch of indices
+                kept = [i for i in item if int(i) not in self.skipped]
+                if kept:
+                    yield kept
+            elif int(item) not in self.skipped:
+                yield item
+
+
+def _split_positions(loader: Iterable[Any]) -> tuple[Any, list[Any]] | None:
+    """(trial loader, held-out batches) for data that can only be iterated: the batches at positions 0, HOLD_EVERY,
+    2 * HOLD_EVERY, ... of one pass (at most CHECK_BATCHES) judge, and the trials' loader skips those positions in
+    every pass. Exact for data that comes in the same order every pass; data reshuffled every pass that the trials
+    run through more than once sees some held-out samples again in its later passes. None when a pass has too few
+    batches to spare one, or the data cannot be iterated again."""
+    # An iterator, not an iterable: what a pass takes away is gone (and calling iter() on a loader would draw).
+    if isinstance(loader, Iterator):
+        return None
+    generators = [(g, g.get_state()) for g in loader_generators(loader)]
+    check: list[Any] = []
+    position = -1
+    iterator = iter(loader)
+    try:
+        for position, batch in enumerate(iterator):
+            if position % HOLD_EVERY == 0:
+                if len(check) == CHECK_BATCHES:
+                    break
+                check.append(batch)
+    finally:
+        _shut_down(iterator)
+        # The trials' first pass comes in the order the check was taken from.
+        for generator, state in generators:
+            generator.set_state(state)
+    if position < HOLD_EVERY:
+        return None
+    return _SkipPositions(loader), check
+
+
+class _SkipPositions:
+    """A loader's batches, every pass, without those at positions 0, HOLD_EVERY, 2 * HOLD_EVERY, ...; it keeps the
+    loader's `sampler` and `generator` so the engine and the trials' rewind find them."""
+
+    def __init__(self, loader: Iterable[Any]) -> None:
+        self.loader = loader
+        self.sampler = getattr(loader, "sampler", None)
+        self.generator = getattr(loader, "generator", None)
+
+    def __iter__(self) -> _SkippingIterator:
+        return _SkippingIterator(iter(self.loader))
+
+
+class _SkippingIterator:
+    """One pass of `_SkipPositions`."""
+
+    def __init__(self, iterator: Any) -> None:
+        self.iterator, self.position = iterator, -1
+
+    def __iter__(self) -> _SkippingIterator:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            batch = next(self.iterator)
+            self.position += 1
+            if self.position % HOLD_EVERY:
+                return batch
+
+    def _shutdown_workers(self) -> None:  # `engine._Batches.close` stops a DataLoader's workers through this
+        _shut_down(self.iterator)
+
+
+def _shut_down(iterator: Any) -> None:
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        shutdown()
+
+
+def loader_generators(loader: Any, depth: int = 4) -> list[Any]:
     """The torch.Generators that decide a loader's order: its own and its samplers' (a BatchSampler wraps a
     RandomSampler, which may hold one), when seeded."""
     found: list[Any] = []

@@ -1,0 +1,189 @@
+"""What the self-check's trials train on and what judges them (`clrfind.trials.trial_data`): a held-out tenth of
+the training data however it comes, never seen by the trials, and the same order for every trial."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    TensorDataset,
+    WeightedRandomSampler,
+)
+
+from clrfind.trials import CHECK_BATCHES, HOLD_EVERY, loader_generators, trial_data
+
+N, BATCH = 200, 8
+X = torch.arange(N, dtype=torch.float32).unsqueeze(1)
+Y = torch.arange(N)  # the target is the sample's index: what a batch holds can be read off it
+DATASET = TensorDataset(X, Y)
+CPU = torch.device("cpu")
+
+
+def seeded(seed: int = 1) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class Stream(IterableDataset):
+    """A stream with no length, in the same order every pass."""
+
+    def __init__(self, n: int = N) -> None:
+        self.n = n
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield X[i], Y[i]
+
+
+class Buckets(Sampler):
+    """A custom batch sampler (as one that buckets by length would be): batches of 8 in a seeded order."""
+
+    batch_size = BATCH
+
+    def __init__(self) -> None:
+        self.generator = seeded(3)
+
+    def __iter__(self):
+        order = torch.randperm(N, generator=self.generator).tolist()
+        return iter([order[i : i + BATCH] for i in range(0, N, BATCH)])
+
+
+def indices(batches) -> list[list[int]]:
+    return [batch[1].tolist() for batch in batches]
+
+
+def two_passes(loader) -> list[list[int]]:
+    return indices(loader) + indices(loader)
+
+
+LOADERS = {
+    "shuffled": (lambda: DataLoader(DATASET, batch_size=BATCH, shuffle=True, generator=seeded()), "samples"),
+    "weighted sampler": (
+        lambda: DataLoader(
+            DATASET, batch_size=BATCH, sampler=WeightedRandomSampler(torch.ones(N), N, generator=seeded())
+        ),
+        "samples",
+    ),
+    "batch sampler, no collation": (
+        lambda: DataLoader(
+            DATASET, sampler=BatchSampler(RandomSampler(DATASET, generator=seeded()), BATCH, True), batch_size=None
+        ),
+        "samples",
+    ),
+    "batch sampler": (
+        lambda: DataLoader(
+            DATASET, batch_sampler=BatchSampler(RandomSampler(DATASET, generator=seeded()), BATCH, True)
+        ),
+        "samples",
+    ),
+    "custom batch sampler": (lambda: DataLoader(DATASET, batch_sampler=Buckets()), "samples"),
+    "stream": (lambda: DataLoader(Stream(), batch_size=BATCH), "batches"),
+    "list of batches": (lambda: [(X[i : i + BATCH], Y[i : i + BATCH]) for i in range(0, N, BATCH)], "batches"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(LOADERS))
+def test_a_tenth_of_the_training_data_judges_and_the_trials_never_see_it(name: str) -> None:
+    make, unit = LOADERS[name]
+    data = trial_data(make(), None, device=CPU)
+    assert data.check is not None
+    judged = [i for batch in indices(data.check) for i in batch]
+    trained = {i for batch in two_passes(data.loader) for i in batch}
+    # a tenth of the samples, or the batches at positions 0, 10 and 20 of the 25, each sample once
+    assert len(judged) == len(set(judged)) == (N // 10 if unit == "samples" else 3 * BATCH)
+    assert not set(judged) & trained
+    assert f"training {unit} held out from the trials" in data.source
+
+
+@pytest.mark.parametrize("name", ["shuffled", "batch sampler, no collation", "batch sampler", "stream"])
+def test_held_out_samples_leave_the_trials_batches_full(name: str) -> None:
+    make, _ = LOADERS[name]
+    data = trial_data(make(), None, device=CPU)
+    sizes = [len(batch) for batch in two_passes(data.loader)]
+    assert sizes.count(BATCH) >= len(sizes) - 2  # only a pass's last batch may be short
+
+
+@pytest.mark.parametrize("name", [n for n in LOADERS if n != "list of batches"])
+def test_every_trial_sees_the_same_batches_once_rewound(name: str) -> None:
+    """TrialRunner rewinds the generators `loader_generators` finds; a split loader must keep them findable."""
+    make, _ = LOADERS[name]
+    data = trial_data(make(), None, device=CPU)
+    states = [(g, g.get_state()) for g in loader_generators(data.loader)]
+    first = two_passes(data.loader)
+    for generator, state in states:
+        generator.set_state(state)
+    assert two_passes(data.loader) == first
+
+
+def test_a_stream_in_the_same_order_every_pass_holds_out_every_tenth_batch() -> None:
+    data = trial_data(DataLoader(Stream(), batch_size=BATCH), None, device=CPU)
+    assert indices(data.check or []) == [
+        list(range(p * BATCH, (p + 1) * BATCH)) for p in (0, HOLD_EVERY, 2 * HOLD_EVERY)
+    ]
+    assert data.source == f"3 training batches held out from the trials (every {HOLD_EVERY}th of a pass)"
+
+
+def test_a_long_stream_gives_at_most_check_batches_and_is_not_read_to_its_end() -> None:
+    seen: list[int] = []
+
+    class Endless(IterableDataset):
+        def __iter__(self):
+            i = 0
+            while True:
+                seen.append(i)
+                yield X[i % N], Y[i % N]
+                i += 1
+
+    data = trial_data(DataLoader(Endless(), batch_size=BATCH), None, device=CPU)
+    assert len(data.check or []) == CHECK_BATCHES
+    assert len(seen) <= (HOLD_EVERY * CHECK_BATCHES + 1) * BATCH
+
+
+@pytest.mark.parametrize(
+    ("loader", "why"),
+    [
+        (DataLoader(Stream(HOLD_EVERY * BATCH), batch_size=BATCH), "a pass of 10 batches cannot spare one"),
+        (iter([(X[:BATCH], Y[:BATCH])] * 50), "an iterator: what a pass takes away is gone"),
+    ],
+)
+def test_data_that_cannot_spare_a_tenth_judges_the_trials_on_their_own_loss(loader, why: str) -> None:
+    data = trial_data(loader, None, device=CPU)
+    assert data.check is None, why
+    assert data.loader is loader
+    assert data.source == "the trial's own training loss (the data cannot be split)"
+
+
+def test_validation_data_judges_when_there_is_some() -> None:
+    train = DataLoader(DATASET, batch_size=BATCH, shuffle=True, generator=seeded())
+    val = DataLoader(TensorDataset(X[:40], Y[:40]), batch_size=BATCH)
+    data = trial_data(train, val, device=CPU)
+    assert data.loader is train and data.source == "the validation data"
+    assert [i for batch in indices(data.check or []) for i in batch] == list(range(40))
+
+
+def test_a_shard_of_distributed_data_is_split_only_by_a_plain_sampler() -> None:
+    """Every rank must judge on as many samples as the others: a custom sampler or a stream is not split then."""
+    for name in ("weighted sampler", "custom batch sampler", "stream"):
+        make, _ = LOADERS[name]
+        loader = make()
+        assert trial_data(loader, None, device=CPU, sharded=True).check is None, name
+    plain = trial_data(LOADERS["shuffled"][0](), None, device=CPU, sharded=True)
+    assert plain.check is not None
+
+
+def test_data_left_unsplit_comes_in_the_order_it_would_have_come_in() -> None:
+    """Looking for positions to hold out reads a pass; a loader left as it was must not lose its place."""
+
+    def shuffled() -> (
+        DataLoader
+    ):  # 10 batches a pass: a tenth is less than a batch, and no position spares one
+        return DataLoader(TensorDataset(X[:72], Y[:72]), batch_size=BATCH, shuffle=True, generator=seeded())
+
+    loader = shuffled()
+    data = trial_data(loader, None, device=CPU)
+    assert data.check is None and data.loader is loader
+    assert two_passes(loader) == two_passes(shuffled())
