@@ -157,12 +157,28 @@ def test_data_that_cannot_spare_a_tenth_judges_the_trials_on_their_own_loss(load
     assert data.source == "the trial's own training loss (the data cannot be split)"
 
 
-def test_validation_data_judges_when_there_is_some() -> None:
-    train = DataLoader(DATASET, batch_size=BATCH, shuffle=True, generator=seeded())
-    val = DataLoader(TensorDataset(X[:40], Y[:40]), batch_size=BATCH)
-    data = trial_data(train, val, device=CPU)
-    assert data.loader is train and data.source == "the validation data"
-    assert [i for batch in indices(data.check or []) for i in batch] == list(range(40))
+VAL = TensorDataset(X[:40] + 1000, Y[:40] + 1000)  # told apart from training samples by their targets
+
+
+@pytest.mark.parametrize("name", ["shuffled", "weighted sampler", "custom batch sampler"])
+def test_held_out_training_samples_judge_even_when_there_is_validation_data(name: str) -> None:
+    """The same spec gets the same schedule with or without `data.val`, and the validation set stays the user's."""
+    make, _ = LOADERS[name]
+    with_val = trial_data(make(), DataLoader(VAL, batch_size=BATCH), device=CPU)
+    without = trial_data(make(), None, device=CPU)
+    assert with_val.source == without.source == "20 training samples held out from the trials"
+    assert indices(with_val.check or []) == indices(without.check or [])
+
+
+@pytest.mark.parametrize("name", ["stream", "list of batches"])
+def test_validation_data_judges_data_that_can_only_be_held_out_by_position(name: str) -> None:
+    """A stream reshuffled every pass can show the trials batches held out by position again; validation data
+    is surely unseen."""
+    make, _ = LOADERS[name]
+    loader = make()
+    data = trial_data(loader, DataLoader(VAL, batch_size=BATCH), device=CPU)
+    assert data.loader is loader and data.source == "the validation data"
+    assert [i for batch in indices(data.check or []) for i in batch] == list(range(1000, 1040))
 
 
 def test_a_shard_of_distributed_data_is_split_only_by_a_plain_sampler() -> None:
