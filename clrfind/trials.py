@@ -104,20 +104,12 @@ def _split(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
         return None
     if type(loader.sampler) not in (RandomSampler, SequentialSampler):
         return None
-    n, batch = len(dataset), loader.batch_size
-    held = min(CHECK_BATCHES * batch, int(CHECK_FRACTION * n))
-    if held < batch or n - held < batch:
+    batch = loader.batch_size
+    held_out = _held_out(len(dataset), batch)
+    if held_out is None:
         return None
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(CHECK_SEED)).tolist()
-    common = {
-        "batch_size": batch,
-        "collate_fn": loader.collate_fn,
-        "num_workers": loader.num_workers,
-        "pin_memory": loader.pin_memory,
-        "worker_init_fn": loader.worker_init_fn,
-        "multiprocessing_context": loader.multiprocessing_context,
-        "persistent_workers": loader.persistent_workers,
-    }
+    order, held = held_out
+    common = {"batch_size": batch, **_loader_args(loader)}
     shuffle = isinstance(loader.sampler, RandomSampler)
     generator = torch.Generator().manual_seed(CHECK_SEED) if shuffle else None
     trials = DataLoader(
@@ -135,7 +127,6 @@ def _split_indices(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
     """(trial loader, held-out loader, held-out samples) for a DataLoader over a map-style dataset with any other
     sampler (weighted, bucketing, a batch sampler): a tenth of the indices, at most CHECK_BATCHES batches, is held
     out, and the trials' loader draws from the loader's own sampler, skipping them. None for anything else."""
-    import torch
     from torch.utils.data import BatchSampler, DataLoader, IterableDataset
 
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
@@ -143,31 +134,20 @@ def _split_indices(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
     dataset, sampler, batch_sampler = loader.dataset, loader.sampler, loader.batch_sampler
     if not hasattr(dataset, "__len__"):
         return None
-    if (
-        batch_sampler is not None
-    ):  # the loader collates samples: batches of indices come from its batch sampler
+    # A loader that collates samples gets its batches of indices from a batch sampler; without collation, a
+    # BatchSampler as `sampler` yields lists of indices, and plain keys (a batch each) cannot be counted.
+    if batch_sampler is not None:
         batch = loader.batch_size or getattr(batch_sampler, "batch_size", None)
-    else:  # no collation: each index the sampler yields is one batch of the dataset's own making
-        batch = getattr(
-            sampler, "batch_size", None
-        )  # a BatchSampler yields lists; plain keys cannot be counted
+    else:
+        batch = getattr(sampler, "batch_size", None)
     if not isinstance(batch, int) or batch < 1:
         return None
-    n = len(dataset)
-    held = min(CHECK_BATCHES * batch, int(CHECK_FRACTION * n))
-    if held < batch or n - held < batch:
+    held_out = _held_out(len(dataset), batch)
+    if held_out is None:
         return None
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(CHECK_SEED)).tolist()
+    order, held = held_out
     skipped = frozenset(order[:held])
-    common = {
-        "collate_fn": loader.collate_fn,
-        "num_workers": loader.num_workers,
-        "pin_memory": loader.pin_memory,
-        "worker_init_fn": loader.worker_init_fn,
-        "multiprocessing_context": loader.multiprocessing_context,
-        "persistent_workers": loader.persistent_workers,
-        "generator": loader.generator,
-    }
+    common = {**_loader_args(loader), "generator": loader.generator}
     held_batches = BatchSampler(order[:held], batch, drop_last=False)
     if batch_sampler is None:
         trials = DataLoader(dataset, sampler=_without(sampler, skipped), batch_size=None, **common)
@@ -194,6 +174,29 @@ def _without(batches: Any, skipped: frozenset[int]) -> Any:
     if type(batches) is BatchSampler:
         return BatchSampler(_Skipping(batches.sampler, skipped), batches.batch_size, batches.drop_last)
     return _Skipping(batches, skipped)
+
+
+def _held_out(n: int, batch: int) -> tuple[list[int], int] | None:
+    """(a fixed permutation of the n indices, how many of its first ones are held out): a tenth, at most
+    CHECK_BATCHES batches; None when that is less than a batch or leaves less than one to train on."""
+    import torch
+
+    held = min(CHECK_BATCHES * batch, int(CHECK_FRACTION * n))
+    if held < batch or n - held < batch:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(CHECK_SEED)).tolist(), held
+
+
+def _loader_args(loader: Any) -> dict[str, Any]:
+    """What a DataLoader built over the same dataset keeps of the original: how it loads and collates."""
+    return {
+        "collate_fn": loader.collate_fn,
+        "num_workers": loader.num_workers,
+        "pin_memory": loader.pin_memory,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "persistent_workers": loader.persistent_workers,
+    }
 
 
 class _Skipping:
