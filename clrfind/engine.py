@@ -376,6 +376,40 @@ def diagnose_first_batch(
     return Fault(kind, "step", batch=describe_batch(batch), error=describe_exception(exc))
 
 
+def accuracy_counts(
+    outputs: Any, targets: Any, loss_fn: Any
+) -> tuple[torch.Tensor, torch.Tensor | int] | None:
+    """(correct predictions, predictions) in one validation batch, or None for a layout accuracy cannot read.
+
+    Class scores (..., C) against integer class indices (...) are read by argmax, and against class probabilities
+    of their own shape when the loss is a cross-entropy; a loss's ignore_index (padding) is not counted. One score
+    per label (the targets' shape, or with a trailing 1) against 0/1 targets is a logit above 0, or a probability
+    above 0.5 under BCELoss. Anything else (a regression, a layout of its own) has no accuracy to read.
+    """
+    if not isinstance(outputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        return None
+    one_more = outputs.dim() == targets.dim() + 1 and outputs.shape[:-1] == targets.shape
+    if one_more and outputs.shape[-1] > 1 and not targets.is_floating_point():
+        correct = outputs.argmax(dim=-1) == targets
+        ignored = getattr(loss_fn, "ignore_index", None)
+        if isinstance(ignored, int):
+            kept = targets != ignored
+            return (correct & kept).sum(), kept.sum()
+        return correct.sum(), targets.numel()
+    same = outputs.shape == targets.shape
+    if same and isinstance(loss_fn, torch.nn.CrossEntropyLoss) and outputs.dim() > 1:
+        return (outputs.argmax(dim=-1) == targets.argmax(dim=-1)).sum(), targets[..., 0].numel()
+    if (same or (one_more and outputs.shape[-1] == 1)) and bool(((targets == 0) | (targets == 1)).all()):
+        scores = outputs.reshape(targets.shape)
+        predicted = scores > (0.5 if isinstance(loss_fn, torch.nn.BCELoss) else 0.0)
+        return (predicted == (targets == 1)).sum(), targets.numel()
+    return None
+
+
+def _shape(value: Any) -> str:
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
 class _MetricProbe:
     """Evaluates accuracy or loss on a fixed validation subsample: the paper's own range test, kept cheap."""
 
@@ -432,25 +466,44 @@ class _MetricProbe:
         )  # fmt: skip
 
     @torch.no_grad()
+    def check(self, model: torch.nn.Module) -> None:
+        """Before the first step: accuracy can read what the model returns for these targets (else a Fault that
+        names the shapes), so a layout it cannot read fails as a setup problem, not a run that dies at its first
+        evaluation."""
+        if self.name != "accuracy":
+            return
+        was_training = model.training
+        model.eval()
+        try:
+            inputs, targets = self.batches[0]
+            with autocast(self.device, self.precision):
+                outputs = model(inputs)
+            if accuracy_counts(outputs, targets, self.loss_fn) is None:
+                raise Fault("accuracy_shapes", "metric", outputs=_shape(outputs), targets=_shape(targets))
+        finally:
+            model.train(was_training)
+
+    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, step: int, lr: float) -> None:
         was_training = model.training
         model.eval()
         total = torch.zeros((), device=self.device)
-        count = 0
+        count = torch.zeros((), device=self.device)
         with autocast(self.device, self.precision):
             for batch in self.batches:
                 if self.name == "accuracy":
                     inputs, targets = batch
-                    pred = model(inputs).argmax(dim=-1)
-                    total += (pred == targets).sum().float()
-                    count += targets.numel()
+                    counted = accuracy_counts(model(inputs), targets, self.loss_fn)
+                    assert counted is not None  # `check` ran on this layout before the first step
+                    total += counted[0]
+                    count += counted[1]
                 else:
                     total += (self.step_fn or default_step)(model, batch, self.loss_fn).float()
                     count += 1
         model.train(was_training)
         self.steps.append(step)
         self.lrs.append(lr)
-        self.values.append(total / max(count, 1))  # stays on the device until the run ends
+        self.values.append(total / count.clamp(min=1))  # stays on the device until the run ends
 
     def curve(self) -> MetricCurve | None:
         if not self.values:
@@ -748,6 +801,8 @@ def _train(
     plain, origin, i = False, None, 0
     failure: tuple[Part, BaseException] | KeyboardInterrupt | None = None
     try:
+        if probe is not None:
+            probe.check(model)
         # A first Ctrl-C or SIGTERM stops the loop here, between steps, with every step so far kept.
         with stops.allowed():
             while i < total:

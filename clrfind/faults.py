@@ -89,6 +89,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "use metric: val_loss with a custom step, or return (inputs, targets) from data.val",
         "use metric='val_loss' with a step_fn, or give val_loader (inputs, targets) batches",
     ),
+    "accuracy_shapes": (
+        "{metric}: accuracy cannot read model outputs of shape {outputs} against targets of shape {targets}: it needs "
+        "class scores with integer class indices (or class probabilities under a cross-entropy loss), or one score "
+        "per label with 0/1 targets",
+        "use metric: val_loss (or loss), which reads any loss",
+        "use metric='val_loss' (or 'loss'), which reads any loss",
+    ),
     "fp16_overflow": (
         "{precision}: fp16 GradScaler skipped every step (gradients overflow)",
         "use precision: bf16 or fp32",

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from clrfind.engine import describe_batch, move_to_device, run_loop
 from clrfind.errors import SetupError
@@ -358,6 +359,74 @@ def test_accuracy_metric_on_fixed_val_subsample(tiny_task) -> None:
     assert out.metric is not None and out.metric.name == "accuracy" and out.metric.higher_is_better
     assert out.metric.steps == [4, 9, 14, 19, 24, 29, 34, 39]
     assert all(0.0 <= v <= 1.0 for v in out.metric.values)
+
+
+LOGITS = torch.tensor([[2.0, -1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 4.0], [5.0, 0.0, 0.0]])
+ONE_LOGIT = torch.tensor([[1.5], [-0.5], [0.2]])  # predicts 1, 0, 1
+
+
+@pytest.mark.parametrize(
+    ("outputs", "targets", "loss_fn", "expected"),
+    [
+        # class scores against class indices: argmax (rows predict 0, 1, 2, 0)
+        (LOGITS, torch.tensor([0, 1, 0, 2]), torch.nn.CrossEntropyLoss(), (2, 4)),
+        # a loss's ignore_index (padding in a language model) is not counted
+        (LOGITS, torch.tensor([0, 1, -100, -100]), torch.nn.CrossEntropyLoss(), (2, 2)),
+        # per-token scores (batch, time, vocabulary) against (batch, time) tokens
+        (LOGITS.reshape(2, 2, 3), torch.tensor([[0, 1], [2, 1]]), torch.nn.CrossEntropyLoss(), (3, 4)),
+        # class probabilities (one-hot) of the outputs' shape under a cross-entropy
+        (LOGITS, torch.eye(3)[[0, 2, 2, 0]], torch.nn.CrossEntropyLoss(), (3, 4)),
+        # one logit per sample against 0/1 targets: above 0 is 1
+        (ONE_LOGIT, torch.tensor([[1.0], [1.0], [0.0]]), torch.nn.BCEWithLogitsLoss(), (1, 3)),
+        # the same with a trailing 1 on the outputs only
+        (ONE_LOGIT, torch.tensor([1.0, 0.0, 0.0]), torch.nn.BCEWithLogitsLoss(), (2, 3)),
+        # multi-label probabilities under BCELoss: above 0.5 is 1, each label counts
+        (torch.tensor([[0.9, 0.4], [0.6, 0.1]]), torch.tensor([[1, 1], [0, 0]]), torch.nn.BCELoss(), (2, 4)),
+        # a regression has no accuracy; nor do class scores against float targets one dimension fewer
+        (torch.tensor([[0.3], [1.2]]), torch.tensor([[0.5], [1.0]]), torch.nn.MSELoss(), None),
+        (LOGITS, torch.tensor([0.0, 1.0, 2.0, 0.0]), torch.nn.MSELoss(), None),
+        (LOGITS, torch.tensor([0, 1]), torch.nn.CrossEntropyLoss(), None),
+    ],
+)  # fmt: skip
+def test_accuracy_reads_class_scores_and_per_label_scores_and_nothing_else(
+    outputs, targets, loss_fn, expected
+):
+    from clrfind.engine import accuracy_counts
+
+    counted = accuracy_counts(outputs, targets, loss_fn)
+    assert (None if counted is None else (int(counted[0]), int(counted[1]))) == expected
+
+
+def test_accuracy_on_outputs_it_cannot_read_fails_before_the_first_step() -> None:
+    """A regression asked for accuracy: a setup error that names the shapes, before anything trains."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=16)
+    model = torch.nn.Linear(3, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(SetupError, match=r"accuracy cannot read model outputs of shape \(16, 1\) against targets of "
+                       r"shape \(16, 1\)") as caught:  # fmt: skip
+        run_loop(
+            model, loader, torch.nn.MSELoss(), opt, lr_ladder(1e-3, 0.1, 10), device=torch.device("cpu"),
+            val_loader=loader, settings=RunSettings(metric="accuracy", eval_every=5),
+        )  # fmt: skip
+    assert "val_loss" in str(caught.value.hint)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_accuracy_of_a_multi_label_model_is_per_label() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(128, 4)
+    y = (x[:, :2] > 0).float()  # two labels, each read off one input
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = run_loop(
+        model, loader, torch.nn.BCEWithLogitsLoss(), opt, lr_ladder(0.1, 3.0, 60), device=torch.device("cpu"),
+        val_loader=loader, settings=RunSettings(metric="accuracy", eval_every=10, eval_batches=4),
+    )  # fmt: skip
+    assert out.metric is not None and out.metric.values[-1] > 0.9  # both labels are linear in the inputs
 
 
 def test_bf16_autocast_runs_on_cpu(tiny_task) -> None:
