@@ -490,7 +490,10 @@ class Trainer:
         if said and b is not None and not b.usable:
             # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.
             span = f"lr {two_digits(self.settings.min_lr)} to {two_digits(self.settings.max_lr)}"
-            advice = f"no fall of the loss from {span} in {steps} steps: {plateau_advice(steps)}"
+            curve = result.metric  # the bounds are read from the validation metric when there is one
+            change = "the loss" if curve is None else f"the {curve.name.replace('_', ' ')}"
+            change = f"no {'rise' if curve is not None and curve.higher_is_better else 'fall'} of {change}"
+            advice = f"{change} from {span} in {steps} steps: {plateau_advice(steps)}"
             result = result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
         return result, out
 

@@ -3,7 +3,9 @@ end (twice at most), from the initial state: its own next step, taken instead of
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,8 +15,10 @@ from typer.testing import CliRunner
 
 import clrfind
 from clrfind.analysis import bounds_for
+from clrfind.api import run_spec
 from clrfind.cli import app
 from clrfind.results import load_results
+from clrfind.spec import load_spec
 
 if TYPE_CHECKING:
     from clrfind.api import Trainer
@@ -140,6 +144,23 @@ def test_a_test_still_flat_after_widening_says_what_to_check_instead_of_widening
     assert result.max_lr == pytest.approx(100.0) and not result.bounds.usable
     assert result.bounds.next_step.startswith("no fall of the loss from lr 1e-05 to 1e+02 in 100 steps")
     assert "learns this data at all" in result.bounds.next_step and "--steps 300" in result.bounds.next_step
+
+
+def test_the_advice_after_widening_names_the_curve_the_bounds_are_read_from(tmp_path: Path) -> None:
+    """Read from validation accuracy, the curve that showed nothing is the accuracy's, and it should have risen.
+
+    The bundled CNN sample on a linear ladder: its accuracy swings too much in the top decade to show a rise, the
+    test runs again up to 20, and still nothing."""
+    samples = Path(__file__).parents[1] / "sample_configs"
+    for name in ("models.py", "data.py"):
+        (tmp_path / name).write_text((samples / name).read_text())
+    spec = (samples / "cnn_shapes.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(
+        re.sub(r"(?m)^  mode: auto.*\n(^ {21}#.*\n)?", "  mode: linear\n", spec)
+    )
+    result = run_spec(load_spec(tmp_path / "spec.yaml"), out_dir=tmp_path / "out", write=False).result
+    assert not result.bounds.usable and result.max_lr == pytest.approx(20.0)
+    assert result.bounds.next_step.startswith("no rise of the accuracy from lr 0.001 to 20 in 128 steps")
 
 
 def test_adadelta_whose_loss_still_falls_at_lr_1_is_run_again_until_its_fall_ends() -> None:
