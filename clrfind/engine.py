@@ -174,10 +174,16 @@ class _Batches:
         """Stop the loader's worker processes now, so torch stops watching them: a worker that died (the OOM
         killer) is reported by torch's SIGCHLD handler wherever the main process happens to be, and once the loop
         has recorded that failure a second report must not land in the code after it."""
-        shutdown = getattr(self._it, "_shutdown_workers", None)
-        if callable(shutdown):
-            with contextlib.suppress(Exception):
-                shutdown()
+        shut_down_workers(self._it)
+
+
+def shut_down_workers(iterator: Any) -> None:
+    """Stop the worker processes behind a DataLoader's iterator, if it has any (a best effort: it runs on the way
+    out of a loop, where a failure of its own must not hide the one that ended it)."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        with contextlib.suppress(Exception):
+            shutdown()
 
 
 class _HostLosses:

@@ -222,6 +222,8 @@ def _split_positions(loader: Iterable[Any]) -> tuple[Any, list[Any]] | None:
     every pass. Exact for data that comes in the same order every pass; data reshuffled every pass that the trials
     run through more than once sees some held-out samples again in its later passes. None when a pass has too few
     batches to spare one, or the data cannot be iterated again."""
+    from clrfind.engine import shut_down_workers
+
     # An iterator, not an iterable: what a pass takes away is gone (and calling iter() on a loader would draw).
     if isinstance(loader, Iterator):
         return None
@@ -236,7 +238,7 @@ def _split_positions(loader: Iterable[Any]) -> tuple[Any, list[Any]] | None:
                     break
                 check.append(batch)
     finally:
-        _shut_down(iterator)
+        shut_down_workers(iterator)
         # The trials' first pass comes in the order the check was taken from.
         for generator, state in generators:
             generator.set_state(state)
@@ -274,14 +276,11 @@ class _SkippingIterator:
             if self.position % HOLD_EVERY:
                 return batch
 
-    def _shutdown_workers(self) -> None:  # `engine._Batches.close` stops a DataLoader's workers through this
-        _shut_down(self.iterator)
+    def _shutdown_workers(self) -> None:
+        """`engine.shut_down_workers` stops a DataLoader's workers through this name."""
+        from clrfind.engine import shut_down_workers
 
-
-def _shut_down(iterator: Any) -> None:
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if callable(shutdown):
-        shutdown()
+        shut_down_workers(self.iterator)
 
 
 def loader_generators(loader: Any, depth: int = 4) -> list[Any]:
