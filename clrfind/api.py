@@ -22,7 +22,7 @@ import numpy as np
 
 from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
-from clrfind.analysis.bounds import plateau_advice
+from clrfind.analysis.bounds import curve_quantity, plateau_advice
 from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
@@ -491,9 +491,8 @@ class Trainer:
             # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.
             span = f"lr {two_digits(self.settings.min_lr)} to {two_digits(self.settings.max_lr)}"
             curve = result.metric  # the bounds are read from the validation metric when there is one
-            change = "the loss" if curve is None else f"the {curve.name.replace('_', ' ')}"
-            change = f"no {'rise' if curve is not None and curve.higher_is_better else 'fall'} of {change}"
-            advice = f"{change} from {span} in {steps} steps: {plateau_advice(steps)}"
+            what = curve_quantity(curve.name, curve.higher_is_better) if curve else curve_quantity()
+            advice = f"no {what.improvement} of the {what.name} from {span} in {steps} steps: {plateau_advice(steps)}"
             result = result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
         return result, out
 

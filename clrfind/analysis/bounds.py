@@ -111,6 +111,11 @@ class _Quantity:
 _LOSS = _Quantity("loss", "falling", "falls", "fall", "diverged", "run more steps: --steps 300")
 
 
+def curve_quantity(metric: str | None = None, higher_is_better: bool = False) -> _Quantity:
+    """How to talk about the curve the bounds are read from: the training loss, or the validation `metric`."""
+    return _LOSS if metric is None else _metric_quantity(metric, higher_is_better)
+
+
 def _metric_quantity(name: str, higher_is_better: bool) -> _Quantity:
     more = "evaluate the metric more often or run more steps (at least 10 points)"
     if higher_is_better:
