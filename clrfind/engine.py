@@ -383,7 +383,7 @@ def diagnose_first_batch(
 
 
 def accuracy_counts(
-    outputs: Any, targets: Any, loss_fn: Any
+    outputs: Any, targets: Any, loss_fn: Any, *, labels01: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | int] | None:
     """(correct predictions, predictions) in one validation batch, or None for a layout accuracy cannot read.
 
@@ -391,6 +391,7 @@ def accuracy_counts(
     of their own shape when the loss is a cross-entropy; a loss's ignore_index (padding) is not counted. One score
     per label (the targets' shape, or with a trailing 1) against 0/1 targets is a logit above 0, or a probability
     above 0.5 under BCELoss. Anything else (a regression, a layout of its own) has no accuracy to read.
+    `labels01`: whether the targets are all 0 or 1, when the caller already knows (finding out waits for the device).
     """
     if not isinstance(outputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
         return None
@@ -405,7 +406,9 @@ def accuracy_counts(
     same = outputs.shape == targets.shape
     if same and isinstance(loss_fn, torch.nn.CrossEntropyLoss) and outputs.dim() > 1:
         return (outputs.argmax(dim=-1) == targets.argmax(dim=-1)).sum(), targets[..., 0].numel()
-    if (same or (one_more and outputs.shape[-1] == 1)) and bool(((targets == 0) | (targets == 1)).all()):
+    if (same or (one_more and outputs.shape[-1] == 1)) and (
+        labels01 if labels01 is not None else bool(((targets == 0) | (targets == 1)).all())
+    ):
         scores = outputs.reshape(targets.shape)
         predicted = scores > (0.5 if isinstance(loss_fn, torch.nn.BCELoss) else 0.0)
         return (predicted == (targets == 1)).sum(), targets.numel()
@@ -451,6 +454,8 @@ class _MetricProbe:
         self.steps: list[int] = []
         self.lrs: list[float] = []
         self.values: list[torch.Tensor] = []
+        # Per batch, whether its targets are all 0/1: read once in `check`, so no evaluation waits for the device.
+        self.labels01: list[bool | None] = [None] * len(self.batches)
 
     @classmethod
     def for_settings(
@@ -473,19 +478,21 @@ class _MetricProbe:
 
     @torch.no_grad()
     def check(self, model: torch.nn.Module) -> None:
-        """Before the first step: accuracy can read what the model returns for these targets (else a Fault that
-        names the shapes), so a layout it cannot read fails as a setup problem, not a run that dies at its first
-        evaluation."""
+        """Before the first step: accuracy can read what the model returns for the targets of every validation
+        batch (else a Fault that names the shapes), so a layout it cannot read fails as a setup problem, not a run
+        that dies at an evaluation."""
         if self.name != "accuracy":
             return
         was_training = model.training
         model.eval()
         try:
-            inputs, targets = self.batches[0]
-            with autocast(self.device, self.precision):
-                outputs = model(inputs)
-            if accuracy_counts(outputs, targets, self.loss_fn) is None:
-                raise Fault("accuracy_shapes", "metric", outputs=_shape(outputs), targets=_shape(targets))
+            for i, (inputs, targets) in enumerate(self.batches):
+                if isinstance(targets, torch.Tensor):
+                    self.labels01[i] = bool(((targets == 0) | (targets == 1)).all())
+                with autocast(self.device, self.precision):
+                    outputs = model(inputs)
+                if accuracy_counts(outputs, targets, self.loss_fn, labels01=self.labels01[i]) is None:
+                    raise Fault("accuracy_shapes", "metric", outputs=_shape(outputs), targets=_shape(targets))
         finally:
             model.train(was_training)
 
@@ -496,11 +503,11 @@ class _MetricProbe:
         total = torch.zeros((), device=self.device)
         count = torch.zeros((), device=self.device)
         with autocast(self.device, self.precision):
-            for batch in self.batches:
+            for batch, labels01 in zip(self.batches, self.labels01, strict=True):
                 if self.name == "accuracy":
                     inputs, targets = batch
-                    counted = accuracy_counts(model(inputs), targets, self.loss_fn)
-                    assert counted is not None  # `check` ran on this layout before the first step
+                    counted = accuracy_counts(model(inputs), targets, self.loss_fn, labels01=labels01)
+                    assert counted is not None  # `check` read every batch's layout before the first step
                     total += counted[0]
                     count += counted[1]
                 else:

@@ -415,6 +415,25 @@ def test_accuracy_on_outputs_it_cannot_read_fails_before_the_first_step() -> Non
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
+def test_accuracy_reads_every_validation_batch_before_the_first_step() -> None:
+    """0/1 targets in the first validation batch and a 2 in a later one: a setup error naming the shapes before
+    anything trains, not a run that stops at its first evaluation."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 3)
+    y = torch.zeros(32, 1)
+    y[20] = 2.0  # in the second batch of 16
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    model = torch.nn.Linear(3, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(SetupError, match=r"accuracy cannot read model outputs of shape \(16, 1\)"):
+        run_loop(
+            model, loader, torch.nn.BCEWithLogitsLoss(), opt, lr_ladder(1e-3, 0.1, 10), device=torch.device("cpu"),
+            val_loader=loader, settings=RunSettings(metric="accuracy", eval_every=5),
+        )  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
 def test_accuracy_of_a_multi_label_model_is_per_label() -> None:
     torch.manual_seed(0)
     x = torch.randn(128, 4)
