@@ -529,8 +529,9 @@ class Trainer:
         try:
             with stops.allowed():  # a stop held back since the loop ended lands here, before the first trial
                 bounds, record = check(
-                    b, result.optimizer, result.planned_steps, runner, judged_on=data.source
-                )
+                    b, result.optimizer, result.planned_steps, runner, judged_on=data.source,
+                    untrained=runner.untrained(),
+                )  # fmt: skip
         except KeyboardInterrupt as exc:
             stopped = stops.signal_of(exc)
             if b.usable:

@@ -335,6 +335,14 @@ class TrialRunner:
             check = self._check_losses()
         return out.losses, out.stop_reason, check
 
+    def untrained(self) -> np.ndarray | None:
+        """The initial model's loss on each held-out sample (None without any): what a trial must beat to have
+        learned anything."""
+        if not self.data.check:
+            return None
+        self.initial.restore()
+        return self._check_losses()
+
     def _check_losses(self) -> np.ndarray:
         """The trained model's loss on each held-out sample (each batch, when the loss cannot be taken per sample),
         in eval mode, as it will be used: the more paired values, the smaller a difference the trials can tell."""

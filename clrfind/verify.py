@@ -8,13 +8,13 @@ the model's initial weights, it trains with the exported one-cycle schedule comp
 candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down; an adaptive optimizer's
 peak, at max_lr, goes down first and up to its ceiling only when the lower side lost), on the same batches in the
 same order, and judges them on held-out samples when there are some (`clrfind.trials`). A trial that diverges, turns
-non-finite or ends clearly higher than it started fails; one whose loss neither falls nor rises beyond its noise shows
-nothing, and when no trial shows more the peak is left unchecked at max_lr. Then the steps left in the budget hold
-the chosen peak: the same warm-up, then the peak to the end. A whole run spends far longer near its peak than a
-compressed trial does, and an instability that grows with that stay (a Transformer under SGD, units of a narrow ReLU
-layer dying one high-LR step at a time) shows only there; a hold that turns non-finite or whose loss clearly
-rises over the stay lowers the peak to the highest lower trial that trained (or half a decade). All trials together
-cost at most the range test's planned steps.
+non-finite, ends clearly higher than it started or no better on the held-out samples than the untrained model fails;
+one whose loss neither falls nor rises beyond its noise shows nothing, and when no trial shows more the peak is left
+unchecked at max_lr. Then the steps left in the budget hold the chosen peak: the same warm-up, then the peak to the
+end. A whole run spends far longer near its peak than a compressed trial does, and an instability that grows with
+that stay (a Transformer under SGD, units of a narrow ReLU layer dying one high-LR step at a time) shows only there;
+a hold that turns non-finite or whose loss clearly rises over the stay lowers the peak to the highest lower trial
+that trained (or half a decade). All trials together cost at most the range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
@@ -99,6 +99,9 @@ class _Run:
     losses: np.ndarray
     stop_reason: str
     check: np.ndarray | None = None
+    # The untrained model's loss on the same held-out samples (None without any): what "it trained" is measured
+    # against, beside its own fall.
+    untrained: np.ndarray | None = None
 
     @property
     def tail(self) -> np.ndarray:
@@ -123,9 +126,17 @@ class _Run:
 
     @property
     def trained(self) -> bool:
-        """It finished and its loss fell beyond its noise: a trial that learned nothing in its few steps cannot show
-        that a lower peak keeps up with a higher one, nor the other way round."""
-        return self.finished and self.change > SIGNIFICANCE
+        """It finished, its loss fell beyond its noise and it ends clearly better on the held-out samples than the
+        untrained model: a trial that learned nothing in its few steps cannot show that a lower peak keeps up with a
+        higher one, nor the other way round. The second test matters where a high LR first throws the loss up and
+        it falls back only to where it started (a saturated sigmoid net on a plateau): a fall, but nothing learned."""
+        if not (self.finished and self.change > SIGNIFICANCE):
+            return False
+        if self.check is None or self.untrained is None:
+            return True
+        return _clearly_lower(
+            self.check, self.untrained, self.losses[: self.tail.size].mean() - self.tail.mean()
+        )
 
     @property
     def level(self) -> bool:
@@ -153,14 +164,18 @@ def clearly_better(challenger: _Run, incumbent: _Run) -> bool:
         return True
     fall = float(incumbent.losses[: incumbent.tail.size].mean()) - float(incumbent.tail.mean())
     if challenger.check is not None and incumbent.check is not None:
-        a, b = incumbent.check, challenger.check
-    else:
-        a, b = incumbent.tail, challenger.tail
-    n = min(a.size, b.size)
-    diff = a[-n:] - b[-n:]
+        return _clearly_lower(challenger.check, incumbent.check, fall)
+    return _clearly_lower(challenger.tail, incumbent.tail, fall)
+
+
+def _clearly_lower(losses: np.ndarray, than: np.ndarray, fall: float) -> bool:
+    """`losses` are lower than `than`, pair by pair (the last pairs when their lengths differ), by more than
+    SIGNIFICANCE standard errors of the difference and MIN_GAIN of a trial's `fall`."""
+    n = min(losses.size, than.size)
+    diff = than[-n:] - losses[-n:]
     gain = float(diff.mean())
     se = float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
-    return gain > max(SIGNIFICANCE * se, MIN_GAIN * abs(fall))
+    return gain > max(SIGNIFICANCE * se, MIN_GAIN * abs(float(fall)))
 
 
 def candidate_peaks(max_lr: float, top: float) -> tuple[list[float], list[float]]:
@@ -184,13 +199,15 @@ def verify(
     *,
     judged_on: str = "",
     prefer_lower: bool = True,
+    untrained: np.ndarray | None = None,
 ) -> tuple[Bounds, Verification]:
     """Check the one-cycle peak by training; return the bounds it supports and what was checked.
 
     `budget` is the number of steps all trials may take together (the range test's planned length);
     `run_trial(lrs, momenta)` trains from the initial weights on the usual batches and returns (losses, stop reason).
     Without `prefer_lower`, the descent stops at the first peak that trains instead of going on while lower ones
-    keep up.
+    keep up. `untrained`: the initial model's loss on the held-out samples the trials are judged on, which a trial
+    must beat to count as trained.
     """
     assert bounds.base_lr is not None and bounds.max_lr is not None
     steps = budget // MAX_TRIALS
@@ -208,7 +225,7 @@ def verify(
         if peak not in runs:
             lrs, momenta = trial_schedule(bounds.base_lr, peak, optimizer, steps)  # type: ignore[arg-type]
             losses, stop, check = run_trial(lrs, momenta)
-            runs[peak] = _Run(peak, np.asarray(losses, dtype=float), stop, check)
+            runs[peak] = _Run(peak, np.asarray(losses, dtype=float), stop, check, untrained)
         return runs[peak]
 
     best = trial(bounds.max_lr)
@@ -262,7 +279,13 @@ def verify(
 
 
 def rescue(
-    bounds: Bounds, optimizer: OptimizerRef, budget: int, run_trial: TrialRunner, *, judged_on: str = ""
+    bounds: Bounds,
+    optimizer: OptimizerRef,
+    budget: int,
+    run_trial: TrialRunner,
+    *,
+    judged_on: str = "",
+    untrained: np.ndarray | None = None,
 ) -> tuple[Bounds, Verification]:
     """Look, by training, for an LR that learns when the range test's loss never fell: it stayed level up to
     `bounds.level_until_lr`, then got worse.
@@ -293,7 +316,9 @@ def rescue(
             ),
         }
     )
-    checked, record = verify(candidate, optimizer, budget, run_trial, judged_on=judged_on, prefer_lower=False)
+    checked, record = verify(
+        candidate, optimizer, budget, run_trial, judged_on=judged_on, prefer_lower=False, untrained=untrained
+    )
     if not record.trials:  # the budget is too short for trials: the record says so
         return bounds, record
     steps = record.trials[0].steps
@@ -473,7 +498,14 @@ def _score(run: _Run) -> str:
     if not run.trained:
         if run.level:
             return "no clear fall"
-        return run.stop_reason if run.stop_reason != "completed" else "did not train"
+        if run.stop_reason != "completed":
+            return run.stop_reason
+        if run.change > SIGNIFICANCE and run.check is not None and run.untrained is not None:
+            return (
+                f"{two_digits(float(run.check.mean()))}, no better than untrained "
+                f"({two_digits(float(run.untrained.mean()))})"
+            )
+        return "did not train"
     value = run.check.mean() if run.check is not None else run.final
     return two_digits(float(value))  # type: ignore[arg-type]
 

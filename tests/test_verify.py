@@ -317,6 +317,21 @@ def test_a_level_curve_whose_trials_learn_nothing_keeps_no_bounds() -> None:
     assert "(peaks tried: 0.063 -> did not train" in record.outcome and record.outcome.endswith(": no bounds")
 
 
+def test_a_trial_that_falls_back_only_to_the_untrained_loss_did_not_train() -> None:
+    """A saturated sigmoid net on a plateau: at a high peak the loss is thrown up and falls back to where the
+    untrained model started, a fall beyond noise but nothing learned. Judged against the untrained model's held-out
+    loss, that trial did not train and the search goes on down to a peak that learns."""
+    untrained = 2.3 + np.random.default_rng(1).normal(0.0, 0.002, 16)
+    run, asked = scripted(lambda p: 1.0, held_out=lambda p: 2.3 if p > 1.0 else 1.5)
+    bounds, record = rescue(LEVEL, SGD, 300, run, untrained=untrained)
+    assert asked[0] == pytest.approx(2.0, rel=1e-3)
+    assert "2 -> 2.3, no better than untrained (2.3)" in record.outcome
+    assert bounds.usable and bounds.max_lr == pytest.approx(2.0 / STEP)
+    # Without the untrained model's loss, the fall of the training loss alone passed the first trial.
+    run, _ = scripted(lambda p: 1.0, held_out=lambda p: 2.3 if p > 1.0 else 1.5)
+    assert rescue(LEVEL, SGD, 300, run)[0].max_lr == pytest.approx(2.0)
+
+
 def _level_result(tiny_task) -> tuple[Trainer, RangeTestResult, EngineOutput]:
     """(trainer, result, engine output) for a range test whose curve stayed level, then got worse, on the real tiny
     task: no bounds, and the top of the level stretch for the self-check to search below."""
