@@ -407,12 +407,17 @@ def accuracy_counts(
     if same and isinstance(loss_fn, torch.nn.CrossEntropyLoss) and outputs.dim() > 1:
         return (outputs.argmax(dim=-1) == targets.argmax(dim=-1)).sum(), targets[..., 0].numel()
     if (same or (one_more and outputs.shape[-1] == 1)) and (
-        labels01 if labels01 is not None else bool(((targets == 0) | (targets == 1)).all())
+        labels01 if labels01 is not None else _all_labels01(targets)
     ):
         scores = outputs.reshape(targets.shape)
         predicted = scores > (0.5 if isinstance(loss_fn, torch.nn.BCELoss) else 0.0)
         return (predicted == (targets == 1)).sum(), targets.numel()
     return None
+
+
+def _all_labels01(targets: torch.Tensor) -> bool:
+    """Every target is 0 or 1 (a host sync on an accelerator: read it once per batch)."""
+    return bool(((targets == 0) | (targets == 1)).all())
 
 
 def _shape(value: Any) -> str:
@@ -488,7 +493,7 @@ class _MetricProbe:
         try:
             for i, (inputs, targets) in enumerate(self.batches):
                 if isinstance(targets, torch.Tensor):
-                    self.labels01[i] = bool(((targets == 0) | (targets == 1)).all())
+                    self.labels01[i] = _all_labels01(targets)
                 with autocast(self.device, self.precision):
                     outputs = model(inputs)
                 if accuracy_counts(outputs, targets, self.loss_fn, labels01=self.labels01[i]) is None:

@@ -331,7 +331,7 @@ class TrialRunner:
         if out.stop_signal is not None:
             raise Interrupt(out.stop_signal)  # Ctrl-C or SIGTERM stops the self-check, not just this trial
         check = None
-        if self.data.check and out.stop_reason == "completed":
+        if self.data.check and out.stop_reason == "completed" and not hold:  # a hold is judged on its curve
             check = self._check_losses()
         return out.losses, out.stop_reason, check
 

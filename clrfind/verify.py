@@ -116,11 +116,16 @@ class _Run:
         return self.check is None or bool(np.isfinite(self.check).all())
 
     @property
+    def fall(self) -> float:
+        """Its mean loss over its first steps minus that over its last (as many of each)."""
+        return float(self.losses[: self.tail.size].mean()) - float(self.tail.mean())
+
+    @property
     def change(self) -> float:
         """How far its loss fell from its first steps to its last, in standard errors (different batches, so the
         two means are compared unpaired); +inf or -inf for a noiseless fall or rise."""
         head, tail = self.losses[: self.tail.size], self.tail
-        fall = float(head.mean() - tail.mean())
+        fall = self.fall
         se = math.sqrt(float(head.var(ddof=1)) / head.size + float(tail.var(ddof=1)) / tail.size)
         return fall / se if se > 0 else math.copysign(math.inf, fall) if fall else 0.0
 
@@ -134,9 +139,7 @@ class _Run:
             return False
         if self.check is None or self.untrained is None:
             return True
-        return _clearly_lower(
-            self.check, self.untrained, self.losses[: self.tail.size].mean() - self.tail.mean()
-        )
+        return _clearly_lower(self.check, self.untrained, self.fall)
 
     @property
     def level(self) -> bool:
@@ -162,10 +165,9 @@ def clearly_better(challenger: _Run, incumbent: _Run) -> bool:
         return False
     if not incumbent.trained:
         return True
-    fall = float(incumbent.losses[: incumbent.tail.size].mean()) - float(incumbent.tail.mean())
     if challenger.check is not None and incumbent.check is not None:
-        return _clearly_lower(challenger.check, incumbent.check, fall)
-    return _clearly_lower(challenger.tail, incumbent.tail, fall)
+        return _clearly_lower(challenger.check, incumbent.check, incumbent.fall)
+    return _clearly_lower(challenger.tail, incumbent.tail, incumbent.fall)
 
 
 def _clearly_lower(losses: np.ndarray, than: np.ndarray, fall: float) -> bool:
@@ -175,7 +177,7 @@ def _clearly_lower(losses: np.ndarray, than: np.ndarray, fall: float) -> bool:
     diff = than[-n:] - losses[-n:]
     gain = float(diff.mean())
     se = float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
-    return gain > max(SIGNIFICANCE * se, MIN_GAIN * abs(float(fall)))
+    return gain > max(SIGNIFICANCE * se, MIN_GAIN * abs(fall))
 
 
 def candidate_peaks(max_lr: float, top: float) -> tuple[list[float], list[float]]:
