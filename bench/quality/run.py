@@ -48,6 +48,7 @@ from bench.quality.oracle import (
     run_config,
 )
 from bench.quality.peers import DEFAULT, PEERS
+from bench.quality.placement import grid_optimum, placement
 from bench.quality.records import MethodRun
 from bench.quality.tasks import CACHE_DIR, DATA_MODES, HALVES, TASKS, Task
 from bench.quality.train import Outcome
@@ -451,6 +452,62 @@ def clrfind_rows(results: list[TaskResults], scored: dict[str, list[Row]]) -> li
     return out
 
 
+PLACEMENT_HEADER = [
+    "set", "method", "against the grid's best", "median offset", "median |offset|", "within 2x", "over 3x high",
+    "over 3x low", "most high (task mean)", "most low (task mean)",
+]  # fmt: skip
+
+
+def _trained_lr(method: str, run: MethodRun) -> float | None:
+    """The LR a method's run trained with at its top: clrfind's one-cycle peak (None when it had no usable bounds
+    and fell back to the default), a peer's suggestion, the default LR."""
+    if method == CLRFIND:
+        fell_back = any(n.startswith(("no usable bounds", "export failed")) for n in run.notes)
+        return None if fell_back else run.suggestion.get("peak")
+    return run.suggestion.get("lr")
+
+
+def task_offsets(res: TaskResults, method: str) -> list[float]:
+    """log10(suggested / grid's best) per seed: clrfind's peak against the best one-cycle peak, every other
+    method's LR against the best constant LR (`bench.quality.placement`)."""
+    kind = "one-cycle" if method == CLRFIND else "constant"
+    configs = [c for c in res.oracle.outcomes if c.kind == kind]
+    best = grid_optimum(
+        [c.lr for c in configs],
+        [res.oracle.mean(c) for c in configs],
+        higher_is_better=res.task.higher_is_better,
+    )
+    lrs = [_trained_lr(method, r) for r in res.runs[method]]
+    return [math.log10(lr) - best for lr in lrs if lr is not None and lr > 0]
+
+
+def _factor(d: float) -> str:
+    factor = 10**d
+    return f"x{factor:.2f}" if 0.1 <= factor < 10 else f"x{factor:.2g}"
+
+
+def _decades(d: float) -> str:
+    return f"{d:+.2f} ({_factor(d)})"
+
+
+def placement_rows(groups: list[tuple[str, list[TaskResults]]], methods: list[str]) -> list[list[str]]:
+    """Per set and method: how far the suggestions sit from the grid's best LR, and which way."""
+    out = []
+    for name, results in groups:
+        for method in methods:
+            found = placement({res.task.name: task_offsets(res, method) for res in results})
+            if found is None:
+                continue
+            n = len(found.offsets)
+            out.append([
+                name, method, "one-cycle peak" if method == CLRFIND else "constant LR", _decades(found.median),
+                f"{found.median_abs:.2f} ({_factor(found.median_abs)})", f"{found.near}/{n}", f"{found.high}/{n}",
+                f"{found.low}/{n}", f"{found.highest[0]} {_decades(found.highest[1])}",
+                f"{found.lowest[0]} {_decades(found.lowest[1])}",
+            ])  # fmt: skip
+    return out
+
+
 def score_dict(row: Row) -> dict[str, Any]:
     keys = ("mean", "score", "score_se", "old_score", "within", "vs_default")
     return {k: getattr(row, k) for k in keys}
@@ -645,6 +702,10 @@ def main(argv: list[str] | None = None) -> int:
         "diverged = training runs whose loss became non-finite (metric counted as chance); at chance = training "
         "runs that ended no better than chance (diverged, collapsed, or never learned); both of all the method's "
         "training runs (peers: 2 per seed, constant and CLR)",
+        "suggestion vs the grid's best LR: log10(suggested / best) per seed, in decades (+ = above), against the "
+        "LR the grid trains best with for the schedule the method trains: clrfind's one-cycle peak against the best "
+        "one-cycle peak, the others' LR against the best constant LR; the best grid point is refined by a parabola "
+        "through it and its neighbours (bench/quality/placement.py); clrfind's seeds without bounds are left out",
     ]
     if settings != ClrfindSettings():
         notes.append(f"clrfind settings: {settings}")
@@ -655,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     sections += [(f"summary: {h}", SUMMARY_HEADER, rows) for h, rows in summaries]
     if mine:
         sections.append(("clrfind per task", CLRFIND_HEADER, mine))
+    placed = [(h, [r for r in results if r.task.name in names]) for h, names in groups]
+    sections.append(("suggestion vs the grid's best LR", PLACEMENT_HEADER, placement_rows(placed, methods)))
     for title, header, rows in sections:
         print(f"== {title}")
         print(render_text(header, rows))
