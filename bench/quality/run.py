@@ -50,7 +50,7 @@ from bench.quality.oracle import (
 from bench.quality.peers import DEFAULT, PEERS
 from bench.quality.placement import grid_optimum, placement
 from bench.quality.records import MethodRun
-from bench.quality.tasks import CACHE_DIR, DATA_MODES, HALVES, TASKS, Task
+from bench.quality.tasks import CACHE_DIR, DATA_MODES, FAMILIES, HALVES, TASKS, Task
 from bench.quality.train import Outcome
 
 ORACLE = "oracle (grid)"
@@ -717,6 +717,10 @@ def main(argv: list[str] | None = None) -> int:
     if mine:
         sections.append(("clrfind per task", CLRFIND_HEADER, mine))
     placed = [(h, [r for r in results if r.task.name in names]) for h, names in groups]
+    if len(results) > 1:  # and by optimizer family over every task: the rules differ between the two
+        placed += [
+            (f"{family} optimizers", [r for r in results if r.task.family == family]) for family in FAMILIES
+        ]
     sections.append(("suggestion vs the grid's best LR", PLACEMENT_HEADER, placement_rows(placed, methods)))
     for title, header, rows in sections:
         print(f"== {title}")

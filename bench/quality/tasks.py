@@ -34,7 +34,7 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(".bench-cache") / "quality"
 
 Family = Literal["sgd", "adaptive"]
+FAMILIES: tuple[Family, ...] = get_args(Family)
 Metric = Literal["accuracy", "mse", "nats"]
 Half = Literal["dev", "heldout", "fresh"]
 HALVES: tuple[Half, ...] = ("dev", "heldout", "fresh")
