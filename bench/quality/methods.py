@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from clrfind.results import RangeTestResult
 
 CLRFIND = "clrfind"
+# How a clrfind run's notes begin when it trained at the default LR instead of an exported schedule.
+NO_BOUNDS, EXPORT_FAILED = "no usable bounds", "export failed"
+FELL_BACK = (NO_BOUNDS, EXPORT_FAILED)
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
         plan = constant_plan(task, task.default_lr)
         if bounds is None or not bounds.usable:
             why = bounds.reason if bounds else "no bounds"
-            notes.append(f"no usable bounds ({why}); next step: {bounds.next_step if bounds else '-'}")
+            notes.append(f"{NO_BOUNDS} ({why}); next step: {bounds.next_step if bounds else '-'}")
         else:
             path = out_dir / f"{task.name}-seed{seed}.yaml"
             try:
@@ -137,7 +140,7 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
                 )
                 plan = schedule_plan(path)
             except ClrfindError as exc:  # reported; the run falls back to the default like a user would
-                notes.append(f"export failed: {exc}")
+                notes.append(f"{EXPORT_FAILED}: {exc}")
             if plan.total_steps > task.total_steps:
                 notes.append(f"schedule trains {plan.total_steps} steps, budget is {task.total_steps}")
     outcome = train(task, plan, seed)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.quality.methods import CLRFIND, ClrfindSettings, best_candidate, run_method
+from bench.quality.methods import CLRFIND, FELL_BACK, ClrfindSettings, best_candidate, run_method
 from bench.quality.oracle import (
     KINDS,
     Cache,
@@ -462,7 +462,7 @@ def _trained_lr(method: str, run: MethodRun) -> float | None:
     """The LR a method's run trained with at its top: clrfind's one-cycle peak (None when it had no usable bounds
     and fell back to the default), a peer's suggestion, the default LR."""
     if method == CLRFIND:
-        fell_back = any(n.startswith(("no usable bounds", "export failed")) for n in run.notes)
+        fell_back = any(n.startswith(FELL_BACK) for n in run.notes)
         return None if fell_back else run.suggestion.get("peak")
     return run.suggestion.get("lr")
 
