@@ -13,8 +13,9 @@ one whose loss neither falls nor rises beyond its noise shows nothing, and when 
 unchecked at max_lr. Then the steps left in the budget hold the chosen peak: the same warm-up, then the peak to the
 end. A whole run spends far longer near its peak than a compressed trial does, and an instability that grows with
 that stay (a Transformer under SGD, units of a narrow ReLU layer dying one high-LR step at a time) shows only there;
-a hold that turns non-finite or whose loss clearly rises over the stay lowers the peak to the highest lower trial
-that trained (or half a decade). All trials together cost at most the range test's planned steps.
+a hold that turns non-finite, whose loss clearly rises over the stay, or that ends no lower than it began (a blow-up
+that settles at the untrained loss) lowers the peak to the highest lower trial that trained (or half a decade). All
+trials together cost at most the range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
@@ -378,8 +379,13 @@ def _hold(
     # Only a non-finite loss stops the stay: the engine's monitor measures a rise against the fall so far, which
     # after a short warm-up is small, and a loss bouncing at a constant high LR crosses it while the run trains on.
     losses, stop, _check = run_trial(lrs, momenta, hold=True)
-    held = _Run(peak, np.asarray(losses, dtype=float)[top:], stop)
-    failed = not held.finished or held.change < -SIGNIFICANCE
+    whole = _Run(peak, np.asarray(losses, dtype=float), stop)
+    held = _Run(peak, whole.losses[top:], stop)
+    # A stay can also fail without a rise over it: the loss blows up early in the stay, then settles where the run
+    # began (units that died, a network that predicts a constant), lower than its blow-up but no lower than the
+    # untrained model's. A run whose loss ends no lower than it began, beyond its noise, has learned nothing.
+    unlearned = held.finished and whole.change <= SIGNIFICANCE
+    failed = not held.finished or held.change < -SIGNIFICANCE or unlearned
     trial = Trial(
         peak=peak, steps=steps, final_loss=None if failed else float(held.tail.mean()), stop_reason=stop
     )
@@ -391,7 +397,12 @@ def _hold(
         )
     # Nothing but a non-finite loss stops a hold (`hold=True`): any other stop is named as it came.
     stopped = "it turned non-finite" if stop == "non-finite" else f"it stopped ({stop})"
-    how = "its loss rose" if held.finished else stopped
+    if not held.finished:
+        how = stopped
+    elif held.change < -SIGNIFICANCE:
+        how = "its loss rose"
+    else:
+        how = "its loss ended no lower than where the run began"
     lower = max((r.peak for r in runs.values() if r.trained and r.peak * NEAR < peak), default=peak / STEP)
     moved: dict[str, object] = {
         "peak_lr": lower,

@@ -31,12 +31,14 @@ def scripted(
     held_out=None,
     hold_fails_above: float = math.inf,
     hold_rises_above: float = math.inf,
+    hold_unlearns_above: float = math.inf,
 ):
     """A trainer whose trial ends at `final_of(peak)`: a fall from 2.0 plus seeded noise shared by every trial (the
     same batches), or a blow-up when the peak is above `diverge_above`; with `held_out`, 16 held-out batch losses
     around `held_out(peak)`. Records the peaks of the one-cycle trials it was asked to train in `asked`, and those of
     the holds (the LR stays at its top) in `run.holds`; a hold above `hold_fails_above` blows up, one above
-    `hold_rises_above` runs to its end with a loss that climbs back, by far more than its noise."""
+    `hold_rises_above` runs to its end with a loss that climbs back, by far more than its noise, and one above
+    `hold_unlearns_above` blows up early in its stay and settles where it began."""
     asked: list[float] = []
 
     def run(
@@ -55,6 +57,10 @@ def scripted(
         if held and peak > hold_rises_above:
             climb = np.concatenate([np.linspace(2.0, 1.0, n // 3), np.linspace(1.0, 1.6, n - n // 3)])
             return climb + batches, "completed", None
+        if held and peak > hold_unlearns_above:
+            fall, blow_up = np.linspace(2.0, 0.5, n // 3), np.linspace(8.0, 2.0, n // 6)
+            settled = np.full(n - fall.size - blow_up.size, 2.0)
+            return np.concatenate([fall, blow_up, settled]) + batches, "completed", None
         if not held and peak > diverge_above:
             return np.concatenate([np.linspace(2.0, 1.0, n // 2), [50.0, 80.0]]), "diverged", None
         final = final_of(peak)
@@ -125,6 +131,19 @@ def test_a_hold_whose_loss_climbs_back_is_lowered_though_nothing_stopped_it() ->
     assert bounds.peak_lr == pytest.approx(0.1 * STEP) and "its loss rose: the peak is lowered to 0.32" in (
         record.outcome
     )
+
+
+def test_a_hold_that_blows_up_and_settles_at_the_untrained_loss_is_lowered() -> None:
+    """Over the stay alone the loss fell (from its blow-up), but it ends where the run began: the network died (a
+    constant prediction) and the self-check must not call that training on."""
+    run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), hold_unlearns_above=0.4)
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert record.hold.stop_reason == "completed" and record.hold.final_loss is None
+    assert bounds.peak_lr == pytest.approx(0.1 * STEP)
+    assert "its loss ended no lower than where the run began: the peak is lowered to 0.32" in record.outcome
+    # Below that, the same hold trains on: the criterion is the ending, not the stay's bounce.
+    _, kept = verify(BOUNDS, SGD, 300, scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1))[0])
+    assert kept.hold.final_loss is not None and "it trained on" in kept.outcome
 
 
 def test_a_hold_below_max_lr_that_fails_moves_max_lr_and_base_lr_down_with_the_peak() -> None:
