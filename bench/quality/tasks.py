@@ -17,7 +17,8 @@ of the others use: binary and multi-label BCE on logits, a Gaussian NLL that goe
 sixth (noisy labels, the one kind of training where clrfind fell short of the default LR on the held-out half,
 under AdamW, RMSprop, plain SGD, a CNN with batch norm and a long budget), and a seventh written to test the one
 failure the sixth found (a small noisy dataset, a model that can memorize it, a long budget) on other data and
-another optimizer: how the rules fare where nobody looked.
+another optimizer, and an eighth (batch norm at batch 8 under AdamW, an EmbeddingBag text classifier, a Transformer
+classifier, an L1 loss, dropout with a large batch under plain SGD): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -552,6 +553,34 @@ def swissroll_data() -> TaskData:
     return _regression(x, t, n_val=1000)
 
 
+BOW_VOCAB, BOW_CLASSES, BOW_LEN, BOW_TOPIC = 400, 4, 24, 40
+
+
+def bag_of_words_data() -> TaskData:
+    """Documents of BOW_LEN word ids: each word comes from the class's own BOW_TOPIC topic words with
+    probability 0.15, else from a Zipf-like background over the whole vocabulary (topic words included), so a
+    document holds about three words that give its class away among common ones that do not."""
+    rng = np.random.default_rng(8)
+    n = 4000
+    y = rng.integers(0, BOW_CLASSES, n)
+    background = 1.0 / np.arange(1, BOW_VOCAB + 1)
+    background = rng.permutation(background / background.sum())
+    words = rng.choice(BOW_VOCAB, size=(n, BOW_LEN), p=background)
+    topical = rng.random((n, BOW_LEN)) < 0.15
+    topic_words = rng.permutation(BOW_VOCAB)[: BOW_CLASSES * BOW_TOPIC].reshape(BOW_CLASSES, BOW_TOPIC)
+    own = topic_words[y[:, None], rng.integers(0, BOW_TOPIC, (n, BOW_LEN))]
+    x = torch.tensor(np.where(topical, own, words))
+    yt = torch.tensor(y, dtype=torch.long)
+    return TaskData(x[:3000], yt[:3000], x[3000:], yt[3000:], chance=_majority(yt[3000:]))
+
+
+def wide_classes_data() -> TaskData:
+    """make_classification (30 features, 6 classes), 20000 samples to train on: a large batch still leaves
+    39 steps an epoch."""
+    return _generated(2000, n_samples=22000, n_features=30, n_informative=16, n_redundant=4, n_classes=6,
+                      n_clusters_per_class=2, class_sep=0.9, random_state=17)  # fmt: skip
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -765,6 +794,41 @@ class ConvSeq(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.conv(self.embed(tokens).transpose(1, 2))
+
+
+class BagOfWords(nn.Module):
+    """The mean of the words' embeddings (EmbeddingBag), ReLU and a linear head: a fastText-style classifier,
+    whose embedding rows each get a gradient only from the documents that hold the word."""
+
+    def __init__(self, vocab: int, out: int, dim: int = 32) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(vocab, dim, mode="mean")
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(dim, out))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bag(tokens))
+
+
+class TransformerClassifier(nn.Module):
+    """A pre-norm Transformer encoder with learned positions, a final LayerNorm, the mean over positions and a
+    linear head: a sequence classifier."""
+
+    def __init__(
+        self, vocab: int, length: int, out: int, dim: int = 32, heads: int = 2, layers: int = 2
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(1, length, dim) / math.sqrt(dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, out)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.embed(tokens) + self.pos[:, : tokens.shape[1]])
+        return self.head(self.norm(h).mean(1))
 
 
 PRETRAIN_EPOCHS, PRETRAIN_BATCH = 10, 32
@@ -1545,6 +1609,75 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=lambda: noisy_classes_data(800, 24, 8, label_noise=0.3, random_state=13),
             make_model=lambda: mlp(24, 8, hidden=128),
+        ),
+        # eighth batch: kinds of training none of the above has (batch norm at batch 8 under AdamW, an
+        # EmbeddingBag text classifier, a Transformer classifier, an L1 loss, dropout with a large batch under
+        # plain SGD), written and first scored with the rules as of d1f9285
+        Task(
+            name="digits-bncnn-batch8-adamw",
+            description="load_digits 8x8 images, 2-block CNN with batch norm, AdamW (wd 0.01), batch 8 (batch norm "
+            "statistics of 8 samples), 2 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=8,
+            epochs=2,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: SmallCNN(num_classes=10),
+        ),
+        Task(
+            name="bow-embbag-sgd",
+            description=f"{BOW_CLASSES}-class documents of {BOW_LEN} words out of {BOW_VOCAB}, EmbeddingBag "
+            "(mean, 32) + ReLU + linear head, SGD momentum 0.9, batch 32, 4 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=bag_of_words_data,
+            make_model=lambda: BagOfWords(BOW_VOCAB, BOW_CLASSES),
+        ),
+        Task(
+            name="count-transformer-adamw",
+            description=f"count the 0s in a random {COUNT_LEN}-token sequence, 2-layer pre-norm Transformer "
+            "encoder (dim 32) with mean pooling, AdamW (wd 0.1), batch 64, 4 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.1},
+            batch_size=64,
+            epochs=4,
+            metric="accuracy",
+            make_data=count_data,
+            make_model=lambda: TransformerClassifier(COUNT_VOCAB, COUNT_LEN, COUNT_CLASSES),
+        ),
+        Task(
+            name="friedman-l1-adamw",
+            description="make_friedman1 (noise 1.0), MLP 10-64-64-1 trained on the L1 loss (gradients that do not "
+            "shrink near the minimum), AdamW (wd 0.01), batch 32, 10 epochs; scored on val MSE",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=10,
+            metric="mse",
+            make_data=friedman_data,
+            make_model=lambda: mlp(10, 1),
+            make_loss=nn.L1Loss,
+        ),
+        Task(
+            name="wide-dropout-sgd-batch512",
+            description="make_classification (30 features, 6 classes, 20000 to train on), MLP 30-128-128-6 with "
+            "dropout 0.3 after each hidden layer, plain SGD, batch 512, 20 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=512,
+            epochs=20,
+            metric="accuracy",
+            make_data=wide_classes_data,
+            make_model=lambda: mlp_of(30, 6, 128, 2, lambda w: [nn.ReLU(), nn.Dropout(0.3)]),
         ),
     ]
 }
