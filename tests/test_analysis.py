@@ -580,6 +580,21 @@ def test_still_falling_at_the_end_of_the_range():
     assert "still falling" in b.reason and "--max-lr 10" in b.next_step
 
 
+def test_a_fall_seen_to_slow_only_in_the_last_half_window_of_the_range_is_still_falling():
+    """Where the range ends nothing happened to the curve, and the smoother sees one side of it only: a fall that
+    slows only within the last half-window has not shown that it ended, so the test runs again up to a 10x higher
+    end. The same fall a tenth of a decade earlier slows on both sides' evidence and ends inside the range."""
+    lrs = lr_ladder(1e-5, 1.0, 300, "exp")
+    late = _curve(np.log10(lrs), c=-0.5, w=0.12, d=5.0, dw=0.15, noise=0.01)
+    b = suggest_bounds(lrs, late, planned_max_lr=1.0, mode="exp")
+    assert_sound(b)
+    assert b.wider_max_lr == pytest.approx(10.0) and b.confidence == "low" and "still falling" in b.reason
+    earlier = _curve(np.log10(lrs), c=-0.6, w=0.12, d=5.0, dw=0.15, noise=0.01)
+    b = suggest_bounds(lrs, earlier, planned_max_lr=1.0, mode="exp")
+    assert_sound(b)
+    assert b.wider_max_lr is None and 0.3 < b.max_lr < 0.6 and b.confidence == "medium"
+
+
 def test_never_falls():
     lrs = lr_ladder(1e-3, 1.0, 300, "linear")
     losses = 2.3 + 3.0 * lrs + 0.02 * np.random.default_rng(0).standard_normal(300)

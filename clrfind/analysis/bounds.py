@@ -276,7 +276,7 @@ def _run_lengths(mask: np.ndarray) -> np.ndarray:
     return next_false - idx
 
 
-def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray) -> _Descent | None:
+def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool) -> _Descent | None:
     """Find the clear fall: where it starts and where it ends (None if the smoothed curve never falls)."""
     level, slope, i_min = curve.level, curve.slope, curve.i_min
     n = level.size
@@ -287,10 +287,16 @@ def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray) -> _Descent | No
         return None
     slow = slope > STOP_SLOPE_FRAC * steepest  # not falling clearly (flat, slowing or rising)
 
-    # Still falling: no point past the steepest one from which the slope stays slow for `persist` points (or up
-    # to the end of the curve, if at least 2 are left), and the minimum at the end.
+    # Still falling: no point past the steepest one from which the slope stays slow for `persist` points, and the
+    # minimum at the end. A divergence is an event of the curve: a slow stretch up to it (at least 2 points) ends
+    # the fall. The end of the range is none, and over its last half-window the smoother sees one side only: a fall
+    # seen to slow only there has not shown that it ended: its slow stretch must begin before, else the test runs
+    # again up to a higher end.
     run = _run_lengths(slow)
-    stops = (run >= persist) | ((np.arange(n) + run == n) & (run >= min(persist, 2)))
+    if open_end:
+        stops = (run >= persist) & (np.arange(n) < n - curve.half)
+    else:
+        stops = (run >= persist) | ((np.arange(n) + run == n) & (run >= min(persist, 2)))
     stops[: i_steep + 1] = False
     after = np.flatnonzero(stops)
     still_falling = after.size == 0 and i_min >= n - persist
@@ -646,7 +652,7 @@ def _bounds_from(
         return unreliable
     assert base is not None and stats is not None
     curve = _refine(axis[:n], y[:n], base, stats.noise)
-    descent = _descent(curve, stats, axis[:n])
+    descent = _descent(curve, stats, axis[:n], open_end=cut.kind is None)
     if descent is None:  # a fall that stands out has a negative steepest slope; kept as a guard
         return ctx.no_bounds(
             f"the {what.name} never {what.improves} clearly", f"lower the start 10x: {ctx.lower()}"
