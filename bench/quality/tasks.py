@@ -18,7 +18,9 @@ sixth (noisy labels, the one kind of training where clrfind fell short of the de
 under AdamW, RMSprop, plain SGD, a CNN with batch norm and a long budget), and a seventh written to test the one
 failure the sixth found (a small noisy dataset, a model that can memorize it, a long budget) on other data and
 another optimizer, and an eighth (batch norm at batch 8 under AdamW, an EmbeddingBag text classifier, a Transformer
-classifier, an L1 loss, dropout with a large batch under plain SGD): how the rules fare where nobody looked.
+classifier, an L1 loss, dropout with a large batch under plain SGD) and a ninth (raw unstandardized features, an
+unscaled regression target, group norm, a linear model, a deep residual MLP without normalization): how the rules
+fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -581,6 +583,30 @@ def wide_classes_data() -> TaskData:
                       n_clusters_per_class=2, class_sep=0.9, random_state=17)  # fmt: skip
 
 
+def raw_cancer_data() -> TaskData:
+    """load_breast_cancer with its raw features (from 0.001 to 4000 in scale), as a user who skips standardizing
+    hands them over: the largest feature sets how high an LR can go, the smallest how slowly they learn."""
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    return _classification(x, y, n_val=169, standardize=False)
+
+
+def diabetes_raw_target_data() -> TaskData:
+    """load_diabetes with the raw target (25-346, mean 152) left unscaled: the MSE starts near 3e4 and most of
+    its first fall is the output bias catching up. chance = the val MSE of the train mean, in the same units."""
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    xt, yt, xv, yv = _split(x, y, 142, regression=True)
+    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+
+
+def deep_classes_data() -> TaskData:
+    return _generated(1500, n_samples=4000, n_features=20, n_informative=12, n_redundant=2, n_classes=5,
+                      n_clusters_per_class=2, class_sep=1.0, random_state=23)  # fmt: skip
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -807,6 +833,41 @@ class BagOfWords(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.bag(tokens))
+
+
+class GroupNormCNN(nn.Module):
+    """Two conv blocks with group norm (4 groups) and a linear head: normalized per sample, so unlike batch norm
+    its output does not depend on the rest of the batch. Its own class: SmallCNN's code keys older tasks' caches."""
+
+    def __init__(self, num_classes: int, channels: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1), nn.GroupNorm(4, channels), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.GroupNorm(4, 2 * channels), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * channels, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ResidualMLP(nn.Module):
+    """A linear stem, `depth` residual blocks h + W2 relu(W1 h) with no normalization, a linear head: the
+    activations grow with every block, and with them how far one step at a high LR moves the output."""
+
+    def __init__(self, in_features: int, out_features: int, width: int = 64, depth: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Linear(in_features, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)) for _ in range(depth)
+        )
+        self.head = nn.Linear(width, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(nn.functional.relu(h))
 
 
 class TransformerClassifier(nn.Module):
@@ -1678,6 +1739,80 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=wide_classes_data,
             make_model=lambda: mlp_of(30, 6, 128, 2, lambda w: [nn.ReLU(), nn.Dropout(0.3)]),
+        ),
+        # ninth batch: kinds of training none of the above has (raw unstandardized features, an unscaled
+        # regression target, group norm, a linear model, a deep residual MLP without normalization), written and
+        # first scored with the rules as of 14bfe31
+        Task(
+            name="cancer-raw-sgd",
+            description="load_breast_cancer with raw, unstandardized features (0.001-4000), MLP 30-64-64-2, "
+            "SGD momentum 0.9, batch 32, 15 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=15,
+            metric="accuracy",
+            make_data=raw_cancer_data,
+            make_model=lambda: mlp(30, 2),
+            # First scored on SGD's grid (1e-4..3), whose best point was its lowest: features of scale 4000 move
+            # the stable LRs down by decades, so the grid spans 1e-6..3e-2 to hold the best one.
+            grid=(1e-6, 3e-2),
+        ),
+        Task(
+            name="diabetes-rawtarget-adam",
+            description="load_diabetes with the raw target (mean 152, MSE of the mean ~5000), MLP 10-64-64-1, "
+            "Adam, batch 16, 20 epochs; scored on val MSE in the target's units",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=16,
+            epochs=20,
+            metric="mse",
+            make_data=diabetes_raw_target_data,
+            make_model=lambda: mlp(10, 1),
+            make_loss=nn.MSELoss,
+            # The target's scale (a bias of 152 to learn) may put the best LR above the adaptive grid's 0.3.
+            grid=(1e-4, 3.0),
+        ),
+        Task(
+            name="digits-gncnn-sgd",
+            description="load_digits 8x8 images, 2-block CNN with group norm (4 groups), SGD Nesterov 0.9, "
+            "wd 5e-4, batch 32, 4 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: GroupNormCNN(num_classes=10),
+        ),
+        Task(
+            name="digits-logreg-sgd",
+            description="load_digits (64 standardized features), softmax regression (one linear layer: a convex "
+            "loss), plain SGD, batch 64, 10 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=10,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: nn.Linear(64, 10),
+        ),
+        Task(
+            name="deep-resmlp-adamw",
+            description="make_classification (20 features, 5 classes), a 10-block residual MLP of width 64 without "
+            "normalization, AdamW (wd 0.01), batch 64, 8 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=deep_classes_data,
+            make_model=lambda: ResidualMLP(20, 5),
         ),
     ]
 }
