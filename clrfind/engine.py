@@ -523,15 +523,17 @@ class _MetricProbe:
         self.lrs.append(lr)
         self.values.append(total / count.clamp(min=1))  # stays on the device until the run ends
 
-    def curve(self) -> MetricCurve | None:
-        if not self.values:
+    def curve(self, steps: int) -> MetricCurve | None:
+        """The evaluations made within the first `steps` steps of the loss curve."""
+        kept = sum(step < steps for step in self.steps)
+        if not kept:
             return None
-        values = torch.stack(self.values).cpu().tolist()
+        values = torch.stack(self.values[:kept]).cpu().tolist()
         return MetricCurve(
             name=self.name,  # type: ignore[arg-type]
             higher_is_better=self.name == "accuracy",
-            steps=self.steps,
-            lrs=self.lrs,
+            steps=self.steps[:kept],
+            lrs=self.lrs[:kept],
             values=[v if math.isfinite(v) else None for v in values],
         )
 
@@ -745,6 +747,11 @@ def run_loop(
     elif monitor.stop_index is not None:
         stop_reason, stop_detail = monitor.stop_reason or "diverged", monitor.detail
     n = len(reporter.losses)
+    if stop_reason in ("diverged", "non-finite"):
+        # The loop stops at the end of the chunk in which the monitor confirmed the stop, and on CPU chunks are
+        # sized by wall time: the steps past the confirmation would make the same seed's curve end a step or
+        # two apart between runs. The curve ends where the stop was confirmed, so a rerun repeats it exactly.
+        n = min(n, monitor.stop_index + 1)  # type: ignore[operator]
     notes: list[str] = []
     if batches.epoch > 0:
         notes.append(
@@ -766,7 +773,7 @@ def run_loop(
         data_restarts=batches.epoch,
         seconds=seconds,
         compile_seconds=stepper.compile_seconds,
-        metric=probe.curve() if probe is not None else None,
+        metric=probe.curve(n) if probe is not None else None,
         error=error,
         error_step=steps if error is not None else None,
         error_part=error_part,

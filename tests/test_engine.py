@@ -57,26 +57,23 @@ def test_callback_reports_progress_and_the_best_loss(tiny_task, monkeypatch) -> 
         assert e.total == 30 and e.lr == pytest.approx(out.lrs[e.step - 1])
 
 
+def _chunked_twice(tiny_task, lrs: np.ndarray, sync_every: int) -> list:
+    """The same run twice, from the same weights and in the same batch order: chunks of 1, then of `sync_every`."""
+    model, loader, loss_fn, opt = tiny_task
+    loader = torch.utils.data.DataLoader(loader.dataset, batch_size=32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    runs = []
+    for every in (1, sync_every):
+        model.load_state_dict(state)
+        opt.state.clear()
+        settings = RunSettings(sync_every=every)
+        runs.append(run_loop(model, loader, loss_fn, opt, lrs, device=torch.device("cpu"), settings=settings))
+    return runs
+
+
 @pytest.mark.parametrize("sync_every", [1, 3, 7, 64])
 def test_chunk_size_does_not_change_the_curve(tiny_task, sync_every: int) -> None:
-    model, loader, loss_fn, opt = tiny_task
-    loader = torch.utils.data.DataLoader(loader.dataset, batch_size=32)  # same batch order in both runs
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    lrs = lr_ladder(1e-3, 0.05, 20, "linear")
-    a = run_loop(
-        model, loader, loss_fn, opt, lrs, device=torch.device("cpu"), settings=RunSettings(sync_every=1)
-    )
-    model.load_state_dict(state)
-    opt.state.clear()
-    b = run_loop(
-        model,
-        loader,
-        loss_fn,
-        opt,
-        lrs,
-        device=torch.device("cpu"),
-        settings=RunSettings(sync_every=sync_every),
-    )
+    a, b = _chunked_twice(tiny_task, lr_ladder(1e-3, 0.05, 20, "linear"), sync_every)
     assert a.losses.tolist() == pytest.approx(b.losses.tolist(), rel=1e-6)
 
 
@@ -98,6 +95,18 @@ def test_one_element_losses_of_any_shape_read_as_floats(tiny_task, shape: tuple[
     out = run_loop(model, loader, loss_fn, opt, lrs, device=torch.device("cpu"), step_fn=step)
     assert out.stop_reason == "completed" and out.losses.dtype == np.float64
     assert out.losses.tolist() == pytest.approx(reference.losses.tolist(), rel=1e-6)
+
+
+@pytest.mark.parametrize("sync_every", [3, 7, 64])
+def test_a_diverged_curve_ends_where_the_stop_was_confirmed_whatever_the_chunks(
+    tiny_task, sync_every: int
+) -> None:
+    """The loop runs on to the end of the chunk in which the monitor confirmed the stop, and on CPU chunks follow
+    wall time: the curve (and the LR the test stopped at) must not, or two runs of one seed would differ."""
+    a, b = _chunked_twice(tiny_task, lr_ladder(1e-3, 500.0, 400, "exp"), sync_every)
+    assert a.stop_reason == b.stop_reason == "diverged" and len(a.losses) < 400
+    assert b.losses.tolist() == pytest.approx(a.losses.tolist(), rel=1e-6, nan_ok=True)
+    assert b.lrs.tolist() == a.lrs.tolist()
 
 
 def test_divergence_stops_early_within_a_few_steps(tiny_task) -> None:
