@@ -68,6 +68,8 @@ class EngineOutput:
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM)
     skipped_steps: int = 0
     notes: list[str] = field(default_factory=list)
+    # Steps the loop trained: past the curve's end when a stop was confirmed inside a chunk (None: the curve's length).
+    trained_steps: int | None = None
 
     def stop_text(self, terms: Terms) -> str:
         """Why the run stopped, in the caller's words (a failure names the spec key or the argument)."""
@@ -780,6 +782,7 @@ def run_loop(
         stop_signal=stop_signal,
         skipped_steps=stepper.skipped,
         notes=notes,
+        trained_steps=steps,
     )
 
 

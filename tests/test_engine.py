@@ -107,6 +107,8 @@ def test_a_diverged_curve_ends_where_the_stop_was_confirmed_whatever_the_chunks(
     assert a.stop_reason == b.stop_reason == "diverged" and len(a.losses) < 400
     assert b.losses.tolist() == pytest.approx(a.losses.tolist(), rel=1e-6, nan_ok=True)
     assert b.lrs.tolist() == a.lrs.tolist()
+    # ... while the steps it trained past that are still counted (for the time per step)
+    assert a.trained_steps == len(a.losses) and len(b.losses) <= b.trained_steps < len(b.losses) + sync_every
 
 
 def test_divergence_stops_early_within_a_few_steps(tiny_task) -> None:
