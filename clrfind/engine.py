@@ -741,6 +741,7 @@ def run_loop(
 
     stop_reason, stop_detail = "completed", f"ran all {total} steps"
     error, error_part, stop_signal = None, None, None
+    n = len(reporter.losses)
     if isinstance(failure, KeyboardInterrupt):
         stop_signal = stops.signal_of(failure)
         stop_reason, stop_detail = "interrupted", stops.stop_detail(stop_signal)
@@ -748,12 +749,10 @@ def run_loop(
         stop_reason, (error_part, error) = "error", failure
     elif monitor.stop_index is not None:
         stop_reason, stop_detail = monitor.stop_reason or "diverged", monitor.detail
-    n = len(reporter.losses)
-    if stop_reason in ("diverged", "non-finite"):
         # The loop stops at the end of the chunk in which the monitor confirmed the stop, and on CPU chunks are
         # sized by wall time: the steps past the confirmation would make the same seed's curve end a step or
         # two apart between runs. The curve ends where the stop was confirmed, so a rerun repeats it exactly.
-        n = min(n, monitor.stop_index + 1)  # type: ignore[operator]
+        n = min(n, monitor.stop_index + 1)
     notes: list[str] = []
     if batches.epoch > 0:
         notes.append(
