@@ -66,7 +66,6 @@ class EngineOutput:
     error_step: int | None = None
     error_part: Part | None = None
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM)
-    skipped_steps: int = 0
     notes: list[str] = field(default_factory=list)
     # Steps the loop trained: past the curve's end when a stop was confirmed inside a chunk (None: the curve's length).
     trained_steps: int | None = None
@@ -779,7 +778,6 @@ def run_loop(
         error_step=steps if error is not None else None,
         error_part=error_part,
         stop_signal=stop_signal,
-        skipped_steps=stepper.skipped,
         notes=notes,
         trained_steps=steps,
     )

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 POLICIES = ("auto", "triangular", "triangular2", "exp_range", "one-cycle", "cosine")
 FORMATS = ("yaml", "json", "python")
-CYCLIC_POLICIES = ("triangular", "triangular2", "exp_range")
 
 OPTIMIZER_MODULE = "torch.optim"
 SCHEDULER_MODULE = "torch.optim.lr_scheduler"
