@@ -272,18 +272,34 @@ def range_test(
                 batch_size=getattr(train_loader, "batch_size", None), world_size=world, param_groups=groups,
                 from_trained_state=from_trained,
             )  # fmt: skip
-            bar = progress_callback("range test", steps, enabled=progress and rank == 0, also=callback)
-            with bar as on_step:
+
+            def reseed() -> None:
+                if seed is not None:
+                    seed_everything(seed)
+
+            def bar(total: int) -> contextlib.AbstractContextManager[Callable[..., None] | None]:
+                return progress_callback("range test", total, enabled=progress and rank == 0, also=callback)
+
+            def check(result: RangeTestResult, out: EngineOutput) -> tuple[RangeTestResult, int | None]:
+                # restore=False keeps what the test trained: the trials start elsewhere, so it is put back after.
+                keep = initial is not None and not where
+                with preserved_state(model, optimizer) if keep else contextlib.nullcontext():
+                    return trainer.self_check(result, out, initial)
+
+            with bar(steps) as on_step:
                 run = _ranked(trainer, rank if job is not None else None, on_step)
                 out = run(lrs)
                 result, out = trainer.widen(
-                    analyse(out, settings), out, initial, steps=steps, run=run, analyse=analyse,
-                    reseed=lambda: seed is not None and seed_everything(seed),
-                )  # fmt: skip
-            # restore=False keeps what the test trained: the trials start elsewhere, so it is put back after them.
-            keep = initial is not None and not where
-            with preserved_state(model, optimizer) if keep else contextlib.nullcontext():
-                result, check_stop = trainer.self_check(result, out, initial)
+                    analyse(out, settings), out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
+                )
+            result, check_stop = check(result, out)
+            if check_stop is None and trainer.wants_longer(result, out, initial):
+                with bar(LONGER * steps) as on_step:
+                    run = _ranked(trainer, rank if job is not None else None, on_step)
+                    result, out = trainer.lengthen(
+                        result, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
+                    )
+                result, check_stop = check(result, out)
         except Fault as fault:
             raise terms.error(fault) from fault
         finally:
@@ -391,6 +407,10 @@ def _save_library_run(result: RangeTestResult, out_dir: Path | None, *, failed: 
 # A flat test is run again with a 10x higher end at most this many times (the default range 1e-5..1 becomes
 # 1e-5..100 at most): beyond that the curve is not flat for want of range.
 MAX_WIDENINGS = 2
+# A test in which no LR made the curve improve, over the whole (widened) range, is run again once with this many
+# times the steps: the test's own advice (`plateau_advice`), as each LR then gets three times the steps to leave a
+# plateau.
+LONGER = 3
 
 
 def _without_rerun(result: RangeTestResult, longer: str) -> RangeTestResult:
@@ -404,6 +424,23 @@ def _without_rerun(result: RangeTestResult, longer: str) -> RangeTestResult:
     return result.model_copy(
         update={"bounds": b.model_copy(update={"next_step": "; ".join(steps), "wider_max_lr": None})}
     )
+
+
+def _no_improvement(result: RangeTestResult, settings: RunSettings, tried: str) -> str:
+    """ "no fall of the loss from lr A to B in `tried`", in the words of the curve the bounds are read from."""
+    curve = result.metric  # the validation metric, when there is one
+    what = curve_quantity(curve.name, curve.higher_is_better) if curve else curve_quantity()
+    span = f"lr {two_digits(settings.min_lr)} to {two_digits(settings.max_lr)}"
+    return f"no {what.improvement} of the {what.name} from {span} in {tried}"
+
+
+def _plateau_step(result: RangeTestResult, settings: RunSettings, tried: str, steps: int) -> RangeTestResult:
+    """`result` whose next step is about the setup and a longer test: no LR in the range, as far as it was widened,
+    made the curve improve in `tried` (the runs' lengths); a run's own advice would forget the runs before it."""
+    b = result.bounds
+    assert b is not None
+    advice = f"{_no_improvement(result, settings, tried)}: {plateau_advice(steps)}"
+    return result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
 
 
 @dataclass
@@ -420,6 +457,9 @@ class Trainer:
     step_fn: Callable[..., Any] | None = None
     reduce_loss: Callable[[Any], Any] | None = None
     val_loader: Iterable[Any] | None = None
+    # What each rerun (`widen`, `lengthen`) did, kept in the last run's notes.
+    reruns: list[str] = field(default_factory=list)
+    lengthened: bool = False
 
     def range_test(self, lrs: np.ndarray, *, callback: Callable[..., None] | None = None) -> EngineOutput:
         from clrfind.engine import run_loop
@@ -450,7 +490,6 @@ class Trainer:
         it by ending at 10. Same steps, so each decade gets fewer.
         `run(lrs)` is one range test as the caller runs it (its callback, its ranks' failures explained).
         """
-        said: list[str] = []  # each rerun's note, kept in the last one's result
         for _ in range(MAX_WIDENINGS):
             wider = result.bounds.wider_max_lr if result.bounds is not None else None
             if wider is None or initial is None or out.stop_reason != "completed":
@@ -466,7 +505,7 @@ class Trainer:
                 f"the {result.bounds.method} {shape} lr {two_digits(end)} with nothing diverging, so the range "
                 f"ended too low: the test was run again from the initial state up to {two_digits(wider)}"
             )
-            out.notes = [*out.notes, *said, note]
+            out.notes = [*out.notes, *self.reruns, note]
             rerun = analyse(out, self.settings)
             if falling and (rerun.bounds is None or not rerun.bounds.usable):
                 # Spread over one more decade, a noisy fall can sink into its noise: a rerun that shows none does
@@ -484,16 +523,64 @@ class Trainer:
                 # The first run's analysis stands as it was; only its notes grow (a result's notes are its output's).
                 kept = result.model_copy(update={"notes": out.notes})
                 return _without_rerun(kept, f"--max-lr {two_digits(wider)} --steps {2 * steps}"), out
-            said.append(note)
+            self.reruns.append(note)
             result = rerun
+        if self.reruns and result.bounds is not None and not result.bounds.usable:
+            result = _plateau_step(result, self.settings, f"{steps} steps", steps)
+        return result, out
+
+    def wants_longer(self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None) -> bool:
+        """True when no LR made the curve improve: it stayed level and then got worse (and the self-check, when on,
+        found no lower peak that trains), or it stayed flat to the end of a range widened as far as `widen` goes;
+        and the run was neither stopped nor failed, and was not lengthened before."""
         b = result.bounds
-        if said and b is not None and not b.usable:
-            # The last run's own advice ("the range starts too high", "raise the end 10x") forgets the runs before.
-            span = f"lr {two_digits(self.settings.min_lr)} to {two_digits(self.settings.max_lr)}"
-            curve = result.metric  # the bounds are read from the validation metric when there is one
-            what = curve_quantity(curve.name, curve.higher_is_better) if curve else curve_quantity()
-            advice = f"no {what.improvement} of the {what.name} from {span} in {steps} steps: {plateau_advice(steps)}"
-            result = result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
+        if initial is None or b is None or b.usable or out.error is not None or out.stop_signal is not None:
+            return False
+        if out.stop_reason in ("error", "interrupted") or self.lengthened:
+            return False
+        return b.level_until_lr is not None or b.wider_max_lr is not None
+
+    def lengthen(
+        self,
+        result: RangeTestResult,
+        out: EngineOutput,
+        initial: StateSnapshot | None,
+        *,
+        steps: int,
+        run: Callable[[np.ndarray], EngineOutput],
+        analyse: Callable[..., RangeTestResult],
+        reseed: Callable[[], None],
+    ) -> tuple[RangeTestResult, EngineOutput]:
+        """Run the test again, from the initial state and over the same range, with LONGER times the steps (once,
+        when `wants_longer`); that run's result and output.
+
+        A model on a plateau (saturated sigmoid units, a narrow bottleneck) leaves it only after many steps at one
+        LR, which a rising ladder does not give any LR, and a self-check trial a quarter of the test long is no
+        longer: the curve stays level, then gets worse. Giving every LR more steps is the test's own next step
+        (`plateau_advice`), taken here as `widen` takes its own; a setup that cannot learn at all shows no fall
+        again, and the advice then turns to the setup. `analyse(out, settings, planned_steps=N)`.
+        """
+        assert initial is not None  # `wants_longer` holds
+        longer = LONGER * steps
+        trials = result.verification.trials if result.verification is not None else []
+        checked = (
+            f", nor in any of the self-check's {len(trials)} trials ({trials[0].steps} steps each)"
+            if trials
+            else ""
+        )
+        note = (
+            f"{_no_improvement(result, self.settings, f'{steps} steps')}{checked}, as on a plateau that a model leaves "
+            f"only after many steps at one LR: the test was run again from the initial state with {longer} steps"
+        )
+        initial.restore()
+        reseed()
+        out = run(self.settings.ladder(longer))
+        out.notes = [*out.notes, *self.reruns, note]
+        self.reruns.append(note)
+        self.lengthened = True
+        result = analyse(out, self.settings, planned_steps=longer)
+        if result.bounds is not None and not result.bounds.usable:
+            result = _plateau_step(result, self.settings, f"{steps} or {longer} steps", longer)
         return result, out
 
     def self_check(
@@ -660,9 +747,11 @@ def run_spec(
                 out = trainer.range_test(lrs, callback=callback)
                 return peers.explain(out) if peers is not None else out
 
-            def analyse(out: EngineOutput, settings: RunSettings) -> RangeTestResult:
+            def analyse(
+                out: EngineOutput, settings: RunSettings, planned_steps: int = total
+            ) -> RangeTestResult:
                 return make_result(
-                    out, settings, terms, planned_steps=total, device=str(device),
+                    out, settings, terms, planned_steps=planned_steps, device=str(device),
                     optimizer=optimizer_ref(comps.optimizer) if spec.optimizer is None  # a setup factory's
                     else OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
                     batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
@@ -676,6 +765,12 @@ def run_spec(
                 reseed=lambda: seed_everything(spec.seed),
             )  # fmt: skip
             result, check_stop = trainer.self_check(result, out, initial)
+            if check_stop is None and trainer.wants_longer(result, out, initial):
+                result, out = trainer.lengthen(
+                    result, out, initial, steps=total, run=run, analyse=analyse,
+                    reseed=lambda: seed_everything(spec.seed),
+                )  # fmt: skip
+                result, check_stop = trainer.self_check(result, out, initial)
             result = result.model_copy(update={"peak_memory": memory.peak()})
         except Fault as fault:
             raise terms.error(fault) from fault

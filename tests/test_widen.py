@@ -134,16 +134,22 @@ def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> Non
     assert "the range ended too low" in res.stdout
 
 
-def test_a_test_still_flat_after_widening_says_what_to_check_instead_of_widening_again() -> None:
-    """Random labels: nothing to learn at any LR. After two reruns the advice is about the setup, not the range."""
+def test_a_test_still_flat_after_widening_and_lengthening_says_what_to_check() -> None:
+    """Random labels: nothing to learn at any LR. After two wider reruns and one 3x longer one (`test_lengthen.py`)
+    the advice is about the setup, not the range, and the caller's model is as it was."""
     g = torch.Generator().manual_seed(0)
     data = torch.utils.data.TensorDataset(
         torch.randn(512, 8, generator=g) * 0.1, torch.randint(0, 2, (512,), generator=g)
     )
-    result = _range_test(*_flat_task(data))
-    assert result.max_lr == pytest.approx(100.0) and not result.bounds.usable
-    assert result.bounds.next_step.startswith("no fall of the loss from lr 1e-05 to 1e+02 in 100 steps")
-    assert "learns this data at all" in result.bounds.next_step and "--steps 300" in result.bounds.next_step
+    model, loader, optimizer = _flat_task(data)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = _range_test(model, loader, optimizer)
+    assert result.max_lr == pytest.approx(100.0) and not result.bounds.usable and result.planned_steps == 300
+    assert result.bounds.next_step.startswith("no fall of the loss from lr 1e-05 to 1e+02 in 100 or 300 steps")
+    assert "learns this data at all" in result.bounds.next_step and "--steps 900" in result.bounds.next_step
+    reruns = [n for n in result.notes if "the test was run again from the initial state" in n]
+    assert len(reruns) == 3 and reruns[-1].endswith("with 300 steps")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_the_advice_after_widening_names_the_curve_the_bounds_are_read_from(tmp_path: Path) -> None:
