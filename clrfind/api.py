@@ -209,7 +209,8 @@ def range_test(
 
     The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps (`mode`: "linear" as in Smith (2017), "exp",
     or "auto", exp over more than 1.5 decades) and stops when the loss diverges or becomes non-finite; a loss flat
-    to the end with nothing diverging runs again up to a 10x higher end. Parameter groups keep their LR ratios (the
+    to the end with nothing diverging runs again up to a 10x higher end, and one that never falls at any LR runs again
+    with 3x the steps. Parameter groups keep their LR ratios (the
     ladder drives the largest); `clip_grad_norm` / `clip_grad_value` clip between backward and step. `restore`
     (True = "cpu", "disk", False) puts model and optimizer back from a host copy or a temporary file, never a second
     copy on the device; a model in mid-training is tested from its state (`result.from_trained_state`). With
