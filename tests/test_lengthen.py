@@ -10,30 +10,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from clrfind.api import LONGER, Trainer, make_result
-from clrfind.cli import app
 from clrfind.engine import EngineOutput
 from clrfind.faults import library_terms
-from clrfind.results import RangeTestResult, load_results
+from clrfind.results import RangeTestResult
 from clrfind.settings import RunSettings
 
 SETTINGS = RunSettings(min_lr=1e-5, max_lr=1.0, steps=200, mode="exp")
-
-RANDOM_LABELS_PY = """
-import torch
-from torch.utils.data import TensorDataset
-
-
-def random_labels(n=512):
-    g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(n, 8, generator=g) * 0.1, torch.randint(0, 2, (n,), generator=g))
-
-
-def linear():
-    return torch.nn.Linear(8, 2, bias=False)
-"""
 
 
 class _Initial:
@@ -145,24 +129,3 @@ def test_a_stopped_failed_unbounded_or_bounded_run_is_not_lengthened() -> None:
     assert not b.usable and b.level_until_lr is None and "lower the start" in b.next_step
     assert not trainer.wants_longer(analyse(worse, SETTINGS), worse, initial)
     assert initial.restores == 0
-
-
-def test_the_cli_lengthens_a_spec_whose_loss_never_falls_and_saves_the_longer_run(tmp_path) -> None:
-    """Random labels: flat up to 1, then to 10 and 100 (the wider reruns), then once more with 3x the steps; the
-    saved results are that run's, and the summary says each rerun."""
-    (tmp_path / "rl.py").write_text(RANDOM_LABELS_PY)
-    spec = tmp_path / "rl.yaml"
-    spec.write_text(
-        "model: {target: rl.py:linear}\n"
-        "data: {train: {target: rl.py:random_labels}, batch_size: 32}\n"
-        "loss: {target: torch.nn.CrossEntropyLoss}\n"
-        "optimizer: {target: torch.optim.SGD}\n"
-        "range_test: {min_lr: 1.0e-5, max_lr: 1.0, steps: 100}\n"
-        "device: cpu\n"
-    )
-    res = CliRunner().invoke(app, ["range-test", str(spec), "-o", str(tmp_path / "out"), "-q"])
-    assert res.exit_code == 0, res.stderr
-    saved = load_results(tmp_path / "out")
-    assert saved.planned_steps == 300 and saved.max_lr == pytest.approx(100.0) and not saved.bounds.usable
-    assert "the test was run again from the initial state with 300 steps" in res.stdout
-    assert "in 100 or 300 steps" in res.stdout and "--steps 900" in res.stdout

@@ -21,6 +21,8 @@ from clrfind.results import load_results
 from clrfind.spec import load_spec
 
 if TYPE_CHECKING:
+    from click.testing import Result
+
     from clrfind.api import Trainer
     from clrfind.engine import EngineOutput
     from clrfind.results import RangeTestResult
@@ -39,18 +41,23 @@ def tiny_inputs(n=512):
     return TensorDataset(x, y)
 
 
+def random_labels(n=512):
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randn(n, 8, generator=g) * 0.1, torch.randint(0, 2, (n,), generator=g))
+
+
 def linear():
     return torch.nn.Linear(8, 2, bias=False)
 """
 
 
-def _flat_task(data: torch.utils.data.Dataset | None = None):
-    """(model, loader, optimizer): TINY_INPUTS_PY's linear classifier on `data` (default: its tiny inputs)."""
+def _flat_task(data: str = "tiny_inputs"):
+    """(model, loader, optimizer): TINY_INPUTS_PY's linear classifier on its `data` (tiny inputs, random labels)."""
     ns: dict = {}
     exec(TINY_INPUTS_PY, ns)
     torch.manual_seed(0)
     loader = torch.utils.data.DataLoader(
-        data or ns["tiny_inputs"](), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+        ns[data](), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
     model = ns["linear"]()
     return model, loader, torch.optim.SGD(model.parameters(), lr=0.1)
@@ -116,12 +123,14 @@ def test_the_library_runs_a_flat_test_again_up_to_100x_and_restores_the_state() 
     assert kept.max_lr == 1.0 and not kept.bounds.usable and kept.bounds.wider_max_lr == pytest.approx(10.0)
 
 
-def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> None:
+def cli_range_test(tmp_path: Path, data: str) -> tuple[Result, RangeTestResult]:
+    """`clrfind range-test` on a spec of TINY_INPUTS_PY's linear classifier and its `data`, 1e-5 -> 1 over 100
+    steps: (the CLI's result, the saved results)."""
     (tmp_path / "tiny.py").write_text(TINY_INPUTS_PY)
     spec = tmp_path / "flat.yaml"
     spec.write_text(
         "model: {target: tiny.py:linear}\n"
-        "data: {train: {target: tiny.py:tiny_inputs}, batch_size: 32}\n"
+        f"data: {{train: {{target: tiny.py:{data}}}, batch_size: 32}}\n"
         "loss: {target: torch.nn.CrossEntropyLoss}\n"
         "optimizer: {target: torch.optim.SGD}\n"
         "range_test: {min_lr: 1.0e-5, max_lr: 1.0, steps: 100}\n"
@@ -129,7 +138,11 @@ def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> Non
     )
     res = CliRunner().invoke(app, ["range-test", str(spec), "-o", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 0, res.stderr
-    saved = load_results(tmp_path / "out")
+    return res, load_results(tmp_path / "out")
+
+
+def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> None:
+    res, saved = cli_range_test(tmp_path, "tiny_inputs")
     assert saved.max_lr == pytest.approx(100.0) and saved.bounds.usable
     assert "the range ended too low" in res.stdout
 
@@ -137,19 +150,26 @@ def test_the_cli_runs_a_flat_spec_again_and_saves_the_wider_run(tmp_path) -> Non
 def test_a_test_still_flat_after_widening_and_lengthening_says_what_to_check() -> None:
     """Random labels: nothing to learn at any LR. After two wider reruns and one 3x longer one (`test_lengthen.py`)
     the advice is about the setup, not the range, and the caller's model is as it was."""
-    g = torch.Generator().manual_seed(0)
-    data = torch.utils.data.TensorDataset(
-        torch.randn(512, 8, generator=g) * 0.1, torch.randint(0, 2, (512,), generator=g)
-    )
-    model, loader, optimizer = _flat_task(data)
+    model, loader, optimizer = _flat_task("random_labels")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = _range_test(model, loader, optimizer)
     assert result.max_lr == pytest.approx(100.0) and not result.bounds.usable and result.planned_steps == 300
-    assert result.bounds.next_step.startswith("no fall of the loss from lr 1e-05 to 1e+02 in 100 or 300 steps")
+    assert result.bounds.next_step.startswith(
+        "no fall of the loss from lr 1e-05 to 1e+02 in 100 or 300 steps"
+    )
     assert "learns this data at all" in result.bounds.next_step and "--steps 900" in result.bounds.next_step
     reruns = [n for n in result.notes if "the test was run again from the initial state" in n]
     assert len(reruns) == 3 and reruns[-1].endswith("with 300 steps")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_cli_lengthens_a_spec_whose_loss_never_falls_and_saves_the_longer_run(tmp_path) -> None:
+    """Random labels: flat up to 1, then to 10 and 100 (the wider reruns), then once more with 3x the steps; the
+    saved results are that run's, and the summary says each rerun."""
+    res, saved = cli_range_test(tmp_path, "random_labels")
+    assert saved.planned_steps == 300 and saved.max_lr == pytest.approx(100.0) and not saved.bounds.usable
+    assert "the test was run again from the initial state with 300 steps" in res.stdout
+    assert "in 100 or 300 steps" in res.stdout and "--steps 900" in res.stdout
 
 
 def test_the_advice_after_widening_names_the_curve_the_bounds_are_read_from(tmp_path: Path) -> None:
