@@ -238,9 +238,6 @@ def range_test(
             "loss_fn is None and there is no step_fn, so nothing computes the loss",
             hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
         )
-    with python_rng_kept():  # rich, imported here for the bar, draws from Python's RNG at import
-        from clrfind.progress import progress_callback
-
     where = restore_mode(restore)
     job = joined_group(model)
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
@@ -249,7 +246,6 @@ def range_test(
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home
-    lrs = settings.ladder(steps)
     groups, from_trained = describe_groups(optimizer), has_trained_state(optimizer)
     memory = MemoryProbe(dev)
     guard = preserved_state(model, optimizer, where=where) if where else contextlib.nullcontext(None)
@@ -274,33 +270,12 @@ def range_test(
                 from_trained_state=from_trained,
             )  # fmt: skip
 
-            def reseed() -> None:
-                if seed is not None:
-                    seed_everything(seed)
-
-            def bar(total: int) -> contextlib.AbstractContextManager[Callable[..., None] | None]:
-                return progress_callback("range test", total, enabled=progress and rank == 0, also=callback)
-
-            def check(result: RangeTestResult, out: EngineOutput) -> tuple[RangeTestResult, int | None]:
+            result, out, check_stop = trainer.find_bounds(
+                initial, steps=steps, analyse=analyse, reseed=lambda: seed is not None and seed_everything(seed),
+                runs=_bar_runs(trainer, rank if job is not None else None, progress and rank == 0, callback),
                 # restore=False keeps what the test trained: the trials start elsewhere, so it is put back after.
-                keep = initial is not None and not where
-                with preserved_state(model, optimizer) if keep else contextlib.nullcontext():
-                    return trainer.self_check(result, out, initial)
-
-            with bar(steps) as on_step:
-                run = _ranked(trainer, rank if job is not None else None, on_step)
-                out = run(lrs)
-                result, out = trainer.widen(
-                    analyse(out, settings), out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
-                )
-            result, check_stop = check(result, out)
-            if check_stop is None and trainer.wants_longer(result, out, initial):
-                with bar(LONGER * steps) as on_step:
-                    run = _ranked(trainer, rank if job is not None else None, on_step)
-                    result, out = trainer.lengthen(
-                        result, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
-                    )
-                result, check_stop = check(result, out)
+                keep_trained=initial is not None and not where,
+            )  # fmt: skip
         except Fault as fault:
             raise terms.error(fault) from fault
         finally:
@@ -326,6 +301,22 @@ def _rank_0_outputs(
     if out_dir is not None:
         check_output_dir(out_dir)
     return experiment_loggers(log), out_dir
+
+
+def _bar_runs(
+    trainer: Trainer, rank: int | None, shown: bool, callback: Callable[..., None] | None
+) -> Callable[[int], contextlib.AbstractContextManager[Callable[[np.ndarray], EngineOutput]]]:
+    """`runs(total)` for `Trainer.find_bounds`: each run of `total` steps under its own progress bar (`shown`)."""
+
+    @contextlib.contextmanager
+    def runs(total: int) -> Iterator[Callable[[np.ndarray], EngineOutput]]:
+        with python_rng_kept():  # rich, imported here for the bar, draws from Python's RNG at import
+            from clrfind.progress import progress_callback
+
+        with progress_callback("range test", total, enabled=shown, also=callback) as on_step:
+            yield _ranked(trainer, rank, on_step)
+
+    return runs
 
 
 def _ranked(
@@ -469,6 +460,49 @@ class Trainer:
             self.model, self.loader, self.loss_fn, self.optimizer, lrs, device=self.device, settings=self.settings,
             step_fn=self.step_fn, val_loader=self.val_loader, callback=callback, reduce_loss=self.reduce_loss,
         )  # fmt: skip
+
+    def find_bounds(
+        self,
+        initial: StateSnapshot | None,
+        *,
+        steps: int,
+        runs: Callable[[int], contextlib.AbstractContextManager[Callable[[np.ndarray], EngineOutput]]],
+        analyse: Callable[..., RangeTestResult],
+        reseed: Callable[[], Any],
+        keep_trained: bool = False,
+    ) -> tuple[RangeTestResult, EngineOutput, int | None]:
+        """The range test, its wider reruns (`widen`), the self-check, and when no LR made the curve improve the
+        longer rerun (`lengthen`) with its own check: (result, the last run's output, the signal that stopped the
+        trials or None).
+
+        `runs(total)` gives, for its context, one range test as the caller runs it (its progress bar, its ranks'
+        failures explained); `analyse(out, settings, planned_steps=N)` the result of one run. `keep_trained`: the
+        model and optimizer keep the state the test left, not the trials'.
+        """
+
+        def check(result: RangeTestResult, out: EngineOutput) -> tuple[RangeTestResult, int | None]:
+            with preserved_state(self.model, self.optimizer) if keep_trained else contextlib.nullcontext():
+                return self.self_check(result, out, initial)
+
+        with runs(steps) as run:
+            out = run(self.settings.ladder(steps))
+            result, out = self.widen(
+                analyse(out, self.settings),
+                out,
+                initial,
+                steps=steps,
+                run=run,
+                analyse=analyse,
+                reseed=reseed,
+            )
+        result, stopped = check(result, out)
+        if stopped is None and self.wants_longer(result, out, initial):
+            with runs(LONGER * steps) as run:
+                result, out = self.lengthen(
+                    result, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
+                )
+            result, stopped = check(result, out)
+        return result, out, stopped
 
     def widen(
         self,
@@ -760,18 +794,10 @@ def run_spec(
                     param_groups=describe_groups(comps.optimizer, spec.optimizer.groups if spec.optimizer else None),
                 )  # fmt: skip
 
-            out = run(settings.ladder(total))
-            result, out = trainer.widen(
-                analyse(out, settings), out, initial, steps=total, run=run, analyse=analyse,
+            result, out, check_stop = trainer.find_bounds(
+                initial, steps=total, runs=lambda _: contextlib.nullcontext(run), analyse=analyse,
                 reseed=lambda: seed_everything(spec.seed),
             )  # fmt: skip
-            result, check_stop = trainer.self_check(result, out, initial)
-            if check_stop is None and trainer.wants_longer(result, out, initial):
-                result, out = trainer.lengthen(
-                    result, out, initial, steps=total, run=run, analyse=analyse,
-                    reseed=lambda: seed_everything(spec.seed),
-                )  # fmt: skip
-                result, check_stop = trainer.self_check(result, out, initial)
             result = result.model_copy(update={"peak_memory": memory.peak()})
         except Fault as fault:
             raise terms.error(fault) from fault
