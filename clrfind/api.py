@@ -419,7 +419,7 @@ def _without_rerun(result: RangeTestResult, longer: str) -> RangeTestResult:
 
 
 def _no_improvement(result: RangeTestResult, settings: RunSettings, tried: str) -> str:
-    """ "no fall of the loss from lr A to B in `tried`", in the words of the curve the bounds are read from."""
+    """The words 'no fall of the loss from lr A to B in `tried`', for the curve the bounds are read from."""
     curve = result.metric  # the validation metric, when there is one
     what = curve_quantity(curve.name, curve.higher_is_better) if curve else curve_quantity()
     span = f"lr {two_digits(settings.min_lr)} to {two_digits(settings.max_lr)}"
@@ -451,7 +451,7 @@ class Trainer:
     val_loader: Iterable[Any] | None = None
     # What each rerun (`widen`, `lengthen`) did, kept in the last run's notes.
     reruns: list[str] = field(default_factory=list)
-    lengthened: bool = False
+    lengthened: bool = False  # `lengthen` runs once at most
 
     def range_test(self, lrs: np.ndarray, *, callback: Callable[..., None] | None = None) -> EngineOutput:
         from clrfind.engine import run_loop
@@ -486,14 +486,9 @@ class Trainer:
 
         with runs(steps) as run:
             out = run(self.settings.ladder(steps))
+            first = analyse(out, self.settings)
             result, out = self.widen(
-                analyse(out, self.settings),
-                out,
-                initial,
-                steps=steps,
-                run=run,
-                analyse=analyse,
-                reseed=reseed,
+                first, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
             )
         result, stopped = check(result, out)
         if stopped is None and self.wants_longer(result, out, initial):
