@@ -564,9 +564,7 @@ class Trainer:
         found no lower peak that trains), or it stayed flat to the end of a range widened as far as `widen` goes;
         and the run was neither stopped nor failed, and was not lengthened before."""
         b = result.bounds
-        if initial is None or b is None or b.usable or out.error is not None or out.stop_signal is not None:
-            return False
-        if out.stop_reason in ("error", "interrupted") or self.lengthened:
+        if initial is None or b is None or b.usable or out.stopped_early or self.lengthened:
             return False
         return b.level_until_lr is not None or b.wider_max_lr is not None
 
@@ -635,7 +633,7 @@ class Trainer:
         check = verify if b.usable else rescue if b.level_until_lr is not None else None
         if check is None:
             return result, None
-        if out.stop_reason in ("error", "interrupted"):
+        if out.stopped_early:
             return result, None
         started = time.perf_counter()
         data = trial_data(

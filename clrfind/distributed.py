@@ -179,7 +179,7 @@ class Peers:
     def explain(self, out: EngineOutput) -> EngineOutput:
         """A stop (a broken collective, torchrun's SIGTERM) that another rank's failure caused, as that failure:
         stop reason `error` with the failing rank named, so the results say what happened."""
-        if out.stop_reason not in ("error", "interrupted"):
+        if not out.stopped_early:
             return out
         peer = self.caused_by_peer()
         if peer is None:

@@ -70,6 +70,11 @@ class EngineOutput:
     # Steps the loop trained: past the curve's end when a stop was confirmed inside a chunk (None: the curve's length).
     trained_steps: int | None = None
 
+    @property
+    def stopped_early(self) -> bool:
+        """Ctrl-C, SIGTERM or a failure ended the run: its curve says nothing about where it would have gone."""
+        return self.stop_reason in ("error", "interrupted")
+
     def stop_text(self, terms: Terms) -> str:
         """Why the run stopped, in the caller's words (a failure names the spec key or the argument)."""
         if self.error is not None and self.error_part is not None and self.error_step is not None:
