@@ -255,10 +255,8 @@ def run_engine(model, loader, loss_fn, opt, lrs, device, **_: Any) -> RunInfo:
     out = run_loop(model, loader, loss_fn, opt, lrs, device=device)
     if out.error is not None:
         raise out.error
-    # The steps trained, not the curve's length: a diverged curve ends where the stop was confirmed, up to a few
-    # steps before the loop stopped training.
-    steps = out.trained_steps or len(out.losses)
-    return RunInfo(steps, out.losses.tolist(), f"{out.stop_reason}: {out.stop_detail}")
+    # The steps trained, not the curve's length: a diverged curve ends where the stop was confirmed.
+    return RunInfo(out.steps_trained, out.losses.tolist(), f"{out.stop_reason}: {out.stop_detail}")
 
 
 def run_api(model, loader, loss_fn, opt, lrs, device, **_: Any) -> RunInfo:

@@ -169,7 +169,7 @@ def make_result(
         from_trained_state=from_trained_state,
         timing=Timing(
             seconds=round(out.seconds, 4),
-            seconds_per_step=round(out.seconds / (out.trained_steps or steps), 6) if steps else None,
+            seconds_per_step=round(out.seconds / out.steps_trained, 6) if steps else None,
             compile_seconds=out.compile_seconds,
         ),
     )

@@ -71,6 +71,11 @@ class EngineOutput:
     trained_steps: int | None = None
 
     @property
+    def steps_trained(self) -> int:
+        """Optimizer steps the loop took: past the curve's end when a divergence was confirmed inside a chunk."""
+        return self.trained_steps or len(self.losses)
+
+    @property
     def stopped_early(self) -> bool:
         """Ctrl-C, SIGTERM or a failure ended the run: its curve says nothing about where it would have gone."""
         return self.stop_reason in ("error", "interrupted")
