@@ -19,8 +19,9 @@ under AdamW, RMSprop, plain SGD, a CNN with batch norm and a long budget), and a
 failure the sixth found (a small noisy dataset, a model that can memorize it, a long budget) on other data and
 another optimizer, and an eighth (batch norm at batch 8 under AdamW, an EmbeddingBag text classifier, a Transformer
 classifier, an L1 loss, dropout with a large batch under plain SGD) and a ninth (raw unstandardized features, an
-unscaled regression target, group norm, a linear model, a deep residual MLP without normalization): how the rules
-fare where nobody looked.
+unscaled regression target, group norm, a linear model, a deep residual MLP without normalization) and a tenth
+(Adafactor, SGD with momentum 0.99, a vision Transformer, weights in bfloat16, fine-tuning under AdamW): how the
+rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -892,6 +893,44 @@ class TransformerClassifier(nn.Module):
         return self.head(self.norm(h).mean(1))
 
 
+class PatchTransformer(nn.Module):
+    """A vision Transformer for 1x8x8 images: 2x2 patches (16 tokens of 4 pixels) embedded linearly, learned
+    positions, a pre-norm encoder, a final LayerNorm, the mean over patches and a linear head."""
+
+    def __init__(
+        self, num_classes: int, patch: int = 2, dim: int = 32, heads: int = 4, layers: int = 2
+    ) -> None:
+        super().__init__()
+        self.patch = patch
+        tokens = (8 // patch) ** 2
+        self.embed = nn.Linear(patch * patch, dim)
+        self.pos = nn.Parameter(torch.randn(1, tokens, dim) / math.sqrt(dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch
+        patches = x.unfold(2, p, p).unfold(3, p, p).reshape(x.shape[0], -1, p * p)  # (B, tokens, p*p)
+        h = self.encoder(self.embed(patches) + self.pos)
+        return self.head(self.norm(h).mean(1))
+
+
+class Bfloat16(nn.Module):
+    """`inner` with its weights in bfloat16, as in pure bf16 training: inputs are cast down, outputs back up for
+    the loss. An update smaller than a weight's bf16 spacing (8 bits of mantissa) rounds away."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner.to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.to(torch.bfloat16)).float()
+
+
 PRETRAIN_EPOCHS, PRETRAIN_BATCH = 10, 32
 
 
@@ -953,6 +992,7 @@ class TokenCrossEntropy(nn.Module):
 SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
 NADAM, ADAGRAD, ADAMAX = "torch.optim.NAdam", "torch.optim.Adagrad", "torch.optim.Adamax"
 ADADELTA, RADAM = "torch.optim.Adadelta", "torch.optim.RAdam"
+ADAFACTOR = "torch.optim.Adafactor"
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 TASKS: dict[str, Task] = {
@@ -1813,6 +1853,79 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=deep_classes_data,
             make_model=lambda: ResidualMLP(20, 5),
+        ),
+        # tenth batch: kinds of training none of the above has (Adafactor, SGD with momentum 0.99, a vision
+        # Transformer, weights in bfloat16, fine-tuning under AdamW), written and first scored with the rules as of
+        # d5bb89e
+        Task(
+            name="char-adafactor",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), causal "
+            "2-layer Transformer (dim 48, 4 heads), torch's Adafactor (its defaults), batch 32, 2 epochs",
+            half="fresh",
+            optimizer=ADAFACTOR,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: TinyTransformer(len(CHARS), CHAR_LEN, dim=48, heads=4, causal=True),
+            make_loss=TokenCrossEntropy,
+            # Adafactor's LR is a relative step (a fraction of each weight's RMS), capped by 1/sqrt(step): the
+            # best one may sit above the adaptive grid's 0.3, and above ~1 only the cap acts.
+            grid=(1e-4, 3.0),
+        ),
+        Task(
+            name="blobs-momentum099-sgd",
+            description="make_classification (20 features, 4 classes), MLP 20-64-64-4, SGD momentum 0.99 (an "
+            "effective step 100x the LR), batch 32, 5 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.99},
+            batch_size=32,
+            epochs=5,
+            metric="accuracy",
+            make_data=blobs4_data,
+            make_model=lambda: mlp(20, 4),
+        ),
+        Task(
+            name="digits-vit-adamw",
+            description="load_digits 8x8 images, a vision Transformer (2x2 patches, dim 32, 2 layers), AdamW "
+            "(wd 0.05), batch 32, 8 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.05},
+            batch_size=32,
+            epochs=8,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: PatchTransformer(num_classes=10),
+        ),
+        Task(
+            name="digits-bf16-sgd",
+            description="load_digits (64 standardized features), MLP 64-128-128-10 with its weights in bfloat16, "
+            "SGD momentum 0.9, batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: Bfloat16(mlp(64, 10, hidden=128)),
+        ),
+        Task(
+            name="finetune-adamw",
+            description=f"fine-tune: CNN body pretrained on digits 0-4, new head, {FINETUNE_PER_CLASS} images per "
+            "class of digits 5-9, AdamW (wd 0.01), batch 10, 15 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=10,
+            epochs=15,
+            metric="accuracy",
+            make_data=finetune_data,
+            make_model=finetune_model,
+            prepare=pretrained_features,
         ),
     ]
 }
