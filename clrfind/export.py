@@ -86,7 +86,9 @@ CYCLIC_MOMENTUM_NOTE = (
 # One-cycle, Smith (2018): cycle momentum opposite to the LR between 0.95 (at the low LR) and 0.85 (at the peak).
 MOMENTUM_HIGH = 0.95
 MOMENTUM_LOW = 0.85
-# Optimizers configured below 0.9 momentum keep their own value as the top and dip 10% below it at the peak.
+SMITH_MOMENTUM = 0.9
+# Optimizers configured below 0.9 momentum keep their own value as the top and dip 10% below it at the peak;
+# above 0.9, Smith's cycle moves with the value (`_momentum_plan`).
 MOMENTUM_DIP = 0.9
 # Optimizers whose beta1 defaults to 0.9 even when the results did not record `betas` (it equals the default).
 BETAS_OPTIMIZERS = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "SparseAdam")
@@ -473,16 +475,28 @@ def _momentum_plan(optimizer: OptimizerRef) -> tuple[bool, float, float, str]:
                 "(CyclicLR would otherwise force momentum 0.9 on it)"
             ),
         )
-    high, low = (MOMENTUM_HIGH, MOMENTUM_LOW) if value >= 0.9 else (value, MOMENTUM_DIP * value)
+    why = "(Smith 2018)"
+    if value > SMITH_MOMENTUM:
+        # The test measured the LR at this momentum, and heavy-ball SGD steps lr / (1 - momentum): Smith's
+        # 0.95..0.85 would multiply the step at 0.99 by up to 15 and void the bounds. His cycle is taken in units
+        # of 1 - momentum instead (x0.5 .. x1.5), so the peak's step compares to the tested one as it does at 0.9.
+        gap = 1.0 - value
+        high = round(1.0 - gap * (1.0 - MOMENTUM_HIGH) / (1.0 - SMITH_MOMENTUM), 6)
+        low = round(1.0 - gap * (1.0 - MOMENTUM_LOW) / (1.0 - SMITH_MOMENTUM), 6)
+        why = (
+            f"(Smith 2018's 0.95..0.85 around 0.9, moved to {value:g} in units of 1 - momentum: the bounds "
+            "were measured there)"
+        )
+    elif value == SMITH_MOMENTUM:
+        high, low = MOMENTUM_HIGH, MOMENTUM_LOW
+    else:
+        high, low = value, MOMENTUM_DIP * value
     return (
         True,
         low,
         high,
-        (
-            f"{what}: cycled opposite to the LR, {high:.3g} at the low LR and {low:.3g} at the peak "
-            "(Smith 2018); "
-            "it replaces the optimizer's own value"
-        ),
+        f"{what}: cycled opposite to the LR, {high:.3g} at the low LR and {low:.3g} at the peak {why}; "
+        "it replaces the optimizer's own value",
     )
 
 

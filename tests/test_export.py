@@ -208,6 +208,22 @@ def test_momentum_below_09_cycles_under_its_own_value() -> None:
     assert kwargs["max_momentum"] == 0.5 and kwargs["base_momentum"] == pytest.approx(0.45)
 
 
+@pytest.mark.parametrize(
+    ("momentum", "high", "low"), [(0.9, 0.95, 0.85), (0.95, 0.975, 0.925), (0.99, 0.995, 0.985)]
+)
+def test_momentum_above_09_moves_smiths_cycle_with_it(momentum: float, high: float, low: float) -> None:
+    """The bounds were measured at the optimizer's momentum: at 0.99 Smith's 0.85 would take 15x the tested step."""
+    result = make_result(optimizer=OptimizerRef(target="torch.optim.SGD", kwargs={"momentum": momentum}))
+    schedule = build_schedule(result, policy="one-cycle", epochs=10)
+    kwargs = schedule["scheduler"]["kwargs"]
+    assert (kwargs["max_momentum"], kwargs["base_momentum"]) == (high, low)
+    assert any(f"{high:g} at the low LR and {low:g} at the peak" in n for n in schedule["notes"])
+    # the step at the peak relates to the tested step as it does at 0.9: (1 - 0.9) / (1 - 0.85) = 2/3
+    assert (1 - momentum) / (1 - low) == pytest.approx(2 / 3)
+    _, momenta, _, _ = run_schedule(schedule)
+    assert momenta[0] == pytest.approx(high) and min(momenta) == pytest.approx(low)
+
+
 def test_beta1_zero_and_unknown_optimizers_do_not_cycle() -> None:
     adam0 = make_result(optimizer=OptimizerRef(target="torch.optim.Adam", kwargs={"betas": [0.0, 0.99]}))
     assert (
