@@ -81,7 +81,8 @@ ONE_CYCLE_MIN_STEPS = 10
 # of an LR that returns to its top every cycle (torch's CyclicLR default) hurts batch-norm CNNs and Adam's beta1.
 CYCLIC_MOMENTUM_NOTE = (
     "cycle_momentum false: momentum stays at the optimizer's value, as in Smith (2017); to cycle it as in "
-    "Smith (2018), set cycle_momentum: true with base_momentum 0.85 and max_momentum 0.95 in this file"
+    "Smith (2018), set cycle_momentum: true with base_momentum 0.85 and max_momentum 0.95 in this file (for "
+    "momentum 0.9; --policy one-cycle writes the values for another)"
 )
 # One-cycle, Smith (2018): cycle momentum opposite to the LR between 0.95 (at the low LR) and 0.85 (at the peak).
 MOMENTUM_HIGH = 0.95
