@@ -20,8 +20,9 @@ failure the sixth found (a small noisy dataset, a model that can memorize it, a 
 another optimizer, and an eighth (batch norm at batch 8 under AdamW, an EmbeddingBag text classifier, a Transformer
 classifier, an L1 loss, dropout with a large batch under plain SGD) and a ninth (raw unstandardized features, an
 unscaled regression target, group norm, a linear model, a deep residual MLP without normalization) and a tenth
-(Adafactor, SGD with momentum 0.99, a vision Transformer, weights in bfloat16, fine-tuning under AdamW): how the
-rules fare where nobody looked.
+(Adafactor, SGD with momentum 0.99, a vision Transformer, weights in bfloat16, fine-tuning under AdamW) and an
+eleventh written to test the one change the tenth prompted (momenta of 0.95 and 0.98): how the rules fare where
+nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -1926,6 +1927,35 @@ TASKS: dict[str, Task] = {
             make_data=finetune_data,
             make_model=finetune_model,
             prepare=pretrained_features,
+        ),
+        # eleventh batch: written to test the tenth's one change (one cycle's momentum range moves with a momentum
+        # above 0.9) on other momenta, models and data, and first scored with it, as of 13081ee
+        Task(
+            name="digits-cnn-nesterov098",
+            description="load_digits 8x8 images, 2-block CNN with batch norm, SGD Nesterov momentum 0.98, wd 5e-4, "
+            "batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.98, "nesterov": True, "weight_decay": 5e-4},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: SmallCNN(num_classes=10),
+        ),
+        Task(
+            name="friedman-momentum095-sgd",
+            description="make_friedman1 regression (standardized target), MLP 10-64-64-1, SGD momentum 0.95, "
+            "batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.95},
+            batch_size=32,
+            epochs=6,
+            metric="mse",
+            make_data=friedman_data,
+            make_model=lambda: mlp(10, 1),
+            make_loss=nn.MSELoss,
         ),
     ]
 }
