@@ -528,14 +528,11 @@ class Trainer:
             shape = "was still improving at" if falling else "stayed flat up to"
             before = result, out, self.settings
             self.settings = self.settings.model_copy(update={"max_lr": wider})
-            initial.restore()
-            reseed()
-            out = run(self.settings.ladder(steps))
             note = (
                 f"the {result.bounds.method} {shape} lr {two_digits(end)} with nothing diverging, so the range "
                 f"ended too low: the test was run again from the initial state up to {two_digits(wider)}"
             )
-            out.notes = [*out.notes, *self.reruns, note]
+            out = self._rerun(initial, reseed, run, steps, note)
             rerun = analyse(out, self.settings)
             if falling and (rerun.bounds is None or not rerun.bounds.usable):
                 # Spread over one more decade, a noisy fall can sink into its noise: a rerun that shows none does
@@ -558,6 +555,22 @@ class Trainer:
         if self.reruns and result.bounds is not None and not result.bounds.usable:
             result = _plateau_step(result, self.settings, f"{steps} steps", steps)
         return result, out
+
+    def _rerun(
+        self,
+        initial: StateSnapshot,
+        reseed: Callable[[], None],
+        run: Callable[[np.ndarray], EngineOutput],
+        steps: int,
+        note: str,
+    ) -> EngineOutput:
+        """One more range test of `steps` over the current settings, from the initial state and seed, as `widen` and
+        `lengthen` run it: its output carries the earlier reruns' notes and `note`."""
+        initial.restore()
+        reseed()
+        out = run(self.settings.ladder(steps))
+        out.notes = [*out.notes, *self.reruns, note]
+        return out
 
     def wants_longer(self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None) -> bool:
         """True when no LR made the curve improve: it stayed level and then got worse (and the self-check, when on,
@@ -600,10 +613,7 @@ class Trainer:
             f"{_no_improvement(result, self.settings, f'{steps} steps')}{checked}, as on a plateau that a model leaves "
             f"only after many steps at one LR: the test was run again from the initial state with {longer} steps"
         )
-        initial.restore()
-        reseed()
-        out = run(self.settings.ladder(longer))
-        out.notes = [*out.notes, *self.reruns, note]
+        out = self._rerun(initial, reseed, run, longer, note)
         self.reruns.append(note)
         self.lengthened = True
         result = analyse(out, self.settings, planned_steps=longer)
