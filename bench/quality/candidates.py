@@ -75,7 +75,7 @@ def candidates(task_name: str, seed: int) -> dict[str, Any]:
                     result.model_copy(update={"bounds": as_kept}), path, policy="auto", epochs=task.epochs,
                     steps_per_epoch=task.steps_per_epoch,
                 )  # fmt: skip
-                outcome = train(task, schedule_plan(path), seed)
+                outcome = train(task, schedule_plan(task, path), seed)
                 judged = trial.check_loss if trial.check_loss is not None else trial.final_loss
                 rows.append({"peak": peak, "trial_loss": judged, "metric": outcome.metric})
     finally:

@@ -17,7 +17,7 @@ import yaml
 
 from bench.quality.peers import DEFAULT, run_default, run_peer
 from bench.quality.records import MethodRun
-from bench.quality.tasks import TASKS, Task, optimizer_class, task_spec
+from bench.quality.tasks import TASKS, Task, clipping, optimizer_class, task_spec
 from bench.quality.train import Plan, constant_plan, train
 
 if TYPE_CHECKING:
@@ -70,12 +70,15 @@ class _Patched:
             setattr(module, attr, value)
 
 
-def schedule_plan(path: Path) -> Plan:
-    """Exactly what an exported schedule file says: its optimizer, `load_schedule`, its interval and length."""
+def schedule_plan(task: Task, path: Path) -> Plan:
+    """Exactly what an exported schedule file says: its optimizer, `load_schedule`, its interval and length; the
+    task's training loop around it (its gradient clipping) is the task's."""
     import clrfind
 
     schedule = yaml.safe_load(path.read_text(encoding="utf-8"))
     cls = optimizer_class(schedule["optimizer"]["target"])
+    if task.clip_grad_norm is not None:
+        cls = clipping(cls, task.clip_grad_norm)
     kwargs = dict(schedule["optimizer"]["kwargs"])
     return Plan(
         label="schedule",
@@ -138,7 +141,7 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
                     epochs=task.epochs,
                     steps_per_epoch=task.steps_per_epoch,
                 )
-                plan = schedule_plan(path)
+                plan = schedule_plan(task, path)
             except ClrfindError as exc:  # reported; the run falls back to the default like a user would
                 notes.append(f"{EXPORT_FAILED}: {exc}")
             if plan.total_steps > task.total_steps:

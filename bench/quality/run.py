@@ -415,7 +415,8 @@ def _optimizer_text(task: Task) -> str:
     kwargs = " ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in task.optimizer_kwargs.items()
     )
-    return task.optimizer.rsplit(".", 1)[-1] + (f" {kwargs}" if kwargs else "")
+    clip = f" clip_grad_norm={task.clip_grad_norm:g}" if task.clip_grad_norm is not None else ""
+    return task.optimizer.rsplit(".", 1)[-1] + (f" {kwargs}" if kwargs else "") + clip
 
 
 def split_rows(tasks: list[Task]) -> list[list[str]]:

@@ -21,8 +21,9 @@ another optimizer, and an eighth (batch norm at batch 8 under AdamW, an Embeddin
 classifier, an L1 loss, dropout with a large batch under plain SGD) and a ninth (raw unstandardized features, an
 unscaled regression target, group norm, a linear model, a deep residual MLP without normalization) and a tenth
 (Adafactor, SGD with momentum 0.99, a vision Transformer, weights in bfloat16, fine-tuning under AdamW) and an
-eleventh written to test the one change the tenth prompted (momenta of 0.95 and 0.98): how the rules fare where
-nobody looked.
+eleventh written to test the one change the tenth prompted (momenta of 0.95 and 0.98), and a twelfth (gradient
+clipping under plain SGD and under AdamW, full-batch gradient descent, weight normalization, AMSGrad): how the
+rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -92,6 +93,8 @@ class Task:
     extra_key: dict[str, Any] = field(default_factory=dict)
     # The oracle's LR grid (low, high) when the family's does not hold the optimizer's own default (Adadelta's 1.0).
     grid: tuple[float, float] | None = None
+    # Gradient clipping by total norm before every optimizer step, as the task's training does (None: none).
+    clip_grad_norm: float | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -125,9 +128,16 @@ class Task:
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
+    @property
+    def optimizer_cls(self) -> type[torch.optim.Optimizer]:
+        """The optimizer class every run of the task trains with: the named one, clipping first when the task
+        clips (`clipping`)."""
+        cls = optimizer_class(self.optimizer)
+        return cls if self.clip_grad_norm is None else clipping(cls, self.clip_grad_norm)
+
     def build_optimizer(self, params: Any, lr: float) -> torch.optim.Optimizer:
         """The task's optimizer at `lr`, with its fixed non-LR settings."""
-        return optimizer_class(self.optimizer)(params, lr=lr, **self.optimizer_kwargs)
+        return self.optimizer_cls(params, lr=lr, **self.optimizer_kwargs)
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the task (settings and the code it runs), for the cache key."""
@@ -135,6 +145,8 @@ class Task:
                          self.epochs, self.metric, sorted(self.extra_key.items())))  # fmt: skip
         if self.grid is not None:
             settings += repr(self.grid)
+        if self.clip_grad_norm is not None:
+            settings += f"clip_grad_norm={self.clip_grad_norm!r}"
         roots = (self.make_data, self.make_model, self.make_loss, self.prepare)
         return hashlib.sha256((settings + code_closure(*roots)).encode()).hexdigest()[:12]
 
@@ -143,6 +155,31 @@ def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
     """`torch.optim.SGD` -> the class (only torch.optim optimizers are used here)."""
     module, _, name = target.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+@functools.cache
+def clipping(cls: type[torch.optim.Optimizer], max_norm: float) -> type[torch.optim.Optimizer]:
+    """`cls` that clips the gradients' total norm to `max_norm` right before each step.
+
+    Clipping lives in the optimizer so that every loop that trains a task clips where a training loop does,
+    between backward and step, without knowing about it: the benchmark's own loop, torch-lr-finder's and the
+    fastai reimplementation's range tests (backward, then `step()`), and Lightning's, whose `step(closure)` runs
+    the forward and backward inside the call. clrfind's range test clips by its spec's `clip_grad_norm` instead.
+    """
+
+    class Clipped(cls):  # type: ignore[misc,valid-type]
+        def step(self, closure: Callable[[], Any] | None = None) -> Any:
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            params = [p for group in self.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+            super().step()
+            return loss
+
+    Clipped.__name__ = Clipped.__qualname__ = f"Clipped{cls.__name__}"
+    return Clipped
 
 
 def _source(obj: Any) -> str:
@@ -966,6 +1003,16 @@ def finetune_model() -> SmallCNN:
     """The pretrained digits-0-4 body with a new (seeded) 5-way head."""
     model = SmallCNN(num_classes=5)
     model.features.load_state_dict(torch.load(pretrained_features(), weights_only=True))
+    return model
+
+
+def weight_normed(model: nn.Module) -> nn.Module:
+    """`model` with every Linear layer's weight reparametrized as a direction times a learned norm (torch's
+    `weight_norm` parametrization): the direction's gradient is scale-invariant, as under batch norm, without
+    normalizing any activation."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.utils.parametrizations.weight_norm(module)
     return model
 
 
@@ -1957,6 +2004,82 @@ TASKS: dict[str, Task] = {
             make_model=lambda: mlp(10, 1),
             make_loss=nn.MSELoss,
         ),
+        # twelfth batch: training the bench had not run (gradient clipping under plain SGD and under AdamW,
+        # full-batch gradient descent, weight normalization, AMSGrad), written and first scored with the rules as
+        # of 3f9e4d0
+        Task(
+            name="char-lstm-clip-sgd",
+            description=f"character language model on sklearn's dataset descriptions ({CHAR_LEN}-char windows), "
+            "LSTM (embed 32, hidden 128), plain SGD with gradients clipped to norm 0.25, batch 32, 4 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=4,
+            metric="nats",
+            make_data=descr_chars_data,
+            make_model=lambda: RecurrentNet(nn.LSTM, len(CHARS), len(CHARS), 32, 128, per_token=True),
+            make_loss=TokenCrossEntropy,
+            clip_grad_norm=0.25,
+            # a clipped step is at most lr * 0.25 long, so such language models train at LRs of 1-20 (torch's
+            # word_language_model example: 20), above the SGD grid's 3
+            grid=(1e-2, 100.0),
+        ),
+        Task(
+            name="char-transformer-clip-adamw",
+            description=f"character language model on sklearn's dataset descriptions ({CHAR_LEN}-char windows), "
+            "causal 2-layer Transformer (dim 48, 4 heads), AdamW (betas 0.9/0.95, wd 0.1) with gradients clipped "
+            "to norm 1, batch 32, 3 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"betas": (0.9, 0.95), "weight_decay": 0.1},
+            batch_size=32,
+            epochs=3,
+            metric="nats",
+            make_data=descr_chars_data,
+            make_model=lambda: TinyTransformer(len(CHARS), CHAR_LEN, dim=48, heads=4, causal=True),
+            make_loss=TokenCrossEntropy,
+            clip_grad_norm=1.0,
+        ),
+        Task(
+            name="cancer-fullbatch-sgd",
+            description="load_breast_cancer (standardized), MLP 30-64-64-2, full-batch gradient descent (all 400 "
+            "training samples a step) with momentum 0.9, 150 steps",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=400,
+            epochs=150,
+            metric="accuracy",
+            make_data=cancer_data,
+            make_model=lambda: mlp(30, 2),
+        ),
+        Task(
+            name="digits-weightnorm-sgd",
+            description="load_digits (64 features), MLP 64-128-128-10 with weight normalization on every layer, "
+            "SGD momentum 0.9, batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: weight_normed(mlp(64, 10, hidden=128)),
+        ),
+        Task(
+            name="digits-plaincnn-amsgrad",
+            description="load_digits 8x8 images, CNN without batch norm (16/32 channels), Adam with AMSGrad, "
+            "batch 64, 8 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={"amsgrad": True},
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: PlainCNN(10),
+        ),
     ]
 }
 
@@ -2030,7 +2153,7 @@ def task_spec(task: Task, seed: int, data: str = "dataset") -> dict[str, Any]:
     data_spec: dict[str, Any] = {"train": train, "batch_size": task.batch_size}
     if data == "val":
         data_spec["val"] = {"target": "bench.quality.tasks:spec_val_set", "kwargs": {"task": task.name}}
-    return {
+    spec: dict[str, Any] = {
         "model": {"target": "bench.quality.tasks:spec_model", "kwargs": {"task": task.name}},
         "data": data_spec,
         "loss": {"target": "bench.quality.tasks:spec_loss", "kwargs": {"task": task.name}},
@@ -2038,3 +2161,6 @@ def task_spec(task: Task, seed: int, data: str = "dataset") -> dict[str, Any]:
         "device": "cpu",
         "seed": seed,
     }
+    if task.clip_grad_norm is not None:
+        spec["clip_grad_norm"] = task.clip_grad_norm
+    return spec
