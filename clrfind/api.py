@@ -22,7 +22,7 @@ import numpy as np
 
 from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
-from clrfind.analysis.bounds import curve_quantity, plateau_advice
+from clrfind.analysis.bounds import DIVERGENCE_HEADROOM, RANGE_FACTOR, curve_quantity, plateau_advice
 from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
@@ -452,6 +452,7 @@ class Trainer:
     # What each rerun (`widen`, `lengthen`) did, kept in the last run's notes.
     reruns: list[str] = field(default_factory=list)
     lengthened: bool = False  # `lengthen` runs once at most
+    widened_for_peak: bool = False  # and `widen_for_peak`
 
     def range_test(self, lrs: np.ndarray, *, callback: Callable[..., None] | None = None) -> EngineOutput:
         from clrfind.engine import run_loop
@@ -471,9 +472,10 @@ class Trainer:
         reseed: Callable[[], Any],
         keep_trained: bool = False,
     ) -> tuple[RangeTestResult, EngineOutput, int | None]:
-        """The range test, its wider reruns (`widen`), the self-check, and when no LR made the curve improve the
-        longer rerun (`lengthen`) with its own check: (result, the last run's output, the signal that stopped the
-        trials or None).
+        """The range test, its wider reruns (`widen`), the self-check, a wider run for a peak the range's end capped
+        (`widen_for_peak`) with a second check, and when no LR made the curve improve the longer rerun
+        (`lengthen`) with its own check: (result, the output of the run the result reads, the signal that stopped
+        the trials or None).
 
         `runs(total)` gives, for its context, one range test as the caller runs it (its progress bar, its ranks'
         failures explained); `analyse(out, settings, planned_steps=N)` the result of one run. `keep_trained`: the
@@ -490,7 +492,15 @@ class Trainer:
             result, out = self.widen(
                 first, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
             )
+        unchecked = result
         result, stopped = check(result, out)
+        if stopped is None and self.wants_wider_peak(result, out, initial):
+            keep = preserved_state(self.model, self.optimizer) if keep_trained else contextlib.nullcontext()
+            with keep, runs(steps) as run:
+                result, stopped = self.widen_for_peak(
+                    unchecked, result, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed,
+                    check=check,
+                )  # fmt: skip
         if stopped is None and self.wants_longer(result, out, initial):
             with runs(LONGER * steps) as run:
                 result, out = self.lengthen(
@@ -571,6 +581,95 @@ class Trainer:
         out = run(self.settings.ladder(steps))
         out.notes = [*out.notes, *self.reruns, note]
         return out
+
+    def wants_wider_peak(
+        self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None
+    ) -> bool:
+        """True when the self-check kept a peak at the ceiling the range's end set: nothing diverged, so one cycle
+        may peak at half the last LR (Smith's divergence_lr / 2, with the end standing in for the divergence), and
+        each trial up to there ended clearly lower than the one below it. The range, not the task, then capped the
+        peak, and the test's own next step (a larger range, to see where it diverges) is worth its cost; once."""
+        from clrfind.verify import NEAR
+
+        b, check = result.bounds, result.verification
+        if initial is None or b is None or check is None or not b.usable or out.stopped_early:
+            return False
+        if self.widened_for_peak or b.divergence_lr is not None or b.max_lr is None:
+            return False
+        ceiling = self.settings.max_lr / DIVERGENCE_HEADROOM
+        return check.peak_lr > b.max_lr * NEAR and check.peak_lr * NEAR >= ceiling
+
+    def widen_for_peak(
+        self,
+        unchecked: RangeTestResult,
+        result: RangeTestResult,
+        out: EngineOutput,
+        initial: StateSnapshot | None,
+        *,
+        steps: int,
+        run: Callable[[np.ndarray], EngineOutput],
+        analyse: Callable[[EngineOutput, RunSettings], RangeTestResult],
+        reseed: Callable[[], None],
+        check: Callable[[RangeTestResult, EngineOutput], tuple[RangeTestResult, int | None]],
+    ) -> tuple[RangeTestResult, int | None]:
+        """Find where the loss diverges with a test up to a 10x higher end, from the initial state, and check the
+        first run's bounds again up to the ceiling that sets (once, when `wants_wider_peak`): the checked result
+        and the signal that stopped its trials (`check`'s), or `result` when the ceiling is no higher.
+
+        The wider run stands in only for what the first could not show: the largest LR that still converges, whose
+        half is the paper's upper estimate of the best (or, when nothing diverges there either, half its end:
+        gradient clipping caps every step's length, so a rising LR may never blow up). Its knee is not read: the
+        same steps over one more decade read it more coarsely. `unchecked`: the first run's result before its
+        self-check, whose bounds and curve the result keeps.
+        """
+        from clrfind.verify import NEAR
+
+        assert initial is not None and result.verification is not None  # `wants_wider_peak` holds
+        end, wider = self.settings.max_lr, RANGE_FACTOR * self.settings.max_lr
+        first_settings = self.settings
+        self.widened_for_peak = True
+        self.settings = self.settings.model_copy(update={"max_lr": wider})
+        kept = result.verification.peak_lr
+        note = (
+            f"the self-check's best trial peaked at {two_digits(kept)}, the ceiling the range's end set (half of "
+            f"{two_digits(end)}, nothing diverged): a test up to {two_digits(wider)}, from the initial state, "
+        )
+        wider_out = self._rerun(initial, reseed, run, steps, note)
+        wider_bounds = analyse(wider_out, self.settings).bounds
+        self.settings = first_settings
+        if wider_out.stopped_early:  # stopped by a signal (the caller's to act on) or failed: nothing learned
+            note += f"stopped ({wider_out.stop_reason}): the peak stands"
+            out.notes = [*out.notes, note]
+            return result.model_copy(update={"notes": out.notes}), wider_out.stop_signal
+        div_lr = wider_bounds.divergence_lr if wider_bounds is not None else None
+        stop = div_lr if div_lr is not None else float(wider_out.lrs[-1])
+        ceiling = stop / DIVERGENCE_HEADROOM
+        found = f"{'diverged at' if div_lr is not None else 'ran without diverging to'} {two_digits(stop)}"
+        if ceiling <= kept * NEAR:
+            note += f"{found}: the peak stands"
+            out.notes = [*out.notes, note]
+            return result.model_copy(update={"notes": out.notes}), None
+        note += f"{found}, so the trials were run again up to {two_digits(ceiling)}"
+        b = unchecked.bounds
+        assert b is not None
+        # An adaptive optimizer's cycle stays at max_lr, and the trials may raise it as far as its ceiling.
+        raised = {"peak_ceiling_lr": ceiling} if b.peak_ceiling_lr is not None else {"peak_lr": ceiling}
+        widened = unchecked.model_copy(
+            update={"bounds": b.model_copy(update=raised), "notes": [*out.notes, note]}
+        )
+        checked, stopped = check(widened, out)
+        again = checked.verification
+        if stopped is None and again is not None and again.peak_lr < kept:
+            # Their candidates are spaced from max_lr toward another top, so they need not try the kept peak: a
+            # search above it that ends below it does not undo the trial that kept it.
+            note += (
+                f", which kept none above {two_digits(kept)} ({two_digits(again.peak_lr)}): the peak stands"
+            )
+            out.notes = [*out.notes, note]
+            return result.model_copy(update={"notes": out.notes}), None
+        self.reruns.append(note)
+        out.notes = [*out.notes, note]
+        return checked, stopped
 
     def wants_longer(self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None) -> bool:
         """True when no LR made the curve improve: it stayed level and then got worse (and the self-check, when on,

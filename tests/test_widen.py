@@ -267,3 +267,181 @@ def test_a_wider_rerun_that_shows_no_clear_fall_keeps_the_first_runs_bounds() ->
         "--max-lr 10 --steps 400" in result.bounds.next_step
         and "widen the range" not in result.bounds.next_step
     )
+
+
+def _levelled_run(settings: RunSettings) -> tuple[RangeTestResult, EngineOutput, Trainer, Callable]:
+    """A first run whose loss falls, then stays level to the end of 1e-5..1 with nothing diverging (one cycle
+    peaks at half the end), checked by a stand-in self-check that kept that peak: (checked result, its output, the
+    trainer, the analysis)."""
+    import functools
+
+    from clrfind.api import Trainer, make_result
+    from clrfind.engine import EngineOutput
+    from clrfind.faults import library_terms
+    from clrfind.results import Verification
+
+    lrs = settings.ladder(settings.steps)
+    noise = 0.01 * np.random.default_rng(0).standard_normal(lrs.size)
+    levelled = 2.0 - 1.5 / (1.0 + np.exp(-(np.log10(lrs) + 3.0) * 3.0)) + noise
+    out = EngineOutput(lrs, levelled, "completed", "ran all steps", None, 0, 0.0)
+    model = torch.nn.Linear(1, 1)
+    trainer = Trainer(model, [], torch.nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                      device=torch.device("cpu"), settings=settings)  # fmt: skip
+    analyse = functools.partial(
+        make_result, terms=library_terms(step_fn=False), planned_steps=settings.steps, device="cpu"
+    )
+    unchecked = analyse(out, settings)
+    b = unchecked.bounds
+    assert b.usable and b.divergence_lr is None and b.peak_lr == pytest.approx(0.5) and b.max_lr < 0.1
+    kept = Verification(trials=[], steps=0, checked_peak=0.5, peak_lr=0.5, outcome="one-cycle peak 0.5 kept")
+    return unchecked.model_copy(update={"verification": kept}), out, trainer, analyse
+
+
+@pytest.mark.parametrize(("diverges_at", "ceiling"), [(6.0, 3.0), (None, 5.0), (0.9, None)])
+def test_a_peak_kept_at_the_ceiling_the_ranges_end_set_is_checked_again_up_to_the_wider_runs(
+    diverges_at: float | None, ceiling: float | None
+) -> None:
+    """The self-check kept the peak at half the range's end, where nothing diverged: the range capped it, not the
+    task. A test up to a 10x higher end finds where the loss diverges (or that nothing does), and the first run's
+    bounds are checked again up to half of that; a ceiling no higher than the kept peak leaves the result as it
+    was. The result keeps the first run's curve and knee either way."""
+    from clrfind.engine import EngineOutput
+    from clrfind.settings import RunSettings
+
+    settings = RunSettings(min_lr=1e-5, max_lr=1.0, steps=200, mode="exp")
+    result, out, trainer, analyse = _levelled_run(settings)
+    unchecked = result.model_copy(update={"verification": None})
+    assert trainer.wants_wider_peak(result, out, object())
+    wider_ends: list[float] = []
+    checked: list[RangeTestResult] = []
+
+    def run(lrs: np.ndarray) -> EngineOutput:
+        wider_ends.append(float(lrs[-1]))
+        losses = np.full(lrs.size, 0.5)
+        if diverges_at is not None:
+            losses[lrs >= diverges_at] = np.nan
+            reason = "diverged"
+        return EngineOutput(lrs, losses, reason if diverges_at else "completed", "", None, 0, 0.0)
+
+    def check(res: RangeTestResult, _: EngineOutput) -> tuple[RangeTestResult, int | None]:
+        checked.append(res)
+        return res, None
+
+    class Initial:
+        def restore(self) -> None: ...
+
+    final, stopped = trainer.widen_for_peak(
+        unchecked, result, out, Initial(), steps=200, run=run, analyse=analyse, reseed=lambda: None, check=check
+    )  # fmt: skip
+    assert wider_ends == [pytest.approx(10.0)] and stopped is None and trainer.settings.max_lr == 1.0
+    assert not trainer.wants_wider_peak(result, out, object())  # once
+    assert final.lrs == result.lrs and final.bounds.max_lr == result.bounds.max_lr
+    if ceiling is None:
+        assert not checked and final.bounds == result.bounds and final.verification == result.verification
+        assert re.search(
+            r"a test up to 10, from the initial state, diverged at 0\.9\d*: the peak stands$", final.notes[-1]
+        )
+    else:
+        assert len(checked) == 1 and final.bounds.peak_lr == pytest.approx(ceiling, rel=0.05)
+        assert f"so the trials were run again up to {ceiling:g}" in final.notes[-1]
+        assert final.notes[-1].startswith(
+            "the self-check's best trial peaked at 0.5, the ceiling the range's end"
+        )
+
+
+def test_only_a_peak_at_the_ends_ceiling_with_nothing_diverged_asks_for_a_wider_run() -> None:
+    from clrfind.settings import RunSettings
+
+    settings = RunSettings(min_lr=1e-5, max_lr=1.0, steps=200, mode="exp")
+    result, out, trainer, _ = _levelled_run(settings)
+    check = result.verification
+
+    def with_(peak: float | None = None, **bounds: float) -> RangeTestResult:
+        v = check.model_copy(update={"peak_lr": peak}) if peak is not None else check
+        return result.model_copy(
+            update={"bounds": result.bounds.model_copy(update=bounds), "verification": v}
+        )
+
+    assert trainer.wants_wider_peak(with_(), out, object())
+    assert not trainer.wants_wider_peak(with_(), out, None)  # no initial state to start again from
+    assert not trainer.wants_wider_peak(with_(0.2), out, object())  # the trials stopped below the ceiling
+    assert not trainer.wants_wider_peak(with_(result.bounds.max_lr), out, object())  # or at max_lr
+    assert not trainer.wants_wider_peak(with_(divergence_lr=1.0), out, object())  # the curve set the ceiling
+    assert not trainer.wants_wider_peak(result.model_copy(update={"verification": None}), out, object())
+
+
+def test_find_bounds_checks_a_peak_at_the_ends_ceiling_again_after_one_wider_run(monkeypatch) -> None:
+    """The whole sequence through `Trainer.find_bounds`: the first run, its self-check keeping the peak at half
+    the end, one wider run (its own progress context), and a second self-check of the first run's bounds up to
+    half of where the wider run diverged; the result keeps the first run's output."""
+    import contextlib
+
+    from clrfind.engine import EngineOutput
+    from clrfind.results import Verification
+    from clrfind.settings import RunSettings
+
+    settings = RunSettings(min_lr=1e-5, max_lr=1.0, steps=200, mode="exp")
+    first, first_out, trainer, analyse = _levelled_run(settings)
+    contexts: list[int] = []
+    checks: list[float] = []
+
+    def run(lrs: np.ndarray) -> EngineOutput:
+        if len(contexts) == 1:
+            return first_out
+        losses = np.where(lrs >= 6.0, np.nan, 0.5)
+        return EngineOutput(lrs, losses, "diverged", "", None, 0, 0.0)
+
+    @contextlib.contextmanager
+    def runs(total: int):
+        contexts.append(total)
+        yield run
+
+    def self_check(result, out, initial):
+        checks.append(result.bounds.peak_lr)
+        top = result.bounds.peak_lr
+        kept = Verification(
+            trials=[], steps=0, checked_peak=top, peak_lr=top, outcome=f"one-cycle peak {top} kept"
+        )
+        return result.model_copy(update={"verification": kept}), None
+
+    monkeypatch.setattr(trainer, "self_check", self_check)
+
+    class Initial:
+        def restore(self) -> None: ...
+
+    result, out, stopped = trainer.find_bounds(
+        Initial(), steps=200, runs=runs, analyse=analyse, reseed=lambda: None
+    )
+    assert contexts == [200, 200] and stopped is None and out is first_out
+    assert checks[0] == pytest.approx(0.5) and checks[1] == pytest.approx(3.0, rel=0.05) and len(checks) == 2
+    assert result.bounds.max_lr == first.bounds.max_lr and result.verification.peak_lr == checks[1]
+
+
+def test_a_second_check_that_ends_below_the_kept_peak_leaves_the_first_checks_result() -> None:
+    """The second check's candidates are spaced from max_lr toward the new ceiling and need not include the kept
+    peak: when it ends below that peak, the first check's result stands, and the notes say so."""
+    from clrfind.engine import EngineOutput
+    from clrfind.settings import RunSettings
+
+    settings = RunSettings(min_lr=1e-5, max_lr=1.0, steps=200, mode="exp")
+    result, out, trainer, analyse = _levelled_run(settings)
+
+    def run(lrs: np.ndarray) -> EngineOutput:
+        return EngineOutput(lrs, np.where(lrs >= 6.0, np.nan, 0.5), "diverged", "", None, 0, 0.0)
+
+    def check(res: RangeTestResult, _: EngineOutput) -> tuple[RangeTestResult, int | None]:
+        lower = result.verification.model_copy(update={"peak_lr": res.bounds.max_lr})
+        return res.model_copy(update={"verification": lower}), None
+
+    class Initial:
+        def restore(self) -> None: ...
+
+    final, stopped = trainer.widen_for_peak(
+        result.model_copy(update={"verification": None}), result, out, Initial(), steps=200, run=run,
+        analyse=analyse, reseed=lambda: None, check=check,
+    )  # fmt: skip
+    assert stopped is None and final.bounds == result.bounds and final.verification == result.verification
+    assert re.search(
+        r"run again up to 3\.\d*, which kept none above 0\.5 \(.*\): the peak stands$", final.notes[-1]
+    )
+    assert not trainer.reruns
