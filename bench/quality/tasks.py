@@ -22,8 +22,9 @@ classifier, an L1 loss, dropout with a large batch under plain SGD) and a ninth 
 unscaled regression target, group norm, a linear model, a deep residual MLP without normalization) and a tenth
 (Adafactor, SGD with momentum 0.99, a vision Transformer, weights in bfloat16, fine-tuning under AdamW) and an
 eleventh written to test the one change the tenth prompted (momenta of 0.95 and 0.98), and a twelfth (gradient
-clipping under plain SGD and under AdamW, full-batch gradient descent, weight normalization, AMSGrad): how the
-rules fare where nobody looked.
+clipping under plain SGD and under AdamW, full-batch gradient descent, weight normalization, AMSGrad) and a
+thirteenth written to test the one change the twelfth prompted (clipping under SGD on a GRU language model, an LSTM
+classifier and an MLP regression): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -2079,6 +2080,55 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=digit_images_data,
             make_model=lambda: PlainCNN(10),
+        ),
+        # thirteenth batch: written to test the one change the twelfth prompted (a peak the range's end capped is
+        # checked again up to where a 10x wider test diverges) on other clipped training, and first scored with it
+        Task(
+            name="char-gru-clip-sgd",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), GRU (embed "
+            "32, hidden 96), plain SGD with gradients clipped to norm 1, batch 32, 2 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: RecurrentNet(nn.GRU, len(CHARS), len(CHARS), 32, 96, per_token=True),
+            make_loss=TokenCrossEntropy,
+            clip_grad_norm=1.0,
+            grid=(1e-2, 100.0),
+        ),
+        Task(
+            name="mode-lstm-clip-sgd",
+            description=f"the most frequent of {MODE_VOCAB} tokens in a random {MODE_LEN}-token sequence, LSTM "
+            "(hidden 48) classifier, SGD momentum 0.9 with gradients clipped to norm 0.5, batch 32, 4 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=mode_data,
+            make_model=lambda: RecurrentNet(nn.LSTM, MODE_VOCAB, MODE_VOCAB, 16, 48, per_token=False),
+            clip_grad_norm=0.5,
+            grid=(1e-3, 30.0),
+        ),
+        Task(
+            name="friedman-clip-sgd",
+            description="make_friedman1 regression (standardized target), MLP 10-64-64-1, SGD momentum 0.9 with "
+            "gradients clipped to norm 1, batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=6,
+            metric="mse",
+            make_data=friedman_data,
+            make_model=lambda: mlp(10, 1),
+            make_loss=nn.MSELoss,
+            clip_grad_norm=1.0,
+            grid=(1e-3, 30.0),
         ),
     ]
 }
