@@ -70,6 +70,30 @@ class _Patched:
             setattr(module, attr, value)
 
 
+class _EngineSteps:
+    """Count every optimizer step clrfind takes through its engine while the context is open: the range test, its
+    reruns (a wider range, a longer test), the self-check's trials and holds. A result records only its last run."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def __enter__(self) -> _EngineSteps:
+        from clrfind import engine
+
+        self.engine, self.run_loop = engine, engine.run_loop
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            out = self.run_loop(*args, **kwargs)
+            self.steps += out.steps_trained
+            return out
+
+        engine.run_loop = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.run_loop = self.run_loop
+
+
 def schedule_plan(task: Task, path: Path) -> Plan:
     """Exactly what an exported schedule file says: its optimizer, `load_schedule`, its interval and length; the
     task's training loop around it (its gradient clipping) is the task's."""
@@ -105,7 +129,8 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
     """The range test, `export --epochs <budget>` (write_schedule), then training with exactly that file.
 
     Without usable bounds the run trains at the default LR (what a user without bounds falls back to) and the
-    notes keep clrfind's reason and next step. The test's cost is its steps (`steps_run`) and seconds.
+    notes keep clrfind's reason and next step. The test's cost is every step it took through clrfind's engine
+    (reruns, trials and holds included) and its seconds.
     """
     from clrfind.errors import ClrfindError
     from clrfind.export import write_schedule
@@ -113,7 +138,8 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
     notes: list[str] = []
     with _Patched(settings.constants):
         started = time.perf_counter()
-        result = clrfind_test(task, seed, settings, out_dir)
+        with _EngineSteps() as counted:
+            result = clrfind_test(task, seed, settings, out_dir)
         seconds = time.perf_counter() - started
         bounds = result.bounds
         check = result.verification
@@ -149,8 +175,9 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
     outcome = train(task, plan, seed)
     if check is not None:
         notes.append(f"self-check: {check.outcome}")
-    steps = result.steps_run + (check.steps if check is not None else 0)  # the test and its self-check
-    return MethodRun(CLRFIND, task.name, seed, suggestion, seconds, {"schedule": outcome}, notes, steps=steps)
+    return MethodRun(
+        CLRFIND, task.name, seed, suggestion, seconds, {"schedule": outcome}, notes, steps=counted.steps
+    )
 
 
 def run_method(task_name: str, method: str, seed: int, settings: ClrfindSettings, out_dir: str) -> MethodRun:
