@@ -22,7 +22,13 @@ import numpy as np
 
 from clrfind import __version__, stops
 from clrfind.analysis import bounds_for, smooth
-from clrfind.analysis.bounds import DIVERGENCE_HEADROOM, RANGE_FACTOR, curve_quantity, plateau_advice
+from clrfind.analysis.bounds import (
+    DIVERGENCE_HEADROOM,
+    DIVERGENCE_STEP,
+    RANGE_FACTOR,
+    curve_quantity,
+    plateau_advice,
+)
 from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
 from clrfind.faults import Fault, Terms, library_terms, spec_terms
@@ -33,6 +39,7 @@ from clrfind.results import (
     PLOT_NAME,
     RESULTS_NAME,
     SCHEDULE_NAME,
+    Bounds,
     OptimizerRef,
     ParamGroup,
     RangeTestResult,
@@ -418,6 +425,15 @@ def _without_rerun(result: RangeTestResult, longer: str) -> RangeTestResult:
     )
 
 
+def _wider_run_said(bounds: Bounds, said: str) -> Bounds:
+    """`bounds` after `widen_for_peak`'s wider run: max_lr's rationale says what it found, and the next step no
+    longer asks for it."""
+    steps = [p for p in (bounds.next_step or "").split("; ") if p and not p.startswith(DIVERGENCE_STEP)]
+    return bounds.model_copy(
+        update={"max_rationale": f"{bounds.max_rationale}; {said}", "next_step": "; ".join(steps) or None}
+    )
+
+
 def _no_improvement(result: RangeTestResult, settings: RunSettings, tried: str) -> str:
     """The words 'no fall of the loss from lr A to B in `tried`', for the curve the bounds are read from."""
     curve = result.metric  # the validation metric, when there is one
@@ -637,38 +653,48 @@ class Trainer:
         wider_out = self._rerun(initial, reseed, run, steps, note)
         wider_bounds = analyse(wider_out, self.settings).bounds
         self.settings = first_settings
+
+        def stands(found: str, signal: int | None = None) -> tuple[RangeTestResult, int | None]:
+            out.notes = [*out.notes, f"{note}{found}: the peak stands"]
+            assert result.bounds is not None
+            said = _wider_run_said(
+                result.bounds, f"a test up to {two_digits(wider)} {found}: the peak stands"
+            )
+            return result.model_copy(update={"bounds": said, "notes": out.notes}), signal
+
         if wider_out.stopped_early:  # stopped by a signal (the caller's to act on) or failed: nothing learned
-            note += f"stopped ({wider_out.stop_reason}): the peak stands"
-            out.notes = [*out.notes, note]
-            return result.model_copy(update={"notes": out.notes}), wider_out.stop_signal
+            return stands(f"stopped ({wider_out.stop_reason})", wider_out.stop_signal)
         div_lr = wider_bounds.divergence_lr if wider_bounds is not None else None
         stop = div_lr if div_lr is not None else float(wider_out.lrs[-1])
         ceiling = stop / DIVERGENCE_HEADROOM
         found = f"{'diverged at' if div_lr is not None else 'ran without diverging to'} {two_digits(stop)}"
         if ceiling <= kept * NEAR:
-            note += f"{found}: the peak stands"
-            out.notes = [*out.notes, note]
-            return result.model_copy(update={"notes": out.notes}), None
-        note += f"{found}, so the trials were run again up to {two_digits(ceiling)}"
+            return stands(found)
         b = unchecked.bounds
         assert b is not None
         # An adaptive optimizer's cycle stays at max_lr, and the trials may raise it as far as its ceiling.
         raised = {"peak_ceiling_lr": ceiling} if b.peak_ceiling_lr is not None else {"peak_lr": ceiling}
+        said = f"a test up to {two_digits(wider)} {found}: the peak's ceiling is {two_digits(ceiling)}"
         widened = unchecked.model_copy(
-            update={"bounds": b.model_copy(update=raised), "notes": [*out.notes, note]}
+            update={
+                "bounds": _wider_run_said(b, said).model_copy(update=raised),
+                "notes": [
+                    *out.notes,
+                    f"{note}{found}, so the trials were run again up to {two_digits(ceiling)}",
+                ],
+            }
         )
         checked, stopped = check(widened, out)
         again = checked.verification
         if stopped is None and again is not None and again.peak_lr < kept:
             # Their candidates are spaced from max_lr toward another top, so they need not try the kept peak: a
             # search above it that ends below it does not undo the trial that kept it.
-            note += (
-                f", which kept none above {two_digits(kept)} ({two_digits(again.peak_lr)}): the peak stands"
+            return stands(
+                f"{found}, so the trials were run again up to {two_digits(ceiling)}, which kept none above "
+                f"{two_digits(kept)} ({two_digits(again.peak_lr)})"
             )
-            out.notes = [*out.notes, note]
-            return result.model_copy(update={"notes": out.notes}), None
-        self.reruns.append(note)
-        out.notes = [*out.notes, note]
+        self.reruns.append(widened.notes[-1])
+        out.notes = widened.notes
         return checked, stopped
 
     def wants_longer(self, result: RangeTestResult, out: EngineOutput, initial: StateSnapshot | None) -> bool:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from clrfind.api import Trainer
     from clrfind.engine import EngineOutput
-    from clrfind.results import RangeTestResult
+    from clrfind.results import Bounds, RangeTestResult
     from clrfind.settings import RunSettings
 
 # Inputs 300x smaller than usual and no bias: under plain SGD a linear classifier's loss does not move below lr ~10.
@@ -269,6 +269,10 @@ def test_a_wider_rerun_that_shows_no_clear_fall_keeps_the_first_runs_bounds() ->
     )
 
 
+def _same_numbers(a: Bounds, b: Bounds) -> bool:
+    return (a.base_lr, a.max_lr, a.peak_lr, a.confidence) == (b.base_lr, b.max_lr, b.peak_lr, b.confidence)
+
+
 def _levelled_run(settings: RunSettings) -> tuple[RangeTestResult, EngineOutput, Trainer, Callable]:
     """A first run whose loss falls, then stays level to the end of 1e-5..1 with nothing diverging (one cycle
     peaks at half the end), checked by a stand-in self-check that kept that peak: (checked result, its output, the
@@ -336,13 +340,20 @@ def test_a_peak_kept_at_the_ceiling_the_ranges_end_set_is_checked_again_up_to_th
     assert wider_ends == [pytest.approx(10.0)] and stopped is None and trainer.settings.max_lr == 1.0
     assert not trainer.wants_wider_peak(result, out, object())  # once
     assert final.lrs == result.lrs and final.bounds.max_lr == result.bounds.max_lr
+    # The step the result's advice named is taken: the advice no longer names it.
+    assert "to see where it diverges" in result.bounds.next_step
+    assert "to see where it diverges" not in (final.bounds.next_step or "")
     if ceiling is None:
-        assert not checked and final.bounds == result.bounds and final.verification == result.verification
+        assert not checked and final.verification == result.verification
+        assert _same_numbers(final.bounds, result.bounds)
+        assert final.bounds.max_rationale.endswith("a test up to 10 diverged at 0.94: the peak stands")
         assert re.search(
             r"a test up to 10, from the initial state, diverged at 0\.9\d*: the peak stands$", final.notes[-1]
         )
     else:
         assert len(checked) == 1 and final.bounds.peak_lr == pytest.approx(ceiling, rel=0.05)
+        assert f"a test up to 10 {'diverged' if diverges_at else 'ran'}" in final.bounds.max_rationale
+        assert "the peak's ceiling is" in final.bounds.max_rationale
         assert f"so the trials were run again up to {ceiling:g}" in final.notes[-1]
         assert final.notes[-1].startswith(
             "the self-check's best trial peaked at 0.5, the ceiling the range's end"
@@ -440,7 +451,8 @@ def test_a_second_check_that_ends_below_the_kept_peak_leaves_the_first_checks_re
         result.model_copy(update={"verification": None}), result, out, Initial(), steps=200, run=run,
         analyse=analyse, reseed=lambda: None, check=check,
     )  # fmt: skip
-    assert stopped is None and final.bounds == result.bounds and final.verification == result.verification
+    assert stopped is None and final.verification == result.verification
+    assert _same_numbers(final.bounds, result.bounds)
     assert re.search(
         r"run again up to 3\.\d*, which kept none above 0\.5 \(.*\): the peak stands$", final.notes[-1]
     )

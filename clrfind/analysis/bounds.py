@@ -88,6 +88,8 @@ PEAK_WITHOUT_DIVERGENCE = 1.0
 CONVERGED_FRACTION = 0.05
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
+# How the next step for a curve that did not diverge begins (`clrfind.api` takes that step itself, and drops it).
+DIVERGENCE_STEP = "to see where it diverges"
 # A curve that stays level over a decade and at least this share of its points before it gets worse never fell
 # anywhere in the range: a lower start would only add more of the level stretch (`_level_until`).
 LEVEL_SHARE = 1 / 3
@@ -573,9 +575,7 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
         top = _one_cycle_peak(ctx, target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr, best_lr)
         return top._replace(why=why + top.why)
     last_lr = float(ctx.lrs[ctx.cut.end - 1])
-    step = (
-        None if ctx.stopped_early else f"to see where it diverges, rerun with a larger range: {ctx.wider()}"
-    )
+    step = None if ctx.stopped_early else f"{DIVERGENCE_STEP}, rerun with a larger range: {ctx.wider()}"
     verdict.cap("medium", step=step)
     why = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}; nothing diverged up to {two_digits(last_lr)}"
     flat_lr = float(ctx.lrs[_flat_until(curve, stats, descent)])
