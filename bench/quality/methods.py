@@ -17,7 +17,7 @@ import yaml
 
 from bench.quality.peers import DEFAULT, run_default, run_peer
 from bench.quality.records import MethodRun
-from bench.quality.tasks import TASKS, Task, clipping, optimizer_class, task_spec
+from bench.quality.tasks import TASKS, Task, optimizer_class, task_spec
 from bench.quality.train import Plan, constant_plan, train
 
 if TYPE_CHECKING:
@@ -100,9 +100,7 @@ def schedule_plan(task: Task, path: Path) -> Plan:
     import clrfind
 
     schedule = yaml.safe_load(path.read_text(encoding="utf-8"))
-    cls = optimizer_class(schedule["optimizer"]["target"])
-    if task.clip_grad_norm is not None:
-        cls = clipping(cls, task.clip_grad_norm)
+    cls = task.in_loop(optimizer_class(schedule["optimizer"]["target"]))
     kwargs = dict(schedule["optimizer"]["kwargs"])
     return Plan(
         label="schedule",

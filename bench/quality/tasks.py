@@ -131,9 +131,11 @@ class Task:
 
     @property
     def optimizer_cls(self) -> type[torch.optim.Optimizer]:
-        """The optimizer class every run of the task trains with: the named one, clipping first when the task
-        clips (`clipping`)."""
-        cls = optimizer_class(self.optimizer)
+        """The optimizer class every run of the task trains with: the named one, as the task's loop runs it."""
+        return self.in_loop(optimizer_class(self.optimizer))
+
+    def in_loop(self, cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+        """`cls` as the task's training loop steps it: clipping first when the task clips (`clipping`)."""
         return cls if self.clip_grad_norm is None else clipping(cls, self.clip_grad_norm)
 
     def build_optimizer(self, params: Any, lr: float) -> torch.optim.Optimizer:
