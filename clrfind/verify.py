@@ -264,7 +264,7 @@ def verify(
         return chosen or best
 
     center = best
-    if ceiling > top:
+    if ceiling > top and optimizer.adaptive:
         # An adaptive optimizer's peak sits at max_lr for a reason a short trial cannot see (its loss floor): it
         # goes up only when the lower side lost too, so that both neighbours point the same way.
         best = descend(down, best)
@@ -472,8 +472,8 @@ def _apply(
             moved = "raised" if peak > top else "lowered"
             what = f"{moved} from {two_digits(top)}"
             note = f"the self-check {moved} the one-cycle peak from {two_digits(top)} to {two_digits(peak)}"
-            if peak > top:  # only an adaptive optimizer's peak, up to its ceiling
-                note += " (a cycle peaking there trained clearly better, and the test's loss was still falling there)"
+            if peak > top:  # only up to a ceiling: an adaptive optimizer's, or a converged curve's
+                note += " (a cycle peaking there trained clearly better from the initial weights)"
         outcome = f"one-cycle peak {two_digits(peak)} {what}; loss after {steps}-step trials: {tried}"
         update: dict[str, object] = {"peak_lr": peak, "max_rationale": f"{bounds.max_rationale}; {note}"}
     else:

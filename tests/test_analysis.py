@@ -876,12 +876,27 @@ def test_adaptive_optimizers_peak_at_max_lr():
     assert adam.max_lr < adam.peak_ceiling_lr <= min(adam.max_lr * 10**0.5, adam.best_lr, limit)
 
 
-def test_no_ceiling_for_an_adaptive_peak_where_the_curve_shows_nothing_above_max_lr() -> None:
-    """A converged test (any LR survives a model at its floor) and a loss still falling at the end of the range
-    (max_lr is already the last LR) give the self-check nowhere to raise the peak to."""
+def test_a_converged_test_leaves_higher_peaks_to_the_self_check() -> None:
+    """The curve past a converged loss says nothing about higher LRs, so the exported peak stays at max_lr; the
+    trials, which train from the initial weights, may raise it as far as Smith's upper estimate (half the last LR
+    here, nothing diverged), and an adaptive optimizer's half a decade at most, as elsewhere."""
     lrs, losses = converged_curve(floor=0.001)
-    converged = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=10.0, adaptive="Adam")
-    assert converged.peak_lr == converged.max_lr and converged.peak_ceiling_lr is None
+    sgd = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=10.0)
+    adam = suggest_bounds(lrs, losses, mode="exp", planned_max_lr=10.0, adaptive="Adam")
+    for b in (sgd, adam):
+        assert b.peak_lr == b.max_lr < 0.1 and "converged" in (b.reason or "")
+    assert sgd.peak_ceiling_lr == pytest.approx(5.0)
+    assert adam.peak_ceiling_lr == pytest.approx(adam.max_lr * 10**0.5)
+    # a divergence sets the ceiling at half of it
+    diverging = np.where(lrs > 1.0, losses + 50.0 * (lrs - 1.0), losses)
+    capped = suggest_bounds(lrs, diverging, mode="exp", planned_max_lr=10.0)
+    assert capped.divergence_lr is not None and "converged" in (capped.reason or "")
+    assert capped.peak_ceiling_lr == pytest.approx(capped.divergence_lr / 2)
+
+
+def test_no_ceiling_for_an_adaptive_peak_where_the_curve_shows_nothing_above_max_lr() -> None:
+    """A loss still falling at the end of the range (max_lr is already the last LR) gives the self-check nowhere
+    to raise the peak to."""
     lrs = lr_ladder(1e-4, 1.0, 200, "exp")
     falling = suggest_bounds(
         lrs, 2.0 - 0.3 * np.log10(lrs / 1e-4), mode="exp", planned_max_lr=1.0, adaptive="Adam"

@@ -237,6 +237,26 @@ def test_an_adaptive_peak_stays_at_max_lr_when_the_ceiling_trial_is_no_better() 
     assert "kept" in record.outcome
 
 
+# A converged test's one cycle peaks at max_lr; its ceiling is Smith's upper estimate.
+CONVERGED = BOUNDS.model_copy(update={"peak_lr": 0.1, "peak_ceiling_lr": 5.0})
+
+
+def test_a_converged_peak_goes_up_first_while_higher_peaks_train_clearly_better() -> None:
+    """Under SGD its max_lr is a lower estimate (the curve stopped where the loss reached its floor), so the trials
+    climb first, half a decade at a time, and the peak (not max_lr) goes up; the hold checks it."""
+    run, asked = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1))
+    bounds, record = verify(CONVERGED, SGD, 300, run)
+    assert asked == pytest.approx([0.1, 0.1 * STEP, 0.1 * STEP**2], rel=1e-3)
+    assert bounds.peak_lr == pytest.approx(1.0) and bounds.max_lr == pytest.approx(0.1)
+    assert "raised the one-cycle peak from 0.1 to 1" in bounds.max_rationale
+    assert run.holds == pytest.approx([1.0], rel=1e-3)
+    # no clearly better trial above it: the peak stays at max_lr, and the descent runs as for any peak
+    run, asked = scripted(lambda p: 0.5 if p >= 0.09 else 0.9)
+    bounds, record = verify(CONVERGED, SGD, 300, run)
+    assert asked[1] > 0.1 and min(asked) < 0.1 and bounds.peak_lr == pytest.approx(0.1) == bounds.max_lr
+    assert "kept" in record.outcome
+
+
 def test_held_out_losses_judge_when_there_are_some() -> None:
     """Noisy labels: the higher peak fits the training batches better, but loses on held-out samples."""
     run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), held_out=lambda p: 1.0 + math.log10(p / 0.1))

@@ -548,6 +548,7 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
         return _Top(max_lr, max_lr, why)
     if ctx.method == "loss" and _converged(stats):
         floor = stats.floor
+        limit_lr = div_lr if div_lr is not None else float(ctx.lrs[ctx.cut.end - 1])
         verdict.cap(
             "medium",
             f"the loss converged (to {two_digits(floor)} from {two_digits(stats.start)}) by lr {two_digits(max_lr)}: "
@@ -555,10 +556,17 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
             f"to see which higher LRs train from the start, rerun with fewer steps (--steps "
             f"{max(20, ctx.cut.end // 3)}), a harder subset of the data, or a range that starts higher",
         )
+        # The self-check's trials train from the initial weights, which is what this curve cannot show: they may
+        # raise the peak where a higher one trains clearly better (two half-decades at most, half a decade for an
+        # adaptive optimizer), never past Smith's upper estimate.
+        ceiling = limit_lr / DIVERGENCE_HEADROOM
+        if ctx.adaptive is not None:
+            ceiling = min(ceiling, max_lr * HALF_DECADE)
         return _Top(
             max_lr,
             max_lr,
             f"loss stopped falling at {two_digits(max_lr)}, where it had converged: one cycle peaks at max_lr",
+            ceiling if ceiling > max_lr else None,
         )
     if div_lr is not None:
         stopped = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}"
