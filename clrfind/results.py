@@ -24,8 +24,8 @@ from clrfind.settings import FrozenModel, MetricName
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# Version 7 added `bounds.peak_ceiling_lr`, how far up the self-check may raise an adaptive optimizer's one-cycle
-# peak; version 6 files load without one.
+# Version 7 added `bounds.peak_ceiling_lr`, how far up the self-check may raise a one-cycle peak left at max_lr (an
+# adaptive optimizer's; a converged test's); version 6 files load without one.
 # Version 6 added `bounds.level_until_lr`, the top of a curve that stayed level and then got worse or diverged,
 # below which the self-check looks for an LR that trains; version 5 files load without one.
 # Version 5 added `verification.hold`, the self-check's stay at the kept peak; version 4 files load without one.
@@ -80,9 +80,10 @@ class Bounds(FrozenModel):
     # A model that needs many steps at one LR to leave a plateau shows no fall on a rising ladder, so the
     # self-check trains at and below this LR to look for one that learns (`clrfind.verify.rescue`).
     level_until_lr: float | None = None
-    # Set for an adaptive optimizer whose one cycle peaks at max_lr: the highest peak the self-check may raise it to
-    # (half a decade up at most, and only where the test's loss was still falling), when a trial there trains
-    # clearly better (`clrfind.verify`).
+    # Set when one cycle peaks at max_lr for a reason the self-check's trials can test (an adaptive optimizer; a
+    # test whose loss converged): the highest peak it may raise it to, when a trial there trains clearly better
+    # (`clrfind.verify`). An adaptive optimizer's is half a decade up at most, and only where the test's loss was
+    # still falling; a converged test's is Smith's upper estimate (divergence_lr / 2, or half the last LR).
     peak_ceiling_lr: float | None = None
 
     @property

@@ -6,16 +6,17 @@ peak trains: a model that already converged survives any LR, batch norm lets a s
 does not, and a high LR can fit noisy labels or overfit a small dataset. So the self-check asks the task itself: from
 the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps, once per
 candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down; an adaptive optimizer's
-peak, at max_lr, goes down first and up to its ceiling only when the lower side lost), on the same batches in the
-same order, and judges them on held-out samples when there are some (`clrfind.trials`). A trial that diverges, turns
-non-finite, ends clearly higher than it started or no better on the held-out samples than the untrained model fails;
-one whose loss neither falls nor rises beyond its noise shows nothing, and when no trial shows more the peak is left
-unchecked at max_lr. Then the steps left in the budget hold the chosen peak: the same warm-up, then the peak to the
-end. A whole run spends far longer near its peak than a compressed trial does, and an instability that grows with
-that stay (a Transformer under SGD, units of a narrow ReLU layer dying one high-LR step at a time) shows only there;
-a hold that turns non-finite, whose loss clearly rises over the stay, or that ends no lower than it began (a blow-up
-that settles at the untrained loss) lowers the peak to the highest lower trial that trained (or half a decade). All
-trials together cost at most the range test's planned steps.
+peak, at max_lr, goes down first and up to its ceiling only when the lower side lost; a converged test's, at max_lr,
+goes up first toward its ceiling), on the same batches in the same order, and judges them on held-out samples when
+there are some (`clrfind.trials`). A trial that diverges, turns non-finite, ends clearly higher than it started or no
+better on the held-out samples than the untrained model fails; one whose loss neither falls nor rises beyond its
+noise shows nothing, and when no trial shows more the peak is left unchecked at max_lr. Then the steps left in the
+budget hold the chosen peak: the same warm-up, then the peak to the end. A whole run spends far longer near its peak
+than a compressed trial does, and an instability that grows with that stay (a Transformer under SGD, units of a
+narrow ReLU layer dying one high-LR step at a time) shows only there; a hold that turns non-finite, whose loss
+clearly rises over the stay, or that ends no lower than it began (a blow-up that settles at the untrained loss)
+lowers the peak to the highest lower trial that trained (or half a decade). All trials together cost at most the
+range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
