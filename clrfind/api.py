@@ -469,13 +469,23 @@ class Trainer:
     reruns: list[str] = field(default_factory=list)
     lengthened: bool = False  # `lengthen` runs once at most
     widened_for_peak: bool = False  # and `widen_for_peak`
+    # Every optimizer step trained through the engine, the self-check's included (`Timing.total_steps`).
+    steps_trained: int = 0
+
+    def counted(self, out: EngineOutput) -> EngineOutput:
+        """`out`, its steps added to `steps_trained`: every engine call of a run goes through here."""
+        self.steps_trained += out.steps_trained
+        return out
 
     def range_test(self, lrs: np.ndarray, *, callback: Callable[..., None] | None = None) -> EngineOutput:
         from clrfind.engine import run_loop
 
-        return run_loop(
-            self.model, self.loader, self.loss_fn, self.optimizer, lrs, device=self.device, settings=self.settings,
-            step_fn=self.step_fn, val_loader=self.val_loader, callback=callback, reduce_loss=self.reduce_loss,
+        return self.counted(
+            run_loop(
+                self.model, self.loader, self.loss_fn, self.optimizer, lrs, device=self.device,
+                settings=self.settings, step_fn=self.step_fn, val_loader=self.val_loader, callback=callback,
+                reduce_loss=self.reduce_loss,
+            )
         )  # fmt: skip
 
     def find_bounds(
@@ -502,6 +512,8 @@ class Trainer:
             with preserved_state(self.model, self.optimizer) if keep_trained else contextlib.nullcontext():
                 return self.self_check(result, out, initial)
 
+        started, steps_before = time.perf_counter(), self.steps_trained
+
         with runs(steps) as run:
             out = run(self.settings.ladder(steps))
             first = analyse(out, self.settings)
@@ -523,7 +535,11 @@ class Trainer:
                     result, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
                 )
             result, stopped = check(result, out)
-        return result, out, stopped
+        cost = {
+            "total_steps": self.steps_trained - steps_before,
+            "total_seconds": round(time.perf_counter() - started, 4),
+        }
+        return result.model_copy(update={"timing": result.timing.model_copy(update=cost)}), out, stopped
 
     def widen(
         self,

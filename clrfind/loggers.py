@@ -81,6 +81,8 @@ def run_record(result: RangeTestResult, *, images: bool = True) -> RunRecord:
         "stop_reason": result.stop_reason,
         "steps_run": result.steps_run,
         "planned_steps": result.planned_steps,
+        # every step the run trained, reruns and self-check included (None in older files)
+        **({"total_steps": result.timing.total_steps} if result.timing.total_steps is not None else {}),
         "ladder": f"{result.mode} {result.min_lr:.3g} -> {result.max_lr:.3g}",
         "confidence": b.confidence if b is not None else "none",
     }

@@ -129,9 +129,20 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
             "runs": curves,
             "spread": {k: v for k, v in spreads.items() if v is not None} or None,
             "metric": None,
-            "timing": Timing(seconds=round(sum(r.timing.seconds for r in runs), 4)),
+            "timing": _summed_timing([r.timing for r in runs]),
             "notes": notes,
         }
+    )
+
+
+def _summed_timing(timings: Sequence[Timing]) -> Timing:
+    """The repeats' seconds together, and their whole cost when every run recorded one."""
+    steps = [t.total_steps for t in timings]
+    seconds = [t.total_seconds for t in timings]
+    return Timing(
+        seconds=round(sum(t.seconds for t in timings), 4),
+        total_steps=None if None in steps else sum(steps),  # type: ignore[arg-type]
+        total_seconds=None if None in seconds else round(sum(seconds), 4),  # type: ignore[arg-type]
     )
 
 

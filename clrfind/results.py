@@ -24,6 +24,8 @@ from clrfind.settings import FrozenModel, MetricName
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# Version 8 added `timing.total_steps` and `timing.total_seconds`, what the whole run cost (its reruns, the
+# self-check's trials and hold included); version 7 files load without them.
 # Version 7 added `bounds.peak_ceiling_lr`, how far up the self-check may raise a one-cycle peak left at max_lr (an
 # adaptive optimizer's; a converged test's); version 6 files load without one.
 # Version 6 added `bounds.level_until_lr`, the top of a curve that stayed level and then got worse or diverged,
@@ -37,8 +39,8 @@ if TYPE_CHECKING:
 # it also added `verification`, the self-check of the bounds.
 # Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
 # migrated on load.
-SCHEMA_VERSION = 7
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+SCHEMA_VERSION = 8
+READABLE_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))  # each older one only lacks fields, or renamed two
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
 SCHEDULE_NAME = "schedule.yaml"
@@ -173,9 +175,16 @@ class OptimizerRef(FrozenModel):
 
 
 class Timing(FrozenModel):
+    """What the recorded curve cost (`seconds`), and what the whole run did (`total_*`): a test run again over a
+    wider range or with more steps records only its last curve, and the self-check trains too."""
+
     seconds: float = 0.0
     seconds_per_step: float | None = None
     compile_seconds: float | None = None
+    # Every optimizer step the run trained (the test, its reruns, the self-check's trials and hold), and its
+    # seconds from the first step to the bounds; None in files of schema version 7 and older.
+    total_steps: int | None = None
+    total_seconds: float | None = None
 
 
 class RunCurve(FrozenModel):
@@ -370,6 +379,20 @@ class RangeTestResult(FrozenModel):
             )
             lines.append(f"self-check: {check.outcome} ({how}{cost})")
         lines += [f"note: {note}" for note in self.notes]
+        t = self.timing
+        if t.total_steps is not None and t.total_seconds is not None and t.total_steps > self.steps_run:
+            parts = [f"the curve's {self.steps_run}"]
+            checked = check.steps if check is not None else 0
+            if checked:
+                parts.append(f"the self-check's {checked}")
+            if t.total_steps > self.steps_run + checked:
+                parts.append(
+                    f"{t.total_steps - self.steps_run - checked} in runs the curve replaced and past where it stops"
+                )
+            lines.append(
+                f"cost: {t.total_steps} optimizer steps in {format_seconds(t.total_seconds)} in all "
+                f"({', '.join(parts)})"
+            )
         return "\n".join(lines)
 
     def _repr_png_(self) -> bytes | None:
@@ -476,7 +499,7 @@ def results_from_dict(raw: Any, *, source: str = "<results>") -> RangeTestResult
 
 
 def _migrate(raw: dict[str, Any], version: int) -> dict[str, Any]:
-    """A version 1-4 mapping as version 5 reads it: versions 3-4 only lack fields that have defaults; versions 1-2
+    """An older version's mapping as this one reads it: versions 3 and later only lack fields that have defaults; 1-2
     also named `bounds.base_lr` `bounds.min_lr`, ..."""
     if version >= 3:
         return {**raw, "schema_version": SCHEMA_VERSION}

@@ -324,9 +324,11 @@ class TrialRunner:
         t = self.trainer
         self.initial.restore()
         self.rewind()
-        out = run_loop(
-            t.model, self.data.loader, t.loss_fn, t.optimizer, lrs, device=t.device, settings=self.settings,
-            step_fn=t.step_fn, reduce_loss=t.reduce_loss, momenta=momenta, stop_on_rise=not hold,
+        out = t.counted(
+            run_loop(
+                t.model, self.data.loader, t.loss_fn, t.optimizer, lrs, device=t.device, settings=self.settings,
+                step_fn=t.step_fn, reduce_loss=t.reduce_loss, momenta=momenta, stop_on_rise=not hold,
+            )
         )  # fmt: skip
         if out.stop_signal is not None:
             raise Interrupt(out.stop_signal)  # Ctrl-C or SIGTERM stops the self-check, not just this trial

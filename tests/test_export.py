@@ -279,12 +279,26 @@ def test_a_version_1_results_file_peaks_at_max_lr(tmp_path: Path) -> None:
     assert not any("peak_lr" in n for n in schedule["notes"])
 
 
-def test_peak_lr_round_trips_through_the_results_file(tmp_path: Path) -> None:
+def test_peak_lr_and_the_whole_cost_round_trip_through_the_results_file(tmp_path: Path) -> None:
     bounds = make_result().bounds.model_copy(update={"peak_lr": 0.5, "peak_ceiling_lr": 0.9})
-    path = make_result(bounds=bounds).save(tmp_path / "range_test.json")
+    result = make_result(bounds=bounds)
+    timing = result.timing.model_copy(update={"total_steps": 612, "total_seconds": 3.5})
+    path = result.model_copy(update={"timing": timing}).save(tmp_path / "range_test.json")
     loaded = load_results(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 7 and loaded.bounds.peak_lr == 0.5
+    assert loaded.schema_version == SCHEMA_VERSION == 8 and loaded.bounds.peak_lr == 0.5
     assert loaded.bounds.peak_ceiling_lr == 0.9
+    assert (loaded.timing.total_steps, loaded.timing.total_seconds) == (612, 3.5)
+
+
+def test_a_version_7_file_loads_without_the_whole_cost(tmp_path: Path) -> None:
+    """Schema version 8 added `timing.total_steps` and `timing.total_seconds` (reruns and self-check included)."""
+    data = {**json.loads(make_result().model_dump_json()), "schema_version": 7}
+    del data["timing"]["total_steps"], data["timing"]["total_seconds"]
+    path = tmp_path / "range_test.json"
+    path.write_text(json.dumps(data))
+    loaded = load_results(path)
+    assert loaded.schema_version == SCHEMA_VERSION and loaded.timing.total_steps is None
+    assert "cost:" not in loaded.summary()
 
 
 def test_a_version_6_file_loads_without_a_peak_ceiling(tmp_path: Path) -> None:

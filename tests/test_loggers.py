@@ -57,6 +57,7 @@ def test_the_record_holds_curve_bounds_plot_and_schedule(result: RangeTestResult
     assert b is not None and b.usable
     assert record.params["base_lr"] == b.base_lr and record.params["max_lr"] == b.max_lr
     assert record.params["stop_reason"] == result.stop_reason and record.params["confidence"] == b.confidence
+    assert record.params["total_steps"] == result.timing.total_steps >= result.steps_run
     assert record.texts["bounds"].startswith(f"base_lr: {b.base_rationale}\nmax_lr: {b.max_rationale}")
     assert record.texts["summary"] == result.summary()
     assert record.images["range_test"][:4] == b"\x89PNG"

@@ -309,10 +309,23 @@ def test_the_self_check_through_the_engine_restores_everything(tiny_task) -> Non
     assert all(t.steps == 30 for t in check.trials)
     assert any(t.final_loss is not None for t in check.trials)
     assert result.bounds is not None and result.bounds.peak_lr == pytest.approx(check.peak_lr)
+    # the whole cost is the test's steps and the trials' (and the hold's), each counted where it trained; with
+    # sync_every=1 the test stops at the step that diverged, so its curve holds every step it took
+    result = clrfind.range_test(
+        model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120, sync_every=1
+    )
+    check = result.verification
+    assert check is not None and result.timing.total_steps == result.steps_run + check.steps
+    assert result.timing.total_seconds >= result.timing.seconds + check.seconds
+    assert f"cost: {result.timing.total_steps} optimizer steps" in result.summary()
     off = clrfind.range_test(
         model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120, verify_bounds=False
     )
     assert off.verification is None
+    assert f"(the curve's {result.steps_run}, the self-check's {check.steps})" in result.summary()
+    # without the check, only the steps a stop confirmed inside a chunk go past the curve's end
+    assert off.timing.total_steps >= off.steps_run
+    assert ("cost:" in off.summary()) == (off.timing.total_steps > off.steps_run)
 
 
 # -- the rescue: a curve that stayed level and then got worse has no bounds; trials look for an LR that learns --

@@ -70,30 +70,6 @@ class _Patched:
             setattr(module, attr, value)
 
 
-class _EngineSteps:
-    """Count every optimizer step clrfind takes through its engine while the context is open: the range test, its
-    reruns (a wider range, a longer test), the self-check's trials and holds. A result records only its last run."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def __enter__(self) -> _EngineSteps:
-        from clrfind import engine
-
-        self.engine, self.run_loop = engine, engine.run_loop
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            out = self.run_loop(*args, **kwargs)
-            self.steps += out.steps_trained
-            return out
-
-        engine.run_loop = counted
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.engine.run_loop = self.run_loop
-
-
 def schedule_plan(task: Task, path: Path) -> Plan:
     """Exactly what an exported schedule file says: its optimizer, `load_schedule`, its interval and length; the
     task's training loop around it (its gradient clipping) is the task's."""
@@ -128,7 +104,7 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
 
     Without usable bounds the run trains at the default LR (what a user without bounds falls back to) and the
     notes keep clrfind's reason and next step. The test's cost is every step it took through clrfind's engine
-    (reruns, trials and holds included) and its seconds.
+    (reruns, trials and holds included: the result's `timing.total_steps`) and its seconds.
     """
     from clrfind.errors import ClrfindError
     from clrfind.export import write_schedule
@@ -136,8 +112,7 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
     notes: list[str] = []
     with _Patched(settings.constants):
         started = time.perf_counter()
-        with _EngineSteps() as counted:
-            result = clrfind_test(task, seed, settings, out_dir)
+        result = clrfind_test(task, seed, settings, out_dir)
         seconds = time.perf_counter() - started
         bounds = result.bounds
         check = result.verification
@@ -174,7 +149,14 @@ def run_clrfind(task: Task, seed: int, settings: ClrfindSettings, out_dir: Path)
     if check is not None:
         notes.append(f"self-check: {check.outcome}")
     return MethodRun(
-        CLRFIND, task.name, seed, suggestion, seconds, {"schedule": outcome}, notes, steps=counted.steps
+        CLRFIND,
+        task.name,
+        seed,
+        suggestion,
+        seconds,
+        {"schedule": outcome},
+        notes,
+        steps=result.timing.total_steps,
     )
 
 
