@@ -84,7 +84,8 @@ HALF_DECADE = 10**0.5
 PEAK_WITHOUT_DIVERGENCE = 1.0
 # A test whose loss fell to within 5% of zero (from a positive start) has converged: its gradients, and so its
 # updates, have all but vanished (for cross-entropy they shrink with the loss itself), so the stretch after it
-# survives any LR and says nothing about which LR is stable from the start. Nothing past the end of its fall counts.
+# survives any LR and says nothing about which LR is stable from the start. Nothing past the end of its fall counts:
+# one cycle peaks at max_lr, and only the self-check's trials, which do train from the start, may raise it.
 CONVERGED_FRACTION = 0.05
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
@@ -164,8 +165,8 @@ class _Stats:
 
 
 class _Top(NamedTuple):
-    """max_lr, one cycle's peak and their rationale; for an adaptive optimizer, how far up the self-check may raise
-    the peak (`Bounds.peak_ceiling_lr`)."""
+    """max_lr, one cycle's peak and their rationale; for a peak left at max_lr (an adaptive optimizer's, a
+    converged test's), how far up the self-check may raise it (`Bounds.peak_ceiling_lr`)."""
 
     max_lr: float
     peak_lr: float
