@@ -318,11 +318,11 @@ def test_the_self_check_through_the_engine_restores_everything(tiny_task) -> Non
     assert check is not None and result.timing.total_steps == result.steps_run + check.steps
     assert result.timing.total_seconds >= result.timing.seconds + check.seconds
     assert f"cost: {result.timing.total_steps} optimizer steps" in result.summary()
+    assert f"(the curve's {result.steps_run}, the self-check's {check.steps})" in result.summary()
     off = clrfind.range_test(
         model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120, verify_bounds=False
     )
     assert off.verification is None
-    assert f"(the curve's {result.steps_run}, the self-check's {check.steps})" in result.summary()
     # without the check, only the steps a stop confirmed inside a chunk go past the curve's end
     assert off.timing.total_steps >= off.steps_run
     assert ("cost:" in off.summary()) == (off.timing.total_steps > off.steps_run)

@@ -526,6 +526,7 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
     """
     what, div_lr = ctx.what, ctx.divergence_lr
     max_lr, best_lr = float(ctx.lrs[descent.i_end]), float(ctx.lrs[curve.i_min])
+    last_lr = float(ctx.lrs[ctx.cut.end - 1])
     if descent.still_falling and div_lr is not None:
         verdict.cap(
             "low",
@@ -549,7 +550,6 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
         return _Top(max_lr, max_lr, why)
     if ctx.method == "loss" and _converged(stats):
         floor = stats.floor
-        limit_lr = div_lr if div_lr is not None else float(ctx.lrs[ctx.cut.end - 1])
         verdict.cap(
             "medium",
             f"the loss converged (to {two_digits(floor)} from {two_digits(stats.start)}) by lr {two_digits(max_lr)}: "
@@ -560,7 +560,7 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
         # The self-check's trials train from the initial weights, which is what this curve cannot show: they may
         # raise the peak where a higher one trains clearly better (two half-decades at most, half a decade for an
         # adaptive optimizer), never past Smith's upper estimate.
-        ceiling = limit_lr / DIVERGENCE_HEADROOM
+        ceiling = (div_lr if div_lr is not None else last_lr) / DIVERGENCE_HEADROOM
         if ctx.adaptive is not None:
             ceiling = min(ceiling, max_lr * HALF_DECADE)
         return _Top(
@@ -583,7 +583,6 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
         )
         top = _one_cycle_peak(ctx, target, max_lr, div_lr, PEAK_TOWARD_DIVERGENCE, flat_lr, best_lr)
         return top._replace(why=why + top.why)
-    last_lr = float(ctx.lrs[ctx.cut.end - 1])
     step = None if ctx.stopped_early else f"{DIVERGENCE_STEP}, rerun with a larger range: {ctx.wider()}"
     verdict.cap("medium", step=step)
     why = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}; nothing diverged up to {two_digits(last_lr)}"
