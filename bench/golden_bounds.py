@@ -1,9 +1,10 @@
 """Bounds on a fixed set of curves, written to JSON and compared: proof that a refactor left the suggestion alone.
 
-`python bench/golden_bounds.py write FILE` records, for 1,600 seeded synthetic curves (linear and exp ladders,
-noise, spikes, NaN/inf, negative and tiny losses, never-diverging, still-falling, flat, and sparse metric curves)
-and for the range tests of the quality benchmark's tasks (seeds 0-2), every field of the suggested bounds, the
-divergence verdict and the smoothed curve's checksum. `... check FILE` recomputes them and lists every difference.
+`python bench/golden_bounds.py write FILE` records, for 1,600 seeded synthetic curves (linear and exp ladders, noise,
+spikes, NaN/inf, negative and tiny losses, never-diverging, still-falling, flat, and sparse metric curves; each read
+as an SGD test and as an adaptive optimizer's) and for the range tests of the quality benchmark's tasks (seeds 0-2),
+every field of the suggested bounds, the divergence verdict and the smoothed curve's checksum. `... check FILE`
+recomputes them and lists every difference.
 Run `write` before a behaviour-preserving change and `check` after it.
 """
 
@@ -87,30 +88,43 @@ def _checksum(values: Any) -> float:
     return float(np.nansum(arr * np.arange(1, arr.size + 1)))
 
 
+def _synthetic_bounds(case: dict[str, Any], i: int, adaptive: str | None) -> Any:
+    from clrfind import analysis
+
+    lrs, y = case["lrs"], case["losses"]
+    if i % 16 == 15:  # a sparse metric curve (the paper's accuracy test), every 16th case
+        k = max(1, lrs.size // 30)
+        acc = 1.0 - y[::k] / max(float(np.nanmax(np.abs(y))), 1e-12)
+        return analysis.suggest_bounds_from_metric(
+            lrs[::k],
+            acc,
+            higher_is_better=True,
+            mode=case["mode"],
+            stop_reason=case["stop_reason"],
+            adaptive=adaptive,
+        )
+    return analysis.suggest_bounds(
+        lrs,
+        y,
+        mode=case["mode"],
+        stop_reason=case["stop_reason"],
+        planned_max_lr=case["planned_max_lr"],
+        adaptive=adaptive,
+    )
+
+
 def synthetic_records() -> dict[str, Any]:
+    """Every curve read twice: as an SGD test and as an adaptive optimizer's, whose peak and ceiling differ."""
     from clrfind import analysis
 
     out: dict[str, Any] = {}
     for i in range(SYNTHETIC_CURVES):
         case = synthetic_case(i)
-        lrs, y = case["lrs"], case["losses"]
-        if i % 16 == 15:  # a sparse metric curve (the paper's accuracy test), every 16th case
-            k = max(1, lrs.size // 30)
-            acc = 1.0 - y[::k] / max(float(np.nanmax(np.abs(y))), 1e-12)
-            b = analysis.suggest_bounds_from_metric(
-                lrs[::k], acc, higher_is_better=True, mode=case["mode"], stop_reason=case["stop_reason"]
-            )
-        else:
-            b = analysis.suggest_bounds(
-                lrs,
-                y,
-                mode=case["mode"],
-                stop_reason=case["stop_reason"],
-                planned_max_lr=case["planned_max_lr"],
-            )
+        y = case["losses"]
         index, reason = analysis.find_divergence(y)
         out[f"synthetic-{i}"] = {
-            "bounds": _bounds_dict(b),
+            "bounds": _bounds_dict(_synthetic_bounds(case, i, None)),
+            "adaptive_bounds": _bounds_dict(_synthetic_bounds(case, i, "Adam")),
             "divergence": [index, reason],
             "smoothed": _checksum(analysis.smooth(y)),
         }
