@@ -492,6 +492,21 @@ def _toward_divergence(end_lr: float, div_lr: float, weight: float) -> float:
     return end_lr * (div_lr / DIVERGENCE_HEADROOM / end_lr) ** weight
 
 
+def _peak_ceiling(ctx: _Context, floor: float, limit_lr: float, best_lr: float | None) -> float | None:
+    """How far up the self-check may raise a peak the curve left at `floor` (None: not at all).
+
+    Never past Smith's upper estimate, limit_lr / 2; for an adaptive optimizer, whose higher LR costs a higher loss
+    floor over a long run, half a decade above `floor` at most and no further than the curve's minimum (`best_lr`;
+    None where the minimum says nothing, as on a converged curve).
+    """
+    ceiling = limit_lr / DIVERGENCE_HEADROOM
+    if ctx.adaptive is not None:
+        ceiling = min(ceiling, floor * HALF_DECADE)
+        if best_lr is not None:
+            ceiling = min(ceiling, best_lr)
+    return ceiling if ceiling > floor else None
+
+
 def _one_cycle_peak(
     ctx: _Context, floor: float, end_lr: float, limit_lr: float, weight: float, flat_lr: float, best_lr: float
 ) -> _Top:
@@ -503,8 +518,7 @@ def _one_cycle_peak(
             f"; one cycle peaks at max_lr: {ctx.adaptive} scales its steps to the gradients, so a higher LR "
             "costs a higher loss floor over a long run (Smith's 2x-from-divergence rule is SGD's)"
         )
-        ceiling = min(floor * HALF_DECADE, best_lr, limit_lr / DIVERGENCE_HEADROOM)
-        return _Top(floor, floor, why, ceiling if ceiling > floor else None)
+        return _Top(floor, floor, why, _peak_ceiling(ctx, floor, limit_lr, best_lr))
     peak = max(floor, min(_toward_divergence(end_lr, limit_lr, weight), flat_lr))
     if peak <= floor:
         return _Top(floor, peak, "")
@@ -558,16 +572,13 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
             f"{max(20, ctx.cut.end // 3)}), a harder subset of the data, or a range that starts higher",
         )
         # The self-check's trials train from the initial weights, which is what this curve cannot show: they may
-        # raise the peak where a higher one trains clearly better (two half-decades at most, half a decade for an
-        # adaptive optimizer), never past Smith's upper estimate.
-        ceiling = (div_lr if div_lr is not None else last_lr) / DIVERGENCE_HEADROOM
-        if ctx.adaptive is not None:
-            ceiling = min(ceiling, max_lr * HALF_DECADE)
+        # raise the peak where a higher one trains clearly better. A converged curve's minimum is wherever the loss
+        # happened to be lowest on its floor, so it does not cap an adaptive optimizer's ceiling.
         return _Top(
             max_lr,
             max_lr,
             f"loss stopped falling at {two_digits(max_lr)}, where it had converged: one cycle peaks at max_lr",
-            ceiling if ceiling > max_lr else None,
+            _peak_ceiling(ctx, max_lr, div_lr if div_lr is not None else last_lr, None),
         )
     if div_lr is not None:
         stopped = f"{what.name} stopped {what.improving} at {two_digits(max_lr)}"
