@@ -288,6 +288,10 @@ def test_peak_lr_and_the_whole_cost_round_trip_through_the_results_file(tmp_path
     assert loaded.schema_version == SCHEMA_VERSION == 8 and loaded.bounds.peak_lr == 0.5
     assert loaded.bounds.peak_ceiling_lr == 0.9
     assert (loaded.timing.total_steps, loaded.timing.total_seconds) == (612, 3.5)
+    assert (
+        f"cost: 612 optimizer steps in 3.5 s in all (the curve's {loaded.steps_run}, "
+        f"{612 - loaded.steps_run} off the curve, in other ranges or past its end)"
+    ) in loaded.summary()
 
 
 def test_a_version_7_file_loads_without_the_whole_cost(tmp_path: Path) -> None:
