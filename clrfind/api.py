@@ -451,6 +451,20 @@ def _plateau_step(result: RangeTestResult, settings: RunSettings, tried: str, st
     return result.model_copy(update={"bounds": b.model_copy(update={"next_step": advice})})
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """What running the test again takes (`Trainer.widen`, `widen_for_peak`, `lengthen`): the state every rerun
+    starts from (None: none kept, so no rerun), the first run's length, and the caller's ways to run one test
+    (`run(lrs)`: its progress bar, its ranks' failures explained), read it (`analyse(out, settings,
+    planned_steps=N)`) and reseed it."""
+
+    initial: StateSnapshot | None
+    steps: int
+    run: Callable[[np.ndarray], EngineOutput]
+    analyse: Callable[..., RangeTestResult]
+    reseed: Callable[[], Any]
+
+
 @dataclass
 class Trainer:
     """The objects a run trains, on their device: the range test and the self-check's trials go through one engine
@@ -512,28 +526,23 @@ class Trainer:
             with preserved_state(self.model, self.optimizer) if keep_trained else contextlib.nullcontext():
                 return self.self_check(result, out, initial)
 
+        def rerun(run: Callable[[np.ndarray], EngineOutput]) -> Rerun:
+            return Rerun(initial, steps, run, analyse, reseed)
+
         started, steps_before = time.perf_counter(), self.steps_trained
 
         with runs(steps) as run:
             out = run(self.settings.ladder(steps))
-            first = analyse(out, self.settings)
-            result, out = self.widen(
-                first, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
-            )
+            result, out = self.widen(analyse(out, self.settings), out, rerun(run))
         unchecked = result
         result, stopped = check(result, out)
         if stopped is None and self.wants_wider_peak(result, out, initial):
             keep = preserved_state(self.model, self.optimizer) if keep_trained else contextlib.nullcontext()
             with keep, runs(steps) as run:
-                result, stopped = self.widen_for_peak(
-                    unchecked, result, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed,
-                    check=check,
-                )  # fmt: skip
+                result, stopped = self.widen_for_peak(unchecked, result, out, rerun(run), check=check)
         if stopped is None and self.wants_longer(result, out, initial):
             with runs(LONGER * steps) as run:
-                result, out = self.lengthen(
-                    result, out, initial, steps=steps, run=run, analyse=analyse, reseed=reseed
-                )
+                result, out = self.lengthen(result, out, rerun(run))
             result, stopped = check(result, out)
         cost = {
             "total_steps": self.steps_trained - steps_before,
@@ -542,15 +551,7 @@ class Trainer:
         return result.model_copy(update={"timing": result.timing.model_copy(update=cost)}), out, stopped
 
     def widen(
-        self,
-        result: RangeTestResult,
-        out: EngineOutput,
-        initial: StateSnapshot | None,
-        *,
-        steps: int,
-        run: Callable[[np.ndarray], EngineOutput],
-        analyse: Callable[[EngineOutput, RunSettings], RangeTestResult],
-        reseed: Callable[[], None],
+        self, result: RangeTestResult, out: EngineOutput, again: Rerun
     ) -> tuple[RangeTestResult, EngineOutput]:
         """Run the test again, from the initial state, up to a 10x higher end, while its loss stayed flat, or was
         still falling, to the end of its range with nothing diverging (at most MAX_WIDENINGS times); the last run's
@@ -560,11 +561,11 @@ class Trainer:
         plain SGD on small gradients; an optimizer whose own LR is near the end, such as Adadelta's 1.0), and its
         own next step is that rerun: taken here rather than left to the user, as fastai and torch-lr-finder avoid
         it by ending at 10. Same steps, so each decade gets fewer.
-        `run(lrs)` is one range test as the caller runs it (its callback, its ranks' failures explained).
         """
+        steps = again.steps
         for _ in range(MAX_WIDENINGS):
             wider = result.bounds.wider_max_lr if result.bounds is not None else None
-            if wider is None or initial is None or out.stop_reason != "completed":
+            if wider is None or again.initial is None or out.stop_reason != "completed":
                 break
             end, falling = self.settings.max_lr, result.bounds.usable
             shape = "was still improving at" if falling else "stayed flat up to"
@@ -574,8 +575,8 @@ class Trainer:
                 f"the {result.bounds.method} {shape} lr {two_digits(end)} with nothing diverging, so the range "
                 f"ended too low: the test was run again from the initial state up to {two_digits(wider)}"
             )
-            out = self._rerun(initial, reseed, run, steps, note)
-            rerun = analyse(out, self.settings)
+            out = self._rerun(again, steps, note)
+            rerun = again.analyse(out, self.settings)
             if falling and (rerun.bounds is None or not rerun.bounds.usable):
                 # Spread over one more decade, a noisy fall can sink into its noise: a rerun that shows none does
                 # not undo the fall the run before showed, whose bounds (a lower estimate) are kept.
@@ -598,19 +599,13 @@ class Trainer:
             result = _plateau_step(result, self.settings, f"{steps} steps", steps)
         return result, out
 
-    def _rerun(
-        self,
-        initial: StateSnapshot,
-        reseed: Callable[[], None],
-        run: Callable[[np.ndarray], EngineOutput],
-        steps: int,
-        note: str,
-    ) -> EngineOutput:
+    def _rerun(self, again: Rerun, steps: int, note: str) -> EngineOutput:
         """One more range test of `steps` over the current settings, from the initial state and seed, as `widen` and
         `lengthen` run it: its output carries the earlier reruns' notes and `note`."""
-        initial.restore()
-        reseed()
-        out = run(self.settings.ladder(steps))
+        assert again.initial is not None  # each caller checks it first
+        again.initial.restore()
+        again.reseed()
+        out = again.run(self.settings.ladder(steps))
         out.notes = [*out.notes, *self.reruns, note]
         return out
 
@@ -636,12 +631,8 @@ class Trainer:
         unchecked: RangeTestResult,
         result: RangeTestResult,
         out: EngineOutput,
-        initial: StateSnapshot | None,
+        again: Rerun,
         *,
-        steps: int,
-        run: Callable[[np.ndarray], EngineOutput],
-        analyse: Callable[[EngineOutput, RunSettings], RangeTestResult],
-        reseed: Callable[[], None],
         check: Callable[[RangeTestResult, EngineOutput], tuple[RangeTestResult, int | None]],
     ) -> tuple[RangeTestResult, int | None]:
         """Find where the loss diverges with a test up to a 10x higher end, from the initial state, and check the
@@ -656,7 +647,7 @@ class Trainer:
         """
         from clrfind.verify import NEAR
 
-        assert initial is not None and result.verification is not None  # `wants_wider_peak` holds
+        assert again.initial is not None and result.verification is not None  # `wants_wider_peak` holds
         end, wider = self.settings.max_lr, RANGE_FACTOR * self.settings.max_lr
         first_settings = self.settings
         self.widened_for_peak = True
@@ -666,8 +657,8 @@ class Trainer:
             f"the self-check's best trial peaked at {two_digits(kept)}, the ceiling the range's end set (half of "
             f"{two_digits(end)}, nothing diverged): a test up to {two_digits(wider)}, from the initial state, "
         )
-        wider_out = self._rerun(initial, reseed, run, steps, note)
-        wider_bounds = analyse(wider_out, self.settings).bounds
+        wider_out = self._rerun(again, again.steps, note)
+        wider_bounds = again.analyse(wider_out, self.settings).bounds
         self.settings = first_settings
 
         def stands(found: str, signal: int | None = None) -> tuple[RangeTestResult, int | None]:
@@ -723,15 +714,7 @@ class Trainer:
         return b.level_until_lr is not None or b.wider_max_lr is not None
 
     def lengthen(
-        self,
-        result: RangeTestResult,
-        out: EngineOutput,
-        initial: StateSnapshot | None,
-        *,
-        steps: int,
-        run: Callable[[np.ndarray], EngineOutput],
-        analyse: Callable[..., RangeTestResult],
-        reseed: Callable[[], None],
+        self, result: RangeTestResult, out: EngineOutput, again: Rerun
     ) -> tuple[RangeTestResult, EngineOutput]:
         """Run the test again, from the initial state and over the same range, with LONGER times the steps (once,
         when `wants_longer`); that run's result and output.
@@ -740,9 +723,10 @@ class Trainer:
         LR, which a rising ladder does not give any LR, and a self-check trial a quarter of the test long is no
         longer: the curve stays level, then gets worse. Giving every LR more steps is the test's own next step
         (`plateau_advice`), taken here as `widen` takes its own; a setup that cannot learn at all shows no fall
-        again, and the advice then turns to the setup. `analyse(out, settings, planned_steps=N)`.
+        again, and the advice then turns to the setup.
         """
-        assert initial is not None  # `wants_longer` holds
+        assert again.initial is not None  # `wants_longer` holds
+        steps = again.steps
         longer = LONGER * steps
         trials = result.verification.trials if result.verification is not None else []
         checked = (
@@ -754,10 +738,10 @@ class Trainer:
             f"{_no_improvement(result, self.settings, f'{steps} steps')}{checked}, as on a plateau that a model leaves "
             f"only after many steps at one LR: the test was run again from the initial state with {longer} steps"
         )
-        out = self._rerun(initial, reseed, run, longer, note)
+        out = self._rerun(again, longer, note)
         self.reruns.append(note)
         self.lengthened = True
-        result = analyse(out, self.settings, planned_steps=longer)
+        result = again.analyse(out, self.settings, planned_steps=longer)
         if result.bounds is not None and not result.bounds.usable:
             result = _plateau_step(result, self.settings, f"{steps} or {longer} steps", longer)
         return result, out

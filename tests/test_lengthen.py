@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from clrfind.api import LONGER, Trainer, make_result
+from clrfind.api import LONGER, Rerun, Trainer, make_result
 from clrfind.engine import EngineOutput
 from clrfind.faults import library_terms
 from clrfind.results import RangeTestResult
@@ -77,9 +77,7 @@ def test_a_curve_that_stays_level_then_gets_worse_is_run_again_3x_longer_and_rea
         return _output(lrs, _falling(lrs, rng))
 
     assert trainer.wants_longer(result, out, initial)
-    result, out = trainer.lengthen(
-        result, out, initial, steps=200, run=run, analyse=analyse, reseed=lambda: None
-    )
+    result, out = trainer.lengthen(result, out, Rerun(initial, 200, run, analyse, lambda: None))
     assert initial.restores == 1 and len(ladders) == 1 and ladders[0].size == LONGER * 200 == 600
     assert ladders[0][0] == pytest.approx(1e-5) and ladders[0][-1] == pytest.approx(1.0)  # the same range
     assert result.planned_steps == 600 and result.bounds.usable and 1e-3 < result.bounds.max_lr < 1e-1
@@ -100,9 +98,7 @@ def test_a_longer_run_that_still_shows_nothing_turns_the_advice_to_the_setup_and
     def run(lrs: np.ndarray) -> EngineOutput:
         return _output(lrs, _level_then_worse(lrs.size, rng), "diverged")
 
-    result, out = trainer.lengthen(
-        result, out, initial, steps=200, run=run, analyse=analyse, reseed=lambda: None
-    )
+    result, out = trainer.lengthen(result, out, Rerun(initial, 200, run, analyse, lambda: None))
     assert not result.bounds.usable and result.planned_steps == 600
     step = result.bounds.next_step
     assert step.startswith("no fall of the loss from lr 1e-05 to 1 in 200 or 600 steps: check that the model")

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import clrfind
 from clrfind.analysis import bounds_for
-from clrfind.api import run_spec
+from clrfind.api import Rerun, run_spec
 from clrfind.cli import app
 from clrfind.results import load_results
 from clrfind.spec import load_spec
@@ -227,9 +227,8 @@ def _scripted_widen(
         make_result, terms=library_terms(step_fn=False), planned_steps=settings.steps, device="cpu"
     )
     result, out = trainer.widen(
-        analyse(first, settings), first, Initial(), steps=settings.steps, run=run, analyse=analyse,
-        reseed=lambda: None,
-    )  # fmt: skip
+        analyse(first, settings), first, Rerun(Initial(), settings.steps, run, analyse, lambda: None)
+    )
     return result, out, trainer
 
 
@@ -335,8 +334,8 @@ def test_a_peak_kept_at_the_ceiling_the_ranges_end_set_is_checked_again_up_to_th
         def restore(self) -> None: ...
 
     final, stopped = trainer.widen_for_peak(
-        unchecked, result, out, Initial(), steps=200, run=run, analyse=analyse, reseed=lambda: None, check=check
-    )  # fmt: skip
+        unchecked, result, out, Rerun(Initial(), 200, run, analyse, lambda: None), check=check
+    )
     assert wider_ends == [pytest.approx(10.0)] and stopped is None and trainer.settings.max_lr == 1.0
     assert not trainer.wants_wider_peak(result, out, object())  # once
     assert final.lrs == result.lrs and final.bounds.max_lr == result.bounds.max_lr
@@ -448,8 +447,8 @@ def test_a_second_check_that_ends_below_the_kept_peak_leaves_the_first_checks_re
         def restore(self) -> None: ...
 
     final, stopped = trainer.widen_for_peak(
-        result.model_copy(update={"verification": None}), result, out, Initial(), steps=200, run=run,
-        analyse=analyse, reseed=lambda: None, check=check,
+        result.model_copy(update={"verification": None}), result, out,
+        Rerun(Initial(), 200, run, analyse, lambda: None), check=check,
     )  # fmt: skip
     assert stopped is None and final.verification == result.verification
     assert _same_numbers(final.bounds, result.bounds)
