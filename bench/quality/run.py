@@ -56,6 +56,7 @@ from bench.quality.train import Outcome
 ORACLE = "oracle (grid)"
 METHODS = [CLRFIND, *PEERS, DEFAULT]
 WITHIN = 0.01
+TIE = 1e-6  # relative: metrics closer than this are equal (float32 rounding of a mean over the seeds)
 
 
 # -- running -----------------------------------------------------------------------------------------------------
@@ -222,8 +223,13 @@ def score_se(row: Row, oracle: Row, chance: float, s: float | None) -> float | N
 
 
 def better(task: Task, a: float, b: float) -> bool:
-    """`a` is a better metric than `b` (higher accuracy, lower MSE or nats)."""
-    return a > b if task.higher_is_better else a < b
+    """`a` is a better metric than `b` (higher accuracy, lower MSE or nats) by more than rounding.
+
+    Accuracies are float32 fractions, so the means of equal accuracies over the seeds can differ in the eighth digit
+    (97.04% read as 0.97041420 against 0.97041422): that is a tie, for "vs default" and "best method on" alike.
+    """
+    margin = TIE * max(1.0, abs(b))
+    return a > b + margin if task.higher_is_better else a < b - margin
 
 
 def within(task: Task, metric: float, oracle: float) -> bool:
@@ -234,7 +240,7 @@ def within(task: Task, metric: float, oracle: float) -> bool:
 def is_chance(task: Task, metric: float) -> bool:
     """The run ended at the chance level (floored there, or equal to it: an accuracy is a float32 fraction)."""
     chance = task.data().chance
-    return abs(metric - chance) <= 1e-6 * max(1.0, abs(chance))
+    return abs(metric - chance) <= TIE * max(1.0, abs(chance))
 
 
 def _vs_default(task: Task, metric: float, default: float) -> str:
