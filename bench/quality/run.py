@@ -228,8 +228,12 @@ def better(task: Task, a: float, b: float) -> bool:
     Accuracies are float32 fractions, so the means of equal accuracies over the seeds can differ in the eighth digit
     (97.04% read as 0.97041420 against 0.97041422): that is a tie, for "vs default" and "best method on" alike.
     """
-    margin = TIE * max(1.0, abs(b))
-    return a > b + margin if task.higher_is_better else a < b - margin
+    return not tied(a, b) and (a > b if task.higher_is_better else a < b)
+
+
+def tied(a: float, b: float) -> bool:
+    """`a` equals `b` up to float32 rounding (relative to `b`, or absolute below 1)."""
+    return abs(a - b) <= TIE * max(1.0, abs(b))
 
 
 def within(task: Task, metric: float, oracle: float) -> bool:
@@ -239,8 +243,7 @@ def within(task: Task, metric: float, oracle: float) -> bool:
 
 def is_chance(task: Task, metric: float) -> bool:
     """The run ended at the chance level (floored there, or equal to it: an accuracy is a float32 fraction)."""
-    chance = task.data().chance
-    return abs(metric - chance) <= TIE * max(1.0, abs(chance))
+    return tied(metric, task.data().chance)
 
 
 def _vs_default(task: Task, metric: float, default: float) -> str:
