@@ -24,7 +24,9 @@ unscaled regression target, group norm, a linear model, a deep residual MLP with
 eleventh written to test the one change the tenth prompted (momenta of 0.95 and 0.98), and a twelfth (gradient
 clipping under plain SGD and under AdamW, full-batch gradient descent, weight normalization, AMSGrad) and a
 thirteenth written to test the one change the twelfth prompted (clipping under SGD on a GRU language model, an LSTM
-classifier and an MLP regression): how the rules fare where nobody looked.
+classifier and an MLP regression) and a fourteenth (a recurrent regression, matrix factorization, a convolutional
+denoising autoencoder, embeddings of tabular categories, a self-normalizing SELU network, RMSprop with momentum):
+how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -649,6 +651,73 @@ def deep_classes_data() -> TaskData:
                       n_clusters_per_class=2, class_sep=1.0, random_state=23)  # fmt: skip
 
 
+SINE_LEN = 24
+
+
+def sines_data() -> TaskData:
+    """Forecast the next value of a noisy sum of two sines (random periods of 4-20 steps, phases and amplitudes;
+    noise 0.1) from its last SINE_LEN values: 4000 series, 1000 for validation; target standardized."""
+    rng = np.random.default_rng(31)
+    n = 4000
+    t = np.arange(SINE_LEN + 1)
+    freq = rng.uniform(0.05, 0.25, (n, 2, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n, 2, 1))
+    amp = rng.uniform(0.5, 1.5, (n, 2, 1))
+    series = (amp * np.sin(2 * np.pi * freq * t + phase)).sum(1) + rng.normal(0, 0.1, (n, SINE_LEN + 1))
+    return _regression(series[:, :SINE_LEN, None], series[:, SINE_LEN], n_val=1000)
+
+
+USERS, ITEMS, RANK = 300, 200, 4
+
+
+def ratings_data() -> TaskData:
+    """Ratings of USERS x ITEMS from a rank-RANK model with user and item offsets and noise (std 0.5): 12000
+    observed (user, item) pairs, 3000 for validation; inputs are the two ids, the target is standardized."""
+    rng = np.random.default_rng(37)
+    users, items = rng.normal(0, 1, (USERS, RANK)), rng.normal(0, 1, (ITEMS, RANK))
+    pairs = rng.choice(USERS * ITEMS, size=12000, replace=False)
+    u, i = pairs // ITEMS, pairs % ITEMS
+    rating = (users[u] * items[i]).sum(1) / math.sqrt(RANK) + rng.normal(0, 0.5, USERS)[u]
+    rating += rng.normal(0, 0.5, ITEMS)[i] + rng.normal(0, 0.5, len(pairs))
+    order = np.random.default_rng(0).permutation(len(pairs))
+    val, train = order[:3000], order[3000:]
+    ids = torch.tensor(np.stack([u, i], 1))
+    target = torch.tensor(rating, dtype=torch.float32).unsqueeze(1)
+    mean, std = target[train].mean(), target[train].std()
+    yt, yv = (target[train] - mean) / std, (target[val] - mean) / std
+    return TaskData(ids[train], yt, ids[val], yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+
+
+def denoise_data() -> TaskData:
+    """load_digits images (flattened, in [0, 1]) with Gaussian noise (std 0.25, seed 0) in, the clean image out;
+    chance = the val MSE of the train mean image."""
+    x, _ = _digit_images()
+    clean = x.reshape(len(x), -1)
+    noisy = clean + np.random.default_rng(0).normal(0, 0.25, clean.shape).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(x))
+    val, train = order[:597], order[597:]
+    xt, xv = torch.tensor(noisy[train]), torch.tensor(noisy[val])
+    yt, yv = torch.tensor(clean[train]), torch.tensor(clean[val])
+    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean(0)) ** 2).mean()))
+
+
+CARDINALITIES = (12, 30, 80)
+NUMERIC = 4
+
+
+def tabular_data() -> TaskData:
+    """6000 rows of len(CARDINALITIES) categorical columns (their codes, as floats) and NUMERIC standardized
+    numeric ones; 3 classes from random per-category effects plus a linear term and Gumbel noise; 2000 for val."""
+    rng = np.random.default_rng(41)
+    n = 6000
+    codes = np.stack([rng.integers(0, c, n) for c in CARDINALITIES], 1)
+    numeric = rng.normal(0, 1, (n, NUMERIC))
+    logits = sum(rng.normal(0, 1.0, (c, 3))[codes[:, k]] for k, c in enumerate(CARDINALITIES))
+    logits = logits + numeric @ rng.normal(0, 0.7, (NUMERIC, 3)) + rng.gumbel(0, 1, (n, 3))
+    x = np.concatenate([codes, numeric], 1)
+    return _classification(x, logits.argmax(1), n_val=2000, standardize=False)
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -1016,6 +1085,85 @@ def weight_normed(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             nn.utils.parametrizations.weight_norm(module)
+    return model
+
+
+class SeqRegressor(nn.Module):
+    """A one-layer GRU over a real-valued sequence (B, L, 1) and a linear head on its last step."""
+
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(x)
+        return self.head(h[:, -1])
+
+
+class Factorization(nn.Module):
+    """Matrix factorization: the dot product of a user's and an item's embedding plus their biases, for a
+    (user, item) id pair. Each row of an embedding gets a gradient only from the batches that hold its id."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.users, self.items = nn.Embedding(USERS, dim), nn.Embedding(ITEMS, dim)
+        self.user_bias, self.item_bias = nn.Embedding(USERS, 1), nn.Embedding(ITEMS, 1)
+        for table in (self.users, self.items):
+            nn.init.normal_(table.weight, std=0.1)
+        for table in (self.user_bias, self.item_bias):
+            nn.init.zeros_(table.weight)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        u, i = ids[:, 0], ids[:, 1]
+        dot = (self.users(u) * self.items(i)).sum(1, keepdim=True)
+        return dot + self.user_bias(u) + self.item_bias(i)
+
+
+class DenoisingConvAE(nn.Module):
+    """A convolutional autoencoder for flattened 8x8 images: two convs down to 32x4x4, a transposed conv back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1),
+            nn.Flatten(),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TabularNet(nn.Module):
+    """An embedding per categorical column (codes in the first columns), concatenated with the numeric ones,
+    then an MLP with dropout 0.1: the usual deep model for tabular data."""
+
+    def __init__(self, out: int = 3, hidden: int = 64) -> None:
+        super().__init__()
+        dims = (4, 8, 12)
+        self.tables = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(CARDINALITIES, dims, strict=True))
+        self.mlp = nn.Sequential(
+            nn.Linear(sum(dims) + NUMERIC, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, hidden),
+            nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, out),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = len(CARDINALITIES)
+        codes = x[:, :k].long()
+        parts = [table(codes[:, j]) for j, table in enumerate(self.tables)]
+        return self.mlp(torch.cat([*parts, x[:, k:]], 1))
+
+
+def selu_mlp(in_features: int, out_features: int, hidden: int, depth: int) -> nn.Sequential:
+    """A self-normalizing network: SELU activations with LeCun-normal weights (std 1/sqrt(fan_in)), zero biases,
+    and no normalization layer."""
+    model = mlp_of(in_features, out_features, hidden, depth, lambda _: [nn.SELU()])
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=1 / math.sqrt(module.in_features))
+            nn.init.zeros_(module.bias)
     return model
 
 
@@ -2131,6 +2279,91 @@ TASKS: dict[str, Task] = {
             make_loss=nn.MSELoss,
             clip_grad_norm=1.0,
             grid=(1e-3, 30.0),
+        ),
+        # fourteenth batch: training the bench had not run (a recurrent regression, matrix factorization, a
+        # convolutional denoising autoencoder, embeddings of tabular categories, a self-normalizing SELU network,
+        # RMSprop with momentum), written and first scored with the rules as of 9963220
+        Task(
+            name="sines-gru-adam",
+            description=f"forecast the next value of a noisy sum of two sines from its last {SINE_LEN}, GRU "
+            "(hidden 32) regression, Adam, batch 32, 8 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=8,
+            metric="mse",
+            make_data=sines_data,
+            make_model=SeqRegressor,
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="ratings-mf-sgd",
+            description=f"matrix factorization of synthetic ratings ({USERS} users, {ITEMS} items, rank {RANK}, "
+            "9000 observed), embeddings of 16 with biases, SGD momentum 0.9, wd 1e-4, batch 64, 4 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9, "weight_decay": 1e-4},
+            batch_size=64,
+            epochs=4,
+            metric="mse",
+            make_data=ratings_data,
+            make_model=Factorization,
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="digits-denoise-adam",
+            description="load_digits images with Gaussian noise in, clean images out, convolutional autoencoder "
+            "(16/32 channels, a transposed conv back up), MSE, Adam, batch 32, 10 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=10,
+            metric="mse",
+            make_data=denoise_data,
+            make_model=DenoisingConvAE,
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="tabular-embed-adamw",
+            description=f"synthetic tabular data, {len(CARDINALITIES)} categorical columns "
+            f"({'/'.join(map(str, CARDINALITIES))} categories) as embeddings and {NUMERIC} numeric ones, 3 "
+            "classes, MLP with dropout 0.1, AdamW (wd 0.01), batch 128, 10 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=128,
+            epochs=10,
+            metric="accuracy",
+            make_data=tabular_data,
+            make_model=TabularNet,
+        ),
+        Task(
+            name="digits-selu-sgd",
+            description="load_digits (64 features), self-normalizing MLP 64-128x4-10 (SELU, LeCun-normal init, "
+            "no normalization layer), plain SGD, batch 32, 8 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=8,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: selu_mlp(64, 10, hidden=128, depth=4),
+        ),
+        Task(
+            name="shapes-rmsprop-momentum",
+            description="16x16 shape images, 2-block CNN with batch norm, RMSprop with momentum 0.9, batch 64, "
+            "6 epochs",
+            half="fresh",
+            optimizer=RMSPROP,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=64,
+            epochs=6,
+            metric="accuracy",
+            make_data=shapes_data,
+            make_model=lambda: SmallCNN(4),
         ),
     ]
 }
