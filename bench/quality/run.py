@@ -1,5 +1,5 @@
-"""Quality benchmark CLI: `python -m bench.quality.run [--half dev|heldout|all] [--tasks a,b] [--seeds N] [--quick]
-[--markdown FILE] [--json FILE]`.
+"""Quality benchmark CLI: `python -m bench.quality.run [--half dev|heldout|fresh|all] [--tasks a,b] [--seeds N]
+[--quick] [--markdown FILE] [--json FILE]`.
 
 For every task, each method runs its own range test per seed and trains with what it suggests; a grid-search
 oracle (cached) gives the best reachable metric. Score per task = (metric - chance) / (oracle - chance), on the
