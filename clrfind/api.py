@@ -223,8 +223,9 @@ def range_test(
     copy on the device; a model in mid-training is tested from its state (`result.from_trained_state`). With
     `verify_bounds` the one cycle is trained, compressed, from the initial state, and only a peak that trains is
     kept (`result.verification`). On every rank of a torchrun job (a DistributedDataParallel model) the loss is
-    averaged over the ranks and every rank returns rank 0's result; rank 0 alone shows `progress`, logs to `log`'s
-    trackers and writes `save`. `loss_fn` may be None when `step_fn` computes the loss itself.
+    averaged over the ranks and every rank returns rank 0's result, all ranks together, after rank 0 alone has
+    written `save` if given; rank 0 alone shows `progress` and logs to `log`'s trackers. `loss_fn` may be None when
+    `step_fn` computes the loss itself.
 
     Raises:
         UsageError: a bad argument, before anything runs. SetupError: a setup that does not fit, in these
@@ -358,9 +359,16 @@ def _finish_library_run(
     from clrfind.loggers import log_result
 
     signum = out.stop_signal or check_stop
-    if shared and out.error is None and signum is None:
+    synced = shared and out.error is None and signum is None
+    if synced:
         result = _rank_0_result(result)
-    files = _save_library_run(result, out_dir, failed=out.error is not None or signum is not None)
+    try:
+        files = _save_library_run(result, out_dir, failed=out.error is not None or signum is not None)
+    finally:
+        if synced:  # the ranks leave together, whatever rank 0's writing did (`wait_for_peers` says why)
+            from clrfind.distributed import wait_for_peers
+
+            wait_for_peers()
     saved = f"; the steps so far saved to {files.out_dir}" if files is not None else ""
     if out.error is not None:
         raise RunError(f"{result.stop_detail}{saved}") from out.error

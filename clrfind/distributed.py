@@ -13,6 +13,7 @@ reported once, by the first rank that recorded one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
@@ -87,11 +88,28 @@ def distributed_context(device: str) -> Iterator[DistContext]:
     owns_group = not dist.is_initialized()
     if owns_group:
         dist.init_process_group(backend=backend)
+    finished = False
     try:
         yield DistContext(rank=rank, local_rank=local, world_size=world, backend=backend)
+        finished = True
     finally:
         if owns_group and dist.is_initialized():
+            if finished:
+                wait_for_peers()
             dist.destroy_process_group()
+
+
+def wait_for_peers() -> None:
+    """Hold this rank until every rank gets here: the ranks of a job leave together.
+
+    A rank that tears down its group (or exits) while another still works, as the others do while rank 0 writes the
+    files, can abort in gloo's teardown of a DistributedDataParallel job ("terminate called without an active
+    exception", exit 134), and torchrun then fails a job whose results are saved. Only ranks that finished wait: a
+    rank that failed goes, its closed connections end a gloo peer's wait with an error (ignored here: the failing
+    rank reports its failure), and torchrun stops the rest of a failed job.
+    """
+    with contextlib.suppress(Exception):  # a peer failed and went; it reports that itself
+        dist.barrier()
 
 
 def joined_group(model: torch.nn.Module) -> DistContext | None:

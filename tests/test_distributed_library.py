@@ -1,5 +1,6 @@
 """`clrfind.range_test` in a script torchrun launched: two gloo processes, a DDP model and a DistributedSampler;
-the loss is averaged over the ranks, both stop at the same step with the same result, and rank 0 alone saves."""
+the loss is averaged over the ranks, both stop at the same step with the same result, rank 0 alone saves, and
+the ranks leave the call together."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 import clrfind
+import clrfind.distributed
 
 out = sys.argv[1]
+waits = []
+leave_together = clrfind.distributed.wait_for_peers
+clrfind.distributed.wait_for_peers = lambda: waits.append(1) or leave_together()
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 g = torch.Generator().manual_seed(0)
@@ -38,6 +43,10 @@ if rank == 0:  # a model of this process alone, tested on one rank: no collectiv
                               verify_bounds=False)
     with open(os.path.join(out, "solo.json"), "w") as f:
         f.write(solo.model_dump_json())
+with open(os.path.join(out, f"waits{rank}"), "w") as f:
+    f.write(str(len(waits)))
+# Rank 0 worked on alone: the ranks sync before the teardown, else gloo may abort the one that tears down first.
+dist.barrier()
 dist.destroy_process_group()
 """
 
@@ -62,3 +71,5 @@ def test_the_library_under_torchrun_gives_every_rank_the_same_result(tmp_path: P
     assert json.loads((saved / "range_test.json").read_text())["bounds"] == first["bounds"]
     assert not (tmp_path / "saved-by-rank1").exists()
     assert json.loads((tmp_path / "solo.json").read_text())["world_size"] == 1
+    # Each rank waited for the other once, after rank 0 saved, before leaving the shared test; not in the solo one.
+    assert [(tmp_path / f"waits{r}").read_text() for r in range(2)] == ["1", "1"]
