@@ -672,20 +672,19 @@ USERS, ITEMS, RANK = 300, 200, 4
 
 def ratings_data() -> TaskData:
     """Ratings of USERS x ITEMS from a rank-RANK model with user and item offsets and noise (std 0.5): 12000
-    observed (user, item) pairs, 3000 for validation; inputs are the two ids, the target is standardized."""
+    observed (user, item) pairs, 3000 for validation; inputs are the two ids (as floats), the target is
+    standardized."""
     rng = np.random.default_rng(37)
     users, items = rng.normal(0, 1, (USERS, RANK)), rng.normal(0, 1, (ITEMS, RANK))
     pairs = rng.choice(USERS * ITEMS, size=12000, replace=False)
     u, i = pairs // ITEMS, pairs % ITEMS
     rating = (users[u] * items[i]).sum(1) / math.sqrt(RANK) + rng.normal(0, 0.5, USERS)[u]
     rating += rng.normal(0, 0.5, ITEMS)[i] + rng.normal(0, 0.5, len(pairs))
-    order = np.random.default_rng(0).permutation(len(pairs))
-    val, train = order[:3000], order[3000:]
-    ids = torch.tensor(np.stack([u, i], 1))
-    target = torch.tensor(rating, dtype=torch.float32).unsqueeze(1)
-    mean, std = target[train].mean(), target[train].std()
-    yt, yv = (target[train] - mean) / std, (target[val] - mean) / std
-    return TaskData(ids[train], yt, ids[val], yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+    # `_regression` less the features' standardization: ids stay ids (as floats, exact; the model casts them back)
+    xt, yt, xv, yv = _split(np.stack([u, i], 1), rating, 3000, regression=True, standardize=False)
+    mean, std = yt.mean(), yt.std()
+    yt, yv = (yt - mean) / std, (yv - mean) / std
+    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
 
 
 def denoise_data() -> TaskData:
@@ -694,10 +693,7 @@ def denoise_data() -> TaskData:
     x, _ = _digit_images()
     clean = x.reshape(len(x), -1)
     noisy = clean + np.random.default_rng(0).normal(0, 0.25, clean.shape).astype(np.float32)
-    order = np.random.default_rng(0).permutation(len(x))
-    val, train = order[:597], order[597:]
-    xt, xv = torch.tensor(noisy[train]), torch.tensor(noisy[val])
-    yt, yv = torch.tensor(clean[train]), torch.tensor(clean[val])
+    xt, yt, xv, yv = _split(noisy, clean, n_val=597, regression=True, standardize=False)
     return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean(0)) ** 2).mean()))
 
 
@@ -1103,7 +1099,8 @@ class SeqRegressor(nn.Module):
 
 class Factorization(nn.Module):
     """Matrix factorization: the dot product of a user's and an item's embedding plus their biases, for a
-    (user, item) id pair. Each row of an embedding gets a gradient only from the batches that hold its id."""
+    (user, item) id pair (floats, as the data holds them). Each row of an embedding gets a gradient only from the
+    batches that hold its id."""
 
     def __init__(self, dim: int = 16) -> None:
         super().__init__()
@@ -1115,7 +1112,7 @@ class Factorization(nn.Module):
             nn.init.zeros_(table.weight)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        u, i = ids[:, 0], ids[:, 1]
+        u, i = ids[:, 0].long(), ids[:, 1].long()
         dot = (self.users(u) * self.items(i)).sum(1, keepdim=True)
         return dot + self.user_bias(u) + self.item_bias(i)
 
