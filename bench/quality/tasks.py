@@ -714,6 +714,60 @@ def tabular_data() -> TaskData:
     return _classification(x, logits.argmax(1), n_val=2000, standardize=False)
 
 
+def poisson_data() -> TaskData:
+    """Counts drawn from a Poisson whose log-rate is a smooth function of 8 standardized features (rates 0.1 to
+    about 30, mean about 3): 5000 rows, 1500 for validation; the target is the raw count, chance = the val MSE
+    of the train mean count."""
+    rng = np.random.default_rng(43)
+    x = rng.normal(0, 1, (5000, 8))
+    w = rng.normal(0, 0.35, 8)
+    log_rate = 1.0 + x @ w + 0.4 * np.sin(2 * x[:, 0]) * x[:, 1] - 0.15 * x[:, 2] ** 2
+    counts = rng.poisson(np.exp(np.clip(log_rate, -2.3, 3.4))).astype(np.float64)
+    xt, yt, xv, yv = _split(x, counts, 1500, regression=True)
+    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+
+
+TAG_LEN, TAG_VOCAB, TAG_CLASSES = 20, 10, 3
+
+
+def tagging_data() -> TaskData:
+    """Random sequences of TAG_LEN tokens out of TAG_VOCAB; each token's tag is (left neighbour + right
+    neighbour) mod TAG_CLASSES (0 past either end), so a tag needs context from both sides."""
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randint(0, TAG_VOCAB, (6000, TAG_LEN), generator=g)
+    padded = nn.functional.pad(tokens, (1, 1))
+    tags = (padded[:, :-2] + padded[:, 2:]) % TAG_CLASSES
+    share = torch.bincount(tags[4000:].flatten()).max() / tags[4000:].numel()
+    return TaskData(tokens[:4000], tags[:4000], tokens[4000:], tags[4000:], chance=float(share))
+
+
+SET_MAX = 20
+
+
+def sets_data() -> TaskData:
+    """Sets of 3 to SET_MAX points in the plane, padded to SET_MAX rows of (x, y, present); the label is the
+    quadrant holding the most points (the first on a tie). 6000 sets, 2000 for validation."""
+    rng = np.random.default_rng(47)
+    n = 6000
+    points = rng.normal(0, 1, (n, SET_MAX, 2)) + rng.normal(0, 0.7, (n, 1, 2))
+    present = np.arange(SET_MAX)[None] < rng.integers(3, SET_MAX + 1, n)[:, None]
+    quadrant = (points[..., 0] < 0) * 2 + (points[..., 1] < 0)
+    counts = np.stack([((quadrant == q) & present).sum(1) for q in range(4)], 1)
+    x = np.concatenate([points * present[..., None], present[..., None]], 2).astype(np.float32)
+    return _classification(x, counts.argmax(1), n_val=2000, standardize=False)
+
+
+def distill_data() -> TaskData:
+    """load_digits (standardized) with soft training targets: the class probabilities of a logistic-regression
+    teacher fitted to the training labels, softened at temperature 2. Val keeps the true labels (accuracy)."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = digits_data()
+    teacher = LogisticRegression(max_iter=2000).fit(data.x_train.numpy(), data.y_train.numpy())
+    soft = torch.tensor(teacher.decision_function(data.x_train.numpy()) / 2.0).softmax(1).float()
+    return TaskData(data.x_train, soft, data.x_val, data.y_val, data.chance)
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -1162,6 +1216,59 @@ def selu_mlp(in_features: int, out_features: int, hidden: int, depth: int) -> nn
             nn.init.normal_(module.weight, std=1 / math.sqrt(module.in_features))
             nn.init.zeros_(module.bias)
     return model
+
+
+class ExpRate(nn.Module):
+    """An MLP whose output is exponentiated: a Poisson rate, positive, and exponential in the last layer."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.net = mlp(in_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).exp()
+
+
+class BiTagger(nn.Module):
+    """Embedding, a bidirectional one-layer LSTM and a linear head on every position: a sequence tagger."""
+
+    def __init__(self, vocab: int, tags: int, embed: int = 16, hidden: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.rnn = nn.LSTM(embed, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, tags)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.embed(tokens))
+        return self.head(h)
+
+
+class DeepSets(nn.Module):
+    """A set model: the same MLP on every point, a masked sum over the set (its scale grows with the set's
+    size), and an MLP on the sum. Rows are (x, y, present)."""
+
+    def __init__(self, out: int = 4, hidden: int = 64) -> None:
+        super().__init__()
+        self.phi = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.rho = mlp(hidden, out, hidden, depth=1)
+
+    def forward(self, sets: torch.Tensor) -> torch.Tensor:
+        return self.rho((self.phi(sets[..., :2]) * sets[..., 2:]).sum(1))
+
+
+class CosineClassifier(nn.Module):
+    """An MLP body and a cosine head: logits are `scale` times the cosine between the features and each class's
+    weight vector, so the head's output does not change with the norm of either (a scale-invariant layer)."""
+
+    def __init__(self, in_features: int, classes: int, hidden: int = 128, scale: float = 10.0) -> None:
+        super().__init__()
+        self.body = mlp_of(in_features, hidden, hidden, 1, lambda _: [nn.ReLU()])
+        self.weight = nn.Parameter(torch.randn(classes, hidden) / math.sqrt(hidden))
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = nn.functional.normalize(self.body(x), dim=1)
+        return self.scale * features @ nn.functional.normalize(self.weight, dim=1).T
 
 
 class GaussianHead(nn.Module):
@@ -2361,6 +2468,92 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=shapes_data,
             make_model=lambda: SmallCNN(4),
+        ),
+        # fifteenth batch: training the bench had not run (a hinge loss, a Poisson regression through an
+        # exponential output, a bidirectional sequence tagger, a set model with sum pooling, distillation onto soft
+        # targets, a cosine classifier head), written and first scored with the rules as of c490b16
+        Task(
+            name="digits-hinge-sgd",
+            description="load_digits (64 features), MLP 64-128-128-10 on the multi-class hinge loss "
+            "(MultiMarginLoss: exactly zero once every margin is met), SGD momentum 0.9, batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: mlp(64, 10, hidden=128),
+            make_loss=nn.MultiMarginLoss,
+        ),
+        Task(
+            name="counts-poisson-sgd",
+            description="Poisson counts (rates 0.1-30) from 8 features, MLP 8-64-64-1 with an exponential output "
+            "on the Poisson NLL, SGD momentum 0.9, batch 64, 8 epochs; scored on val MSE in counts",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=64,
+            epochs=8,
+            metric="mse",
+            make_data=poisson_data,
+            make_model=lambda: ExpRate(8),
+            make_loss=lambda: nn.PoissonNLLLoss(log_input=False),
+        ),
+        Task(
+            name="tagging-bilstm-adamw",
+            description=f"tag every token of a random {TAG_LEN}-token sequence with (left + right neighbour) mod "
+            f"{TAG_CLASSES}, bidirectional LSTM (hidden 32 each way) tagger, AdamW (wd 0.01), batch 32, 4 epochs; "
+            "metric: per-token val accuracy",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=tagging_data,
+            make_model=lambda: BiTagger(TAG_VOCAB, TAG_CLASSES),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="sets-deepsets-sgd",
+            description=f"sets of 3-{SET_MAX} points, label: the quadrant holding the most, DeepSets (per-point "
+            "MLP, masked sum, MLP), plain SGD, batch 64, 10 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=10,
+            metric="accuracy",
+            make_data=sets_data,
+            make_model=DeepSets,
+        ),
+        Task(
+            name="digits-distill-adam",
+            description="load_digits (64 features) distilled from a logistic-regression teacher's softened "
+            "probabilities (temperature 2; cross-entropy on soft targets), MLP 64-64-64-10, Adam, batch 32, "
+            "8 epochs; scored on val accuracy against the true labels",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=8,
+            metric="accuracy",
+            make_data=distill_data,
+            make_model=lambda: mlp(64, 10),
+        ),
+        Task(
+            name="classes-cosine-sgd",
+            description="make_classification (20 features, 5 classes), MLP body 20-128-128 with a cosine head "
+            "(scale 10, features and class weights normalized), SGD Nesterov 0.9, wd 5e-4, batch 64, 8 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=deep_classes_data,
+            make_model=lambda: CosineClassifier(20, 5),
         ),
     ]
 }
