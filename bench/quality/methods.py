@@ -8,6 +8,8 @@ run per candidate plan. Every run goes through `bench.quality.train.train`.
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,24 +52,55 @@ class ClrfindSettings:
 
 
 class _Patched:
-    """Set module constants of clrfind for the duration of a run (experiments only), restoring them after."""
+    """Set module constants of clrfind for the duration of a run (experiments only), restoring them after.
+
+    Every clrfind module is imported first, so one that copies a constant when it is imported (`from ... import X`,
+    `STEP = X`) takes the real value even where this run is the first to import it, and keeps it for the worker's
+    later runs. The new value then reaches what reads the name at call time: in the module named, and in every
+    clrfind module that holds the same object under the same name (a from-import). A value derived at import
+    (`STEP = HALF_DECADE`) keeps the real one; set it by its own name.
+    """
 
     def __init__(self, constants: tuple[tuple[str, Any], ...]) -> None:
         self.constants = constants
         self.saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> None:
+        if self.constants:
+            _import_clrfind()
         for name, value in self.constants:
             module_name, _, attr = name.rpartition(".")
             module = importlib.import_module(f"clrfind.{module_name}")
             if not hasattr(module, attr):
                 raise AttributeError(f"clrfind.{module_name} has no constant {attr}")
-            self.saved.append((module, attr, getattr(module, attr)))
-            setattr(module, attr, value)
+            real = getattr(module, attr)
+            holders = [module] + [
+                other
+                for key, other in sorted(sys.modules.items())
+                if key.startswith("clrfind.")
+                and other is not module
+                and getattr(other, attr, _MISSING) is real
+            ]
+            for holder in holders:
+                self.saved.append((holder, attr, real))
+                setattr(holder, attr, value)
 
     def __exit__(self, *exc: object) -> None:
         for module, attr, value in reversed(self.saved):
             setattr(module, attr, value)
+        self.saved.clear()
+
+
+_MISSING = object()
+
+
+def _import_clrfind() -> None:
+    """Import every clrfind module (not `__main__`, which runs the CLI)."""
+    import clrfind
+
+    for info in pkgutil.walk_packages(clrfind.__path__, "clrfind."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
 
 
 def schedule_plan(task: Task, path: Path) -> Plan:

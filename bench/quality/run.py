@@ -10,7 +10,7 @@ the oracle's value (for accuracy that is ~1 point); beating the oracle counts as
 development half and a held-out half (`Task.half`); the summary is given per half and for all.
 
 Experiments: `--clrfind-set NAME=VALUE` changes how clrfind is driven (`mode=exp`, `min_steps=300`) or a clrfind
-module constant (`analysis.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds;
+module constant (`analysis.bounds.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds;
 `--clrfind-data val|loader|stream` hands clrfind the data as a user with validation data, a ready loader or a stream
 does.
 """
