@@ -290,12 +290,18 @@ def _labels(x: np.ndarray, y: np.ndarray, n_val: int) -> TaskData:
     return TaskData(xt, yt, xv, yv, chance=float(torch.maximum(share, 1 - share).mean()))
 
 
-def _regression(x: np.ndarray, y: np.ndarray, n_val: int) -> TaskData:
-    """A regression split with the target standardized (train stats), so val MSE ~1.0 = predicting the mean."""
-    xt, yt, xv, yv = _split(x, y, n_val, regression=True)
+def _mse_chance(y_train: torch.Tensor, y_val: torch.Tensor) -> float:
+    """A regression's chance level: the val MSE of predicting the train mean of each output."""
+    return float(((y_val - y_train.mean(0)) ** 2).mean())
+
+
+def _regression(x: np.ndarray, y: np.ndarray, n_val: int, *, standardize: bool = True) -> TaskData:
+    """A regression split with the target standardized (train stats), so val MSE ~1.0 = predicting the mean;
+    `standardize=False` leaves the features as they are (ids that must stay ids)."""
+    xt, yt, xv, yv = _split(x, y, n_val, regression=True, standardize=standardize)
     mean, std = yt.mean(), yt.std()
     yt, yv = (yt - mean) / std, (yv - mean) / std
-    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+    return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
 
 
 def moons_data() -> TaskData:
@@ -412,7 +418,7 @@ def digits_autoencoder_data() -> TaskData:
 
     x, y = load_digits(return_X_y=True)
     xt, _, xv, _ = _split(x, y, n_val=597)
-    return TaskData(xt, xt, xv, xv, chance=float(((xv - xt.mean(0)) ** 2).mean()))
+    return TaskData(xt, xt, xv, xv, chance=_mse_chance(xt, xv))
 
 
 def _generated(n_val: int, **kwargs: Any) -> TaskData:
@@ -643,7 +649,7 @@ def diabetes_raw_target_data() -> TaskData:
 
     x, y = load_diabetes(return_X_y=True)
     xt, yt, xv, yv = _split(x, y, 142, regression=True)
-    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+    return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
 
 
 def deep_classes_data() -> TaskData:
@@ -680,11 +686,8 @@ def ratings_data() -> TaskData:
     u, i = pairs // ITEMS, pairs % ITEMS
     rating = (users[u] * items[i]).sum(1) / math.sqrt(RANK) + rng.normal(0, 0.5, USERS)[u]
     rating += rng.normal(0, 0.5, ITEMS)[i] + rng.normal(0, 0.5, len(pairs))
-    # `_regression` less the features' standardization: ids stay ids (as floats, exact; the model casts them back)
-    xt, yt, xv, yv = _split(np.stack([u, i], 1), rating, 3000, regression=True, standardize=False)
-    mean, std = yt.mean(), yt.std()
-    yt, yv = (yt - mean) / std, (yv - mean) / std
-    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+    # ids stay ids (as floats, exact; the model casts them back)
+    return _regression(np.stack([u, i], 1), rating, 3000, standardize=False)
 
 
 def denoise_data() -> TaskData:
@@ -694,7 +697,7 @@ def denoise_data() -> TaskData:
     clean = x.reshape(len(x), -1)
     noisy = clean + np.random.default_rng(0).normal(0, 0.25, clean.shape).astype(np.float32)
     xt, yt, xv, yv = _split(noisy, clean, n_val=597, regression=True, standardize=False)
-    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean(0)) ** 2).mean()))
+    return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
 
 
 CARDINALITIES = (12, 30, 80)
@@ -724,7 +727,7 @@ def poisson_data() -> TaskData:
     log_rate = 1.0 + x @ w + 0.4 * np.sin(2 * x[:, 0]) * x[:, 1] - 0.15 * x[:, 2] ** 2
     counts = rng.poisson(np.exp(np.clip(log_rate, -2.3, 3.4))).astype(np.float64)
     xt, yt, xv, yv = _split(x, counts, 1500, regression=True)
-    return TaskData(xt, yt, xv, yv, chance=float(((yv - yt.mean()) ** 2).mean()))
+    return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
 
 
 TAG_LEN, TAG_VOCAB, TAG_CLASSES = 20, 10, 3
