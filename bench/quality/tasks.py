@@ -25,8 +25,10 @@ eleventh written to test the one change the tenth prompted (momenta of 0.95 and 
 clipping under plain SGD and under AdamW, full-batch gradient descent, weight normalization, AMSGrad) and a
 thirteenth written to test the one change the twelfth prompted (clipping under SGD on a GRU language model, an LSTM
 classifier and an MLP regression) and a fourteenth (a recurrent regression, matrix factorization, a convolutional
-denoising autoencoder, embeddings of tabular categories, a self-normalizing SELU network, RMSprop with momentum):
-how the rules fare where nobody looked.
+denoising autoencoder, embeddings of tabular categories, a self-normalizing SELU network, RMSprop with momentum)
+and a fifteenth (a hinge loss, Poisson counts through an exponential output, a bidirectional LSTM tagger, a set
+model with sum pooling, distillation onto soft targets, a cosine classifier head): how the rules fare where nobody
+looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -740,8 +742,9 @@ def tagging_data() -> TaskData:
     tokens = torch.randint(0, TAG_VOCAB, (6000, TAG_LEN), generator=g)
     padded = nn.functional.pad(tokens, (1, 1))
     tags = (padded[:, :-2] + padded[:, 2:]) % TAG_CLASSES
-    share = torch.bincount(tags[4000:].flatten()).max() / tags[4000:].numel()
-    return TaskData(tokens[:4000], tags[:4000], tokens[4000:], tags[4000:], chance=float(share))
+    return TaskData(
+        tokens[:4000], tags[:4000], tokens[4000:], tags[4000:], chance=_majority(tags[4000:].flatten())
+    )
 
 
 SET_MAX = 20
@@ -1265,7 +1268,7 @@ class CosineClassifier(nn.Module):
 
     def __init__(self, in_features: int, classes: int, hidden: int = 128, scale: float = 10.0) -> None:
         super().__init__()
-        self.body = mlp_of(in_features, hidden, hidden, 1, lambda _: [nn.ReLU()])
+        self.body = mlp(in_features, hidden, hidden, depth=1)
         self.weight = nn.Parameter(torch.randn(classes, hidden) / math.sqrt(hidden))
         self.scale = scale
 
