@@ -27,8 +27,9 @@ thirteenth written to test the one change the twelfth prompted (clipping under S
 classifier and an MLP regression) and a fourteenth (a recurrent regression, matrix factorization, a convolutional
 denoising autoencoder, embeddings of tabular categories, a self-normalizing SELU network, RMSprop with momentum)
 and a fifteenth (a hinge loss, Poisson counts through an exponential output, a bidirectional LSTM tagger, a set
-model with sum pooling, distillation onto soft targets, a cosine classifier head): how the rules fare where nobody
-looked.
+model with sum pooling, distillation onto soft targets, a cosine classifier head) and a sixteenth (a coordinate
+network with sine activations fitting a photo, a graph convolution network, averaged SGD, a loss summed over the
+batch, a mixture of experts, spectral normalization): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -40,6 +41,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import itertools
 import math
 import types
 from collections.abc import Callable, Iterator
@@ -107,8 +109,9 @@ class Task:
 
     @property
     def family(self) -> Family:
-        """`sgd`, or `adaptive` for the optimizers with per-parameter step sizes (Adam, AdamW, RMSprop)."""
-        return "sgd" if optimizer_class(self.optimizer) is torch.optim.SGD else "adaptive"
+        """`sgd` for plain gradient steps (SGD; ASGD, SGD with a decaying step and an average kept aside), or
+        `adaptive` for the optimizers with per-parameter step sizes (Adam, AdamW, RMSprop)."""
+        return "sgd" if optimizer_class(self.optimizer) in (torch.optim.SGD, torch.optim.ASGD) else "adaptive"
 
     @property
     def default_lr(self) -> float:
@@ -774,6 +777,66 @@ def distill_data() -> TaskData:
     return TaskData(data.x_train, soft, data.x_val, data.y_val, data.chance)
 
 
+IMAGE_SIDE = 64
+
+
+def image_data() -> TaskData:
+    """sklearn's bundled photo `china.jpg` in grey, its central 384x384 block-averaged to IMAGE_SIDE x IMAGE_SIDE:
+    the input is a pixel's (row, column) in [-1, 1], the target its brightness (standardized). A random fifth of
+    the pixels (seed 0) is the val set, so the fit is scored on pixels it never saw."""
+    from sklearn.datasets import load_sample_image
+
+    grey = load_sample_image("china.jpg").mean(2)
+    top, left = (grey.shape[0] - 384) // 2, (grey.shape[1] - 384) // 2
+    block = 384 // IMAGE_SIDE
+    crop = grey[top : top + 384, left : left + 384]
+    pixels = crop.reshape(IMAGE_SIDE, block, IMAGE_SIDE, block).mean((1, 3))
+    axis = np.linspace(-1, 1, IMAGE_SIDE)
+    rows, cols = np.meshgrid(axis, axis, indexing="ij")
+    coords = np.stack([rows.ravel(), cols.ravel()], 1)
+    return _regression(coords, pixels.ravel(), n_val=IMAGE_SIDE**2 // 5, standardize=False)
+
+
+GRAPH_NODES, GRAPH_BLOCKS, GRAPH_FEATURES = 800, 4, 16
+
+
+@functools.cache
+def sbm_graph() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A stochastic block model (seed 53): GRAPH_NODES nodes in GRAPH_BLOCKS communities, an edge within a
+    community with probability 0.02 and across with 0.004 (about 4 and 2.4 neighbours); each node's features are
+    its community's direction (a random projection) scaled by 0.5 plus unit Gaussian noise, too weak alone.
+    Returns the symmetrically normalized adjacency with self-loops, the features and the communities."""
+    rng = np.random.default_rng(53)
+    labels = rng.integers(0, GRAPH_BLOCKS, GRAPH_NODES)
+    same = labels[:, None] == labels[None]
+    upper = np.triu(rng.random((GRAPH_NODES, GRAPH_NODES)) < np.where(same, 0.02, 0.004), 1)
+    adj = (upper | upper.T | np.eye(GRAPH_NODES, dtype=bool)).astype(np.float64)
+    scale = 1 / np.sqrt(adj.sum(1))
+    directions = rng.normal(0, 1, (GRAPH_BLOCKS, GRAPH_FEATURES))
+    features = 0.5 * directions[labels] + rng.normal(0, 1, (GRAPH_NODES, GRAPH_FEATURES))
+    return (
+        torch.tensor(adj * scale[:, None] * scale[None], dtype=torch.float32),
+        torch.tensor(features, dtype=torch.float32),
+        torch.tensor(labels, dtype=torch.long),
+    )
+
+
+def graph_data() -> TaskData:
+    """Node classification on `sbm_graph`: a sample is a node's index (as a float, like every input here), its
+    label the node's community; half the nodes (seed 0) train, the other half are the val set."""
+    _, _, labels = sbm_graph()
+    order = torch.tensor(np.random.default_rng(0).permutation(GRAPH_NODES))
+    val, train = order[: GRAPH_NODES // 2], order[GRAPH_NODES // 2 :]
+    nodes = torch.arange(GRAPH_NODES, dtype=torch.float32)
+    return TaskData(nodes[train], labels[train], nodes[val], labels[val], chance=_majority(labels[val]))
+
+
+def experts_data() -> TaskData:
+    """make_classification (12 features, 4 classes of 3 clusters each): regions a gate can hand to experts."""
+    return _generated(1500, n_samples=4500, n_features=12, n_informative=8, n_redundant=0, n_classes=4,
+                      n_clusters_per_class=3, class_sep=1.5, random_state=59)  # fmt: skip
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -1134,13 +1197,14 @@ def finetune_model() -> SmallCNN:
     return model
 
 
-def weight_normed(model: nn.Module) -> nn.Module:
-    """`model` with every Linear layer's weight reparametrized as a direction times a learned norm (torch's
-    `weight_norm` parametrization): the direction's gradient is scale-invariant, as under batch norm, without
-    normalizing any activation."""
+def each_linear(model: nn.Module, parametrize: Callable[[nn.Module], Any]) -> nn.Module:
+    """`model` with torch's `parametrize` on every Linear layer's weight: `weight_norm` (a direction times a
+    learned norm: the direction's gradient is scale-invariant, as under batch norm, without normalizing any
+    activation) or `spectral_norm` (the weight divided by its largest singular value, estimated by one power
+    iteration per training forward: every layer 1-Lipschitz)."""
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            nn.utils.parametrizations.weight_norm(module)
+            parametrize(module)
     return model
 
 
@@ -1277,6 +1341,62 @@ class CosineClassifier(nn.Module):
         return self.scale * features @ nn.functional.normalize(self.weight, dim=1).T
 
 
+class Siren(nn.Module):
+    """A coordinate network with sine activations (SIREN): each hidden layer is sin(w0 * (W x + b)), its weights
+    drawn so the activations spread over the sine's periods (first layer U(-1/in, 1/in), the others
+    U(-sqrt(6/width)/w0, +)); it fits the fine detail a ReLU network blurs, and its step size is w0 times larger."""
+
+    def __init__(self, in_features: int = 2, hidden: int = 128, depth: int = 3, w0: float = 30.0) -> None:
+        super().__init__()
+        widths = [in_features] + [hidden] * depth
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
+        with torch.no_grad():
+            self.layers[0].weight.uniform_(-1 / in_features, 1 / in_features)
+            for layer in self.layers[1:]:
+                bound = math.sqrt(6 / hidden) / w0
+                layer.weight.uniform_(-bound, bound)
+        self.head = nn.Linear(hidden, 1)
+        self.w0 = w0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.sin(self.w0 * layer(x))
+        return self.head(x)
+
+
+class GCN(nn.Module):
+    """Two graph convolutions (Kipf & Welling) on `sbm_graph`: each mixes a node's features with its neighbours'
+    through the normalized adjacency, over the whole graph at every step, with dropout on the inputs of both;
+    a batch of node indices picks whose outputs the loss sees."""
+
+    def __init__(self, hidden: int = 32, dropout: float = 0.5) -> None:
+        super().__init__()
+        adj, features, _ = sbm_graph()
+        self.register_buffer("adj", adj)
+        self.register_buffer("features", features)
+        self.lin1 = nn.Linear(GRAPH_FEATURES, hidden)
+        self.lin2 = nn.Linear(hidden, GRAPH_BLOCKS)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, nodes: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.adj @ self.lin1(self.drop(self.features)))
+        return (self.adj @ self.lin2(self.drop(h)))[nodes.long()]
+
+
+class MixtureOfExperts(nn.Module):
+    """A softmax gate mixing `experts` one-hidden-layer MLPs (dense: every expert runs on every sample); gate and
+    experts learn together, and a gate that settles on one expert early leaves the others untrained."""
+
+    def __init__(self, in_features: int, out_features: int, experts: int = 4, hidden: int = 32) -> None:
+        super().__init__()
+        self.gate = nn.Linear(in_features, experts)
+        self.experts = nn.ModuleList(mlp(in_features, out_features, hidden, depth=1) for _ in range(experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.gate(x).softmax(-1).unsqueeze(-1)
+        return (weights * torch.stack([expert(x) for expert in self.experts], 1)).sum(1)
+
+
 class GaussianHead(nn.Module):
     """Gaussian negative log-likelihood of a (mean, raw variance) head: the variance is softplus of the second
     output. The loss goes negative once the predicted variance is small, as a likelihood loss does."""
@@ -1301,7 +1421,7 @@ class TokenCrossEntropy(nn.Module):
 SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
 NADAM, ADAGRAD, ADAMAX = "torch.optim.NAdam", "torch.optim.Adagrad", "torch.optim.Adamax"
 ADADELTA, RADAM = "torch.optim.Adadelta", "torch.optim.RAdam"
-ADAFACTOR = "torch.optim.Adafactor"
+ADAFACTOR, ASGD = "torch.optim.Adafactor", "torch.optim.ASGD"
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 TASKS: dict[str, Task] = {
@@ -2326,7 +2446,7 @@ TASKS: dict[str, Task] = {
             epochs=6,
             metric="accuracy",
             make_data=digits_data,
-            make_model=lambda: weight_normed(mlp(64, 10, hidden=128)),
+            make_model=lambda: each_linear(mlp(64, 10, hidden=128), nn.utils.parametrizations.weight_norm),
         ),
         Task(
             name="digits-plaincnn-amsgrad",
@@ -2560,6 +2680,91 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=deep_classes_data,
             make_model=lambda: CosineClassifier(20, 5),
+        ),
+        # sixteenth batch: training the bench had not run (a coordinate network with sine activations, a graph
+        # convolution network, averaged SGD, a loss summed over the batch, a mixture of experts, spectral
+        # normalization), written and first scored with the rules as of 5d11e8a
+        Task(
+            name="image-siren-adam",
+            description=f"fit a {IMAGE_SIDE}x{IMAGE_SIDE} grey photo (sklearn's china.jpg) from pixel coordinates, "
+            "SIREN 2-128-128-128-1 (sine activations, w0 30), Adam, batch 256, 40 epochs; scored on val MSE at "
+            "held-out pixels",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=256,
+            epochs=40,
+            metric="mse",
+            make_data=image_data,
+            make_model=Siren,
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="graph-gcn-adam",
+            description=f"node classification on a {GRAPH_NODES}-node stochastic block model ({GRAPH_BLOCKS} "
+            "communities, weak noisy features), two-layer GCN (hidden 32, dropout 0.5) over the whole graph at "
+            "every step, Adam (L2 5e-4), batch 32 nodes, 20 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={"weight_decay": 5e-4},
+            batch_size=32,
+            epochs=20,
+            metric="accuracy",
+            make_data=graph_data,
+            make_model=GCN,
+        ),
+        Task(
+            name="classes-asgd",
+            description="make_classification (24 features, 5 classes), MLP 24-64-64-5, averaged SGD (torch's "
+            "ASGD, its defaults: no momentum, a step that decays with lambd 1e-4), batch 32, 6 epochs",
+            half="fresh",
+            optimizer=ASGD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=five_class_data,
+            make_model=lambda: mlp(24, 5),
+        ),
+        Task(
+            name="friedman-sumloss-sgd",
+            description="make_friedman1 (10 features), MLP 10-64-64-1 on the squared error summed over the batch "
+            "(MSELoss(reduction='sum'): gradients 64x the mean's), SGD momentum 0.9, batch 64, 8 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=64,
+            epochs=8,
+            metric="mse",
+            make_data=friedman_data,
+            make_model=lambda: mlp(10, 1),
+            make_loss=lambda: nn.MSELoss(reduction="sum"),
+        ),
+        Task(
+            name="classes-moe-adamw",
+            description="make_classification (12 features, 4 classes of 3 clusters), a mixture of 4 experts "
+            "(MLPs 12-32-4) under a softmax gate, AdamW (wd 0.01), batch 64, 6 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=64,
+            epochs=6,
+            metric="accuracy",
+            make_data=experts_data,
+            make_model=lambda: MixtureOfExperts(12, 4),
+        ),
+        Task(
+            name="digits-spectral-sgd",
+            description="load_digits (64 features), MLP 64-128-128-10 with spectral normalization on every "
+            "Linear layer, SGD momentum 0.9, batch 32, 8 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=8,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: each_linear(mlp(64, 10, hidden=128), nn.utils.parametrizations.spectral_norm),
         ),
     ]
 }
