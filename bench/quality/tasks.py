@@ -1017,17 +1017,25 @@ class TinyTransformer(nn.Module):
 
 
 class RecurrentNet(nn.Module):
-    """Embedding, a one-layer GRU or LSTM, and a linear head: on every step (`per_token`, a language model) or
-    on the last one (a sequence classifier)."""
+    """Embedding, a one-layer GRU or LSTM (`bidirectional`: one each way, the head reading both), and a linear
+    head: on every step (`per_token`: a language model, or a tagger when bidirectional) or on the last one (a
+    sequence classifier)."""
 
     def __init__(
-        self, cell: type[nn.RNNBase], vocab: int, out: int, embed: int, hidden: int, per_token: bool
+        self,
+        cell: type[nn.RNNBase],
+        vocab: int,
+        out: int,
+        embed: int,
+        hidden: int,
+        per_token: bool,
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
         self.per_token = per_token
         self.embed = nn.Embedding(vocab, embed)
-        self.rnn = cell(embed, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, out)
+        self.rnn = cell(embed, hidden, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(2 * hidden if bidirectional else hidden, out)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         h, _ = self.rnn(self.embed(tokens))
@@ -1297,20 +1305,6 @@ class ExpRate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).exp()
-
-
-class BiTagger(nn.Module):
-    """Embedding, a bidirectional one-layer LSTM and a linear head on every position: a sequence tagger."""
-
-    def __init__(self, vocab: int, tags: int, embed: int = 16, hidden: int = 32) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, embed)
-        self.rnn = nn.LSTM(embed, hidden, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * hidden, tags)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        h, _ = self.rnn(self.embed(tokens))
-        return self.head(h)
 
 
 class DeepSets(nn.Module):
@@ -2638,7 +2632,9 @@ TASKS: dict[str, Task] = {
             epochs=4,
             metric="accuracy",
             make_data=tagging_data,
-            make_model=lambda: BiTagger(TAG_VOCAB, TAG_CLASSES),
+            make_model=lambda: RecurrentNet(
+                nn.LSTM, TAG_VOCAB, TAG_CLASSES, 16, 32, per_token=True, bidirectional=True
+            ),
             make_loss=TokenCrossEntropy,
         ),
         Task(
