@@ -825,10 +825,7 @@ def graph_data() -> TaskData:
     """Node classification on `sbm_graph`: a sample is a node's index (as a float, like every input here), its
     label the node's community; half the nodes (seed 0) train, the other half are the val set."""
     _, _, labels = sbm_graph()
-    order = torch.tensor(np.random.default_rng(0).permutation(GRAPH_NODES))
-    val, train = order[: GRAPH_NODES // 2], order[GRAPH_NODES // 2 :]
-    nodes = torch.arange(GRAPH_NODES, dtype=torch.float32)
-    return TaskData(nodes[train], labels[train], nodes[val], labels[val], chance=_majority(labels[val]))
+    return _classification(np.arange(GRAPH_NODES), labels.numpy(), n_val=GRAPH_NODES // 2, standardize=False)
 
 
 def experts_data() -> TaskData:
