@@ -1363,8 +1363,9 @@ class GCN(nn.Module):
     def __init__(self, hidden: int = 32, dropout: float = 0.5) -> None:
         super().__init__()
         adj, features, _ = sbm_graph()
-        self.register_buffer("adj", adj)
-        self.register_buffer("features", features)
+        # copies: the graph is cached per process, and a model's buffers are its own (a restore writes into them)
+        self.register_buffer("adj", adj.clone())
+        self.register_buffer("features", features.clone())
         self.lin1 = nn.Linear(GRAPH_FEATURES, hidden)
         self.lin2 = nn.Linear(hidden, GRAPH_BLOCKS)
         self.drop = nn.Dropout(dropout)
