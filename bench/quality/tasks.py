@@ -29,7 +29,9 @@ denoising autoencoder, embeddings of tabular categories, a self-normalizing SELU
 and a fifteenth (a hinge loss, Poisson counts through an exponential output, a bidirectional LSTM tagger, a set
 model with sum pooling, distillation onto soft targets, a cosine classifier head) and a sixteenth (a coordinate
 network with sine activations fitting a photo, a graph convolution network, averaged SGD, a loss summed over the
-batch, a mixture of experts, spectral normalization): how the rules fare where nobody looked.
+batch, a mixture of experts, spectral normalization) and a seventeenth (a variational autoencoder, a dilated causal
+convolution language model, batch 1, data augmentation, a linear probe on a frozen body, heavy-tailed target
+noise): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -834,6 +836,23 @@ def experts_data() -> TaskData:
                       n_clusters_per_class=3, class_sep=1.5, random_state=59)  # fmt: skip
 
 
+def outlier_friedman_data() -> TaskData:
+    """make_friedman1 (10 features) without its own noise; the training targets then get heavy-tailed noise
+    (Student's t with 1.5 degrees of freedom: infinite variance, a few targets off by tens of the signal's standard
+    deviations), the val targets unit Gaussian noise. Both are scaled by the clean training targets' mean and
+    standard deviation, so the outliers do not set the scale; the val MSE is scored against clean-noise targets."""
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=3000, n_features=10, noise=0.0, random_state=61)
+    xt, yt, xv, yv = _split(x, y, n_val=1000, regression=True)
+    mean, std = yt.mean(), yt.std()
+    rng = np.random.default_rng(61)
+    yt = yt + torch.tensor(rng.standard_t(1.5, size=yt.shape), dtype=torch.float32)
+    yv = yv + torch.tensor(rng.normal(size=yv.shape), dtype=torch.float32)
+    yt, yv = (yt - mean) / std, (yv - mean) / std
+    return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -1387,6 +1406,92 @@ class MixtureOfExperts(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self.gate(x).softmax(-1).unsqueeze(-1)
         return (weights * torch.stack([expert(x) for expert in self.experts], 1)).sum(1)
+
+
+class VAE(nn.Module):
+    """A variational autoencoder: an encoder to the mean and log-variance of a `code`-dimensional posterior, a
+    sample from it (reparameterized, drawn from torch's generator) in training and its mean in eval mode, and a
+    decoder. The output is (reconstruction, mean, log-variance) side by side: the loss reads all three, the val
+    MSE the reconstruction alone."""
+
+    def __init__(self, features: int, code: int = 8, hidden: int = 64) -> None:
+        super().__init__()
+        self.encoder = mlp(features, 2 * code, hidden, depth=1)
+        self.decoder = mlp(code, features, hidden, depth=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
+        return torch.cat([self.decoder(z), mean, logvar], 1)
+
+
+class NegativeELBO(nn.Module):
+    """The VAE's loss per sample: half the squared error summed over the features (a unit-variance Gaussian
+    decoder) plus the KL divergence of the posterior from N(0, I), whose exp(log-variance) can overflow."""
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        features = target.shape[1]
+        mean, logvar = out[:, features:].chunk(2, dim=1)
+        reconstruction = 0.5 * ((out[:, :features] - target) ** 2).sum(1)
+        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum(1)
+        return (reconstruction + kl).mean()
+
+
+class CausalConvLM(nn.Module):
+    """A character language model without recurrence or attention (WaveNet-style, ungated): an embedding,
+    `layers` residual blocks of kernel-2 convolutions with dilations 1, 2, 4, ..., each padded on the left so a
+    position sees only the past (a receptive field of 2**layers characters), no normalization, a per-token head."""
+
+    def __init__(self, vocab: int, dim: int = 64, layers: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, dim, 2, dilation=2**i) for i in range(layers))
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens).transpose(1, 2)
+        for conv in self.convs:
+            h = h + torch.relu(conv(nn.functional.pad(h, (conv.dilation[0], 0))))
+        return self.head(h.transpose(1, 2))
+
+
+class RandomShift(nn.Module):
+    """Data augmentation where a training pipeline applies it: in training mode each image is shifted by up to
+    `pad` pixels each way (zero-padded, then cropped back at an offset drawn per image from torch's generator),
+    so the loss of a batch is noisier than its images alone make it; in eval mode images pass unchanged."""
+
+    def __init__(self, inner: nn.Module, pad: int = 1) -> None:
+        super().__init__()
+        self.inner = inner
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            n, _, height, width = x.shape
+            padded = nn.functional.pad(x, (self.pad,) * 4)
+            rows = torch.randint(0, 2 * self.pad + 1, (n, 1, 1)) + torch.arange(height).view(1, height, 1)
+            cols = torch.randint(0, 2 * self.pad + 1, (n, 1, 1)) + torch.arange(width).view(1, 1, width)
+            x = padded[torch.arange(n).view(n, 1, 1), 0, rows, cols].unsqueeze(1)
+        return self.inner(x)
+
+
+class LinearProbe(nn.Module):
+    """The pretrained digits-0-4 body (`finetune_model`), frozen and kept in eval mode (its batch-norm statistics
+    too), under a new trained head: a linear probe, the one model here of which only the last layer learns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = finetune_model()
+        self.model.features.requires_grad_(False)
+        self.model.features.eval()
+
+    def train(self, mode: bool = True) -> LinearProbe:
+        super().train(mode)
+        self.model.features.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
 
 
 class GaussianHead(nn.Module):
@@ -2759,6 +2864,94 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=digits_data,
             make_model=lambda: each_linear(mlp(64, 10, hidden=128), nn.utils.parametrizations.spectral_norm),
+        ),
+        # seventeenth batch: training the bench had not run (a variational autoencoder, a dilated causal
+        # convolution language model, batch 1, data augmentation, a linear probe on a frozen body, heavy-tailed
+        # target noise), written and first scored with the rules as of a6170e2
+        Task(
+            name="digits-vae-adam",
+            description="load_digits (64 standardized features), variational autoencoder 64-64-(8+8) / 8-64-64 "
+            "on the negative ELBO (squared error and KL), Adam, batch 32, 20 epochs; scored on the val MSE of the "
+            "reconstruction from the posterior mean",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=20,
+            metric="mse",
+            make_data=digits_autoencoder_data,
+            make_model=lambda: VAE(64),
+            make_loss=NegativeELBO,
+        ),
+        Task(
+            name="char-tcn-adam",
+            description=f"character language model on sklearn's dataset descriptions ({CHAR_LEN}-char windows), "
+            "dilated causal convolutions (embed 64, 4 residual layers, dilations 1-8, no normalization), Adam, "
+            "batch 32, 4 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=4,
+            metric="nats",
+            make_data=descr_chars_data,
+            make_model=lambda: CausalConvLM(len(CHARS)),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="blobs-batch1-sgd",
+            description="make_classification (20 features, 4 classes), MLP 20-64-64-4, plain SGD on one sample "
+            "a step (batch 1), 1 epoch of 2000 steps",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=1,
+            epochs=1,
+            metric="accuracy",
+            make_data=blobs4_data,
+            make_model=lambda: mlp(20, 4),
+        ),
+        Task(
+            name="digits-augshift-sgd",
+            description="load_digits 8x8 images shifted at random by up to 1 pixel in training (augmentation), "
+            "CNN with batch norm (16/32 channels), SGD Nesterov 0.9, wd 5e-4, batch 64, 20 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=64,
+            epochs=20,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: RandomShift(SmallCNN(num_classes=10)),
+        ),
+        Task(
+            name="finetune-probe-sgd",
+            description=f"linear probe: CNN body pretrained on digits 0-4, frozen (eval mode), a new head trained "
+            f"on {FINETUNE_PER_CLASS} images per class of digits 5-9, SGD momentum 0.9, batch 10, 15 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=10,
+            epochs=15,
+            metric="accuracy",
+            make_data=finetune_data,
+            make_model=LinearProbe,
+            prepare=pretrained_features,
+        ),
+        Task(
+            name="friedman-outliers-sgd",
+            description="make_friedman1 (10 features) with heavy-tailed training-target noise (Student's t, 1.5 "
+            "degrees of freedom), MLP 10-64-64-1 on MSE, SGD momentum 0.9, batch 32, 10 epochs; scored against "
+            "targets with Gaussian noise",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=10,
+            metric="mse",
+            make_data=outlier_friedman_data,
+            make_model=lambda: mlp(10, 1),
+            make_loss=nn.MSELoss,
         ),
     ]
 }
