@@ -248,6 +248,67 @@ def test_monitor_has_no_false_alarms_on_long_flat_noise(heavy_tails):
         assert find_divergence(2.3 + 0.3 * noise) == (None, None), seed
 
 
+def heavy(seed: int, n: int = 900, blow: int | None = None) -> np.ndarray:
+    """A fall under squared t(1.5) noise (a regression's MSE with heavy-tailed targets): about one loss in ten
+    jumps many times the step noise above its neighbours, often three in a row; maybe a blow-up at `blow`."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    y = 1.0 + 2.0 * np.exp(-t / 100) + 0.5 * rng.standard_t(1.5, n) ** 2
+    if blow is not None:
+        y += np.exp(np.minimum((t - blow) / 15, 50.0)) - np.exp(-blow / 15)
+    return y
+
+
+def test_monitor_waits_out_heavy_tails_but_not_a_blowup():
+    """Chance runs of 3 over-levels come from the curve's own jumps, so the confirmation waits as long as their
+    rate makes needed; the rule without the wait (FALSE_ALARMS huge) fires on a third of these curves."""
+    alarms = [find_divergence(heavy(seed))[0] for seed in range(100)]
+    assert sum(a is not None for a in alarms) <= 2
+    for seed in range(10):
+        monitor = DivergenceMonitor(total_steps=900)
+        monitor.update(heavy(seed, blow=700))
+        assert monitor.stop_reason == "diverged" and 700 < monitor.stop_index < 780, seed
+    assert "confirmed over" in monitor.detail and "chance" in monitor.detail
+
+
+def test_monitor_reports_a_waited_divergence_where_the_run_began():
+    """The wait only rules out chance: the stop is reported at the step where `persistence` levels were over,
+    also when a non-finite loss or the end of the test comes before the wait is over."""
+    y = heavy(0, blow=700)
+    index, _ = find_divergence(y)
+    whole = DivergenceMonitor(total_steps=y.size)
+    whole.update(y)
+    need = int(re.search(r"confirmed over (\d+) steps", whole.detail)[1])  # type: ignore[index]
+    assert need > whole.persistence
+    for cut in range(index + 1, index + need - whole.persistence + 1):
+        ended = DivergenceMonitor(total_steps=cut)
+        ended.update(y[:cut])
+        broken = DivergenceMonitor(total_steps=y.size)
+        broken.update(np.r_[y[:cut], np.nan])
+        assert (ended.stop_index, ended.stop_reason) == (index, "diverged")
+        assert (broken.stop_index, broken.stop_reason, broken.detail) == (index, "diverged", whole.detail)
+
+
+def test_confirm_steps_counts_the_runs_that_chance_can_make():
+    """The over-patterns behind a run of levels, checked by brute force, and the confirmation they imply."""
+    import itertools
+
+    from clrfind.analysis.divergence import MEDIAN_SPAN, _over_patterns, confirm_steps
+
+    for runs in range(1, 5):
+        width = runs + MEDIAN_SPAN - 1
+        brute = [0] * (width + 1)
+        for bits in itertools.product((0, 1), repeat=width):
+            if all(sum(bits[i : i + MEDIAN_SPAN]) > MEDIAN_SPAN // 2 for i in range(runs)):
+                brute[sum(bits)] += 1
+        assert list(_over_patterns(runs)) == brute
+    assert confirm_steps(0, 500, 3000, 3) == 3  # no jumps: the plain persistence
+    assert confirm_steps(1, 500, 300, 3) == 3  # one jump in 500 makes no chance run in 300 steps
+    # 10% of the losses over: 3 in a row at ~1% a step would be ~3 chance stops in 300 steps.
+    waits = [confirm_steps(jumps, 1000, 300, 3) for jumps in (30, 100, 160, 300)]
+    assert waits == sorted(waits) and 3 < waits[0] < waits[-1] <= 50
+
+
 def test_monitor_quiet_band_holds_a_flat_curve_and_nothing_after_a_stop():
     """The band a caller may hold losses back in: empty during the warm-up, wide enough on a flat noisy curve
     that most losses are quiet, never holding a non-finite loss, and empty again once the run stopped."""

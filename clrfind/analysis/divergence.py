@@ -1,8 +1,8 @@
 """Divergence: the online monitor that stops a range test, and its offline twin for saved curves. Plain Python.
 
-The rule is relative to the curve's own fall and noise (the loss gave back half of its fall, and more than its
-noise allows), so it works the same for negative and for tiny losses; nothing is "4x the best loss". A non-finite
-loss stops the run at once.
+The rule is relative to the curve's own fall, noise and jumps (the loss gave back half of its fall, and more than
+its noise allows, for longer than its jumps explain), so it works the same for negative and for tiny losses;
+nothing is "4x the best loss". A non-finite loss stops the run at once.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import bisect
 import math
 import statistics
 from collections import deque
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -31,6 +32,14 @@ RISE = 0.5
 # ... and the rise must also exceed 4.5 step-noise std, so a flat noisy curve (no fall yet) does not "diverge":
 # no false alarm in 200 flat Gaussian or t(4) curves of 3,000 steps (4.0 had one).
 NOISE_RISE = 4.5
+# A stop needs `persistence` over-levels in a row, and a level is over when 3 of its 5 losses are. Losses with
+# heavy tails (a t(1.5) target noise, rare huge batches) put single losses over the bar often enough that 3 in a
+# row happen by chance: the confirmation then waits for as many over-levels as make the expected number of chance
+# stops in the test at most FALSE_ALARMS, given the fraction of losses before the best that jumped that far above
+# their own median. A curve without such jumps keeps `persistence`.
+FALSE_ALARMS = 0.01
+# ... but never longer than this: a fraction near 2/5 (the most a median of 5 leaves above it) needs ~40.
+MAX_CONFIRM = 10 * MEDIAN_SPAN
 # Relative float32 resolution: changes below 1e-6 of the loss's magnitude are rounding, not signal.
 REL_EPS = 1e-6
 # Median |x[t] - x[t-1]| of Gaussian noise is 0.954 sigma (sqrt(2) * 0.6745).
@@ -40,6 +49,65 @@ _DIFF_MAD_TO_SIGMA = 0.6745 * math.sqrt(2.0)
 def two_digits(x: float) -> str:
     """Numbers in the texts people read (stop details, rationales): 2 significant digits."""
     return f"{x:.2g}"
+
+
+@cache
+def _over_patterns(runs: int) -> tuple[int, ...]:
+    """How many 0/1 strings of the `runs + MEDIAN_SPAN - 1` losses behind `runs` consecutive levels put every
+    level over (a majority of its window over), by their number of ones: the chance of such a run is then a
+    polynomial in the rate of single losses over the bar."""
+    majority = MEDIAN_SPAN // 2 + 1
+    ways: dict[tuple[int, ...], dict[int, int]] = {(): {0: 1}}  # last MEDIAN_SPAN - 1 bits -> {ones: count}
+    for _ in range(runs + MEDIAN_SPAN - 1):
+        grown: dict[tuple[int, ...], dict[int, int]] = {}
+        for tail, counts in ways.items():
+            for bit in (0, 1):
+                window = (*tail, bit)
+                if len(window) == MEDIAN_SPAN:
+                    if sum(window) < majority:
+                        continue
+                    window = window[1:]
+                into = grown.setdefault(window, {})
+                for ones, count in counts.items():
+                    into[ones + bit] = into.get(ones + bit, 0) + count
+        ways = grown
+    total = [0] * (runs + MEDIAN_SPAN)
+    for counts in ways.values():
+        for ones, count in counts.items():
+            total[ones] += count
+    return tuple(total)
+
+
+def _run_chance(runs: int, rate: float) -> float:
+    """Chance that `runs` given consecutive levels are all over when each loss is over with probability `rate`."""
+    patterns = _over_patterns(runs)
+    width = len(patterns) - 1
+    return sum(count * rate**ones * (1.0 - rate) ** (width - ones) for ones, count in enumerate(patterns))
+
+
+@cache
+def _rate_limits(total_steps: int, persistence: int) -> tuple[float, ...]:
+    """For runs of persistence, persistence + 1, ... MAX_CONFIRM - 1 over-levels: the highest rate of single
+    losses over the bar at which such a run by chance anywhere in the test stays within FALSE_ALARMS."""
+    limits = []
+    for runs in range(persistence, MAX_CONFIRM):
+        low, high = 0.0, 1.0  # the chance grows with the rate: more losses over never end a run
+        for _ in range(40):
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if total_steps * _run_chance(runs, mid) <= FALSE_ALARMS else (low, mid)
+        limits.append(low)
+    return tuple(limits)
+
+
+def confirm_steps(jumps: int, seen: int, total_steps: int, persistence: int) -> int:
+    """Over-levels in a row that confirm a divergence when `jumps` of the `seen` losses so far lay above their
+    own median by more than the bar allows: the fewest (from `persistence`, at most MAX_CONFIRM) whose chance of
+    coming from such jumps alone, at any of the test's `total_steps`, is at most FALSE_ALARMS (a union bound over
+    the steps, jumps taken as independent). No jumps: `persistence`."""
+    if jumps <= 0 or seen <= 0 or persistence >= MAX_CONFIRM:
+        return persistence
+    limits = _rate_limits(total_steps, persistence)
+    return persistence + bisect.bisect_left(limits, jumps / seen)
 
 
 def _median_sorted(ordered: list[float]) -> float:
@@ -59,8 +127,11 @@ class DivergenceMonitor:
         s > best + max(RISE * (s0 - best), NOISE_RISE * noise, REL_EPS * max(|s0|, |best|))
 
     i.e. the loss gave back half of its fall and more than its noise at the best allows; the run diverged once
-    `persistence` consecutive steps are over. Everything is relative to the curve's own fall and noise, so it
-    works the same for negative and for tiny losses. The noise stops growing at the best: a curve that turns
+    `persistence` consecutive steps are over. When single losses before the best jumped above their median by
+    more than that margin (heavy-tailed losses), such runs also come by chance: the confirmation then waits for
+    `confirm_steps` over-steps in a row, and the stop is still reported where `persistence` of them were over.
+    Everything is relative to the curve's own fall and noise, so it works the same for negative and for tiny
+    losses. The noise stops growing at the best: a curve that turns
     ragged past it (the diverging part) must not raise its own bar, or its spikes would hide the divergence
     until the loss is non-finite.
 
@@ -106,6 +177,11 @@ class DivergenceMonitor:
         self._noise = 0.0  # ... as it was when `best` was reached
         self._run = 0
         self._bar: float | None = None  # best + allowed, cached until the best or the noise moves
+        self._jumps: list[float] = []  # sorted: how far each loss lay above its level, where it did
+        self._need = (
+            persistence  # over-levels in a row that confirm a stop, from the jumps when the bar was set
+        )
+        self._onset = 0.0  # the level at the step where the run reached `persistence`
         self.stop_index: int | None = None
         self.stop_reason: Literal["diverged", "non-finite"] | None = None
         self.detail = ""
@@ -169,11 +245,15 @@ class DivergenceMonitor:
         levels, head, persistence, rise = self._levels, self._head, self.persistence, self.rise
         step, last, start, best = self._seen, self._last, self._start, self._best
         peak, noise, run, bar = self._peak, self._noise, self._run, self._bar
+        jumps, need, onset = self._jumps, self._need, self._onset
         mid_raw, mid_diffs = MEDIAN_SPAN >> 1, NOISE_SPAN >> 1
         hold_from = MEDIAN_SPAN + HOLD_STEPS - 2  # the first step whose held level spans full windows
         for v in values:
             if not isfinite(v):
-                self._stop(step, "non-finite", f"loss was {v} at step {step}{self._at(step, ' (lr {})')}")
+                if run >= persistence:  # an open run that waited for more confirmation ends here
+                    self._stop_diverged(step - 1 - (run - persistence), onset, best, start, noise, need)
+                else:
+                    self._stop(step, "non-finite", f"loss was {v} at step {step}{self._at(step, ' (lr {})')}")
                 step += 1
                 break
             raw.append(v)  # the last MEDIAN_SPAN losses; the level is their median
@@ -205,6 +285,8 @@ class DivergenceMonitor:
                         start = statistics.median(head)
                         head.clear()
             levels.append(level)
+            if v > level and step >= MEDIAN_SPAN - 1:
+                insort(jumps, v - level)
             # The held level is the max of the last HOLD_STEPS levels, so it can only beat the best when the
             # newest level does.
             if level < best and step >= hold_from:
@@ -223,15 +305,29 @@ class DivergenceMonitor:
                 step += 1
                 continue
             if bar is None:  # the bar moves only with the best and the noise (start is fixed by now)
-                bar = best + self._allowed(start, best, noise)
+                allowed = self._allowed(start, best, noise)
+                bar = best + allowed
+                # The jumps so far that would each put a level at the best over this bar.
+                over = len(jumps) - bisect.bisect_right(jumps, allowed)
+                need = confirm_steps(over, step - MEDIAN_SPAN + 2, self.total_steps, persistence)
             run = run + 1 if level > bar else 0
             if run >= persistence:
-                self._stop(step, "diverged", self._describe(step, level, best, start, noise))
-                step += 1
-                break
+                if run == persistence:
+                    onset = level
+                if run >= need:
+                    # Reported where `persistence` steps were over, as without the wait: the wait only rules
+                    # out chance, it does not move a divergence.
+                    self._stop_diverged(step - (run - persistence), onset, best, start, noise, need)
+                    step += 1
+                    break
             step += 1
+        else:
+            if step == self.total_steps and run >= persistence and self.stop_reason is None:
+                # The test ended while the run waited for confirmation: no later step can settle it.
+                self._stop_diverged(step - 1 - (run - persistence), onset, best, start, noise, need)
         self._seen, self._last, self._start, self._best = step, last, start, best
         self._peak, self._noise, self._run, self._bar = peak, noise, run, bar
+        self._need, self._onset = need, onset
         return self.stop_reason is not None
 
     # -- internals --
@@ -241,6 +337,15 @@ class DivergenceMonitor:
 
     def _stop(self, step: int, reason: Literal["diverged", "non-finite"], detail: str) -> None:
         self.stop_index, self.stop_reason, self.detail = step, reason, detail
+
+    def _stop_diverged(self, step: int, s: float, best: float, start: float, noise: float, need: int) -> None:
+        detail = self._describe(step, s, best, start, noise)
+        if need > self.persistence:
+            detail += (
+                f", and confirmed over {need} steps (the losses before the best jumped this far above their "
+                f"median often enough for {self.persistence} in a row to be chance)"
+            )
+        self._stop(step, "diverged", detail)
 
     @staticmethod
     def _allowed(start: float, best: float, noise: float) -> float:
