@@ -155,6 +155,31 @@ def test_smooth_stays_within_each_windows_finite_values(seed):
         assert near.min() - 1e-9 <= s[i] <= near.max() + 1e-9, i
 
 
+def test_smooth_of_a_long_curve_is_not_swamped_by_a_blowup_at_its_end():
+    """A window past 64 points is applied through the FFT, whose rounding error is ~1e-16 of the largest value
+    spread over every point: a last loss of 1e29 made a loss of 1.5 come out near 200. Far from that loss the
+    curve must come out as without it."""
+    rng = np.random.default_rng(0)
+    y = 1.0 + np.exp(-np.arange(900) / 200) + 0.1 * rng.standard_normal(900)
+    window = 101  # through the FFT for an ordinary curve
+    clean = smooth(y, window)
+    s = smooth(np.r_[y, 1e29], window)
+    assert s[: 900 - window] == pytest.approx(
+        clean[: 900 - window], rel=1e-3
+    )  # the outlier weights move a little
+
+
+def test_a_fall_stands_out_of_float32_rounding_of_its_own_levels_not_of_a_blowup():
+    """Float32 rounding of a change is measured at the levels it lies between: a blow-up whose last loss is 1e29
+    must not hide a fall from 2.0 to 1.0 as "rounding" (1e-6 of 1e29 is 1e23)."""
+    lrs = lr_ladder(1e-4, 1.0, 400, "exp")
+    y = 1.5 - 0.5 * np.tanh((np.log10(lrs) + 2.5) * 3) + 0.02 * np.random.default_rng(1).standard_normal(400)
+    y[-1] = 1e29
+    bounds = suggest_bounds(lrs, y, mode="exp", stop_reason="diverged")
+    assert bounds.max_lr is not None and 1e-3 < bounds.max_lr < 0.1
+    assert bounds.divergence_lr == pytest.approx(lrs[-1])
+
+
 # == divergence ==============================================================================================
 
 

@@ -160,7 +160,7 @@ class _Stats:
     start: float  # median of the first window of raw points
     fall: float  # start minus the median around the smoothed minimum
     rise: float  # median of the last window minus the median around the smoothed minimum
-    magnitude: float  # largest |level|, for the float32 floor
+    magnitude: float  # largest |level| of start, bottom and end, for the float32 floor
     floor: float  # the smoothed curve at its minimum: the level the loss reached
 
 
@@ -235,12 +235,14 @@ def _measure(axis: np.ndarray, y: np.ndarray) -> tuple[_Smoothed, _Stats]:
     """
     curve, noise = _smoothed(axis, y, default_window(y.size))
     start, bottom = _level_near(y, 0, curve.half), _level_near(y, curve.i_min, curve.half)
+    end = _level_near(y, y.size - 1, curve.half)
     stats = _Stats(
         noise=noise,
         start=start,
         fall=start - bottom,
-        rise=_level_near(y, y.size - 1, curve.half) - bottom,
-        magnitude=float(np.abs(curve.level).max()),
+        rise=end - bottom,
+        # The levels the fall and the rise are measured between: a blow-up's last loss (1e29) rounds on its own.
+        magnitude=max(abs(start), abs(bottom), abs(end)),
         floor=float(curve.level[curve.i_min]),
     )
     return curve, stats
