@@ -214,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for line in diffs[:50]:
         print(f"  {line}")
+    if len(diffs) > 50:  # the rest by record, so no changed curve goes unseen
+        counts: dict[str, int] = {}
+        for line in diffs[50:]:
+            record = ".".join(line.split(":", 1)[0].split(".")[:2])
+            counts[record] = counts.get(record, 0) + 1
+        print(f"  ... and {len(diffs) - 50} more in: " + ", ".join(f"{k} ({v})" for k, v in counts.items()))
     return 1 if diffs else 0
 
 
