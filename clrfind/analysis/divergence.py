@@ -35,8 +35,9 @@ NOISE_RISE = 4.5
 # A stop needs `persistence` over-levels in a row, and a level is over when 3 of its 5 losses are. Losses with
 # heavy tails (a t(1.5) target noise, rare huge batches) put single losses over the bar often enough that 3 in a
 # row happen by chance: the confirmation then waits for as many over-levels as make the expected number of chance
-# stops in the test at most FALSE_ALARMS, given the fraction of losses before the best that jumped that far above
-# their own median. A curve without such jumps keeps `persistence`.
+# stops in the test at most FALSE_ALARMS, given the fraction of losses that jumped that far above their own median
+# up to where the bar is set (the first step whose level rises past the best, as the noise is taken at the best).
+# A curve without such jumps keeps `persistence`.
 FALSE_ALARMS = 0.01
 # ... but never longer than this: a fraction near 2/5 (the most a median of 5 leaves above it) needs ~40.
 MAX_CONFIRM = 10 * MEDIAN_SPAN
@@ -307,7 +308,7 @@ class DivergenceMonitor:
             if bar is None:  # the bar moves only with the best and the noise (start is fixed by now)
                 allowed = self._allowed(start, best, noise)
                 bar = best + allowed
-                # The jumps so far that would each put a level at the best over this bar.
+                # The jumps so far (this step's included) that would each put a level at the best over this bar.
                 over = len(jumps) - bisect.bisect_right(jumps, allowed)
                 need = confirm_steps(over, step - MEDIAN_SPAN + 2, self.total_steps, persistence)
             run = run + 1 if level > bar else 0
