@@ -703,13 +703,15 @@ def run_loop(
     reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
     momenta: np.ndarray | None = None,
     stop_on_rise: bool = True,
+    wait_out_jumps: bool = True,
 ) -> EngineOutput:
     """Train one optimizer step per rung of `lrs`, stopping early on divergence, a non-finite loss, an error or Ctrl-C.
 
     `momenta`, if given, sets the momentum (beta1 for the Adam family) of each step too, as a one-cycle schedule
     does: the self-check trains with the exported schedule through this same loop. Without `stop_on_rise` only a
     non-finite loss stops it: the monitor's rise is measured against the fall so far, which suits a rising LR, not
-    a stay at one LR whose loss may bounce well above a small early fall and still train on.
+    a stay at one LR whose loss may bounce well above a small early fall and still train on. `wait_out_jumps` is
+    the monitor's `wait`: on for a range test, off for a self-check trial, whose stop is a verdict on its LR.
 
     Parameter groups keep the ratios of their LRs as the optimizer has them on entry (`clrfind.groups.lr_ratios`):
     `lrs` drives the group with the largest LR, the others follow at their ratio.
@@ -727,7 +729,7 @@ def run_loop(
     # Not under torch.distributed: chunk lengths would follow this process's step time, and ranks that flushed at
     # different steps would stop at different steps and leave the others waiting in an all-reduce.
     host = _HostLosses(device, choose_sync_every(device, settings.sync_every), screen=reduce_loss is None)
-    monitor = DivergenceMonitor(total_steps=total, lrs=lrs, rise=stop_on_rise)
+    monitor = DivergenceMonitor(total_steps=total, lrs=lrs, rise=stop_on_rise, wait=wait_out_jumps)
     lr_list = [float(x) for x in lrs]
     reporter = _Reporter(host, monitor, callback, lr_list, batches)
     stepper = _Stepper(

@@ -328,6 +328,7 @@ class TrialRunner:
             run_loop(
                 t.model, self.data.loader, t.loss_fn, t.optimizer, lrs, device=t.device, settings=self.settings,
                 step_fn=t.step_fn, reduce_loss=t.reduce_loss, momenta=momenta, stop_on_rise=not hold,
+                wait_out_jumps=False,
             )
         )  # fmt: skip
         if out.stop_signal is not None:

@@ -296,6 +296,20 @@ def test_monitor_waits_out_heavy_tails_but_not_a_blowup():
     assert "confirmed over" in monitor.detail and "chance" in monitor.detail
 
 
+def test_monitor_without_wait_stops_after_persistence_as_a_trial_needs():
+    """`wait=False` (a self-check trial) takes `persistence` over-levels at face value, chance runs included."""
+    waited = [find_divergence(heavy(seed))[0] for seed in range(30)]
+    plain = []
+    for seed in range(30):
+        monitor = DivergenceMonitor(total_steps=900, wait=False)
+        monitor.update(heavy(seed))
+        plain.append(monitor.stop_index)
+        assert "confirmed over" not in monitor.detail
+    assert sum(i is not None for i in plain) >= 5 > sum(i is not None for i in waited)
+    for a, b in zip(waited, plain, strict=True):
+        assert a is None or (b is not None and b <= a)  # never later than the waiting monitor
+
+
 def test_monitor_reports_a_waited_divergence_where_the_run_began():
     """The wait only rules out chance: the stop is reported at the step where `persistence` levels were over,
     also when a non-finite loss or the end of the test comes before the wait is over."""

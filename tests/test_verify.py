@@ -328,6 +328,32 @@ def test_the_self_check_through_the_engine_restores_everything(tiny_task) -> Non
     assert ("cost:" in off.summary()) == (off.timing.total_steps > off.steps_run)
 
 
+def test_only_the_range_test_waits_out_jumps_a_trials_stop_counts_at_face_value(
+    tiny_task, monkeypatch
+) -> None:
+    """A range test's stop only ends the measurement, so its monitor may wait out chance runs; a trial's stop is a
+    verdict on its LR (a spike waited out would pass an LR a whole run may not survive), so it never waits. A hold
+    judges its own curve and stops only on a non-finite loss."""
+    import clrfind
+    import clrfind.engine
+    from clrfind.analysis import DivergenceMonitor
+
+    made: list[tuple[bool, bool]] = []
+
+    class Recording(DivergenceMonitor):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            made.append((self.rise, self.wait))
+
+    monkeypatch.setattr(clrfind.engine, "DivergenceMonitor", Recording)
+    model, loader, loss_fn, optimizer = tiny_task
+    result = clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120)
+    assert result.verification is not None and len(result.verification.trials) >= 2
+    assert made[0] == (True, True)  # the range test
+    trials = made[1:]
+    assert (True, False) in trials and all(not wait for _, wait in trials)
+
+
 # -- the rescue: a curve that stayed level and then got worse has no bounds; trials look for an LR that learns --
 
 LEVEL = Bounds(

@@ -149,10 +149,22 @@ class DivergenceMonitor:
     """
 
     def __init__(
-        self, *, total_steps: int, persistence: int = 3, lrs: np.ndarray | None = None, rise: bool = True
+        self,
+        *,
+        total_steps: int,
+        persistence: int = 3,
+        lrs: np.ndarray | None = None,
+        rise: bool = True,
+        wait: bool = True,
     ) -> None:
         """`total_steps` caps the losses fed; `lrs` (the ladder), if given, names LRs in `detail`; without `rise`
-        only a non-finite loss stops the run (the caller judges the rest, e.g. a stay at one LR)."""
+        only a non-finite loss stops the run (the caller judges the rest, e.g. a stay at one LR).
+
+        `wait` lets the curve's jumps lengthen the confirmation. It suits a range test, whose stop only ends the
+        measurement and is reported where it began, so waiting costs nothing but a few steps; a self-check trial's
+        stop is a verdict on the LR it tries, where a chance stop only lowers the peak but a spike waited out
+        passes an LR that a whole run may not survive: there `persistence` steps count at face value.
+        """
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         if persistence < 1:
@@ -160,6 +172,7 @@ class DivergenceMonitor:
         self.total_steps = total_steps
         self.persistence = persistence
         self.rise = rise
+        self.wait = wait
         self._lrs = None if lrs is None else np.asarray(lrs, dtype=float).ravel()
         if self._lrs is not None and self._lrs.size != total_steps:
             raise ValueError(f"lrs has {self._lrs.size} entries, total_steps is {total_steps}")
@@ -309,8 +322,9 @@ class DivergenceMonitor:
                 allowed = self._allowed(start, best, noise)
                 bar = best + allowed
                 # The jumps so far (this step's included) that would each put a level at the best over this bar.
-                over = len(jumps) - bisect.bisect_right(jumps, allowed)
-                need = confirm_steps(over, step - MEDIAN_SPAN + 2, self.total_steps, persistence)
+                if self.wait:
+                    over = len(jumps) - bisect.bisect_right(jumps, allowed)
+                    need = confirm_steps(over, step - MEDIAN_SPAN + 2, self.total_steps, persistence)
             run = run + 1 if level > bar else 0
             if run >= persistence:
                 if run == persistence:
