@@ -128,13 +128,12 @@ class DivergenceMonitor:
         s > best + max(RISE * (s0 - best), NOISE_RISE * noise, REL_EPS * max(|s0|, |best|))
 
     i.e. the loss gave back half of its fall and more than its noise at the best allows; the run diverged once
-    `persistence` consecutive steps are over. When single losses before the best jumped above their median by
-    more than that margin (heavy-tailed losses), such runs also come by chance: the confirmation then waits for
-    `confirm_steps` over-steps in a row, and the stop is still reported where `persistence` of them were over.
+    `persistence` consecutive steps are over. When single losses up to the best jumped above their median by more
+    than that margin (heavy-tailed losses), such runs also come by chance: with `wait` the confirmation then waits
+    for `confirm_steps` over-steps in a row, and the stop is still reported where `persistence` of them were over.
     Everything is relative to the curve's own fall and noise, so it works the same for negative and for tiny
-    losses. The noise stops growing at the best: a curve that turns
-    ragged past it (the diverging part) must not raise its own bar, or its spikes would hide the divergence
-    until the loss is non-finite.
+    losses. The noise stops growing at the best: a curve that turns ragged past it (the diverging part) must not
+    raise its own bar, or its spikes would hide the divergence until the loss is non-finite.
 
     Plain Python on purpose: the engine feeds a few losses per call, where numpy's per-call overhead would cost
     more than a small model's training step. The running medians are sorted windows kept with `bisect`, and the
@@ -192,9 +191,8 @@ class DivergenceMonitor:
         self._run = 0
         self._bar: float | None = None  # best + allowed, cached until the best or the noise moves
         self._jumps: list[float] = []  # sorted: how far each loss lay above its level, where it did
-        self._need = (
-            persistence  # over-levels in a row that confirm a stop, from the jumps when the bar was set
-        )
+        # Over-levels in a row that confirm a stop, from the jumps when the bar was set.
+        self._need = persistence
         self._onset = 0.0  # the level at the step where the run reached `persistence`
         self.stop_index: int | None = None
         self.stop_reason: Literal["diverged", "non-finite"] | None = None
