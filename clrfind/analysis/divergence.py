@@ -258,6 +258,7 @@ class DivergenceMonitor:
         step, last, start, best = self._seen, self._last, self._start, self._best
         peak, noise, run, bar = self._peak, self._noise, self._run, self._bar
         jumps, need, onset = self._jumps, self._need, self._onset
+        wait = self.wait and rise  # only then are the jumps ever counted
         mid_raw, mid_diffs = MEDIAN_SPAN >> 1, NOISE_SPAN >> 1
         hold_from = MEDIAN_SPAN + HOLD_STEPS - 2  # the first step whose held level spans full windows
         for v in values:
@@ -297,7 +298,7 @@ class DivergenceMonitor:
                         start = statistics.median(head)
                         head.clear()
             levels.append(level)
-            if v > level and step >= MEDIAN_SPAN - 1:
+            if wait and v > level and step >= MEDIAN_SPAN - 1:
                 insort(jumps, v - level)
             # The held level is the max of the last HOLD_STEPS levels, so it can only beat the best when the
             # newest level does.
@@ -320,7 +321,7 @@ class DivergenceMonitor:
                 allowed = self._allowed(start, best, noise)
                 bar = best + allowed
                 # The jumps so far (this step's included) that would each put a level at the best over this bar.
-                if self.wait:
+                if wait:
                     over = len(jumps) - bisect.bisect_right(jumps, allowed)
                     need = confirm_steps(over, step - MEDIAN_SPAN + 2, self.total_steps, persistence)
             run = run + 1 if level > bar else 0
