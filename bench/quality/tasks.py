@@ -31,7 +31,9 @@ model with sum pooling, distillation onto soft targets, a cosine classifier head
 network with sine activations fitting a photo, a graph convolution network, averaged SGD, a loss summed over the
 batch, a mixture of experts, spectral normalization) and a seventeenth (a variational autoencoder, a dilated causal
 convolution language model, batch 1, data augmentation, a linear probe on a frozen body, heavy-tailed target
-noise): how the rules fare where nobody looked.
+noise) and an eighteenth (a focal loss on imbalanced classes, a depthwise-separable CNN under RMSprop with momentum,
+a convolutional forecaster, a pairwise ranking loss, RMSprop on a GRU language model, AdamW on a residual CNN with
+batch norm): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -853,6 +855,30 @@ def outlier_friedman_data() -> TaskData:
     return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
 
 
+def imbalanced_data() -> TaskData:
+    """make_classification (20 features, 4 classes) with classes in proportion 55/25/15/5: the majority class
+    alone is right 55% of the time, and the rarest has ~150 training samples."""
+    return _generated(1000, n_samples=3000, n_features=20, n_informative=8, n_redundant=2, n_classes=4,
+                      n_clusters_per_class=2, weights=[0.55, 0.25, 0.15, 0.05], class_sep=1.0,
+                      random_state=71)  # fmt: skip
+
+
+PAIR_FEATURES = 10
+
+
+def pairs_data() -> TaskData:
+    """Which of two items is better: items of PAIR_FEATURES features with a hidden utility (linear plus an
+    interaction, noise 0.3 on each comparison); 5000 random pairs, 1500 for validation. An input is (2, features),
+    the label 1 when the first item wins."""
+    rng = np.random.default_rng(73)
+    items = rng.normal(0, 1, (800, PAIR_FEATURES))
+    w = rng.normal(0, 1, PAIR_FEATURES)
+    utility = items @ w / math.sqrt(PAIR_FEATURES) + 0.5 * np.sin(items[:, 0] * items[:, 1])
+    a, b = rng.integers(0, len(items), 5000), rng.integers(0, len(items), 5000)
+    label = (utility[a] - utility[b] + rng.normal(0, 0.3, 5000) > 0).astype(np.int64)
+    return _classification(np.stack([items[a], items[b]], 1), label, n_val=1500, standardize=False)
+
+
 # Characters: printable ASCII and newline; anything else reads as "?". chance = ln(CHARS) nats per character.
 CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
@@ -1504,6 +1530,86 @@ class GaussianHead(nn.Module):
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.nll(out[:, :1], target, nn.functional.softplus(out[:, 1:]) + 1e-4)
+
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017, gamma 2): cross-entropy scaled by (1 - p)**gamma, so samples the model already
+    gets right weigh little and the rare, hard ones drive the gradient."""
+
+    def __init__(self, gamma: float = 2.0) -> None:
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = nn.functional.cross_entropy(logits, target, reduction="none")
+        return ((1.0 - torch.exp(-ce)) ** self.gamma * ce).mean()
+
+
+def _dw_separable(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    """A MobileNet block: a depthwise 3x3 conv (one filter per channel), then a pointwise 1x1 conv, each with
+    batch norm and ReLU6."""
+    return [
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(),
+    ]  # fmt: skip
+
+
+class SeparableCNN(nn.Module):
+    """A stem conv and two depthwise-separable blocks (the second at stride 2), global average pooling and a
+    linear head: a MobileNet in miniature, for 1x8x8 digits."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+            *_dw_separable(16, 32, 1), *_dw_separable(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(64, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvForecaster(nn.Module):
+    """A forecaster without recurrence: two 1-D convolutions over the window (width 5, the second dilated 2x) with
+    GELU, then a linear head over every position."""
+
+    def __init__(self, length: int, channels: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv1d(1, channels, 5, padding=2), nn.GELU(),
+            nn.Conv1d(channels, channels, 5, padding=4, dilation=2), nn.GELU(), nn.Flatten(),
+            nn.Linear(channels * length, 1),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.transpose(1, 2))
+
+
+class PairScorer(nn.Module):
+    """One MLP scores each item of a pair; the logits are (second's score, first's score), so the class is which
+    one wins, as a ranking model's pairwise comparison."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.score = mlp(features, 1, hidden=64, depth=2)
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        s = self.score(pair).squeeze(-1)  # (B, 2): first, second
+        return s.flip(-1)
+
+
+class MarginRanking(nn.Module):
+    """The hinge ranking loss (nn.MarginRankingLoss, margin 1) on a pair's two scores: zero once the winner
+    leads by the margin, linear below it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss = nn.MarginRankingLoss(margin=1.0)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # logits are (second, first): the first wins (target 1) when its score leads
+        return self.loss(logits[:, 1], logits[:, 0], 2.0 * target.float() - 1.0)
 
 
 class TokenCrossEntropy(nn.Module):
@@ -2952,6 +3058,92 @@ TASKS: dict[str, Task] = {
             make_data=outlier_friedman_data,
             make_model=lambda: mlp(10, 1),
             make_loss=nn.MSELoss,
+        ),
+        # -- fresh, eighteenth batch: a focal loss on imbalanced classes, a depthwise-separable CNN under
+        # RMSprop with momentum, a convolutional forecaster, a pairwise ranking loss, RMSprop on a GRU language
+        # model, AdamW on a residual CNN with batch norm
+        Task(
+            name="imbalanced-focal-adam",
+            description="make_classification (20 features, 4 classes in proportion 55/25/15/5), MLP 20-64-64-4, "
+            "focal loss (gamma 2), Adam, batch 64, 8 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=imbalanced_data,
+            make_model=lambda: mlp(20, 4),
+            make_loss=FocalLoss,
+        ),
+        Task(
+            name="digits-dwsep-rmsprop",
+            description="load_digits 8x8 images, a MobileNet in miniature (stem and two depthwise-separable blocks, "
+            "batch norm, ReLU6), RMSprop alpha 0.9 momentum 0.9 eps 1e-3, batch 32, 6 epochs",
+            half="fresh",
+            optimizer=RMSPROP,
+            optimizer_kwargs={"alpha": 0.9, "momentum": 0.9, "eps": 1e-3},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=SeparableCNN,
+        ),
+        Task(
+            name="sines-conv1d-adamw",
+            description=f"next value of a noisy sum of two sines from its last {SINE_LEN}, two 1-D convolutions "
+            "(32 channels, the second dilated) with GELU and a linear head, AdamW wd 0.05, batch 64, 10 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.05},
+            batch_size=64,
+            epochs=10,
+            metric="mse",
+            make_data=sines_data,
+            make_model=lambda: ConvForecaster(SINE_LEN),
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="pairs-ranking-sgd",
+            description=f"which of two items ({PAIR_FEATURES} features, a hidden utility) wins, one MLP "
+            f"{PAIR_FEATURES}-64-64-1 scoring both, hinge ranking loss (margin 1), SGD momentum 0.9, batch 32, "
+            "4 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=pairs_data,
+            make_model=lambda: PairScorer(PAIR_FEATURES),
+            make_loss=MarginRanking,
+        ),
+        Task(
+            name="char-gru-rmsprop",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), GRU (embed "
+            "32, hidden 96), RMSprop, batch 32, 2 epochs",
+            half="fresh",
+            optimizer=RMSPROP,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: RecurrentNet(nn.GRU, len(CHARS), len(CHARS), 32, 96, per_token=True),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="digits-resnet-adamw",
+            description="load_digits 8x8 images, small ResNet with batch norm (16/32 channels), AdamW wd 0.05, "
+            "batch 64, 8 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.05},
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: SmallResNet(10, channels=16),
         ),
     ]
 }
