@@ -33,7 +33,9 @@ batch, a mixture of experts, spectral normalization) and a seventeenth (a variat
 convolution language model, batch 1, data augmentation, a linear probe on a frozen body, heavy-tailed target
 noise) and an eighteenth (a focal loss on imbalanced classes, a depthwise-separable CNN under RMSprop with momentum,
 a convolutional forecaster, a pairwise ranking loss, RMSprop on a GRU language model, AdamW on a residual CNN with
-batch norm): how the rules fare where nobody looked.
+batch norm) and a nineteenth (an MLP-Mixer, quantile regression on the pinball loss, a deep plain ReLU MLP under
+SGD, channel dropout under NAdam with decoupled weight decay, a convolutional text classifier under Adagrad, a
+LLaMA-style language model under Adam with beta2 0.95): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -1619,6 +1621,145 @@ class TokenCrossEntropy(nn.Module):
         return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
+def he_mlp(in_features: int, out_features: int, hidden: int, depth: int) -> nn.Sequential:
+    """`mlp` with He (Kaiming normal) weights and zero biases: the init that keeps a deep plain ReLU stack's signal
+    at scale (torch's default shrinks it layer by layer, and 8 layers of it learn nothing at any LR)."""
+    model = mlp(in_features, out_features, hidden=hidden, depth=depth)
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return model
+
+
+class MixerBlock(nn.Module):
+    """An MLP-Mixer block: an MLP across the patches (token mixing), then one across the channels, each after a
+    LayerNorm and added back: attention's role played by a plain MLP over the token axis."""
+
+    def __init__(self, tokens: int, dim: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.tokens = nn.Sequential(nn.Linear(tokens, 2 * tokens), nn.GELU(), nn.Linear(2 * tokens, tokens))
+        self.channels = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = h + self.tokens(self.norm1(h).transpose(1, 2)).transpose(1, 2)
+        return h + self.channels(self.norm2(h))
+
+
+class Mixer(nn.Module):
+    """An MLP-Mixer for 1x8x8 images: 2x2 patches embedded linearly, two Mixer blocks, LayerNorm, the mean over
+    patches and a linear head."""
+
+    def __init__(self, num_classes: int, patch: int = 2, dim: int = 32, blocks: int = 2) -> None:
+        super().__init__()
+        self.patch = patch
+        tokens = (8 // patch) ** 2
+        self.embed = nn.Linear(patch * patch, dim)
+        self.blocks = nn.Sequential(*[MixerBlock(tokens, dim) for _ in range(blocks)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch
+        patches = x.unfold(2, p, p).unfold(3, p, p).reshape(x.shape[0], -1, p * p)
+        return self.head(self.norm(self.blocks(self.embed(patches))).mean(1))
+
+
+QUANTILES = (0.5, 0.1, 0.9)
+
+
+class Pinball(nn.Module):
+    """The pinball (quantile) loss of one output per quantile in QUANTILES, averaged; the median comes first, so
+    the val MSE reads the median's prediction."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        q = torch.tensor(QUANTILES, dtype=pred.dtype, device=pred.device)
+        error = target - pred  # (B, 1) against (B, len(QUANTILES))
+        return torch.maximum(q * error, (q - 1) * error).mean()
+
+
+class DropoutCNN(nn.Module):
+    """Two conv layers with LeakyReLU and channel dropout (Dropout2d 0.2), no normalization, a linear head."""
+
+    def __init__(self, num_classes: int, channels: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1), nn.LeakyReLU(0.1), nn.Dropout2d(0.2), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.LeakyReLU(0.1), nn.Dropout2d(0.2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * channels, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TextCNN(nn.Module):
+    """Word embeddings, one 1-D convolution over word trigrams, ReLU, the max over the document and a linear head:
+    a Kim-style text classifier (a word order model, where the EmbeddingBag averages)."""
+
+    def __init__(self, vocab: int, out: int, dim: int = 32, filters: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.conv = nn.Conv1d(dim, filters, 3)
+        self.head = nn.Linear(filters, out)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(self.embed(tokens).transpose(1, 2)))
+        return self.head(h.amax(-1))
+
+
+class RMSNorm(nn.Module):
+    """Scale by the root mean square (no centering, no bias), as in LLaMA-style models (nn.RMSNorm is torch 2.4+)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.weight * h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+
+
+class SwiGLUBlock(nn.Module):
+    """A pre-norm decoder block: RMSNorm, causal self-attention, RMSNorm, a SwiGLU feed-forward (silu(x W1) * x W2,
+    then W3), each added back."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, bias=False, batch_first=True)
+        self.gate, self.up = nn.Linear(dim, 2 * dim, bias=False), nn.Linear(dim, 2 * dim, bias=False)
+        self.down = nn.Linear(2 * dim, dim, bias=False)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(h)
+        h = h + self.attn(x, x, x, attn_mask=mask, need_weights=False)[0]
+        x = self.norm2(h)
+        return h + self.down(nn.functional.silu(self.gate(x)) * self.up(x))
+
+
+class SwiGLULM(nn.Module):
+    """A small LLaMA-style causal language model: embeddings and learned positions, SwiGLU blocks with RMSNorm, a
+    final RMSNorm and a per-token head."""
+
+    def __init__(self, vocab: int, length: int, dim: int = 48, heads: int = 4, layers: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(1, length, dim) / math.sqrt(dim))
+        self.blocks = nn.ModuleList(SwiGLUBlock(dim, heads) for _ in range(layers))
+        self.norm = RMSNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        mask = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), 1)
+        h = self.embed(tokens) + self.pos[:, :length]
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.head(self.norm(h))
+
+
 # -- the suite ---------------------------------------------------------------------------------------------------
 
 SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
@@ -3144,6 +3285,90 @@ TASKS: dict[str, Task] = {
             metric="accuracy",
             make_data=digit_images_data,
             make_model=lambda: SmallResNet(10, channels=16),
+        ),
+        # -- fresh, nineteenth batch: an MLP-Mixer, quantile regression on the pinball loss, a deep plain ReLU MLP
+        # under SGD, channel dropout under NAdam with decoupled weight decay, a convolutional text classifier
+        # under Adagrad, a LLaMA-style language model (RMSNorm, SwiGLU) under Adam with beta2 0.95
+        Task(
+            name="digits-mixer-adamw",
+            description="load_digits 8x8 images, an MLP-Mixer (2x2 patches, dim 32, 2 blocks), AdamW wd 0.05, "
+            "batch 32, 8 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.05},
+            batch_size=32,
+            epochs=8,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: Mixer(10),
+        ),
+        Task(
+            name="friedman-pinball-adam",
+            description="make_friedman1 regression (standardized target), MLP 10-64-64-3 predicting the 0.5, 0.1 and "
+            "0.9 quantiles on the pinball loss (val MSE of the median), Adam, batch 32, 6 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=6,
+            metric="mse",
+            make_data=friedman_data,
+            make_model=lambda: mlp(10, len(QUANTILES)),
+            make_loss=Pinball,
+        ),
+        Task(
+            name="digits-deepplain-sgd",
+            description="load_digits (64 features), 8-layer ReLU MLP 64-64x8-10 without normalization or skips "
+            "(He init), SGD momentum 0.9, batch 32, 10 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=10,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: he_mlp(64, 10, hidden=64, depth=8),
+        ),
+        Task(
+            name="digits-dropout-nadamw",
+            description="load_digits 8x8 images, CNN with LeakyReLU and channel dropout 0.2, no normalization, NAdam "
+            "with decoupled weight decay 0.01, batch 64, 10 epochs",
+            half="fresh",
+            optimizer=NADAM,
+            optimizer_kwargs={"weight_decay": 0.01, "decoupled_weight_decay": True},
+            batch_size=64,
+            epochs=10,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: DropoutCNN(10),
+        ),
+        Task(
+            name="docs-textcnn-adagrad",
+            description=f"{BOW_CLASSES}-class documents of {BOW_LEN} words out of {BOW_VOCAB}, word embeddings "
+            "(dim 32), a trigram convolution (64 filters) max-pooled over the document, Adagrad, batch 32, 5 epochs",
+            half="fresh",
+            optimizer=ADAGRAD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=5,
+            metric="accuracy",
+            make_data=bag_of_words_data,
+            make_model=lambda: TextCNN(BOW_VOCAB, BOW_CLASSES),
+        ),
+        Task(
+            name="char-swiglu-adam",
+            description=f"character language model on sklearn's dataset descriptions ({CHAR_LEN}-char windows), "
+            "LLaMA-style 2-layer decoder (RMSNorm, SwiGLU, dim 48, 4 heads), Adam betas (0.9, 0.95), batch 32, "
+            "2 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={"betas": (0.9, 0.95)},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=descr_chars_data,
+            make_model=lambda: SwiGLULM(len(CHARS), CHAR_LEN),
+            make_loss=TokenCrossEntropy,
         ),
     ]
 }
