@@ -1,11 +1,14 @@
-"""The quality bench's comparisons: a tie within float32 rounding is a tie, a real difference is not."""
+"""The quality bench's comparisons (a tie within float32 rounding is a tie, a real difference is not) and its
+fresh set's batches."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.quality.run import _vs_default, better
-from bench.quality.tasks import TASKS
+from bench.quality.methods import CLRFIND
+from bench.quality.peers import DEFAULT
+from bench.quality.run import Row, _vs_default, batch_rows, better
+from bench.quality.tasks import FRESH_BATCH_STARTS, TASKS, fresh_batches
 
 
 def _mean_of_float32(values: list[float]) -> float:
@@ -30,3 +33,29 @@ def test_one_sample_apart_is_a_difference_both_ways() -> None:
     assert _vs_default(accuracy, 58 / 58, 57 / 58) == "above"
     assert _vs_default(mse, 0.0841, 0.0842) == "above"  # lower is better
     assert _vs_default(mse, 0.0843, 0.0842) == "below"
+
+
+def test_every_fresh_task_has_a_batch_in_the_order_written() -> None:
+    batches = fresh_batches()
+    fresh = [name for name, task in TASKS.items() if task.half == "fresh"]
+    assert list(batches) == fresh  # every fresh task, no task of the two halves
+    assert list(batches.values()) == sorted(batches.values())  # batches are contiguous in TASKS
+    assert [batches[name] for name in FRESH_BATCH_STARTS] == list(range(1, len(FRESH_BATCH_STARTS) + 1))
+
+
+def _row(method: str, score: float, vs_default: str = "-") -> Row:
+    return Row(method, [0.5], "", None, None, 0, 0, 1, score=score, vs_default=vs_default)
+
+
+def test_batch_rows_average_each_fresh_batch_and_leave_the_halves_out() -> None:
+    first, second = FRESH_BATCH_STARTS[:2]
+    later = next(n for n, b in fresh_batches().items() if b == 1 and n != first)
+    scored = {
+        "moons": [_row(CLRFIND, 0.1, "below"), _row(DEFAULT, 0.2)],  # dev: not a batch
+        first: [_row(CLRFIND, 1.0, "above"), _row(DEFAULT, 0.5)],
+        later: [_row(CLRFIND, 0.5, "below"), _row(DEFAULT, 0.7)],
+        second: [_row(CLRFIND, 0.9, "above"), _row(DEFAULT, 0.3)],
+    }
+    header, rows = batch_rows(scored, [CLRFIND, DEFAULT])
+    assert header == ["fresh batch", "tasks", CLRFIND, DEFAULT, "clrfind above default LR"]
+    assert rows == [["1", "2", "0.750", "0.600", "1/2"], ["2", "1", "0.900", "0.300", "1/1"]]

@@ -50,7 +50,7 @@ from bench.quality.oracle import (
 from bench.quality.peers import DEFAULT, PEERS
 from bench.quality.placement import grid_optimum, placement
 from bench.quality.records import MethodRun
-from bench.quality.tasks import CACHE_DIR, DATA_MODES, FAMILIES, HALVES, TASKS, Task
+from bench.quality.tasks import CACHE_DIR, DATA_MODES, FAMILIES, HALVES, TASKS, Task, fresh_batches
 from bench.quality.train import Outcome
 
 ORACLE = "oracle (grid)"
@@ -417,6 +417,25 @@ def summary_rows(scored: dict[str, list[Row]], tasks: dict[str, Task], methods: 
     return out
 
 
+def batch_rows(scored: dict[str, list[Row]], methods: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The fresh set's mean score per batch and method (header, rows): each batch was first scored with the rules
+    of its day, and this says how it fares with the rules as they stand."""
+    batches: dict[int, list[str]] = {}
+    for name in scored:
+        if name in fresh_batches():
+            batches.setdefault(fresh_batches()[name], []).append(name)
+    rows = []
+    for batch, names in sorted(batches.items()):
+        means = []
+        for method in methods:
+            scores = [r.score for n in names for r in scored[n] if r.method == method and r.score is not None]
+            means.append(f"{np.mean(scores):.3f}" if scores else "-")
+        mine = [r for n in names for r in scored[n] if r.method == CLRFIND]
+        above = f"{sum(r.vs_default == 'above' for r in mine)}/{len(names)}" if mine else "-"
+        rows.append([str(batch), str(len(names)), *means, above])
+    return ["fresh batch", "tasks", *methods, "clrfind above default LR"], rows
+
+
 SPLIT_HEADER = ["task", "half", "optimizer", "batch", "budget (steps)", "metric (chance)", "description"]
 
 
@@ -724,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[tuple[str, list[str], list[list[str]]]] = [("split", SPLIT_HEADER, split)]
     sections += [(f"per task: {h}", HEADER, rows) for h, rows in per_task]
     sections += [(f"summary: {h}", SUMMARY_HEADER, rows) for h, rows in summaries]
+    by_batch = batch_rows(scored, methods)
+    if by_batch[1]:
+        sections.append(("fresh set by batch (mean score)", *by_batch))
     if mine:
         sections.append(("clrfind per task", CLRFIND_HEADER, mine))
     placed = [(h, [r for r in results if r.task.name in names]) for h, names in groups]

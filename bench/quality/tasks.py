@@ -3200,9 +3200,10 @@ TASKS: dict[str, Task] = {
             make_model=lambda: mlp(10, 1),
             make_loss=nn.MSELoss,
         ),
-        # -- fresh, eighteenth batch: a focal loss on imbalanced classes, a depthwise-separable CNN under
-        # RMSprop with momentum, a convolutional forecaster, a pairwise ranking loss, RMSprop on a GRU language
-        # model, AdamW on a residual CNN with batch norm
+        # eighteenth batch: training the bench had not run (a focal loss on imbalanced classes, a
+        # depthwise-separable CNN under RMSprop with momentum, a convolutional forecaster, a pairwise ranking loss,
+        # RMSprop on a GRU language model, AdamW on a residual CNN with batch norm), written and first scored with
+        # the rules as of 3b2588c
         Task(
             name="imbalanced-focal-adam",
             description="make_classification (20 features, 4 classes in proportion 55/25/15/5), MLP 20-64-64-4, "
@@ -3286,9 +3287,10 @@ TASKS: dict[str, Task] = {
             make_data=digit_images_data,
             make_model=lambda: SmallResNet(10, channels=16),
         ),
-        # -- fresh, nineteenth batch: an MLP-Mixer, quantile regression on the pinball loss, a deep plain ReLU MLP
-        # under SGD, channel dropout under NAdam with decoupled weight decay, a convolutional text classifier
-        # under Adagrad, a LLaMA-style language model (RMSNorm, SwiGLU) under Adam with beta2 0.95
+        # nineteenth batch: training the bench had not run (an MLP-Mixer, quantile regression on the pinball loss,
+        # a deep plain ReLU MLP under SGD, channel dropout under NAdam with decoupled weight decay, a convolutional
+        # text classifier under Adagrad, a LLaMA-style language model under Adam with beta2 0.95), written and
+        # first scored with the rules as of 3b2588c (unchanged at e43aa4e)
         Task(
             name="digits-mixer-adamw",
             description="load_digits 8x8 images, an MLP-Mixer (2x2 patches, dim 32, 2 blocks), AdamW wd 0.05, "
@@ -3372,6 +3374,33 @@ TASKS: dict[str, Task] = {
         ),
     ]
 }
+
+
+# The first task of each fresh batch, in the order the batches were written (TASKS keeps that order): a batch was
+# first scored with the rules of its day, so the bench can say how each one fares now.
+FRESH_BATCH_STARTS = (
+    "nadam-mlp", "digits-autoencoder", "digits-sigmoid-sgd", "digits-long-sgd", "cancer-bce-sgd",
+    "digits-noisy-adamw", "six-class-memorize-sgd", "digits-bncnn-batch8-adamw", "cancer-raw-sgd", "char-adafactor",
+    "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
+    "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw",
+)  # fmt: skip
+
+
+@functools.cache
+def fresh_batches() -> dict[str, int]:
+    """Each fresh task's batch, numbered from 1 in the order they were written."""
+    batch, out = 0, {}
+    for name, task in TASKS.items():
+        if task.half != "fresh":
+            continue
+        if name in FRESH_BATCH_STARTS:
+            batch += 1
+        if batch == 0:
+            raise ValueError(
+                f"fresh task {name} comes before the first batch's start ({FRESH_BATCH_STARTS[0]})"
+            )
+        out[name] = batch
+    return out
 
 
 @functools.cache
