@@ -7,7 +7,8 @@ mean metric over the seeds: 1 = as good as the grid search, 0 = no better than a
 (`TaskData.chance`; failed runs count as chance, so scores are >= 0). The same formula is sign-correct for the
 lower-is-better metrics (MSE, nats). "Within 1%" = the mean metric falls short of the oracle's by at most 1% of
 the oracle's value (for accuracy that is ~1 point); beating the oracle counts as within. The tasks are split in a
-development half and a held-out half (`Task.half`); the summary is given per half and for all.
+development half and a held-out half (`Task.half`), and a fresh set written in batches; the summary is given per
+set and for all, and the fresh set's mean score per batch (`tasks.fresh_batches`).
 
 Experiments: `--clrfind-set NAME=VALUE` changes how clrfind is driven (`mode=exp`, `min_steps=300`) or a clrfind
 module constant (`analysis.bounds.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds;
