@@ -250,7 +250,8 @@ def range_test(
     job = joined_group(model)
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
     loggers, out_dir = _rank_0_outputs(log, save, rank)
-    terms = terms or library_terms(step_fn=step_fn is not None)
+    clip = "clip_grad_value" if clip_grad_value is not None else "clip_grad_norm"
+    terms = terms or library_terms(step_fn=step_fn is not None, clip=clip)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home

@@ -629,7 +629,11 @@ class _Stepper:
         if self.clip is not None:
             if scaler is not None:
                 scaler.unscale_(self.optimizer)  # clip the true gradients, as a training loop under fp16 does
+            self.part = "clip"
+            if i == 0:
+                _refuse_sparse_clip(self.model)
             self.clip()
+            self.part = "optimizer"
         if not self._optimizer_step():
             return None
         return step_loss if self.reduce_loss is None else self.reduce_loss(step_loss.detach())
@@ -677,6 +681,15 @@ def _clipper(model: torch.nn.Module, settings: RunSettings) -> Callable[[], Any]
         clip_value = settings.clip_grad_value
         return lambda: torch.nn.utils.clip_grad_value_(params, clip_value)
     return None
+
+
+def _refuse_sparse_clip(model: torch.nn.Module) -> None:
+    """torch's clipping takes a norm or clamps in place, and neither works on a sparse gradient (an
+    nn.Embedding(sparse=True)): say so in the setup's terms, not as a backend error from the optimizer's step."""
+    sparse = [name for name, p in model.named_parameters() if p.grad is not None and p.grad.is_sparse]
+    if sparse:
+        shown = ", ".join(sparse[:3]) + (f" and {len(sparse) - 3} more" if len(sparse) > 3 else "")
+        raise Fault("clip_sparse", "clip", params=shown)
 
 
 def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:

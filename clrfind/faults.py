@@ -17,7 +17,7 @@ from clrfind.errors import SetupError, exception_text
 if TYPE_CHECKING:
     from clrfind.spec import LoadedSpec, TargetRef
 
-Part = Literal["data", "val_data", "model", "loss", "step", "optimizer", "precision", "metric"]
+Part = Literal["data", "val_data", "model", "loss", "step", "clip", "optimizer", "precision", "metric"]
 Path_ = Literal["spec", "library"]
 
 # kind -> (message, fix for a spec, fix for a library call). Messages name parts as {data}, {model}, ..., and the
@@ -96,6 +96,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "use metric: val_loss (or loss), which reads any loss",
         "use metric='val_loss' (or 'loss'), which reads any loss",
     ),
+    "clip_sparse": (
+        "{clip}: torch cannot clip sparse gradients, and {model} has some ({params})",
+        "remove {clip}, or make those layers dense (e.g. nn.Embedding(..., sparse=False)): a training loop that "
+        "clips them fails the same way",
+        "pass {clip}=None, or make those layers dense (e.g. nn.Embedding(..., sparse=False)): a training loop that "
+        "clips them fails the same way",
+    ),
     "fp16_overflow": (
         "{precision}: fp16 GradScaler skipped every step (gradients overflow)",
         "use precision: bf16 or fp32",
@@ -154,18 +161,19 @@ _PART_NAMES: tuple[Part, ...] = (
     "model",
     "loss",
     "step",
+    "clip",
     "optimizer",
     "precision",
     "metric",
 )
 
 
-def library_terms(*, step_fn: bool) -> Terms:
-    """`range_test()`'s words: its argument names."""
+def library_terms(*, step_fn: bool, clip: str = "clip_grad_norm") -> Terms:
+    """`range_test()`'s words: its argument names (`clip`: the clipping argument that was passed)."""
     step = "step_fn" if step_fn else "the default step loss_fn(model(inputs), targets)"
     names: dict[Part, str] = {
         "data": "train_loader", "val_data": "val_loader", "model": "model", "loss": "loss_fn", "step": step,
-        "optimizer": "optimizer", "precision": "precision", "metric": "metric",
+        "clip": clip, "optimizer": "optimizer", "precision": "precision", "metric": "metric",
     }  # fmt: skip
     return Terms(names, "library")
 
@@ -189,6 +197,7 @@ def spec_terms(loaded: LoadedSpec) -> Terms:
         "val_data": named("data.val", data and data.val, "val_data", "data.val"), "model": model,
         "loss": named("loss", spec.loss, "loss"),
         "step": named("step", spec.step, "step") if spec.step is not None else model,
+        "clip": "clip_grad_value" if spec.clip_grad_value is not None else "clip_grad_norm",
         "optimizer": named("optimizer", spec.optimizer, "optimizer"), "precision": "precision",
         "metric": "range_test.metric",
     }  # fmt: skip

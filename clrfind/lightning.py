@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 # Errors name the module's hooks, not range_test()'s arguments.
 _NAMES: dict[Part, str] = {
     "data": "the training dataloader", "val_data": "the validation dataloader", "model": "the LightningModule",
-    "loss": "training_step", "step": "training_step", "optimizer": "the optimizer of configure_optimizers()",
+    "loss": "training_step", "step": "training_step", "clip": "Trainer(gradient_clip_val=...)",
+    "optimizer": "the optimizer of configure_optimizers()",
     "precision": "Trainer(precision=...)", "metric": "metric",
 }  # fmt: skip
 TERMS = Terms(_NAMES, "library")

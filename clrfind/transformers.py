@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _NAMES: dict[Part, str] = {
     "data": "trainer.get_train_dataloader()", "val_data": "the validation data", "model": "trainer.model",
     "loss": "trainer.compute_loss", "step": "trainer.compute_loss(model, batch)",
+    "clip": "TrainingArguments(max_grad_norm=...)",
     "optimizer": "trainer.create_optimizer()", "precision": "TrainingArguments(bf16/fp16)", "metric": "metric",
 }  # fmt: skip
 TERMS = Terms(_NAMES, "library")

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import clrfind
-from clrfind.errors import SpecError, UsageError
+from clrfind.errors import RunError, SetupError, SpecError, UsageError
 
 CLIPS = {
     "clip_grad_norm": lambda params, x: torch.nn.utils.clip_grad_norm_(params, x),
@@ -103,3 +103,97 @@ def test_a_spec_clips_and_the_results_say_so(tmp_path) -> None:
     result = run_spec(load_spec(spec), out_dir=tmp_path / "run").result
     assert result.clip_grad_norm == 0.5 and result.clip_grad_value is None
     assert clrfind.load_results(tmp_path / "run").clip_grad_norm == 0.5
+
+
+class _SparseNet(torch.nn.Module):
+    """An embedding with sparse gradients (as recommenders use with SparseAdam) and a dense head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 4, sparse=True)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(ids))
+
+
+def _sparse_task():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (256,))
+    loader = DataLoader(TensorDataset(ids, (ids % 2).long()), batch_size=32)
+    return _SparseNet(), loader
+
+
+def test_sparse_gradients_train_without_clipping() -> None:
+    model, loader = _sparse_task()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # SGD steps sparse and dense gradients alike
+    result = clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-3, max_lr=1.0,
+                                steps=20, verify_bounds=False)  # fmt: skip
+    assert result.steps_run == 20
+
+
+@pytest.mark.parametrize("how", ["clip_grad_norm", "clip_grad_value"])
+def test_clipping_sparse_gradients_is_a_setup_error_that_names_the_clipping(how: str) -> None:
+    # torch's clip_grad_norm_ / clip_grad_value_ raise a backend error on a sparse gradient; without the check it
+    # read "optimizer raised NotImplementedError", blaming the wrong part.
+    model, loader = _sparse_task()
+    before = copy.deepcopy(model.state_dict())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(SetupError, match=rf"^{how}: torch cannot clip sparse gradients, and model has some "
+                       r"\(embed\.weight\)") as caught:  # fmt: skip
+        clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-3, max_lr=1.0,
+                           steps=20, **{how: 1.0})  # fmt: skip
+    assert f"pass {how}=None" in caught.value.hint
+    for name, value in model.state_dict().items():  # the caller's state is put back
+        assert torch.equal(value, before[name]), name
+
+
+def test_a_spec_that_clips_sparse_gradients_exits_2_naming_the_file_and_key(tmp_path) -> None:
+    from conftest import BASE_SPEC, write_spec
+    from typer.testing import CliRunner
+
+    from clrfind.cli import app
+
+    (tmp_path / "sparse.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n\n\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.embed = torch.nn.Embedding(50, 4, sparse=True)\n"
+        "        self.head = torch.nn.Linear(4, 2)\n\n"
+        "    def forward(self, ids):\n"
+        "        return self.head(self.embed(ids))\n\n\n"
+        "def ids():\n"
+        "    x = torch.randint(0, 50, (256,), generator=torch.Generator().manual_seed(0))\n"
+        "    return TensorDataset(x, x % 2)\n"
+    )
+    body = BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "sparse.py:Net").replace(
+        "task.py:blobs, kwargs: {n: 1024}", "sparse.py:ids"
+    )
+    spec = write_spec(tmp_path, body + "clip_grad_norm: 1.0\n")
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--out", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    assert res.stderr.startswith(
+        "error: spec.yaml: clip_grad_norm: torch cannot clip sparse gradients, and model.target 'sparse.py:Net' has "
+        "some (embed.weight) (remove clip_grad_norm"
+    )
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_a_clipping_failure_mid_run_is_reported_as_the_clippings(monkeypatch) -> None:
+    model, loader = _task()
+    real, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def failing(params, max_norm):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("clipping broke")
+        return real(params, max_norm)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", failing)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(RunError, match=r"clip_grad_norm raised RuntimeError at step 3: clipping broke"):
+        clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=0.05, max_lr=0.5,
+                           steps=8, verify_bounds=False, clip_grad_norm=1.0)  # fmt: skip
