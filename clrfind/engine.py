@@ -17,6 +17,7 @@ the caller can always save what was measured.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from collections import deque
@@ -683,6 +684,17 @@ def _clipper(model: torch.nn.Module, settings: RunSettings) -> Callable[[], Any]
     return None
 
 
+def _refuse_unsteppable(optimizer: torch.optim.Optimizer) -> None:
+    """Optimizers a range test cannot drive, refused before the first step: one whose step() needs a closure (the
+    loop steps once per LR, without one), and Rprop, which takes lr only as its first step size (the ladder's later
+    LRs would change nothing, and so would the schedule it exports)."""
+    closure = inspect.signature(type(optimizer).step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise Fault("optimizer_closure", "optimizer")
+    if isinstance(optimizer, torch.optim.Rprop):
+        raise Fault("optimizer_lr_unused", "optimizer")
+
+
 def _refuse_sparse_clip(model: torch.nn.Module) -> None:
     """torch's clipping takes a norm or clamps in place, and neither works on a sparse gradient (an
     nn.Embedding(sparse=True)): say so in the setup's terms, not as a backend error from the optimizer's step."""
@@ -736,6 +748,7 @@ def run_loop(
     `EngineOutput.error` with the steps recorded so far.
     """
     settings = settings or RunSettings()
+    _refuse_unsteppable(optimizer)
     total = len(lrs)
     probe = _MetricProbe.for_settings(settings, val_loader, device, loss_fn, step_fn)
     batches = _Batches(loader)

@@ -96,6 +96,22 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "use metric: val_loss (or loss), which reads any loss",
         "use metric='val_loss' (or 'loss'), which reads any loss",
     ),
+    "optimizer_closure": (
+        "{optimizer}: its step() needs a closure that re-evaluates the loss (as LBFGS's line search does), and a "
+        "range test takes one plain step per LR",
+        "range-test an optimizer that steps without a closure (SGD, Adam, ...); LBFGS finds its own step length "
+        "with line_search_fn='strong_wolfe'",
+        "range-test an optimizer that steps without a closure (SGD, Adam, ...); LBFGS finds its own step length "
+        "with line_search_fn='strong_wolfe'",
+    ),
+    "optimizer_lr_unused": (
+        "{optimizer}: Rprop reads lr only as each weight's first step size and adapts it from the gradient's sign "
+        "after that, so the LR a range test or a schedule sets changes nothing",
+        "tune Rprop's etas and step_sizes instead, or range-test an optimizer whose steps scale with lr (SGD, "
+        "Adam, ...)",
+        "tune Rprop's etas and step_sizes instead, or range-test an optimizer whose steps scale with lr (SGD, "
+        "Adam, ...)",
+    ),
     "clip_sparse": (
         "{clip}: torch cannot clip sparse gradients, and {model} has some ({params})",
         "remove {clip}, or make those layers dense (e.g. nn.Embedding(..., sparse=False)): a training loop that "

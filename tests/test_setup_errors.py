@@ -61,6 +61,16 @@ TARGET_CASES = [
         ("torch.nn.CrossEntropyLoss}", "torch.nn.CrossEntropyLoss, kwargs: {reduction: none}}"),
         ["not a scalar"],
     ),
+    (
+        "closure optimizer",
+        ("torch.optim.SGD, kwargs: {momentum: 0.9}", "torch.optim.LBFGS"),
+        ["optimizer.target 'torch.optim.LBFGS'", "needs a closure", "line_search_fn"],
+    ),
+    (
+        "optimizer ignores lr",
+        ("torch.optim.SGD, kwargs: {momentum: 0.9}", "torch.optim.Rprop"),
+        ["optimizer.target 'torch.optim.Rprop'", "first step size", "etas and step_sizes"],
+    ),
     ("no cuda", ("device: cpu", "device: cuda"), ["device", "CUDA is not available"]),
     (
         "bad checkpoint",
@@ -118,3 +128,23 @@ def test_checkpoint_is_loaded_weights_only(tmp_path: Path) -> None:
     torch.save({"evil": object()}, tmp_path / "w.pt")  # not loadable with weights_only=True
     res = CliRunner().invoke(app, ["check", str(spec)])
     assert res.exit_code == 2 and "weights_only=True" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "needle"),
+    [("LBFGS", "needs a closure"), ("Rprop", "first step size")],
+    ids=["LBFGS", "Rprop"],
+)
+def test_optimizers_a_range_test_cannot_drive_are_refused_before_a_step(tiny_task, optimizer, needle) -> None:
+    import torch
+
+    import clrfind
+    from clrfind.errors import SetupError
+
+    model, loader, loss_fn, _ = tiny_task
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = getattr(torch.optim, optimizer)(model.parameters())
+    with pytest.raises(SetupError, match=f"^optimizer: .*{needle}"):
+        clrfind.range_test(model, loader, loss_fn, opt, min_lr=1e-3, max_lr=1.0, steps=10)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    assert not opt.state  # not one step taken
