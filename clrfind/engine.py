@@ -684,10 +684,16 @@ def _clipper(model: torch.nn.Module, settings: RunSettings) -> Callable[[], Any]
     return None
 
 
-def _refuse_unsteppable(optimizer: torch.optim.Optimizer) -> None:
-    """Optimizers a range test cannot drive, refused before the first step: one whose step() needs a closure (the
-    loop steps once per LR, without one), and Rprop, which takes lr only as its first step size (the ladder's later
-    LRs would change nothing, and so would the schedule it exports)."""
+def _refuse_undrivable(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Setups whose LR cannot move the model, refused before the first step: nothing the optimizer steps requires
+    grad (a frozen model, or an optimizer over its frozen part: the curve would be flat at every LR), an optimizer
+    whose step() needs a closure (the loop steps once per LR, without one), and Rprop, which takes lr only as its
+    first step size (the ladder's later LRs would change nothing, and so would the schedule it exports)."""
+    stepped = [p for group in optimizer.param_groups for p in group["params"]]
+    if stepped and not any(p.requires_grad for p in stepped):
+        if not any(p.requires_grad for p in model.parameters()):
+            raise Fault("model_frozen", "model", count=str(len(list(model.parameters()))))
+        raise Fault("optimizer_frozen", "optimizer", count=str(len(stepped)))
     closure = inspect.signature(type(optimizer).step).parameters.get("closure")
     if closure is not None and closure.default is inspect.Parameter.empty:
         raise Fault("optimizer_closure", "optimizer")
@@ -748,7 +754,7 @@ def run_loop(
     `EngineOutput.error` with the steps recorded so far.
     """
     settings = settings or RunSettings()
-    _refuse_unsteppable(optimizer)
+    _refuse_undrivable(model, optimizer)
     total = len(lrs)
     probe = _MetricProbe.for_settings(settings, val_loader, device, loss_fn, step_fn)
     batches = _Batches(loader)

@@ -96,6 +96,16 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "use metric: val_loss (or loss), which reads any loss",
         "use metric='val_loss' (or 'loss'), which reads any loss",
     ),
+    "model_frozen": (
+        "{model}: none of its {count} parameters requires grad, so no step can change it",
+        "unfreeze the parameters to train (requires_grad_(True)) in the model's target",
+        "unfreeze the parameters to train (requires_grad_(True)) before the range test",
+    ),
+    "optimizer_frozen": (
+        "{optimizer}: none of the {count} parameters it steps requires grad, so no step changes {model}",
+        "build the optimizer over the parameters to train (those with requires_grad=True)",
+        "build the optimizer over the parameters to train (those with requires_grad=True)",
+    ),
     "optimizer_closure": (
         "{optimizer}: its step() needs a closure that re-evaluates the loss (as LBFGS's line search does), and a "
         "range test takes one plain step per LR",

@@ -148,3 +148,26 @@ def test_optimizers_a_range_test_cannot_drive_are_refused_before_a_step(tiny_tas
         clrfind.range_test(model, loader, loss_fn, opt, min_lr=1e-3, max_lr=1.0, steps=10)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
     assert not opt.state  # not one step taken
+
+
+def test_a_setup_where_nothing_the_optimizer_steps_trains_is_refused(tiny_task) -> None:
+    # Before: a frozen model read "loss ... returned a loss that does not require grad (compute it ... without
+    # torch.no_grad() or .detach())", blaming the loss; an optimizer over the frozen part ran a flat curve.
+    import torch
+
+    import clrfind
+    from clrfind.errors import SetupError
+
+    model, loader, loss_fn, _ = tiny_task
+    first, *rest = list(model.parameters())
+    first.requires_grad_(False)
+    with pytest.raises(SetupError, match=r"^optimizer: none of the 1 parameters it steps requires grad"):
+        clrfind.range_test(model, loader, loss_fn, torch.optim.SGD([first], lr=0.1), min_lr=1e-3, max_lr=1.0,
+                           steps=10)  # fmt: skip
+    for p in rest:
+        p.requires_grad_(False)
+    n = len(rest) + 1
+    with pytest.raises(SetupError, match=rf"^model: none of its {n} parameters requires grad") as caught:
+        clrfind.range_test(model, loader, loss_fn, torch.optim.SGD(model.parameters(), lr=0.1), min_lr=1e-3,
+                           max_lr=1.0, steps=10)  # fmt: skip
+    assert "requires_grad_(True)" in caught.value.hint
