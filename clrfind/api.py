@@ -372,7 +372,12 @@ def _finish_library_run(
             wait_for_peers()
     saved = f"; the steps so far saved to {files.out_dir}" if files is not None else ""
     if out.error is not None:
-        raise RunError(f"{result.stop_detail}{saved}") from out.error
+        hint = (
+            f"{ONE_SAMPLE_NORM}: pass a DataLoader with drop_last=True"
+            if _is_one_sample_norm(out.error)
+            else None
+        )
+        raise RunError(f"{result.stop_detail}{saved}", hint=hint) from out.error
     if signum is not None:
         raise RunInterrupted(f"{stops.stop_detail(signum)}{saved}", signum=signum)
     log_result(result, loggers)
@@ -955,6 +960,8 @@ def run_spec(
                 f"CUDA ran out of memory at batch_size {comps.batch_size}: try a smaller data.batch_size with "
                 f"accumulate: N to keep the global batch, precision: bf16, or a smaller model"
             )
+        elif _is_one_sample_norm(out.error):
+            hint = f"{ONE_SAMPLE_NORM}: set data.drop_last: true, or a batch_size that leaves no single sample over"
         raise RunError(
             f"{result.stop_detail}{where}",
             hint=hint or "run with --debug for the full traceback",
@@ -977,6 +984,15 @@ def run_spec(
         files=files or RunFiles(out_dir, out_dir / RESULTS_NAME, None, None),
         param_count=comps.param_count,
     )
+
+
+ONE_SAMPLE_NORM = "a batch of one sample reached batch norm in training mode (a pass's last, partial batch)"
+
+
+def _is_one_sample_norm(exc: BaseException) -> bool:
+    """torch's error for batch norm given one sample in training mode: the usual cause is a dataset whose length
+    leaves one sample over for the last batch of a pass, which the user's own loop meets too."""
+    return isinstance(exc, ValueError) and "Expected more than 1 value per channel when training" in str(exc)
 
 
 def _is_oom(exc: BaseException) -> bool:

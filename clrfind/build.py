@@ -102,6 +102,7 @@ def make_loader(
     device: torch.device,
     seed: int,
     sampler: Any | None = None,
+    drop_last: bool = False,
 ) -> Any:
     """Wrap what a data target returned in a DataLoader, or take a DataLoader as it is.
 
@@ -132,6 +133,7 @@ def make_loader(
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
         generator=generator,
+        drop_last=drop_last,
     )
 
 
@@ -335,7 +337,9 @@ def build_components(
         "device": device,
         "seed": spec.seed,
     }
-    train_loader = make_loader(train_obj, key=train_key, sampler=sampler, **loader_args)
+    train_loader = make_loader(
+        train_obj, key=train_key, sampler=sampler, drop_last=data.drop_last, **loader_args
+    )
     val_obj, val_key = made.get("val_data"), "data.val"
     if data.val is not None:
         val_obj = _data_object(

@@ -401,6 +401,9 @@ class DataSpec(_Strict):
     batch_size: int = Field(32, gt=0)
     shuffle: bool = True
     num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
+    # Drop each pass's last, partial batch of the training data, as a loop with batch norm must when the dataset's
+    # length leaves one sample over (batch norm cannot normalise a batch of one in training mode).
+    drop_last: bool = False
 
     _present = field_validator("train", mode="before")(_reject_absent)
 

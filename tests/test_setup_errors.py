@@ -171,3 +171,74 @@ def test_a_setup_where_nothing_the_optimizer_steps_trains_is_refused(tiny_task) 
         clrfind.range_test(model, loader, loss_fn, torch.optim.SGD(model.parameters(), lr=0.1), min_lr=1e-3,
                            max_lr=1.0, steps=10)  # fmt: skip
     assert "requires_grad_(True)" in caught.value.hint
+
+
+BN_TASK = """
+import torch
+from torch.utils.data import TensorDataset
+
+
+class BNNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(2, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def odd(n=129):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, (x[:, 0] > 0).long())
+"""
+
+
+def test_one_sample_left_over_for_batch_norm_points_at_drop_last(tmp_path: Path) -> None:
+    # 129 = 2 x 64 + 1: the third batch of every pass holds one sample, which batch norm cannot train on.
+    import json
+
+    (tmp_path / "bn.py").write_text(BN_TASK)
+    body = BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "bn.py:BNNet").replace(
+        "task.py:blobs, kwargs: {n: 1024}", "bn.py:odd"
+    )
+    spec = write_spec(tmp_path, body.replace("steps: 60", "steps: 20") + "verify_bounds: false\n")
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1, res.stderr
+    assert res.stdout == ""
+    line = res.stderr.strip()
+    assert line.startswith(
+        "error: model.target 'bn.py:BNNet' raised ValueError at step 2: Expected more than 1"
+    )
+    assert line.endswith(
+        "(a batch of one sample reached batch norm in training mode (a pass's last, partial batch): set "
+        "data.drop_last: true, or a batch_size that leaves no single sample over)"
+    )
+    assert (tmp_path / "run" / "range_test.json").exists()  # the two steps before it are kept
+
+    spec.write_text(spec.read_text().replace("batch_size: 64", "batch_size: 64\n  drop_last: true"))
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run2")])
+    assert res.exit_code == 0, res.stderr
+    saved = json.loads((tmp_path / "run2" / "range_test.json").read_text())
+    assert len(saved["losses"]) == 20 and saved["steps_per_epoch"] == 2 and saved["spec"]["data"]["drop_last"]
+
+
+def test_a_library_loader_with_one_sample_left_over_is_told_to_drop_it() -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import clrfind
+    from clrfind.errors import RunError
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    x = torch.randn(65, 2)
+    loader = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=32)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RunError, match="raised ValueError at step 2") as caught:
+        clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-3, max_lr=1.0,
+                           steps=10, verify_bounds=False)  # fmt: skip
+    assert caught.value.hint is not None and caught.value.hint.endswith(
+        "pass a DataLoader with drop_last=True"
+    )
