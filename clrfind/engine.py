@@ -383,8 +383,11 @@ def diagnose_first_batch(
             return Fault(
                 "model_input", "model", inputs=describe_batch(inputs), error=describe_exception(inner)
             )
+        structured = isinstance(out, (tuple, list, dict)) or hasattr(
+            out, "keys"
+        )  # a HF ModelOutput has keys()
         return Fault(
-            "loss_input",
+            "loss_input_structured" if structured else "loss_input",
             "loss",
             output=describe_batch(out),
             targets=describe_batch(targets),

@@ -38,6 +38,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
         "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
     ),
+    "loss_input_structured": (  # the model returns several things (a tuple, a dict): the default step cannot pick
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "the model returns more than one thing: add `step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) "
+        "that passes the loss the right one",
+        "the model returns more than one thing: pass step_fn=fn(model, batch, loss_fn) that passes the loss the "
+        "right one",
+    ),
     "step_failed": (
         "{step} failed on the first batch {batch}: {error}",
         "run `clrfind check SPEC --debug` for the full traceback",

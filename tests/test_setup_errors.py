@@ -242,3 +242,25 @@ def test_a_library_loader_with_one_sample_left_over_is_told_to_drop_it() -> None
     assert caught.value.hint is not None and caught.value.hint.endswith(
         "pass a DataLoader with drop_last=True"
     )
+
+
+def test_a_model_that_returns_a_tuple_is_pointed_at_a_step(tmp_path: Path) -> None:
+    (tmp_path / "rnn.py").write_text(
+        "import torch\n\n\n"
+        "class WithState(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.rnn = torch.nn.GRU(2, 2, batch_first=True)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.rnn(x.unsqueeze(1))  # (outputs, hidden), as torch's recurrent layers return\n"
+    )
+    spec = write_spec(tmp_path, BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "rnn.py:WithState"))
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.stderr
+    assert res.stdout == ""
+    line = res.stderr.strip()
+    assert line.startswith(
+        "error: spec.yaml: loss.target 'torch.nn.CrossEntropyLoss': the loss rejected model output ("
+    )
+    assert line.endswith("(the model returns more than one thing: add `step: {target: file.py:fn}` with fn(model, "
+                         "batch, loss_fn) that passes the loss the right one)")  # fmt: skip
