@@ -80,6 +80,16 @@ TARGET_CASES = [
 ]
 
 
+def _cli_error(tmp_path: Path, spec: Path, exit_code: int) -> str:
+    """`range-test SPEC` through the CLI: the exit code, nothing on stdout, one `error: ` line on stderr (returned)."""
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == exit_code, res.stderr
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    return lines[0]
+
+
 @pytest.mark.parametrize(("edit", "needles"), [c[1:] for c in TARGET_CASES], ids=[c[0] for c in TARGET_CASES])
 def test_setup_errors_through_the_cli(tmp_path: Path, edit: tuple[str, str], needles: list[str]) -> None:
     assert edit[0] in BASE_SPEC
@@ -89,13 +99,9 @@ def test_setup_errors_through_the_cli(tmp_path: Path, edit: tuple[str, str], nee
 
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA")
-    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 2, res.stderr
-    assert res.stdout == ""
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
+    line = _cli_error(tmp_path, spec, 2)
     for needle in needles:
-        assert needle in lines[0]
+        assert needle in line
     assert not (tmp_path / "run" / "range_test.json").exists()
 
 
@@ -204,10 +210,7 @@ def test_one_sample_left_over_for_batch_norm_points_at_drop_last(tmp_path: Path)
         "task.py:blobs, kwargs: {n: 1024}", "bn.py:odd"
     )
     spec = write_spec(tmp_path, body.replace("steps: 60", "steps: 20") + "verify_bounds: false\n")
-    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 1, res.stderr
-    assert res.stdout == ""
-    line = res.stderr.strip()
+    line = _cli_error(tmp_path, spec, 1)
     assert line.startswith(
         "error: model.target 'bn.py:BNNet' raised ValueError at step 2: Expected more than 1"
     )
@@ -255,10 +258,7 @@ def test_a_model_that_returns_a_tuple_is_pointed_at_a_step(tmp_path: Path) -> No
         "        return self.rnn(x.unsqueeze(1))  # (outputs, hidden), as torch's recurrent layers return\n"
     )
     spec = write_spec(tmp_path, BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "rnn.py:WithState"))
-    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 2, res.stderr
-    assert res.stdout == ""
-    line = res.stderr.strip()
+    line = _cli_error(tmp_path, spec, 2)
     assert line.startswith(
         "error: spec.yaml: loss.target 'torch.nn.CrossEntropyLoss': the loss rejected model output ("
     )
