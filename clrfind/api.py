@@ -250,8 +250,7 @@ def range_test(
     job = joined_group(model)
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
     loggers, out_dir = _rank_0_outputs(log, save, rank)
-    clip = "clip_grad_value" if clip_grad_value is not None else "clip_grad_norm"
-    terms = terms or library_terms(step_fn=step_fn is not None, clip=clip)
+    terms = terms or library_terms(step_fn=step_fn is not None, clip_grad_value=clip_grad_value)
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home

@@ -383,9 +383,8 @@ def diagnose_first_batch(
             return Fault(
                 "model_input", "model", inputs=describe_batch(inputs), error=describe_exception(inner)
             )
-        structured = isinstance(out, (tuple, list, dict)) or hasattr(
-            out, "keys"
-        )  # a HF ModelOutput has keys()
+        # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
+        structured = isinstance(out, (tuple, list)) or hasattr(out, "keys")
         return Fault(
             "loss_input_structured" if structured else "loss_input",
             "loss",

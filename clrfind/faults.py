@@ -201,12 +201,17 @@ _PART_NAMES: tuple[Part, ...] = (
 )
 
 
-def library_terms(*, step_fn: bool, clip: str = "clip_grad_norm") -> Terms:
-    """`range_test()`'s words: its argument names (`clip`: the clipping argument that was passed)."""
+def clip_key(clip_grad_value: float | None) -> str:
+    """The clipping a run names, as a spec key or an argument: a run sets at most one of the two."""
+    return "clip_grad_value" if clip_grad_value is not None else "clip_grad_norm"
+
+
+def library_terms(*, step_fn: bool, clip_grad_value: float | None = None) -> Terms:
+    """`range_test()`'s words: its argument names."""
     step = "step_fn" if step_fn else "the default step loss_fn(model(inputs), targets)"
     names: dict[Part, str] = {
         "data": "train_loader", "val_data": "val_loader", "model": "model", "loss": "loss_fn", "step": step,
-        "clip": clip, "optimizer": "optimizer", "precision": "precision", "metric": "metric",
+        "clip": clip_key(clip_grad_value), "optimizer": "optimizer", "precision": "precision", "metric": "metric",
     }  # fmt: skip
     return Terms(names, "library")
 
@@ -230,7 +235,7 @@ def spec_terms(loaded: LoadedSpec) -> Terms:
         "val_data": named("data.val", data and data.val, "val_data", "data.val"), "model": model,
         "loss": named("loss", spec.loss, "loss"),
         "step": named("step", spec.step, "step") if spec.step is not None else model,
-        "clip": "clip_grad_value" if spec.clip_grad_value is not None else "clip_grad_norm",
+        "clip": clip_key(spec.clip_grad_value),
         "optimizer": named("optimizer", spec.optimizer, "optimizer"), "precision": "precision",
         "metric": "range_test.metric",
     }  # fmt: skip

@@ -423,8 +423,9 @@ def batch_rows(scored: dict[str, list[Row]], methods: list[str]) -> tuple[list[s
     of its day, and this says how it fares with the rules as they stand."""
     batches: dict[int, list[str]] = {}
     for name in scored:
-        if name in fresh_batches():
-            batches.setdefault(fresh_batches()[name], []).append(name)
+        batch = fresh_batches().get(name)  # None for the two halves
+        if batch is not None:
+            batches.setdefault(batch, []).append(name)
     rows = []
     for batch, names in sorted(batches.items()):
         means = []
