@@ -117,10 +117,16 @@ class _SparseNet(torch.nn.Module):
         return self.head(self.embed(ids))
 
 
+def sparse_ids() -> TensorDataset:
+    """Token ids and their parity, from the global RNG (seeded by the caller, or by a spec's `seed`); a spec names it
+    as `test_clipping:sparse_ids`."""
+    ids = torch.randint(0, 50, (256,))
+    return TensorDataset(ids, ids % 2)
+
+
 def _sparse_task():
     torch.manual_seed(0)
-    ids = torch.randint(0, 50, (256,))
-    loader = DataLoader(TensorDataset(ids, (ids % 2).long()), batch_size=32)
+    loader = DataLoader(sparse_ids(), batch_size=32)
     return _SparseNet(), loader
 
 
@@ -154,30 +160,16 @@ def test_a_spec_that_clips_sparse_gradients_exits_2_naming_the_file_and_key(tmp_
 
     from clrfind.cli import app
 
-    (tmp_path / "sparse.py").write_text(
-        "import torch\n"
-        "from torch.utils.data import TensorDataset\n\n\n"
-        "class Net(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.embed = torch.nn.Embedding(50, 4, sparse=True)\n"
-        "        self.head = torch.nn.Linear(4, 2)\n\n"
-        "    def forward(self, ids):\n"
-        "        return self.head(self.embed(ids))\n\n\n"
-        "def ids():\n"
-        "    x = torch.randint(0, 50, (256,), generator=torch.Generator().manual_seed(0))\n"
-        "    return TensorDataset(x, x % 2)\n"
-    )
-    body = BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "sparse.py:Net").replace(
-        "task.py:blobs, kwargs: {n: 1024}", "sparse.py:ids"
+    body = BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "test_clipping:_SparseNet").replace(
+        "task.py:blobs, kwargs: {n: 1024}", "test_clipping:sparse_ids"
     )
     spec = write_spec(tmp_path, body + "clip_grad_norm: 1.0\n")
     res = CliRunner().invoke(app, ["range-test", str(spec), "--out", str(tmp_path / "run"), "--quiet"])
     assert res.exit_code == 2
     assert res.stdout == ""
     assert res.stderr.startswith(
-        "error: spec.yaml: clip_grad_norm: torch cannot clip sparse gradients, and model.target 'sparse.py:Net' has "
-        "some (embed.weight) (remove clip_grad_norm"
+        "error: spec.yaml: clip_grad_norm: torch cannot clip sparse gradients, and model.target "
+        "'test_clipping:_SparseNet' has some (embed.weight) (remove clip_grad_norm"
     )
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
