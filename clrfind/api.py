@@ -12,6 +12,7 @@ import contextlib
 import datetime as _dt
 import functools
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -293,7 +294,7 @@ def range_test(
                 model.to(home)
     result = result.model_copy(update={"peak_memory": memory.peak()})  # the restore's copies included
     return _finish_library_run(
-        result, out, check_stop, shared=job is not None, out_dir=out_dir, loggers=loggers
+        result, out, check_stop, terms, shared=job is not None, out_dir=out_dir, loggers=loggers
     )
 
 
@@ -348,6 +349,7 @@ def _finish_library_run(
     result: RangeTestResult,
     out: EngineOutput,
     check_stop: int | None,
+    terms: Terms,
     *,
     shared: bool,
     out_dir: Path | None,
@@ -371,11 +373,7 @@ def _finish_library_run(
             wait_for_peers()
     saved = f"; the steps so far saved to {files.out_dir}" if files is not None else ""
     if out.error is not None:
-        hint = (
-            f"{ONE_SAMPLE_NORM}: pass a DataLoader with drop_last=True"
-            if _is_one_sample_norm(out.error)
-            else None
-        )
+        hint = _error_hint(out.error, terms, drop_last="pass a DataLoader with drop_last=True")
         raise RunError(f"{result.stop_detail}{saved}", hint=hint) from out.error
     if signum is not None:
         raise RunInterrupted(f"{stops.stop_detail(signum)}{saved}", signum=signum)
@@ -953,14 +951,16 @@ def run_spec(
                 unsaved = f"; the outputs were not all saved: {exc}"
     if out.error is not None:
         where = f"; partial results saved to {files.results}" if files else unsaved
-        hint = None
+        hint = _error_hint(
+            out.error,
+            terms,
+            drop_last="set data.drop_last: true, or a batch_size that leaves no single sample over",
+        )
         if _is_oom(out.error):
             hint = (
                 f"CUDA ran out of memory at batch_size {comps.batch_size}: try a smaller data.batch_size with "
                 f"accumulate: N to keep the global batch, precision: bf16, or a smaller model"
             )
-        elif _is_one_sample_norm(out.error):
-            hint = f"{ONE_SAMPLE_NORM}: set data.drop_last: true, or a batch_size that leaves no single sample over"
         raise RunError(
             f"{result.stop_detail}{where}",
             hint=hint or "run with --debug for the full traceback",
@@ -986,6 +986,22 @@ def run_spec(
 
 
 ONE_SAMPLE_NORM = "a batch of one sample reached batch norm in training mode (a pass's last, partial batch)"
+TARGET_OUT_OF_RANGE = (
+    "a target class index is at or past the number of classes the model outputs: labels must run from 0 to that "
+    "number - 1 (relabel the data, or give the model's last layer more outputs)"
+)
+
+
+def _error_hint(exc: BaseException, terms: Terms, *, drop_last: str) -> str | None:
+    """What to do about a failure mid-run, where the cause is known: the engine's own finding (its fix, in this
+    path's words), or a torch error whose usual cause is in the data (`drop_last`: this path's way to set it)."""
+    if isinstance(exc, Fault):
+        return terms.error(exc).hint
+    if _is_one_sample_norm(exc):
+        return f"{ONE_SAMPLE_NORM}: {drop_last}"
+    if isinstance(exc, IndexError) and re.search(r"Target -?\d+ is out of bounds", str(exc)):
+        return TARGET_OUT_OF_RANGE
+    return None
 
 
 def _is_one_sample_norm(exc: BaseException) -> bool:

@@ -143,6 +143,45 @@ def describe_batch(batch: Any) -> str:
     return type(batch).__name__
 
 
+def nonfinite_values(batch: Any) -> str | None:
+    """Where a batch holds NaN or inf, as `inputs Tensor[32, 20] float32: 1 NaN`; None when every value is finite.
+
+    Read only after a non-finite loss (a pass over the batch, and a sync on an accelerator). Names follow the
+    default contract, `inputs` and `targets` for a pair, else the batch's own indices and keys.
+    """
+    found: list[str] = []
+
+    def visit(x: Any, name: str) -> None:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point() or x.is_complex():
+                counts = [(int(torch.isnan(x).sum()), "NaN"), (int(torch.isinf(x).sum()), "inf")]
+                if any(n for n, _ in counts):
+                    what = ", ".join(f"{n} {word}" for n, word in counts if n)
+                    found.append(f"{name} {describe_batch(x)}: {what}")
+        elif isinstance(x, Mapping):
+            for key, value in x.items():
+                visit(value, f"{name}[{key!r}]")
+        elif isinstance(x, (list, tuple)):
+            for k, value in enumerate(x):
+                visit(value, f"{name}[{k}]")
+
+    if isinstance(batch, (list, tuple)) and len(batch) == 2 and not isinstance(batch, Mapping):
+        visit(batch[0], "inputs")
+        visit(batch[1], "targets")
+    else:
+        visit(batch, "batch")
+    return "; ".join(found) or None
+
+
+def nonfinite_data_fault(batch: Any, loss: float, *, step: int) -> Fault | None:
+    """The fault of a non-finite loss that the batch explains (NaN or inf in its data); None when it does not, and
+    the LR may be the cause."""
+    values = nonfinite_values(batch)
+    return (
+        None if values is None else Fault("data_nonfinite", "data", step=step, values=values, value=str(loss))
+    )
+
+
 class _Batches:
     """Cycles through a loader forever, counting epochs, without rebuilding anything.
 
@@ -581,6 +620,7 @@ class _Stepper:
         self.scaler = _make_scaler(device, settings.precision)
         self.clip = _clipper(model, settings)
         self.part: Part = "data"
+        self.batch: Any = None  # the step's (last micro-)batch, for a non-finite loss's diagnosis
         self.skipped = 0
         self.compile_seconds: float | None = None
 
@@ -606,7 +646,7 @@ class _Stepper:
             self.part = "data"
             raw_batch = next_batch()
             self.part = "step"
-            batch = move_to_device(
+            batch = self.batch = move_to_device(
                 raw_batch, self.device, non_blocking=self.device.type == "cuda",
                 channels_last=self.settings.channels_last,
             )  # fmt: skip
@@ -647,7 +687,15 @@ class _Stepper:
             with autocast(self.device, self.settings.precision):
                 loss = self.step(self.model, batch, self.loss_fn)
             # Without a step function the loss function made the loss: a bad one is its fault, not the model's.
-            _check_scalar_loss(loss, "step" if self.step_fn is not None else "loss")
+            part: Part = "step" if self.step_fn is not None else "loss"
+            _check_scalar_loss(loss, part)
+            # One read of the first loss, on any device: nothing has stepped yet, so a non-finite one is the
+            # data's or the setup's, never the LR's, and the whole curve would be measured for nothing.
+            first = float(loss.detach().float())
+            if not math.isfinite(first):
+                raise nonfinite_data_fault(batch, first, step=0) or Fault(
+                    "loss_nonfinite_start", part, value=str(first)
+                )
             self.host.fit(loss)
         except Fault:
             raise
@@ -870,6 +918,7 @@ def _train(
     screen, sync_every, chunk = host.screen, host.sync_every, host.chunk
     low, high, hot_until, every = host.low, host.high, host.hot_until, host.every
     plain, origin, i = False, None, 0
+    batch = prev = None  # this step's batch and the one before, for a non-finite loss's diagnosis
     failure: tuple[Part, BaseException] | KeyboardInterrupt | None = None
     try:
         if probe is not None:
@@ -885,6 +934,7 @@ def _train(
                     origin = "data"
                     raw_batch = next_batch()
                     origin = "step"
+                    prev = batch
                     batch = move_to_device(
                         raw_batch, device, non_blocking=non_blocking, channels_last=channels_last
                     )
@@ -895,6 +945,7 @@ def _train(
                 else:
                     origin = None  # the stepper tracks its own part
                     step_loss = stepper.run(i, next_batch)
+                    prev, batch = batch, stepper.batch
                     if step_loss is None:
                         continue  # fp16 skipped the step: this LR is tried again
                     plain = plain_ok
@@ -907,6 +958,17 @@ def _train(
                     origin = "step"
                     probe.evaluate(model, i - 1, lr)
                 if screen and not low <= value <= high:  # also true for NaN and inf
+                    if not math.isfinite(value):
+                        # This batch's NaN makes its own loss NaN; an inf may only show in the previous batch's
+                        # gradients (a tanh saturates it, its weight's gradient does not), which made the weights so.
+                        fault = nonfinite_data_fault(batch, value, step=i - 1) or nonfinite_data_fault(
+                            prev, value, step=i - 1
+                        )
+                        if fault is not None:
+                            # The data's fault: the step is not on the curve, as for a step that raised.
+                            chunk.pop()
+                            i -= 1
+                            raise fault
                     host.off_band(value, i, monitor)
                     low, high, hot_until = host.low, host.high, host.hot_until
                 if len(chunk) >= (sync_every if i <= hot_until else every) or i == total:

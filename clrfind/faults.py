@@ -136,6 +136,20 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "pass {clip}=None, or make those layers dense (e.g. nn.Embedding(..., sparse=False)): a training loop that "
         "clips them fails the same way",
     ),
+    "data_nonfinite": (
+        "{data}: a batch holds non-finite values ({values}), and training on it made the loss {value}",
+        "fill or drop the missing (NaN) and infinite values in the data: a training run fails on them the same "
+        "way, at any LR",
+        "fill or drop the missing (NaN) and infinite values in the data: a training run fails on them the same "
+        "way, at any LR",
+    ),
+    "loss_nonfinite_start": (
+        "{blamed} returned a loss of {value} on the first batch, at the initial weights, before any optimizer step",
+        "no LR can cause that: check the loss on one batch for a log of 0 or a division by zero, and the model's "
+        "initialisation",
+        "no LR can cause that: check the loss on one batch for a log of 0 or a division by zero, and the model's "
+        "initialisation",
+    ),
     "fp16_overflow": (
         "{precision}: fp16 GradScaler skipped every step (gradients overflow)",
         "use precision: bf16 or fp32",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from clrfind.engine import describe_batch, move_to_device, run_loop
+from clrfind.engine import describe_batch, move_to_device, nonfinite_values, run_loop
 from clrfind.errors import SetupError
 from clrfind.faults import library_terms
 from clrfind.ladder import lr_ladder
@@ -512,3 +512,31 @@ def test_host_losses_keep_order_and_values_across_chunks(device: str) -> None:
     flat = [v for c in chunks for v in c]
     assert flat[:2] == [0.5, 0.25] and math.isnan(flat[2]) and flat[3:] == [2.0, 3.0]
     assert all(isinstance(v, float) for v in flat) and host.ready() == []
+
+
+def test_nonfinite_values_names_each_tensor_that_holds_them() -> None:
+    clean = torch.zeros(4, 3)
+    bad = torch.tensor([[0.0, float("nan")], [float("inf"), -float("inf")]])
+    assert nonfinite_values((clean, torch.arange(4))) is None
+    assert nonfinite_values((bad, clean)) == "inputs Tensor[2, 2] float32: 1 NaN, 2 inf"
+    assert nonfinite_values((clean, bad.double())) == "targets Tensor[2, 2] float64: 1 NaN, 2 inf"
+    assert (
+        nonfinite_values({"x": clean, "y": [torch.arange(2), bad]})
+        == "batch['y'][1] Tensor[2, 2] float32: 1 NaN, 2 inf"
+    )
+    assert nonfinite_values([bad, clean, bad]) == (
+        "batch[0] Tensor[2, 2] float32: 1 NaN, 2 inf; batch[2] Tensor[2, 2] float32: 1 NaN, 2 inf"
+    )
+
+
+def test_a_loss_that_diverges_to_nan_on_clean_data_is_still_the_curves_end() -> None:
+    # The LR's NaN, not the data's: the run ends as it always did, with the steps before it and no error.
+    torch.manual_seed(0)
+    x = torch.randn(512, 4)
+    loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=32, shuffle=True)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    out = run_loop(model, loader, torch.nn.MSELoss(), optimizer, lr_ladder(1e-3, 1e4, 200, "exp"),
+                   device=torch.device("cpu"), stop_on_rise=False)  # fmt: skip
+    assert out.error is None and out.stop_reason == "non-finite"
+    assert 0 < len(out.losses) < 200 and not math.isfinite(out.losses[-1])

@@ -264,3 +264,119 @@ def test_a_model_that_returns_a_tuple_is_pointed_at_a_step(tmp_path: Path) -> No
     )
     assert line.endswith("(the model returns more than one thing: add `step: {target: file.py:fn}` with fn(model, "
                          "batch, loss_fn) that passes the loss the right one)")  # fmt: skip
+
+
+BAD_DATA_PY = """
+import torch
+from torch.utils.data import TensorDataset
+
+
+def blobs_with(n=1024, bad_input=None, bad_target=None, value="nan", label=None):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    if bad_input is not None:
+        x[bad_input, 1] = float(value)
+    if label is not None:
+        y[label] = 2  # the model has two outputs: classes 0 and 1
+    if bad_target is not None:
+        y = y.float().unsqueeze(1)
+        y[bad_target] = float(value)
+    return TensorDataset(x, y)
+
+
+class ZeroLog(torch.nn.Module):
+    def forward(self, out, y):
+        return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
+"""
+
+
+def _bad_data_spec(tmp_path: Path, kwargs: str, *, loss: str = "torch.nn.CrossEntropyLoss") -> Path:
+    """The base spec on bad.py's data, in order (batch k holds samples 64k..64k+63), without the self-check."""
+    (tmp_path / "bad.py").write_text(BAD_DATA_PY)
+    body = BASE_SPEC.replace("task.py:blobs, kwargs: {n: 1024}", f"bad.py:blobs_with, kwargs: {kwargs}")
+    body = body.replace("batch_size: 64", "batch_size: 64\n  shuffle: false")
+    body = body.replace("torch.nn.CrossEntropyLoss", loss).replace(
+        "task.py:Net, kwargs: {hidden: 16}",
+        "task.py:Net, kwargs: {hidden: 16, classes: " + ("1}" if "MSE" in loss else "2}"),
+    )
+    return write_spec(tmp_path, body + "verify_bounds: false\n")
+
+
+def test_a_nan_in_the_data_mid_run_is_named_as_the_datas_not_the_lrs(tmp_path: Path) -> None:
+    import json
+
+    # Sample 323 is in batch 5: at a small LR of a rising ladder the loss turns NaN there, and only there.
+    spec = _bad_data_spec(tmp_path, "{bad_input: 323}")
+    line = _cli_error(tmp_path, spec, 1)
+    assert line.startswith(
+        "error: spec.yaml: data.train 'bad.py:blobs_with': a batch holds non-finite values (inputs Tensor[64, 2] "
+        "float32: 1 NaN), and training on it made the loss nan (at step 5); partial results saved to "
+    )
+    assert line.endswith("(fill or drop the missing (NaN) and infinite values in the data: a training run fails on "
+                         "them the same way, at any LR)")  # fmt: skip
+    saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
+    assert saved["stop_reason"] == "error" and len(saved["losses"]) == 5  # the steps before it, all finite
+    assert all(isinstance(v, float) for v in saved["losses"])
+
+
+def test_non_finite_data_in_the_first_batch_is_a_setup_error(tmp_path: Path) -> None:
+    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{bad_target: 0}", loss="torch.nn.MSELoss"), 2)
+    assert line == (
+        "error: spec.yaml: data.train 'bad.py:blobs_with': a batch holds non-finite values (targets Tensor[64, 1] "
+        "float32: 1 NaN), and training on it made the loss nan (fill or drop the missing (NaN) and infinite values "
+        "in the data: a training run fails on them the same way, at any LR)"
+    )
+    assert not (tmp_path / "run" / "range_test.json").exists()
+
+
+def test_an_inf_that_only_the_gradients_see_is_found_in_the_batch_before(tmp_path: Path) -> None:
+    # The tiny net's tanh turns an inf input into a finite loss; its weight's gradient is not finite, so the next
+    # step's loss is NaN on a clean batch, and the batch before it is the one named.
+    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{bad_input: 7, value: inf}"), 1)
+    assert line.startswith(
+        "error: spec.yaml: data.train 'bad.py:blobs_with': a batch holds non-finite values (inputs Tensor[64, 2] "
+        "float32: 1 inf), and training on it made the loss nan (at step 1); partial results saved to "
+    )
+
+
+def test_a_loss_that_is_not_finite_at_the_initial_weights_is_refused(tmp_path: Path) -> None:
+    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{}", loss="bad.py:ZeroLog"), 2)
+    assert line == (
+        "error: spec.yaml: loss.target 'bad.py:ZeroLog' returned a loss of -inf on the first batch, at the initial "
+        "weights, before any optimizer step (no LR can cause that: check the loss on one batch for a log of 0 or a "
+        "division by zero, and the model's initialisation)"
+    )
+
+
+def test_a_label_past_the_models_classes_mid_run_points_at_the_labels(tmp_path: Path) -> None:
+    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{label: 200}"), 1)
+    assert line.startswith(
+        "error: model.target 'task.py:Net' raised IndexError at step 3: Target 2 is out of bounds"
+    )
+    assert line.endswith("(a target class index is at or past the number of classes the model outputs: labels must "
+                         "run from 0 to that number - 1 (relabel the data, or give the model's last layer more "
+                         "outputs))")  # fmt: skip
+
+
+def test_a_library_loader_with_a_nan_mid_run_is_named() -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import clrfind
+    from clrfind.errors import RunError
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x = torch.randn(256, 2)
+    y = (x[:, 0] > 0).long()
+    x[100, 0] = float("nan")  # batch 3 of 32
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RunError) as caught:
+        clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), optimizer, min_lr=1e-4, max_lr=1e-2,
+                           steps=20, verify_bounds=False)  # fmt: skip
+    assert str(caught.value).startswith(
+        "train_loader: a batch holds non-finite values (inputs Tensor[32, 2] float32: 1 NaN), and training on it made "
+        "the loss nan (at step 3)"
+    )
+    assert caught.value.hint is not None and caught.value.hint.startswith("fill or drop the missing (NaN)")
