@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -143,33 +145,35 @@ def describe_batch(batch: Any) -> str:
     return type(batch).__name__
 
 
+def _named_tensors(x: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors nested in a batch's tuples, lists and dicts, each with its place (`name[0]['ids']`)."""
+    if isinstance(x, torch.Tensor):
+        yield name, x
+    elif isinstance(x, Mapping):
+        for key, value in x.items():
+            yield from _named_tensors(value, f"{name}[{key!r}]")
+    elif isinstance(x, (list, tuple)):
+        for k, value in enumerate(x):
+            yield from _named_tensors(value, f"{name}[{k}]")
+
+
 def nonfinite_values(batch: Any) -> str | None:
     """Where a batch holds NaN or inf, as `inputs Tensor[32, 20] float32: 1 NaN`; None when every value is finite.
 
     Read only after a non-finite loss (a pass over the batch, and a sync on an accelerator). Names follow the
     default contract, `inputs` and `targets` for a pair, else the batch's own indices and keys.
     """
-    found: list[str] = []
-
-    def visit(x: Any, name: str) -> None:
-        if isinstance(x, torch.Tensor):
-            if x.is_floating_point() or x.is_complex():
-                counts = [(int(torch.isnan(x).sum()), "NaN"), (int(torch.isinf(x).sum()), "inf")]
-                if any(n for n, _ in counts):
-                    what = ", ".join(f"{n} {word}" for n, word in counts if n)
-                    found.append(f"{name} {describe_batch(x)}: {what}")
-        elif isinstance(x, Mapping):
-            for key, value in x.items():
-                visit(value, f"{name}[{key!r}]")
-        elif isinstance(x, (list, tuple)):
-            for k, value in enumerate(x):
-                visit(value, f"{name}[{k}]")
-
-    if isinstance(batch, (list, tuple)) and len(batch) == 2 and not isinstance(batch, Mapping):
-        visit(batch[0], "inputs")
-        visit(batch[1], "targets")
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        tensors = itertools.chain(_named_tensors(batch[0], "inputs"), _named_tensors(batch[1], "targets"))
     else:
-        visit(batch, "batch")
+        tensors = _named_tensors(batch, "batch")
+    found: list[str] = []
+    for name, x in tensors:
+        if x.is_floating_point() or x.is_complex():
+            counts = [(int(torch.isnan(x).sum()), "NaN"), (int(torch.isinf(x).sum()), "inf")]
+            if any(n for n, _ in counts):
+                what = ", ".join(f"{n} {word}" for n, word in counts if n)
+                found.append(f"{name} {describe_batch(x)}: {what}")
     return "; ".join(found) or None
 
 
@@ -419,9 +423,7 @@ def diagnose_first_batch(
             with torch.no_grad():
                 out = model(inputs)
         except USER_FAILURES as inner:
-            return Fault(
-                "model_input", "model", inputs=describe_batch(inputs), error=describe_exception(inner)
-            )
+            return _model_input_fault(model, inputs, inner)
         # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
         structured = isinstance(out, (tuple, list)) or hasattr(out, "keys")
         return Fault(
@@ -433,6 +435,25 @@ def diagnose_first_batch(
         )
     kind = "step_failed" if loss_fn is not None else "step_failed_no_loss"
     return Fault(kind, "step", batch=describe_batch(batch), error=describe_exception(exc))
+
+
+def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) -> Fault:
+    """The model's failure on the first inputs, with the fix for the two usual dtype slips where torch's error
+    says it is one: float64 inputs (numpy's default) or integer ones into float32 weights, and float token ids
+    into an embedding. Otherwise the shapes are the likelier cause."""
+    facts = {"inputs": describe_batch(inputs), "error": describe_exception(exc)}
+    text = str(exc)
+    weights = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    given = {x.dtype for _, x in _named_tensors(inputs, "inputs")}
+    if "'indices'" in text and any(d.is_floating_point for d in given):
+        return Fault("model_input_ids", "model", **facts)
+    if len(weights) == 1 and re.search(r"dtype|scalar type|type \(\w+\) and", text) and not given <= weights:
+        weight = str(next(iter(weights))).removeprefix("torch.")
+        floats = sorted(str(d).removeprefix("torch.") for d in given if d.is_floating_point)
+        or_model = f", or the model {floats[0]} (model.to(torch.{floats[0]}))" if len(floats) == 1 else ""
+        numpy = "; numpy arrays are float64 unless told otherwise" if torch.float64 in given else ""
+        return Fault("model_input_dtype", "model", weights=weight, or_model=or_model, numpy=numpy, **facts)
+    return Fault("model_input", "model", **facts)
 
 
 def accuracy_counts(

@@ -33,6 +33,16 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "check the model's expected input shape against the batches of {data}",
         "check the model's expected input shape against the batches of {data}",
     ),
+    "model_input_dtype": (
+        "{model}: the model failed on inputs {inputs}, its weights being {weights}: {error}",
+        "make the inputs {weights} in {data} (torch.as_tensor(x, dtype=torch.{weights}){numpy}){or_model}",
+        "make the inputs {weights} in {data} (torch.as_tensor(x, dtype=torch.{weights}){numpy}){or_model}",
+    ),
+    "model_input_ids": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "an embedding looks its inputs up as token ids, which must be integers: make the inputs of {data} torch.long",
+        "an embedding looks its inputs up as token ids, which must be integers: make the inputs of {data} torch.long",
+    ),
     "loss_input": (
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
         "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",

@@ -271,9 +271,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 
-def blobs_with(n=1024, bad_input=None, bad_target=None, value="nan", label=None):
+def blobs_with(n=1024, bad_input=None, bad_target=None, value="nan", label=None, dtype=None):
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    if dtype is not None:
+        x = x.to(getattr(torch, dtype))
     if bad_input is not None:
         x[bad_input, 1] = float(value)
     if label is not None:
@@ -282,6 +284,16 @@ def blobs_with(n=1024, bad_input=None, bad_target=None, value="nan", label=None)
         y = y.float().unsqueeze(1)
         y[bad_target] = float(value)
     return TensorDataset(x, y)
+
+
+class Bag(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.EmbeddingBag(10, 4)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids))
 
 
 class ZeroLog(torch.nn.Module):
@@ -380,3 +392,28 @@ def test_a_library_loader_with_a_nan_mid_run_is_named() -> None:
         "the loss nan (at step 3)"
     )
     assert caught.value.hint is not None and caught.value.hint.startswith("fill or drop the missing (NaN)")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "model", "needles"),
+    [
+        ("{dtype: float64}", "task.py:Net", ["on inputs Tensor[64, 2] float64, its weights being float32",
+         "(make the inputs float32 in data.train 'bad.py:blobs_with' (torch.as_tensor(x, dtype=torch.float32); "
+         "numpy arrays are float64 unless told otherwise), or the model float64 (model.to(torch.float64)))"]),
+        ("{dtype: int64}", "task.py:Net", ["on inputs Tensor[64, 2] int64, its weights being float32",
+         "(make the inputs float32 in data.train 'bad.py:blobs_with' (torch.as_tensor(x, dtype=torch.float32)))"]),
+        ("{}", "bad.py:Bag", ["on inputs Tensor[64, 2] float32: RuntimeError: Expected tensor for argument #1 "
+         "'indices'", "(an embedding looks its inputs up as token ids, which must be integers: make the inputs of "
+         "data.train 'bad.py:blobs_with' torch.long)"]),
+    ],
+    ids=["float64 inputs", "integer inputs", "float ids"],
+)  # fmt: skip
+def test_inputs_of_the_wrong_dtype_are_told_which_to_convert(
+    tmp_path: Path, kwargs: str, model: str, needles: list[str]
+) -> None:
+    spec = _bad_data_spec(tmp_path, kwargs)
+    spec.write_text(spec.read_text().replace("task.py:Net, kwargs: {hidden: 16, classes: 2}", f"{model}"))
+    line = _cli_error(tmp_path, spec, 2)
+    assert line.startswith(f"error: spec.yaml: model.target '{model}': the model failed ")
+    for needle in needles:
+        assert needle in line
