@@ -35,7 +35,9 @@ noise) and an eighteenth (a focal loss on imbalanced classes, a depthwise-separa
 a convolutional forecaster, a pairwise ranking loss, RMSprop on a GRU language model, AdamW on a residual CNN with
 batch norm) and a nineteenth (an MLP-Mixer, quantile regression on the pinball loss, a deep plain ReLU MLP under
 SGD, channel dropout under NAdam with decoupled weight decay, a convolutional text classifier under Adagrad, a
-LLaMA-style language model under Adam with beta2 0.95): how the rules fare where nobody looked.
+LLaMA-style language model under Adam with beta2 0.95) and a twentieth (per-pixel segmentation with a U-Net, LoRA
+adapters on a frozen pretrained body, a deep linear network, 1-D batch norm on waveforms under Nesterov SGD, a
+skip-gram word model, a post-norm Transformer): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -932,6 +934,89 @@ def pydoc_chars_data() -> TaskData:
     return _char_windows(pydoc_text(), n_train=4800)
 
 
+SEG_SIZE, SEG_CLASSES = 16, 3
+
+
+def segmentation_data() -> TaskData:
+    """SEG_SIZExSEG_SIZE images each holding a square and a disk of random size and place, equally bright, under
+    Gaussian noise (0.6); the target labels every pixel (0 background, 1 square, 2 disk, the disk on top), so a
+    pixel's class depends on the shape around it, not on its own brightness. 2000 train, 500 val; chance is every
+    pixel called background."""
+    rng = np.random.default_rng(79)
+    n = 2500
+    rows, cols = np.mgrid[:SEG_SIZE, :SEG_SIZE]
+    masks = np.zeros((n, SEG_SIZE, SEG_SIZE), np.int64)
+    for i in range(n):
+        for label in (1, 2):
+            radius = rng.uniform(2.0, 4.0)
+            cy, cx = rng.uniform(radius, SEG_SIZE - radius, 2)
+            if label == 1:
+                inside = (np.abs(rows - cy) <= 0.85 * radius) & (np.abs(cols - cx) <= 0.85 * radius)
+            else:
+                inside = (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
+            masks[i][inside] = label
+    x = torch.tensor((masks > 0) + rng.normal(0, 0.6, masks.shape), dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(masks)
+    return TaskData(x[:2000], y[:2000], x[2000:], y[2000:], chance=_majority(y[2000:].flatten()))
+
+
+WAVE_LEN = 64
+
+
+def waves_data() -> TaskData:
+    """WAVE_LEN samples of a sine, square, sawtooth or triangle wave (the class) of 1.5-5 cycles, random phase,
+    amplitude 0.5-1.5 and offset, under Gaussian noise (0.3): 3000 series, 1000 for validation, not standardized."""
+    rng = np.random.default_rng(83)
+    n = 3000
+    kind = rng.integers(0, 4, n)
+    t = np.arange(WAVE_LEN) / WAVE_LEN
+    u = (rng.uniform(1.5, 5.0, (n, 1)) * t + rng.uniform(0, 1, (n, 1))) % 1.0  # the place within a cycle
+    waves = np.stack(
+        [np.sin(2 * np.pi * u), np.where(u < 0.5, 1.0, -1.0), 2 * u - 1, 1 - 4 * np.abs(u - 0.5)]
+    )
+    x = rng.uniform(0.5, 1.5, (n, 1)) * waves[kind, np.arange(n)] + rng.normal(0, 0.3, (n, 1))
+    x = x + rng.normal(0, 0.3, x.shape)
+    return _classification(x[:, None].astype(np.float32), kind, n_val=1000, standardize=False)
+
+
+def linear_target_data() -> TaskData:
+    """make_regression: 20 features, 12 of them informative, a linear target under noise 20 (standardized)."""
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=3000, n_features=20, n_informative=12, noise=20.0, random_state=89)
+    return _regression(x, y, n_val=1000)
+
+
+SKIPGRAM_VOCAB, SKIPGRAM_WINDOW = 300, 1
+
+
+def skipgram_data() -> TaskData:
+    """Skip-gram pairs from the words of Python's help topics: a word (input, shape (1,)) and one of its neighbours
+    up to SKIPGRAM_WINDOW away (target). The SKIPGRAM_VOCAB - 1 commonest words keep their ids, every other word is
+    id 0. The pairs of the first 90% of the words train, those of the last 10% validate.
+    Chance is the val cross-entropy of the training pairs' target frequencies: a model that learned only how common
+    each word is."""
+    import collections
+    import re
+
+    words = re.findall(r"[a-z_]+", pydoc_text().lower())
+    common = [w for w, _ in collections.Counter(words).most_common(SKIPGRAM_VOCAB - 1)]
+    index = {w: i + 1 for i, w in enumerate(common)}
+    ids = np.array([index.get(w, 0) for w in words])
+    offsets = [o for o in range(-SKIPGRAM_WINDOW, SKIPGRAM_WINDOW + 1) if o]
+    middle = np.arange(SKIPGRAM_WINDOW, len(ids) - SKIPGRAM_WINDOW)
+    centre = np.repeat(ids[middle], len(offsets))
+    context = ids[(middle[:, None] + np.array(offsets)).ravel()]
+    position = np.repeat(middle, len(offsets))
+    cut = int(len(ids) * 0.9)
+    train = np.flatnonzero(position < cut - SKIPGRAM_WINDOW)  # no training pair reaches into the val words
+    val = np.flatnonzero(position >= cut)
+    x, y = torch.tensor(centre).unsqueeze(1), torch.tensor(context).unsqueeze(1)
+    freq = torch.bincount(y[train].flatten(), minlength=SKIPGRAM_VOCAB).double() + 1.0
+    chance = float(-(freq / freq.sum()).log()[y[val].flatten()].mean())
+    return TaskData(x[train], y[train], x[val], y[val], chance=chance)
+
+
 # -- models ------------------------------------------------------------------------------------------------------
 
 
@@ -1758,6 +1843,121 @@ class SwiGLULM(nn.Module):
         for block in self.blocks:
             h = block(h, mask)
         return self.head(self.norm(h))
+
+
+class PixelCrossEntropy(nn.Module):
+    """Cross-entropy over every pixel of channels-last logits (B, H, W, classes) against labels (B, H, W)."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.flatten(0, 2), targets.flatten())
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class TinyUNet(nn.Module):
+    """A U-Net in miniature for SEG_SIZE images: two poolings down, two transposed convolutions up, each level's
+    features joined to the upsampled ones (skip connections), batch norm, a 1x1 head. Logits come channels last,
+    (B, H, W, classes), so the bench's argmax over the last axis reads each pixel's class."""
+
+    def __init__(self, classes: int = SEG_CLASSES, channels: int = 16) -> None:
+        super().__init__()
+        c = channels
+        self.enc1, self.enc2, self.bottom = _conv_bn(1, c), _conv_bn(c, 2 * c), _conv_bn(2 * c, 4 * c)
+        self.up2, self.dec2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2), _conv_bn(4 * c, 2 * c)
+        self.up1, self.dec1 = nn.ConvTranspose2d(2 * c, c, 2, stride=2), _conv_bn(2 * c, c)
+        self.head = nn.Conv2d(c, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(nn.functional.max_pool2d(e1, 2))
+        b = self.bottom(nn.functional.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([self.up2(b), e2], 1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
+        return self.head(d1).permute(0, 2, 3, 1)
+
+
+class LoRAConv(nn.Module):
+    """A frozen convolution plus a trained low-rank update: conv(x) + up(down(x)), `down` a `rank`-channel conv of
+    the same kernel, `up` a 1x1 conv that starts at zero, so training starts from the pretrained body exactly."""
+
+    def __init__(self, conv: nn.Conv2d, rank: int) -> None:
+        super().__init__()
+        self.conv = conv.requires_grad_(False)
+        self.down = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, padding=conv.padding, bias=False)
+        self.up = nn.Conv2d(rank, conv.out_channels, 1, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.up(self.down(x))
+
+
+class LoRAFinetune(nn.Module):
+    """The pretrained digits-0-4 body (`finetune_model`) with its own weights frozen (batch norm's affine ones too;
+    its statistics still follow the data in training mode), LoRA adapters of rank `rank` on both convolutions and
+    a new head: parameter-efficient fine-tuning, where only the adapters and the head learn."""
+
+    def __init__(self, rank: int = 4) -> None:
+        super().__init__()
+        self.model = finetune_model()
+        features = self.model.features.requires_grad_(False)
+        for i, layer in enumerate(features):
+            if isinstance(layer, nn.Conv2d):
+                features[i] = LoRAConv(layer, rank)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def deep_linear(in_features: int, out_features: int, hidden: int, depth: int) -> nn.Sequential:
+    """`depth` hidden Linear layers and no nonlinearity: a linear map, factored. Its loss surface is not convex
+    (saddles where the factors are small, as they start under torch's default init)."""
+    widths = [in_features] + [hidden] * depth + [out_features]
+    return nn.Sequential(*[nn.Linear(a, b) for a, b in itertools.pairwise(widths)])
+
+
+class WaveCNN(nn.Module):
+    """Three 1-D convolutions (16, 32, 32 channels; kernels 7, 5, 3) with batch norm and ReLU, two max-pools, the
+    mean over time and a linear head."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv1d(1, 16, 7, padding=3), nn.BatchNorm1d(16), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(16, 32, 5, padding=2), nn.BatchNorm1d(32), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(32, 32, 3, padding=1), nn.BatchNorm1d(32), nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SkipGram(nn.Module):
+    """word2vec's skip-gram with a full softmax: a word's embedding (dim 64), then a linear map to every word's
+    logit. Bilinear, no hidden nonlinearity; each batch moves only the rows of the words in it."""
+
+    def __init__(self, vocab: int = SKIPGRAM_VOCAB, dim: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.out = nn.Linear(dim, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(tokens))
+
+
+class PostNormLM(TinyTransformer):
+    """TinyTransformer as a causal language model, but post-norm (LayerNorm after each residual add, as in the
+    original Transformer): the arrangement known to need a small LR or a warm-up at the start."""
+
+    def __init__(self, vocab: int, length: int, dim: int = 64, heads: int = 4, layers: int = 2) -> None:
+        # named, not super(): the cache key follows the names a class's code uses, and so reaches the base
+        TinyTransformer.__init__(self, vocab, length, dim, heads, layers, causal=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=False
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
 # -- the suite ---------------------------------------------------------------------------------------------------
@@ -3372,6 +3572,96 @@ TASKS: dict[str, Task] = {
             make_model=lambda: SwiGLULM(len(CHARS), CHAR_LEN),
             make_loss=TokenCrossEntropy,
         ),
+        # twentieth batch: training the bench had not run (dense per-pixel segmentation with a U-Net, LoRA
+        # adapters on a frozen pretrained body, a deep linear network under plain SGD, 1-D batch norm on waveforms
+        # under Nesterov SGD, a skip-gram word model, a post-norm Transformer under Adam), written and first scored
+        # with the rules as of 3b2588c (unchanged at b6d2b9d)
+        Task(
+            name="segment-unet-adam",
+            description=f"per-pixel segmentation of a square and a disk in noisy {SEG_SIZE}x{SEG_SIZE} images, a "
+            "U-Net in miniature (16/32/64 channels, batch norm, transposed convolutions, skips), Adam, batch 32, "
+            "6 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=segmentation_data,
+            make_model=TinyUNet,
+            make_loss=PixelCrossEntropy,
+        ),
+        Task(
+            name="digits-lora-adamw",
+            description=f"LoRA: CNN body pretrained on digits 0-4, frozen, rank-4 adapters on both convolutions and "
+            f"a new head trained on {FINETUNE_PER_CLASS} images per class of digits 5-9, AdamW (wd 0.01), batch 10, "
+            "15 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=10,
+            epochs=15,
+            metric="accuracy",
+            make_data=finetune_data,
+            make_model=LoRAFinetune,
+            prepare=pretrained_features,
+        ),
+        Task(
+            name="linear-deeplinear-sgd",
+            description="make_regression (20 features, a linear target, noise 20; standardized), a deep linear "
+            "network 20-32x6-1 (no nonlinearity), plain SGD, batch 32, 4 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=4,
+            metric="mse",
+            make_data=linear_target_data,
+            make_model=lambda: deep_linear(20, 1, hidden=32, depth=6),
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="waves-bn1d-nesterov",
+            description=f"which of four noisy waveforms ({WAVE_LEN} samples, random frequency, phase, amplitude), "
+            "1-D CNN with batch norm (16/32/32 channels), SGD Nesterov 0.9 wd 5e-4, batch 128, 20 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=128,
+            epochs=20,
+            metric="accuracy",
+            make_data=waves_data,
+            make_model=WaveCNN,
+        ),
+        Task(
+            name="words-skipgram-sgd",
+            description=f"skip-gram on the words of Python's help topics (a word predicts a neighbour within "
+            f"{SKIPGRAM_WINDOW}; {SKIPGRAM_VOCAB} words), embeddings (dim 64) and a full softmax, plain SGD, "
+            "batch 128, 3 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=128,
+            epochs=3,
+            metric="nats",
+            make_data=skipgram_data,
+            make_model=SkipGram,
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="char-postln-adam",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), a post-norm "
+            "causal Transformer (2 layers, dim 64, 4 heads), Adam, batch 32, 2 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: PostNormLM(len(CHARS), CHAR_LEN),
+            make_loss=TokenCrossEntropy,
+        ),
     ]
 }
 
@@ -3382,7 +3672,7 @@ FRESH_BATCH_STARTS = (
     "nadam-mlp", "digits-autoencoder", "digits-sigmoid-sgd", "digits-long-sgd", "cancer-bce-sgd",
     "digits-noisy-adamw", "six-class-memorize-sgd", "digits-bncnn-batch8-adamw", "cancer-raw-sgd", "char-adafactor",
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
-    "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw",
+    "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
 )  # fmt: skip
 
 
