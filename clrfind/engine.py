@@ -22,6 +22,7 @@ import itertools
 import math
 import re
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -407,6 +408,57 @@ def _check_scalar_loss(loss: Any, part: Part) -> None:
         raise Fault("loss_no_grad", part)
 
 
+# torch's warning (mse_loss, l1_loss, huber_loss, ...) when the targets' shape is not the output's.
+_BROADCAST = re.compile(
+    r"Using a target size \(torch\.Size\(\[([\d, ]*)\]\)\) that is different to the input size "
+    r"\(torch\.Size\(\[([\d, ]*)\]\)\)"
+)
+
+
+def _broadcast_fault(warning: warnings.WarningMessage, part: Part) -> Fault | None:
+    """The fault in torch's broadcasting warning, where broadcasting makes a cross product: (N,) targets against an
+    (N, 1) output give an (N, N) loss, every sample against every target, so each loss of the test is wrong and
+    the curve of a model that learns stays level. A broadcast within one side's shape is left to the warning."""
+    match = _BROADCAST.search(str(warning.message))
+    if match is None:
+        return None
+    targets, output = (tuple(int(v) for v in group.split(",") if v.strip()) for group in match.groups())
+    try:
+        shape = tuple(torch.broadcast_shapes(targets, output))
+    except RuntimeError:
+        return None
+    if math.prod(shape) <= max(math.prod(targets), math.prod(output)):
+        return None
+    return Fault(
+        "loss_broadcast", part, targets=str(list(targets)), output=str(list(output)), shape=str(list(shape))
+    )
+
+
+@contextlib.contextmanager
+def _judged_warnings(part: Part) -> Iterator[None]:
+    """The first step's warnings, passed on as they came, except a loss's broadcast of its targets against the
+    model's output into a larger loss (`_broadcast_fault`), raised as the fault once the step has finished."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    except BaseException:
+        _pass_on(caught)
+        raise
+    faults = [_broadcast_fault(w, part) for w in caught]
+    _pass_on([w for w, fault in zip(caught, faults, strict=True) if fault is None])
+    for fault in faults:
+        if fault is not None:
+            raise fault
+
+
+def _pass_on(caught: list[warnings.WarningMessage]) -> None:
+    """Warn again what a `catch_warnings(record=True)` held back, under the caller's own filters."""
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
 def diagnose_first_batch(
     model: torch.nn.Module,
     batch: Any,
@@ -704,11 +756,11 @@ class _Stepper:
 
     def _first_forward(self, batch: Any) -> torch.Tensor:
         """The first micro-batch, diagnosed: a failure here means the setup does not fit (a Fault)."""
+        # Without a step function the loss function made the loss: a bad one is its fault, not the model's.
+        part: Part = "step" if self.step_fn is not None else "loss"
         try:
-            with autocast(self.device, self.settings.precision):
+            with _judged_warnings(part), autocast(self.device, self.settings.precision):
                 loss = self.step(self.model, batch, self.loss_fn)
-            # Without a step function the loss function made the loss: a bad one is its fault, not the model's.
-            part: Part = "step" if self.step_fn is not None else "loss"
             _check_scalar_loss(loss, part)
             # One read of the first loss, on any device: nothing has stepped yet, so a non-finite one is the
             # data's or the setup's, never the LR's, and the whole curve would be measured for nothing.

@@ -48,6 +48,12 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
         "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
     ),
+    "loss_broadcast": (
+        "{blamed} was given targets of shape {targets} for a model output of shape {output}, and broadcast them "
+        "into a {shape} loss: every sample against every target (torch warns: 'likely incorrect results')",
+        "give the targets the output's shape in {data} (y.view(-1, 1) or y.unsqueeze(1)), or squeeze the output",
+        "give the targets the output's shape in {data} (y.view(-1, 1) or y.unsqueeze(1)), or squeeze the output",
+    ),
     "loss_input_structured": (  # the model returns several things (a tuple, a dict): the default step cannot pick
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
         "the model returns more than one thing: add `step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) "

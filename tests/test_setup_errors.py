@@ -296,6 +296,24 @@ class Bag(torch.nn.Module):
         return self.head(self.embed(ids))
 
 
+def flat_targets(n=1024, width=None):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    y = x[:, 0] + 0.5 * x[:, 1]  # shape (n,): a regression's targets as a 1-D array
+    return TensorDataset(x, y if width is None else y.unsqueeze(1).repeat(1, width))
+
+
+class Warns(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(2, 1)
+
+    def forward(self, x):
+        import warnings
+
+        warnings.warn("the model's own warning", UserWarning)
+        return self.body(x)
+
+
 class ZeroLog(torch.nn.Module):
     def forward(self, out, y):
         return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
@@ -417,3 +435,30 @@ def test_inputs_of_the_wrong_dtype_are_told_which_to_convert(
     assert line.startswith(f"error: spec.yaml: model.target '{model}': the model failed ")
     for needle in needles:
         assert needle in line
+
+
+def test_targets_that_broadcast_against_the_output_into_a_larger_loss_are_refused(tmp_path: Path) -> None:
+    spec = _bad_data_spec(tmp_path, "{}", loss="torch.nn.MSELoss")
+    spec.write_text(spec.read_text().replace("bad.py:blobs_with", "bad.py:flat_targets"))
+    line = _cli_error(tmp_path, spec, 2)
+    assert line == (
+        "error: spec.yaml: loss.target 'torch.nn.MSELoss' was given targets of shape [64] for a model output of "
+        "shape [64, 1], and broadcast them into a [64, 64] loss: every sample against every target (torch warns: "
+        "'likely incorrect results') (give the targets the output's shape in data.train 'bad.py:flat_targets' "
+        "(y.view(-1, 1) or y.unsqueeze(1)), or squeeze the output)"
+    )
+    assert not (tmp_path / "run" / "range_test.json").exists()
+
+
+def test_the_first_steps_other_warnings_are_passed_on(tmp_path: Path) -> None:
+    # (64, 1) outputs against (64, 3) targets broadcast within the targets' own shape: torch's warning is passed
+    # on as it came, with the model's own, and the run goes on.
+    spec = _bad_data_spec(tmp_path, "{width: 3}", loss="torch.nn.MSELoss")
+    body = spec.read_text().replace("bad.py:blobs_with", "bad.py:flat_targets")
+    spec.write_text(body.replace("task.py:Net, kwargs: {hidden: 16, classes: 1}", "bad.py:Warns"))
+    with pytest.warns(UserWarning) as record:
+        res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.stderr
+    texts = [str(w.message) for w in record]
+    assert "the model's own warning" in texts
+    assert any(t.startswith("Using a target size (torch.Size([64, 3]))") for t in texts)
