@@ -807,16 +807,26 @@ def _clipper(model: torch.nn.Module, settings: RunSettings) -> Callable[[], Any]
     return None
 
 
-def _refuse_undrivable(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+def _refuse_undrivable(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, step_fn: StepFn | None
+) -> None:
     """Setups whose LR cannot move the model, refused before the first step: nothing the optimizer steps requires
     grad (a frozen model, or an optimizer over its frozen part: the curve would be flat at every LR), an optimizer
-    whose step() needs a closure (the loop steps once per LR, without one), and Rprop, which takes lr only as its
-    first step size (the ladder's later LRs would change nothing, and so would the schedule it exports)."""
+    over another model's parameters, an optimizer whose step() needs a closure (the loop steps once per LR,
+    without one), and Rprop, which takes lr only as its first step size (the ladder's later LRs would change
+    nothing, and so would the schedule it exports)."""
     stepped = [p for group in optimizer.param_groups for p in group["params"]]
     if stepped and not any(p.requires_grad for p in stepped):
         if not any(p.requires_grad for p in model.parameters()):
             raise Fault("model_frozen", "model", count=str(len(list(model.parameters()))))
         raise Fault("optimizer_frozen", "optimizer", count=str(len(stepped)))
+    # The default step trains only what the model and the loss hold; a step function may train anything else.
+    if stepped and step_fn is None:
+        own = {id(p) for p in model.parameters()}
+        if isinstance(loss_fn, torch.nn.Module):
+            own |= {id(p) for p in loss_fn.parameters()}
+        if not any(id(p) in own for p in stepped):
+            raise Fault("optimizer_foreign", "optimizer", count=str(len(stepped)))
     closure = inspect.signature(type(optimizer).step).parameters.get("closure")
     if closure is not None and closure.default is inspect.Parameter.empty:
         raise Fault("optimizer_closure", "optimizer")
@@ -877,7 +887,7 @@ def run_loop(
     `EngineOutput.error` with the steps recorded so far.
     """
     settings = settings or RunSettings()
-    _refuse_undrivable(model, optimizer)
+    _refuse_undrivable(model, optimizer, loss_fn, step_fn)
     total = len(lrs)
     probe = _MetricProbe.for_settings(settings, val_loader, device, loss_fn, step_fn)
     batches = _Batches(loader)

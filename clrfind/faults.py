@@ -129,6 +129,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "build the optimizer over the parameters to train (those with requires_grad=True)",
         "build the optimizer over the parameters to train (those with requires_grad=True)",
     ),
+    "optimizer_foreign": (
+        "{optimizer}: none of the {count} parameters it steps belongs to {model} (nor to {loss}), so no step "
+        "changes the model",
+        "build the optimizer over the parameters of the model the run trains",
+        "build the optimizer over this model's parameters (torch.optim.X(model.parameters(), ...)): one made "
+        "before the model was built again (a notebook cell run twice) steps the old one",
+    ),
     "optimizer_closure": (
         "{optimizer}: its step() needs a closure that re-evaluates the loss (as LBFGS's line search does), and a "
         "range test takes one plain step per LR",

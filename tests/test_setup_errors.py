@@ -179,6 +179,44 @@ def test_a_setup_where_nothing_the_optimizer_steps_trains_is_refused(tiny_task) 
     assert "requires_grad_(True)" in caught.value.hint
 
 
+def test_an_optimizer_over_another_models_parameters_is_refused(tiny_task) -> None:
+    # A notebook cell that builds the model again after the optimizer: the optimizer steps the old model, and the
+    # range test ran a flat curve (no bounds, then three times as many steps to make sure).
+    import copy
+
+    import torch
+
+    import clrfind
+    from clrfind.errors import SetupError
+
+    model, loader, loss_fn, optimizer = tiny_task
+    rebuilt = copy.deepcopy(model)
+    with pytest.raises(SetupError, match=r"^optimizer: none of the 4 parameters it steps belongs to model \(nor to "
+                       r"loss_fn\), so no step changes the model") as caught:  # fmt: skip
+        clrfind.range_test(rebuilt, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=1.0, steps=10)
+    assert "a notebook cell run twice" in caught.value.hint
+    assert not optimizer.state  # not one step taken
+
+    # What the default step trains includes the loss's own parameters; a step function may train anything.
+    weighted = torch.nn.Module()
+    weighted.scale = torch.nn.Parameter(torch.ones(()))
+    weighted.forward = lambda out, y: weighted.scale * loss_fn(out, y)
+    head_only = torch.optim.SGD([weighted.scale], lr=0.1)
+    ran = clrfind.range_test(model, loader, weighted, head_only, min_lr=1e-3, max_lr=1.0, steps=10,
+                             verify_bounds=False)  # fmt: skip
+    assert ran.steps_run >= 10  # it trained (a rerun may add more)
+
+    def step(m, batch, fn):
+        x, y = batch
+        return fn(rebuilt(x) + m(x), y)
+
+    # An optimizer over only what the step function adds to the model.
+    other = torch.optim.SGD(rebuilt.parameters(), lr=0.1)
+    ran = clrfind.range_test(model, loader, loss_fn, other, min_lr=1e-3, max_lr=1.0, steps=10, step_fn=step,
+                             verify_bounds=False)  # fmt: skip
+    assert ran.steps_run >= 10  # it trained (a rerun may add more)
+
+
 BN_TASK = """
 import torch
 from torch.utils.data import TensorDataset
