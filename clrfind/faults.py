@@ -87,6 +87,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "compute it from the model's output without torch.no_grad() or .detach()",
         "compute it from the model's output without torch.no_grad() or .detach()",
     ),
+    "data_sorted": (
+        "{data}: the loader does not shuffle, and the data looks sorted by class: its first batch ({size} samples) "
+        "is all class {label}, and further on it holds others ({samples})",
+        "set data.shuffle: true: unshuffled, each batch is one class, and the curve follows the classes, not the LR",
+        "pass a DataLoader with shuffle=True: unshuffled, each batch is one class, and the curve follows the "
+        "classes, not the LR",
+    ),
     "data_empty": (
         "{data}: the data loader yielded no batches",
         "check that the dataset is not empty and that batch_size <= its length with drop_last",

@@ -352,6 +352,17 @@ class Warns(torch.nn.Module):
         return self.body(x)
 
 
+def by_class(n=1024, sort=True, majority=None):
+    g = torch.Generator().manual_seed(0)
+    if majority is None:
+        y = torch.randint(0, 2, (n,), generator=g)
+    else:  # one class at `majority`, in no order, and a first batch all of it (as it may be by chance)
+        y = (torch.rand(n, generator=g) > majority).long()
+        y[:64] = 0
+    y = y.sort().values if sort else y
+    return TensorDataset(torch.randn(n, 2, generator=g) + y.unsqueeze(1), y)
+
+
 class ZeroLog(torch.nn.Module):
     def forward(self, out, y):
         return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
@@ -500,3 +511,47 @@ def test_the_first_steps_other_warnings_are_passed_on(tmp_path: Path) -> None:
     texts = [str(w.message) for w in record]
     assert "the model's own warning" in texts
     assert any(t.startswith("Using a target size (torch.Size([64, 3]))") for t in texts)
+
+
+def test_unshuffled_data_sorted_by_class_is_refused(tmp_path: Path) -> None:
+    # Before: 'diverged at lr 3e-05 ... the range starts too high: lower the start 10x' (each batch one class).
+    spec = _bad_data_spec(tmp_path, "{}")
+    spec.write_text(spec.read_text().replace("bad.py:blobs_with", "bad.py:by_class"))
+    line = _cli_error(tmp_path, spec, 2)
+    assert line.startswith(
+        "error: spec.yaml: data.train 'bad.py:by_class': the loader does not shuffle, and the data looks sorted by "
+        "class: its first batch (64 samples) is all class 0, and further on it holds others (sample 512: class 1, "
+    )
+    assert line.endswith("(set data.shuffle: true: unshuffled, each batch is one class, and the curve follows the "
+                         "classes, not the LR)")  # fmt: skip
+    spec.write_text(spec.read_text().replace("shuffle: false", "shuffle: true"))
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    "kwargs", ["{sort: false}", "{sort: false, majority: 0.97}"], ids=["mixed", "imbalanced"]
+)
+def test_unshuffled_data_in_no_order_runs(tmp_path: Path, kwargs: str) -> None:
+    spec = _bad_data_spec(tmp_path, kwargs)
+    spec.write_text(spec.read_text().replace("bad.py:blobs_with", "bad.py:by_class"))
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.stderr
+
+
+def test_a_library_loader_over_sorted_classes_is_told_to_shuffle() -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import clrfind
+    from clrfind.errors import SetupError
+
+    y = torch.arange(4).repeat_interleave(128)
+    model = torch.nn.Linear(2, 4)
+    loader = DataLoader(TensorDataset(torch.randn(512, 2), y), batch_size=32)
+    with pytest.raises(SetupError, match=r"^train_loader: the loader does not shuffle") as caught:
+        clrfind.range_test(model, loader, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters()),
+                           min_lr=1e-3, max_lr=1.0, steps=10)  # fmt: skip
+    assert caught.value.hint is not None and caught.value.hint.startswith(
+        "pass a DataLoader with shuffle=True"
+    )
