@@ -90,6 +90,12 @@ def _cli_error(tmp_path: Path, spec: Path, exit_code: int) -> str:
     return lines[0]
 
 
+def _cli_runs(tmp_path: Path, spec: Path) -> None:
+    """`range-test SPEC` through the CLI finishes (exit 0)."""
+    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.stderr
+
+
 @pytest.mark.parametrize(("edit", "needles"), [c[1:] for c in TARGET_CASES], ids=[c[0] for c in TARGET_CASES])
 def test_setup_errors_through_the_cli(tmp_path: Path, edit: tuple[str, str], needles: list[str]) -> None:
     assert edit[0] in BASE_SPEC
@@ -113,8 +119,7 @@ def test_dict_batches_with_a_step(tmp_path: Path) -> None:
         )
         + "step: {target: task.py:dict_step}\n",
     )
-    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 0, res.stderr
+    _cli_runs(tmp_path, spec)
 
 
 def test_checkpoint_is_loaded_weights_only(tmp_path: Path) -> None:
@@ -369,16 +374,25 @@ class ZeroLog(torch.nn.Module):
 """
 
 
-def _bad_data_spec(tmp_path: Path, kwargs: str, *, loss: str = "torch.nn.CrossEntropyLoss") -> Path:
-    """The base spec on bad.py's data, in order (batch k holds samples 64k..64k+63), without the self-check."""
+def _bad_data_spec(
+    tmp_path: Path,
+    kwargs: str,
+    *,
+    data: str = "blobs_with",
+    loss: str = "torch.nn.CrossEntropyLoss",
+    model: str | None = None,
+) -> Path:
+    """The base spec on bad.py's `data`, in order (batch k holds samples 64k..64k+63), without the self-check; the
+    tiny net has one output under an MSE loss, two otherwise, unless `model` names another."""
     (tmp_path / "bad.py").write_text(BAD_DATA_PY)
-    body = BASE_SPEC.replace("task.py:blobs, kwargs: {n: 1024}", f"bad.py:blobs_with, kwargs: {kwargs}")
-    body = body.replace("batch_size: 64", "batch_size: 64\n  shuffle: false")
-    body = body.replace("torch.nn.CrossEntropyLoss", loss).replace(
-        "task.py:Net, kwargs: {hidden: 16}",
-        "task.py:Net, kwargs: {hidden: 16, classes: " + ("1}" if "MSE" in loss else "2}"),
+    body = BASE_SPEC.replace("task.py:blobs, kwargs: {n: 1024}", f"bad.py:{data}, kwargs: {kwargs}")
+    body = body.replace("batch_size: 64", "batch_size: 64\n  shuffle: false").replace(
+        "torch.nn.CrossEntropyLoss", loss
     )
-    return write_spec(tmp_path, body + "verify_bounds: false\n")
+    net = model or "task.py:Net, kwargs: {hidden: 16, classes: " + ("1}" if "MSE" in loss else "2}")
+    return write_spec(
+        tmp_path, body.replace("task.py:Net, kwargs: {hidden: 16}", net) + "verify_bounds: false\n"
+    )
 
 
 def test_a_nan_in_the_data_mid_run_is_named_as_the_datas_not_the_lrs(tmp_path: Path) -> None:
@@ -478,8 +492,7 @@ def test_a_library_loader_with_a_nan_mid_run_is_named() -> None:
 def test_inputs_of_the_wrong_dtype_are_told_which_to_convert(
     tmp_path: Path, kwargs: str, model: str, needles: list[str]
 ) -> None:
-    spec = _bad_data_spec(tmp_path, kwargs)
-    spec.write_text(spec.read_text().replace("task.py:Net, kwargs: {hidden: 16, classes: 2}", f"{model}"))
+    spec = _bad_data_spec(tmp_path, kwargs, model=model)
     line = _cli_error(tmp_path, spec, 2)
     assert line.startswith(f"error: spec.yaml: model.target '{model}': the model failed ")
     for needle in needles:
@@ -487,8 +500,7 @@ def test_inputs_of_the_wrong_dtype_are_told_which_to_convert(
 
 
 def test_targets_that_broadcast_against_the_output_into_a_larger_loss_are_refused(tmp_path: Path) -> None:
-    spec = _bad_data_spec(tmp_path, "{}", loss="torch.nn.MSELoss")
-    spec.write_text(spec.read_text().replace("bad.py:blobs_with", "bad.py:flat_targets"))
+    spec = _bad_data_spec(tmp_path, "{}", data="flat_targets", loss="torch.nn.MSELoss")
     line = _cli_error(tmp_path, spec, 2)
     assert line == (
         "error: spec.yaml: loss.target 'torch.nn.MSELoss' was given targets of shape [64] for a model output of "
@@ -502,12 +514,11 @@ def test_targets_that_broadcast_against_the_output_into_a_larger_loss_are_refuse
 def test_the_first_steps_other_warnings_are_passed_on(tmp_path: Path) -> None:
     # (64, 1) outputs against (64, 3) targets broadcast within the targets' own shape: torch's warning is passed
     # on as it came, with the model's own, and the run goes on.
-    spec = _bad_data_spec(tmp_path, "{width: 3}", loss="torch.nn.MSELoss")
-    body = spec.read_text().replace("bad.py:blobs_with", "bad.py:flat_targets")
-    spec.write_text(body.replace("task.py:Net, kwargs: {hidden: 16, classes: 1}", "bad.py:Warns"))
+    spec = _bad_data_spec(
+        tmp_path, "{width: 3}", data="flat_targets", loss="torch.nn.MSELoss", model="bad.py:Warns"
+    )
     with pytest.warns(UserWarning) as record:
-        res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 0, res.stderr
+        _cli_runs(tmp_path, spec)
     texts = [str(w.message) for w in record]
     assert "the model's own warning" in texts
     assert any(t.startswith("Using a target size (torch.Size([64, 3]))") for t in texts)
@@ -515,8 +526,7 @@ def test_the_first_steps_other_warnings_are_passed_on(tmp_path: Path) -> None:
 
 def test_unshuffled_data_sorted_by_class_is_refused(tmp_path: Path) -> None:
     # Before: 'diverged at lr 3e-05 ... the range starts too high: lower the start 10x' (each batch one class).
-    spec = _bad_data_spec(tmp_path, "{}")
-    spec.write_text(spec.read_text().replace("bad.py:blobs_with", "bad.py:by_class"))
+    spec = _bad_data_spec(tmp_path, "{}", data="by_class")
     line = _cli_error(tmp_path, spec, 2)
     assert line.startswith(
         "error: spec.yaml: data.train 'bad.py:by_class': the loader does not shuffle, and the data looks sorted by "
@@ -525,18 +535,14 @@ def test_unshuffled_data_sorted_by_class_is_refused(tmp_path: Path) -> None:
     assert line.endswith("(set data.shuffle: true: unshuffled, each batch is one class, and the curve follows the "
                          "classes, not the LR)")  # fmt: skip
     spec.write_text(spec.read_text().replace("shuffle: false", "shuffle: true"))
-    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 0, res.stderr
+    _cli_runs(tmp_path, spec)
 
 
 @pytest.mark.parametrize(
     "kwargs", ["{sort: false}", "{sort: false, majority: 0.97}"], ids=["mixed", "imbalanced"]
 )
 def test_unshuffled_data_in_no_order_runs(tmp_path: Path, kwargs: str) -> None:
-    spec = _bad_data_spec(tmp_path, kwargs)
-    spec.write_text(spec.read_text().replace("bad.py:blobs_with", "bad.py:by_class"))
-    res = CliRunner().invoke(app, ["range-test", str(spec), "--quiet", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 0, res.stderr
+    _cli_runs(tmp_path, _bad_data_spec(tmp_path, kwargs, data="by_class"))
 
 
 def test_a_library_loader_over_sorted_classes_is_told_to_shuffle() -> None:
