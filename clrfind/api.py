@@ -32,7 +32,7 @@ from clrfind.analysis.bounds import (
 )
 from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
-from clrfind.faults import Fault, Terms, library_terms, spec_terms
+from clrfind.faults import Fault, Terms, is_one_sample_norm, library_terms, spec_terms
 from clrfind.fileio import check_writable_dir, folder_lock
 from clrfind.groups import describe_groups, differs, json_option
 from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
@@ -997,17 +997,11 @@ def _error_hint(exc: BaseException, terms: Terms, *, drop_last: str) -> str | No
     path's words), or a torch error whose usual cause is in the data (`drop_last`: this path's way to set it)."""
     if isinstance(exc, Fault):
         return terms.error(exc).hint
-    if _is_one_sample_norm(exc):
+    if is_one_sample_norm(exc):
         return f"{ONE_SAMPLE_NORM}: {drop_last}"
     if isinstance(exc, IndexError) and re.search(r"Target -?\d+ is out of bounds", str(exc)):
         return TARGET_OUT_OF_RANGE
     return None
-
-
-def _is_one_sample_norm(exc: BaseException) -> bool:
-    """torch's error for batch norm given one sample in training mode: the usual cause is a dataset whose length
-    leaves one sample over for the last batch of a pass, which the user's own loop meets too."""
-    return isinstance(exc, ValueError) and "Expected more than 1 value per channel when training" in str(exc)
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -35,7 +35,7 @@ from clrfind import stops
 from clrfind.analysis import DivergenceMonitor
 from clrfind.errors import USER_FAILURES, describe_exception
 from clrfind.events import StepEvent
-from clrfind.faults import Fault, Part, Terms
+from clrfind.faults import Fault, Part, Terms, is_one_sample_norm
 from clrfind.groups import lr_ratios
 from clrfind.results import MetricCurve
 from clrfind.settings import MetricName, Precision, RunSettings
@@ -490,10 +490,12 @@ def diagnose_first_batch(
 
 
 def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) -> Fault:
-    """The model's failure on the first inputs, with the fix for the two usual dtype slips where torch's error
-    says it is one: float64 inputs (numpy's default) or integer ones into float32 weights, and float token ids
-    into an embedding. Otherwise the shapes are the likelier cause."""
+    """The model's failure on the first inputs, with the fix where torch's error says what it is: batch norm given
+    one sample, and the two usual dtype slips, float64 inputs (numpy's default) or integer ones into float32
+    weights and float token ids into an embedding. Otherwise the shapes are the likelier cause."""
     facts = {"inputs": describe_batch(inputs), "error": describe_exception(exc)}
+    if is_one_sample_norm(exc):
+        return Fault("model_one_sample", "model", **facts)
     text = str(exc)
     weights = {p.dtype for p in model.parameters() if p.is_floating_point()}
     given = {x.dtype for _, x in _named_tensors(inputs, "inputs")}

@@ -38,6 +38,12 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "make the inputs {weights} in {data} (torch.as_tensor(x, dtype=torch.{weights}){numpy}){or_model}",
         "make the inputs {weights} in {data} (torch.as_tensor(x, dtype=torch.{weights}){numpy}){or_model}",
     ),
+    "model_one_sample": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "batch norm normalises over the batch, and one sample has no spread: set data.batch_size to 2 or more",
+        "batch norm normalises over the batch, and one sample has no spread: use a DataLoader with batch_size 2 or "
+        "more",
+    ),
     "model_input_ids": (
         "{model}: the model failed on inputs {inputs}: {error}",
         "an embedding looks its inputs up as token ids, which must be integers: make the inputs of {data} torch.long",
@@ -243,6 +249,13 @@ _PART_NAMES: tuple[Part, ...] = (
     "precision",
     "metric",
 )
+
+
+def is_one_sample_norm(exc: BaseException) -> bool:
+    """torch's error for batch norm given one sample in training mode: mid-run, the usual cause is a dataset whose
+    length leaves one sample over for the last batch of a pass (which the user's own loop meets too); on the first
+    step, a batch size of 1."""
+    return isinstance(exc, ValueError) and "Expected more than 1 value per channel when training" in str(exc)
 
 
 def clip_key(clip_grad_value: float | None) -> str:

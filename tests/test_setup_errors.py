@@ -270,6 +270,19 @@ def test_one_sample_left_over_for_batch_norm_points_at_drop_last(tmp_path: Path)
     assert len(saved["losses"]) == 20 and saved["steps_per_epoch"] == 2 and saved["spec"]["data"]["drop_last"]
 
 
+def test_batch_norm_at_batch_size_one_is_told_to_batch_more(tmp_path: Path) -> None:
+    (tmp_path / "bn.py").write_text(BN_TASK)
+    body = BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "bn.py:BNNet").replace(
+        "batch_size: 64", "batch_size: 1"
+    )
+    line = _cli_error(tmp_path, write_spec(tmp_path, body), 2)
+    assert line.startswith(
+        "error: spec.yaml: model.target 'bn.py:BNNet': the model failed on inputs Tensor[1, 2] "
+    )
+    assert line.endswith("(batch norm normalises over the batch, and one sample has no spread: set data.batch_size "
+                         "to 2 or more)")  # fmt: skip
+
+
 def test_a_library_loader_with_one_sample_left_over_is_told_to_drop_it() -> None:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
