@@ -478,8 +478,17 @@ def diagnose_first_batch(
             return _model_input_fault(model, inputs, inner)
         # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
         structured = isinstance(out, (tuple, list)) or hasattr(out, "keys")
+        # Class indices as a column, (B, 1), which torch's cross-entropy and NLL take as several targets: a dataset
+        # that returns each label as a 1-element tensor or array.
+        column = (
+            isinstance(targets, torch.Tensor)
+            and not targets.is_floating_point()
+            and targets.dim() == 2
+            and targets.shape[1] == 1
+            and "multi-target not supported" in str(exc)
+        )
         return Fault(
-            "loss_input_structured" if structured else "loss_input",
+            "loss_input_structured" if structured else "loss_input_column" if column else "loss_input",
             "loss",
             output=describe_batch(out),
             targets=describe_batch(targets),

@@ -60,6 +60,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "give the targets the output's shape in {data} (y.view(-1, 1) or y.unsqueeze(1)), or squeeze the output",
         "give the targets the output's shape in {data} (y.view(-1, 1) or y.unsqueeze(1)), or squeeze the output",
     ),
+    "loss_input_column": (  # integer targets of shape (B, 1)
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "class indices go as one label per sample, shape (B,): squeeze the targets' last axis in {data} "
+        "(y.squeeze(1), or a label per item rather than a 1-element tensor)",
+        "class indices go as one label per sample, shape (B,): squeeze the targets' last axis in {data} "
+        "(y.squeeze(1), or a label per item rather than a 1-element tensor)",
+    ),
     "loss_input_structured": (  # the model returns several things (a tuple, a dict): the default step cannot pick
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
         "the model returns more than one thing: add `step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) "

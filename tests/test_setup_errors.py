@@ -381,6 +381,11 @@ def by_class(n=1024, sort=True, majority=None):
     return TensorDataset(torch.randn(n, 2, generator=g) + y.unsqueeze(1), y)
 
 
+def column_labels(n=1024):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, (x[:, :1] > 0).long())  # labels of shape (n, 1)
+
+
 class ZeroLog(torch.nn.Module):
     def forward(self, out, y):
         return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
@@ -574,3 +579,12 @@ def test_a_library_loader_over_sorted_classes_is_told_to_shuffle() -> None:
     assert caught.value.hint is not None and caught.value.hint.startswith(
         "pass a DataLoader with shuffle=True"
     )
+
+
+def test_class_indices_as_a_column_are_told_to_squeeze(tmp_path: Path) -> None:
+    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{}", data="column_labels"), 2)
+    assert line.startswith("error: spec.yaml: loss.target 'torch.nn.CrossEntropyLoss': the loss rejected model output "
+                           "Tensor[64, 2] float32 with targets Tensor[64, 1] int64: ")  # fmt: skip
+    assert line.endswith("(class indices go as one label per sample, shape (B,): squeeze the targets' last axis in "
+                         "data.train 'bad.py:column_labels' (y.squeeze(1), or a label per item rather than a 1-element "
+                         "tensor))")  # fmt: skip
