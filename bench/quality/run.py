@@ -14,6 +14,11 @@ Experiments: `--clrfind-set NAME=VALUE` changes how clrfind is driven (`mode=exp
 module constant (`analysis.bounds.STOP_SLOPE_FRAC=0.1`) in the worker processes; `--first-seed 3` runs held-out seeds;
 `--clrfind-data val|loader|stream` hands clrfind the data as a user with validation data, a ready loader or a stream
 does.
+
+Run it from a checkout nobody edits meanwhile (a `git worktree`): the fine-tuning tasks' pretrained body is keyed
+by its code's source, which the worker processes read from disk when they first build it, so an edit to
+`tasks.py` mid-run gives them another key, a body trained again in a worker (on other threads: other weights), and
+cached grids that no later run can reproduce.
 """
 
 from __future__ import annotations
