@@ -477,19 +477,8 @@ def diagnose_first_batch(
                 out = model(inputs)
         except USER_FAILURES as inner:
             return _model_input_fault(model, inputs, inner)
-        # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
-        structured = isinstance(out, (tuple, list)) or hasattr(out, "keys")
-        # Class indices as a column, (B, 1), which torch's cross-entropy and NLL take as several targets: a dataset
-        # that returns each label as a 1-element tensor or array.
-        column = (
-            isinstance(targets, torch.Tensor)
-            and not targets.is_floating_point()
-            and targets.dim() == 2
-            and targets.shape[1] == 1
-            and "multi-target not supported" in str(exc)
-        )
         return Fault(
-            "loss_input_structured" if structured else "loss_input_column" if column else "loss_input",
+            _loss_input_kind(out, targets, exc),
             "loss",
             output=describe_batch(out),
             targets=describe_batch(targets),
@@ -497,6 +486,24 @@ def diagnose_first_batch(
         )
     kind = "step_failed" if loss_fn is not None else "step_failed_no_loss"
     return Fault(kind, "step", batch=describe_batch(batch), error=describe_exception(exc))
+
+
+def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> str:
+    """Which fault the loss's rejection of the first output is: the generic one, or one whose fix torch's error
+    pins down."""
+    # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
+    if isinstance(out, (tuple, list)) or hasattr(out, "keys"):
+        return "loss_input_structured"
+    text = str(exc)
+    if isinstance(targets, torch.Tensor) and not targets.is_floating_point():
+        # Class indices as a column, (B, 1), which cross-entropy and NLL take as several targets: a dataset that
+        # returns each label as a 1-element tensor or array.
+        if targets.dim() == 2 and targets.shape[1] == 1 and "multi-target not supported" in text:
+            return "loss_input_column"
+        # Integer targets for a loss that computes with them as numbers (BCE, MSE): torch's error names a cast.
+        if "can't be cast to the desired output type" in text:
+            return "loss_input_int_targets"
+    return "loss_input"
 
 
 def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) -> Fault:

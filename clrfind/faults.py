@@ -67,6 +67,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "class indices go as one label per sample, shape (B,): squeeze the targets' last axis in {data} "
         "(y.squeeze(1), or a label per item rather than a 1-element tensor)",
     ),
+    "loss_input_int_targets": (
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "this loss computes with the targets as numbers, like the output: make the targets of {data} float "
+        "(y.float(); 0.0/1.0 labels for a BCE loss)",
+        "this loss computes with the targets as numbers, like the output: make the targets of {data} float "
+        "(y.float(); 0.0/1.0 labels for a BCE loss)",
+    ),
     "loss_input_structured": (  # the model returns several things (a tuple, a dict): the default step cannot pick
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
         "the model returns more than one thing: add `step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) "

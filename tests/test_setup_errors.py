@@ -386,6 +386,11 @@ def column_labels(n=1024):
     return TensorDataset(x, (x[:, :1] > 0).long())  # labels of shape (n, 1)
 
 
+def int_multilabel(n=1024):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, (x > 0).long())  # two 0/1 labels per sample, as integers
+
+
 class ZeroLog(torch.nn.Module):
     def forward(self, out, y):
         return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
@@ -588,3 +593,13 @@ def test_class_indices_as_a_column_are_told_to_squeeze(tmp_path: Path) -> None:
     assert line.endswith("(class indices go as one label per sample, shape (B,): squeeze the targets' last axis in "
                          "data.train 'bad.py:column_labels' (y.squeeze(1), or a label per item rather than a 1-element "
                          "tensor))")  # fmt: skip
+
+
+def test_integer_targets_for_a_loss_that_computes_with_them_are_told_to_be_float(tmp_path: Path) -> None:
+    spec = _bad_data_spec(tmp_path, "{}", data="int_multilabel", loss="torch.nn.BCEWithLogitsLoss")
+    line = _cli_error(tmp_path, spec, 2)
+    assert "with targets Tensor[64, 2] int64: RuntimeError: result type Float can't be cast" in line
+    assert line.endswith(
+        "(this loss computes with the targets as numbers, like the output: make the targets of data.train "
+        "'bad.py:int_multilabel' float (y.float(); 0.0/1.0 labels for a BCE loss))"
+    )
