@@ -188,6 +188,16 @@ def nonfinite_data_fault(batch: Any, loss: float, *, step: int) -> Fault | None:
     )
 
 
+def _nonfinite_weights_fault(model: torch.nn.Module, loss: float) -> Fault | None:
+    """A first loss that the model's initial weights explain: some hold NaN or inf (a layer left uninitialised with
+    torch.empty, a checkpoint saved after a blow-up). None when every weight is finite."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if not bad:
+        return None
+    names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return Fault("model_nonfinite_start", "model", params=names, value=str(loss))
+
+
 class _Batches:
     """Cycles through a loader forever, counting epochs, without rebuilding anything.
 
@@ -785,8 +795,10 @@ class _Stepper:
             # data's or the setup's, never the LR's, and the whole curve would be measured for nothing.
             first = float(loss.detach().float())
             if not math.isfinite(first):
-                raise nonfinite_data_fault(batch, first, step=0) or Fault(
-                    "loss_nonfinite_start", part, value=str(first)
+                raise (
+                    nonfinite_data_fault(batch, first, step=0)
+                    or _nonfinite_weights_fault(self.model, first)
+                    or Fault("loss_nonfinite_start", part, value=str(first))
                 )
             self.host.fit(loss)
         except Fault:

@@ -193,6 +193,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "fill or drop the missing (NaN) and infinite values in the data: a training run fails on them the same "
         "way, at any LR",
     ),
+    "model_nonfinite_start": (
+        "{model}: its initial weights hold NaN or inf ({params}), and the first loss is {value}",
+        "initialise every parameter (a layer built with torch.empty needs an init), or start from a checkpoint saved "
+        "before the loss blew up",
+        "initialise every parameter (a layer built with torch.empty needs an init), or start from a checkpoint saved "
+        "before the loss blew up",
+    ),
     "loss_nonfinite_start": (
         "{blamed} returned a loss of {value} on the first batch, at the initial weights, before any optimizer step",
         "no LR can cause that: check the loss on one batch for a log of 0 or a division by zero, and the model's "

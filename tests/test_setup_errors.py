@@ -391,6 +391,15 @@ def int_multilabel(n=1024):
     return TensorDataset(x, (x > 0).long())  # two 0/1 labels per sample, as integers
 
 
+class Uninitialised(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.full((2, 2), float("nan")))  # as torch.empty may leave it
+
+    def forward(self, x):
+        return x @ self.weight
+
+
 class ZeroLog(torch.nn.Module):
     def forward(self, out, y):
         return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
@@ -602,4 +611,13 @@ def test_integer_targets_for_a_loss_that_computes_with_them_are_told_to_be_float
     assert line.endswith(
         "(this loss computes with the targets as numbers, like the output: make the targets of data.train "
         "'bad.py:int_multilabel' float (y.float(); 0.0/1.0 labels for a BCE loss))"
+    )
+
+
+def test_initial_weights_that_are_not_finite_are_named(tmp_path: Path) -> None:
+    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{}", model="bad.py:Uninitialised"), 2)
+    assert line == (
+        "error: spec.yaml: model.target 'bad.py:Uninitialised': its initial weights hold NaN or inf (weight), and the "
+        "first loss is nan (initialise every parameter (a layer built with torch.empty needs an init), or start from "
+        "a checkpoint saved before the loss blew up)"
     )
