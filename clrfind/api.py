@@ -951,11 +951,7 @@ def run_spec(
                 unsaved = f"; the outputs were not all saved: {exc}"
     if out.error is not None:
         where = f"; partial results saved to {files.results}" if files else unsaved
-        hint = _error_hint(
-            out.error,
-            terms,
-            drop_last="set data.drop_last: true, or a batch_size that leaves no single sample over",
-        )
+        hint = _error_hint(out.error, terms, drop_last=SPEC_DROP_LAST)
         if _is_oom(out.error):
             hint = (
                 f"CUDA ran out of memory at batch_size {comps.batch_size}: try a smaller data.batch_size with "
@@ -986,6 +982,7 @@ def run_spec(
 
 
 ONE_SAMPLE_NORM = "a batch of one sample reached batch norm in training mode (a pass's last, partial batch)"
+SPEC_DROP_LAST = "set data.drop_last: true, or a batch_size that leaves no single sample over"
 TARGET_OUT_OF_RANGE = (
     "a target class index is at or past the number of classes the model outputs: labels must run from 0 to that "
     "number - 1 (relabel the data, or give the model's last layer more outputs)"
@@ -1112,7 +1109,10 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     except Fault as fault:
         raise terms.error(fault) from fault
     if out.error is not None:
-        raise RunError(out.stop_text(terms), hint="run with --debug for the full traceback") from out.error
+        hint = _error_hint(out.error, terms, drop_last=SPEC_DROP_LAST)
+        raise RunError(
+            out.stop_text(terms), hint=hint or "run with --debug for the full traceback"
+        ) from out.error
     ended = time.perf_counter()  # after the engine's last read of a loss: a GPU's queued work is counted
     # Per batch, then per step: an fp16 step the scaler skipped took a batch too, and accumulation takes several.
     first = min(CHECK_WARMUP_STEPS * settings.accumulate, len(loader.stamps) - 1)
