@@ -427,6 +427,72 @@ def _bad_data_spec(
     )
 
 
+# Bad data and setups that the first steps reveal, on bad.py's data in order (batch k: samples 64k..64k+63):
+# (id, _bad_data_spec's arguments, exit code, what the error line holds). Exit 2 measured nothing and wrote
+# nothing; exit 1 saved the steps before the failure.
+BAD_DATA_CASES = [
+    ("nan target", {"kwargs": "{bad_target: 0}", "loss": "torch.nn.MSELoss"}, 2, [
+        "error: spec.yaml: data.train 'bad.py:blobs_with': a batch holds non-finite values (targets Tensor[64, 1] "
+        "float32: 1 NaN), and training on it made the loss nan (fill or drop the missing (NaN) and infinite values "
+        "in the data: a training run fails on them the same way, at any LR)"]),
+    # The tiny net's tanh turns an inf input into a finite loss; its weight's gradient is not finite, so the next
+    # step's loss is NaN on a clean batch, and the batch before it is the one named.
+    ("inf seen by the gradients", {"kwargs": "{bad_input: 7, value: inf}"}, 1, [
+        "error: spec.yaml: data.train 'bad.py:blobs_with': a batch holds non-finite values (inputs Tensor[64, 2] "
+        "float32: 1 inf), and training on it made the loss nan (at step 1); partial results saved to "]),
+    ("log of 0", {"kwargs": "{}", "loss": "bad.py:ZeroLog"}, 2, [
+        "error: spec.yaml: loss.target 'bad.py:ZeroLog' returned a loss of -inf on the first batch, at the initial "
+        "weights, before any optimizer step (no LR can cause that: check the loss on one batch for a log of 0 or a "
+        "division by zero, and the model's initialisation)"]),
+    ("nan weights", {"kwargs": "{}", "model": "bad.py:Uninitialised"}, 2, [
+        "error: spec.yaml: model.target 'bad.py:Uninitialised': its initial weights hold NaN or inf (weight), and "
+        "the first loss is nan (initialise every parameter (a layer built with torch.empty needs an init), or start "
+        "from a checkpoint saved before the loss blew up)"]),
+    ("label past the classes mid-run", {"kwargs": "{label: 200}"}, 1, [
+        "error: model.target 'task.py:Net' raised IndexError at step 3: Target 2 is out of bounds",
+        "(a target class index is at or past the number of classes the model outputs: labels must run from 0 to "
+        "that number - 1 (relabel the data, or give the model's last layer more outputs))"]),
+    ("float64 inputs", {"kwargs": "{dtype: float64}", "model": "task.py:Net"}, 2, [
+        "error: spec.yaml: model.target 'task.py:Net': the model failed on inputs Tensor[64, 2] float64, its "
+        "weights being float32", "(make the inputs float32 in data.train 'bad.py:blobs_with' (torch.as_tensor(x, "
+        "dtype=torch.float32); numpy arrays are float64 unless told otherwise), or the model float64 "
+        "(model.to(torch.float64)))"]),
+    ("integer inputs", {"kwargs": "{dtype: int64}", "model": "task.py:Net"}, 2, [
+        "on inputs Tensor[64, 2] int64, its weights being float32", "(make the inputs float32 in data.train "
+        "'bad.py:blobs_with' (torch.as_tensor(x, dtype=torch.float32)))"]),
+    ("float ids", {"kwargs": "{}", "model": "bad.py:Bag"}, 2, [
+        "on inputs Tensor[64, 2] float32: RuntimeError: Expected tensor for argument #1 'indices'", "(an embedding "
+        "looks its inputs up as token ids, which must be integers: make the inputs of data.train "
+        "'bad.py:blobs_with' torch.long)"]),
+    ("targets broadcast", {"kwargs": "{}", "data": "flat_targets", "loss": "torch.nn.MSELoss"}, 2, [
+        "error: spec.yaml: loss.target 'torch.nn.MSELoss' was given targets of shape [64] for a model output of "
+        "shape [64, 1], and broadcast them into a [64, 64] loss: every sample against every target (torch warns: "
+        "'likely incorrect results') (give the targets the output's shape in data.train 'bad.py:flat_targets' "
+        "(y.view(-1, 1) or y.unsqueeze(1)), or squeeze the output)"]),
+    ("labels as a column", {"kwargs": "{}", "data": "column_labels"}, 2, [
+        "error: spec.yaml: loss.target 'torch.nn.CrossEntropyLoss': the loss rejected model output Tensor[64, 2] "
+        "float32 with targets Tensor[64, 1] int64: ", "(class indices go as one label per sample, shape (B,): "
+        "squeeze the targets' last axis in data.train 'bad.py:column_labels' (y.squeeze(1), or a label per item "
+        "rather than a 1-element tensor))"]),
+    ("integer targets for BCE", {"kwargs": "{}", "data": "int_multilabel", "loss": "torch.nn.BCEWithLogitsLoss"}, 2, [
+        "with targets Tensor[64, 2] int64: RuntimeError: result type Float can't be cast", "(this loss computes with "
+        "the targets as numbers, like the output: make the targets of data.train 'bad.py:int_multilabel' float "
+        "(y.float(); 0.0/1.0 labels for a BCE loss))"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "needles"), [c[1:] for c in BAD_DATA_CASES], ids=[c[0] for c in BAD_DATA_CASES]
+)
+def test_bad_data_and_setups_through_the_cli(
+    tmp_path: Path, args: dict[str, str], exit_code: int, needles: list[str]
+) -> None:
+    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, **args), exit_code)
+    for needle in needles:
+        assert needle in line
+    assert (tmp_path / "run" / "range_test.json").exists() == (exit_code == 1)
+
+
 def test_a_nan_in_the_data_mid_run_is_named_as_the_datas_not_the_lrs(tmp_path: Path) -> None:
     import json
 
@@ -442,45 +508,6 @@ def test_a_nan_in_the_data_mid_run_is_named_as_the_datas_not_the_lrs(tmp_path: P
     saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
     assert saved["stop_reason"] == "error" and len(saved["losses"]) == 5  # the steps before it, all finite
     assert all(isinstance(v, float) for v in saved["losses"])
-
-
-def test_non_finite_data_in_the_first_batch_is_a_setup_error(tmp_path: Path) -> None:
-    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{bad_target: 0}", loss="torch.nn.MSELoss"), 2)
-    assert line == (
-        "error: spec.yaml: data.train 'bad.py:blobs_with': a batch holds non-finite values (targets Tensor[64, 1] "
-        "float32: 1 NaN), and training on it made the loss nan (fill or drop the missing (NaN) and infinite values "
-        "in the data: a training run fails on them the same way, at any LR)"
-    )
-    assert not (tmp_path / "run" / "range_test.json").exists()
-
-
-def test_an_inf_that_only_the_gradients_see_is_found_in_the_batch_before(tmp_path: Path) -> None:
-    # The tiny net's tanh turns an inf input into a finite loss; its weight's gradient is not finite, so the next
-    # step's loss is NaN on a clean batch, and the batch before it is the one named.
-    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{bad_input: 7, value: inf}"), 1)
-    assert line.startswith(
-        "error: spec.yaml: data.train 'bad.py:blobs_with': a batch holds non-finite values (inputs Tensor[64, 2] "
-        "float32: 1 inf), and training on it made the loss nan (at step 1); partial results saved to "
-    )
-
-
-def test_a_loss_that_is_not_finite_at_the_initial_weights_is_refused(tmp_path: Path) -> None:
-    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{}", loss="bad.py:ZeroLog"), 2)
-    assert line == (
-        "error: spec.yaml: loss.target 'bad.py:ZeroLog' returned a loss of -inf on the first batch, at the initial "
-        "weights, before any optimizer step (no LR can cause that: check the loss on one batch for a log of 0 or a "
-        "division by zero, and the model's initialisation)"
-    )
-
-
-def test_a_label_past_the_models_classes_mid_run_points_at_the_labels(tmp_path: Path) -> None:
-    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{label: 200}"), 1)
-    assert line.startswith(
-        "error: model.target 'task.py:Net' raised IndexError at step 3: Target 2 is out of bounds"
-    )
-    assert line.endswith("(a target class index is at or past the number of classes the model outputs: labels must "
-                         "run from 0 to that number - 1 (relabel the data, or give the model's last layer more "
-                         "outputs))")  # fmt: skip
 
 
 def test_a_library_loader_with_a_nan_mid_run_is_named() -> None:
@@ -505,42 +532,6 @@ def test_a_library_loader_with_a_nan_mid_run_is_named() -> None:
         "the loss nan (at step 3)"
     )
     assert caught.value.hint is not None and caught.value.hint.startswith("fill or drop the missing (NaN)")
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "model", "needles"),
-    [
-        ("{dtype: float64}", "task.py:Net", ["on inputs Tensor[64, 2] float64, its weights being float32",
-         "(make the inputs float32 in data.train 'bad.py:blobs_with' (torch.as_tensor(x, dtype=torch.float32); "
-         "numpy arrays are float64 unless told otherwise), or the model float64 (model.to(torch.float64)))"]),
-        ("{dtype: int64}", "task.py:Net", ["on inputs Tensor[64, 2] int64, its weights being float32",
-         "(make the inputs float32 in data.train 'bad.py:blobs_with' (torch.as_tensor(x, dtype=torch.float32)))"]),
-        ("{}", "bad.py:Bag", ["on inputs Tensor[64, 2] float32: RuntimeError: Expected tensor for argument #1 "
-         "'indices'", "(an embedding looks its inputs up as token ids, which must be integers: make the inputs of "
-         "data.train 'bad.py:blobs_with' torch.long)"]),
-    ],
-    ids=["float64 inputs", "integer inputs", "float ids"],
-)  # fmt: skip
-def test_inputs_of_the_wrong_dtype_are_told_which_to_convert(
-    tmp_path: Path, kwargs: str, model: str, needles: list[str]
-) -> None:
-    spec = _bad_data_spec(tmp_path, kwargs, model=model)
-    line = _cli_error(tmp_path, spec, 2)
-    assert line.startswith(f"error: spec.yaml: model.target '{model}': the model failed ")
-    for needle in needles:
-        assert needle in line
-
-
-def test_targets_that_broadcast_against_the_output_into_a_larger_loss_are_refused(tmp_path: Path) -> None:
-    spec = _bad_data_spec(tmp_path, "{}", data="flat_targets", loss="torch.nn.MSELoss")
-    line = _cli_error(tmp_path, spec, 2)
-    assert line == (
-        "error: spec.yaml: loss.target 'torch.nn.MSELoss' was given targets of shape [64] for a model output of "
-        "shape [64, 1], and broadcast them into a [64, 64] loss: every sample against every target (torch warns: "
-        "'likely incorrect results') (give the targets the output's shape in data.train 'bad.py:flat_targets' "
-        "(y.view(-1, 1) or y.unsqueeze(1)), or squeeze the output)"
-    )
-    assert not (tmp_path / "run" / "range_test.json").exists()
 
 
 def test_the_first_steps_other_warnings_are_passed_on(tmp_path: Path) -> None:
@@ -592,32 +583,4 @@ def test_a_library_loader_over_sorted_classes_is_told_to_shuffle() -> None:
                            min_lr=1e-3, max_lr=1.0, steps=10)  # fmt: skip
     assert caught.value.hint is not None and caught.value.hint.startswith(
         "pass a DataLoader with shuffle=True"
-    )
-
-
-def test_class_indices_as_a_column_are_told_to_squeeze(tmp_path: Path) -> None:
-    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{}", data="column_labels"), 2)
-    assert line.startswith("error: spec.yaml: loss.target 'torch.nn.CrossEntropyLoss': the loss rejected model output "
-                           "Tensor[64, 2] float32 with targets Tensor[64, 1] int64: ")  # fmt: skip
-    assert line.endswith("(class indices go as one label per sample, shape (B,): squeeze the targets' last axis in "
-                         "data.train 'bad.py:column_labels' (y.squeeze(1), or a label per item rather than a 1-element "
-                         "tensor))")  # fmt: skip
-
-
-def test_integer_targets_for_a_loss_that_computes_with_them_are_told_to_be_float(tmp_path: Path) -> None:
-    spec = _bad_data_spec(tmp_path, "{}", data="int_multilabel", loss="torch.nn.BCEWithLogitsLoss")
-    line = _cli_error(tmp_path, spec, 2)
-    assert "with targets Tensor[64, 2] int64: RuntimeError: result type Float can't be cast" in line
-    assert line.endswith(
-        "(this loss computes with the targets as numbers, like the output: make the targets of data.train "
-        "'bad.py:int_multilabel' float (y.float(); 0.0/1.0 labels for a BCE loss))"
-    )
-
-
-def test_initial_weights_that_are_not_finite_are_named(tmp_path: Path) -> None:
-    line = _cli_error(tmp_path, _bad_data_spec(tmp_path, "{}", model="bad.py:Uninitialised"), 2)
-    assert line == (
-        "error: spec.yaml: model.target 'bad.py:Uninitialised': its initial weights hold NaN or inf (weight), and the "
-        "first loss is nan (initialise every parameter (a layer built with torch.empty needs an init), or start from "
-        "a checkpoint saved before the loss blew up)"
     )
