@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,19 +175,24 @@ def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
             ],
             hint="save it with torch.save(model.state_dict(), path)",
         ) from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
     if not isinstance(state, dict):
         raise SetupError(
             f"{source}: model.checkpoint: {path} holds a {type(state).__name__}, not a state_dict",
             hint="save it with torch.save(model.state_dict(), path)",
         )
-    mismatch = state_dict_mismatch(model, state)
-    if mismatch is not None:
+    # The state_dict as training code saves it: the first way of reading it that fits the model exactly.
+    fits = next((c for c in _state_dict_readings(state) if state_dict_mismatch(model, c) is None), None)
+    if fits is None:
+        inner = state.get("state_dict")
+        shown = (
+            inner if isinstance(inner, dict) else state
+        )  # a Lightning checkpoint's own mismatch, not its wrapper's
         raise SetupError(
-            f"{source}: model.checkpoint: {path} does not fit the model: {mismatch}",
-            hint="the checkpoint must be a state_dict of the same architecture",
+            f"{source}: model.checkpoint: {path} does not fit the model: {state_dict_mismatch(model, shown)}",
+            hint="the checkpoint must be a state_dict of the same architecture (read as saved, under 'state_dict', "
+            f"'model', 'model_state_dict' or 'net', and with every key behind one of {', '.join(WRAPPER_PREFIXES)})",
         )
+    state = fits
     try:
         model.load_state_dict(state)
     except Exception as exc:
@@ -195,6 +200,25 @@ def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
             f"{source}: model.checkpoint: {path} does not fit the model: {describe_exception(exc)}",
             hint="the checkpoint must be a state_dict of the same architecture",
         ) from exc
+
+
+# Prefixes that wrappers put before every key of a model's state_dict: DataParallel and DDP, torch.compile, and a
+# LightningModule holding the model as `self.model`.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+def _state_dict_readings(state: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
+    """A checkpoint's state_dict as saved, then as training code wraps one: under a key (a Lightning checkpoint's
+    'state_dict', a training script's 'model', 'model_state_dict' or 'net'), with every key behind a wrapper's
+    prefix, or both. Only one that fits the model exactly is loaded, so a reading cannot load the wrong weights."""
+    nested = [
+        state[k] for k in ("state_dict", "model", "model_state_dict", "net") if isinstance(state.get(k), dict)
+    ]
+    for inner in [state, *nested]:
+        yield inner
+        for prefix in WRAPPER_PREFIXES:
+            if inner and all(isinstance(k, str) and k.startswith(prefix) for k in inner):
+                yield {k[len(prefix) :]: v for k, v in inner.items()}
 
 
 def state_dict_mismatch(model: torch.nn.Module, state: dict[Any, Any]) -> str | None:

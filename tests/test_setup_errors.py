@@ -584,3 +584,50 @@ def test_a_library_loader_over_sorted_classes_is_told_to_shuffle() -> None:
     assert caught.value.hint is not None and caught.value.hint.startswith(
         "pass a DataLoader with shuffle=True"
     )
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {"module." + k: v for k, v in sd.items()},  # DataParallel / DDP
+        lambda sd: {"_orig_mod." + k: v for k, v in sd.items()},  # torch.compile
+        lambda sd: {"model": sd, "epoch": 3},  # a training script's dict
+        lambda sd: {"state_dict": {"model." + k: v for k, v in sd.items()}, "epoch": 3},  # Lightning
+    ],
+    ids=["plain", "ddp", "compiled", "nested", "lightning"],
+)
+def test_a_checkpoint_is_read_as_training_code_saves_it(tmp_path: Path, wrap) -> None:
+    import torch
+
+    from clrfind.build import load_checkpoint
+
+    torch.manual_seed(0)
+    saved = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    torch.save(wrap(saved.state_dict()), tmp_path / "w.pt")
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    load_checkpoint(model, tmp_path / "w.pt", source="spec.yaml")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), saved.state_dict().values(), strict=True)
+    )
+
+
+def test_a_checkpoint_that_fits_no_reading_is_refused_with_its_own_keys(tmp_path: Path) -> None:
+    import torch
+
+    from clrfind.build import load_checkpoint
+    from clrfind.errors import SetupError
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    torch.save({"state_dict": {"model.0.weight": torch.zeros(4, 2)}, "epoch": 3}, tmp_path / "w.pt")
+    with pytest.raises(SetupError) as caught:
+        load_checkpoint(model, tmp_path / "w.pt", source="spec.yaml")
+    assert str(caught.value).startswith(
+        f"spec.yaml: model.checkpoint: {tmp_path / 'w.pt'} does not fit the model: 4 missing keys (0.weight, "
+        "0.bias, 2.weight, ...); 1 unexpected keys (model.0.weight)"
+    )
+    assert (
+        caught.value.hint is not None
+        and "with every key behind one of module., _orig_mod., model." in caught.value.hint
+    )
