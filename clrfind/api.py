@@ -1092,7 +1092,8 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
     diagnosed step, a new data iterator) counts as step time.
     """
     from clrfind.build import build_components, resolve_device
-    from clrfind.engine import describe_batch, run_loop
+    from clrfind.diagnose import describe_batch
+    from clrfind.engine import run_loop
 
     spec, terms = loaded.spec, spec_terms(loaded)
     settings = spec.settings()

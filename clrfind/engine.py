@@ -17,13 +17,8 @@ the caller can always save what was measured.
 from __future__ import annotations
 
 import contextlib
-import inspect
-import itertools
 import math
-import numbers
-import re
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,14 +29,23 @@ import torch
 
 from clrfind import stops
 from clrfind.analysis import DivergenceMonitor
-from clrfind.errors import USER_FAILURES, describe_exception
+from clrfind.diagnose import (
+    StepFn,
+    check_scalar_loss,
+    diagnose_first_batch,
+    judged_warnings,
+    nonfinite_data_fault,
+    nonfinite_weights_fault,
+    refuse_sorted,
+    refuse_sparse_clip,
+    refuse_undrivable,
+)
+from clrfind.errors import USER_FAILURES
 from clrfind.events import StepEvent
-from clrfind.faults import Fault, Part, Terms, is_one_sample_norm
+from clrfind.faults import Fault, Part, Terms
 from clrfind.groups import lr_ratios
 from clrfind.results import MetricCurve
 from clrfind.settings import MetricName, Precision, RunSettings
-
-StepFn = Callable[[torch.nn.Module, Any, Callable[..., torch.Tensor]], torch.Tensor]
 
 # Callbacks are throttled: a progress bar needs ~20 updates a second, not one per step of a 1 ms model.
 _CALLBACK_INTERVAL_S = 0.05
@@ -133,69 +137,6 @@ def _move(x: Any, device: torch.device, non_blocking: bool, channels_last: bool)
     if isinstance(x, (list, tuple)):  # their subclasses
         return kind([_move(v, device, non_blocking, channels_last) for v in x])
     return x
-
-
-def describe_batch(batch: Any) -> str:
-    """Shapes of a batch for messages and `clrfind check`: `(Tensor[64, 3, 32, 32] float32, Tensor[64] int64)`."""
-    if isinstance(batch, torch.Tensor):
-        return f"Tensor[{', '.join(map(str, batch.shape))}] {str(batch.dtype).removeprefix('torch.')}"
-    if isinstance(batch, Mapping):
-        return "{" + ", ".join(f"{k}: {describe_batch(v)}" for k, v in batch.items()) + "}"
-    if isinstance(batch, (list, tuple)):
-        inner = ", ".join(describe_batch(v) for v in batch)
-        return f"({inner})" if isinstance(batch, tuple) else f"[{inner}]"
-    return type(batch).__name__
-
-
-def _named_tensors(x: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
-    """The tensors nested in a batch's tuples, lists and dicts, each with its place (`name[0]['ids']`)."""
-    if isinstance(x, torch.Tensor):
-        yield name, x
-    elif isinstance(x, Mapping):
-        for key, value in x.items():
-            yield from _named_tensors(value, f"{name}[{key!r}]")
-    elif isinstance(x, (list, tuple)):
-        for k, value in enumerate(x):
-            yield from _named_tensors(value, f"{name}[{k}]")
-
-
-def nonfinite_values(batch: Any) -> str | None:
-    """Where a batch holds NaN or inf, as `inputs Tensor[32, 20] float32: 1 NaN`; None when every value is finite.
-
-    Read only after a non-finite loss (a pass over the batch, and a sync on an accelerator). Names follow the
-    default contract, `inputs` and `targets` for a pair, else the batch's own indices and keys.
-    """
-    if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        tensors = itertools.chain(_named_tensors(batch[0], "inputs"), _named_tensors(batch[1], "targets"))
-    else:
-        tensors = _named_tensors(batch, "batch")
-    found: list[str] = []
-    for name, x in tensors:
-        if x.is_floating_point() or x.is_complex():
-            counts = [(int(torch.isnan(x).sum()), "NaN"), (int(torch.isinf(x).sum()), "inf")]
-            if any(n for n, _ in counts):
-                what = ", ".join(f"{n} {word}" for n, word in counts if n)
-                found.append(f"{name} {describe_batch(x)}: {what}")
-    return "; ".join(found) or None
-
-
-def nonfinite_data_fault(batch: Any, loss: float, *, step: int) -> Fault | None:
-    """The fault of a non-finite loss that the batch explains (NaN or inf in its data); None when it does not, and
-    the LR may be the cause."""
-    values = nonfinite_values(batch)
-    return (
-        None if values is None else Fault("data_nonfinite", "data", step=step, values=values, value=str(loss))
-    )
-
-
-def _nonfinite_weights_fault(model: torch.nn.Module, loss: float) -> Fault | None:
-    """A first loss that the model's initial weights explain: some hold NaN or inf (a layer left uninitialised with
-    torch.empty, a checkpoint saved after a blow-up). None when every weight is finite."""
-    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    if not bad:
-        return None
-    names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-    return Fault("model_nonfinite_start", "model", params=names, value=str(loss))
 
 
 class _Batches:
@@ -407,134 +348,6 @@ def choose_sync_every(device: torch.device, requested: int | None) -> int:
     if requested is not None:
         return max(1, int(requested))
     return 4
-
-
-def _check_scalar_loss(loss: Any, part: Part) -> None:
-    """The first loss is a scalar that backpropagates; else the fault of `part`, the code that made it."""
-    if not isinstance(loss, torch.Tensor):
-        raise Fault("loss_type", part, type=type(loss).__name__)
-    if loss.numel() != 1:
-        raise Fault("loss_shape", part, shape=str(tuple(loss.shape)))
-    if not loss.requires_grad:
-        raise Fault("loss_no_grad", part)
-
-
-# torch's warning (mse_loss, l1_loss, huber_loss, ...) when the targets' shape is not the output's.
-_BROADCAST = re.compile(
-    r"Using a target size \(torch\.Size\(\[([\d, ]*)\]\)\) that is different to the input size "
-    r"\(torch\.Size\(\[([\d, ]*)\]\)\)"
-)
-
-
-def _broadcast_fault(warning: warnings.WarningMessage, part: Part) -> Fault | None:
-    """The fault in torch's broadcasting warning, where broadcasting makes a cross product: (N,) targets against an
-    (N, 1) output give an (N, N) loss, every sample against every target, so each loss of the test is wrong and
-    the curve of a model that learns stays level. A broadcast within one side's shape is left to the warning."""
-    match = _BROADCAST.search(str(warning.message))
-    if match is None:
-        return None
-    targets, output = (tuple(int(v) for v in group.split(",") if v.strip()) for group in match.groups())
-    try:
-        shape = tuple(torch.broadcast_shapes(targets, output))
-    except RuntimeError:
-        return None
-    if math.prod(shape) <= max(math.prod(targets), math.prod(output)):
-        return None
-    return Fault(
-        "loss_broadcast", part, targets=str(list(targets)), output=str(list(output)), shape=str(list(shape))
-    )
-
-
-@contextlib.contextmanager
-def _judged_warnings(part: Part) -> Iterator[None]:
-    """The first step's warnings, passed on as they came, except a loss's broadcast of its targets against the
-    model's output into a larger loss (`_broadcast_fault`), raised as the fault once the step has finished."""
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    except BaseException:
-        _pass_on(caught)
-        raise
-    faults = [_broadcast_fault(w, part) for w in caught]
-    _pass_on([w for w, fault in zip(caught, faults, strict=True) if fault is None])
-    for fault in faults:
-        if fault is not None:
-            raise fault
-
-
-def _pass_on(caught: list[warnings.WarningMessage]) -> None:
-    """Warn again what a `catch_warnings(record=True)` held back, under the caller's own filters."""
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-
-
-def diagnose_first_batch(
-    model: torch.nn.Module,
-    batch: Any,
-    loss_fn: Callable[..., torch.Tensor] | None,
-    step_fn: StepFn | None,
-    exc: BaseException,
-) -> Fault:
-    """Turn an exception on the very first batch into the fault of the part that did not fit."""
-    if step_fn is None and not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        return Fault("batch_layout", "data", batch=describe_batch(batch))
-    if step_fn is None:
-        inputs, targets = batch
-        try:
-            with torch.no_grad():
-                out = model(inputs)
-        except USER_FAILURES as inner:
-            return _model_input_fault(model, inputs, inner)
-        return Fault(
-            _loss_input_kind(out, targets, exc),
-            "loss",
-            output=describe_batch(out),
-            targets=describe_batch(targets),
-            error=describe_exception(exc),
-        )
-    kind = "step_failed" if loss_fn is not None else "step_failed_no_loss"
-    return Fault(kind, "step", batch=describe_batch(batch), error=describe_exception(exc))
-
-
-def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> str:
-    """Which fault the loss's rejection of the first output is: the generic one, or one whose fix torch's error
-    pins down."""
-    # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
-    if isinstance(out, (tuple, list)) or hasattr(out, "keys"):
-        return "loss_input_structured"
-    text = str(exc)
-    if isinstance(targets, torch.Tensor) and not targets.is_floating_point():
-        # Class indices as a column, (B, 1), which cross-entropy and NLL take as several targets: a dataset that
-        # returns each label as a 1-element tensor or array.
-        if targets.dim() == 2 and targets.shape[1] == 1 and "multi-target not supported" in text:
-            return "loss_input_column"
-        # Integer targets for a loss that computes with them as numbers (BCE, MSE): torch's error names a cast.
-        if "can't be cast to the desired output type" in text:
-            return "loss_input_int_targets"
-    return "loss_input"
-
-
-def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) -> Fault:
-    """The model's failure on the first inputs, with the fix where torch's error says what it is: batch norm given
-    one sample, and the two usual dtype slips, float64 inputs (numpy's default) or integer ones into float32
-    weights and float token ids into an embedding. Otherwise the shapes are the likelier cause."""
-    facts = {"inputs": describe_batch(inputs), "error": describe_exception(exc)}
-    if is_one_sample_norm(exc):
-        return Fault("model_one_sample", "model", **facts)
-    text = str(exc)
-    weights = {p.dtype for p in model.parameters() if p.is_floating_point()}
-    given = {x.dtype for _, x in _named_tensors(inputs, "inputs")}
-    if "'indices'" in text and any(d.is_floating_point for d in given):
-        return Fault("model_input_ids", "model", **facts)
-    if len(weights) == 1 and re.search(r"dtype|scalar type|type \(\w+\) and", text) and not given <= weights:
-        weight = str(next(iter(weights))).removeprefix("torch.")
-        floats = sorted(str(d).removeprefix("torch.") for d in given if d.is_floating_point)
-        or_model = f", or the model {floats[0]} (model.to(torch.{floats[0]}))" if len(floats) == 1 else ""
-        numpy = "; numpy arrays are float64 unless told otherwise" if torch.float64 in given else ""
-        return Fault("model_input_dtype", "model", weights=weight, or_model=or_model, numpy=numpy, **facts)
-    return Fault("model_input", "model", **facts)
 
 
 def accuracy_counts(
@@ -776,7 +589,7 @@ class _Stepper:
                 scaler.unscale_(self.optimizer)  # clip the true gradients, as a training loop under fp16 does
             self.part = "clip"
             if i == 0:
-                _refuse_sparse_clip(self.model)
+                refuse_sparse_clip(self.model)
             self.clip()
             self.part = "optimizer"
         if not self._optimizer_step():
@@ -788,16 +601,16 @@ class _Stepper:
         # Without a step function the loss function made the loss: a bad one is its fault, not the model's.
         part: Part = "step" if self.step_fn is not None else "loss"
         try:
-            with _judged_warnings(part), autocast(self.device, self.settings.precision):
+            with judged_warnings(part), autocast(self.device, self.settings.precision):
                 loss = self.step(self.model, batch, self.loss_fn)
-            _check_scalar_loss(loss, part)
+            check_scalar_loss(loss, part)
             # One read of the first loss, on any device: nothing has stepped yet, so a non-finite one is the
             # data's or the setup's, never the LR's, and the whole curve would be measured for nothing.
             first = float(loss.detach().float())
             if not math.isfinite(first):
                 raise (
                     nonfinite_data_fault(batch, first, step=0)
-                    or _nonfinite_weights_fault(self.model, first)
+                    or nonfinite_weights_fault(self.model, first)
                     or Fault("loss_nonfinite_start", part, value=str(first))
                 )
             self.host.fit(loss)
@@ -836,83 +649,6 @@ def _clipper(model: torch.nn.Module, settings: RunSettings) -> Callable[[], Any]
         clip_value = settings.clip_grad_value
         return lambda: torch.nn.utils.clip_grad_value_(params, clip_value)
     return None
-
-
-def _refuse_undrivable(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, step_fn: StepFn | None
-) -> None:
-    """Setups whose LR cannot move the model, refused before the first step: nothing the optimizer steps requires
-    grad (a frozen model, or an optimizer over its frozen part: the curve would be flat at every LR), an optimizer
-    over another model's parameters, an optimizer whose step() needs a closure (the loop steps once per LR,
-    without one), and Rprop, which takes lr only as its first step size (the ladder's later LRs would change
-    nothing, and so would the schedule it exports)."""
-    stepped = [p for group in optimizer.param_groups for p in group["params"]]
-    if stepped and not any(p.requires_grad for p in stepped):
-        if not any(p.requires_grad for p in model.parameters()):
-            raise Fault("model_frozen", "model", count=str(len(list(model.parameters()))))
-        raise Fault("optimizer_frozen", "optimizer", count=str(len(stepped)))
-    # The default step trains only what the model and the loss hold; a step function may train anything else.
-    if stepped and step_fn is None:
-        own = {id(p) for p in model.parameters()}
-        if isinstance(loss_fn, torch.nn.Module):
-            own |= {id(p) for p in loss_fn.parameters()}
-        if not any(id(p) in own for p in stepped):
-            raise Fault("optimizer_foreign", "optimizer", count=str(len(stepped)))
-    closure = inspect.signature(type(optimizer).step).parameters.get("closure")
-    if closure is not None and closure.default is inspect.Parameter.empty:
-        raise Fault("optimizer_closure", "optimizer")
-    if isinstance(optimizer, torch.optim.Rprop):
-        raise Fault("optimizer_lr_unused", "optimizer")
-
-
-def _refuse_sorted(loader: Iterable[Any]) -> None:
-    """A loader that does not shuffle a dataset sorted by class, refused before the first step: each batch then
-    holds one class, the loss falls as the model learns to say it and jumps when the next class comes, and the
-    curve follows the classes, not the LR (a test on 4 sorted classes 'diverged' at lr 3e-05 and advised a lower
-    start). Read from the dataset, not the loader: the first batch's labels all one class, and two of three
-    samples further on (half way, three quarters, the last) of another; unsorted data with one class at 95% meets
-    both about once in a thousand. Labels are read only from (inputs, label) samples."""
-    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", getattr(loader, "sampler", None))
-    size = getattr(loader, "batch_size", None)
-    if not isinstance(inner, torch.utils.data.SequentialSampler) or size is None or size < 8:
-        return
-    dataset = getattr(loader, "dataset", None)
-    try:
-        n = len(dataset)  # type: ignore[arg-type]
-        if n < 4 * size:
-            return
-        first = _sample_label(dataset, 0)
-        # Stops at the first other label: unsorted data costs a read or two, not a batch of them.
-        if any(_sample_label(dataset, i) != first for i in range(1, size)):
-            return
-        later = {i: _sample_label(dataset, i) for i in (n // 2, 3 * n // 4, n - 1)}
-    except USER_FAILURES:  # not labels, or not readable by index: whatever is wrong shows in the run itself
-        return
-    if sum(label != first for label in later.values()) >= 2:
-        samples = ", ".join(f"sample {i}: class {label}" for i, label in later.items())
-        raise Fault("data_sorted", "data", size=str(size), label=str(first), samples=samples)
-
-
-def _sample_label(dataset: Any, i: int) -> int:
-    """The integer class label of an (inputs, label) sample; ValueError for any other sample."""
-    item = dataset[i]
-    if not (isinstance(item, (tuple, list)) and len(item) == 2):
-        raise ValueError("not an (inputs, label) sample")
-    label = item[1]
-    if isinstance(label, torch.Tensor) and label.numel() == 1 and not label.is_floating_point():
-        return int(label)
-    if isinstance(label, numbers.Integral) and not isinstance(label, bool):  # numpy's integers too
-        return int(label)
-    raise ValueError("not an integer label")
-
-
-def _refuse_sparse_clip(model: torch.nn.Module) -> None:
-    """torch's clipping takes a norm or clamps in place, and neither works on a sparse gradient (an
-    nn.Embedding(sparse=True)): say so in the setup's terms, not as a backend error from the optimizer's step."""
-    sparse = [name for name, p in model.named_parameters() if p.grad is not None and p.grad.is_sparse]
-    if sparse:
-        shown = ", ".join(sparse[:3]) + (f" and {len(sparse) - 3} more" if len(sparse) > 3 else "")
-        raise Fault("clip_sparse", "clip", params=shown)
 
 
 def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
@@ -959,8 +695,8 @@ def run_loop(
     `EngineOutput.error` with the steps recorded so far.
     """
     settings = settings or RunSettings()
-    _refuse_undrivable(model, optimizer, loss_fn, step_fn)
-    _refuse_sorted(loader)
+    refuse_undrivable(model, optimizer, loss_fn, step_fn)
+    refuse_sorted(loader)
     total = len(lrs)
     probe = _MetricProbe.for_settings(settings, val_loader, device, loss_fn, step_fn)
     batches = _Batches(loader)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from clrfind.engine import describe_batch, move_to_device, nonfinite_values, run_loop
+from clrfind.diagnose import describe_batch, nonfinite_values
+from clrfind.engine import move_to_device, run_loop
 from clrfind.errors import SetupError
 from clrfind.faults import library_terms
 from clrfind.ladder import lr_ladder
