@@ -183,10 +183,9 @@ def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
     # The state_dict as training code saves it: the first way of reading it that fits the model exactly.
     fits = next((c for c in _state_dict_readings(state) if state_dict_mismatch(model, c) is None), None)
     if fits is None:
+        # A Lightning checkpoint's own mismatch, not its wrapper's.
         inner = state.get("state_dict")
-        shown = (
-            inner if isinstance(inner, dict) else state
-        )  # a Lightning checkpoint's own mismatch, not its wrapper's
+        shown = inner if isinstance(inner, dict) else state
         raise SetupError(
             f"{source}: model.checkpoint: {path} does not fit the model: {state_dict_mismatch(model, shown)}",
             hint="the checkpoint must be a state_dict of the same architecture (read as saved, under 'state_dict', "

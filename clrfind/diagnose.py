@@ -71,13 +71,11 @@ def nonfinite_values(batch: Any) -> str | None:
     return "; ".join(found) or None
 
 
-def nonfinite_data_fault(batch: Any, loss: float, *, step: int) -> Fault | None:
+def nonfinite_data_fault(batch: Any, loss: float) -> Fault | None:
     """The fault of a non-finite loss that the batch explains (NaN or inf in its data); None when it does not, and
-    the LR may be the cause."""
+    the LR may be the cause. The step is the engine's to name (its count of steps taken)."""
     values = nonfinite_values(batch)
-    return (
-        None if values is None else Fault("data_nonfinite", "data", step=step, values=values, value=str(loss))
-    )
+    return None if values is None else Fault("data_nonfinite", "data", values=values, value=str(loss))
 
 
 def nonfinite_weights_fault(model: torch.nn.Module, loss: float) -> Fault | None:
@@ -86,8 +84,7 @@ def nonfinite_weights_fault(model: torch.nn.Module, loss: float) -> Fault | None
     bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
     if not bad:
         return None
-    names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-    return Fault("model_nonfinite_start", "model", params=names, value=str(loss))
+    return Fault("model_nonfinite_start", "model", params=_some(bad), value=str(loss))
 
 
 def check_scalar_loss(loss: Any, part: Part) -> None:
@@ -140,9 +137,9 @@ def judged_warnings(part: Part) -> Iterator[None]:
         raise
     faults = [_broadcast_fault(w, part) for w in caught]
     _pass_on([w for w, fault in zip(caught, faults, strict=True) if fault is None])
-    for fault in faults:
-        if fault is not None:
-            raise fault
+    found = next((fault for fault in faults if fault is not None), None)
+    if found is not None:
+        raise found
 
 
 def _pass_on(caught: list[warnings.WarningMessage]) -> None:
@@ -291,5 +288,9 @@ def refuse_sparse_clip(model: torch.nn.Module) -> None:
     nn.Embedding(sparse=True)): say so in the setup's terms, not as a backend error from the optimizer's step."""
     sparse = [name for name, p in model.named_parameters() if p.grad is not None and p.grad.is_sparse]
     if sparse:
-        shown = ", ".join(sparse[:3]) + (f" and {len(sparse) - 3} more" if len(sparse) > 3 else "")
-        raise Fault("clip_sparse", "clip", params=shown)
+        raise Fault("clip_sparse", "clip", params=_some(sparse))
+
+
+def _some(names: list[str]) -> str:
+    """The first three of the parameters a fault names, and how many more: `a, b, c and 4 more`."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

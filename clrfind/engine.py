@@ -609,7 +609,7 @@ class _Stepper:
             first = float(loss.detach().float())
             if not math.isfinite(first):
                 raise (
-                    nonfinite_data_fault(batch, first, step=0)
+                    nonfinite_data_fault(batch, first)
                     or nonfinite_weights_fault(self.model, first)
                     or Fault("loss_nonfinite_start", part, value=str(first))
                 )
@@ -853,9 +853,7 @@ def _train(
                     if not math.isfinite(value):
                         # This batch's NaN makes its own loss NaN; an inf may only show in the previous batch's
                         # gradients (a tanh saturates it, its weight's gradient does not), which made the weights so.
-                        fault = nonfinite_data_fault(batch, value, step=i - 1) or nonfinite_data_fault(
-                            prev, value, step=i - 1
-                        )
+                        fault = nonfinite_data_fault(batch, value) or nonfinite_data_fault(prev, value)
                         if fault is not None:
                             # The data's fault: the step is not on the curve, as for a step that raised.
                             chunk.pop()
