@@ -216,15 +216,16 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
 
 
 class Fault(SetupError):
-    """A setup problem the engine found before it could measure anything (or, at `step` > 0, while running).
+    """A setup problem the engine found before it could measure anything, or while running (the engine counts
+    the step it happened at).
 
     Its own text names the parts generically; `Terms.error` gives the one a user reads.
     """
 
-    def __init__(self, kind: str, part: Part, *, step: int = 0, **facts: str) -> None:
+    def __init__(self, kind: str, part: Part, **facts: str) -> None:
         if kind not in _TEXTS:
             raise ValueError(f"unknown fault kind {kind!r}")
-        self.kind, self.part, self.step, self.facts = kind, part, step, facts
+        self.kind, self.part, self.facts = kind, part, facts
         message, _, fix = _TEXTS[kind]
         names = {p: p for p in _PART_NAMES}
         super().__init__(
