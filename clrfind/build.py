@@ -7,7 +7,9 @@ last key of a spec costs nothing. torch is imported inside the functions: `clrfi
 from __future__ import annotations
 
 import functools
+import inspect
 import random
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +116,7 @@ def make_loader(
 
     if _is_loader(obj):
         return obj
+    obj = _arrays_dataset(obj, key=key, source=source)
     iterable = isinstance(obj, tud.IterableDataset)
     if not is_dataset(obj):
         raise SetupError(
@@ -135,6 +138,31 @@ def make_loader(
         generator=generator,
         drop_last=drop_last,
     )
+
+
+def _arrays_dataset(obj: Any, *, key: str, source: str) -> Any:
+    """A tuple of arrays, `(X, y)` as a training script holds them, as the TensorDataset of their rows; anything
+    else as it is. Read as a dataset, the tuple would be two samples, X and y, and fail at its first batch."""
+    import torch
+
+    if not (isinstance(obj, tuple) and obj and all(_is_array(a) for a in obj)):
+        return obj
+    arrays = [torch.as_tensor(a) for a in obj]
+    lengths = [len(a) for a in arrays]
+    if len(set(lengths)) > 1:
+        raise SetupError(
+            f"{source}: {key} returned arrays of {' and '.join(map(str, lengths))} rows, read as (inputs, targets) "
+            "by row",
+            hint="return arrays with one row per sample each, of the same length",
+        )
+    return torch.utils.data.TensorDataset(*arrays)
+
+
+def _is_array(obj: Any) -> bool:
+    """A tensor or a numpy array with at least one axis (numpy is read through the array protocol, not imported;
+    torch.Size is a tuple)."""
+    shape = getattr(obj, "shape", None)
+    return hasattr(obj, "__array__") and isinstance(shape, tuple) and len(shape) >= 1
 
 
 def _length(obj: Any, *, key: str, source: str) -> int:
@@ -266,16 +294,46 @@ def _build_loss(loaded: LoadedSpec, resolved: dict[str, Any]) -> Callable[..., A
     spec, source = loaded.spec, loaded.path.name
     assert spec.loss is not None
     loss_target, key = resolved["loss"], loaded.target_key("loss")
-    if is_loss_function(loss_target, spec.loss.kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
-        loss_fn = functools.partial(loss_target, **spec.loss.kwargs) if spec.loss.kwargs else loss_target
+    kwargs = _tensor_lists(loss_target, spec.loss.kwargs)
+    if is_loss_function(loss_target, kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
+        loss_fn = functools.partial(loss_target, **kwargs) if kwargs else loss_target
     else:
-        loss_fn = instantiate(loss_target, kwargs=spec.loss.kwargs, key=key, source=source)
+        loss_fn = instantiate(loss_target, kwargs=kwargs, key=key, source=source)
     if not callable(loss_fn):
         raise SetupError(
             f"{source}: {key} returned {type(loss_fn).__name__}, which is not callable",
             hint="use a loss class such as torch.nn.CrossEntropyLoss or a function (output, target) -> loss",
         )
     return loss_fn
+
+
+def _tensor_lists(obj: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs with a list of numbers made a float tensor where the signature types the argument as a Tensor
+    (CrossEntropyLoss's `weight`, BCEWithLogitsLoss's `pos_weight`): YAML can write the list, not the tensor."""
+    import torch
+
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    # Annotations are strings ('torch.Tensor | None') or typing objects (Optional[Tensor]) by torch version.
+    tensors = {name for name, p in params.items() if re.search(r"\bTensor\b", str(p.annotation))}
+    return {
+        name: torch.tensor(value, dtype=torch.get_default_dtype())
+        if name in tensors and _numbers(value)
+        else value
+        for name, value in kwargs.items()
+    }
+
+
+def _numbers(value: Any) -> bool:
+    """A non-empty list of numbers, or of such lists (a matrix)."""
+    if not isinstance(value, list) or not value:
+        return False
+    return all(
+        _numbers(v) if isinstance(v, list) else isinstance(v, (int, float)) and not isinstance(v, bool)
+        for v in value
+    )
 
 
 def _build_optimizer(

@@ -403,6 +403,11 @@ class Uninitialised(torch.nn.Module):
 class ZeroLog(torch.nn.Module):
     def forward(self, out, y):
         return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
+
+
+def arrays(n=1024, short=0):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return x.numpy(), (x[:, 0] > 0).long()[: n - short]
 """
 
 
@@ -478,6 +483,9 @@ BAD_DATA_CASES = [
         "with targets Tensor[64, 2] int64: RuntimeError: result type Float can't be cast", "(this loss computes with "
         "the targets as numbers, like the output: make the targets of data.train 'bad.py:int_multilabel' float "
         "(y.float(); 0.0/1.0 labels for a BCE loss))"]),
+    ("arrays of unequal length", {"kwargs": "{short: 3}", "data": "arrays"}, 2, [
+        "error: spec.yaml: data.train returned arrays of 1024 and 1021 rows, read as (inputs, targets) by row "
+        "(return arrays with one row per sample each, of the same length)"]),
 ]  # fmt: skip
 
 
@@ -631,3 +639,30 @@ def test_a_checkpoint_that_fits_no_reading_is_refused_with_its_own_keys(tmp_path
         caught.value.hint is not None
         and "with every key behind one of module., _orig_mod., model." in caught.value.hint
     )
+
+
+def test_a_tuple_of_arrays_is_read_by_row(tmp_path: Path) -> None:
+    import json
+
+    _cli_runs(tmp_path, _bad_data_spec(tmp_path, "{}", data="arrays"))
+    saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
+    assert (
+        saved["steps_per_epoch"] == 16 and saved["bounds"]["max_lr"] is not None
+    )  # 1024 rows, batches of 64
+
+
+@pytest.mark.parametrize("loss", ["torch.nn.CrossEntropyLoss", "torch.nn.functional.cross_entropy"])
+def test_a_list_where_the_loss_takes_a_tensor_is_made_one(tmp_path: Path, loss: str) -> None:
+    import torch
+
+    from clrfind.build import build_components
+    from clrfind.spec import load_spec
+
+    body = BASE_SPEC.replace("loss: {target: torch.nn.CrossEntropyLoss}", f"loss: {{target: {loss}, kwargs: "
+                             "{weight: [1, 3], label_smoothing: 0.1}}")  # fmt: skip
+    loss_fn = build_components(load_spec(write_spec(tmp_path, body)), device=torch.device("cpu")).loss_fn
+    weight = loss_fn.weight if isinstance(loss_fn, torch.nn.Module) else loss_fn.keywords["weight"]
+    assert weight.dtype == torch.float32 and weight.tolist() == [1.0, 3.0]
+    out, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    expected = torch.nn.functional.cross_entropy(out, y, weight=torch.tensor([1.0, 3.0]), label_smoothing=0.1)
+    assert torch.equal(loss_fn(out, y), expected)
