@@ -32,7 +32,7 @@ from clrfind.analysis.bounds import (
 )
 from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
-from clrfind.faults import Fault, Terms, is_one_sample_norm, library_terms, spec_terms
+from clrfind.faults import BCE_SCORES, Fault, Terms, is_one_sample_norm, library_terms, spec_terms
 from clrfind.fileio import check_writable_dir, folder_lock
 from clrfind.groups import describe_groups, differs, json_option
 from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
@@ -998,6 +998,8 @@ def _error_hint(exc: BaseException, terms: Terms, *, drop_last: str) -> str | No
         return f"{ONE_SAMPLE_NORM}: {drop_last}"
     if isinstance(exc, IndexError) and re.search(r"Target -?\d+ is out of bounds", str(exc)):
         return TARGET_OUT_OF_RANGE
+    if "should be between 0 and 1" in str(exc):
+        return BCE_SCORES
     return None
 
 

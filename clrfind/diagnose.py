@@ -34,7 +34,9 @@ def describe_batch(batch: Any) -> str:
     if isinstance(batch, Mapping):
         return "{" + ", ".join(f"{k}: {describe_batch(v)}" for k, v in batch.items()) + "}"
     if isinstance(batch, (list, tuple)):
-        inner = ", ".join(describe_batch(v) for v in batch)
+        parts = [describe_batch(v) for v in batch]
+        # A collated list of non-tensors (32 strings) reads as its count, not 32 names.
+        inner = f"{len(parts)} x {parts[0]}" if len(parts) > 3 and len(set(parts)) == 1 else ", ".join(parts)
         return f"({inner})" if isinstance(batch, tuple) else f"[{inner}]"
     return type(batch).__name__
 
@@ -95,6 +97,64 @@ def check_scalar_loss(loss: Any, part: Part) -> None:
         raise Fault("loss_shape", part, shape=str(tuple(loss.shape)))
     if not loss.requires_grad:
         raise Fault("loss_no_grad", part)
+
+
+def judged_loss(loss_fn: Callable[..., torch.Tensor] | None) -> Callable[..., torch.Tensor] | None:
+    """`loss_fn` for the default step's first batch: torch's cross-entropy or NLL loss, judging the output it is
+    given (`_class_output_fault`) once it has computed the loss; any other loss as it is."""
+    nll = isinstance(loss_fn, torch.nn.NLLLoss) or loss_fn is torch.nn.functional.nll_loss
+    cross_entropy = (
+        isinstance(loss_fn, torch.nn.CrossEntropyLoss) or loss_fn is torch.nn.functional.cross_entropy
+    )
+    if loss_fn is None or not (nll or cross_entropy):
+        return loss_fn
+    judged = loss_fn
+
+    def judging(out: Any, targets: Any) -> torch.Tensor:
+        loss = judged(out, targets)  # a shape or dtype the loss rejects is its own, clearer, error
+        fault = _class_output_fault(out, nll=nll)
+        if fault is not None:
+            raise fault
+        return loss
+
+    return judging
+
+
+def _class_output_fault(out: Any, *, nll: bool) -> Fault | None:
+    """Class scores of the wrong kind for the loss, which trains on them without an error, and badly: raw scores
+    or probabilities under NLLLoss, whose loss -output[target] falls without end as raw scores grow, and
+    probabilities (a softmax in the model) under cross-entropy, which takes a second softmax. The class axis is
+    dim 1, as both losses read it; log_softmax's log-probabilities are exact to ~1e-6, a softmax's sums too."""
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.dim() < 2 or out.shape[1] < 2:
+        return None
+    with torch.no_grad():
+        scores = out.detach().float()
+        if not bool(scores.isfinite().all()):
+            return None  # the first loss's own check names non-finite values
+        sums = scores.sum(dim=1)
+        probabilities = bool(
+            (scores >= -1e-3).all() and (scores <= 1 + 1e-3).all() and (sums - 1).abs().max() < 1e-2
+        )
+        if nll:
+            mass = scores.logsumexp(dim=1).exp()  # 1 for log-probabilities
+            if float(mass.log().abs().median()) <= 0.05:
+                return None
+            if probabilities:
+                what = "they are probabilities (each sample's sum to 1), as from a softmax"
+                instead = " instead of its softmax"
+            else:
+                low, high = float(mass.min()), float(mass.max())
+                what = (
+                    f"exp of each sample's outputs sums to {low:.3g}-{high:.3g} over the classes, not 1, so the loss "
+                    "can fall without end as they grow"
+                )
+                instead = ""
+            return Fault("loss_nll_scores", "loss", output=describe_batch(out), what=what, instead=instead)
+        if not probabilities:
+            return None
+        # The least cross-entropy of a softmax of probabilities: a one-hot p gives log(1 + (C - 1) / e).
+        floor = math.log1p((out.shape[1] - 1) / math.e)
+        return Fault("loss_ce_probabilities", "loss", output=describe_batch(out), floor=f"{floor:.3g}")
 
 
 # torch's warning (mse_loss, l1_loss, huber_loss, ...) when the targets' shape is not the output's.
@@ -165,33 +225,57 @@ def diagnose_first_batch(
                 out = model(inputs)
         except USER_FAILURES as inner:
             return _model_input_fault(model, inputs, inner)
+        kind, facts = _loss_input_kind(out, targets, exc)
         return Fault(
-            _loss_input_kind(out, targets, exc),
+            kind,
             "loss",
             output=describe_batch(out),
             targets=describe_batch(targets),
             error=describe_exception(exc),
+            **facts,
         )
     kind = "step_failed" if loss_fn is not None else "step_failed_no_loss"
     return Fault(kind, "step", batch=describe_batch(batch), error=describe_exception(exc))
 
 
-def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> str:
-    """Which fault the loss's rejection of the first output is: the generic one, or one whose fix torch's error
-    pins down."""
+def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> tuple[str, dict[str, str]]:
+    """Which fault the loss's rejection of the first output is, and its facts beyond the output, targets and error:
+    the generic one, or one whose fix torch's error or the shapes pin down."""
     # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
     if isinstance(out, (tuple, list)) or hasattr(out, "keys"):
-        return "loss_input_structured"
+        return "loss_input_structured", {}
+    if isinstance(out, torch.Tensor) and not any(True for _ in _named_tensors(targets, "targets")):
+        return "loss_input_label_names", {}
+    if not (isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor)):
+        return "loss_input", {}
     text = str(exc)
-    if isinstance(targets, torch.Tensor) and not targets.is_floating_point():
+    integers = not targets.is_floating_point()
+    # A sequence model's scores, (B, T, C), against a class per position, (B, T): cross-entropy wants (B, C, T).
+    if integers and out.dim() == 3 and out.shape[:2] == targets.shape and "Expected target size" in text:
+        return "loss_input_sequence", {}
+    # One output per sample as a column against a flat row of targets: BCE refuses to broadcast them (MSE only
+    # warns, `_broadcast_fault`).
+    if "should be between 0 and 1" in text:
+        return "loss_bce_scores", {}
+    if (
+        out.dim() == 2
+        and out.shape[1] == 1
+        and targets.dim() == 1
+        and len(targets) == len(out)
+        and re.search(r"same (as input )?size", text)
+    ):
+        return "loss_input_column_output", {
+            "unsqueeze": "y.float().unsqueeze(1)" if integers else "y.unsqueeze(1)"
+        }
+    if integers:
         # Class indices as a column, (B, 1), which cross-entropy and NLL take as several targets: a dataset that
         # returns each label as a 1-element tensor or array.
         if targets.dim() == 2 and targets.shape[1] == 1 and "multi-target not supported" in text:
-            return "loss_input_column"
+            return "loss_input_column", {}
         # Integer targets for a loss that computes with them as numbers (BCE, MSE): torch's error names a cast.
         if "can't be cast to the desired output type" in text:
-            return "loss_input_int_targets"
-    return "loss_input"
+            return "loss_input_int_targets", {}
+    return "loss_input", {}
 
 
 def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) -> Fault:
@@ -202,6 +286,12 @@ def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) 
     if is_one_sample_norm(exc):
         return Fault("model_one_sample", "model", **facts)
     text = str(exc)
+    if not any(True for _ in _named_tensors(inputs, "inputs")):  # text, images as PIL objects, file names
+        return Fault("model_input_not_tensors", "model", **facts)
+    if isinstance(inputs, torch.Tensor):
+        kind = _image_layout_kind(inputs, text)
+        if kind is not None:
+            return Fault(kind, "model", **facts)
     weights = {p.dtype for p in model.parameters() if p.is_floating_point()}
     given = {x.dtype for _, x in _named_tensors(inputs, "inputs")}
     if "'indices'" in text and any(d.is_floating_point for d in given):
@@ -213,6 +303,29 @@ def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) 
         numpy = "; numpy arrays are float64 unless told otherwise" if torch.float64 in given else ""
         return Fault("model_input_dtype", "model", weights=weight, or_model=or_model, numpy=numpy, **facts)
     return Fault("model_input", "model", **facts)
+
+
+# torch's errors for a convolution given the wrong channel count, and a Linear layer the wrong width.
+_CHANNELS = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got (\d+) channels")
+_MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+
+
+def _image_layout_kind(inputs: torch.Tensor, text: str) -> str | None:
+    """The fault of images laid out otherwise than the model reads them, where torch's error and the inputs' shape
+    say which: channels last, (B, H, W, C), as numpy and PIL hold images, into a convolution that reads (B, C, H,
+    W); no channel axis, (B, H, W), which a 2-D convolution takes as one unbatched image of B channels; images
+    into a Linear layer that takes them flattened."""
+    channels = _CHANNELS.search(text)
+    if channels is not None:
+        wanted, got = int(channels.group(2)), int(channels.group(3))
+        if inputs.dim() == 4 and inputs.shape[-1] == wanted and inputs.shape[1] == got:
+            return "model_input_channels_last"
+        if inputs.dim() == 3 and got == inputs.shape[0]:
+            return "model_input_no_channel"
+    matmul = _MATMUL.search(text)
+    if matmul is not None and inputs.dim() >= 3 and int(matmul.group(3)) == math.prod(inputs.shape[1:]):
+        return "model_input_unflattened"
+    return None
 
 
 def refuse_undrivable(

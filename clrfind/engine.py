@@ -33,6 +33,7 @@ from clrfind.diagnose import (
     StepFn,
     check_scalar_loss,
     diagnose_first_batch,
+    judged_loss,
     judged_warnings,
     nonfinite_data_fault,
     nonfinite_weights_fault,
@@ -602,7 +603,9 @@ class _Stepper:
         part: Part = "step" if self.step_fn is not None else "loss"
         try:
             with judged_warnings(part), autocast(self.device, self.settings.precision):
-                loss = self.step(self.model, batch, self.loss_fn)
+                loss = self.step(
+                    self.model, batch, self.loss_fn if self.step_fn else judged_loss(self.loss_fn)
+                )
             check_scalar_loss(loss, part)
             # One read of the first loss, on any device: nothing has stepped yet, so a non-finite one is the
             # data's or the setup's, never the LR's, and the whole curve would be measured for nothing.

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 Part = Literal["data", "val_data", "model", "loss", "step", "clip", "optimizer", "precision", "metric"]
 Path_ = Literal["spec", "library"]
 
+# BCELoss on raw scores: torch's error ("all elements of input should be between 0 and 1") on the first step, or
+# mid-run once the scores leave [0, 1].
+BCE_SCORES = (
+    "BCELoss takes probabilities, and the model's outputs left [0, 1]: end the model with a sigmoid, or give its "
+    "raw scores to torch.nn.BCEWithLogitsLoss (the same loss, numerically safer)"
+)
+
 # kind -> (message, fix for a spec, fix for a library call). Messages name parts as {data}, {model}, ..., and the
 # part the fault blames as {blamed}; the other fields ({batch}, {error}, ...) are the fault's facts.
 _TEXTS: dict[str, tuple[str, str, str]] = {
@@ -49,6 +56,38 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "an embedding looks its inputs up as token ids, which must be integers: make the inputs of {data} torch.long",
         "an embedding looks its inputs up as token ids, which must be integers: make the inputs of {data} torch.long",
     ),
+    "model_input_not_tensors": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "the samples of {data} are not tensors: turn each into one in the dataset (text into token ids with a "
+        "tokenizer, an image with torchvision.transforms.ToTensor()), or add `step: {{target: file.py:fn}}` with "
+        "fn(model, batch, loss_fn) that does",
+        "the samples of {data} are not tensors: turn each into one in the dataset (text into token ids with a "
+        "tokenizer, an image with torchvision.transforms.ToTensor()), or pass step_fn=fn(model, batch, loss_fn) "
+        "that does",
+    ),
+    "model_input_channels_last": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "the images are channels last, (B, H, W, C), as numpy and PIL hold them, and torch's convolutions read (B, "
+        "C, H, W): permute each image in {data} (torch.as_tensor(img).permute(2, 0, 1), or "
+        "torchvision.transforms.ToTensor())",
+        "the images are channels last, (B, H, W, C), as numpy and PIL hold them, and torch's convolutions read (B, "
+        "C, H, W): permute each image in {data} (torch.as_tensor(img).permute(2, 0, 1), or "
+        "torchvision.transforms.ToTensor())",
+    ),
+    "model_input_no_channel": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "the images have no channel axis, (B, H, W), and a 2-D convolution reads (B, C, H, W) (it took the batch "
+        "for one image's channels): add the axis in {data} (img.unsqueeze(0) on each image)",
+        "the images have no channel axis, (B, H, W), and a 2-D convolution reads (B, C, H, W) (it took the batch "
+        "for one image's channels): add the axis in {data} (img.unsqueeze(0) on each image)",
+    ),
+    "model_input_unflattened": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "a Linear layer takes each sample flattened: put torch.nn.Flatten() before it in the model, or flatten "
+        "each sample in {data} (x.flatten())",
+        "a Linear layer takes each sample flattened: put torch.nn.Flatten() before it in the model, or flatten "
+        "each sample in {data} (x.flatten())",
+    ),
     "loss_input": (
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
         "make the model's output and the targets fit the loss (shapes, dtypes, number of classes)",
@@ -67,6 +106,34 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "class indices go as one label per sample, shape (B,): squeeze the targets' last axis in {data} "
         "(y.squeeze(1), or a label per item rather than a 1-element tensor)",
     ),
+    "loss_input_label_names": (  # labels as strings: the default collate leaves them a tuple
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "the labels of {data} are not tensors: map each to its class index, 0 to the number of classes - 1, in the "
+        "dataset (e.g. {{'cat': 0, 'dog': 1}}[label])",
+        "the labels of {data} are not tensors: map each to its class index, 0 to the number of classes - 1, in the "
+        "dataset (e.g. {{'cat': 0, 'dog': 1}}[label])",
+    ),
+    "loss_input_sequence": (  # (B, T, C) scores against (B, T) class indices
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "cross-entropy reads the classes from dim 1, (B, C, T), and the model gives them last, (B, T, C): add "
+        "`step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) that returns loss_fn(model(x).transpose(1, "
+        "2), y) (or loss_fn(out.flatten(0, 1), y.flatten()))",
+        "cross-entropy reads the classes from dim 1, (B, C, T), and the model gives them last, (B, T, C): pass "
+        "step_fn=fn(model, batch, loss_fn) that returns loss_fn(model(x).transpose(1, 2), y) (or "
+        "loss_fn(out.flatten(0, 1), y.flatten()))",
+    ),
+    "loss_input_column_output": (  # (B, 1) outputs against (B,) targets, where the loss refuses to broadcast
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "the model gives one value per sample as a column, (B, 1), and the targets are (B,): give the targets the "
+        "output's shape in {data} ({unsqueeze})",
+        "the model gives one value per sample as a column, (B, 1), and the targets are (B,): give the targets the "
+        "output's shape in {data} ({unsqueeze})",
+    ),
+    "loss_bce_scores": (
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        BCE_SCORES,
+        BCE_SCORES,
+    ),
     "loss_input_int_targets": (
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
         "this loss computes with the targets as numbers, like the output: make the targets of {data} float "
@@ -80,6 +147,22 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "that passes the loss the right one",
         "the model returns more than one thing: pass step_fn=fn(model, batch, loss_fn) that passes the loss the "
         "right one",
+    ),
+    "loss_nll_scores": (  # NLLLoss on raw scores or on probabilities
+        "{blamed} takes log-probabilities, and the model's outputs {output} are not: {what}",
+        "end the model with torch.nn.LogSoftmax(dim=1){instead}, or give its raw scores to "
+        "torch.nn.CrossEntropyLoss, which takes the log_softmax itself",
+        "end the model with torch.nn.LogSoftmax(dim=1){instead}, or give its raw scores to "
+        "torch.nn.CrossEntropyLoss, which takes the log_softmax itself",
+    ),
+    "loss_ce_probabilities": (  # a softmax in the model and another in the loss
+        "{blamed} takes the log_softmax of the model's outputs itself, and they are probabilities already "
+        "({output}, each sample's summing to 1, as from a softmax): the second softmax flattens the gradients, and "
+        "the loss cannot fall below {floor}",
+        "drop the model's final softmax and give the loss raw scores (logits); take a softmax where probabilities "
+        "are read",
+        "drop the model's final softmax and give the loss raw scores (logits); take a softmax where probabilities "
+        "are read",
     ),
     "step_failed": (
         "{step} failed on the first batch {batch}: {error}",

@@ -405,6 +405,59 @@ class ZeroLog(torch.nn.Module):
         return torch.log((out - out).abs().mean())  # log(0): -inf whatever the weights
 
 
+class Scores(torch.nn.Module):
+    def __init__(self, end="none", outputs=2):
+        super().__init__()
+        self.body = torch.nn.Linear(2, outputs)
+        self.end = {"none": torch.nn.Identity(), "softmax": torch.nn.Softmax(dim=1),
+                    "log_softmax": torch.nn.LogSoftmax(dim=1)}[end]
+
+    def forward(self, x):
+        return self.end(self.body(x))
+
+
+def positions(n=1024):
+    x = torch.randn(n, 4, 2, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, (x[..., 0] > 0).long())  # a class per position: targets (n, 4)
+
+
+class PerPosition(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.head(x)  # (B, 4, 3): the classes last, as a sequence model gives them
+
+
+def float_column(n=1024):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, (x[:, :1] > 0).float())
+
+
+def words(n=1024):
+    return [(f"sample {i}", i % 2) for i in range(n)]  # text not yet tokenized
+
+
+def named_labels(n=1024):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return [(x[i], "cat" if x[i, 0] > 0 else "dog") for i in range(n)]
+
+
+def images(n=1024, layout="nchw"):
+    x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = {"nchw": x, "nhwc": x.permute(0, 2, 3, 1), "nhw": x[:, 0]}[layout]
+    return TensorDataset(x, (x.mean(dim=(1, 2, 3) if layout == "nchw" else (1, 2)) > 0.5).long().view(-1))
+
+
+def conv():
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+
+
+def dense():
+    return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+
 def arrays(n=1024, short=0):
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     return x.numpy(), (x[:, 0] > 0).long()[: n - short]
@@ -483,10 +536,86 @@ BAD_DATA_CASES = [
         "with targets Tensor[64, 2] int64: RuntimeError: result type Float can't be cast", "(this loss computes with "
         "the targets as numbers, like the output: make the targets of data.train 'bad.py:int_multilabel' float "
         "(y.float(); 0.0/1.0 labels for a BCE loss))"]),
+    ("NLL of raw scores", {"kwargs": "{}", "loss": "torch.nn.NLLLoss", "model": "bad.py:Scores"}, 2, [
+        "error: spec.yaml: loss.target 'torch.nn.NLLLoss' takes log-probabilities, and the model's outputs Tensor[64, "
+        "2] float32 are not: exp of each sample's outputs sums to ", "over the classes, not 1, so the loss can fall "
+        "without end as they grow (end the model with torch.nn.LogSoftmax(dim=1), or give its raw scores to "
+        "torch.nn.CrossEntropyLoss, which takes the log_softmax itself)"]),
+    ("NLL of probabilities", {"kwargs": "{}", "loss": "torch.nn.functional.nll_loss",
+                              "model": "bad.py:Scores, kwargs: {end: softmax}"}, 2, [
+        "error: spec.yaml: loss.target 'torch.nn.functional.nll_loss' takes log-probabilities, and the model's "
+        "outputs Tensor[64, 2] float32 are not: they are probabilities (each sample's sum to 1), as from a softmax "
+        "(end the model with torch.nn.LogSoftmax(dim=1) instead of its softmax, or give"]),
+    ("cross-entropy of probabilities", {"kwargs": "{}", "model": "bad.py:Scores, kwargs: {end: softmax, outputs: 4}"},
+     2, ["error: spec.yaml: loss.target 'torch.nn.CrossEntropyLoss' takes the log_softmax of the model's outputs "
+         "itself, and they are probabilities already (Tensor[64, 4] float32, each sample's summing to 1, as from a "
+         "softmax): the second softmax flattens the gradients, and the loss cannot fall below 0.744 (drop the model's "
+         "final softmax and give the loss raw scores (logits); take a softmax where probabilities are read)"]),
+    ("classes last in a sequence", {"kwargs": "{}", "data": "positions", "model": "bad.py:PerPosition"}, 2, [
+        "with targets Tensor[64, 4] int64: RuntimeError: Expected target size [64, 3], got [64, 4] (cross-entropy "
+        "reads the classes from dim 1, (B, C, T), and the model gives them last, (B, T, C): add `step: {target: "
+        "file.py:fn}` with fn(model, batch, loss_fn) that returns loss_fn(model(x).transpose(1, 2), y) (or "
+        "loss_fn(out.flatten(0, 1), y.flatten())))"]),
+    ("BCE of raw scores", {"kwargs": "{}", "data": "float_column", "loss": "torch.nn.BCELoss",
+                           "model": "bad.py:Scores, kwargs: {outputs: 1}"}, 2, [
+        "RuntimeError: all elements of input should be between 0 and 1 (BCELoss takes probabilities, and the "
+        "model's outputs left [0, 1]: end the model with a sigmoid, or give its raw scores to "
+        "torch.nn.BCEWithLogitsLoss (the same loss, numerically safer))"]),
+    ("a column of outputs, a row of targets", {"kwargs": "{}", "loss": "torch.nn.BCEWithLogitsLoss",
+                                               "model": "bad.py:Scores, kwargs: {outputs: 1}"}, 2, [
+        "with targets Tensor[64] int64: ValueError: Target size (torch.Size([64])) must be the same as input size "
+        "(torch.Size([64, 1])) (the model gives one value per sample as a column, (B, 1), and the targets are (B,): "
+        "give the targets the output's shape in data.train 'bad.py:blobs_with' (y.float().unsqueeze(1)))"]),
+    ("text not tokenized", {"kwargs": "{}", "data": "words", "model": "bad.py:Bag"}, 2, [
+        "error: spec.yaml: model.target 'bad.py:Bag': the model failed on inputs (64 x str): ", "(the samples of "
+        "data.train 'bad.py:words' are not tensors: turn each into one in the dataset (text into token ids with a "
+        "tokenizer, an image with torchvision.transforms.ToTensor()), or add `step: {target: file.py:fn}` with "
+        "fn(model, batch, loss_fn) that does)"]),
+    ("labels as names", {"kwargs": "{}", "data": "named_labels"}, 2, [
+        "with targets (64 x str): TypeError: ", "(the labels of data.train 'bad.py:named_labels' are not tensors: "
+        "map each to its class index, 0 to the number of classes - 1, in the dataset (e.g. {'cat': 0, 'dog': "
+        "1}[label]))"]),
+    ("images channels last", {"kwargs": "{layout: nhwc}", "data": "images", "model": "bad.py:conv"}, 2, [
+        "on inputs Tensor[64, 8, 8, 1] float32: RuntimeError: ", "(the images are channels last, (B, H, W, C), as "
+        "numpy and PIL hold them, and torch's convolutions read (B, C, H, W): permute each image in data.train "
+        "'bad.py:images' (torch.as_tensor(img).permute(2, 0, 1), or torchvision.transforms.ToTensor()))"]),
+    ("images without a channel axis", {"kwargs": "{layout: nhw}", "data": "images", "model": "bad.py:conv"}, 2, [
+        "on inputs Tensor[64, 8, 8] float32: RuntimeError: ", "(the images have no channel axis, (B, H, W), and a "
+        "2-D convolution reads (B, C, H, W) (it took the batch for one image's channels): add the axis in "
+        "data.train 'bad.py:images' (img.unsqueeze(0) on each image))"]),
+    ("images into a Linear layer", {"kwargs": "{}", "data": "images", "model": "bad.py:dense"}, 2, [
+        "on inputs Tensor[64, 1, 8, 8] float32: RuntimeError: mat1 and mat2 shapes cannot be multiplied", "(a Linear "
+        "layer takes each sample flattened: put torch.nn.Flatten() before it in the model, or flatten each sample in "
+        "data.train 'bad.py:images' (x.flatten()))"]),
     ("arrays of unequal length", {"kwargs": "{short: 3}", "data": "arrays"}, 2, [
         "error: spec.yaml: data.train returned arrays of 1024 and 1021 rows, read as (inputs, targets) by row "
         "(return arrays with one row per sample each, of the same length)"]),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("loss", "model"),
+    [
+        ("torch.nn.NLLLoss", "bad.py:Scores, kwargs: {end: log_softmax}"),
+        (
+            "torch.nn.CrossEntropyLoss",
+            "bad.py:Scores, kwargs: {end: log_softmax}",
+        ),  # log_softmax twice: the same
+        ("torch.nn.CrossEntropyLoss", "bad.py:Scores"),
+    ],
+)
+def test_class_scores_of_the_right_kind_run(tmp_path: Path, loss: str, model: str) -> None:
+    _cli_runs(tmp_path, _bad_data_spec(tmp_path, "{}", loss=loss, model=model))
+
+
+def test_a_tuple_of_arrays_is_read_by_row(tmp_path: Path) -> None:
+    import json
+
+    _cli_runs(tmp_path, _bad_data_spec(tmp_path, "{}", data="arrays"))
+    saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
+    assert (
+        saved["steps_per_epoch"] == 16 and saved["bounds"]["max_lr"] is not None
+    )  # 1024 rows, batches of 64
 
 
 @pytest.mark.parametrize(
@@ -641,16 +770,6 @@ def test_a_checkpoint_that_fits_no_reading_is_refused_with_its_own_keys(tmp_path
     )
 
 
-def test_a_tuple_of_arrays_is_read_by_row(tmp_path: Path) -> None:
-    import json
-
-    _cli_runs(tmp_path, _bad_data_spec(tmp_path, "{}", data="arrays"))
-    saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
-    assert (
-        saved["steps_per_epoch"] == 16 and saved["bounds"]["max_lr"] is not None
-    )  # 1024 rows, batches of 64
-
-
 @pytest.mark.parametrize("loss", ["torch.nn.CrossEntropyLoss", "torch.nn.functional.cross_entropy"])
 def test_a_list_where_the_loss_takes_a_tensor_is_made_one(tmp_path: Path, loss: str) -> None:
     import torch
@@ -666,3 +785,11 @@ def test_a_list_where_the_loss_takes_a_tensor_is_made_one(tmp_path: Path, loss: 
     out, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
     expected = torch.nn.functional.cross_entropy(out, y, weight=torch.tensor([1.0, 3.0]), label_smoothing=0.1)
     assert torch.equal(loss_fn(out, y), expected)
+
+
+def test_bce_of_scores_that_leave_0_1_mid_run_gets_the_fix() -> None:
+    from clrfind.api import _error_hint
+    from clrfind.faults import BCE_SCORES, library_terms
+
+    exc = RuntimeError("all elements of input should be between 0 and 1")
+    assert _error_hint(exc, library_terms(step_fn=False), drop_last="") == BCE_SCORES
