@@ -465,6 +465,14 @@ def load_results(path: str | os.PathLike[str]) -> RangeTestResult:
         raise ResultsError(
             f"{path}: no such results file", hint="pass the range_test.json a range test wrote"
         )
+    # The other files of a run folder, passed by a slip of the tab key: say what they are, not 'not valid JSON'.
+    other = {".yaml": "a YAML file (a schedule or a spec)", ".yml": "a YAML file (a schedule or a spec)",
+             ".png": "an image (a plot)"}.get(path.suffix.lower())  # fmt: skip
+    if other is not None:
+        raise ResultsError(
+            f"{path}: {other}, not the results of a range test",
+            hint=f"pass the {RESULTS_NAME} beside it, or its folder",
+        )
     raw = read_document(
         path, error=ResultsError, hint="re-run `clrfind range-test` to write it again", as_json=True
     )

@@ -197,6 +197,22 @@ def test_bad_results_files(
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0] and str(path) in lines[0]
 
 
+@pytest.mark.parametrize("command", ["plot", "export"])
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [("schedule.yaml", "a YAML file (a schedule or a spec)"), ("range_test.png", "an image")],
+)
+def test_a_run_folders_other_files_are_named_for_what_they_are(
+    runner: CliRunner, tmp_path: Path, command: str, name: str, what: str
+) -> None:
+    (tmp_path / name).write_text("scheduler: {}\n")
+    res = runner.invoke(app, [command, str(tmp_path / name)])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"error: {tmp_path / name}: {what}")
+    assert res.stderr.rstrip().endswith("not the results of a range test (pass the range_test.json beside it, or "
+                                        "its folder)")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [('{"kind": "clrfind-sweep", "runs": [', "not valid JSON at line 1"), (b"\xff\xfe", "not a text file")],
