@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
+import inspect
 import os
 import re
 import time
@@ -50,7 +51,7 @@ from clrfind.results import (
     format_seconds,
     to_json,
 )
-from clrfind.settings import RunSettings
+from clrfind.settings import DEFAULT_MAX_LR, DEFAULT_MIN_LR, RunSettings
 from clrfind.state import (
     MemoryProbe,
     RestoreMode,
@@ -189,8 +190,8 @@ def range_test(
     loss_fn: Callable[..., torch.Tensor] | None,
     optimizer: torch.optim.Optimizer,
     *,
-    min_lr: float,
-    max_lr: float,
+    min_lr: float = DEFAULT_MIN_LR,
+    max_lr: float = DEFAULT_MAX_LR,
     steps: int = DEFAULT_STEPS,
     mode: ModeChoice = "auto",
     device: str | torch.device | None = None,
@@ -247,6 +248,7 @@ def range_test(
             "loss_fn is None and there is no step_fn, so nothing computes the loss",
             hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
         )
+    _check_parts(model, train_loader, loss_fn, optimizer)
     where = restore_mode(restore)
     job = joined_group(model)
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
@@ -379,6 +381,53 @@ def _finish_library_run(
         raise RunInterrupted(f"{stops.stop_detail(signum)}{saved}", signum=signum)
     log_result(result, loggers)
     return result
+
+
+def _check_parts(model: Any, train_loader: Any, loss_fn: Any, optimizer: Any) -> None:
+    """The notebook slips that would otherwise fail as an AttributeError deep in the run, or train on the wrong
+    thing: a class where an instance goes (the loss, the optimizer, the model), a function that builds the model,
+    and data that iterates samples rather than batches (a Dataset, or a tuple of arrays, which would train one
+    sample per step)."""
+    import torch
+    import torch.utils.data as tud
+
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(
+            f"model: got {_what(model)}, not a torch.nn.Module",
+            hint="pass the model itself" + (f", {model.__name__}(...)" if callable(model) else ""),
+        )
+    if inspect.isclass(optimizer) or not (hasattr(optimizer, "param_groups") and hasattr(optimizer, "step")):
+        name = optimizer.__name__ if inspect.isclass(optimizer) else "SGD"
+        raise UsageError(
+            f"optimizer: got {_what(optimizer)}, not an optimizer",
+            hint=f"pass one built over the model's parameters: torch.optim.{name}(model.parameters(), lr=1e-3)",
+        )
+    if inspect.isclass(loss_fn):
+        raise UsageError(
+            f"loss_fn: got {_what(loss_fn)}, not a loss", hint=f"pass an instance: {loss_fn.__name__}()"
+        )
+    samples = isinstance(train_loader, tud.Dataset) and not isinstance(train_loader, tud.IterableDataset)
+    arrays = (
+        isinstance(train_loader, tuple)
+        and train_loader
+        and all(isinstance(a, torch.Tensor) for a in train_loader)
+    )
+    if samples or arrays:
+        what = f"a {type(train_loader).__name__}" if samples else "a tuple of tensors"
+        wrapped = "dataset" if samples else "TensorDataset(x, y)"
+        raise UsageError(
+            f"train_loader: {what}, which iterates one sample at a time, not batches",
+            hint=f"pass DataLoader({wrapped}, batch_size=64, shuffle=True) (torch.utils.data)",
+        )
+
+
+def _what(obj: Any) -> str:
+    """How a message names what was passed: `the class SGD`, `function 'make_model'`, `list`."""
+    if inspect.isclass(obj):
+        return f"the class {obj.__name__}"
+    if inspect.isfunction(obj):
+        return f"function {obj.__name__!r}"
+    return type(obj).__name__
 
 
 def _mean_over_ranks(world_size: int) -> Callable[[Any], Any] | None:

@@ -21,15 +21,13 @@ if TYPE_CHECKING:
     from clrfind.results import RangeTestResult
 
 
-class _Range(TypedDict):
+class RangeTestSettings(TypedDict, total=False):
+    """The range test's own settings, as `clrfind.range_test` takes them, each optional with its default there:
+    `min_lr`, `max_lr` (the spec's 1e-5 and 1.0), `steps`, `mode`, `verify_bounds`, `seed` and `callback`
+    (progress, a `StepEvent` a call)."""
+
     min_lr: float
     max_lr: float
-
-
-class RangeTestSettings(_Range, total=False):
-    """The range test's own settings, as `clrfind.range_test` takes them: `min_lr` and `max_lr` are required;
-    `steps`, `mode`, `verify_bounds`, `seed` and `callback` (progress, a `StepEvent` a call) are optional."""
-
     steps: int
     mode: ModeChoice
     verify_bounds: bool
@@ -41,7 +39,7 @@ SETTING_NAMES = sorted(RangeTestSettings.__required_keys__ | RangeTestSettings._
 
 
 def check_settings(settings: Mapping[str, Any], *, where: str) -> RangeTestSettings:
-    """The settings as given, or a `UsageError` naming an unknown one (with a suggestion) or a missing bound."""
+    """The settings as given, or a `UsageError` naming an unknown one (with a suggestion)."""
     from clrfind.spec import closest
 
     for name in settings:
@@ -49,11 +47,6 @@ def check_settings(settings: Mapping[str, Any], *, where: str) -> RangeTestSetti
             close = closest(name, SETTING_NAMES)
             hint = f"did you mean {close!r}?" if close else f"the settings are: {', '.join(SETTING_NAMES)}"
             raise UsageError(f"{where}: unknown setting {name!r}", hint=hint)
-    missing = [name for name in ("min_lr", "max_lr") if name not in settings]
-    if missing:
-        raise UsageError(
-            f"{where}: {' and '.join(missing)} must be given", hint="e.g. min_lr=1e-5, max_lr=1.0"
-        )
     return settings  # type: ignore[return-value]
 
 

@@ -63,6 +63,43 @@ def test_bad_arguments_are_usage_errors(tiny_task) -> None:
         clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=0.1, mode="log")  # type: ignore[arg-type]
 
 
+# A notebook's slips, each refused before anything runs (they failed as AttributeErrors deep in the run, or trained
+# one sample per step): (what to pass instead of each part, the error's start, its hint's start).
+SLIPS = [
+    ({"model": lambda m, o: _make_model}, "model: got function '_make_model', not a torch.nn.Module",
+     "pass the model itself, _make_model(...)"),
+    ({"optimizer": lambda m, o: torch.optim.Adam}, "optimizer: got the class Adam, not an optimizer",
+     "pass one built over the model's parameters: torch.optim.Adam(model.parameters(), lr=1e-3)"),
+    ({"optimizer": lambda m, o: list(m.parameters())}, "optimizer: got list, not an optimizer",
+     "pass one built over the model's parameters: torch.optim.SGD("),
+    ({"loss_fn": lambda m, o: torch.nn.CrossEntropyLoss}, "loss_fn: got the class CrossEntropyLoss, not a loss",
+     "pass an instance: CrossEntropyLoss()"),
+    ({"train_loader": lambda m, o: o.dataset}, "train_loader: a TensorDataset, which iterates one sample at a time",
+     "pass DataLoader(dataset, batch_size=64, shuffle=True)"),
+    ({"train_loader": lambda m, o: o.dataset.tensors}, "train_loader: a tuple of tensors, which iterates one sample",
+     "pass DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)"),
+]  # fmt: skip
+
+
+def _make_model() -> torch.nn.Module:
+    return torch.nn.Linear(2, 2)
+
+
+@pytest.mark.parametrize(("swap", "message", "hint"), SLIPS)
+def test_a_class_a_builder_or_samples_where_the_part_goes_are_refused(tiny_task, swap, message, hint) -> None:
+    model, loader, loss_fn, optimizer = tiny_task
+    parts = {"model": model, "train_loader": loader, "loss_fn": loss_fn, "optimizer": optimizer}
+    parts.update({name: make(model, loader) for name, make in swap.items()})
+    with pytest.raises(UsageError) as caught:
+        clrfind.range_test(**parts, steps=30)
+    assert str(caught.value).startswith(message) and caught.value.hint.startswith(hint)
+
+
+def test_the_range_defaults_to_the_specs(tiny_task) -> None:
+    result = clrfind.range_test(*tiny_task, steps=30, verify_bounds=False)
+    assert result.min_lr == 1e-5 and result.max_lr >= 1.0  # 1.0, or higher when the curve still fell there
+
+
 def test_optimizer_ref_records_non_default_kwargs() -> None:
     from clrfind.api import optimizer_ref
 

@@ -185,8 +185,6 @@ def test_settings_are_checked_when_the_callback_is_made() -> None:
     with pytest.raises(UsageError, match=r"LRRangeTest: unknown setting 'step'") as info:
         clrfind.lightning.LRRangeTest(min_lr=1e-4, max_lr=1.0, step=100)
     assert info.value.hint == "did you mean 'steps'?"
-    with pytest.raises(UsageError, match="LRRangeTest: max_lr must be given"):
-        clrfind.lightning.LRRangeTest(min_lr=1e-4)
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch) -> None:

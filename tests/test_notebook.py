@@ -125,6 +125,6 @@ def test_the_readme_documents_every_public_name() -> None:
 
     documented = re.findall(r"`(\w+)=", section.split("- `RangeTestResult`", 1)[0])
     arguments = list(inspect.signature(clrfind.range_test).parameters)[4:]
-    assert [a for a in arguments if a not in documented and a not in ("min_lr", "max_lr")] == []
+    assert [a for a in arguments if a not in documented] == []
     for name in ("TensorBoard", "Wandb", "MLflow", "ExperimentLogger", "RunRecord", "run_record"):
         assert hasattr(loggers, name) and f"`{name}" in section
