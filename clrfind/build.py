@@ -6,6 +6,7 @@ last key of a spec costs nothing. torch is imported inside the functions: `clrfi
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import random
@@ -278,7 +279,11 @@ def _build_model(loaded: LoadedSpec, resolved: dict[str, Any]) -> torch.nn.Modul
     spec, source = loaded.spec, loaded.path.name
     assert spec.model is not None  # the spec or its setup factory gives it (checked)
     key = loaded.target_key("model")  # as the file writes it (`model._target_` in a Hydra-style block)
-    model = instantiate(resolved["model"], kwargs=spec.model.kwargs, key=key, source=source)
+    target = resolved["model"]
+    if isinstance(target, torch.nn.Module):
+        model = _built_module(target, spec.model.kwargs, key=key, source=source)
+    else:
+        model = instantiate(target, kwargs=spec.model.kwargs, key=key, source=source)
     if not isinstance(model, torch.nn.Module):
         raise SetupError(
             f"{source}: {key} returned {type(model).__name__}, not a torch.nn.Module",
@@ -290,12 +295,17 @@ def _build_model(loaded: LoadedSpec, resolved: dict[str, Any]) -> torch.nn.Modul
 
 
 def _build_loss(loaded: LoadedSpec, resolved: dict[str, Any]) -> Callable[..., Any]:
-    """The spec's loss block: a loss function used as it is, or a loss class or factory called with its kwargs."""
+    """The spec's loss block: a loss function or a built loss module used as it is, or a loss class or factory
+    called with its kwargs."""
+    import torch
+
     spec, source = loaded.spec, loaded.path.name
     assert spec.loss is not None
     loss_target, key = resolved["loss"], loaded.target_key("loss")
     kwargs = _tensor_lists(loss_target, spec.loss.kwargs)
-    if is_loss_function(loss_target, kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
+    if isinstance(loss_target, torch.nn.Module):
+        loss_fn = _built_module(loss_target, kwargs, key=key, source=source)
+    elif is_loss_function(loss_target, kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
         loss_fn = functools.partial(loss_target, **kwargs) if kwargs else loss_target
     else:
         loss_fn = instantiate(loss_target, kwargs=kwargs, key=key, source=source)
@@ -305,6 +315,20 @@ def _build_loss(loaded: LoadedSpec, resolved: dict[str, Any]) -> Callable[..., A
             hint="use a loss class such as torch.nn.CrossEntropyLoss or a function (output, target) -> loss",
         )
     return loss_fn
+
+
+def _built_module(
+    target: torch.nn.Module, kwargs: dict[str, Any], *, key: str, source: str
+) -> torch.nn.Module:
+    """A target that is a module built already (`net = Net()` at a file's top level), used as it is rather than
+    called (calling it runs its forward with no inputs); a copy, so that every run of the process (--repeats, a
+    sweep) starts from the weights the file built."""
+    if kwargs:
+        raise SetupError(
+            f"{source}: {key} is a {type(target).__name__} built already, so it takes no kwargs",
+            hint=f"point {key} at its class or at a function that builds it, or drop the kwargs",
+        )
+    return copy.deepcopy(target)
 
 
 def _tensor_lists(obj: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -386,6 +410,9 @@ def build_components(
 
     spec = loaded.spec
     source = loaded.path.name
+    # Seeded before the targets' files are imported too, so that what they build at import (`net = Net()` at a
+    # file's top level) is the same on every run; and again after, so that building does not depend on that.
+    seed_everything(spec.seed)
     resolved = validate_spec_targets(loaded)
     seed_everything(spec.seed)
 

@@ -793,3 +793,34 @@ def test_bce_of_scores_that_leave_0_1_mid_run_gets_the_fix() -> None:
 
     exc = RuntimeError("all elements of input should be between 0 and 1")
     assert _error_hint(exc, library_terms(step_fn=False), drop_last="") == BCE_SCORES
+
+
+BUILT_PY = """
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))  # unseeded, at import
+loss = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+x = torch.randn(1024, 2)
+loader = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=32, shuffle=True)
+"""
+
+
+def test_a_model_and_a_loss_built_at_a_files_top_level_are_used_as_they_are(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "built.py").write_text(BUILT_PY)
+    body = BASE_SPEC.replace("task.py:Net, kwargs: {hidden: 16}", "built.py:net").replace(
+        "torch.nn.CrossEntropyLoss", "built.py:loss"
+    )
+    spec = write_spec(tmp_path, body + "verify_bounds: false\n")
+    losses = []
+    for _ in range(2):  # the file is imported after the spec's seed: the same weights, the same curve
+        _cli_runs(tmp_path, spec)
+        losses.append(json.loads((tmp_path / "run" / "range_test.json").read_text())["losses"])
+    assert losses[0] == losses[1] and len(losses[0]) > 10
+    line = _cli_error(
+        tmp_path, write_spec(tmp_path, body.replace("built.py:net", "built.py:net, kwargs: {a: 1}")), 2
+    )
+    assert line == ("error: spec.yaml: model.target is a Sequential built already, so it takes no kwargs (point "
+                    "model.target at its class or at a function that builds it, or drop the kwargs)")  # fmt: skip
