@@ -166,6 +166,32 @@ def _is_array(obj: Any) -> bool:
     return hasattr(obj, "__array__") and isinstance(shape, tuple) and len(shape) >= 1
 
 
+def _check_loader_agrees(loader: Any, data: DataSpec, *, key: str, source: str) -> None:
+    """A DataLoader target makes its own batches, so the spec's data keys do not apply to it: one that the spec
+    sets, and that the loader contradicts, is an error rather than ignored (the bounds hold for the loader's batch
+    size, not the spec's; a sweep over data.batch_size would change nothing)."""
+    import torch.utils.data as tud
+
+    # Whether it shuffles shows only through torch's own batch sampler; a custom one may do either.
+    batches = loader.batch_sampler
+    sampler = batches.sampler if isinstance(batches, tud.BatchSampler) else None
+    shuffles = {tud.RandomSampler: True, tud.SequentialSampler: False}.get(type(sampler))
+    has = {"batch_size": loader.batch_size, "shuffle": shuffles, "drop_last": loader.drop_last,
+           "num_workers": loader.num_workers}  # fmt: skip
+    wrong = [
+        f"data.{name} is {getattr(data, name)}, the loader's {has[name]}"
+        for name in ("batch_size", "shuffle", "drop_last", "num_workers")
+        if name in data.model_fields_set and has[name] is not None and has[name] != getattr(data, name)
+    ]
+    if wrong:
+        raise SetupError(
+            f"{source}: {key} is a DataLoader, which makes its own batches, and the spec's data keys say otherwise: "
+            + "; ".join(wrong),
+            hint="drop those keys (the loader's settings train), or make the target return a Dataset, which the "
+            "spec's keys then batch",
+        )
+
+
 def _length(obj: Any, *, key: str, source: str) -> int:
     """len() of a dataset, whose own code may fail: reported as the data's fault."""
     try:
@@ -448,6 +474,8 @@ def build_components(
     train_loader = make_loader(
         train_obj, key=train_key, sampler=sampler, drop_last=data.drop_last, **loader_args
     )
+    if _is_loader(train_obj):
+        _check_loader_agrees(train_obj, data, key=train_key, source=source)
     val_obj, val_key = made.get("val_data"), "data.val"
     if data.val is not None:
         val_obj = _data_object(

@@ -824,3 +824,29 @@ def test_a_model_and_a_loss_built_at_a_files_top_level_are_used_as_they_are(tmp_
     )
     assert line == ("error: spec.yaml: model.target is a Sequential built already, so it takes no kwargs (point "
                     "model.target at its class or at a function that builds it, or drop the kwargs)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("keys", "error"),
+    [
+        ("batch_size: 64", "data.batch_size is 64, the loader's 32"),
+        ("batch_size: 32\n  shuffle: false\n  drop_last: true", "data.shuffle is False, the loader's True; "
+         "data.drop_last is True, the loader's False"),
+        ("batch_size: 32", None),  # what the loader does: nothing to contradict
+    ],
+)  # fmt: skip
+def test_a_dataloader_target_contradicted_by_the_specs_data_keys_is_refused(
+    tmp_path: Path, keys: str, error: str | None
+) -> None:
+    (tmp_path / "built.py").write_text(BUILT_PY)
+    body = BASE_SPEC.replace("task.py:blobs, kwargs: {n: 1024}", "built.py:loader").replace(
+        "batch_size: 64", keys
+    )
+    spec = write_spec(tmp_path, body + "verify_bounds: false\n")
+    if error is None:
+        _cli_runs(tmp_path, spec)
+        return
+    line = _cli_error(tmp_path, spec, 2)
+    assert line == (f"error: spec.yaml: data.train is a DataLoader, which makes its own batches, and the spec's data "
+                    f"keys say otherwise: {error} (drop those keys (the loader's settings train), or make the target "
+                    "return a Dataset, which the spec's keys then batch)")  # fmt: skip
