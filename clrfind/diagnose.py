@@ -92,7 +92,19 @@ def nonfinite_weights_fault(model: torch.nn.Module, loss: float) -> Fault | None
 def check_scalar_loss(loss: Any, part: Part) -> None:
     """The first loss is a scalar that backpropagates; else the fault of `part`, the code that made it."""
     if not isinstance(loss, torch.Tensor):
-        raise Fault("loss_type", part, type=type(loss).__name__)
+        if loss is None:
+            advice = "it returns nothing: end it with `return loss`"
+        elif isinstance(loss, Mapping) and "loss" in loss:  # a Hugging Face ModelOutput, or a dict of outputs
+            advice = (
+                "return its loss alone, a scalar tensor (`return out['loss']`; `out.loss` for a ModelOutput)"
+            )
+        elif isinstance(loss, (tuple, list, Mapping)):
+            advice = (
+                "return the loss alone, a scalar tensor (`return loss`, not `return loss, logits` or a dict)"
+            )
+        else:
+            advice = "return the scalar loss tensor (before .item())"
+        raise Fault("loss_type", part, type=type(loss).__name__, advice=advice)
     if loss.numel() != 1:
         raise Fault("loss_shape", part, shape=str(tuple(loss.shape)))
     if not loss.requires_grad:

@@ -573,7 +573,9 @@ class _Stepper:
                 with autocast(self.device, precision):
                     loss = self.step(self.model, batch, self.loss_fn)
             scaled = loss / accumulate if accumulate > 1 else loss
-            if scaler is None:
+            if i == 0:
+                self._first_backward(scaled)
+            elif scaler is None:
                 scaled.backward()
             else:
                 scaler.scale(scaled).backward()
@@ -596,6 +598,16 @@ class _Stepper:
         if not self._optimizer_step():
             return None
         return step_loss if self.reduce_loss is None else self.reduce_loss(step_loss.detach())
+
+    def _first_backward(self, loss: torch.Tensor) -> None:
+        """The first backward, diagnosed: a step function that calls backward() itself, as the training loop it
+        was taken from did, fails here, and that is the setup's fault (a Fault), not a failure mid-run."""
+        try:
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        except RuntimeError as exc:
+            if self.step_fn is not None and "backward through the graph a second time" in str(exc):
+                raise Fault("step_backward_twice", "step") from exc
+            raise
 
     def _first_forward(self, batch: Any) -> torch.Tensor:
         """The first micro-batch, diagnosed: a failure here means the setup does not fit (a Fault)."""

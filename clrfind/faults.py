@@ -169,17 +169,21 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "run `clrfind check SPEC --debug` for the full traceback",
         "the exception is chained as __cause__, with its traceback",
     ),
+    "step_backward_twice": (
+        "{step} called backward() on the loss itself, and the range test calls it on the loss the step returns "
+        "(torch: 'Trying to backward through the graph a second time')",
+        "return the loss without calling backward() or optimizer.step(): the test does both, once per step, at its "
+        "own LR",
+        "return the loss without calling backward() or optimizer.step(): the test does both, once per step, at its "
+        "own LR",
+    ),
     "step_failed_no_loss": (  # the step may have called loss_fn, which is None
         "{step} failed on the first batch {batch}: {error}",
         "the spec has no loss:, so the step's loss_fn is None: add loss: {{target: ...}} or compute the loss in "
         "the step",
         "loss_fn is None: pass a loss function, or compute the loss in step_fn",
     ),
-    "loss_type": (
-        "{blamed} returned {type}, not a loss tensor",
-        "return the scalar loss tensor (before .item())",
-        "return the scalar loss tensor (before .item())",
-    ),
+    "loss_type": ("{blamed} returned {type}, not a loss tensor", "{advice}", "{advice}"),
     "loss_shape": (
         "{blamed} returned a loss of shape {shape}, not a scalar",
         "reduce it (e.g. reduction='mean' in the loss, or .mean() in the step)",

@@ -850,3 +850,46 @@ def test_a_dataloader_target_contradicted_by_the_specs_data_keys_is_refused(
     assert line == (f"error: spec.yaml: data.train is a DataLoader, which makes its own batches, and the spec's data "
                     f"keys say otherwise: {error} (drop those keys (the loader's settings train), or make the target "
                     "return a Dataset, which the spec's keys then batch)")  # fmt: skip
+
+
+STEPS_PY = """
+def pair(model, batch, loss_fn):
+    out = model(batch[0])
+    return loss_fn(out, batch[1]), out
+
+
+def outputs(model, batch, loss_fn):
+    return {"loss": loss_fn(model(batch[0]), batch[1])}
+
+
+def nothing(model, batch, loss_fn):
+    loss_fn(model(batch[0]), batch[1])
+
+
+def backward_too(model, batch, loss_fn):  # as the training loop it came from did
+    loss = loss_fn(model(batch[0]), batch[1])
+    loss.backward()
+    return loss
+"""
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("pair", "returned tuple, not a loss tensor (return the loss alone, a scalar tensor (`return loss`, not "
+                 "`return loss, logits` or a dict))"),
+        ("outputs", "returned dict, not a loss tensor (return its loss alone, a scalar tensor (`return "
+                    "out['loss']`; `out.loss` for a ModelOutput))"),
+        ("nothing", "returned NoneType, not a loss tensor (it returns nothing: end it with `return loss`)"),
+        ("backward_too", "called backward() on the loss itself, and the range test calls it on the loss the step "
+                         "returns (torch: 'Trying to backward through the graph a second time') (return the loss "
+                         "without calling backward() or optimizer.step(): the test does both, once per step, at its "
+                         "own LR)"),
+    ],
+)  # fmt: skip
+def test_a_step_that_does_not_hand_back_the_loss_is_told_how(tmp_path: Path, step: str, message: str) -> None:
+    (tmp_path / "steps.py").write_text(STEPS_PY)
+    spec = write_spec(tmp_path, BASE_SPEC + f"step: {{target: steps.py:{step}}}\n")
+    line = _cli_error(tmp_path, spec, 2)
+    assert line == f"error: spec.yaml: step.target 'steps.py:{step}' {message}"
+    assert not (tmp_path / "run" / "range_test.json").exists()  # nothing was measured, nothing written
