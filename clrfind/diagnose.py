@@ -53,6 +53,11 @@ def _named_tensors(x: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
             yield from _named_tensors(value, f"{name}[{k}]")
 
 
+def _has_tensor(x: Any) -> bool:
+    """Whether a batch's part holds a tensor at all: untokenized text or label names collate to tuples of str."""
+    return next(_named_tensors(x, ""), None) is not None
+
+
 def nonfinite_values(batch: Any) -> str | None:
     """Where a batch holds NaN or inf, as `inputs Tensor[32, 20] float32: 1 NaN`; None when every value is finite.
 
@@ -256,7 +261,7 @@ def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> tuple[str, d
     # Several outputs (a tuple, a dict, a Hugging Face ModelOutput): the default step passes them all on.
     if isinstance(out, (tuple, list)) or hasattr(out, "keys"):
         return "loss_input_structured", {}
-    if isinstance(out, torch.Tensor) and not any(True for _ in _named_tensors(targets, "targets")):
+    if isinstance(out, torch.Tensor) and not _has_tensor(targets):
         return "loss_input_label_names", {}
     if not (isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor)):
         return "loss_input", {}
@@ -265,10 +270,10 @@ def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> tuple[str, d
     # A sequence model's scores, (B, T, C), against a class per position, (B, T): cross-entropy wants (B, C, T).
     if integers and out.dim() == 3 and out.shape[:2] == targets.shape and "Expected target size" in text:
         return "loss_input_sequence", {}
+    if "should be between 0 and 1" in text:  # BCELoss given scores outside [0, 1]
+        return "loss_bce_scores", {}
     # One output per sample as a column against a flat row of targets: BCE refuses to broadcast them (MSE only
     # warns, `_broadcast_fault`).
-    if "should be between 0 and 1" in text:
-        return "loss_bce_scores", {}
     if (
         out.dim() == 2
         and out.shape[1] == 1
@@ -298,7 +303,7 @@ def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) 
     if is_one_sample_norm(exc):
         return Fault("model_one_sample", "model", **facts)
     text = str(exc)
-    if not any(True for _ in _named_tensors(inputs, "inputs")):  # text, images as PIL objects, file names
+    if not _has_tensor(inputs):  # text, images as PIL objects, file names
         return Fault("model_input_not_tensors", "model", **facts)
     if isinstance(inputs, torch.Tensor):
         kind = _image_layout_kind(inputs, text)
@@ -318,8 +323,8 @@ def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) 
 
 
 # torch's errors for a convolution given the wrong channel count, and a Linear layer the wrong width.
-_CHANNELS = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got (\d+) channels")
-_MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+_CHANNELS = re.compile(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels")
+_MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \(\d+x\d+ and (\d+)x\d+\)")
 
 
 def _image_layout_kind(inputs: torch.Tensor, text: str) -> str | None:
@@ -329,13 +334,13 @@ def _image_layout_kind(inputs: torch.Tensor, text: str) -> str | None:
     into a Linear layer that takes them flattened."""
     channels = _CHANNELS.search(text)
     if channels is not None:
-        wanted, got = int(channels.group(2)), int(channels.group(3))
+        wanted, got = int(channels.group(1)), int(channels.group(2))
         if inputs.dim() == 4 and inputs.shape[-1] == wanted and inputs.shape[1] == got:
             return "model_input_channels_last"
         if inputs.dim() == 3 and got == inputs.shape[0]:
             return "model_input_no_channel"
     matmul = _MATMUL.search(text)
-    if matmul is not None and inputs.dim() >= 3 and int(matmul.group(3)) == math.prod(inputs.shape[1:]):
+    if matmul is not None and inputs.dim() >= 3 and int(matmul.group(1)) == math.prod(inputs.shape[1:]):
         return "model_input_unflattened"
     return None
 
