@@ -415,9 +415,10 @@ def _check_parts(model: Any, train_loader: Any, loss_fn: Any, optimizer: Any) ->
     if samples or arrays:
         what = f"a {type(train_loader).__name__}" if samples else "a tuple of tensors"
         wrapped = "dataset" if samples else "TensorDataset(x, y)"
+        each = " (batch_size=None for a dataset whose items are batches)" if samples else ""
         raise UsageError(
             f"train_loader: {what}, which iterates one sample at a time, not batches",
-            hint=f"pass DataLoader({wrapped}, batch_size=64, shuffle=True) (torch.utils.data)",
+            hint=f"pass DataLoader({wrapped}, batch_size=64, shuffle=True) (torch.utils.data){each}",
         )
 
 
