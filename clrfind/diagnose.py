@@ -305,6 +305,8 @@ def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) 
     text = str(exc)
     if not _has_tensor(inputs):  # text, images as PIL objects, file names
         return Fault("model_input_not_tensors", "model", **facts)
+    if isinstance(inputs, Mapping):  # a tokenizer's output: the model takes its keys as arguments
+        return Fault("model_input_mapping", "model", **facts)
     if isinstance(inputs, torch.Tensor):
         kind = _image_layout_kind(inputs, text)
         if kind is not None:

@@ -65,6 +65,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "tokenizer, an image with torchvision.transforms.ToTensor()), or pass step_fn=fn(model, batch, loss_fn) "
         "that does",
     ),
+    "model_input_mapping": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "the inputs are a dict, and the default step passes it as one argument, model(inputs): add `step: "
+        "{{target: file.py:fn}}` with fn(model, batch, loss_fn) that returns loss_fn(model(**inputs), targets)",
+        "the inputs are a dict, and the default step passes it as one argument, model(inputs): pass "
+        "step_fn=fn(model, batch, loss_fn) that returns loss_fn(model(**inputs), targets)",
+    ),
     "model_input_channels_last": (
         "{model}: the model failed on inputs {inputs}: {error}",
         "the images are channels last, (B, H, W, C), as numpy and PIL hold them, and torch's convolutions read (B, "

@@ -450,6 +450,12 @@ def images(n=1024, layout="nchw"):
     return TensorDataset(x, (x.mean(dim=(1, 2, 3) if layout == "nchw" else (1, 2)) > 0.5).long().view(-1))
 
 
+def tokenized(n=1024):
+    ids = torch.randint(0, 10, (n, 4), generator=torch.Generator().manual_seed(0))
+    return [({"input_ids": ids[i], "attention_mask": torch.ones(4, dtype=torch.long)}, int(ids[i, 0] % 2))
+            for i in range(n)]
+
+
 def conv():
     return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2))
 
@@ -571,6 +577,10 @@ BAD_DATA_CASES = [
         "data.train 'bad.py:words' are not tensors: turn each into one in the dataset (text into token ids with a "
         "tokenizer, an image with torchvision.transforms.ToTensor()), or add `step: {target: file.py:fn}` with "
         "fn(model, batch, loss_fn) that does)"]),
+    ("a dict of inputs", {"kwargs": "{}", "data": "tokenized", "model": "bad.py:Bag"}, 2, [
+        "on inputs {input_ids: Tensor[64, 4] int64, attention_mask: Tensor[64, 4] int64}: ", "(the inputs are a dict, "
+        "and the default step passes it as one argument, model(inputs): add `step: {target: file.py:fn}` with "
+        "fn(model, batch, loss_fn) that returns loss_fn(model(**inputs), targets))"]),
     ("labels as names", {"kwargs": "{}", "data": "named_labels"}, 2, [
         "with targets (64 x str): TypeError: ", "(the labels of data.train 'bad.py:named_labels' are not tensors: "
         "map each to its class index, 0 to the number of classes - 1, in the dataset (e.g. {'cat': 0, 'dog': "
