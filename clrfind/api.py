@@ -991,7 +991,8 @@ def run_spec(
         except Fault as fault:
             raise terms.error(fault) from fault
         files, unsaved = None, ""
-        if write and rank == 0:
+        # A failure before the first step was recorded measured nothing: no results file of no steps.
+        if write and rank == 0 and (result.steps_run or out.error is None):
             try:
                 files = write_outputs(result, out_dir)
             except OutputError as exc:
@@ -1001,6 +1002,8 @@ def run_spec(
                 unsaved = f"; the outputs were not all saved: {exc}"
     if out.error is not None:
         where = f"; partial results saved to {files.results}" if files else unsaved
+        if not result.steps_run:
+            where = "; nothing was measured, so nothing was saved"
         hint = _error_hint(out.error, terms, drop_last=SPEC_DROP_LAST)
         if _is_oom(out.error):
             hint = (

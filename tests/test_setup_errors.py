@@ -903,3 +903,14 @@ def test_a_step_that_does_not_hand_back_the_loss_is_told_how(tmp_path: Path, ste
     line = _cli_error(tmp_path, spec, 2)
     assert line == f"error: spec.yaml: step.target 'steps.py:{step}' {message}"
     assert not (tmp_path / "run" / "range_test.json").exists()  # nothing was measured, nothing written
+
+
+def test_a_failure_before_the_first_step_is_recorded_saves_no_empty_results(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path, BASE_SPEC.replace("torch.optim.SGD, kwargs: {momentum: 0.9}", "torch.optim.SparseAdam")
+    )
+    line = _cli_error(tmp_path, spec, 1)
+    assert line.startswith("error: optimizer.target 'torch.optim.SparseAdam' raised RuntimeError at step 0: SparseAdam "
+                           "does not support dense gradients")  # fmt: skip
+    assert "; nothing was measured, so nothing was saved (" in line
+    assert not (tmp_path / "run" / "range_test.json").exists()
