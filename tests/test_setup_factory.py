@@ -95,6 +95,12 @@ def foreign_optimizer():
             "optimizer": torch.optim.SGD(other.parameters(), lr=0.1)}
 
 
+def loss_class():
+    model = task.Net()
+    return {"model": model, "data": task.blobs(), "loss": torch.nn.CrossEntropyLoss,
+            "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}
+
+
 def no_loss():
     model = task.Net()
     return {"model": model, "data": task.blobs(), "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}
@@ -195,6 +201,9 @@ SETUP_ERRORS = [
      ["returned 'loss' and the spec has a loss: block too", "keep one"]),
     ("foreign optimizer", "setup: {target: factories.py:foreign_optimizer}",
      ["returned optimizer=SGD, not a torch.optim optimizer over the model's parameters"]),
+    ("a loss's class", "setup: {target: factories.py:loss_class}",
+     ["returned loss=the class CrossEntropyLoss, not a loss function or module (return an instance of it "
+      "(CrossEntropyLoss(...)) under the key 'loss')"]),
     ("no loss", "setup: {target: factories.py:no_loss}",
      ["returned no 'loss', and the spec has neither loss: nor step:", "returns the loss itself"]),
     ("raises", "setup: {target: factories.py:boom}",
