@@ -33,7 +33,15 @@ from clrfind.analysis.bounds import (
 )
 from clrfind.analysis.divergence import two_digits
 from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
-from clrfind.faults import BCE_SCORES, Fault, Terms, is_one_sample_norm, library_terms, spec_terms
+from clrfind.faults import (
+    BCE_SCORES,
+    Fault,
+    Terms,
+    is_one_sample_norm,
+    labels_range_advice,
+    library_terms,
+    spec_terms,
+)
 from clrfind.fileio import check_writable_dir, folder_lock
 from clrfind.groups import describe_groups, differs, json_option
 from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
@@ -1036,10 +1044,6 @@ def run_spec(
 
 ONE_SAMPLE_NORM = "a batch of one sample reached batch norm in training mode (a pass's last, partial batch)"
 SPEC_DROP_LAST = "set data.drop_last: true, or a batch_size that leaves no single sample over"
-TARGET_OUT_OF_RANGE = (
-    "a target class index is at or past the number of classes the model outputs: labels must run from 0 to that "
-    "number - 1 (relabel the data, or give the model's last layer more outputs)"
-)
 
 
 def _error_hint(exc: BaseException, terms: Terms, *, drop_last: str) -> str | None:
@@ -1049,8 +1053,10 @@ def _error_hint(exc: BaseException, terms: Terms, *, drop_last: str) -> str | No
         return terms.error(exc).hint
     if is_one_sample_norm(exc):
         return f"{ONE_SAMPLE_NORM}: {drop_last}"
-    if isinstance(exc, IndexError) and re.search(r"Target -?\d+ is out of bounds", str(exc)):
-        return TARGET_OUT_OF_RANGE
+    out_of_range = re.search(r"Target (-?\d+) is out of bounds", str(exc))
+    if isinstance(exc, IndexError) and out_of_range:
+        label = int(out_of_range.group(1))
+        return labels_range_advice(label, label, None)
     if "should be between 0 and 1" in str(exc):
         return BCE_SCORES
     return None

@@ -27,6 +27,25 @@ BCE_SCORES = (
     "raw scores to torch.nn.BCEWithLogitsLoss (the same loss, numerically safer)"
 )
 
+
+def labels_range_advice(low: int, high: int, classes: int | None) -> str:
+    """What to do about class indices outside 0..classes-1 (torch's 'Target N is out of bounds'), from the labels'
+    range where it is known (the first batch's) and the number of class scores (None when unknown, mid-run)."""
+    top = "the number of classes - 1" if classes is None else str(classes - 1)
+    if low < 0:
+        return (
+            f"a label of {low}: labels run from 0 to {top}; if {low} marks samples without a label, set the loss's "
+            f"ignore_index to it (ignore_index: {low} under loss.kwargs; CrossEntropyLoss(ignore_index={low}))"
+        )
+    if classes is not None and low == 1 and high == classes:
+        return f"the labels run from 1 to {high}: subtract 1 in the data (y - 1), so that they run from 0 to {top}"
+    more = f" ({high + 1})" if classes is not None else ""
+    return (
+        f"a label past the classes the model scores: labels run from 0 to {top} (relabel the data, or give the "
+        f"model's last layer more outputs{more})"
+    )
+
+
 # kind -> (message, fix for a spec, fix for a library call). Messages name parts as {data}, {model}, ..., and the
 # part the fault blames as {blamed}; the other fields ({batch}, {error}, ...) are the fault's facts.
 _TEXTS: dict[str, tuple[str, str, str]] = {
@@ -119,6 +138,11 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "dataset (e.g. {{'cat': 0, 'dog': 1}}[label])",
         "the labels of {data} are not tensors: map each to its class index, 0 to the number of classes - 1, in the "
         "dataset (e.g. {{'cat': 0, 'dog': 1}}[label])",
+    ),
+    "loss_input_labels_range": (  # class indices outside 0..C-1: torch's "Target N is out of bounds"
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "{advice}",
+        "{advice}",
     ),
     "loss_input_sequence": (  # (B, T, C) scores against (B, T) class indices
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",

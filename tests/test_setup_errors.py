@@ -381,6 +381,14 @@ def by_class(n=1024, sort=True, majority=None):
     return TensorDataset(torch.randn(n, 2, generator=g) + y.unsqueeze(1), y)
 
 
+def labels_from(n=1024, start=0, negative=None):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long() + start
+    if negative is not None:
+        y[negative] = -1  # a sample without a label, as some datasets mark them
+    return TensorDataset(x, y)
+
+
 def column_labels(n=1024):
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     return TensorDataset(x, (x[:, :1] > 0).long())  # labels of shape (n, 1)
@@ -514,8 +522,15 @@ BAD_DATA_CASES = [
         "from a checkpoint saved before the loss blew up)"]),
     ("label past the classes mid-run", {"kwargs": "{label: 200}"}, 1, [
         "error: model.target 'task.py:Net' raised IndexError at step 3: Target 2 is out of bounds",
-        "(a target class index is at or past the number of classes the model outputs: labels must run from 0 to "
-        "that number - 1 (relabel the data, or give the model's last layer more outputs))"]),
+        "(a label past the classes the model scores: labels run from 0 to the number of classes - 1 (relabel the "
+        "data, or give the model's last layer more outputs))"]),
+    ("labels from 1", {"kwargs": "{start: 1}", "data": "labels_from"}, 2, [
+        "with targets Tensor[64] int64: IndexError: Target 2 is out of bounds.", "(the labels run from 1 to 2: "
+        "subtract 1 in the data (y - 1), so that they run from 0 to 1)"]),
+    ("a label of -1", {"kwargs": "{negative: 5}", "data": "labels_from"}, 2, [
+        "IndexError: Target -1 is out of bounds. (a label of -1: labels run from 0 to 1; if -1 marks samples without "
+        "a label, set the loss's ignore_index to it (ignore_index: -1 under loss.kwargs; "
+        "CrossEntropyLoss(ignore_index=-1)))"]),
     ("float64 inputs", {"kwargs": "{dtype: float64}", "model": "task.py:Net"}, 2, [
         "error: spec.yaml: model.target 'task.py:Net': the model failed on inputs Tensor[64, 2] float64, its "
         "weights being float32", "(make the inputs float32 in data.train 'bad.py:blobs_with' (torch.as_tensor(x, "
