@@ -912,6 +912,13 @@ def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bo
 
 def check_output_dir(out_dir: Path) -> None:
     """Fail before any training time is spent when the results could not be saved."""
+    # A file where the folder goes (a results file, by a slip): mkdir's "File exists" would not say so.
+    clash = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if clash is not None and not clash.is_dir():
+        raise UsageError(
+            f"{out_dir}: --out names a folder for the run's files, and {clash} is a file",
+            hint="pass --out DIR with a folder (new or existing)",
+        )
     try:
         check_writable_dir(out_dir)
     except OSError as exc:

@@ -263,11 +263,30 @@ def test_error_mid_run_saves_partial_results_exit_1(runner: CliRunner, tmp_path:
     assert data["stop_reason"] == "error" and len(data["lrs"]) == 8
 
 
-def test_unwritable_out_dir_fails_before_training(runner: CliRunner, spec: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_a_file_where_the_out_folder_goes_fails_before_training(
+    runner: CliRunner, spec: Path, tmp_path: Path, under: str
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    res = runner.invoke(app, ["range-test", str(spec), "--out", str(blocker / "sub"), "--quiet"])
-    assert res.exit_code == 2 and "not writable" in res.stderr and "--out" in res.stderr
+    out = blocker / under if under else blocker
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: {out}: --out names a folder for the run's files, and {blocker} is a file (pass "
+                          "--out DIR with a folder (new or existing))\n")  # fmt: skip
+
+
+def test_unwritable_out_dir_fails_before_training(
+    runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch
+) -> None:
+    def denied(path):  # as for a folder without write permission (root, who runs CI, writes anywhere)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("clrfind.api.check_writable_dir", denied)
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: {tmp_path / 'run'}: output directory is not writable (Permission denied) (pass "
+                          "--out DIR with a folder you can write to)\n")  # fmt: skip
 
 
 def test_check_command_reports_without_writing(
