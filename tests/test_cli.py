@@ -263,30 +263,31 @@ def test_error_mid_run_saves_partial_results_exit_1(runner: CliRunner, tmp_path:
     assert data["stop_reason"] == "error" and len(data["lrs"]) == 8
 
 
-@pytest.mark.parametrize("under", ["", "sub"])
-def test_a_file_where_the_out_folder_goes_fails_before_training(
-    runner: CliRunner, spec: Path, tmp_path: Path, under: str
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("file", "--out names a folder for the run's files, and {tmp}/file is a file (pass --out DIR with a folder "
+                 "(new or existing))"),
+        ("file/sub", "--out names a folder for the run's files, and {tmp}/file is a file (pass --out DIR with a "
+                     "folder (new or existing))"),
+        # A folder without write permission (root, who runs CI, writes anywhere: the check is denied instead).
+        ("denied", "output directory is not writable (Permission denied) (pass --out DIR with a folder you can "
+                   "write to)"),
+    ],
+)  # fmt: skip
+def test_an_out_folder_that_cannot_take_the_files_fails_before_training(
+    runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch, out: str, message: str
 ) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    out = blocker / under if under else blocker
-    res = runner.invoke(app, ["range-test", str(spec), "--out", str(out), "--quiet"])
+    (tmp_path / "file").write_text("x")
+    if out == "denied":
+
+        def denied(path):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr("clrfind.api.check_writable_dir", denied)
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(tmp_path / out), "--quiet"])
     assert res.exit_code == 2 and res.stdout == ""
-    assert res.stderr == (f"error: {out}: --out names a folder for the run's files, and {blocker} is a file (pass "
-                          "--out DIR with a folder (new or existing))\n")  # fmt: skip
-
-
-def test_unwritable_out_dir_fails_before_training(
-    runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch
-) -> None:
-    def denied(path):  # as for a folder without write permission (root, who runs CI, writes anywhere)
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr("clrfind.api.check_writable_dir", denied)
-    res = runner.invoke(app, ["range-test", str(spec), "--out", str(tmp_path / "run"), "--quiet"])
-    assert res.exit_code == 2 and res.stdout == ""
-    assert res.stderr == (f"error: {tmp_path / 'run'}: output directory is not writable (Permission denied) (pass "
-                          "--out DIR with a folder you can write to)\n")  # fmt: skip
+    assert res.stderr == f"error: {tmp_path / out}: {message.format(tmp=tmp_path)}\n"
 
 
 def test_check_command_reports_without_writing(
