@@ -13,7 +13,6 @@ import datetime as _dt
 import functools
 import inspect
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from clrfind.faults import (
     Fault,
     Terms,
     is_one_sample_norm,
+    label_out_of_range,
     labels_range_advice,
     library_terms,
     spec_terms,
@@ -1060,9 +1060,8 @@ def _error_hint(exc: BaseException, terms: Terms, *, drop_last: str) -> str | No
         return terms.error(exc).hint
     if is_one_sample_norm(exc):
         return f"{ONE_SAMPLE_NORM}: {drop_last}"
-    out_of_range = re.search(r"Target (-?\d+) is out of bounds", str(exc))
-    if isinstance(exc, IndexError) and out_of_range:
-        label = int(out_of_range.group(1))
+    label = label_out_of_range(exc)
+    if label is not None:
         return labels_range_advice(label, label, None)
     if "should be between 0 and 1" in str(exc):
         return BCE_SCORES

@@ -43,7 +43,7 @@ from clrfind.diagnose import (
 )
 from clrfind.errors import USER_FAILURES
 from clrfind.events import StepEvent
-from clrfind.faults import Fault, Part, Terms
+from clrfind.faults import Fault, Part, Terms, label_out_of_range
 from clrfind.groups import lr_ratios
 from clrfind.results import MetricCurve
 from clrfind.settings import MetricName, Precision, RunSettings
@@ -632,7 +632,7 @@ class _Stepper:
         except Fault:
             raise
         except USER_FAILURES as exc:
-            if _failed_part(exc, "step") == "data":  # not a setup that does not fit: the data's worker died
+            if _worker_died(exc):  # not a setup that does not fit
                 raise
             raise diagnose_first_batch(self.model, batch, self.loss_fn, self.step_fn, exc) from exc
         return loss
@@ -793,9 +793,16 @@ def _failed_part(exc: BaseException, running: Part) -> Part:
     """
     if isinstance(exc, Fault):
         return exc.part
-    if isinstance(exc, RuntimeError) and "DataLoader worker" in str(exc):
+    if (
+        _worker_died(exc) or label_out_of_range(exc) is not None
+    ):  # a label past the classes: raised in the loss
         return "data"
     return running
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """torch's report of a DataLoader worker that died, raised wherever the main process happens to be."""
+    return isinstance(exc, RuntimeError) and "DataLoader worker" in str(exc)
 
 
 def _train(

@@ -8,6 +8,7 @@ notebook. The engine raises a `Fault` (kind, part, facts); `Terms` words it once
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -389,6 +390,13 @@ _PART_NAMES: tuple[Part, ...] = (
     "precision",
     "metric",
 )
+
+
+def label_out_of_range(exc: BaseException) -> int | None:
+    """The class index in torch's 'Target N is out of bounds' (cross-entropy, NLL), else None: a label of the
+    data's that the model has no class for."""
+    found = re.search(r"Target (-?\d+) is out of bounds", str(exc)) if isinstance(exc, IndexError) else None
+    return int(found.group(1)) if found else None
 
 
 def is_one_sample_norm(exc: BaseException) -> bool:

@@ -521,7 +521,7 @@ BAD_DATA_CASES = [
         "the first loss is nan (initialise every parameter (a layer built with torch.empty needs an init), or start "
         "from a checkpoint saved before the loss blew up)"]),
     ("label past the classes mid-run", {"kwargs": "{label: 200}"}, 1, [
-        "error: model.target 'task.py:Net' raised IndexError at step 3: Target 2 is out of bounds",
+        "error: data.train 'bad.py:blobs_with' raised IndexError at step 3: Target 2 is out of bounds",
         "(a label past the classes the model scores: labels run from 0 to the number of classes - 1 (relabel the "
         "data, or give the model's last layer more outputs))"]),
     ("labels from 1", {"kwargs": "{start: 1}", "data": "labels_from"}, 2, [
