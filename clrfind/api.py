@@ -36,6 +36,7 @@ from clrfind.faults import (
     BCE_SCORES,
     Fault,
     Terms,
+    is_bce_of_scores,
     is_one_sample_norm,
     label_out_of_range,
     labels_range_advice,
@@ -1063,7 +1064,7 @@ def _error_hint(exc: BaseException, terms: Terms, *, drop_last: str) -> str | No
     label = label_out_of_range(exc)
     if label is not None:
         return labels_range_advice(label, label, None)
-    if "should be between 0 and 1" in str(exc):
+    if is_bce_of_scores(exc):
         return BCE_SCORES
     return None
 

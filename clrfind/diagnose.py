@@ -22,7 +22,14 @@ from typing import Any
 import torch
 
 from clrfind.errors import USER_FAILURES, describe_exception
-from clrfind.faults import Fault, Part, is_one_sample_norm, labels_range_advice
+from clrfind.faults import (
+    Fault,
+    Part,
+    is_bce_of_scores,
+    is_one_sample_norm,
+    label_out_of_range,
+    labels_range_advice,
+)
 
 StepFn = Callable[[torch.nn.Module, Any, Callable[..., torch.Tensor]], torch.Tensor]
 
@@ -267,19 +274,13 @@ def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> tuple[str, d
         return "loss_input", {}
     text = str(exc)
     integers = not targets.is_floating_point()
-    if (
-        integers
-        and isinstance(exc, IndexError)
-        and "is out of bounds" in text
-        and out.dim() >= 2
-        and targets.numel()
-    ):
+    if integers and label_out_of_range(exc) is not None and out.dim() >= 2 and targets.numel():
         low, high = int(targets.min()), int(targets.max())
         return "loss_input_labels_range", {"advice": labels_range_advice(low, high, out.shape[1])}
     # A sequence model's scores, (B, T, C), against a class per position, (B, T): cross-entropy wants (B, C, T).
     if integers and out.dim() == 3 and out.shape[:2] == targets.shape and "Expected target size" in text:
         return "loss_input_sequence", {}
-    if "should be between 0 and 1" in text:  # BCELoss given scores outside [0, 1]
+    if is_bce_of_scores(exc):
         return "loss_bce_scores", {}
     # One output per sample as a column against a flat row of targets: BCE refuses to broadcast them (MSE only
     # warns, `_broadcast_fault`).

@@ -573,12 +573,12 @@ class _Stepper:
                 with autocast(self.device, precision):
                     loss = self.step(self.model, batch, self.loss_fn)
             scaled = loss / accumulate if accumulate > 1 else loss
+            if scaler is not None:
+                scaled = scaler.scale(scaled)
             if i == 0:
                 self._first_backward(scaled)
-            elif scaler is None:
-                scaled.backward()
             else:
-                scaler.scale(scaled).backward()
+                scaled.backward()
             if i == 0 and k == 0 and self.settings.compile:
                 self.compile_seconds = time.perf_counter() - started
             # One micro-batch: the loss itself (the host reader detaches or reads it); several: their mean.
@@ -603,7 +603,7 @@ class _Stepper:
         """The first backward, diagnosed: a step function that calls backward() itself, as the training loop it
         was taken from did, fails here, and that is the setup's fault (a Fault), not a failure mid-run."""
         try:
-            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+            loss.backward()
         except RuntimeError as exc:
             if self.step_fn is not None and "backward through the graph a second time" in str(exc):
                 raise Fault("step_backward_twice", "step") from exc
@@ -793,9 +793,8 @@ def _failed_part(exc: BaseException, running: Part) -> Part:
     """
     if isinstance(exc, Fault):
         return exc.part
-    if (
-        _worker_died(exc) or label_out_of_range(exc) is not None
-    ):  # a label past the classes: raised in the loss
+    # A label past the classes is raised in the loss, but it is the data's.
+    if _worker_died(exc) or label_out_of_range(exc) is not None:
         return "data"
     return running
 

@@ -399,6 +399,11 @@ def label_out_of_range(exc: BaseException) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def is_bce_of_scores(exc: BaseException) -> bool:
+    """torch's error for BCELoss given values outside [0, 1] (raw scores where it takes probabilities)."""
+    return "should be between 0 and 1" in str(exc)
+
+
 def is_one_sample_norm(exc: BaseException) -> bool:
     """torch's error for batch norm given one sample in training mode: mid-run, the usual cause is a dataset whose
     length leaves one sample over for the last batch of a pass (which the user's own loop meets too); on the first

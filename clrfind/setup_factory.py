@@ -96,9 +96,8 @@ def setup_parts(loaded: LoadedSpec, factory: Any) -> dict[str, Any]:
                 hint=f"keep one: remove {block} from the spec, or {name!r} from what the factory returns",
             )
         if not _fits(name, value, parts.get("model")):
-            if isinstance(
-                value, type
-            ):  # the class where an instance goes: nn.CrossEntropyLoss, torch.optim.SGD
+            # The class where an instance goes: nn.CrossEntropyLoss, torch.optim.SGD.
+            if isinstance(value, type):
                 got, fix = f"the class {value.__name__}", f"return an instance of it ({value.__name__}(...))"
             else:
                 got, fix = type(value).__name__, f"return {_EXPECTED[name]}"
@@ -151,9 +150,8 @@ def _fits(name: str, value: Any, model: Any) -> bool:
         return isinstance(value, torch.nn.Module)
     if name in ("data", "val_data"):
         return is_dataset(value)
-    if (
-        name == "loss"
-    ):  # a loss's class is callable too, and calling it with (output, targets) builds nonsense
+    if name == "loss":
+        # A loss's class is callable too, and calling it with (output, targets) builds nonsense.
         return callable(value) and not isinstance(value, type)
     # An optimizer over other parameters than the model's would leave the model untrained: a silent flat curve.
     if not isinstance(value, torch.optim.Optimizer) or "lr" not in value.param_groups[0]:
