@@ -141,22 +141,48 @@ def make_loader(
     )
 
 
+# sklearn's train_test_split(X, y) returns four arrays: (X_train, X_test, y_train, y_test).
+SPLIT_ARRAYS = 4
+
+
 def _arrays_dataset(obj: Any, *, key: str, source: str) -> Any:
     """A tuple of arrays, `(X, y)` as a training script holds them, as the TensorDataset of their rows; anything
-    else as it is. Read as a dataset, the tuple would be two samples, X and y, and fail at its first batch."""
+    else as it is. Read as a dataset, the tuple would be two samples, X and y, and fail at its first batch.
+
+    A short list of arrays is read the same way: as a dataset of two to four samples it could not fill a batch,
+    and it is what sklearn's train_test_split returns. numpy's float64, its default rather than a choice, becomes
+    torch's default float dtype, which the model's weights have.
+    """
+    import numpy as np
     import torch
 
-    if not (isinstance(obj, tuple) and obj and all(_is_array(a) for a in obj)):
+    short_list = isinstance(obj, list) and len(obj) <= SPLIT_ARRAYS
+    if not ((isinstance(obj, tuple) or short_list) and obj and all(_is_array(a) for a in obj)):
         return obj
-    arrays = [torch.as_tensor(a) for a in obj]
+    arrays = [a if isinstance(a, torch.Tensor) else _numpy_tensor(np.asarray(a)) for a in obj]
     lengths = [len(a) for a in arrays]
     if len(set(lengths)) > 1:
+        a, b = lengths[:2]
+        hint = (
+            "these look like train_test_split's (X_train, X_test, y_train, y_test): return (X_train, y_train) here "
+            "and (X_test, y_test) from data.val"
+            if len(lengths) == SPLIT_ARRAYS and lengths == [a, b, a, b]
+            else "return arrays with one row per sample each, of the same length"
+        )
         raise SetupError(
             f"{source}: {key} returned arrays of {' and '.join(map(str, lengths))} rows, read as (inputs, targets) "
             "by row",
-            hint="return arrays with one row per sample each, of the same length",
+            hint=hint,
         )
     return torch.utils.data.TensorDataset(*arrays)
+
+
+def _numpy_tensor(array: Any) -> Any:
+    """A numpy array (or a pandas frame's values) as a tensor; float64 as torch's default float dtype."""
+    import numpy as np
+    import torch
+
+    return torch.as_tensor(array, dtype=torch.get_default_dtype() if array.dtype == np.float64 else None)
 
 
 def _is_array(obj: Any) -> bool:

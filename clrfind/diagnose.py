@@ -294,6 +294,10 @@ def _loss_input_kind(out: Any, targets: Any, exc: BaseException) -> tuple[str, d
         return "loss_input_column_output", {
             "unsqueeze": "y.float().unsqueeze(1)" if integers else "y.unsqueeze(1)"
         }
+    # Class indices stored as floats (a label column read from a float array): cross-entropy and NLL take the
+    # indices as integers, and floats only as class probabilities of the output's own shape.
+    if not integers and out.dim() >= 2 and targets.shape == out.shape[:1] + out.shape[2:] and "Long" in text:
+        return "loss_input_float_labels", {}
     if integers:
         # Class indices as a column, (B, 1), which cross-entropy and NLL take as several targets: a dataset that
         # returns each label as a 1-element tensor or array.

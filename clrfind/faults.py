@@ -133,6 +133,11 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "class indices go as one label per sample, shape (B,): squeeze the targets' last axis in {data} "
         "(y.squeeze(1), or a label per item rather than a 1-element tensor)",
     ),
+    "loss_input_float_labels": (  # class indices as floats, one per sample
+        "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
+        "the targets are one class index per sample, stored as floats: make them integers in {data} (y.long())",
+        "the targets are one class index per sample, stored as floats: make them integers in {data} (y.long())",
+    ),
     "loss_input_label_names": (  # labels as strings: the default collate leaves them a tuple
         "{loss}: the loss rejected model output {output} with targets {targets}: {error}",
         "the labels of {data} are not tensors: map each to its class index, 0 to the number of classes - 1, in the "

@@ -472,9 +472,17 @@ def dense():
     return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
 
 
-def arrays(n=1024, short=0):
+def arrays(n=1024, short=0, form="tuple"):
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
-    return x.numpy(), (x[:, 0] > 0).long()[: n - short]
+    x, y = x.double().numpy(), (x[:, 0] > 0).long()[: n - short]  # numpy's float64, as a script loads it
+    if form == "split":  # sklearn's train_test_split
+        return [x[:800], x[800:], y[:800], y[800:]]
+    return [x, y] if form == "list" else (x, y)
+
+
+def float_labels(n=1024):
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, (x[:, 0] > 0).float())  # class indices, as floats
 """
 
 
@@ -615,6 +623,14 @@ BAD_DATA_CASES = [
     ("arrays of unequal length", {"kwargs": "{short: 3}", "data": "arrays"}, 2, [
         "error: spec.yaml: data.train returned arrays of 1024 and 1021 rows, read as (inputs, targets) by row "
         "(return arrays with one row per sample each, of the same length)"]),
+    ("train_test_split's four arrays", {"kwargs": "{form: split}", "data": "arrays"}, 2, [
+        "error: spec.yaml: data.train returned arrays of 800 and 224 and 800 and 224 rows, read as (inputs, targets) "
+        "by row (these look like train_test_split's (X_train, X_test, y_train, y_test): return (X_train, y_train) "
+        "here and (X_test, y_test) from data.val)"]),
+    ("class indices as floats", {"kwargs": "{}", "data": "float_labels"}, 2, [
+        "with targets Tensor[64] float32: RuntimeError: expected target dtype to be Long", "(the targets are one "
+        "class index per sample, stored as floats: make them integers in data.train 'bad.py:float_labels' "
+        "(y.long()))"]),
 ]  # fmt: skip
 
 
@@ -633,10 +649,12 @@ def test_class_scores_of_the_right_kind_run(tmp_path: Path, loss: str, model: st
     _cli_runs(tmp_path, _bad_data_spec(tmp_path, "{}", loss=loss, model=model))
 
 
-def test_a_tuple_of_arrays_is_read_by_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["tuple", "list"])
+def test_a_tuple_of_arrays_is_read_by_row(tmp_path: Path, form: str) -> None:
     import json
 
-    _cli_runs(tmp_path, _bad_data_spec(tmp_path, "{}", data="arrays"))
+    # The inputs are numpy's float64, the model's weights float32: they are read as float32.
+    _cli_runs(tmp_path, _bad_data_spec(tmp_path, f"{{form: {form}}}", data="arrays"))
     saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
     assert (
         saved["steps_per_epoch"] == 16 and saved["bounds"]["max_lr"] is not None
