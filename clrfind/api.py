@@ -70,6 +70,7 @@ from clrfind.state import (
     python_rng_kept,
     restore_mode,
 )
+from clrfind.targets import as_step, step_takes_loss
 
 if TYPE_CHECKING:
     import torch
@@ -255,8 +256,15 @@ def range_test(
     if loss_fn is None and step_fn is None:
         raise UsageError(
             "loss_fn is None and there is no step_fn, so nothing computes the loss",
-            hint="pass a loss function, or step_fn=fn(model, batch, loss_fn) -> loss that computes it itself",
+            hint="pass a loss function, or step_fn=fn(model, batch) -> loss that computes it itself",
         )
+    if step_fn is not None:
+        if loss_fn is not None and not step_takes_loss(step_fn):
+            raise UsageError(
+                "step_fn takes (model, batch), no loss_fn, so loss_fn would go unused",
+                hint="pass loss_fn=None, or give step_fn a third argument, loss_fn, and use it",
+            )
+        step_fn = as_step(step_fn)
     _check_parts(model, train_loader, loss_fn, optimizer)
     where = restore_mode(restore)
     job = joined_group(model)

@@ -22,7 +22,7 @@ import sys
 import sysconfig
 import traceback
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -500,7 +500,15 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
                     "optimizer that takes lr (torch.optim.SGD, Adam, AdamW, ...)"
                 )
         elif name == "step":
-            problems += call_problems(obj, kwargs, positional=3, positional_names=_STEP_ARGS, **check)
+            given = 3 if step_takes_loss(obj, kwargs) else 2
+            problems += call_problems(
+                obj, kwargs, positional=given, positional_names=_STEP_ARGS[:given], **check
+            )
+            if given == 2 and spec.loss is not None:
+                problems.append(
+                    f"{source}: {key}: '{ref.target}' takes (model, batch), no loss_fn, so the spec's loss: would "
+                    "go unused: remove loss:, or give the step a third argument, loss_fn, and use it"
+                )
         elif name == "loss" and is_loss_function(obj, kwargs):
             problems += call_problems(obj, kwargs, positional=2, positional_names=_LOSS_ARGS, **check)
         elif name.startswith("data.") and _is_ready_data(obj):
@@ -533,6 +541,39 @@ def is_loss_function(obj: Any, kwargs: Mapping[str, Any]) -> bool:
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     open_ = [p for p in params if p.kind in positional and p.default is p.empty and p.name not in kwargs]
     return len(open_) >= 2
+
+
+def step_takes_loss(fn: Any, kwargs: Mapping[str, Any] | None = None) -> bool:
+    """Whether a step function takes loss_fn: False for `fn(model, batch)`, a step that computes the loss itself
+    (`model(**batch).loss`) and has no use for one. True when its signature cannot be read, or binds neither way
+    (the three-argument check then says what is wrong)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    for given in (3, 2):
+        try:
+            sig.bind(*([None] * given), **(kwargs or {}))
+        except TypeError:
+            continue
+        return given == 3
+    return True
+
+
+class _LossFreeStep:
+    """A step `fn(model, batch)` called as every step is, `(model, batch, loss_fn)`; a class, not a closure, so
+    that it pickles like the function it wraps."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, model: Any, batch: Any, loss_fn: Any = None) -> Any:
+        return self.fn(model, batch)
+
+
+def as_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A step function as the engine calls it, `(model, batch, loss_fn)`, whichever of the two forms it takes."""
+    return fn if step_takes_loss(fn) else _LossFreeStep(fn)
 
 
 def _accepts_keyword(obj: Any, name: str) -> bool:

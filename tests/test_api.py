@@ -53,6 +53,24 @@ def test_failure_in_user_code_restores_state_and_raises_run_error(tiny_task) -> 
     assert_same_state(before, model, optimizer)
 
 
+def test_a_step_fn_that_computes_the_loss_itself_takes_model_and_batch(tiny_task) -> None:
+    import torch.nn.functional as F
+
+    model, loader, loss_fn, optimizer = tiny_task
+
+    def own(m, batch):
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    result = clrfind.range_test(
+        model, loader, None, optimizer, min_lr=1e-3, max_lr=1.0, steps=30, step_fn=own
+    )
+    assert result.steps_run > 0 and result.bounds.max_lr is not None
+    with pytest.raises(
+        UsageError, match=r"step_fn takes \(model, batch\), no loss_fn, so loss_fn would go unused"
+    ):
+        clrfind.range_test(model, loader, loss_fn, optimizer, steps=30, step_fn=own)
+
+
 def test_bad_arguments_are_usage_errors(tiny_task) -> None:
     model, loader, loss_fn, optimizer = tiny_task
     with pytest.raises(UsageError, match="min_lr"):

@@ -916,6 +916,24 @@ def backward_too(model, batch, loss_fn):  # as the training loop it came from di
 """
 
 
+def test_a_step_that_computes_the_loss_itself_may_take_no_loss_fn(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "steps.py").write_text(
+        "import torch.nn.functional as F\n\ndef own(model, batch):\n    return F.cross_entropy(model(batch[0]), "
+        "batch[1])\n"
+    )
+    spec = BASE_SPEC.replace("loss: {target: torch.nn.CrossEntropyLoss}\n", "step: {target: steps.py:own}\n")
+    _cli_runs(tmp_path, write_spec(tmp_path, spec))
+    assert json.loads((tmp_path / "run" / "range_test.json").read_text())["bounds"]["max_lr"] is not None
+    # With a loss: as well, the loss would go unused: refused before anything runs.
+    line = _cli_error(tmp_path, write_spec(tmp_path, spec + "loss: {target: torch.nn.CrossEntropyLoss}\n"), 2)
+    assert line == (
+        "error: spec.yaml: step.target: 'steps.py:own' takes (model, batch), no loss_fn, so the spec's loss: would "
+        "go unused: remove loss:, or give the step a third argument, loss_fn, and use it"
+    )
+
+
 @pytest.mark.parametrize(
     ("step", "message"),
     [

@@ -404,8 +404,8 @@ def test_validate_spec_targets_collects_every_problem(user_dir: Path) -> None:
         ),
         (
             ("models.py:lm_step", "models.py:two_arg_step"),
-            "spec.yaml: step.target: 'models.py:two_arg_step' must accept 3 positional arguments "
-            "(model, batch, loss_fn)",
+            "spec.yaml: step.target: 'models.py:two_arg_step' takes (model, batch), no loss_fn, so the spec's loss: "
+            "would go unused: remove loss:, or give the step a third argument, loss_fn, and use it",
         ),
         (("data.py:train_set", "dta.py:train_set"), "spec.yaml: data.train.target: file 'dta.py' not found"),
         (
