@@ -241,7 +241,11 @@ def diagnose_first_batch(
 ) -> Fault:
     """Turn an exception on the very first batch into the fault of the part that did not fit."""
     if step_fn is None and not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        return Fault("batch_layout", "data", batch=describe_batch(batch))
+        # Several tensors then the targets, (x1, x2, y): a model of several inputs, most likely.
+        several = isinstance(batch, (tuple, list)) and len(batch) > 2
+        return Fault(
+            "batch_layout_several" if several else "batch_layout", "data", batch=describe_batch(batch)
+        )
     if step_fn is None:
         inputs, targets = batch
         try:
@@ -321,6 +325,9 @@ def _model_input_fault(model: torch.nn.Module, inputs: Any, exc: BaseException) 
         return Fault("model_input_not_tensors", "model", **facts)
     if isinstance(inputs, Mapping):  # a tokenizer's output: the model takes its keys as arguments
         return Fault("model_input_mapping", "model", **facts)
+    # ((x1, x2), y) into a model whose forward takes x1 and x2 as two arguments: it was given one.
+    if isinstance(inputs, (tuple, list)) and len(inputs) > 1 and "required positional argument" in text:
+        return Fault("model_input_several", "model", **facts)
     if isinstance(inputs, torch.Tensor):
         kind = _image_layout_kind(inputs, text)
         if kind is not None:

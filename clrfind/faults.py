@@ -55,6 +55,21 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "add `step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) -> loss for other batch layouts",
         "pass step_fn=fn(model, batch, loss_fn) -> loss for other batch layouts",
     ),
+    "batch_layout_several": (
+        "{data}: a batch is {batch}, not an (inputs, targets) pair",
+        "for a model of several inputs, add `step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) that "
+        "returns loss_fn(model(*batch[:-1]), batch[-1])",
+        "for a model of several inputs, pass step_fn=fn(model, batch, loss_fn) that returns "
+        "loss_fn(model(*batch[:-1]), batch[-1])",
+    ),
+    "model_input_several": (
+        "{model}: the model failed on inputs {inputs}: {error}",
+        "the inputs are several tensors, and the default step passes them as one argument, model(inputs): add "
+        "`step: {{target: file.py:fn}}` with fn(model, batch, loss_fn) that returns loss_fn(model(*inputs), "
+        "targets)",
+        "the inputs are several tensors, and the default step passes them as one argument, model(inputs): pass "
+        "step_fn=fn(model, batch, loss_fn) that returns loss_fn(model(*inputs), targets)",
+    ),
     "model_input": (
         "{model}: the model failed on inputs {inputs}: {error}",
         "check the model's expected input shape against the batches of {data}",

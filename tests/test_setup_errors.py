@@ -458,6 +458,21 @@ def images(n=1024, layout="nchw"):
     return TensorDataset(x, (x.mean(dim=(1, 2, 3) if layout == "nchw" else (1, 2)) > 0.5).long().view(-1))
 
 
+class Pair(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, a, b):  # two inputs, as two arguments
+        return self.head(torch.cat([a, b], dim=1))
+
+
+def pairs(n=1024, nested=True):
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(0))
+    a, b, y = x[:, :2], x[:, 2:], (x[:, 0] > x[:, 2]).long()
+    return [((a[i], b[i]), y[i]) for i in range(n)] if nested else TensorDataset(a, b, y)
+
+
 def tokenized(n=1024):
     ids = torch.randint(0, 10, (n, 4), generator=torch.Generator().manual_seed(0))
     return [({"input_ids": ids[i], "attention_mask": torch.ones(4, dtype=torch.long)}, int(ids[i, 0] % 2))
@@ -600,6 +615,14 @@ BAD_DATA_CASES = [
         "data.train 'bad.py:words' are not tensors: turn each into one in the dataset (text into token ids with a "
         "tokenizer, an image with torchvision.transforms.ToTensor()), or add `step: {target: file.py:fn}` with "
         "fn(model, batch, loss_fn) that does)"]),
+    ("two inputs, then the targets", {"kwargs": "{nested: false}", "data": "pairs", "model": "bad.py:Pair"}, 2, [
+        "error: spec.yaml: data.train 'bad.py:pairs': a batch is [Tensor[64, 2] float32, Tensor[64, 2] float32, "
+        "Tensor[64] int64], not an (inputs, targets) pair (for a model of several inputs, add `step: {target: "
+        "file.py:fn}` with fn(model, batch, loss_fn) that returns loss_fn(model(*batch[:-1]), batch[-1]))"]),
+    ("two inputs for two arguments", {"kwargs": "{}", "data": "pairs", "model": "bad.py:Pair"}, 2, [
+        "on inputs [Tensor[64, 2] float32, Tensor[64, 2] float32]: TypeError: ", "(the inputs are several tensors, "
+        "and the default step passes them as one argument, model(inputs): add `step: {target: file.py:fn}` with "
+        "fn(model, batch, loss_fn) that returns loss_fn(model(*inputs), targets))"]),
     ("a dict of inputs", {"kwargs": "{}", "data": "tokenized", "model": "bad.py:Bag"}, 2, [
         "on inputs {input_ids: Tensor[64, 4] int64, attention_mask: Tensor[64, 4] int64}: ", "(the inputs are a dict, "
         "and the default step passes it as one argument, model(inputs): add `step: {target: file.py:fn}` with "
