@@ -89,14 +89,14 @@ def resolve_target(target: str, *, base_dir: Path, key: str, source: str) -> Any
         try:
             module = _import_module(module_part, where=where)
         except _ModuleMissing as exc:
-            raise TargetError(f"{where}: {_missing_message(exc, text)}") from None
+            raise TargetError(f"{where}: {_missing_message(exc, text, base_dir)}") from None
         return _walk(module, attr, label=module_part, where=where, target=text)
     if _is_file_part(text):
         raise TargetError(f"{where}: '{text}' names a file but no attribute: write '{text}:MyNet'")
     if not _DOTTED.fullmatch(text):
         raise TargetError(f"{where}: '{text}' is not a target: {_FORMS}")
     if "." not in text:
-        raise TargetError(f"{where}: '{text}' has no module: write 'models.py:{text}' or 'pkg.mod:{text}'")
+        raise TargetError(f"{where}: '{text}' has no module: {_bare_name_fix(text, key)}")
     parts = text.split(".")
     # Longest importable prefix: "torch.nn.CrossEntropyLoss" imports torch.nn, "pkg.mod.Outer.inner" pkg.mod.
     for cut in range(len(parts) - 1, 0, -1):
@@ -106,23 +106,44 @@ def resolve_target(target: str, *, base_dir: Path, key: str, source: str) -> Any
             continue
         return _walk(module, ".".join(parts[cut:]), label=".".join(parts[:cut]), where=where, target=text)
     # Only the top-level package can be the missing one here: had it imported, the loop would have returned.
-    raise TargetError(f"{where}: {_missing_message(_ModuleMissing(parts[0], parts[0]), text)}")
+    raise TargetError(f"{where}: {_missing_message(_ModuleMissing(parts[0], parts[0]), text, base_dir)}")
+
+
+def _bare_name_fix(name: str, key: str) -> str:
+    """The fix for a target without a module: torch's own class of that name where torch has one (a loss in
+    torch.nn, an optimizer in torch.optim), else the two forms."""
+    import torch
+
+    homes = {"loss": [torch.nn], "optimizer": [torch.optim]}.get(key.split(".")[0], [torch.nn, torch.optim])
+    home = next((m for m in homes if callable(getattr(m, name, None))), None)
+    if home is not None:
+        return f"write '{home.__name__}.{name}' for torch's"
+    return f"write 'models.py:{name}' or 'pkg.mod:{name}'"
 
 
 def _is_file_part(text: str) -> bool:
     return text.endswith(".py") or "/" in text or "\\" in text
 
 
-def _missing_message(exc: _ModuleMissing, target: str) -> str:
+# torch's modules under the short names code imports them as (`from torch import nn, optim`,
+# `import torch.nn.functional as F`): a target written with one is most likely meant as torch's.
+_TORCH_ALIASES = {"nn": "torch.nn", "optim": "torch.optim", "F": "torch.nn.functional"}
+
+
+def _missing_message(exc: _ModuleMissing, target: str, base_dir: Path) -> str:
     top = exc.missing.split(".")[0]
+    rest = target[len(top) :].lstrip(".:")
+    fix = "check the spelling, install the package, or write 'file.py:attr' for a file beside the spec"
     guess = ""
-    if exc.missing == top:
+    if exc.missing == top and (base_dir / f"{top}.py").is_file() and rest:
+        # `models.Net` for the models.py beside the spec: dotted targets are importable modules, not files.
+        fix = f"write '{top}.py:{rest}' for the file {top}.py beside the spec"
+    elif exc.missing == top and top in _TORCH_ALIASES and rest:
+        fix = f"write '{_TORCH_ALIASES[top]}.{rest.replace(':', '.')}' for torch's, or the module's full name"
+    elif exc.missing == top:
         close = closest(top, _top_level_modules())
         guess = f" (did you mean '{close}'?)" if close else ""
-    return (
-        f"could not import '{exc.name}' for '{target}' (No module named '{exc.missing}'){guess}: check the "
-        "spelling, install the package, or write 'file.py:attr' for a file beside the spec"
-    )
+    return f"could not import '{exc.name}' for '{target}' (No module named '{exc.missing}'){guess}: {fix}"
 
 
 def _top_level_modules() -> list[str]:
@@ -354,6 +375,19 @@ def check_call(
         raise TargetError.from_problems(problems)
 
 
+def _class_of_module(obj: Any) -> str | None:
+    """For a module named where its class was meant (`torch.optim.adam` for `torch.optim.Adam`), the class: a
+    callable of the same name but for case, in the module or in its package."""
+    if not isinstance(obj, types.ModuleType):
+        return None
+    package, _, last = obj.__name__.rpartition(".")
+    for home in (obj, sys.modules.get(package)):
+        for name in dir(home) if home is not None else ():
+            if name.lower() == last.lower() and name != last and callable(getattr(home, name, None)):
+                return f"{package}.{name}" if package else name
+    return None
+
+
 def call_problems(
     obj: Any,
     kwargs: Mapping[str, Any],
@@ -369,9 +403,9 @@ def call_problems(
     where = f"{source}: {key}"
     kwargs_key = _kwargs_key(key)
     if not callable(obj):
-        return [
-            f"{where}: '{label}' is not callable (got {type(obj).__name__}): point the target at a class or function"
-        ]
+        meant = _class_of_module(obj)
+        fix = f"did you mean '{meant}'?" if meant else "point the target at a class or function"
+        return [f"{where}: '{label}' is not callable (got {type(obj).__name__}): {fix}"]
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):

@@ -227,6 +227,13 @@ BAD_TARGETS = [
      "(No module named 'no_such_pkg_xyz')"),
     ("no_such_pkg_xyz.mod.Net", "(No module named 'no_such_pkg_xyz')"),
     ("troch.nn.CrossEntropyLoss", "(No module named 'troch') (did you mean 'torch'?)"),
+    ("CrossEntropyLoss", "'CrossEntropyLoss' has no module: write 'torch.nn.CrossEntropyLoss' for torch's"),
+    ("nn.CrossEntropyLoss", "(No module named 'nn'): write 'torch.nn.CrossEntropyLoss' for torch's, or the module's "
+     "full name"),
+    ("models.SmallCNN", "(No module named 'models'): write 'models.py:SmallCNN' for the file models.py beside the "
+     "spec"),
+    ("models:SmallCNN", "(No module named 'models'): write 'models.py:SmallCNN' for the file models.py beside the "
+     "spec"),
     ("torch.nn:CrossEntropyLos", "module 'torch.nn' has no attribute 'CrossEntropyLos' (did you mean"),
     ("torch.nn.NoSuchLayerAtAll", "module 'torch.nn' has no attribute 'NoSuchLayerAtAll'"),
     ("", "empty target"),
@@ -283,6 +290,7 @@ CALL_CASES = [
     ("models.py:two_arg_step", {}, 3,
      "spec.yaml: model.target: 'models.py:two_arg_step' must accept 3 positional arguments (x, y, z)"),
     ("models.py:NOT_CALLABLE", {}, 0, "spec.yaml: model.target: 'models.py:NOT_CALLABLE' is not callable (got int)"),
+    ("torch.optim.adam", {}, 0, "'torch.optim.adam' is not callable (got module): did you mean 'torch.optim.Adam'?"),
     ("torch.optim.SGD", {"params": [], "momentum": 0.9}, 1, "model.kwargs.params: 'params' is supplied by clrfind"),
     ("torch.nn.CrossEntropyLoss", {"smoothing": 0.1}, 0, "(did you mean 'label_smoothing'?)"),
 ]
