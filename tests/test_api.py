@@ -142,7 +142,10 @@ def test_a_notebook_users_bad_batch_gets_advice_in_python_terms(tiny_task) -> No
         "train_loader: a batch is [Tensor[4, 2] float32, Tensor[4, 2] float32, Tensor[4, 2] float32], not an "
         "(inputs, targets) pair"
     )
-    assert "pass step_fn=fn(model, batch, loss_fn) -> loss" in text
+    assert text.endswith(
+        "(for a model of several inputs, pass step_fn=fn(model, batch, loss_fn) that returns "
+        "loss_fn(model(*batch[:-1]), batch[-1]))"
+    )
     assert "data.train" not in text and "step:" not in text and "spec" not in text
     assert_same_state(before, model, optimizer)
 
