@@ -802,6 +802,15 @@ def closest(word: str, choices: typing.Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
+# What the peers call the range test's keys (torch-lr-finder's range_test(end_lr, num_iter, step_mode), fastai's
+# lr_find(start_lr, end_lr, num_it), Lightning's lr_find(min_lr, max_lr, num_training)): a spec written from their
+# docs is pointed at the key that means the same, not at the nearest spelling (end_lr is nearest to min_lr).
+_PEER_NAMES = {
+    "start_lr": "min_lr", "end_lr": "max_lr", "lr_min": "min_lr", "lr_max": "max_lr", "num_iter": "steps",
+    "num_it": "steps", "num_training": "steps", "num_steps": "steps", "iterations": "steps", "step_mode": "mode",
+}  # fmt: skip
+
+
 def _did_you_mean(word: str, choices: typing.Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
     """`` (did you mean 'x'?)``, else the allowed names; `aliases` are other spellings, suggested as the name they
     stand for."""
@@ -850,6 +859,8 @@ def _describe(err: Any, source: str) -> str:
         model = _model_at(loc[:-1])
         # A misspelt alias ("_targt_") is pointed at `target`, the spelling every example uses.
         aliases = dict.fromkeys(TARGET_ALIASES, "target") if model and issubclass(model, TargetRef) else None
+        if model is RangeTestSpec:
+            aliases = _PEER_NAMES
         hint = _did_you_mean(str(loc[-1]), model.model_fields, aliases) if model is not None else ""
         return f"{source}: {where}: unknown key{hint}"
     if kind == "missing":

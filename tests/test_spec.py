@@ -223,6 +223,11 @@ BAD = [
     ("unknown-top", _set("modle", 1), "modle", "did you mean 'model'?"),
     ("unknown-in-target", _rename("loss.kwargs", "kwarg"), "loss.kwarg", "did you mean 'kwargs'?"),
     ("unknown-no-match", _set("range_test.zzzz", 1), "range_test.zzzz", "allowed: min_lr, max_lr"),
+    # The peers' names for the same keys point at ours, not at the nearest spelling (end_lr is nearest min_lr).
+    ("peer-end-lr", _set("range_test.end_lr", 10), "range_test.end_lr", "unknown key (did you mean 'max_lr'?)"),
+    ("peer-start-lr", _set("range_test.start_lr", 1e-6), "range_test.start_lr", "did you mean 'min_lr'?"),
+    ("peer-num-iter", _set("range_test.num_iter", 100), "range_test.num_iter", "did you mean 'steps'?"),
+    ("peer-step-mode", _set("range_test.step_mode", "exp"), "range_test.step_mode", "did you mean 'mode'?"),
     ("missing-target", _drop("model.target"), "model.target", "missing required key (e.g. target: models.py:MyNet)"),
     ("missing-section", _drop("optimizer"), "optimizer", "missing required key (e.g. optimizer: {target:"),
     ("missing-train", _drop("data.train"), "data.train", "missing required key"),
