@@ -253,18 +253,7 @@ def range_test(
         eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
         verify_bounds=verify_bounds, clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
     )  # fmt: skip
-    if loss_fn is None and step_fn is None:
-        raise UsageError(
-            "loss_fn is None and there is no step_fn, so nothing computes the loss",
-            hint="pass a loss function, or step_fn=fn(model, batch) -> loss that computes it itself",
-        )
-    if step_fn is not None:
-        if loss_fn is not None and not step_takes_loss(step_fn):
-            raise UsageError(
-                "step_fn takes (model, batch), no loss_fn, so loss_fn would go unused",
-                hint="pass loss_fn=None, or give step_fn a third argument, loss_fn, and use it",
-            )
-        step_fn = as_step(step_fn)
+    step_fn = _library_step(step_fn, loss_fn)
     _check_parts(model, train_loader, loss_fn, optimizer)
     where = restore_mode(restore)
     job = joined_group(model)
@@ -398,6 +387,24 @@ def _finish_library_run(
         raise RunInterrupted(f"{stops.stop_detail(signum)}{saved}", signum=signum)
     log_result(result, loggers)
     return result
+
+
+def _library_step(step_fn: Callable[..., Any] | None, loss_fn: Any) -> Callable[..., Any] | None:
+    """The step as the engine calls it, `(model, batch, loss_fn)`; a UsageError when nothing would compute the loss
+    or when `step_fn(model, batch)` leaves `loss_fn` unused."""
+    if step_fn is None:
+        if loss_fn is None:
+            raise UsageError(
+                "loss_fn is None and there is no step_fn, so nothing computes the loss",
+                hint="pass a loss function, or step_fn=fn(model, batch) -> loss that computes it itself",
+            )
+        return None
+    if loss_fn is not None and not step_takes_loss(step_fn):
+        raise UsageError(
+            "step_fn takes (model, batch), no loss_fn, so loss_fn would go unused",
+            hint="pass loss_fn=None, or give step_fn a third argument, loss_fn, and use it",
+        )
+    return as_step(step_fn)
 
 
 def _check_parts(model: Any, train_loader: Any, loss_fn: Any, optimizer: Any) -> None:

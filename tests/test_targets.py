@@ -96,6 +96,8 @@ def user_dir(tmp_path: Path) -> Path:
     (tmp_path / "syntax.py").write_text("def f(:\n    pass\n")
     (tmp_path / "needs_dep.py").write_text("import numpyy_not_installed\n")
     (tmp_path / "folder.py").mkdir()
+    # A name no other test can have made importable, for a dotted target meant as this file.
+    (tmp_path / "beside_spec_only.py").write_text("class Block:\n    pass\n")
     return tmp_path
 
 
@@ -230,10 +232,10 @@ BAD_TARGETS = [
     ("CrossEntropyLoss", "'CrossEntropyLoss' has no module: write 'torch.nn.CrossEntropyLoss' for torch's"),
     ("nn.CrossEntropyLoss", "(No module named 'nn'): write 'torch.nn.CrossEntropyLoss' for torch's, or the module's "
      "full name"),
-    ("models.SmallCNN", "(No module named 'models'): write 'models.py:SmallCNN' for the file models.py beside the "
-     "spec"),
-    ("models:SmallCNN", "(No module named 'models'): write 'models.py:SmallCNN' for the file models.py beside the "
-     "spec"),
+    ("beside_spec_only.Block", "(No module named 'beside_spec_only'): write 'beside_spec_only.py:Block' for the "
+     "file beside_spec_only.py beside the spec"),
+    ("beside_spec_only:Block", "(No module named 'beside_spec_only'): write 'beside_spec_only.py:Block' for the "
+     "file beside_spec_only.py beside the spec"),
     ("torch.nn:CrossEntropyLos", "module 'torch.nn' has no attribute 'CrossEntropyLos' (did you mean"),
     ("torch.nn.NoSuchLayerAtAll", "module 'torch.nn' has no attribute 'NoSuchLayerAtAll'"),
     ("", "empty target"),
