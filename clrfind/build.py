@@ -20,7 +20,7 @@ from clrfind.errors import SetupError, UsageError, describe_exception, one_line
 from clrfind.groups import check_group_options, param_groups
 from clrfind.setup_factory import from_setup, is_dataset, setup_parts
 from clrfind.spec import DEVICE_RE, DataSpec, LoadedSpec
-from clrfind.targets import as_step, instantiate, is_loss_function, validate_spec_targets
+from clrfind.targets import as_step, instantiate, is_loss_function, step_takes_loss, validate_spec_targets
 
 if TYPE_CHECKING:
     import torch
@@ -537,6 +537,12 @@ def build_components(
     step_fn = resolved.get("step")
     if step_fn is not None and spec.step is not None and spec.step.kwargs:
         step_fn = functools.partial(step_fn, **spec.step.kwargs)  # validated against its signature already
+    if step_fn is not None and spec.step is not None and not step_takes_loss(step_fn) and made.get("loss"):
+        raise SetupError(
+            f"{source}: {loaded.target_key('step')}: '{spec.step.target}' takes (model, batch), no loss_fn, so the "
+            f"{from_setup(loaded, 'loss')} would go unused",
+            hint="return no loss from setup, or give the step a third argument, loss_fn, and use it",
+        )
     if step_fn is not None:
         step_fn = as_step(step_fn)
     try:

@@ -68,6 +68,10 @@ def loss_step(model, batch, loss_fn):
     return model(**batch).loss
 
 
+def pair_step(model, batch):
+    return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+
 def loss_fn_step(model, batch, loss_fn):
     return loss_fn(model.net(batch["x"]), batch["y"])
 
@@ -206,6 +210,10 @@ SETUP_ERRORS = [
       "(CrossEntropyLoss(...)) under the key 'loss')"]),
     ("no loss", "setup: {target: factories.py:no_loss}",
      ["returned no 'loss', and the spec has neither loss: nor step:", "returns the loss itself"]),
+    ("a loss beside a step that takes none", "setup: {target: factories.py:setup}\nstep: {target: "
+     "factories.py:pair_step}", ["spec.yaml: step.target: 'factories.py:pair_step' takes (model, batch), no loss_fn, "
+     "so the loss (from setup.target 'factories.py:setup') would go unused (return no loss from setup, or give the "
+     "step a third argument, loss_fn, and use it)"]),
     ("raises", "setup: {target: factories.py:boom}",
      ["setup.target 'factories.py:boom' raised ValueError: no data here"]),
     ("bad kwarg", "setup: {target: factories.py:setup, kwargs: {hiden: 3}}",
