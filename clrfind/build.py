@@ -11,7 +11,7 @@ import functools
 import inspect
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +118,7 @@ def make_loader(
     if _is_loader(obj):
         return obj
     obj = _arrays_dataset(obj, key=key, source=source)
+    _refuse_splits(obj, key=key, source=source)
     iterable = isinstance(obj, tud.IterableDataset)
     if not is_dataset(obj):
         raise SetupError(
@@ -175,6 +176,28 @@ def _arrays_dataset(obj: Any, *, key: str, source: str) -> Any:
             hint=hint,
         )
     return torch.utils.data.TensorDataset(*arrays)
+
+
+def _refuse_splits(obj: Any, *, key: str, source: str) -> None:
+    """A data target that returns its splits together, `(train_set, val_set)` or `{"train": ..., "val": ...}`: as
+    a dataset, each split would be one sample, and the first batch fails in the collate function."""
+    import torch.utils.data as tud
+
+    if isinstance(obj, Mapping):
+        parts, names = list(obj.values()), f" ({', '.join(map(str, obj))})"
+    elif isinstance(obj, (tuple, list)) and len(obj) <= SPLIT_ARRAYS:
+        parts, names = list(obj), ""
+    else:
+        return
+    loaders = all(isinstance(p, tud.DataLoader) for p in parts)
+    if not parts or not (loaders or all(isinstance(p, (tud.Dataset, tud.DataLoader)) for p in parts)):
+        return
+    raise SetupError(
+        f"{source}: {key} returned {len(parts)} {'DataLoaders' if loaders else 'datasets'}{names} together, where "
+        "one goes",
+        hint="return one split here (a kwarg can pick which); the validation split goes to "
+        + ("data.val" if key.startswith("data.") else "the factory's 'val_data'"),
+    )
 
 
 def _numpy_tensor(array: Any) -> Any:

@@ -495,6 +495,15 @@ def arrays(n=1024, short=0, form="tuple"):
     return [x, y] if form == "list" else (x, y)
 
 
+def splits(n=1024, form="tuple"):  # the training and validation data together
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    train, val = TensorDataset(x[:800], y[:800]), TensorDataset(x[800:], y[800:])
+    if form == "loaders":
+        return torch.utils.data.DataLoader(train, batch_size=64), torch.utils.data.DataLoader(val, batch_size=64)
+    return {"train": train, "val": val} if form == "dict" else (train, val)
+
+
 def float_labels(n=1024):
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     return TensorDataset(x, (x[:, 0] > 0).float())  # class indices, as floats
@@ -650,6 +659,13 @@ BAD_DATA_CASES = [
         "error: spec.yaml: data.train returned arrays of 800 and 224 and 800 and 224 rows, read as (inputs, targets) "
         "by row (these look like train_test_split's (X_train, X_test, y_train, y_test): return (X_train, y_train) "
         "here and (X_test, y_test) from data.val)"]),
+    ("the splits together", {"kwargs": "{}", "data": "splits"}, 2, [
+        "error: spec.yaml: data.train returned 2 datasets together, where one goes (return one split here (a kwarg "
+        "can pick which); the validation split goes to data.val)"]),
+    ("the splits' loaders together", {"kwargs": "{form: loaders}", "data": "splits"}, 2, [
+        "data.train returned 2 DataLoaders together, where one goes"]),
+    ("the splits by name", {"kwargs": "{form: dict}", "data": "splits"}, 2, [
+        "data.train returned 2 datasets (train, val) together, where one goes"]),
     ("class indices as floats", {"kwargs": "{}", "data": "float_labels"}, 2, [
         "with targets Tensor[64] float32: RuntimeError: expected target dtype to be Long", "(the targets are one "
         "class index per sample, stored as floats: make them integers in data.train 'bad.py:float_labels' "
