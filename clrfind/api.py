@@ -841,7 +841,7 @@ class Trainer:
         them, keeps the range test's bounds with one cycle at max_lr (unchecked), and says so, so the caller can
         save everything before it stops.
         """
-        from clrfind.trials import TrialRunner, trial_data
+        from clrfind.trials import TrialRunner, per_sample, trial_data
         from clrfind.verify import rescue, verify
 
         b = result.bounds
@@ -857,8 +857,9 @@ class Trainer:
             return result, None
         started = time.perf_counter()
         data = trial_data(
-            self.loader, self.val_loader, device=self.device, sharded=self.reduce_loss is not None
-        )
+            self.loader, self.val_loader, device=self.device, sharded=self.reduce_loss is not None,
+            by_sample=per_sample(self.loss_fn, self.step_fn),
+        )  # fmt: skip
         runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
         stopped = None
         try:

@@ -53,14 +53,28 @@ class TrialData:
     source: str
 
 
+def per_sample(loss_fn: Any, step_fn: Any) -> bool:
+    """Whether the held-out loss can be read per sample: the default step with a loss that averages (read with
+    reduction "none"). A step function, or a loss that sums, gives one value per batch."""
+    return step_fn is None and getattr(loss_fn, "reduction", None) == "mean"
+
+
 def trial_data(
-    loader: Iterable[Any], val_loader: Iterable[Any] | None, *, device: torch.device, sharded: bool = False
+    loader: Iterable[Any],
+    val_loader: Iterable[Any] | None,
+    *,
+    device: torch.device,
+    sharded: bool = False,
+    by_sample: bool = True,
 ) -> TrialData:
     """A held-out tenth of the training data when it can be held out by sample, else the validation batches when
     there are some, else a tenth held out by position, else none.
 
     `sharded`: the loader is one rank's shard under torch.distributed; only a plain sampler is split then, since
     every rank must judge on as many samples as the others, which a custom sampler or a stream does not promise.
+    `by_sample`: the held-out loss is read per sample (`per_sample`); else the held-out samples are batched
+    smaller, into CHECK_BATCHES batches, since a paired comparison of a trial's loss needs several values, and
+    a tenth of a small dataset is one or two of the training's batches.
     """
     from clrfind.engine import move_to_device
 
@@ -72,7 +86,7 @@ def trial_data(
                 break
         return out
 
-    split = _split(loader) or (None if sharded else _split_indices(loader))
+    split = _split(loader, by_sample) or (None if sharded else _split_indices(loader, by_sample))
     if split is not None:
         trial_loader, check_loader, held = split
         return TrialData(
@@ -91,7 +105,13 @@ def trial_data(
     )
 
 
-def _split(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
+def _check_batch(held: int, batch: int, by_sample: bool) -> int:
+    """The held-out loader's batch size: the training's when the loss is read per sample, else small enough for
+    CHECK_BATCHES values (evaluation batches can be any size: the model is in eval mode)."""
+    return batch if by_sample else max(1, -(-held // CHECK_BATCHES))
+
+
+def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int] | None:
     """(trial loader, held-out loader, held-out samples) for a DataLoader over a map-style dataset with plain
     shuffling or none, built like the original; None for anything else."""
     import torch
@@ -119,11 +139,15 @@ def _split(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
         drop_last=loader.drop_last,
         **common,
     )
-    check = DataLoader(Subset(dataset, order[:held]), shuffle=False, **common)
+    check = DataLoader(
+        Subset(dataset, order[:held]),
+        shuffle=False,
+        **{**common, "batch_size": _check_batch(held, batch, by_sample)},
+    )
     return trials, check, held
 
 
-def _split_indices(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
+def _split_indices(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int] | None:
     """(trial loader, held-out loader, held-out samples) for a DataLoader over a map-style dataset with any other
     sampler (weighted, bucketing, a batch sampler): a tenth of the indices, at most CHECK_BATCHES batches, is held
     out, and the trials' loader draws from the loader's own sampler, skipping them. None for anything else."""
@@ -148,7 +172,7 @@ def _split_indices(loader: Iterable[Any]) -> tuple[Any, Any, int] | None:
     order, held = held_out
     skipped = frozenset(order[:held])
     common = {**_loader_args(loader), "generator": loader.generator}
-    held_batches = BatchSampler(order[:held], batch, drop_last=False)
+    held_batches = BatchSampler(order[:held], _check_batch(held, batch, by_sample), drop_last=False)
     if batch_sampler is None:
         trials = DataLoader(dataset, sampler=_without(sampler, skipped), batch_size=None, **common)
         check = DataLoader(dataset, sampler=held_batches, batch_size=None, **common)
@@ -355,23 +379,23 @@ class TrialRunner:
 
         t = self.trainer
         step = t.step_fn or default_step
-        per_sample = t.step_fn is None and getattr(t.loss_fn, "reduction", None) == "mean"
+        by_sample = per_sample(t.loss_fn, t.step_fn)
         was_training = t.model.training
         t.model.eval()
         losses = []
         try:
-            if per_sample:
+            if by_sample:
                 t.loss_fn.reduction = "none"  # type: ignore[union-attr]
             with torch.no_grad(), autocast(t.device, self.settings.precision):
                 for batch in self.data.check or []:
                     loss = step(t.model, batch, t.loss_fn).detach().float()
                     losses.append(
                         loss.reshape(loss.shape[0], -1).mean(1)
-                        if per_sample and loss.dim()
+                        if by_sample and loss.dim()
                         else loss.reshape(1)
                     )
         finally:
-            if per_sample:
+            if by_sample:
                 t.loss_fn.reduction = "mean"  # type: ignore[union-attr]
             t.model.train(was_training)
         stacked = torch.cat(losses)

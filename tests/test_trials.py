@@ -15,7 +15,7 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from clrfind.trials import CHECK_BATCHES, HOLD_EVERY, loader_generators, trial_data
+from clrfind.trials import CHECK_BATCHES, HOLD_EVERY, loader_generators, per_sample, trial_data
 
 N, BATCH = 200, 8
 X = torch.arange(N, dtype=torch.float32).unsqueeze(1)
@@ -97,6 +97,30 @@ def test_a_tenth_of_the_training_data_judges_and_the_trials_never_see_it(name: s
     assert len(judged) == len(set(judged)) == (N // 10 if unit == "samples" else 3 * BATCH)
     assert not set(judged) & trained
     assert f"training {unit} held out from the trials" in data.source
+
+
+@pytest.mark.parametrize("name", [n for n, (_, unit) in LOADERS.items() if unit == "samples"])
+def test_a_loss_read_per_batch_is_judged_on_the_same_samples_in_more_batches(name: str) -> None:
+    """A step function gives one held-out value per batch: the tenth comes in CHECK_BATCHES small batches (here
+    10 of 2) rather than the training's 3 of 8, so that a paired comparison has values to pair."""
+    make, _ = LOADERS[name]
+    small = trial_data(make(), None, device=CPU, by_sample=False)
+    usual = trial_data(make(), None, device=CPU)
+    assert small.check is not None and usual.check is not None
+    judged = {
+        name: sorted(i for batch in indices(d.check) for i in batch)
+        for name, d in [("s", small), ("u", usual)]
+    }
+    assert judged["s"] == judged["u"]
+    assert [len(b) for b in indices(small.check)] == [2] * 10
+    assert len(usual.check) == 3
+
+
+def test_the_held_out_loss_is_read_per_sample_only_for_an_averaging_loss_without_a_step() -> None:
+    assert per_sample(torch.nn.CrossEntropyLoss(), None)
+    assert not per_sample(torch.nn.MSELoss(reduction="sum"), None)
+    assert not per_sample(torch.nn.CrossEntropyLoss(), lambda model, batch, loss_fn: loss_fn(*batch))
+    assert not per_sample(torch.nn.functional.cross_entropy, None)  # a function has no reduction to switch
 
 
 @pytest.mark.parametrize("name", ["shuffled", "batch sampler, no collation", "batch sampler", "stream"])
