@@ -105,10 +105,14 @@ def trial_data(
     )
 
 
-def _check_batch(held: int, batch: int, by_sample: bool) -> int:
-    """The held-out loader's batch size: the training's when the loss is read per sample, else small enough for
-    CHECK_BATCHES values (evaluation batches can be any size: the model is in eval mode)."""
-    return batch if by_sample else max(1, -(-held // CHECK_BATCHES))
+def _check_batches(indices: list[int], batch: int, by_sample: bool) -> list[list[int]]:
+    """The held-out indices in batches: the training's batch size when the loss is read per sample, else
+    CHECK_BATCHES batches of near-equal size, at least 2 samples each (evaluation runs in eval mode, so any size
+    serves, but a step that squeezes its batch axis would fail on one sample)."""
+    if by_sample:
+        return [indices[i : i + batch] for i in range(0, len(indices), batch)]
+    count = max(1, min(CHECK_BATCHES, len(indices) // 2))
+    return [chunk.tolist() for chunk in np.array_split(np.asarray(indices), count)]
 
 
 def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int] | None:
@@ -141,8 +145,8 @@ def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int
     )
     check = DataLoader(
         Subset(dataset, order[:held]),
-        shuffle=False,
-        **{**common, "batch_size": _check_batch(held, batch, by_sample)},
+        batch_sampler=_check_batches(list(range(held)), batch, by_sample),
+        **_loader_args(loader),
     )
     return trials, check, held
 
@@ -151,7 +155,7 @@ def _split_indices(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, 
     """(trial loader, held-out loader, held-out samples) for a DataLoader over a map-style dataset with any other
     sampler (weighted, bucketing, a batch sampler): a tenth of the indices, at most CHECK_BATCHES batches, is held
     out, and the trials' loader draws from the loader's own sampler, skipping them. None for anything else."""
-    from torch.utils.data import BatchSampler, DataLoader, IterableDataset
+    from torch.utils.data import DataLoader, IterableDataset
 
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
         return None
@@ -172,7 +176,7 @@ def _split_indices(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, 
     order, held = held_out
     skipped = frozenset(order[:held])
     common = {**_loader_args(loader), "generator": loader.generator}
-    held_batches = BatchSampler(order[:held], _check_batch(held, batch, by_sample), drop_last=False)
+    held_batches = _check_batches(order[:held], batch, by_sample)
     if batch_sampler is None:
         trials = DataLoader(dataset, sampler=_without(sampler, skipped), batch_size=None, **common)
         check = DataLoader(dataset, sampler=held_batches, batch_size=None, **common)
