@@ -116,6 +116,15 @@ def test_a_loss_read_per_batch_is_judged_on_the_same_samples_in_more_batches(nam
     assert len(usual.check) == 3
 
 
+def test_held_out_batches_read_per_batch_never_hold_one_sample() -> None:
+    # 170 samples: 17 held out, in 8 batches of 2 or 3 (a step that squeezes the batch axis fails on one sample).
+    loader = DataLoader(TensorDataset(X[:170], Y[:170]), batch_size=BATCH, shuffle=True, generator=seeded())
+    data = trial_data(loader, None, device=CPU, by_sample=False)
+    assert data.check is not None
+    sizes = [len(batch) for batch in indices(data.check)]
+    assert sum(sizes) == 17 and len(sizes) == 8 and min(sizes) >= 2
+
+
 def test_the_held_out_loss_is_read_per_sample_only_for_an_averaging_loss_without_a_step() -> None:
     assert per_sample(torch.nn.CrossEntropyLoss(), None)
     assert not per_sample(torch.nn.MSELoss(reduction="sum"), None)
