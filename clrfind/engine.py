@@ -183,16 +183,22 @@ class _Batches:
         """Stop the loader's worker processes now, so torch stops watching them: a worker that died (the OOM
         killer) is reported by torch's SIGCHLD handler wherever the main process happens to be, and once the loop
         has recorded that failure a second report must not land in the code after it."""
-        shut_down_workers(self._it)
+        shut_down_workers(self._it, self.loader)
 
 
-def shut_down_workers(iterator: Any) -> None:
+def shut_down_workers(iterator: Any, loader: Any = None) -> None:
     """Stop the worker processes behind a DataLoader's iterator, if it has any (a best effort: it runs on the way
-    out of a loop, where a failure of its own must not hide the one that ended it)."""
+    out of a loop, where a failure of its own must not hide the one that ended it).
+
+    A DataLoader with persistent workers keeps its iterator to reuse on the next pass, and a stopped one cannot be
+    reused ("Queue is closed" at the next iter()): `loader` forgets it, so that its next pass starts new workers.
+    """
     shutdown = getattr(iterator, "_shutdown_workers", None)
     if callable(shutdown):
         with contextlib.suppress(Exception):
             shutdown()
+    if loader is not None and getattr(loader, "_iterator", None) is iterator:
+        loader._iterator = None
 
 
 class _HostLosses:

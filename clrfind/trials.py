@@ -266,7 +266,7 @@ def _split_positions(loader: Iterable[Any]) -> tuple[Any, list[Any]] | None:
                     break
                 check.append(batch)
     finally:
-        shut_down_workers(iterator)
+        shut_down_workers(iterator, loader)
         # The trials' first pass comes in the order the check was taken from.
         for generator, state in generators:
             generator.set_state(state)
@@ -285,14 +285,14 @@ class _SkipPositions:
         self.generator = getattr(loader, "generator", None)
 
     def __iter__(self) -> _SkippingIterator:
-        return _SkippingIterator(iter(self.loader))
+        return _SkippingIterator(iter(self.loader), self.loader)
 
 
 class _SkippingIterator:
     """One pass of `_SkipPositions`."""
 
-    def __init__(self, iterator: Any) -> None:
-        self.iterator, self.position = iterator, -1
+    def __init__(self, iterator: Any, loader: Iterable[Any]) -> None:
+        self.iterator, self.loader, self.position = iterator, loader, -1
 
     def __iter__(self) -> _SkippingIterator:
         return self
@@ -308,7 +308,7 @@ class _SkippingIterator:
         """`engine.shut_down_workers` stops a DataLoader's workers through this name."""
         from clrfind.engine import shut_down_workers
 
-        shut_down_workers(self.iterator)
+        shut_down_workers(self.iterator, self.loader)
 
 
 def loader_generators(loader: Any, depth: int = 4) -> list[Any]:

@@ -955,6 +955,18 @@ def backward_too(model, batch, loss_fn):  # as the training loop it came from di
 """
 
 
+def test_a_spec_with_dataloader_workers_runs_the_test_and_the_self_check(tmp_path: Path) -> None:
+    import json
+
+    # Workers persist between passes; each loop stops them, and the next trial's pass used to find them gone.
+    _cli_runs(
+        tmp_path,
+        write_spec(tmp_path, BASE_SPEC.replace("batch_size: 64", "batch_size: 64\n  num_workers: 2")),
+    )
+    saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
+    assert saved["verification"]["trials"] and saved["bounds"]["max_lr"] is not None
+
+
 def test_a_step_that_computes_the_loss_itself_may_take_no_loss_fn(tmp_path: Path) -> None:
     import json
 

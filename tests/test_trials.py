@@ -236,3 +236,27 @@ def test_data_left_unsplit_comes_in_the_order_it_would_have_come_in() -> None:
     data = trial_data(loader, None, device=CPU)
     assert data.check is None and data.loader is loader
     assert two_passes(loader) == two_passes(shuffled())
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_a_loader_with_worker_processes_serves_the_test_the_trials_and_the_caller_after(
+    tiny_task, persistent: bool
+) -> None:
+    """Each loop stops its loader's workers on the way out; a loader with persistent workers kept that stopped
+    iterator for its next pass, and the next trial (or the caller's own training) failed: 'Queue is closed'."""
+    import clrfind
+
+    model, plain, loss_fn, optimizer = tiny_task
+    loader = DataLoader(
+        plain.dataset,
+        batch_size=32,
+        shuffle=True,
+        generator=seeded(),
+        num_workers=1,
+        persistent_workers=persistent,
+    )
+    result = clrfind.range_test(
+        model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=3.0, steps=48, progress=False
+    )
+    assert result.verification is not None and result.verification.trials
+    assert sum(len(batch[1]) for batch in loader) == len(plain.dataset)  # the caller's next epoch
