@@ -31,7 +31,7 @@ from clrfind.analysis.bounds import (
     plateau_advice,
 )
 from clrfind.analysis.divergence import two_digits
-from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError
+from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError, describe_exception
 from clrfind.faults import (
     BCE_SCORES,
     Fault,
@@ -841,7 +841,7 @@ class Trainer:
         them, keeps the range test's bounds with one cycle at max_lr (unchecked), and says so, so the caller can
         save everything before it stops.
         """
-        from clrfind.trials import TrialRunner, per_sample, trial_data
+        from clrfind.trials import TrialDataFailed, TrialRunner, per_sample, trial_data
         from clrfind.verify import rescue, verify
 
         b = result.bounds
@@ -856,13 +856,13 @@ class Trainer:
         if out.stopped_early:
             return result, None
         started = time.perf_counter()
-        data = trial_data(
-            self.loader, self.val_loader, device=self.device, sharded=self.reduce_loss is not None,
-            by_sample=per_sample(self.loss_fn, self.step_fn),
-        )  # fmt: skip
-        runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
-        stopped = None
+        stopped, runner = None, None
         try:
+            data = trial_data(
+                self.loader, self.val_loader, device=self.device, sharded=self.reduce_loss is not None,
+                by_sample=per_sample(self.loss_fn, self.step_fn),
+            )  # fmt: skip
+            runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
             with stops.allowed():  # a stop held back since the loop ended lands here, before the first trial
                 bounds, record = check(
                     b, result.optimizer, result.planned_steps, runner, judged_on=data.source,
@@ -870,23 +870,34 @@ class Trainer:
                 )  # fmt: skip
         except KeyboardInterrupt as exc:
             stopped = stops.signal_of(exc)
-            if b.usable:
-                kept = "the range test's bounds are kept, one cycle peaks at max_lr"
-                bounds = b.model_copy(update={"peak_lr": b.max_lr})
-                checked, top = b.peak_lr or b.max_lr, b.max_lr
-            else:  # stopped while searching below a level curve: it still has no bounds
-                kept, bounds = "no bounds", b
-                checked = top = b.level_until_lr
-            record = Verification(
-                trials=[],
-                steps=0,
-                checked_peak=checked,  # type: ignore[arg-type]
-                peak_lr=top,  # type: ignore[arg-type]
-                outcome=f"{stops.stop_detail(stopped)}: {kept}",
-            )
-        runner.rewind()
+            bounds, record = _unchecked(b, stops.stop_detail(stopped))
+        except TrialDataFailed as exc:
+            why = f"stopped: the training data raised {describe_exception(exc.error)}"
+            bounds, record = _unchecked(b, why)
+        if runner is not None:
+            runner.rewind()
         record = record.model_copy(update={"seconds": round(time.perf_counter() - started, 4)})
         return result.model_copy(update={"bounds": bounds, "verification": record}), stopped
+
+
+def _unchecked(b: Bounds, why: str) -> tuple[Bounds, Verification]:
+    """The bounds and the record of a self-check that stopped before its verdict (Ctrl-C, the data failing in a
+    trial): the range test's bounds, one cycle peaking at max_lr; none when it was searching below a level curve."""
+    if b.usable:
+        kept = "the range test's bounds are kept, one cycle peaks at max_lr"
+        bounds = b.model_copy(update={"peak_lr": b.max_lr})
+        checked, top = b.peak_lr or b.max_lr, b.max_lr
+    else:  # stopped while searching below a level curve: it still has no bounds
+        kept, bounds = "no bounds", b
+        checked = top = b.level_until_lr
+    record = Verification(
+        trials=[],
+        steps=0,
+        checked_peak=checked,  # type: ignore[arg-type]
+        peak_lr=top,  # type: ignore[arg-type]
+        outcome=f"{why}: {kept}",
+    )
+    return bounds, record
 
 
 def default_out_dir(loaded: LoadedSpec) -> Path:

@@ -154,7 +154,9 @@ class _Batches:
         self.batches_per_epoch: int | None = None
         with contextlib.suppress(TypeError):
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
-        self._it: Iterator[Any] = self._start()
+        # Started at the first batch, inside the loop, so that a loader failing to start (its workers, its
+        # dataset's __iter__) is the data's failure of that step, with what was measured kept.
+        self._it: Iterator[Any] | None = None
 
     def _start(self) -> Iterator[Any]:
         sampler = getattr(self.loader, "sampler", None)
@@ -163,6 +165,8 @@ class _Batches:
         return iter(self.loader)
 
     def next(self) -> Any:
+        if self._it is None:
+            self._it = self._start()
         try:
             batch = next(self._it)
         except StopIteration:
@@ -183,7 +187,8 @@ class _Batches:
         """Stop the loader's worker processes now, so torch stops watching them: a worker that died (the OOM
         killer) is reported by torch's SIGCHLD handler wherever the main process happens to be, and once the loop
         has recorded that failure a second report must not land in the code after it."""
-        shut_down_workers(self._it, self.loader)
+        if self._it is not None:
+            shut_down_workers(self._it, self.loader)
 
 
 def shut_down_workers(iterator: Any, loader: Any = None) -> None:

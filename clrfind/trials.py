@@ -21,11 +21,14 @@ on the quality bench. The judge, in order:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from clrfind.errors import USER_FAILURES
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +45,15 @@ CHECK_FRACTION = 0.1
 CHECK_SEED = 0
 # Data split by position: the batches at positions 0, HOLD_EVERY, 2 * HOLD_EVERY, ... of a pass judge (a tenth).
 HOLD_EVERY = round(1 / CHECK_FRACTION)
+
+
+class TrialDataFailed(Exception):
+    """The training data raised while the self-check read its held-out batches or trained a trial: a verdict on
+    the data, not on a trial's LR, so the self-check stops rather than count it against that LR."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
@@ -80,10 +92,11 @@ def trial_data(
 
     def on_device(batches: Iterable[Any]) -> list[Any]:
         out = []
-        for batch in batches:
-            out.append(move_to_device(batch, device, non_blocking=False))
-            if len(out) >= CHECK_BATCHES:
-                break
+        with _reading():
+            for batch in batches:
+                out.append(move_to_device(batch, device, non_blocking=False))
+                if len(out) >= CHECK_BATCHES:
+                    break
         return out
 
     split = _split(loader, by_sample) or (None if sharded else _split_indices(loader, by_sample))
@@ -94,7 +107,8 @@ def trial_data(
         )
     if val_loader is not None:
         return TrialData(loader, on_device(val_loader) or None, "the validation data")
-    by_position = None if sharded else _split_positions(loader)
+    with _reading():
+        by_position = None if sharded else _split_positions(loader)
     if by_position is None:
         return TrialData(loader, None, "the trial's own training loss (the data cannot be split)")
     trial_loader, check = by_position
@@ -103,6 +117,15 @@ def trial_data(
         on_device(check),
         f"{len(check)} training batches held out from the trials (every {HOLD_EVERY}th of a pass)",
     )
+
+
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """What the data raises while the held-out batches are read is the data's failure (`TrialDataFailed`)."""
+    try:
+        yield
+    except USER_FAILURES as exc:
+        raise TrialDataFailed(exc) from exc
 
 
 def _check_batches(indices: list[int], batch: int, by_sample: bool) -> list[list[int]]:
@@ -361,6 +384,8 @@ class TrialRunner:
         )  # fmt: skip
         if out.stop_signal is not None:
             raise Interrupt(out.stop_signal)  # Ctrl-C or SIGTERM stops the self-check, not just this trial
+        if out.stop_reason == "error" and out.error_part == "data" and out.error is not None:
+            raise TrialDataFailed(out.error)
         check = None
         if self.data.check and out.stop_reason == "completed" and not hold:  # a hold is judged on its curve
             check = self._check_losses()

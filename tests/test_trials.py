@@ -260,3 +260,39 @@ def test_a_loader_with_worker_processes_serves_the_test_the_trials_and_the_calle
     )
     assert result.verification is not None and result.verification.trials
     assert sum(len(batch[1]) for batch in loader) == len(plain.dataset)  # the caller's next epoch
+
+
+# The range test reads 1,536 samples: the held-out ones come next, then the trials'.
+@pytest.mark.parametrize("fails_after", [1550, 2500], ids=["reading the held-out samples", "in a trial"])
+def test_the_data_failing_in_the_self_check_stops_it_instead_of_failing_an_lr(
+    tiny_task, fails_after: int
+) -> None:
+    import clrfind
+
+    model, plain, loss_fn, optimizer = tiny_task
+
+    class Corrupt(torch.utils.data.Dataset):
+        """Fails once the range test is done: a corrupt record that only the trials' passes reach."""
+
+        calls = 0
+
+        def __len__(self) -> int:
+            return len(plain.dataset)
+
+        def __getitem__(self, i: int):
+            Corrupt.calls += 1
+            if Corrupt.calls > fails_after:
+                raise RuntimeError("corrupt record")
+            return plain.dataset[i]
+
+    loader = DataLoader(Corrupt(), batch_size=32, shuffle=True, generator=seeded())
+    result = clrfind.range_test(
+        model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=3.0, steps=48, progress=False
+    )
+    assert result.steps_run == 48 and Corrupt.calls > fails_after
+    assert result.verification is not None and not result.verification.trials
+    assert result.verification.outcome == (
+        "stopped: the training data raised RuntimeError: corrupt record: the range test's bounds are "
+        "kept, one cycle peaks at max_lr"
+    )
+    assert result.bounds is not None and result.bounds.peak_lr == result.bounds.max_lr
