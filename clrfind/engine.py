@@ -154,9 +154,15 @@ class _Batches:
         self.batches_per_epoch: int | None = None
         with contextlib.suppress(TypeError):
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
-        # Started at the first batch, inside the loop, so that a loader failing to start (its workers, its
-        # dataset's __iter__) is the data's failure of that step, with what was measured kept.
+        # Started here, where it always was (a loader without a generator draws its seed from torch's RNG), but a
+        # loader failing to start (its workers, its dataset's __iter__) fails at the first batch, inside the
+        # loop: the data's failure of that step, with what was measured kept.
         self._it: Iterator[Any] | None = None
+        self._failed: BaseException | None = None
+        try:
+            self._it = self._start()
+        except USER_FAILURES as exc:
+            self._failed = exc
 
     def _start(self) -> Iterator[Any]:
         sampler = getattr(self.loader, "sampler", None)
@@ -166,6 +172,9 @@ class _Batches:
 
     def next(self) -> Any:
         if self._it is None:
+            failed, self._failed = self._failed, None
+            if failed is not None:
+                raise failed
             self._it = self._start()
         try:
             batch = next(self._it)
