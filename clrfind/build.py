@@ -273,10 +273,9 @@ def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]  # torch's explanation goes on for lines
         raise SetupError(
-            f"{source}: model.checkpoint: could not load {path} with weights_only=True: {exc}".splitlines()[
-                0
-            ],
+            f"{source}: model.checkpoint: could not load {path} with weights_only=True: {one_line(first)}",
             hint="save it with torch.save(model.state_dict(), path)",
         ) from exc
     if not isinstance(state, dict):

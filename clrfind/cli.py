@@ -22,7 +22,7 @@ import typer.core
 from rich.console import Console
 
 from clrfind import __version__
-from clrfind.errors import ClrfindError, UsageError, exception_text, one_line
+from clrfind.errors import ClrfindError, UsageError, exception_text, one_line, without_escapes
 from clrfind.stops import signal_of, stop_signals, stop_verb
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def _cli_errors(fn: F) -> F:
                     _err().print(f"error: {problem}", markup=False)
                 raise
             if not exc.reported:  # reported already by another rank of the same torchrun job
-                _err().print(f"error: {exc}", markup=False)
+                _err().print(f"error: {without_escapes(str(exc))}", markup=False)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt as exc:  # outside a run (the library says what a run saved)
             if _state.debug:

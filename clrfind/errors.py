@@ -6,6 +6,7 @@ is a bug in clrfind and is shown as such. The library raises these and never pri
 
 from __future__ import annotations
 
+import re
 import reprlib
 import signal
 from typing import TypeVar
@@ -18,9 +19,20 @@ USER_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
 QUOTE_LIMIT = 300
 
 
+# Terminal control sequences (colour, bold) that quoted text may carry, as torch's weights_only message does: on
+# stderr they would restyle the rest of the line, in a log they are noise.
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b")
+
+
+def without_escapes(text: str) -> str:
+    """`text` without terminal control sequences."""
+    return _ESCAPES.sub("", text)
+
+
 def one_line(text: object, limit: int = QUOTE_LIMIT) -> str:
-    """Text on one line, for one-line errors: whitespace and line breaks collapsed, long text cut with '...'."""
-    flat = " ".join(str(text).split())
+    """Text on one line, for one-line errors: terminal escapes dropped, whitespace and line breaks collapsed, long
+    text cut with '...'."""
+    flat = " ".join(without_escapes(str(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
