@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrfind.errors import SetupError, UsageError, describe_exception, one_line
+from clrfind.errors import USER_FAILURES, SetupError, UsageError, describe_exception, one_line
 from clrfind.groups import check_group_options, param_groups
 from clrfind.setup_factory import from_setup, is_dataset, setup_parts
 from clrfind.spec import DEVICE_RE, DataSpec, LoadedSpec
@@ -120,6 +120,8 @@ def make_loader(
     obj = _arrays_dataset(obj, key=key, source=source)
     _refuse_splits(obj, key=key, source=source)
     iterable = isinstance(obj, tud.IterableDataset)
+    if iterable and num_workers > 1:
+        _refuse_unsharded_stream(obj, batch_size=batch_size, num_workers=num_workers, key=key, source=source)
     if not is_dataset(obj):
         raise SetupError(
             f"{source}: {key} returned {type(obj).__name__}, not a Dataset or DataLoader",
@@ -198,6 +200,51 @@ def _refuse_splits(obj: Any, *, key: str, source: str) -> None:
         hint="return one split here (a kwarg can pick which); the validation split goes to "
         + ("data.val" if key.startswith("data.") else "the factory's 'val_data'"),
     )
+
+
+def _refuse_unsharded_stream(obj: Any, *, batch_size: int, num_workers: int, key: str, source: str) -> None:
+    """An IterableDataset read by several DataLoader workers is iterated whole by each of them, unless its
+    __iter__ splits the stream by torch.utils.data.get_worker_info(): every sample then comes num_workers times a
+    pass, and the test (and the training) sees each batch repeated. Workers take turns batch by batch, so the
+    first two batches, from workers 0 and 1, are the same exactly then. Read through a loader of its own with a
+    generator of its own: the run's loader and its seeds are untouched. A stream that is short, fails or comes in
+    another order per worker (its own per-worker randomness) passes here; the run shows whatever else is wrong."""
+    import torch
+    import torch.utils.data as tud
+
+    from clrfind.engine import shut_down_workers
+
+    probe = tud.DataLoader(
+        obj, batch_size=batch_size, num_workers=2, generator=torch.Generator().manual_seed(0)
+    )
+    iterator = iter(probe)
+    try:
+        first, second = next(iterator), next(iterator)
+    except (StopIteration, *USER_FAILURES):
+        return
+    finally:
+        shut_down_workers(iterator, probe)
+    if _same_batch(first, second):
+        raise SetupError(
+            f"{source}: {key} is an IterableDataset that gives every DataLoader worker the whole stream: its "
+            f"first two batches, from workers 0 and 1, are the same, so with num_workers {num_workers} each "
+            f"sample comes {num_workers} times a pass",
+            hint="split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or set "
+            "data.num_workers to 0 or 1",
+        )
+
+
+def _same_batch(a: Any, b: Any) -> bool:
+    """Two collated batches hold the same values (tensors compared whole, containers item by item)."""
+    import torch
+
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same_batch(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_batch(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 def _numpy_tensor(array: Any) -> Any:

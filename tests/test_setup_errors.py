@@ -968,6 +968,43 @@ def test_a_spec_with_dataloader_workers_runs_the_test_and_the_self_check(tmp_pat
     assert saved["verification"]["trials"] and saved["bounds"]["max_lr"] is not None
 
 
+STREAMS_PY = """
+import torch
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __init__(self, sharded=False):
+        self.sharded = sharded
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info and self.sharded else (0, 1)
+        g = torch.Generator().manual_seed(0)
+        for i in range(2048):
+            x = torch.randn(2, generator=g)
+            if i % workers == worker:
+                yield x, int(x[0] > 0)
+"""
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_a_stream_that_every_worker_reads_whole_is_refused(tmp_path: Path, sharded: bool) -> None:
+    (tmp_path / "streams.py").write_text(STREAMS_PY)
+    spec = BASE_SPEC.replace(
+        "task.py:blobs, kwargs: {n: 1024}", f"streams.py:Stream, kwargs: {{sharded: {sharded}}}"
+    )
+    spec = write_spec(tmp_path, spec.replace("batch_size: 64", "batch_size: 64\n  num_workers: 2"))
+    if sharded:  # split by get_worker_info(): each sample once a pass
+        _cli_runs(tmp_path, spec)
+        return
+    assert _cli_error(tmp_path, spec, 2) == (
+        "error: spec.yaml: data.train is an IterableDataset that gives every DataLoader worker the whole stream: its "
+        "first two batches, from workers 0 and 1, are the same, so with num_workers 2 each sample comes 2 times a "
+        "pass (split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or set "
+        "data.num_workers to 0 or 1)"
+    )
+
+
 def test_a_step_that_computes_the_loss_itself_may_take_no_loss_fn(tmp_path: Path) -> None:
     import json
 
