@@ -85,6 +85,19 @@ def nonfinite_values(batch: Any) -> str | None:
     return "; ".join(found) or None
 
 
+def graph_data_fault(batch: Any) -> Fault | None:
+    """The fault of a batch whose tensors require grad: data computed by a model (features, a teacher's outputs)
+    without torch.no_grad(). Each step's backward goes on into the graph that made them, and the second one fails
+    ("backward through the graph a second time"), blamed on the model; None for data without a graph."""
+    tensors = (
+        itertools.chain(_named_tensors(batch[0], "inputs"), _named_tensors(batch[1], "targets"))
+        if isinstance(batch, (list, tuple)) and len(batch) == 2
+        else _named_tensors(batch, "batch")
+    )
+    graph = [f"{name} {describe_batch(x)}" for name, x in tensors if x.requires_grad]
+    return Fault("data_requires_grad", "data", tensors=", ".join(graph)) if graph else None
+
+
 def nonfinite_data_fault(batch: Any, loss: float) -> Fault | None:
     """The fault of a non-finite loss that the batch explains (NaN or inf in its data); None when it does not, and
     the LR may be the cause. The step is the engine's to name (its count of steps taken)."""

@@ -33,6 +33,7 @@ from clrfind.diagnose import (
     StepFn,
     check_scalar_loss,
     diagnose_first_batch,
+    graph_data_fault,
     judged_loss,
     judged_warnings,
     nonfinite_data_fault,
@@ -633,6 +634,9 @@ class _Stepper:
         """The first micro-batch, diagnosed: a failure here means the setup does not fit (a Fault)."""
         # Without a step function the loss function made the loss: a bad one is its fault, not the model's.
         part: Part = "step" if self.step_fn is not None else "loss"
+        graph = graph_data_fault(batch)
+        if graph is not None:
+            raise graph
         try:
             with judged_warnings(part), autocast(self.device, self.settings.precision):
                 loss = self.step(

@@ -325,6 +325,13 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "pass {clip}=None, or make those layers dense (e.g. nn.Embedding(..., sparse=False)): a training loop that "
         "clips them fails the same way",
     ),
+    "data_requires_grad": (
+        "{data}: the batches carry an autograd graph ({tensors} require grad): each step's backward would go on "
+        "into the graph that made them, and the second step fails (torch: 'backward through the graph a second "
+        "time')",
+        "make the data without a graph in {data}: compute it under torch.no_grad(), or .detach() the tensors",
+        "make the data without a graph in {data}: compute it under torch.no_grad(), or .detach() the tensors",
+    ),
     "data_nonfinite": (
         "{data}: a batch holds non-finite values ({values}), and training on it made the loss {value}",
         "fill or drop the missing (NaN) and infinite values in the data: a training run fails on them the same "

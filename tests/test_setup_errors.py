@@ -505,6 +505,11 @@ def splits(n=1024, form="tuple"):  # the training and validation data together
     return {"train": train, "val": val} if form == "dict" else (train, val)
 
 
+def graph_features(n=1024):  # features from a model, computed without torch.no_grad()
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(torch.nn.Linear(2, 2)(x), (x[:, 0] > 0).long())
+
+
 def float_labels(n=1024):
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     return TensorDataset(x, (x[:, 0] > 0).float())  # class indices, as floats
@@ -667,6 +672,10 @@ BAD_DATA_CASES = [
         "data.train returned 2 DataLoaders together, where one goes"]),
     ("the splits by name", {"kwargs": "{form: dict}", "data": "splits"}, 2, [
         "data.train returned 2 datasets (train, val) together, where one goes"]),
+    ("data with an autograd graph", {"kwargs": "{}", "data": "graph_features"}, 2, [
+        "error: spec.yaml: data.train 'bad.py:graph_features': the batches carry an autograd graph (inputs "
+        "Tensor[64, 2] float32 require grad): ", "(make the data without a graph in data.train "
+        "'bad.py:graph_features': compute it under torch.no_grad(), or .detach() the tensors)"]),
     ("class indices as floats", {"kwargs": "{}", "data": "float_labels"}, 2, [
         "with targets Tensor[64] float32: RuntimeError: expected target dtype to be Long", "(the targets are one "
         "class index per sample, stored as floats: make them integers in data.train 'bad.py:float_labels' "
