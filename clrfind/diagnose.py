@@ -65,18 +65,22 @@ def _has_tensor(x: Any) -> bool:
     return next(_named_tensors(x, ""), None) is not None
 
 
+def _batch_tensors(batch: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """A batch's tensors, named as the default contract reads them, `inputs` and `targets` for a pair, else by the
+    batch's own indices and keys."""
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        return itertools.chain(_named_tensors(batch[0], "inputs"), _named_tensors(batch[1], "targets"))
+    return _named_tensors(batch, "batch")
+
+
 def nonfinite_values(batch: Any) -> str | None:
     """Where a batch holds NaN or inf, as `inputs Tensor[32, 20] float32: 1 NaN`; None when every value is finite.
 
     Read only after a non-finite loss (a pass over the batch, and a sync on an accelerator). Names follow the
     default contract, `inputs` and `targets` for a pair, else the batch's own indices and keys.
     """
-    if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        tensors = itertools.chain(_named_tensors(batch[0], "inputs"), _named_tensors(batch[1], "targets"))
-    else:
-        tensors = _named_tensors(batch, "batch")
     found: list[str] = []
-    for name, x in tensors:
+    for name, x in _batch_tensors(batch):
         if x.is_floating_point() or x.is_complex():
             counts = [(int(torch.isnan(x).sum()), "NaN"), (int(torch.isinf(x).sum()), "inf")]
             if any(n for n, _ in counts):
@@ -89,12 +93,7 @@ def graph_data_fault(batch: Any) -> Fault | None:
     """The fault of a batch whose tensors require grad: data computed by a model (features, a teacher's outputs)
     without torch.no_grad(). Each step's backward goes on into the graph that made them, and the second one fails
     ("backward through the graph a second time"), blamed on the model; None for data without a graph."""
-    tensors = (
-        itertools.chain(_named_tensors(batch[0], "inputs"), _named_tensors(batch[1], "targets"))
-        if isinstance(batch, (list, tuple)) and len(batch) == 2
-        else _named_tensors(batch, "batch")
-    )
-    graph = [f"{name} {describe_batch(x)}" for name, x in tensors if x.requires_grad]
+    graph = [f"{name} {describe_batch(x)}" for name, x in _batch_tensors(batch) if x.requires_grad]
     return Fault("data_requires_grad", "data", tensors=", ".join(graph)) if graph else None
 
 

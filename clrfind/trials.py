@@ -156,7 +156,8 @@ def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int
     if held_out is None:
         return None
     order, held = held_out
-    common = {"batch_size": batch, **_loader_args(loader)}
+    args = _loader_args(loader)
+    common = {"batch_size": batch, **args}
     shuffle = isinstance(loader.sampler, RandomSampler)
     generator = torch.Generator().manual_seed(CHECK_SEED) if shuffle else None
     trials = DataLoader(
@@ -169,7 +170,7 @@ def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int
     check = DataLoader(
         Subset(dataset, order[:held]),
         batch_sampler=_check_batches(list(range(held)), batch, by_sample),
-        **_loader_args(loader),
+        **args,
     )
     return trials, check, held
 
