@@ -216,11 +216,16 @@ _HYDRA_OPTIONS = {
 def _clrfind_form(data: Any, own: typing.Collection[str]) -> Any:
     """A target block in clrfind's form (`target` and `kwargs`), whichever way it was written.
 
+    A bare string is the target alone (`loss: torch.nn.CrossEntropyLoss`), as users write it when nothing needs
+    arguments.
+
     Args:
-        data: the block as read from YAML (anything else than a mapping is left to the type check).
+        data: the block as read from YAML (anything else than a mapping or a string is left to the type check).
         own: the block's own keys (`target`, `kwargs`, and `checkpoint` for the model), which keep their meaning
             beside `_target_`; every other key is a kwarg there.
     """
+    if isinstance(data, str):
+        return {"target": data}
     if not isinstance(data, dict):
         return data
     named = [k for k in _TARGET_KEYS if k in data]
@@ -868,8 +873,8 @@ def _describe(err: Any, source: str) -> str:
         return f"{source}: {where}: missing required key" + (f" (e.g. {example})" if example else "")
     if kind in _TYPE_WORDS:
         detail = f"expected {_TYPE_WORDS[kind]}, got {_show(value)}"
-        if kind in ("model_type", "model_attributes_type") and isinstance(value, str):
-            detail += f" (write {{target: {one_line(value, limit=80)}}})"
+        if loc == ("data",) and isinstance(value, str):  # a target alone is the training data's
+            detail += f" (write {{train: {one_line(value, limit=80)}}})"
         elif kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
             detail += " (remove the quotes)"
         return f"{source}: {where}: {detail}"

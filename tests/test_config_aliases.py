@@ -42,6 +42,21 @@ def test_hydra_blocks_load_as_the_same_spec(tmp_path: Path) -> None:
     assert hydra.resolved()["data"]["train"] == {"target": "task.py:blobs", "kwargs": {"n": 1024}}
 
 
+def test_a_bare_string_is_the_target_alone(tmp_path: Path) -> None:
+    """`loss: torch.nn.CrossEntropyLoss` is `loss: {target: torch.nn.CrossEntropyLoss}`, in every target block."""
+    plain = load_spec(write_spec(tmp_path, BASE_SPEC, "plain.yaml")).spec
+    short = BASE_SPEC.replace("loss: {target: torch.nn.CrossEntropyLoss}", "loss: torch.nn.CrossEntropyLoss")
+    short = short.replace("{target: torch.optim.SGD, kwargs: {momentum: 0.9}}", "torch.optim.SGD")
+    spec = load_spec(write_spec(tmp_path, short + "step: task.py:step\n", "short.yaml")).spec
+    assert spec.loss == plain.loss and spec.optimizer is not None
+    assert (spec.optimizer.target, spec.optimizer.kwargs) == ("torch.optim.SGD", {})
+    assert spec.step is not None and spec.step.target == "task.py:step"
+    with pytest.raises(SpecError, match=r"loss\.target: must not be empty"):
+        load_spec(
+            write_spec(tmp_path, BASE_SPEC.replace("{target: torch.nn.CrossEntropyLoss}", "''"), "e.yaml")
+        )
+
+
 def test_alias_keeps_the_blocks_own_keys(tmp_path: Path) -> None:
     """`checkpoint` is the model block's own key beside `_target_`, and `kwargs:` alone is still clrfind's."""
     spec = HYDRA_SPEC.replace("  hidden: 16\n", "  checkpoint: w.pt\n  kwargs: {hidden: 8}\n")
