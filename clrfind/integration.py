@@ -7,6 +7,7 @@ the user gives only the range test's own settings, checked here as `clrfind.rang
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
 class RangeTestSettings(TypedDict, total=False):
     """The range test's own settings, as `clrfind.range_test` takes them, each optional with its default there:
-    `min_lr`, `max_lr` (the spec's 1e-5 and 1.0), `steps`, `mode`, `verify_bounds`, `seed` and `callback`
-    (progress, a `StepEvent` a call)."""
+    `min_lr`, `max_lr` (the spec's 1e-5 and 1.0), `steps`, `mode`, `verify_bounds`, `seed`, `callback` (a
+    `StepEvent` a call), `progress` (the bar; by default as the framework shows its own) and `save` (a folder for
+    the results, plot and schedule, as the CLI writes them)."""
 
     min_lr: float
     max_lr: float
@@ -33,6 +35,8 @@ class RangeTestSettings(TypedDict, total=False):
     verify_bounds: bool
     seed: int | None
     callback: Callable[[StepEvent], None] | None
+    progress: bool
+    save: str | os.PathLike[str] | None
 
 
 SETTING_NAMES = sorted(RangeTestSettings.__required_keys__ | RangeTestSettings.__optional_keys__)

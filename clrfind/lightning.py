@@ -221,7 +221,8 @@ def _run(
     by_value = getattr(algorithm, "value", algorithm) == "value"
     with _log_calls_ignored(module):
         result = run_range_test(
-            module, loader, optimizer, _TrainingStep(module), settings, terms=TERMS,
+            module, loader, optimizer, _TrainingStep(module),
+            {"progress": trainer.progress_bar_callback is not None, **settings}, terms=TERMS,
             device=trainer.strategy.root_device, precision=_PRECISION.get(str(trainer.precision), "fp32"),
             accumulate=trainer.accumulate_grad_batches, clip_grad_norm=None if by_value else clip,
             clip_grad_value=clip if by_value else None,

@@ -37,7 +37,7 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
     """Run the range test as `trainer.train()` would train: on `trainer.get_train_dataloader()`, with the loss of
     `trainer.compute_loss` (the model's own `model(**batch).loss` unless the Trainer overrides it), the optimizer
     `trainer.create_optimizer()` builds from the TrainingArguments (or the one given to the Trainer), their bf16/fp16
-    and gradient accumulation, and their seed unless `seed` is given.
+    and gradient accumulation, and their seed unless `seed` is given; the bar shows unless they disable tqdm.
 
     `settings` are the range test's (`min_lr`, `max_lr`, `steps`, ... as for `clrfind.range_test`; see
     `clrfind.integration.RangeTestSettings`). The model and the optimizer are left exactly as they were; an
@@ -54,7 +54,7 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
     try:
         return run_range_test(
             trainer.model, trainer.get_train_dataloader(), optimizer, _ComputeLoss(trainer),
-            {"seed": args.seed, **settings}, terms=TERMS, device=args.device,
+            {"seed": args.seed, "progress": not args.disable_tqdm, **settings}, terms=TERMS, device=args.device,
             precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
             accumulate=args.gradient_accumulation_steps,
             clip_grad_norm=args.max_grad_norm or None,
