@@ -37,7 +37,8 @@ batch norm) and a nineteenth (an MLP-Mixer, quantile regression on the pinball l
 SGD, channel dropout under NAdam with decoupled weight decay, a convolutional text classifier under Adagrad, a
 LLaMA-style language model under Adam with beta2 0.95) and a twentieth (per-pixel segmentation with a U-Net, LoRA
 adapters on a frozen pretrained body, a deep linear network, 1-D batch norm on waveforms under Nesterov SGD, a
-skip-gram word model, a post-norm Transformer): how the rules fare where nobody looked.
+skip-gram word model, a post-norm Transformer) and a twenty-first (torch's Muon, which orthogonalizes each matrix's
+update, on an MLP classifier and an MLP regression): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -1917,6 +1918,15 @@ def deep_linear(in_features: int, out_features: int, hidden: int, depth: int) ->
     return nn.Sequential(*[nn.Linear(a, b) for a, b in itertools.pairwise(widths)])
 
 
+def bias_free_mlp(in_features: int, out_features: int, hidden: int, depth: int = 2) -> nn.Sequential:
+    """A ReLU MLP whose every parameter is a matrix: torch's Muon steps only 2-D parameters."""
+    widths = [in_features] + [hidden] * depth
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths):
+        layers += [nn.Linear(a, b, bias=False), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], out_features, bias=False))
+
+
 class WaveCNN(nn.Module):
     """Three 1-D convolutions (16, 32, 32 channels; kernels 7, 5, 3) with batch norm and ReLU, two max-pools, the
     mean over time and a linear head."""
@@ -1965,7 +1975,7 @@ class PostNormLM(TinyTransformer):
 SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
 NADAM, ADAGRAD, ADAMAX = "torch.optim.NAdam", "torch.optim.Adagrad", "torch.optim.Adamax"
 ADADELTA, RADAM = "torch.optim.Adadelta", "torch.optim.RAdam"
-ADAFACTOR, ASGD = "torch.optim.Adafactor", "torch.optim.ASGD"
+ADAFACTOR, ASGD, MUON = "torch.optim.Adafactor", "torch.optim.ASGD", "torch.optim.Muon"
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 TASKS: dict[str, Task] = {
@@ -3662,6 +3672,36 @@ TASKS: dict[str, Task] = {
             make_model=lambda: PostNormLM(len(CHARS), CHAR_LEN),
             make_loss=TokenCrossEntropy,
         ),
+        # twenty-first batch: an optimizer the bench had not run, torch's Muon (momentum 0.95, Nesterov, wd 0.1,
+        # each matrix's update orthogonalized), on a classifier and a regression, written and first scored with the
+        # rules as of 39966f2
+        Task(
+            name="digits-muon",
+            description="load_digits (64 features), bias-free MLP 64-128-128-10, Muon (torch's defaults: momentum "
+            "0.95, Nesterov, wd 0.1), batch 32, 8 epochs",
+            half="fresh",
+            optimizer=MUON,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=8,
+            metric="accuracy",
+            make_data=digits_data,
+            make_model=lambda: bias_free_mlp(64, 10, 128),
+        ),
+        Task(
+            name="friedman-muon",
+            description="make_friedman1 regression (standardized target), bias-free MLP 10-64-64-1, Muon (torch's "
+            "defaults), batch 32, 6 epochs",
+            half="fresh",
+            optimizer=MUON,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=6,
+            metric="mse",
+            make_data=friedman_data,
+            make_model=lambda: bias_free_mlp(10, 1, 64),
+            make_loss=nn.MSELoss,
+        ),
     ]
 }
 
@@ -3673,6 +3713,7 @@ FRESH_BATCH_STARTS = (
     "digits-noisy-adamw", "six-class-memorize-sgd", "digits-bncnn-batch8-adamw", "cancer-raw-sgd", "char-adafactor",
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
+    "digits-muon",
 )  # fmt: skip
 
 
