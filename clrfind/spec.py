@@ -554,7 +554,7 @@ class LoadedSpec:
         if not overrides:
             return self
         raw = apply_overrides(self.raw, overrides, source=self.source)
-        return dataclasses.replace(self, spec=_validate(raw, self.source), raw=raw)
+        return dataclasses.replace(self, spec=_validate(raw, self.source, overrides), raw=raw)
 
 
 # -- loading -------------------------------------------------------------------------------------------------------
@@ -613,8 +613,8 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
             ]
         )
     raw = apply_overrides(raw, overrides or {}, source=source)
-    return LoadedSpec(spec=_validate(raw, source), path=resolved, base_dir=resolved.parent, name=resolved.stem,
-                      raw=raw)  # fmt: skip
+    spec = _validate(raw, source, overrides or {})
+    return LoadedSpec(spec=spec, path=resolved, base_dir=resolved.parent, name=resolved.stem, raw=raw)
 
 
 def _shown_path(path: Path) -> str:
@@ -622,14 +622,17 @@ def _shown_path(path: Path) -> str:
     return one_line(repr(str(path))[1:-1], limit=200)
 
 
-def _validate(raw: dict[str, Any], source: str) -> Spec:
-    """The validated spec, or a SpecError carrying every problem found."""
+def _validate(raw: dict[str, Any], source: str, overrides: Mapping[str, Any]) -> Spec:
+    """The validated spec, or a SpecError carrying every problem found; a key the command line set is said to be
+    from there, since the file's own value is not the one at fault."""
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError.from_problems(
-            [_describe(err, source) for err in exc.errors(include_url=False)]
-        ) from None
+        problems = [_describe(err, source) for err in exc.errors(include_url=False)]
+    for key in overrides:
+        where = f"{source}: {key}: "
+        problems = [p.replace(where, f"{source}: {key} (as the command line set it): ", 1) for p in problems]
+    raise SpecError.from_problems(problems) from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:

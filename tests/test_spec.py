@@ -418,6 +418,12 @@ def test_bad_override_path(tmp_path: Path, overrides: dict[str, Any], fragment: 
 def test_bad_override_value_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, VALID), {"range_test.steps": 1})
+    assert_spec_error(
+        info.value, key="range_test.steps (as the command line set it)", fragment="must be at least 2, got 1"
+    )
+    # The file's own bad value is the file's.
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, VALID.replace("steps: 200", "steps: 1")), {"seed": 3})
     assert_spec_error(info.value, key="range_test.steps", fragment="must be at least 2, got 1")
 
 
