@@ -44,11 +44,11 @@ SETTING_NAMES = sorted(RangeTestSettings.__required_keys__ | RangeTestSettings._
 
 def check_settings(settings: Mapping[str, Any], *, where: str) -> RangeTestSettings:
     """The settings as given, or a `UsageError` naming an unknown one (with a suggestion)."""
-    from clrfind.spec import closest
+    from clrfind.spec import likely_name
 
     for name in settings:
         if name not in SETTING_NAMES:
-            close = closest(name, SETTING_NAMES)
+            close = likely_name(name, SETTING_NAMES)
             hint = f"did you mean {close!r}?" if close else f"the settings are: {', '.join(SETTING_NAMES)}"
             raise UsageError(f"{where}: unknown setting {name!r}", hint=hint)
     return settings  # type: ignore[return-value]

@@ -813,10 +813,19 @@ def closest(word: str, choices: typing.Iterable[str]) -> str | None:
 # What the peers call the range test's keys (torch-lr-finder's range_test(end_lr, num_iter, step_mode), fastai's
 # lr_find(start_lr, end_lr, num_it), Lightning's lr_find(min_lr, max_lr, num_training)): a spec written from their
 # docs is pointed at the key that means the same, not at the nearest spelling (end_lr is nearest to min_lr).
-_PEER_NAMES = {
+PEER_NAMES = {
     "start_lr": "min_lr", "end_lr": "max_lr", "lr_min": "min_lr", "lr_max": "max_lr", "num_iter": "steps",
     "num_it": "steps", "num_training": "steps", "num_steps": "steps", "iterations": "steps", "step_mode": "mode",
 }  # fmt: skip
+
+
+def likely_name(word: str, choices: typing.Iterable[str]) -> str | None:
+    """The one of `choices` the user most likely meant by `word`, reading a peer's name for a range-test setting
+    (`end_lr`, `num_iter`) as the setting it stands for; None when nothing is close."""
+    choices = list(choices)
+    aliases = {alias: name for alias, name in PEER_NAMES.items() if name in choices}
+    close = closest(word, [*choices, *aliases])
+    return aliases.get(close, close) if close else None
 
 
 def _did_you_mean(word: str, choices: typing.Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
@@ -868,7 +877,7 @@ def _describe(err: Any, source: str) -> str:
         # A misspelt alias ("_targt_") is pointed at `target`, the spelling every example uses.
         aliases = dict.fromkeys(TARGET_ALIASES, "target") if model and issubclass(model, TargetRef) else None
         if model is RangeTestSpec:
-            aliases = _PEER_NAMES
+            aliases = PEER_NAMES
         hint = _did_you_mean(str(loc[-1]), model.model_fields, aliases) if model is not None else ""
         return f"{source}: {where}: unknown key{hint}"
     if kind == "missing":

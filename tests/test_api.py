@@ -79,6 +79,19 @@ def test_bad_arguments_are_usage_errors(tiny_task) -> None:
         clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=0.1, steps=1)
     with pytest.raises(UsageError, match="'auto', 'linear' or 'exp'"):
         clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=0.1, mode="log")  # type: ignore[arg-type]
+    # A call written from a peer's docs is pointed at clrfind's name for the argument, not at Python's TypeError.
+    for peer, ours in [
+        ("end_lr", "max_lr"),
+        ("num_iter", "steps"),
+        ("start_lr", "min_lr"),
+        ("step_mode", "mode"),
+    ]:
+        with pytest.raises(UsageError, match=f"range_test\\(\\) takes no argument '{peer}'") as info:
+            clrfind.range_test(model, loader, loss_fn, optimizer, **{peer: 10})
+        assert info.value.hint == f"did you mean {ours}=?"
+    with pytest.raises(UsageError) as info:
+        clrfind.range_test(model, loader, loss_fn, optimizer, learning_rate=0.1)
+    assert info.value.hint == "help(clrfind.range_test) lists the arguments"
 
 
 # A notebook's slips, each refused before anything runs (they failed as AttributeErrors deep in the run, or trained

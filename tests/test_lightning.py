@@ -185,6 +185,9 @@ def test_settings_are_checked_when_the_callback_is_made() -> None:
     with pytest.raises(UsageError, match=r"LRRangeTest: unknown setting 'step'") as info:
         clrfind.lightning.LRRangeTest(min_lr=1e-4, max_lr=1.0, step=100)
     assert info.value.hint == "did you mean 'steps'?"
+    with pytest.raises(UsageError, match=r"unknown setting 'end_lr'") as info:
+        clrfind.lightning.LRRangeTest(end_lr=10)  # torch-lr-finder's name, nearest in spelling to min_lr
+    assert info.value.hint == "did you mean 'max_lr'?"
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch) -> None:
