@@ -1141,10 +1141,18 @@ class CheckReport:
     seconds_per_step: float
     metric: str
     ladder: str
+    verify_bounds: bool = False
 
     @property
     def estimated_seconds(self) -> float:
+        """The test's own steps; the self-check's trials and hold train at most as many again."""
         return self.seconds_per_step * self.planned_steps
+
+    def _estimate(self) -> str:
+        text = format_seconds(self.estimated_seconds)
+        if self.verify_bounds:
+            text += f" for the test; up to {format_seconds(2 * self.estimated_seconds)} with the self-check"
+        return text + (" (+ metric evaluations)" if self.metric != "loss" else "")
 
     def rows(self) -> list[tuple[str, str]]:
         per_epoch = "unknown (iterable data)" if self.steps_per_epoch is None else str(self.steps_per_epoch)
@@ -1157,9 +1165,8 @@ class CheckReport:
             ("planned steps", str(self.planned_steps)),
             ("ladder", self.ladder),
             ("time per step", f"{self.seconds_per_step * 1000:.1f} ms"),
-            ("estimated run time", format_seconds(self.estimated_seconds)
-             + (" (+ metric evaluations)" if self.metric != "loss" else "")),
-        ]  # fmt: skip
+            ("estimated run time", self._estimate()),
+        ]
 
 
 def _first_batch(loader: Iterable[Any], terms: Terms) -> Any:
@@ -1248,4 +1255,5 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         seconds_per_step=per_batch * settings.accumulate,
         metric=settings.metric,
         ladder=describe_ladder(settings.min_lr, settings.max_lr, settings.mode),
+        verify_bounds=settings.verify_bounds,
     )

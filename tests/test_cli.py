@@ -306,7 +306,14 @@ def test_check_command_reports_without_writing(
         "device: cpu",
     ):
         assert label in res.stdout
-    assert re.search(r"estimated run time: (\d+ ms|\d+\.\d s)\n", res.stdout), res.stdout
+    time = r"(\d+ ms|\d+\.\d s)"
+    assert re.search(
+        rf"estimated run time: {time} for the test; up to {time} with the self-check\n", res.stdout
+    )
+    unchecked = tmp_path / "unchecked.yaml"
+    unchecked.write_text(spec.read_text() + "verify_bounds: false\n")
+    res = runner.invoke(app, ["check", str(unchecked)])
+    assert re.search(rf"estimated run time: {time}\n", res.stdout), res.stdout
     assert not (tmp_path / "clrfind-runs").exists()
 
 
@@ -314,16 +321,19 @@ def test_check_estimates_read_like_the_run_summary() -> None:
     """Under a second in milliseconds (not "0.0 s"), with the metric's evaluations named when there are some."""
     from clrfind.api import CheckReport
 
-    def estimate(seconds_per_step: float, metric: str = "loss") -> str:
+    def estimate(seconds_per_step: float, metric: str = "loss", verify: bool = False) -> str:
         report = CheckReport(
             spec_path=Path("s.yaml"), device="cpu", param_count=1, batch="x", batch_size=1, batches_per_epoch=1,
             steps_per_epoch=1, planned_steps=300, seconds_per_step=seconds_per_step, metric=metric, ladder="l",
+            verify_bounds=verify,
         )  # fmt: skip
         return dict(report.rows())["estimated run time"]
 
     assert estimate(0.0002) == "60 ms"
     assert estimate(0.01) == "3.0 s"
     assert estimate(0.01, "accuracy") == "3.0 s (+ metric evaluations)"
+    # The self-check trains at most as many steps again as the test.
+    assert estimate(0.01, verify=True) == "3.0 s for the test; up to 6.0 s with the self-check"
 
 
 def test_dry_run_is_check(runner: CliRunner, spec: Path) -> None:
