@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from clrfind.analysis import smooth, suggest_bounds
+from clrfind.analysis import bounds_for, smooth
 from clrfind.errors import ResultsError, UsageError, one_line, short_repr
 from clrfind.fileio import read_document
 from clrfind.results import (
@@ -28,6 +28,7 @@ from clrfind.results import (
     SWEEP_KIND,
     SWEEP_NAME,
     Bounds,
+    MetricCurve,
     RangeTestResult,
     RunCurve,
     Spread,
@@ -79,16 +80,52 @@ def mean_curve(runs: Sequence[RangeTestResult]) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(longest.lrs[:keep], dtype=float), mean
 
 
+def mean_metric(runs: Sequence[RangeTestResult]) -> MetricCurve | None:
+    """The runs' metric (accuracy, val loss) averaged at each evaluation step, as `mean_curve` averages the loss:
+    over the runs with a finite value there, and only up to the first step fewer than half of them reached. None
+    when a run measured no metric."""
+    curves = [r.metric for r in runs]
+    if not curves or any(c is None for c in curves) or len({c.name for c in curves if c is not None}) != 1:
+        return None
+    values: dict[int, list[float]] = {}
+    lr_at: dict[int, float] = {}
+    for curve in curves:
+        assert curve is not None  # narrowed above
+        for step, lr, value in zip(curve.steps, curve.lrs, curve.values, strict=True):
+            lr_at.setdefault(step, lr)
+            if value is not None and math.isfinite(value):
+                values.setdefault(step, []).append(value)
+    kept: list[int] = []
+    for step in sorted(lr_at):
+        if len(values.get(step, [])) < math.ceil(len(runs) / 2):
+            break
+        kept.append(step)
+    first = curves[0]
+    assert first is not None
+    return MetricCurve(
+        name=first.name, higher_is_better=first.higher_is_better, steps=kept, lrs=[lr_at[s] for s in kept],
+        values=[float(np.mean(values[s])) for s in kept],
+    )  # fmt: skip
+
+
 def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
-    """One result from K runs: the mean curve, bounds suggested from it, each bound's spread, and every run kept."""
+    """One result from K runs: the mean curve (and mean metric), bounds suggested from them as from one run's,
+    each bound's spread, and every run kept."""
     if not runs:
         raise UsageError("no runs to aggregate")
     first = runs[0]
     lrs, mean = mean_curve(runs)
+    metric = mean_metric(runs)
     stop_reason = Counter(r.stop_reason for r in runs).most_common(1)[0][0]
     adaptive = first.optimizer.name if first.optimizer is not None and first.optimizer.adaptive else None
-    bounds = suggest_bounds(
-        lrs, mean, mode=first.mode, stop_reason=stop_reason, planned_max_lr=first.max_lr, adaptive=adaptive
+    bounds = bounds_for(
+        lrs,
+        mean,
+        mode=first.mode,
+        stop_reason=stop_reason,
+        max_lr=first.max_lr,
+        metric=metric,
+        adaptive=adaptive,
     )
     spreads = {
         key: spread_of([getattr(r.bounds, key) if r.bounds else None for r in runs])
@@ -128,7 +165,7 @@ def aggregate_repeats(runs: Sequence[RangeTestResult]) -> RangeTestResult:
             "bounds": bounds,
             "runs": curves,
             "spread": {k: v for k, v in spreads.items() if v is not None} or None,
-            "metric": None,
+            "metric": metric,
             "timing": _summed_timing([r.timing for r in runs]),
             "notes": notes,
         }

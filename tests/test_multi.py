@@ -145,6 +145,36 @@ def test_aggregate_repeats_adds_no_notes_when_the_runs_agree() -> None:
     assert agg.notes == []
 
 
+def test_aggregate_repeats_reads_the_bounds_from_the_mean_metric() -> None:
+    """Runs that measured accuracy give bounds from its mean, as one run's come from its own accuracy: the rise to a
+    plateau and the fall, not the loss; an evaluation step fewer than half the runs reached ends the mean."""
+    from clrfind.results import MetricCurve
+
+    runs = _same_curve_runs([(0.05, 0.4), (0.06, 0.5), (0.07, 0.6)])
+    steps = list(range(0, 80, 4))
+    x = np.linspace(0, 1, 80)[steps]
+    rise_and_fall = 0.3 + 0.6 * np.tanh(6 * x) - 2.0 * np.clip(x - 0.6, 0, None)
+    curves = []
+    for seed, run in enumerate(runs):
+        values: list[float | None] = list(rise_and_fall + 0.01 * seed)
+        if seed:  # runs 2 and 3 stop before the last evaluation: only run 1 reached it
+            values[-1] = None
+        curve = MetricCurve(
+            name="accuracy",
+            higher_is_better=True,
+            steps=steps,
+            lrs=[run.lrs[s] for s in steps],
+            values=values,
+        )
+        curves.append(run.model_copy(update={"metric": curve}))
+    agg = aggregate_repeats(curves)
+    assert agg.metric is not None and agg.metric.steps == steps[:-1]
+    assert agg.metric.values[0] == pytest.approx(0.31)  # the mean of 0.30, 0.31 and 0.32
+    assert agg.bounds is not None and agg.bounds.method == "accuracy" and agg.bounds.usable
+    without = aggregate_repeats(runs)
+    assert without.metric is None and without.bounds is not None and without.bounds.method == "loss"
+
+
 def test_sweep_grid_and_recommendation() -> None:
     grid = sweep_grid([("optimizer.kwargs.weight_decay", [0, 1e-4]), ("data.batch_size", [16, 32])])
     assert len(grid) == 4 and grid[1] == {"optimizer.kwargs.weight_decay": 0, "data.batch_size": 32}
