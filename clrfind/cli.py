@@ -453,7 +453,7 @@ def export_cmd(
     """Write a schedule config (CyclicLR, OneCycleLR, ...) from a results file, usable as is."""
     from clrfind.export import build_schedule, render_schedule, verify_schedule
     from clrfind.fileio import output_file, write_atomic
-    from clrfind.results import load_results
+    from clrfind.results import RESULTS_NAME, load_results
 
     if epochs is not None and epochs <= 0:
         raise UsageError(
@@ -462,7 +462,10 @@ def export_cmd(
     if steps_per_epoch is not None and steps_per_epoch <= 0:
         raise UsageError(f"--steps-per-epoch must be positive, got {steps_per_epoch}")
     result = load_results(results)
-    schedule = build_schedule(result, policy=policy.value, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    source = results / RESULTS_NAME if results.is_dir() else results
+    schedule = build_schedule(
+        result, policy=policy.value, epochs=epochs, steps_per_epoch=steps_per_epoch, results_path=str(source)
+    )
     if verify:
         verify_schedule(schedule, trust=trust_results)
     text = render_schedule(schedule, fmt.value)

@@ -127,10 +127,14 @@ def build_schedule(
     """
     if policy not in POLICIES:
         raise ExportError(f"unknown policy {policy!r}", hint=f"use one of: {', '.join(POLICIES)}")
-    bounds = _usable_bounds(result)
+    where = f"{results_path}: " if results_path else ""
+    try:
+        bounds = _usable_bounds(result)
+    except ExportError as exc:  # about the results' content: named by their file, as a spec's problems are
+        raise exc.reworded(before=where) from None
     if result.optimizer is None:
         raise ExportError(
-            "the results do not record the optimizer the test ran with, so no optimizer config can be made",
+            f"{where}the results do not record the optimizer the test ran with, so no optimizer config can be made",
             hint="re-run the range test with this clrfind (it records optimizer.target and kwargs)",
         )
     if epochs is not None and epochs <= 0:
