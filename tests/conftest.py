@@ -31,6 +31,22 @@ def tiny_task():
     return model, loader, loss_fn, optimizer
 
 
+@pytest.fixture
+def progress_seen(monkeypatch) -> list[bool]:
+    """The `progress` each `clrfind.api.range_test` call got (an integration passes it on), in call order."""
+    import clrfind.api
+
+    seen: list[bool] = []
+    real = clrfind.api.range_test
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["progress"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clrfind.api, "range_test", spy)
+    return seen
+
+
 def state_of(model, optimizer) -> tuple:
     """Everything `range_test` promises to leave as it was: weights, optimizer state, RNG states, train mode."""
     import copy

@@ -200,17 +200,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch) -> None:
     assert scope["finder"].result.bounds.usable
 
 
-def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, monkeypatch) -> None:
-    import clrfind.api
-
-    seen: list[bool] = []
-    real = clrfind.api.range_test
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["progress"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(clrfind.api, "range_test", spy)
+def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, progress_seen) -> None:
     quick = {**SETTINGS, "verify_bounds": False}
     clrfind.lightning.range_test(_trainer(tmp_path), Classifier(), _loader(), save=tmp_path / "lr", **quick)
     assert {p.name for p in (tmp_path / "lr").iterdir()} == {
@@ -221,4 +211,4 @@ def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, monk
     shown = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
     clrfind.lightning.range_test(shown, Classifier(), _loader(), **quick)
     clrfind.lightning.range_test(shown, Classifier(), _loader(), progress=False, **quick)  # the caller's wins
-    assert seen == [False, True, False]
+    assert progress_seen == [False, True, False]

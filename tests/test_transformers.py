@@ -91,20 +91,10 @@ def test_the_readme_example_runs(tmp_path, monkeypatch) -> None:
     assert scope["result"].bounds.usable and scope["trainer"].state.global_step > 0
 
 
-def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, monkeypatch) -> None:
-    import clrfind.api
-
-    seen: list[bool] = []
-    real = clrfind.api.range_test
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["progress"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(clrfind.api, "range_test", spy)
+def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, progress_seen) -> None:
     trainer = _trainer(tmp_path)  # disable_tqdm=True
     clrfind.transformers.range_test(trainer, steps=20, verify_bounds=False, save=tmp_path / "lr")
-    assert seen == [False]
+    assert progress_seen == [False]
     assert {p.name for p in (tmp_path / "lr").iterdir()} == {
         "range_test.json",
         "range_test.png",
@@ -113,4 +103,4 @@ def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, monk
     clrfind.transformers.range_test(
         trainer, steps=20, verify_bounds=False, progress=True
     )  # the caller's wins
-    assert seen == [False, True]
+    assert progress_seen == [False, True]
