@@ -59,3 +59,15 @@ def test_batch_rows_average_each_fresh_batch_and_leave_the_halves_out() -> None:
     header, rows = batch_rows(scored, [CLRFIND, DEFAULT])
     assert header == ["fresh batch", "tasks", CLRFIND, DEFAULT, "clrfind above default LR"]
     assert rows == [["1", "2", "0.750", "0.600", "1/2"], ["2", "1", "0.900", "0.300", "1/1"]]
+
+
+def test_tasks_whose_optimizer_this_torch_lacks_are_named_before_anything_runs(monkeypatch) -> None:
+    import pytest
+    import torch
+
+    from bench.quality.run import select_tasks
+
+    monkeypatch.delattr(torch.optim, "Muon", raising=False)
+    with pytest.raises(SystemExit, match="lacks the optimizer of digits-muon, friedman-muon"):
+        select_tasks("fresh", "")
+    assert [t.name for t in select_tasks("fresh", "digits-sigmoid-sgd")] == ["digits-sigmoid-sgd"]

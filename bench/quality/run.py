@@ -683,6 +683,14 @@ def select_tasks(half: str, names: str) -> list[Task]:
     ]
     if not tasks:
         raise SystemExit(f"no task of half {half!r} among --tasks {names!r}")
+    import torch
+
+    missing = [t.name for t in tasks if not hasattr(torch.optim, t.optimizer.rpartition(".")[2])]
+    if missing:  # Adafactor came with torch 2.5, Muon with 2.9: say so before any worker starts
+        raise SystemExit(
+            f"this torch ({torch.__version__}) lacks the optimizer of {', '.join(missing)}: install a newer torch "
+            "or leave them out of --tasks"
+        )
     return tasks
 
 
