@@ -411,8 +411,9 @@ def test_yaml_that_expands_or_recurses_is_refused_at_load(
     ("args", "edit", "needle"),
     [
         ([], ("seed: 0", f"seed: {2**64}"), "seed: must be less than 18446744073709551616, got 18446744073709551616"),
-        (["--seed", str(10**30)], None, "seed: must be less than 18446744073709551616"),
-        (["--steps", "1000000000"], None, "range_test.steps: must be at most 1000000, got 1000000000"),
+        (["--seed", str(10**30)], None, "seed (as the command line set it): must be less than 18446744073709551616"),
+        (["--steps", "1000000000"], None,
+         "range_test.steps (as the command line set it): must be at most 1000000, got 1000000000"),
         ([], ("steps: 60", "epochs: 100000000"), "range_test.epochs: must be at most 10000"),
         ([], ("batch_size: 64", "batch_size: 64\n  num_workers: 100000"), "data.num_workers: must be at most 512"),
         (["--seed", str(2**64 - 1), "--repeats", "2"], None, "needs seeds up to 18446744073709551616, past 2**64"),
