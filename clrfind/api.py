@@ -950,7 +950,7 @@ def write_outputs(result: RangeTestResult, out_dir: Path, *, verify_schedule: bo
     schedule_error = None
     if result.bounds is not None and result.bounds.usable:
         try:
-            schedule = build_schedule(result, results_path=str(paths[RESULTS_NAME]))
+            schedule = build_schedule(result)
             if verify_schedule:  # trusted: the optimizer is the spec's own, which the run has built already
                 verify(schedule, trust=True)
             files[paths[SCHEDULE_NAME]] = render_schedule(schedule)
