@@ -283,6 +283,9 @@ def range_test(
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
     loggers, out_dir = _rank_0_outputs(log, save, rank)
     terms = terms or library_terms(step_fn=step_fn is not None, clip_grad_value=clip_grad_value)
+    from clrfind.build import refuse_loader_repeating_stream
+
+    refuse_loader_repeating_stream(train_loader, f"{terms.prefix}{terms.name('data')}")
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
     dev = torch.device(device) if device is not None else home

@@ -116,6 +116,7 @@ def make_loader(
     import torch.utils.data as tud
 
     if _is_loader(obj):
+        refuse_loader_repeating_stream(obj, f"{source}: {key}")
         return obj
     obj = _arrays_dataset(obj, key=key, source=source)
     _refuse_splits(obj, key=key, source=source)
@@ -203,28 +204,8 @@ def _refuse_splits(obj: Any, *, key: str, source: str) -> None:
 
 
 def _refuse_unsharded_stream(obj: Any, *, batch_size: int, num_workers: int, key: str, source: str) -> None:
-    """An IterableDataset read by several DataLoader workers is iterated whole by each of them, unless its
-    __iter__ splits the stream by torch.utils.data.get_worker_info(): every sample then comes num_workers times a
-    pass, and the test (and the training) sees each batch repeated. Workers take turns batch by batch, so the
-    first two batches, from workers 0 and 1, are the same exactly then. Read through a loader of its own with a
-    generator of its own: the run's loader and its seeds are untouched. A stream that is short, fails or comes in
-    another order per worker (its own per-worker randomness) passes here; the run shows whatever else is wrong."""
-    import torch
-    import torch.utils.data as tud
-
-    from clrfind.engine import shut_down_workers
-
-    probe = tud.DataLoader(
-        obj, batch_size=batch_size, num_workers=2, generator=torch.Generator().manual_seed(0)
-    )
-    iterator = iter(probe)
-    try:
-        first, second = next(iterator), next(iterator)
-    except (StopIteration, *USER_FAILURES):
-        return
-    finally:
-        shut_down_workers(iterator, probe)
-    if _same_batch(first, second):
+    """A spec's stream that repeats itself in every worker (`unsharded_stream`) is a setup error."""
+    if unsharded_stream(obj, batch_size=batch_size):
         raise SetupError(
             f"{source}: {key} is an IterableDataset that gives every DataLoader worker the whole stream: its "
             f"first two batches, from workers 0 and 1, are the same, so with num_workers {num_workers} each "
@@ -232,6 +213,56 @@ def _refuse_unsharded_stream(obj: Any, *, batch_size: int, num_workers: int, key
             hint="split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or set "
             "data.num_workers to 0 or 1",
         )
+
+
+def refuse_loader_repeating_stream(loader: Any, where: str) -> None:
+    """A ready DataLoader (a spec's target, a library caller's) whose several workers each read its whole
+    IterableDataset (`unsharded_stream`, read with the loader's own batch size and collate function) trains on
+    every batch num_workers times: a setup error, `where` naming the loader."""
+    import torch.utils.data as tud
+
+    if not (
+        isinstance(loader, tud.DataLoader)
+        and isinstance(loader.dataset, tud.IterableDataset)
+        and loader.num_workers > 1
+        and loader.batch_size is not None
+    ):
+        return
+    if unsharded_stream(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn):
+        n = loader.num_workers
+        raise SetupError(
+            f"{where}: its IterableDataset gives every DataLoader worker the whole stream: the first two batches, "
+            f"from workers 0 and 1, are the same, so with num_workers={n} each sample comes {n} times a pass",
+            hint="split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or "
+            "build the DataLoader with num_workers=0 or 1",
+        )
+
+
+def unsharded_stream(dataset: Any, *, batch_size: int, collate_fn: Any = None) -> bool:
+    """Whether an IterableDataset read by several DataLoader workers is iterated whole by each of them, because its
+    __iter__ does not split the stream by torch.utils.data.get_worker_info(): every sample then comes num_workers
+    times a pass, and the test (and the training) sees each batch repeated. Workers take turns batch by batch, so
+    the first two batches, from workers 0 and 1, are the same exactly then. Read through a loader of its own with a
+    generator of its own: the run's loader, its seeds and the dataset in this process are untouched. A stream that
+    is short, fails or comes in another order per worker (its own per-worker randomness) passes here; the run
+    shows whatever else is wrong."""
+    import torch
+    import torch.utils.data as tud
+
+    from clrfind.engine import shut_down_workers
+
+    probe = tud.DataLoader(
+        dataset, batch_size=batch_size, num_workers=2, collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    iterator = iter(probe)
+    try:
+        first, second = next(iterator), next(iterator)
+    except (StopIteration, *USER_FAILURES):
+        return False
+    finally:
+        shut_down_workers(iterator, probe)
+    return _same_batch(first, second)
 
 
 def _same_batch(a: Any, b: Any) -> bool:

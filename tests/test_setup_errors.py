@@ -1014,6 +1014,46 @@ def test_a_stream_that_every_worker_reads_whole_is_refused(tmp_path: Path, shard
     )
 
 
+def test_a_ready_loader_whose_workers_each_read_the_whole_stream_is_refused(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The same stream handed over as a DataLoader with two workers: as a spec's data.train target and to the
+    library, refused before the first step; a sharded stream trains."""
+    import importlib
+
+    import torch
+
+    import clrfind
+    from clrfind.errors import SetupError
+
+    (tmp_path / "streams.py").write_text(
+        STREAMS_PY
+        + "\n\ndef loader(sharded=False):\n    return torch.utils.data.DataLoader(Stream(sharded), "
+        "batch_size=64, num_workers=2)\n"
+    )
+    spec = BASE_SPEC.replace("task.py:blobs, kwargs: {n: 1024}", "streams.py:loader")
+    line = _cli_error(tmp_path, write_spec(tmp_path, spec), 2)
+    assert line.startswith(
+        "error: spec.yaml: data.train: its IterableDataset gives every DataLoader worker the whole stream: the first "
+        "two batches, from workers 0 and 1, are the same, so with num_workers=2 each sample comes 2 times a pass"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    streams = importlib.import_module("streams")
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(SetupError, match=r"^train_loader: its IterableDataset gives every DataLoader worker"):
+        clrfind.range_test(model, streams.loader(), torch.nn.CrossEntropyLoss(), optimizer, steps=20)
+    result = clrfind.range_test(
+        model,
+        streams.loader(sharded=True),
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        steps=20,
+        verify_bounds=False,
+    )
+    assert result.steps_run > 0
+
+
 def test_a_step_that_computes_the_loss_itself_may_take_no_loss_fn(tmp_path: Path) -> None:
     import json
 
