@@ -210,8 +210,8 @@ def _one_cycle(bounds: _UsableBounds, optimizer: OptimizerRef, spe: int, epochs:
     total = epochs * spe
     if total < ONE_CYCLE_MIN_STEPS:
         raise ExportError(
-            f"{epochs} epochs x {spe} steps = {total} optimizer steps is too short for one-cycle "
-            f"(its 30% warm-up needs >= {ONE_CYCLE_MIN_STEPS} steps in all)",
+            f"{_count(epochs, 'epoch')} x {_count(spe, 'step')} = {_count(total, 'optimizer step')} is too short for "
+            f"one-cycle (its 30% warm-up needs >= {ONE_CYCLE_MIN_STEPS} steps in all)",
             hint="pass more --epochs, or --steps-per-epoch if the range test's value is wrong",
         )
     base_lr, max_lr = bounds.base_lr, bounds.max_lr
@@ -364,6 +364,11 @@ class _UsableBounds(NamedTuple):
     reason: str | None
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 epoch`, `3 epochs`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _usable_bounds(result: RangeTestResult) -> _UsableBounds:
     """The bounds, or the analysis' own reason and next step when there are none to export."""
     b = result.bounds
@@ -413,8 +418,8 @@ def _fit_cycles(spe: int, epochs: int | None) -> tuple[int, int, int, str]:
     budget = epochs * spe
     if budget < 2:
         raise ExportError(
-            f"{epochs} epochs x {spe} steps = {budget} optimizer step, too short for one cycle "
-            "(a cycle needs >= 2 steps: one up, one down)",
+            f"{_count(epochs, 'epoch')} x {_count(spe, 'step')} = {_count(budget, 'optimizer step')}, too short "
+            "for one cycle (a cycle needs >= 2 steps: one up, one down)",
             hint="pass more --epochs",
         )
     most = epochs // (2 * MIN_STEPSIZE_EPOCHS)  # cycles whose step size is still >= 2 epochs

@@ -416,9 +416,22 @@ def test_steps_per_epoch_override() -> None:
         ({}, {"epochs": -3}, ["epochs", "-3"]),
         ({}, {"steps_per_epoch": 0}, ["steps_per_epoch", "--steps-per-epoch"]),
         ({"steps_per_epoch": None}, {}, ["steps per epoch unknown", "--steps-per-epoch N"]),
-        ({}, {"epochs": 1, "steps_per_epoch": 1}, ["too short", "--epochs"]),
+        (
+            {},
+            {"epochs": 1, "steps_per_epoch": 1},
+            ["1 epoch x 1 step = 1 optimizer step is too short", "--epochs"],
+        ),
+        (
+            {},
+            {"policy": "triangular", "epochs": 1, "steps_per_epoch": 1},
+            ["1 epoch x 1 step = 1 optimizer step, too short for one cycle", "--epochs"],
+        ),
         ({}, {"policy": "one-cycle"}, ["one-cycle needs the training length", "--epochs N"]),
-        ({}, {"policy": "one-cycle", "epochs": 1, "steps_per_epoch": 5}, ["too short for one-cycle"]),
+        (
+            {},
+            {"policy": "one-cycle", "epochs": 1, "steps_per_epoch": 5},
+            ["1 epoch x 5 steps = 5 optimizer steps is too short for one-cycle"],
+        ),
         ({"optimizer": None}, {}, ["optimizer", "re-run"]),
     ],
 )
