@@ -357,10 +357,18 @@ def recommend(runs: Sequence[SweepRun]) -> tuple[str | None, str]:
         return None, "no run gave usable bounds"
     limit = _lowest_loss_limit(usable)
     contenders = [r for r in usable if r.lowest_loss is not None and r.lowest_loss <= limit]
-    pick = max(contenders, key=lambda r: r.max_lr or 0.0)
+    # Equal max_lrs are common (the self-check settles several values on the same trial peak): the lower loss
+    # decides between them, and the reason says so.
+    pick = max(contenders, key=lambda r: (r.max_lr or 0.0, -(r.lowest_loss or 0.0)))
+    tied = [r.label for r in contenders if r is not pick and r.max_lr == pick.max_lr]
+    tie = (
+        f"; tied on max_lr with {', '.join(tied)}, it reaches the lower loss ({pick.lowest_loss:.4g})"
+        if tied
+        else ""
+    )
     return pick.label, (
         f"{pick.label}: largest max_lr ({pick.max_lr:.2g}) among the values reaching the lowest loss "
-        f"(within {SWEEP_LOSS_TOLERANCE:.0%} of the spread: <= {limit:.4g})"
+        f"(within {SWEEP_LOSS_TOLERANCE:.0%} of the spread: <= {limit:.4g}){tie}"
     )
 
 

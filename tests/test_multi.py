@@ -184,7 +184,11 @@ def test_sweep_grid_and_recommendation() -> None:
         SweepRun(label="wd=1e-3", overrides={}, results="", max_lr=0.9, lowest_loss=0.80),
     ]
     label, why = recommend(runs)
-    assert label == "wd=1e-4" and "largest max_lr" in why
+    assert label == "wd=1e-4" and "largest max_lr" in why and "tied" not in why
+    # Equal max_lrs: the lower loss decides, whatever the order, and the reason says so.
+    runs[0] = SweepRun(label="wd=0", overrides={}, results="", max_lr=0.6, lowest_loss=0.505)
+    assert recommend(runs)[0] == recommend(runs[::-1])[0] == "wd=0"
+    assert recommend(runs)[1].endswith("; tied on max_lr with wd=1e-4, it reaches the lower loss (0.505)")
 
 
 def test_two_key_recommendation_is_explained_per_key() -> None:
