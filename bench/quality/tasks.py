@@ -38,7 +38,8 @@ SGD, channel dropout under NAdam with decoupled weight decay, a convolutional te
 LLaMA-style language model under Adam with beta2 0.95) and a twentieth (per-pixel segmentation with a U-Net, LoRA
 adapters on a frozen pretrained body, a deep linear network, 1-D batch norm on waveforms under Nesterov SGD, a
 skip-gram word model, a post-norm Transformer) and a twenty-first (torch's Muon, which orthogonalizes each matrix's
-update, on an MLP classifier and an MLP regression): how the rules fare where nobody looked.
+update, on an MLP classifier and an MLP regression) and a twenty-second (a plain tanh RNN, unclipped, under SGD
+with momentum and under Adam): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -3702,6 +3703,36 @@ TASKS: dict[str, Task] = {
             make_model=lambda: bias_free_mlp(10, 1, 64),
             make_loss=nn.MSELoss,
         ),
+        # twenty-second batch: a plain (Elman) tanh RNN, whose gradients explode or vanish through time as the
+        # gated cells' do not, unclipped, as a sequence classifier under SGD with momentum and as a character
+        # language model under Adam; written and first scored with the rules as of 23f2e09
+        Task(
+            name="mode-rnn-sgd",
+            description=f"the most frequent of {MODE_VOCAB} tokens in a random {MODE_LEN}-token sequence, a plain "
+            "tanh RNN (embed 16, hidden 48) classifier, unclipped, SGD momentum 0.9, batch 32, 6 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            make_data=mode_data,
+            make_model=lambda: RecurrentNet(nn.RNN, MODE_VOCAB, MODE_VOCAB, 16, 48, per_token=False),
+        ),
+        Task(
+            name="char-rnn-adam",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), a plain tanh "
+            "RNN (embed 32, hidden 128), unclipped, Adam, batch 32, 2 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: RecurrentNet(nn.RNN, len(CHARS), len(CHARS), 32, 128, per_token=True),
+            make_loss=TokenCrossEntropy,
+        ),
     ]
 }
 
@@ -3713,7 +3744,7 @@ FRESH_BATCH_STARTS = (
     "digits-noisy-adamw", "six-class-memorize-sgd", "digits-bncnn-batch8-adamw", "cancer-raw-sgd", "char-adafactor",
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
-    "digits-muon",
+    "digits-muon", "mode-rnn-sgd",
 )  # fmt: skip
 
 
