@@ -330,14 +330,14 @@ def _length(obj: Any, *, key: str, source: str) -> int:
         ) from exc
 
 
-def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str) -> Any:
+def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str, target: str) -> Any:
     """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance; `key` is its
     target's key as the spec writes it (``data.train._target_``)."""
     import torch.utils.data as tud
 
     if isinstance(target_obj, (tud.Dataset, tud.DataLoader)) and not kwargs:
         return target_obj
-    return instantiate(target_obj, kwargs=kwargs, key=key, source=source)
+    return instantiate(target_obj, kwargs=kwargs, key=key, source=source, target=target)
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
@@ -435,7 +435,9 @@ def _build_model(loaded: LoadedSpec, resolved: dict[str, Any]) -> torch.nn.Modul
     if isinstance(target, torch.nn.Module):
         model = _built_module(target, spec.model.kwargs, key=key, source=source)
     else:
-        model = instantiate(target, kwargs=spec.model.kwargs, key=key, source=source)
+        model = instantiate(
+            target, kwargs=spec.model.kwargs, key=key, source=source, target=spec.model.target
+        )
     if not isinstance(model, torch.nn.Module):
         raise SetupError(
             f"{source}: {key} returned {type(model).__name__}, not a torch.nn.Module",
@@ -460,7 +462,7 @@ def _build_loss(loaded: LoadedSpec, resolved: dict[str, Any]) -> Callable[..., A
     elif is_loss_function(loss_target, kwargs):  # e.g. torch.nn.functional.cross_entropy: used as is
         loss_fn = functools.partial(loss_target, **kwargs) if kwargs else loss_target
     else:
-        loss_fn = instantiate(loss_target, kwargs=kwargs, key=key, source=source)
+        loss_fn = instantiate(loss_target, kwargs=kwargs, key=key, source=source, target=spec.loss.target)
     if not callable(loss_fn):
         raise SetupError(
             f"{source}: {key} returned {type(loss_fn).__name__}, which is not callable",
@@ -534,6 +536,7 @@ def _build_optimizer(
         kwargs={**spec.optimizer.kwargs, "lr": spec.range_test.min_lr},
         key=key,
         source=source,
+        target=spec.optimizer.target,
     )
     if not isinstance(optimizer, torch.optim.Optimizer) or "lr" not in optimizer.param_groups[0]:
         raise SetupError(
@@ -580,7 +583,11 @@ def build_components(
     if train_obj is None:
         assert data.train is not None  # the spec or the factory gives it (checked)
         train_obj = _data_object(
-            resolved["data.train"], data.train.kwargs, key=loaded.target_key("data.train"), source=source
+            resolved["data.train"],
+            data.train.kwargs,
+            key=loaded.target_key("data.train"),
+            source=source,
+            target=data.train.target,
         )
     else:
         train_key = from_setup(loaded, "data")
@@ -605,7 +612,11 @@ def build_components(
     val_obj, val_key = made.get("val_data"), "data.val"
     if data.val is not None:
         val_obj = _data_object(
-            resolved["data.val"], data.val.kwargs, key=loaded.target_key("data.val"), source=source
+            resolved["data.val"],
+            data.val.kwargs,
+            key=loaded.target_key("data.val"),
+            source=source,
+            target=data.val.target,
         )
     elif val_obj is not None:
         val_key = from_setup(loaded, "val_data")

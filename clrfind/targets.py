@@ -26,7 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrfind.errors import USER_FAILURES, ClrfindError, SetupError, TargetError, describe_exception
+from clrfind.errors import (
+    USER_FAILURES,
+    ClrfindError,
+    SetupError,
+    TargetError,
+    describe_exception,
+    short_repr,
+)
 from clrfind.spec import TARGET_ALIASES, closest
 
 if TYPE_CHECKING:
@@ -484,9 +491,11 @@ def instantiate(
         raise
     except USER_FAILURES as exc:
         label = target or _qualname(obj)
+        # A bad value among the arguments (momentum: fast) fails inside the callee: show what it was given.
+        given = f"it was called with {short_repr(dict(kwargs), limit=120)}; " if kwargs else ""
         raise SetupError(
             f"{source}: {key} '{label}' raised {describe_exception(exc)}{_exc_where(exc)}",
-            hint="--debug shows the full traceback",
+            hint=f"{given}--debug shows the full traceback",
         ) from exc
 
 

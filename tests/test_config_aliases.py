@@ -160,7 +160,7 @@ def test_debug_lists_every_problem(tmp_path: Path) -> None:
             "model._target_ returned int",
         ),
         # the constructor raises: instantiate's message
-        ("hidden: 16", "hidden: -1", "model._target_ 'Net' raised RuntimeError"),
+        ("hidden: 16", "hidden: -1", "model._target_ 'task.py:Net' raised RuntimeError"),
         (
             "{_target_: torch.nn.CrossEntropyLoss}",
             "{_target_: task.py:not_a_dataset}",

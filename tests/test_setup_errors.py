@@ -1054,6 +1054,15 @@ def test_a_ready_loader_whose_workers_each_read_the_whole_stream_is_refused(
     assert result.steps_run > 0
 
 
+def test_a_bad_argument_value_is_shown_with_the_target_as_written(tmp_path: Path) -> None:
+    """A value the callee rejects from inside (torch's `momentum < 0.0` check on a string) is named by the target as
+    the spec writes it, and the call's arguments are shown, since the traceback points into torch."""
+    spec = BASE_SPEC.replace("kwargs: {momentum: 0.9}", "kwargs: {momentum: fast}")
+    line = _cli_error(tmp_path, write_spec(tmp_path, spec), 2)
+    assert line.startswith("error: spec.yaml: optimizer.target 'torch.optim.SGD' raised TypeError: ")
+    assert "(it was called with {" in line and "'momentum': 'fast'" in line
+
+
 def test_a_step_that_computes_the_loss_itself_may_take_no_loss_fn(tmp_path: Path) -> None:
     import json
 

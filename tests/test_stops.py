@@ -346,9 +346,9 @@ def test_sys_exit_in_the_data_or_the_loss_mid_run_saves_the_steps(task: Path, tm
 
 @pytest.mark.parametrize(
     ("act", "named"),
-    [("exit0@model", "model.target 'Net' raised SystemExit: sys.exit(0) was called"),
-     ("exit3@data", "data.train.target 'blobs' raised SystemExit: sys.exit(3) was called"),
-     ("exit0@loss-init", "loss.target 'Loss' raised SystemExit: sys.exit(0) was called"),
+    [("exit0@model", "model.target 'hooks.py:Net' raised SystemExit: sys.exit(0) was called"),
+     ("exit3@data", "data.train.target 'hooks.py:blobs' raised SystemExit: sys.exit(3) was called"),
+     ("exit0@loss-init", "loss.target 'hooks.py:Loss' raised SystemExit: sys.exit(0) was called"),
      ("exit0@step", "step.target 'hooks.py:step' failed on the first batch"),
      ("exit0@loss", "the loss rejected model output")],
 )  # fmt: skip
