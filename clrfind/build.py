@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from clrfind.errors import USER_FAILURES, SetupError, UsageError, describe_exception, one_line
 from clrfind.groups import check_group_options, param_groups
 from clrfind.setup_factory import from_setup, is_dataset, setup_parts
-from clrfind.spec import DEVICE_RE, DataSpec, LoadedSpec
+from clrfind.spec import DEVICE_RE, DataSpec, LoadedSpec, TargetRef
 from clrfind.targets import as_step, instantiate, is_loss_function, step_takes_loss, validate_spec_targets
 
 if TYPE_CHECKING:
@@ -330,14 +330,14 @@ def _length(obj: Any, *, key: str, source: str) -> int:
         ) from exc
 
 
-def _data_object(target_obj: Any, kwargs: dict[str, Any], *, key: str, source: str, target: str) -> Any:
+def _data_object(target_obj: Any, block: TargetRef, *, key: str, source: str) -> Any:
     """A data target may be a factory (called with kwargs) or a ready Dataset/DataLoader instance; `key` is its
     target's key as the spec writes it (``data.train._target_``)."""
     import torch.utils.data as tud
 
-    if isinstance(target_obj, (tud.Dataset, tud.DataLoader)) and not kwargs:
+    if isinstance(target_obj, (tud.Dataset, tud.DataLoader)) and not block.kwargs:
         return target_obj
-    return instantiate(target_obj, kwargs=kwargs, key=key, source=source, target=target)
+    return instantiate(target_obj, kwargs=block.kwargs, key=key, source=source, target=block.target)
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path, *, source: str) -> None:
@@ -582,13 +582,8 @@ def build_components(
     train_obj, train_key = made.get("data"), "data.train"
     if train_obj is None:
         assert data.train is not None  # the spec or the factory gives it (checked)
-        train_obj = _data_object(
-            resolved["data.train"],
-            data.train.kwargs,
-            key=loaded.target_key("data.train"),
-            source=source,
-            target=data.train.target,
-        )
+        key = loaded.target_key("data.train")
+        train_obj = _data_object(resolved["data.train"], data.train, key=key, source=source)
     else:
         train_key = from_setup(loaded, "data")
     sampler = None
@@ -612,11 +607,7 @@ def build_components(
     val_obj, val_key = made.get("val_data"), "data.val"
     if data.val is not None:
         val_obj = _data_object(
-            resolved["data.val"],
-            data.val.kwargs,
-            key=loaded.target_key("data.val"),
-            source=source,
-            target=data.val.target,
+            resolved["data.val"], data.val, key=loaded.target_key("data.val"), source=source
         )
     elif val_obj is not None:
         val_key = from_setup(loaded, "val_data")
