@@ -122,7 +122,10 @@ def make_loader(
     _refuse_splits(obj, key=key, source=source)
     iterable = isinstance(obj, tud.IterableDataset)
     if iterable and num_workers > 1:
-        _refuse_unsharded_stream(obj, batch_size=batch_size, num_workers=num_workers, key=key, source=source)
+        refuse_repeating_stream(
+            obj, batch_size=batch_size, num_workers=num_workers, where=f"{source}: {key}",
+            fix="set data.num_workers to 0 or 1",
+        )  # fmt: skip
     if not is_dataset(obj):
         raise SetupError(
             f"{source}: {key} returned {type(obj).__name__}, not a Dataset or DataLoader",
@@ -203,38 +206,34 @@ def _refuse_splits(obj: Any, *, key: str, source: str) -> None:
     )
 
 
-def _refuse_unsharded_stream(obj: Any, *, batch_size: int, num_workers: int, key: str, source: str) -> None:
-    """A spec's stream that repeats itself in every worker (`unsharded_stream`) is a setup error."""
-    if unsharded_stream(obj, batch_size=batch_size):
-        raise SetupError(
-            f"{source}: {key} is an IterableDataset that gives every DataLoader worker the whole stream: its "
-            f"first two batches, from workers 0 and 1, are the same, so with num_workers {num_workers} each "
-            f"sample comes {num_workers} times a pass",
-            hint="split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or set "
-            "data.num_workers to 0 or 1",
-        )
-
-
 def refuse_loader_repeating_stream(loader: Any, where: str) -> None:
     """A ready DataLoader (a spec's target, a library caller's) whose several workers each read its whole
-    IterableDataset (`unsharded_stream`, read with the loader's own batch size and collate function) trains on
-    every batch num_workers times: a setup error, `where` naming the loader."""
+    IterableDataset: `refuse_repeating_stream` with the loader's own batch size and collate function."""
     import torch.utils.data as tud
 
-    if not (
+    if (
         isinstance(loader, tud.DataLoader)
         and isinstance(loader.dataset, tud.IterableDataset)
         and loader.num_workers > 1
         and loader.batch_size is not None
     ):
-        return
-    if unsharded_stream(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn):
-        n = loader.num_workers
+        refuse_repeating_stream(
+            loader.dataset, batch_size=loader.batch_size, num_workers=loader.num_workers, where=where,
+            fix="build the DataLoader with num_workers=0 or 1", collate_fn=loader.collate_fn,
+        )  # fmt: skip
+
+
+def refuse_repeating_stream(
+    dataset: Any, *, batch_size: int, num_workers: int, where: str, fix: str, collate_fn: Any = None
+) -> None:
+    """A stream that every DataLoader worker reads whole (`unsharded_stream`) trains on every batch num_workers
+    times: a setup error, `where` naming the data and `fix` the setting that turns the workers off."""
+    if unsharded_stream(dataset, batch_size=batch_size, collate_fn=collate_fn):
         raise SetupError(
             f"{where}: its IterableDataset gives every DataLoader worker the whole stream: the first two batches, "
-            f"from workers 0 and 1, are the same, so with num_workers={n} each sample comes {n} times a pass",
-            hint="split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or "
-            "build the DataLoader with num_workers=0 or 1",
+            f"from workers 0 and 1, are the same, so with num_workers={num_workers} each sample comes "
+            f"{num_workers} times a pass",
+            hint=f"split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or {fix}",
         )
 
 

@@ -1007,9 +1007,9 @@ def test_a_stream_that_every_worker_reads_whole_is_refused(tmp_path: Path, shard
         _cli_runs(tmp_path, spec)
         return
     assert _cli_error(tmp_path, spec, 2) == (
-        "error: spec.yaml: data.train is an IterableDataset that gives every DataLoader worker the whole stream: its "
-        "first two batches, from workers 0 and 1, are the same, so with num_workers 2 each sample comes 2 times a "
-        "pass (split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or set "
+        "error: spec.yaml: data.train: its IterableDataset gives every DataLoader worker the whole stream: the first "
+        "two batches, from workers 0 and 1, are the same, so with num_workers=2 each sample comes 2 times a pass "
+        "(split the stream in its __iter__ by torch.utils.data.get_worker_info() (id, num_workers), or set "
         "data.num_workers to 0 or 1)"
     )
 
