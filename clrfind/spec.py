@@ -819,24 +819,24 @@ PEER_NAMES = {
 }  # fmt: skip
 
 
-def likely_name(word: str, choices: typing.Iterable[str]) -> str | None:
-    """The one of `choices` the user most likely meant by `word`, reading a peer's name for a range-test setting
-    (`end_lr`, `num_iter`) as the setting it stands for; None when nothing is close."""
+def likely_name(
+    word: str, choices: typing.Iterable[str], aliases: Mapping[str, str] | None = None
+) -> str | None:
+    """The one of `choices` the user most likely meant by `word`; None when nothing is close. `aliases` are other
+    spellings, each read as the name it stands for; by default the peers' names for the range test's settings
+    (`end_lr`, `num_iter`) among `choices`."""
     choices = list(choices)
-    aliases = {alias: name for alias, name in PEER_NAMES.items() if name in choices}
+    if aliases is None:
+        aliases = {alias: name for alias, name in PEER_NAMES.items() if name in choices}
     close = closest(word, [*choices, *aliases])
     return aliases.get(close, close) if close else None
 
 
 def _did_you_mean(word: str, choices: typing.Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
-    """`` (did you mean 'x'?)``, else the allowed names; `aliases` are other spellings, suggested as the name they
-    stand for."""
+    """`` (did you mean 'x'?)``, else the allowed names; `aliases` as for `likely_name`, none by default."""
     choices = list(choices)
-    aliases = aliases or {}
-    close = closest(word, [*choices, *aliases])
-    if close:
-        return f" (did you mean {aliases.get(close, close)!r}?)"
-    return f" (allowed: {', '.join(choices)})"
+    close = likely_name(word, choices, aliases or {})
+    return f" (did you mean {close!r}?)" if close else f" (allowed: {', '.join(choices)})"
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
