@@ -68,7 +68,7 @@ CACHE_DIR = Path(".bench-cache") / "quality"
 
 Family = Literal["sgd", "adaptive"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
-Metric = Literal["accuracy", "mse", "nats"]
+Metric = Literal["accuracy", "mse", "nats", "nll"]
 Half = Literal["dev", "heldout", "fresh"]
 HALVES: tuple[Half, ...] = ("dev", "heldout", "fresh")
 SGD_DEFAULT_LR = 0.01
@@ -77,8 +77,9 @@ SGD_DEFAULT_LR = 0.01
 @dataclass(frozen=True)
 class TaskData:
     """Tensors of one task; `chance` is the metric of a model that learned nothing (the score's zero, and the
-    floor for failed runs): the majority class's val accuracy, the val MSE of predicting the train mean, or
-    ln(vocabulary) nats per token (a uniform guess) for language models."""
+    floor for failed runs): the majority class's val accuracy, the val MSE of predicting the train mean,
+    ln(vocabulary) nats per token (a uniform guess) for language models, or the val NLL of a Gaussian fitted to the
+    training data for density models."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -133,7 +134,9 @@ class Task:
 
     @property
     def unit(self) -> str:
-        return {"accuracy": "val acc %", "mse": "val MSE", "nats": "val nats/char"}[self.metric]
+        return {"accuracy": "val acc %", "mse": "val MSE", "nats": "val nats/char", "nll": "val NLL nats"}[
+            self.metric
+        ]
 
     def data(self) -> TaskData:
         return _cached_data(self.name)
@@ -867,6 +870,31 @@ def imbalanced_data() -> TaskData:
     return _generated(1000, n_samples=3000, n_features=20, n_informative=8, n_redundant=2, n_classes=4,
                       n_clusters_per_class=2, weights=[0.55, 0.25, 0.15, 0.05], class_sep=1.0,
                       random_state=71)  # fmt: skip
+
+
+def moons_density_data() -> TaskData:
+    """Two moons (noise 0.03) as a density to learn, the points as drawn (not standardized, so the NLL crosses zero
+    as the density sharpens); the targets are zeros (there are no labels). chance = the val NLL of the Gaussian
+    fitted to the training points: a density that learned their mean and covariance and nothing else."""
+    from sklearn.datasets import make_moons
+
+    x, _ = make_moons(n_samples=3000, noise=0.03, random_state=79)
+    xt, _, xv, _ = _split(x, np.zeros(len(x)), n_val=1000, regression=True, standardize=False)
+    mean, cov = xt.mean(0), torch.cov(xt.T)
+    chance = -float(torch.distributions.MultivariateNormal(mean, cov).log_prob(xv).mean())
+    return TaskData(xt, torch.zeros(len(xt), 1), xv, torch.zeros(len(xv), 1), chance)
+
+
+def inverse_sine_data() -> TaskData:
+    """Bishop's inverse problem: t ~ U(0, 1), x = t + 0.3 sin(2 pi t) + U(-0.1, 0.1); t is predicted from x, which
+    has up to three values of t (x standardized, t as drawn). chance = the val NLL of the Gaussian fitted to the
+    training targets, ignoring x."""
+    rng = np.random.default_rng(83)
+    t = rng.uniform(0, 1, 4000)
+    x = t + 0.3 * np.sin(2 * np.pi * t) + rng.uniform(-0.1, 0.1, 4000)
+    xt, yt, xv, yv = _split(x[:, None], t, n_val=1000, regression=True)
+    chance = -float(torch.distributions.Normal(yt.mean(), yt.std()).log_prob(yv).mean())
+    return TaskData(xt, yt, xv, yv, chance)
 
 
 PAIR_FEATURES = 10
@@ -1969,6 +1997,59 @@ class PostNormLM(TinyTransformer):
             dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=False
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class AffineCoupling(nn.Module):
+    """One RealNVP coupling in 2-D: one coordinate shifted and scaled by an MLP of the other, the log-scale bounded
+    by tanh (as RealNVP bounds it); returns the new points and the log-determinant of the map."""
+
+    def __init__(self, flip: bool, hidden: int = 64) -> None:
+        super().__init__()
+        self.flip = flip
+        self.net = nn.Sequential(
+            nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keep, move = (x[:, 1:], x[:, :1]) if self.flip else (x[:, :1], x[:, 1:])
+        log_scale, shift = self.net(keep).chunk(2, dim=1)
+        log_scale = torch.tanh(log_scale)
+        move = move * log_scale.exp() + shift
+        out = torch.cat([move, keep], 1) if self.flip else torch.cat([keep, move], 1)
+        return out, log_scale.sum(1)
+
+
+class CouplingFlow(nn.Module):
+    """A normalizing flow on 2-D points: `layers` affine couplings, alternating which coordinate moves, onto a
+    standard normal; returns log p(x) per sample."""
+
+    def __init__(self, layers: int = 8, hidden: int = 64) -> None:
+        super().__init__()
+        self.couplings = nn.ModuleList(AffineCoupling(i % 2 == 1, hidden) for i in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_det = torch.zeros(len(x))
+        for coupling in self.couplings:
+            x, step = coupling(x)
+            log_det = log_det + step
+        return -0.5 * (x**2).sum(1) - math.log(2 * math.pi) + log_det
+
+
+class NegativeLogLikelihood(nn.Module):
+    """The mean of -log p(x) over the batch, for a model that returns log p(x) itself (the targets are unused)."""
+
+    def forward(self, log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -log_p.mean()
+
+
+class MixtureNLL(nn.Module):
+    """A mixture density network's loss: -log of a mixture of Gaussians (logits, means, log-sigmas in thirds of the
+    output) at the target, averaged over the batch; the sigmas are exp(log-sigma), unclamped."""
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, mean, log_sigma = out.chunk(3, dim=1)
+        log_p = torch.distributions.Normal(mean, log_sigma.exp()).log_prob(target)
+        return -torch.logsumexp(torch.log_softmax(logits, dim=1) + log_p, dim=1).mean()
 
 
 # -- the suite ---------------------------------------------------------------------------------------------------
@@ -3733,6 +3814,41 @@ TASKS: dict[str, Task] = {
             make_model=lambda: RecurrentNet(nn.RNN, len(CHARS), len(CHARS), 32, 128, per_token=True),
             make_loss=TokenCrossEntropy,
         ),
+        # twenty-third batch: density models, whose loss is a negative log-likelihood that crosses zero as the
+        # density sharpens (a normalizing flow on 2-D points, a mixture density network on a one-to-many
+        # regression); written and first scored with the rules as of 537ba93
+        Task(
+            name="moons-flow-adam",
+            description="two moons (noise 0.03) as a density, a RealNVP-style flow (8 affine couplings, MLPs "
+            "1-64-64-2, tanh-bounded log-scales) on the negative log-likelihood, Adam, batch 64, 30 epochs; scored on "
+            "the val NLL",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=30,
+            metric="nll",
+            make_data=moons_density_data,
+            make_model=CouplingFlow,
+            make_loss=NegativeLogLikelihood,
+        ),
+        Task(
+            name="inverse-sine-mdn-adamw",
+            description="Bishop's inverse sine problem (three values of t for one x), a mixture density network "
+            "(tanh MLP 1-64-64, 5 Gaussians, unclamped log-sigmas) on the mixture NLL, AdamW, batch 64, 20 epochs; "
+            "scored on the val NLL",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=20,
+            metric="nll",
+            make_data=inverse_sine_data,
+            make_model=lambda: nn.Sequential(
+                nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 15)
+            ),
+            make_loss=MixtureNLL,
+        ),
     ]
 }
 
@@ -3744,7 +3860,7 @@ FRESH_BATCH_STARTS = (
     "digits-noisy-adamw", "six-class-memorize-sgd", "digits-bncnn-batch8-adamw", "cancer-raw-sgd", "char-adafactor",
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
-    "digits-muon", "mode-rnn-sgd",
+    "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
 )  # fmt: skip
 
 
