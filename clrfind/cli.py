@@ -63,12 +63,29 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
             else:
                 ctx = getattr(exc, "ctx", None)
                 hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-                _err().print(f"error: {one_line(exc.format_message())}{hint}", markup=False)  # type: ignore[attr-defined]
+                _err().print(f"error: {_click_message(exc)}{hint}", markup=False)
             sys.exit(getattr(exc, "exit_code", 2))
         except typer.Abort:  # end of input inside a prompt
             _err().print("error: aborted", markup=False)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_message(exc: Exception) -> str:
+    """Click's message on one line, with the name a mistyped choice most likely meant (`--policy one_cycle`: did
+    you mean 'one-cycle'?). Typer's pydantic coercion prefixes a choice's message with "Value error, ", which says
+    nothing to a user."""
+    import re
+
+    message = one_line(exc.format_message()).replace(": Value error, ", ": ")  # type: ignore[attr-defined]
+    choice = re.search(r"'([^']*)' is not one of ((?:'[^']*'(?:, )?)+)", message)
+    if choice is not None:
+        from clrfind.spec import likely_name
+
+        meant = likely_name(choice[1], re.findall(r"'([^']*)'", choice[2]), {})
+        if meant is not None:
+            message = f"{message.rstrip('.')} (did you mean {meant!r}?)"
+    return message
 
 
 app = typer.Typer(

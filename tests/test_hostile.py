@@ -471,6 +471,17 @@ def test_an_empty_iterable_fails_check_like_a_run(tmp_path: Path) -> None:
         (["range-test", "SPEC", "--repeats", "0"], "Invalid value for '--repeats'"),
         (["range-test", "SPEC", "--mode", "log"], "'log' is not one of 'auto', 'linear', 'exp'"),
         (["export", "RUN", "--policy", "weekly"], "Invalid value for '--policy'"),
+        # a mistyped choice names the one meant; typer's "Value error, " prefix says nothing to a user
+        (
+            ["export", "RUN", "--policy", "one_cycle"],
+            "Invalid value for '--policy': 'one_cycle' is not one of",
+        ),
+        (["export", "RUN", "--policy", "onecycle"], "(did you mean 'one-cycle'?)"),
+        (["export", "RUN", "--format", "YAML"], "(did you mean 'yaml'?)"),
+        (
+            ["export", "RUN", "--format", "toml"],
+            "Invalid value for '--format': 'toml' is not one of 'yaml', 'json'",
+        ),
         (["range-test"], "Missing argument"),
         (["no-such-command"], "No such command 'no-such-command'"),
         (
