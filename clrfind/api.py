@@ -61,6 +61,7 @@ from clrfind.results import (
     to_json,
 )
 from clrfind.settings import DEFAULT_MAX_LR, DEFAULT_MIN_LR, RunSettings
+from clrfind.spec import known_keywords
 from clrfind.state import (
     MemoryProbe,
     RestoreMode,
@@ -194,29 +195,7 @@ def make_result(
     )
 
 
-def _known_keywords(fn: Callable[..., RangeTestResult]) -> Callable[..., RangeTestResult]:
-    """`fn` refusing a keyword it does not take with a `UsageError` that names the one meant: a call written from
-    torch-lr-finder's or fastai's docs (`end_lr=10`, `num_iter=100`) is pointed at `max_lr` and `steps`, not left
-    to Python's TypeError."""
-    parameters = inspect.signature(fn).parameters
-
-    @functools.wraps(fn)
-    def checked(*args: Any, **kwargs: Any) -> RangeTestResult:
-        unknown = next((name for name in kwargs if name not in parameters), None)
-        if unknown is not None:
-            from clrfind.spec import likely_name
-
-            close = likely_name(unknown, parameters)
-            raise UsageError(
-                f"range_test() takes no argument {unknown!r}",
-                hint=f"did you mean {close}=?" if close else "help(clrfind.range_test) lists the arguments",
-            )
-        return fn(*args, **kwargs)
-
-    return checked
-
-
-@_known_keywords
+@known_keywords
 def range_test(
     model: torch.nn.Module,
     train_loader: Iterable[Any],

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from clrfind.errors import ClrfindWarning, ExportError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
 from clrfind.results import OptimizerRef, ParamGroup, RangeTestResult
-from clrfind.spec import DEFAULT_GROUP
+from clrfind.spec import DEFAULT_GROUP, known_keywords
 
 if TYPE_CHECKING:
     import torch
@@ -894,6 +894,7 @@ def _group_lrs(schedule: dict[str, Any], optimizer: torch.optim.Optimizer, sourc
     return [g["lr"] for g in groups]
 
 
+@known_keywords
 def write_schedule(
     result: RangeTestResult,
     path: str | os.PathLike[str],

@@ -832,6 +832,35 @@ def likely_name(
     return aliases.get(close, close) if close else None
 
 
+P = typing.ParamSpec("P")
+R = typing.TypeVar("R")
+
+
+def known_keywords(fn: typing.Callable[P, R]) -> typing.Callable[P, R]:
+    """`fn` refusing a keyword it does not take with a `UsageError` that names the one meant: a call written from
+    torch-lr-finder's or fastai's docs (`end_lr=10`, `num_iter=100`) or a near spelling (`format=` for `fmt=`) is
+    pointed at the argument meant, not left to Python's TypeError."""
+    import functools
+    import inspect
+
+    parameters = inspect.signature(fn).parameters
+
+    @functools.wraps(fn)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        unknown = next((name for name in kwargs if name not in parameters), None)
+        if unknown is not None:
+            close = likely_name(unknown, parameters)
+            raise UsageError(
+                f"{fn.__name__}() takes no argument {unknown!r}",
+                hint=f"did you mean {close}=?"
+                if close
+                else f"help(clrfind.{fn.__name__}) lists the arguments",
+            )
+        return fn(*args, **kwargs)
+
+    return checked
+
+
 def _did_you_mean(word: str, choices: typing.Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
     """`` (did you mean 'x'?)``, else the allowed names; `aliases` as for `likely_name`, none by default."""
     choices = list(choices)

@@ -33,6 +33,12 @@ def test_range_test_returns_bounds_and_restores_state(tiny_task, tmp_path) -> No
     path = clrfind.write_schedule(result, tmp_path / "schedule.yaml", epochs=3)
     scheduler = clrfind.load_schedule(path, optimizer)
     assert type(scheduler).__name__ == "OneCycleLR"  # policy auto with a known length
+    # A slip in the export's keywords names the argument meant, as range_test's do.
+    for slip, meant in [("format", "fmt"), ("num_epochs", "epochs")]:
+        with pytest.raises(UsageError, match=f"write_schedule\\(\\) takes no argument '{slip}'") as info:
+            clrfind.write_schedule(result, tmp_path / "other.yaml", **{slip: 3})
+        assert info.value.hint == f"did you mean {meant}=?"
+    assert not (tmp_path / "other.yaml").exists()
 
 
 def test_failure_in_user_code_restores_state_and_raises_run_error(tiny_task) -> None:
