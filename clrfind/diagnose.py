@@ -104,13 +104,37 @@ def nonfinite_data_fault(batch: Any, loss: float) -> Fault | None:
     return None if values is None else Fault("data_nonfinite", "data", values=values, value=str(loss))
 
 
+def nonfinite_weights(model: torch.nn.Module) -> list[str]:
+    """The names of the parameters and floating-point buffers (batch norm's running statistics) holding NaN or
+    inf."""
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    return [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def nonfinite_weights_fault(model: torch.nn.Module, loss: float) -> Fault | None:
     """A first loss that the model's initial weights explain: some hold NaN or inf (a layer left uninitialised with
     torch.empty, a checkpoint saved after a blow-up). None when every weight is finite."""
-    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    bad = nonfinite_weights(model)
     if not bad:
         return None
     return Fault("model_nonfinite_start", "model", params=_some(bad), value=str(loss))
+
+
+# Longest exception message quoted in a note on a refused non-finite step.
+_RAISED_LIMIT = 120
+
+
+def refused_nonfinite(model: torch.nn.Module, exc: BaseException) -> str | None:
+    """Why a step that raised is a non-finite loss, not a failure: the step before made weights NaN or inf (the LR
+    blew them up), and the user's code refused them, as torch.distributions refuses a NaN parameter, instead of
+    returning a NaN loss. None when every weight is finite: then the failure is the code's."""
+    bad = nonfinite_weights(model)
+    if not bad:
+        return None
+    text = describe_exception(exc)
+    if len(text) > _RAISED_LIMIT:  # torch.distributions' message prints the whole NaN tensor
+        text = text[: _RAISED_LIMIT - 3] + "..."
+    return f"{text}, on weights the step before had made non-finite ({_some(bad)})"
 
 
 def check_scalar_loss(loss: Any, part: Part) -> None:

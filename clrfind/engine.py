@@ -41,6 +41,7 @@ from clrfind.diagnose import (
     refuse_sorted,
     refuse_sparse_clip,
     refuse_undrivable,
+    refused_nonfinite,
 )
 from clrfind.errors import USER_FAILURES
 from clrfind.events import StepEvent
@@ -766,6 +767,10 @@ def run_loop(
     stop_reason, stop_detail = "completed", f"ran all {total} steps"
     error, error_part, stop_signal = None, None, None
     n = len(reporter.losses)
+    notes: list[str] = []
+    if isinstance(failure, RefusedNonFinite):
+        notes.append(f"step {failure.step} raised {failure.why}; read as a non-finite loss")
+        failure = None
     if isinstance(failure, KeyboardInterrupt):
         stop_signal = stops.signal_of(failure)
         stop_reason, stop_detail = "interrupted", stops.stop_detail(stop_signal)
@@ -777,7 +782,6 @@ def run_loop(
         # sized by wall time: the steps past the confirmation would make the same seed's curve end a step or
         # two apart between runs. The curve ends where the stop was confirmed, so a rerun repeats it exactly.
         n = min(n, monitor.stop_index + 1)
-    notes: list[str] = []
     if batches.epoch > 0:
         notes.append(
             f"the training data was iterated {batches.epoch + (batches.batches_this_epoch > 0):d} times "
@@ -806,6 +810,14 @@ def run_loop(
         notes=notes,
         trained_steps=steps,
     )
+
+
+@dataclass(frozen=True)
+class RefusedNonFinite:
+    """A step whose code raised on weights the step before had made non-finite: a NaN loss, not a failure."""
+
+    step: int
+    why: str
 
 
 def _failed_part(exc: BaseException, running: Part) -> Part:
@@ -839,8 +851,9 @@ def _train(
     probe: _MetricProbe | None,
     settings: RunSettings,
     start: float,
-) -> tuple[int, tuple[Part, BaseException] | KeyboardInterrupt | None]:
-    """The loop itself: (steps trained, what stopped it early: Ctrl-C or (part, exception), else None).
+) -> tuple[int, tuple[Part, BaseException] | KeyboardInterrupt | RefusedNonFinite | None]:
+    """The loop itself: (steps trained, what stopped it early: Ctrl-C, (part, exception) or a step that refused
+    non-finite weights, else None).
 
     It runs once per step, so everything it reads is a local, and after the first step the common case (one
     micro-batch, fp32, no probe, not distributed) takes the plain path: the work of a hand-written loop, without a
@@ -856,7 +869,7 @@ def _train(
     low, high, hot_until, every = host.low, host.high, host.hot_until, host.every
     plain, origin, i = False, None, 0
     batch = prev = None  # this step's batch and the one before, for a non-finite loss's diagnosis
-    failure: tuple[Part, BaseException] | KeyboardInterrupt | None = None
+    failure: tuple[Part, BaseException] | KeyboardInterrupt | RefusedNonFinite | None = None
     try:
         if probe is not None:
             probe.check(model)
@@ -919,7 +932,16 @@ def _train(
     except USER_FAILURES as exc:
         if isinstance(exc, Fault) and i == 0:
             raise  # nothing was measured: the setup does not fit
-        failure = (_failed_part(exc, origin or stepper.part), exc)
+        part = _failed_part(exc, origin or stepper.part)
+        why = (
+            None if isinstance(exc, Fault) or part == "data" or i == total else refused_nonfinite(model, exc)
+        )
+        if why is None:
+            failure = (part, exc)
+        else:  # the LR blew the weights up: this step's loss is NaN, and the monitor stops on it as on any NaN
+            host.chunk.append(math.nan)
+            i += 1
+            failure = RefusedNonFinite(i - 1, why)
     finally:
         with contextlib.suppress(Exception):
             host.flush()

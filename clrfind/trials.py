@@ -370,6 +370,7 @@ class TrialRunner:
     ) -> tuple[np.ndarray, str, np.ndarray | None]:
         """(training losses, stop reason, held-out loss per check sample or None); a `hold` (a stay at one LR) is
         stopped only by a non-finite loss, and the caller judges its curve."""
+        from clrfind.diagnose import nonfinite_weights
         from clrfind.engine import run_loop
         from clrfind.stops import Interrupt
 
@@ -387,6 +388,10 @@ class TrialRunner:
             raise Interrupt(out.stop_signal)  # Ctrl-C or SIGTERM stops the self-check, not just this trial
         if out.stop_reason == "error" and out.error_part == "data" and out.error is not None:
             raise TrialDataFailed(out.error)
+        if out.stop_reason == "completed" and nonfinite_weights(t.model):
+            # The last step blew the weights up after its loss was read: the trial ends non-finite (and the
+            # held-out loss, which a loss that validates its inputs would refuse to compute, is not read).
+            return out.losses, "non-finite", None
         check = None
         if self.data.check and out.stop_reason == "completed" and not hold:  # a hold is judged on its curve
             check = self._check_losses()

@@ -541,3 +541,47 @@ def test_a_loss_that_diverges_to_nan_on_clean_data_is_still_the_curves_end() -> 
                    device=torch.device("cpu"), stop_on_rise=False)  # fmt: skip
     assert out.error is None and out.stop_reason == "non-finite"
     assert 0 < len(out.losses) < 200 and not math.isfinite(out.losses[-1])
+
+
+def test_a_loss_that_refuses_blown_up_weights_is_a_non_finite_step_not_a_failure(tiny_task) -> None:
+    """torch.distributions validates its parameters: once a step has made the weights NaN, a loss built on it raises
+    ValueError instead of returning NaN. That is the LR's blow-up, read as a NaN loss at the next step."""
+    model, loader, _, _ = tiny_task
+
+    class BlowsUp(torch.optim.SGD):
+        """SGD whose eighth step leaves NaN weights, as a step at a far too high LR does."""
+
+        def step(self, closure=None):
+            super().step(closure)
+            self.steps = getattr(self, "steps", 0) + 1
+            if self.steps == 8:
+                with torch.no_grad():
+                    model[0].weight.fill_(math.nan)
+
+    def categorical_nll(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -torch.distributions.Categorical(logits=output, validate_args=True).log_prob(target).mean()
+
+    out = run_loop(model, loader, categorical_nll, BlowsUp(model.parameters(), lr=0.1), lr_ladder(1e-3, 0.01, 30),
+                   device=torch.device("cpu"), settings=RunSettings(sync_every=1))  # fmt: skip
+    assert out.error is None and out.stop_reason == "non-finite"
+    assert len(out.losses) == len(out.lrs) == 9
+    assert np.isfinite(out.losses[:8]).all() and np.isnan(out.losses[8])
+    (note,) = [n for n in out.notes if "read as a non-finite loss" in n]
+    assert note.startswith("step 8 raised ValueError: Expected parameter logits")
+    assert "on weights the step before had made non-finite (0.weight)" in note and len(note) < 300
+
+
+def test_a_failure_on_finite_weights_stays_the_codes_failure(tiny_task) -> None:
+    """The same ValueError with every weight finite is the code's failure, returned as before."""
+    model, loader, loss_fn, opt = tiny_task
+    calls = {"n": 0}
+
+    def refusing(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise ValueError("Expected parameter loc to satisfy the constraint Real()")
+        return loss_fn(output, target)
+
+    out = run_loop(model, loader, refusing, opt, lr_ladder(1e-3, 0.01, 20), device=torch.device("cpu"),
+                   settings=RunSettings(sync_every=1))  # fmt: skip
+    assert out.stop_reason == "error" and isinstance(out.error, ValueError) and out.error_step == 4

@@ -296,3 +296,40 @@ def test_the_data_failing_in_the_self_check_stops_it_instead_of_failing_an_lr(
         "kept, one cycle peaks at max_lr"
     )
     assert result.bounds is not None and result.bounds.peak_lr == result.bounds.max_lr
+
+
+def test_a_trial_whose_last_step_blows_the_weights_up_ends_non_finite() -> None:
+    """A trial's losses can all be finite while its last step left NaN weights: it ends non-finite, and the
+    held-out loss (which torch.distributions would refuse to compute on them) is not read."""
+    from clrfind.api import Trainer
+    from clrfind.settings import RunSettings
+    from clrfind.state import StateSnapshot
+    from clrfind.trials import TrialRunner
+
+    torch.manual_seed(0)
+    x = torch.randn(N, 2)
+    loader = DataLoader(
+        TensorDataset(x, (x[:, 0] > 0).long()), batch_size=BATCH, shuffle=True, generator=seeded()
+    )
+    model = torch.nn.Linear(2, 2)
+    steps = 12
+
+    class BlowsUpAtTheEnd(torch.optim.SGD):
+        def step(self, closure=None):
+            super().step(closure)
+            self.steps = getattr(self, "steps", 0) + 1
+            if self.steps == steps:
+                with torch.no_grad():
+                    model.weight.fill_(float("nan"))
+
+    def categorical_nll(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -torch.distributions.Categorical(logits=output, validate_args=True).log_prob(target).mean()
+
+    optimizer = BlowsUpAtTheEnd(model.parameters(), lr=0.1)
+    trainer = Trainer(model, loader, categorical_nll, optimizer, CPU, RunSettings())
+    data = trial_data(loader, None, device=CPU, sharded=False, by_sample=False)
+    assert data.check  # there are held-out batches to read
+    runner = TrialRunner(trainer, StateSnapshot(model, optimizer), data, RunSettings())
+    losses, stop, check = runner(torch.full((steps,), 0.05).numpy(), None)
+    assert stop == "non-finite" and check is None and len(losses) == steps
+    assert torch.isfinite(torch.as_tensor(losses)).all()
