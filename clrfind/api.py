@@ -12,6 +12,7 @@ import contextlib
 import datetime as _dt
 import functools
 import inspect
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +32,7 @@ from clrfind.analysis.bounds import (
     plateau_advice,
 )
 from clrfind.analysis.divergence import two_digits
-from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError, describe_exception
+from clrfind.errors import OutputError, RunError, RunInterrupted, UsageError, describe_exception, short_repr
 from clrfind.faults import (
     BCE_SCORES,
     Fault,
@@ -57,6 +58,7 @@ from clrfind.results import (
     Timing,
     Verification,
     finite_or_none,
+    format_lr,
     format_seconds,
     to_json,
 )
@@ -970,6 +972,28 @@ def holding_output_dir(out_dir: Path) -> Iterator[None]:
         yield
 
 
+def _without_lr(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The spec's optimizer kwargs as the test ran them: without the lr a training config may give."""
+    return {key: value for key, value in kwargs.items() if key != "lr"}
+
+
+def given_lr_note(lr: Any, bounds: Bounds | None) -> str:
+    """What an lr in the spec's optimizer kwargs became: not used, since the test sets every LR, and where it sits
+    against the bounds found (the first thing a user who copied a training config wants to know)."""
+    note = f"the spec's optimizer lr ({short_repr(lr)}) was not used: the test sets every LR itself"
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        return note
+    if bounds is None or not bounds.usable or bounds.base_lr is None or bounds.max_lr is None:
+        return note
+    if lr > bounds.max_lr:
+        where = f"{lr / bounds.max_lr:.2g}x above max_lr {format_lr(bounds.max_lr)}"
+    elif lr < bounds.base_lr:
+        where = f"{bounds.base_lr / lr:.2g}x below base_lr {format_lr(bounds.base_lr)}"
+    else:
+        where = f"within the suggested range ({format_lr(bounds.base_lr)} to {format_lr(bounds.max_lr)})"
+    return f"{note}; {format_lr(lr)} is {where}"
+
+
 def run_spec(
     loaded: LoadedSpec,
     *,
@@ -1025,7 +1049,7 @@ def run_spec(
                 return make_result(
                     out, settings, terms, planned_steps=planned_steps, device=str(device),
                     optimizer=optimizer_ref(comps.optimizer) if spec.optimizer is None  # a setup factory's
-                    else OptimizerRef(target=spec.optimizer.target, kwargs=dict(spec.optimizer.kwargs)),
+                    else OptimizerRef(target=spec.optimizer.target, kwargs=_without_lr(spec.optimizer.kwargs)),
                     batch_size=comps.batch_size, world_size=world_size, spec=loaded.resolved_dict(),
                     spec_path=str(loaded.path),
                     param_groups=describe_groups(comps.optimizer, spec.optimizer.groups if spec.optimizer else None),
@@ -1035,7 +1059,10 @@ def run_spec(
                 initial, steps=total, runs=lambda _: contextlib.nullcontext(run), analyse=analyse,
                 reseed=lambda: seed_everything(spec.seed),
             )  # fmt: skip
-            result = result.model_copy(update={"peak_memory": memory.peak()})
+            notes = result.notes
+            if spec.optimizer is not None and "lr" in spec.optimizer.kwargs:
+                notes = [*notes, given_lr_note(spec.optimizer.kwargs["lr"], result.bounds)]
+            result = result.model_copy(update={"peak_memory": memory.peak(), "notes": notes})
         except Fault as fault:
             raise terms.error(fault) from fault
         files, unsaved = None, ""

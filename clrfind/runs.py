@@ -263,6 +263,12 @@ def sweep(
     measured), writes the sweep file for what ran, and raises `RunInterrupted` saying what was kept. The sweep holds
     `out_dir` until it ends (see `holding_output_dir`).
     """
+    for key, _ in settings:
+        if key in ("optimizer.kwargs.lr", "optimizer.lr"):  # the second as a Hydra-style spec writes it
+            raise UsageError(
+                f"--set {key}: the range test sets every LR itself, so each value would run the same test",
+                hint="sweep what shapes the curve instead: optimizer.kwargs.weight_decay, data.batch_size, ...",
+            )
     grid = sweep_grid(settings)
     specs = [(run_label(o), loaded.with_overrides(o), o) for o in grid]
     # Values become folder names: escaped, so none leads outside out_dir, and distinct, so none shares a folder.

@@ -531,10 +531,8 @@ def validate_spec_targets(loaded: LoadedSpec) -> dict[str, Any]:
         kwargs = dict(ref.kwargs)
         check = {"key": key, "source": source, "target": ref.target}
         if name == "optimizer":
-            if "lr" in kwargs:
-                problems.append(f"{source}: {_kwargs_key(key)}.lr: lr is set by the range test; remove it")
-                del kwargs["lr"]
-            # The test passes lr: a factory that requires it (make_optimizer(params, lr, ...)) binds.
+            # The test passes lr (a factory that requires it, make_optimizer(params, lr, ...), binds), over any lr
+            # the kwargs give: a training config copied as it is keeps its lr, and the run says where it sits.
             given = {**kwargs, "lr": 0.0} if callable(obj) and _accepts_keyword(obj, "lr") else kwargs
             problems += call_problems(obj, given, positional=1, positional_names=("params",), **check)
             if callable(obj) and not _accepts_keyword(obj, "lr"):

@@ -438,3 +438,43 @@ def test_help_strings_read_as_sentences() -> None:
 def test_rendered_help_keeps_the_defaults_it_names(runner: CliRunner) -> None:
     res = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "(default: beside the results)." in res.stdout
+
+
+def test_an_lr_in_the_optimizer_kwargs_is_not_used_and_is_placed_against_the_bounds(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A training config copied as it is keeps its lr: the test sets every LR and says where that lr sits."""
+    spec = write_spec(tmp_path, BASE_SPEC.replace("{momentum: 0.9}", "{momentum: 0.9, lr: 100.0}"))
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == ""
+    saved = json.loads((tmp_path / "run" / "range_test.json").read_text())
+    assert saved["optimizer"]["kwargs"] == {"momentum": 0.9}  # as the test ran it
+    max_lr = saved["bounds"]["max_lr"]
+    note = f"the spec's optimizer lr (100.0) was not used: the test sets every LR itself; 100 is {100 / max_lr:.2g}x"
+    assert f"note: {note} above max_lr" in res.stdout and any(n.startswith(note) for n in saved["notes"])
+    assert "lr: 100" not in (tmp_path / "run" / "schedule.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("lr", "ending"),
+    [
+        (0.05, "; 0.05 is within the suggested range (0.01 to 0.1)"),
+        (1e-4, "; 0.0001 is 1e+02x below base_lr 0.01"),
+        (0.3, "; 0.3 is 3x above max_lr 0.1"),
+        ("3e-4x", ""),  # not a number: nothing to place
+        (float("nan"), ""),
+        (True, ""),
+    ],
+)
+def test_the_given_lr_note_places_a_number_and_only_a_number(lr: Any, ending: str) -> None:
+    from clrfind.api import given_lr_note
+    from clrfind.results import Bounds
+
+    bounds = Bounds(base_lr=0.01, max_lr=0.1, peak_lr=0.1, method="loss", confidence="high")
+    assert bounds.usable
+    note = given_lr_note(lr, bounds)
+    assert note.startswith("the spec's optimizer lr (") and note.endswith(
+        f"the test sets every LR itself{ending}"
+    )
+    assert given_lr_note(0.05, None).endswith("itself")

@@ -298,6 +298,28 @@ def test_sweep_bad_key_fails_before_running(tmp_path: Path) -> None:
     assert res.exit_code == 2 and res.stderr.startswith("error: ")
 
 
+def test_sweeping_the_optimizers_lr_is_refused_before_running(tmp_path: Path) -> None:
+    """The test sets every LR: values of the spec's lr would run one test N times and recommend among ties."""
+    spec = write_spec(tmp_path, BASE_SPEC)
+    res = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            str(spec),
+            "--set",
+            "optimizer.kwargs.lr=0.01,0.1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 2 and res.stdout == "" and not list((tmp_path / "o").glob("**/*.json"))
+    assert res.stderr.startswith(
+        "error: --set optimizer.kwargs.lr: the range test sets every LR itself, so each value would run the same "
+        "test (sweep what shapes the curve instead: optimizer.kwargs.weight_decay"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -36,11 +36,6 @@ TARGET_CASES = [
     ),
     ("optimizer kwarg", ("{momentum: 0.9}", "{momentun: 0.9}"), ["optimizer.kwargs", "momentun", "momentum"]),
     (
-        "lr in optimizer",
-        ("{momentum: 0.9}", "{momentum: 0.9, lr: 0.1}"),
-        ["optimizer.kwargs.lr", "set by the range test"],
-    ),
-    (
         "not a dataset",
         ("task.py:blobs, kwargs: {n: 1024}", "task.py:not_a_dataset"),
         ["data.train", "not a Dataset"],
