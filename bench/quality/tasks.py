@@ -68,7 +68,7 @@ CACHE_DIR = Path(".bench-cache") / "quality"
 
 Family = Literal["sgd", "adaptive"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
-Metric = Literal["accuracy", "mse", "nats", "nll"]
+Metric = Literal["accuracy", "mse", "nats", "loss"]
 Half = Literal["dev", "heldout", "fresh"]
 HALVES: tuple[Half, ...] = ("dev", "heldout", "fresh")
 SGD_DEFAULT_LR = 0.01
@@ -78,8 +78,9 @@ SGD_DEFAULT_LR = 0.01
 class TaskData:
     """Tensors of one task; `chance` is the metric of a model that learned nothing (the score's zero, and the
     floor for failed runs): the majority class's val accuracy, the val MSE of predicting the train mean,
-    ln(vocabulary) nats per token (a uniform guess) for language models, or the val NLL of a Gaussian fitted to the
-    training data for density models."""
+    ln(vocabulary) nats per token (a uniform guess) for language models, or for a task scored on its own loss the
+    val loss of a model that learned only the training data's moments or frequencies (a Gaussian fitted to them, a
+    uniform guess)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -134,7 +135,7 @@ class Task:
 
     @property
     def unit(self) -> str:
-        return {"accuracy": "val acc %", "mse": "val MSE", "nats": "val nats/char", "nll": "val NLL nats"}[
+        return {"accuracy": "val acc %", "mse": "val MSE", "nats": "val nats/char", "loss": "val loss"}[
             self.metric
         ]
 
@@ -895,6 +896,53 @@ def inverse_sine_data() -> TaskData:
     xt, yt, xv, yv = _split(x[:, None], t, n_val=1000, regression=True)
     chance = -float(torch.distributions.Normal(yt.mean(), yt.std()).log_prob(yv).mean())
     return TaskData(xt, yt, xv, yv, chance)
+
+
+CTC_FRAMES, CTC_LABELS, CTC_FEATURES, CTC_CLASSES = 24, 4, 16, 10  # class 0 is CTC's blank
+
+
+def ctc_frames_data() -> TaskData:
+    """Unsegmented sequences, as speech or handwriting come: CTC_LABELS labels (1-9) spoken over CTC_FRAMES frames,
+    each label held 3-5 frames, a silent (blank) frame between some of them and silence to the end; a frame is its
+    label's fixed random prototype (16 features) plus noise of the same scale. The targets are the label sequences
+    alone, without their timing. chance = the val CTC loss of a uniform guess over the classes on every frame."""
+    rng = np.random.default_rng(89)
+    n = 4000
+    prototypes = rng.normal(0, 1, (CTC_CLASSES, CTC_FEATURES))
+    labels = rng.integers(1, CTC_CLASSES, (n, CTC_LABELS))
+    frames = np.zeros((n, CTC_FRAMES), dtype=np.int64)  # the class each frame shows (0: silence)
+    for i in range(n):
+        t = 0
+        for label in labels[i]:
+            t += int(rng.integers(0, 2))  # a silent frame before it, or none
+            hold = int(rng.integers(3, 6))
+            frames[i, t : t + hold] = label
+            t += hold
+    x = prototypes[frames] + rng.normal(0, 1, (n, CTC_FRAMES, CTC_FEATURES))
+    xt, yt, xv, yv = _split(x, labels, n_val=1000, standardize=False)
+    uniform = torch.full((len(xv), CTC_FRAMES, CTC_CLASSES), 0.0)
+    return TaskData(xt, yt, xv, yv, chance=float(CTCLoss()(uniform, yv)))
+
+
+def two_task_data() -> TaskData:
+    """One input, two targets (a multi-task model's data): 20 Gaussian features, a class among 5 (the argmax of a
+    random linear map of the features plus noise) and a real value (a smooth function of other directions plus
+    noise, standardized); y holds the class and the value side by side. chance = the val loss of the training
+    classes' frequencies and mean value."""
+    rng = np.random.default_rng(97)
+    x = rng.normal(0, 1, (4000, 20))
+    scores = x @ rng.normal(0, 1, (20, 5)) / math.sqrt(20) + rng.normal(0, 0.5, (4000, 5))
+    value = (
+        np.sin(x @ rng.normal(0, 1, 20) / math.sqrt(20) * 2)
+        + 0.5 * x[:, 0] * x[:, 1]
+        + rng.normal(0, 0.3, 4000)
+    )
+    value = (value - value.mean()) / value.std()
+    y = np.stack([scores.argmax(1).astype(np.float64), value], 1)
+    xt, yt, xv, yv = _split(x, y, n_val=1000, regression=True)
+    prior = torch.bincount(yt[:, 0].long(), minlength=5).float() / len(yt)
+    guess = torch.cat([prior.log().expand(len(yv), 5), yt[:, 1].mean().expand(len(yv), 1)], 1)
+    return TaskData(xt, yt, xv, yv, chance=float(TwoTaskLoss()(guess, yv)))
 
 
 PAIR_FEATURES = 10
@@ -2052,6 +2100,59 @@ class MixtureNLL(nn.Module):
         # raises on NaN parameters; clrfind reads that as a non-finite loss too, but the bench's loop would stop).
         log_p = torch.distributions.Normal(mean, log_sigma.exp(), validate_args=False).log_prob(target)
         return -torch.logsumexp(torch.log_softmax(logits, dim=1) + log_p, dim=1).mean()
+
+
+class CTCLoss(nn.Module):
+    """torch's CTC loss on a (batch, frames, classes) output and (batch, labels) targets of fixed lengths, blank 0:
+    the mean over sequences of the loss divided by the target length, infinities kept (torch's defaults)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ctc = nn.CTCLoss(blank=0)
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = out.log_softmax(-1).transpose(0, 1)  # (frames, batch, classes)
+        batch, frames = out.shape[0], out.shape[1]
+        input_lengths = torch.full((batch,), frames, dtype=torch.long)
+        target_lengths = torch.full((batch,), target.shape[1], dtype=torch.long)
+        return self.ctc(log_probs, target, input_lengths, target_lengths)
+
+
+class FrameTagger(nn.Module):
+    """A bidirectional GRU over feature frames with a per-frame head (class scores, blank included): the acoustic
+    model of a CTC recognizer."""
+
+    def __init__(self, features: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(features, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, classes)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(frames)
+        return self.head(h)
+
+
+class TwoHeads(nn.Module):
+    """A shared ReLU body (20-128-64) with a class head (5 scores) and a regression head (1 value), their outputs
+    side by side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
+        self.classes = nn.Linear(64, 5)
+        self.value = nn.Linear(64, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return torch.cat([self.classes(h), self.value(h)], 1)
+
+
+class TwoTaskLoss(nn.Module):
+    """The multi-task loss: cross-entropy of the class head plus the squared error of the value head, unweighted."""
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        classes = nn.functional.cross_entropy(out[:, :5], target[:, 0].long())
+        return classes + nn.functional.mse_loss(out[:, 5], target[:, 1])
 
 
 # -- the suite ---------------------------------------------------------------------------------------------------
@@ -3829,7 +3930,7 @@ TASKS: dict[str, Task] = {
             optimizer_kwargs={},
             batch_size=64,
             epochs=30,
-            metric="nll",
+            metric="loss",
             make_data=moons_density_data,
             make_model=CouplingFlow,
             make_loss=NegativeLogLikelihood,
@@ -3844,12 +3945,45 @@ TASKS: dict[str, Task] = {
             optimizer_kwargs={},
             batch_size=64,
             epochs=20,
-            metric="nll",
+            metric="loss",
             make_data=inverse_sine_data,
             make_model=lambda: nn.Sequential(
                 nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 15)
             ),
             make_loss=MixtureNLL,
+        ),
+        # twenty-fourth batch: an unsegmented sequence under CTC (a recognizer's loss, which sums over every
+        # alignment of the labels to the frames) and a two-headed model on a summed classification and regression
+        # loss; written and first scored with the rules as of f83f67a
+        Task(
+            name="frames-ctc-adam",
+            description=f"{CTC_LABELS} labels (of 9) over {CTC_FRAMES} noisy feature frames without their timing, a "
+            "bidirectional GRU (hidden 48) with a per-frame head on the CTC loss, Adam, batch 32, 8 epochs; scored "
+            "on the val CTC loss",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=8,
+            metric="loss",
+            make_data=ctc_frames_data,
+            make_model=lambda: FrameTagger(CTC_FEATURES, 48, CTC_CLASSES),
+            make_loss=CTCLoss,
+        ),
+        Task(
+            name="two-task-sgd",
+            description="20 features to a class (of 5) and a real value, a shared MLP 20-128-64 with two heads on "
+            "cross-entropy plus squared error, SGD momentum 0.9, batch 64, 10 epochs; scored on the val loss (both "
+            "heads)",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=64,
+            epochs=10,
+            metric="loss",
+            make_data=two_task_data,
+            make_model=TwoHeads,
+            make_loss=TwoTaskLoss,
         ),
     ]
 }
@@ -3863,6 +3997,7 @@ FRESH_BATCH_STARTS = (
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
+    "frames-ctc-adam",
 )  # fmt: skip
 
 

@@ -156,14 +156,14 @@ def _batches(loader: DataLoader) -> Iterator[tuple[int, Any]]:
 @torch.no_grad()
 def evaluate(task: Task, model: torch.nn.Module, data: TaskData) -> float:
     """Val accuracy (fraction; per token for sequences, per label for BCE targets), val MSE, val cross-entropy in
-    nats per token, or a density model's val NLL."""
+    nats per token, or the task's own loss on the val split."""
     model.eval()
     out = torch.cat([model(x) for x in data.x_val.split(512)])
     if task.metric == "mse":  # of the mean, for a head that also predicts a variance
         return float(((out[:, : data.y_val.shape[1]] - data.y_val) ** 2).mean())
     if task.metric == "nats":
         return float(torch.nn.functional.cross_entropy(out.flatten(0, 1), data.y_val.flatten()))
-    if task.metric == "nll":  # the task's own loss: a density model's mean negative log-likelihood
+    if task.metric == "loss":  # the task's own loss: a density model's NLL, a CTC loss, a multi-task sum
         return float(task.make_loss()(out, data.y_val))
     if data.y_val.is_floating_point():  # binary or multi-label targets of a BCE loss on logits: per label
         return float(((out > 0).float() == data.y_val).float().mean())
