@@ -732,11 +732,12 @@ def main(argv: list[str] | None = None) -> int:
         f"wall time {elapsed:.0f} s on {args.workers} worker processes",
         "score = (metric - chance) / (oracle - chance) on the mean over seeds, chance = a model that learned "
         "nothing: majority-class val accuracy, val MSE of the train mean, ln(vocabulary) = ln 96 = 4.564 nats per "
-        "character; failed runs count as chance; SE from the seed-to-seed spread of the method and the oracle "
+        "character, or for a task scored on its own val loss, that loss for the training data's frequencies or "
+        "fitted Gaussian; failed runs count as chance; SE from the seed-to-seed spread of the method and the oracle "
         "(first order; the oracle's best-of-30-configs selection bias is not in it); worst task = lowest score",
         "within 1% = short of the oracle by <= 1% of its value; vs default / above default LR on = the mean "
-        "metric is better than the default LR's (higher accuracy, lower MSE or nats); best method on: every method "
-        "but the oracle contends, the default LR too, ties count for each",
+        "metric is better than the default LR's (higher accuracy, lower MSE, nats or loss); best method on: every "
+        "method but the oracle contends, the default LR too, ties count for each",
         "default LR = what a user gets without a range test: 0.01 for SGD, torch's own default for the others "
         "(Adam/AdamW/RAdam 1e-3, RMSprop/Adagrad 1e-2, Adadelta 1.0), constant; peers: the better of constant and "
         "CLR(suggestion/4.."
