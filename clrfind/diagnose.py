@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from clrfind.errors import USER_FAILURES, describe_exception
+from clrfind.errors import USER_FAILURES, describe_exception, one_line
 from clrfind.faults import (
     Fault,
     Part,
@@ -131,9 +131,9 @@ def refused_nonfinite(model: torch.nn.Module, exc: BaseException) -> str | None:
     bad = nonfinite_weights(model)
     if not bad:
         return None
-    text = describe_exception(exc)
-    if len(text) > _RAISED_LIMIT:  # torch.distributions' message prints the whole NaN tensor
-        text = text[: _RAISED_LIMIT - 3] + "..."
+    text = one_line(
+        describe_exception(exc), _RAISED_LIMIT
+    )  # torch.distributions' message prints the NaN tensor
     return f"{text}, on weights the step before had made non-finite ({_some(bad)})"
 
 
