@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from clrfind.engine import EngineOutput
     from clrfind.events import StepEvent
     from clrfind.loggers import ExperimentLogger
-    from clrfind.spec import LoadedSpec
+    from clrfind.spec import LoadedSpec, Spec
 
 
 @dataclass(frozen=True)
@@ -977,10 +977,12 @@ def _without_lr(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if key != "lr"}
 
 
-def given_lr_note(lr: Any, bounds: Bounds | None) -> str:
+def given_lr_note(lr: Any, bounds: Bounds | None, *, ran: bool = True) -> str:
     """What an lr in the spec's optimizer kwargs became: not used, since the test sets every LR, and where it sits
-    against the bounds found (the first thing a user who copied a training config wants to know)."""
-    note = f"the spec's optimizer lr ({short_repr(lr)}) was not used: the test sets every LR itself"
+    against the bounds found (the first thing a user who copied a training config wants to know). `ran`: False
+    before a run (`clrfind check`), which says it will not be."""
+    fate = "was not used" if ran else "will not be used"
+    note = f"the spec's optimizer lr ({short_repr(lr)}) {fate}: the test sets every LR itself"
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         return note
     if bounds is None or not bounds.usable or bounds.base_lr is None or bounds.max_lr is None:
@@ -992,6 +994,13 @@ def given_lr_note(lr: Any, bounds: Bounds | None) -> str:
     else:
         where = f"within the suggested range ({format_lr(bounds.base_lr)} to {format_lr(bounds.max_lr)})"
     return f"{note}; {format_lr(lr)} is {where}"
+
+
+def _spec_notes(spec: Spec, bounds: Bounds | None, *, ran: bool = True) -> list[str]:
+    """Notes on what the spec gives that a run does not use: an lr in the optimizer's kwargs."""
+    if spec.optimizer is None or "lr" not in spec.optimizer.kwargs:
+        return []
+    return [given_lr_note(spec.optimizer.kwargs["lr"], bounds, ran=ran)]
 
 
 def run_spec(
@@ -1059,9 +1068,7 @@ def run_spec(
                 initial, steps=total, runs=lambda _: contextlib.nullcontext(run), analyse=analyse,
                 reseed=lambda: seed_everything(spec.seed),
             )  # fmt: skip
-            notes = result.notes
-            if spec.optimizer is not None and "lr" in spec.optimizer.kwargs:
-                notes = [*notes, given_lr_note(spec.optimizer.kwargs["lr"], result.bounds)]
+            notes = [*result.notes, *_spec_notes(spec, result.bounds)]
             result = result.model_copy(update={"peak_memory": memory.peak(), "notes": notes})
         except Fault as fault:
             raise terms.error(fault) from fault
@@ -1151,6 +1158,8 @@ class CheckReport:
     metric: str
     ladder: str
     verify_bounds: bool = False
+    # What the spec gives that the run will not use (an optimizer lr), each a sentence of its own.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def estimated_seconds(self) -> float:
@@ -1175,6 +1184,7 @@ class CheckReport:
             ("ladder", self.ladder),
             ("time per step", f"{self.seconds_per_step * 1000:.1f} ms"),
             ("estimated run time", self._estimate()),
+            *(("note", note) for note in self.notes),
         ]
 
 
@@ -1265,4 +1275,5 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         metric=settings.metric,
         ladder=describe_ladder(settings.min_lr, settings.max_lr, settings.mode),
         verify_bounds=settings.verify_bounds,
+        notes=_spec_notes(spec, None, ran=False),
     )

@@ -454,6 +454,15 @@ def test_an_lr_in_the_optimizer_kwargs_is_not_used_and_is_placed_against_the_bou
     note = f"the spec's optimizer lr (100.0) was not used: the test sets every LR itself; 100 is {100 / max_lr:.2g}x"
     assert f"note: {note} above max_lr" in res.stdout and any(n.startswith(note) for n in saved["notes"])
     assert "lr: 100" not in (tmp_path / "run" / "schedule.yaml").read_text()
+    # `clrfind check` says so before the run, and only for a spec that gives one.
+    res = runner.invoke(app, ["check", str(spec)])
+    assert res.exit_code == 0 and res.stderr == ""
+    assert (
+        "note: the spec's optimizer lr (100.0) will not be used: the test sets every LR itself\n"
+        in res.stdout
+    )
+    plain = write_spec(tmp_path, BASE_SPEC)
+    assert "note:" not in runner.invoke(app, ["check", str(plain)]).stdout
 
 
 @pytest.mark.parametrize(
