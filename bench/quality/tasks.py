@@ -945,6 +945,35 @@ def two_task_data() -> TaskData:
     return TaskData(xt, yt, xv, yv, chance=float(TwoTaskLoss()(guess, yv)))
 
 
+SURVIVAL_FEATURES = 20
+
+
+def survival_data() -> TaskData:
+    """Right-censored survival times: SURVIVAL_FEATURES Gaussian features set a log-hazard (a linear part and an
+    interaction, scale about 1); event times are exponential with that hazard, censoring times exponential with a
+    fixed rate (about 30% of the times censored). y holds (time, event) side by side. chance = the val Cox loss of
+    equal risks for all, the log of each event's risk-set size."""
+    rng = np.random.default_rng(101)
+    n = 4000
+    x = rng.normal(0, 1, (n, SURVIVAL_FEATURES))
+    log_hazard = (
+        x @ rng.normal(0, 1, SURVIVAL_FEATURES) / math.sqrt(SURVIVAL_FEATURES) + 0.5 * x[:, 0] * x[:, 1]
+    )
+    event_time = rng.exponential(1.0 / np.exp(log_hazard))
+    censor_time = rng.exponential(2.5, n)
+    time_seen = np.minimum(event_time, censor_time)
+    event = (event_time <= censor_time).astype(np.float64)
+    xt, yt, xv, yv = _split(x, np.stack([time_seen, event], 1), n_val=1000, regression=True)
+    return TaskData(xt, yt, xv, yv, chance=float(CoxLoss()(torch.zeros(len(xv), 1), yv)))
+
+
+def views_data() -> TaskData:
+    """load_digits' 64 standardized features for a contrastive model, whose targets go unused (the labels are
+    kept). chance = the val InfoNCE loss of a model that maps every view to one point: ln(2N - 1) for N samples."""
+    d = digits_data()
+    return TaskData(d.x_train, d.y_train, d.x_val, d.y_val, chance=math.log(2 * len(d.x_val) - 1))
+
+
 PAIR_FEATURES = 10
 
 
@@ -2153,6 +2182,52 @@ class TwoTaskLoss(nn.Module):
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         classes = nn.functional.cross_entropy(out[:, :5], target[:, 0].long())
         return classes + nn.functional.mse_loss(out[:, 5], target[:, 1])
+
+
+class CoxLoss(nn.Module):
+    """The Cox model's negative partial log-likelihood over the batch (Breslow, no tie correction): for each event,
+    its risk score against the log-sum-exp of the scores of everyone still at risk at its time; the mean over the
+    batch's events (0 when it has none). The risk set is the batch's, as in every minibatch Cox model."""
+
+    def forward(self, risk: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        order = torch.argsort(target[:, 0], descending=True)
+        risk, event = risk[order, 0], target[order, 1]
+        at_risk = torch.logcumsumexp(risk, dim=0)  # everyone with a time at or after each one's
+        return -((risk - at_risk) * event).sum() / event.sum().clamp(min=1.0)
+
+
+class TwoViews(nn.Module):
+    """A contrastive encoder (MLP 64-128-128-32, ReLU) applied to two augmented views of each sample (Gaussian noise
+    of std 0.5 and a random 25% of the features zeroed, drawn afresh): (batch, 2, 32) unit-length embeddings. In
+    eval mode the views are drawn from a fixed generator, so the val loss is one number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 32)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        generator = None if self.training else torch.Generator().manual_seed(0)
+        views = []
+        for _ in range(2):
+            noise = torch.randn(x.shape, generator=generator)
+            keep = (torch.rand(x.shape, generator=generator) >= 0.25).float()
+            views.append(self.encoder((x + 0.5 * noise) * keep))
+        return nn.functional.normalize(torch.stack(views, 1), dim=-1)
+
+
+class InfoNCELoss(nn.Module):
+    """SimCLR's NT-Xent loss at temperature 0.2: each of the 2N views must pick its sample's other view among the
+    2N - 1 others by cosine similarity; the mean cross-entropy (the targets are unused)."""
+
+    def forward(self, views: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        n = views.shape[0]
+        z = views.transpose(0, 1).reshape(2 * n, -1)  # the first views, then the second ones
+        logits = z @ z.T / 0.2
+        logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+        other = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+        return nn.functional.cross_entropy(logits, other)
 
 
 # -- the suite ---------------------------------------------------------------------------------------------------
@@ -3985,6 +4060,41 @@ TASKS: dict[str, Task] = {
             make_model=TwoHeads,
             make_loss=TwoTaskLoss,
         ),
+        # twenty-fifth batch: losses over the whole batch, where each sample's term depends on the others in it (a
+        # survival model's Cox partial likelihood over the batch's risk set, a contrastive loss over the batch's
+        # views); written and first scored with the rules as of 55fdbd8
+        Task(
+            name="survival-cox-sgd",
+            description=f"{SURVIVAL_FEATURES} features to a risk score for right-censored survival times (30% "
+            "censored), MLP 20-64-64-1 on the Cox partial likelihood over the batch, SGD momentum 0.9, batch 64, 10 "
+            "epochs; scored on the val Cox loss (the whole val set one risk set)",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=64,
+            epochs=10,
+            metric="loss",
+            make_data=survival_data,
+            make_model=lambda: nn.Sequential(
+                nn.Linear(SURVIVAL_FEATURES, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)
+            ),
+            make_loss=CoxLoss,
+        ),
+        Task(
+            name="digits-simclr-adamw",
+            description="load_digits without labels, a contrastive MLP encoder 64-128-128-32 on two noisy, masked "
+            "views of each image under SimCLR's NT-Xent loss (temperature 0.2), AdamW (wd 1e-4), batch 128, 30 "
+            "epochs; scored on the val NT-Xent loss (all 597 val images one batch)",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 1e-4},
+            batch_size=128,
+            epochs=30,
+            metric="loss",
+            make_data=views_data,
+            make_model=TwoViews,
+            make_loss=InfoNCELoss,
+        ),
     ]
 }
 
@@ -3997,7 +4107,7 @@ FRESH_BATCH_STARTS = (
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
-    "frames-ctc-adam",
+    "frames-ctc-adam", "survival-cox-sgd",
 )  # fmt: skip
 
 
