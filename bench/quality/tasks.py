@@ -974,6 +974,48 @@ def views_data() -> TaskData:
     return TaskData(d.x_train, d.y_train, d.x_val, d.y_val, chance=math.log(2 * len(d.x_val) - 1))
 
 
+ORDINAL_FEATURES, ORDINAL_LEVELS = 12, 6
+
+
+def ordinal_data() -> TaskData:
+    """Ordered grades, as ratings or severities come: a latent score (a linear part and a smooth nonlinear one of
+    ORDINAL_FEATURES Gaussian features, plus logistic noise) cut at its quantiles into ORDINAL_LEVELS grades; a
+    grade g is coded as ORDINAL_LEVELS - 1 binary targets, 1 for each threshold below it ("above threshold k").
+    chance = the majority of each threshold, averaged over them."""
+    rng = np.random.default_rng(103)
+    n = 4000
+    x = rng.normal(0, 1, (n, ORDINAL_FEATURES))
+    latent = (
+        x @ rng.normal(0, 1, ORDINAL_FEATURES) / math.sqrt(ORDINAL_FEATURES)
+        + np.tanh(x[:, 0] * x[:, 1])
+        + rng.logistic(0, 0.3, n)
+    )
+    cuts = np.quantile(latent, np.linspace(0, 1, ORDINAL_LEVELS + 1)[1:-1])
+    grade = np.searchsorted(cuts, latent)
+    above = (grade[:, None] > np.arange(ORDINAL_LEVELS - 1)[None, :]).astype(np.float64)
+    return _labels(x, above, n_val=1000)
+
+
+def triplets_data() -> TaskData:
+    """Metric learning on load_digits: each sample is (anchor, positive, negative) images, the positive of the
+    anchor's class and the negative of another (3000 training triplets from the 1200 training images, 1000 val
+    triplets from the 597 val images); targets unused (zeros). chance = the val triplet loss of a model that maps
+    every image to one point: the margin."""
+    d = digits_data()
+    rng = np.random.default_rng(107)
+
+    def triplets(x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+        labels = y.numpy()
+        anchor = rng.integers(0, len(labels), n)
+        positive = np.array([rng.choice(np.flatnonzero(labels == labels[a])) for a in anchor])
+        negative = np.array([rng.choice(np.flatnonzero(labels != labels[a])) for a in anchor])
+        return torch.stack([x[anchor], x[positive], x[negative]], 1)
+
+    xt, xv = triplets(d.x_train, d.y_train, 3000), triplets(d.x_val, d.y_val, 1000)
+    zt, zv = torch.zeros(len(xt), dtype=torch.long), torch.zeros(len(xv), dtype=torch.long)
+    return TaskData(xt, zt, xv, zv, chance=float(TripletLoss()(torch.zeros(len(xv), 3, 32), zv)))
+
+
 PAIR_FEATURES = 10
 
 
@@ -2228,6 +2270,28 @@ class InfoNCELoss(nn.Module):
         logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
         other = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
         return nn.functional.cross_entropy(logits, other)
+
+
+class TripletEmbedder(nn.Module):
+    """One MLP (64-128-ReLU-32) embedding the anchor, positive and negative of each triplet: (batch, 3, 32)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 32))
+
+    def forward(self, triplet: torch.Tensor) -> torch.Tensor:
+        return self.embed(triplet)
+
+
+class TripletLoss(nn.Module):
+    """torch's triplet margin loss (margin 1, Euclidean) on a (batch, 3, dim) output; the targets are unused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.triplet = nn.TripletMarginLoss(margin=1.0)
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.triplet(out[:, 0], out[:, 1], out[:, 2])
 
 
 # -- the suite ---------------------------------------------------------------------------------------------------
@@ -4095,6 +4159,39 @@ TASKS: dict[str, Task] = {
             make_model=TwoViews,
             make_loss=InfoNCELoss,
         ),
+        # twenty-sixth batch: an ordinal target as cumulative binary thresholds, and metric learning on a margin
+        # loss that reaches exactly zero on every triplet it separates; written and first scored with the rules as
+        # of 1ec89cf
+        Task(
+            name="ordinal-thresholds-radam",
+            description=f"{ORDINAL_LEVELS} ordered grades of a latent score of {ORDINAL_FEATURES} features, coded as "
+            f"{ORDINAL_LEVELS - 1} 'above threshold k' targets, MLP {ORDINAL_FEATURES}-64-64-{ORDINAL_LEVELS - 1} on "
+            "BCE with logits, RAdam, batch 32, 15 epochs; metric: per-threshold val accuracy",
+            half="fresh",
+            optimizer=RADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=15,
+            metric="accuracy",
+            make_data=ordinal_data,
+            make_model=lambda: mlp_of(ORDINAL_FEATURES, ORDINAL_LEVELS - 1, 64, 2, lambda width: [nn.ReLU()]),
+            make_loss=nn.BCEWithLogitsLoss,
+        ),
+        Task(
+            name="digits-triplet-nesterov",
+            description="load_digits (anchor, positive, negative) triplets, an MLP embedder 64-128-32 on the triplet "
+            "margin loss (margin 1), SGD Nesterov momentum 0.9 (wd 5e-4), batch 64, 10 epochs; scored on the val "
+            "triplet loss",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs=NESTEROV,
+            batch_size=64,
+            epochs=10,
+            metric="loss",
+            make_data=triplets_data,
+            make_model=TripletEmbedder,
+            make_loss=TripletLoss,
+        ),
     ]
 }
 
@@ -4107,7 +4204,7 @@ FRESH_BATCH_STARTS = (
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
-    "frames-ctc-adam", "survival-cox-sgd",
+    "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam",
 )  # fmt: skip
 
 
