@@ -1159,7 +1159,7 @@ class CheckReport:
     ladder: str
     verify_bounds: bool = False
     # What the spec gives that the run will not use (an optimizer lr), each a sentence of its own.
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
     @property
     def estimated_seconds(self) -> float:
@@ -1275,5 +1275,5 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         metric=settings.metric,
         ladder=describe_ladder(settings.min_lr, settings.max_lr, settings.mode),
         verify_bounds=settings.verify_bounds,
-        notes=_spec_notes(spec, None, ran=False),
+        notes=tuple(_spec_notes(spec, None, ran=False)),
     )
