@@ -996,11 +996,11 @@ def given_lr_note(lr: Any, bounds: Bounds | None, *, ran: bool = True) -> str:
     return f"{note}; {format_lr(lr)} is {where}"
 
 
-def _spec_notes(spec: Spec, bounds: Bounds | None, *, ran: bool = True) -> list[str]:
+def _spec_notes(spec: Spec, bounds: Bounds | None, *, ran: bool = True) -> tuple[str, ...]:
     """Notes on what the spec gives that a run does not use: an lr in the optimizer's kwargs."""
     if spec.optimizer is None or "lr" not in spec.optimizer.kwargs:
-        return []
-    return [given_lr_note(spec.optimizer.kwargs["lr"], bounds, ran=ran)]
+        return ()
+    return (given_lr_note(spec.optimizer.kwargs["lr"], bounds, ran=ran),)
 
 
 def run_spec(
@@ -1275,5 +1275,5 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         metric=settings.metric,
         ladder=describe_ladder(settings.min_lr, settings.max_lr, settings.mode),
         verify_bounds=settings.verify_bounds,
-        notes=tuple(_spec_notes(spec, None, ran=False)),
+        notes=_spec_notes(spec, None, ran=False),
     )

@@ -131,9 +131,8 @@ def refused_nonfinite(model: torch.nn.Module, exc: BaseException) -> str | None:
     bad = nonfinite_weights(model)
     if not bad:
         return None
-    text = one_line(
-        describe_exception(exc), _RAISED_LIMIT
-    )  # torch.distributions' message prints the NaN tensor
+    # Cut to one short line: torch.distributions' message prints the whole NaN tensor.
+    text = one_line(describe_exception(exc), _RAISED_LIMIT)
     return f"{text}, on weights the step before had made non-finite ({_some(bad)})"
 
 
