@@ -2245,9 +2245,7 @@ class TwoViews(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 32)
-        )
+        self.encoder = mlp_of(64, 32, 128, 2, lambda width: [nn.ReLU()])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         generator = None if self.training else torch.Generator().manual_seed(0)
@@ -2270,17 +2268,6 @@ class InfoNCELoss(nn.Module):
         logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
         other = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
         return nn.functional.cross_entropy(logits, other)
-
-
-class TripletEmbedder(nn.Module):
-    """One MLP (64-128-ReLU-32) embedding the anchor, positive and negative of each triplet: (batch, 3, 32)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 32))
-
-    def forward(self, triplet: torch.Tensor) -> torch.Tensor:
-        return self.embed(triplet)
 
 
 class TripletLoss(nn.Module):
@@ -4139,9 +4126,7 @@ TASKS: dict[str, Task] = {
             epochs=10,
             metric="loss",
             make_data=survival_data,
-            make_model=lambda: nn.Sequential(
-                nn.Linear(SURVIVAL_FEATURES, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)
-            ),
+            make_model=lambda: mlp_of(SURVIVAL_FEATURES, 1, 64, 2, lambda width: [nn.ReLU()]),
             make_loss=CoxLoss,
         ),
         Task(
@@ -4189,7 +4174,8 @@ TASKS: dict[str, Task] = {
             epochs=10,
             metric="loss",
             make_data=triplets_data,
-            make_model=TripletEmbedder,
+            # one MLP for the anchor, positive and negative alike (its layers act on the last axis): (batch, 3, 32)
+            make_model=lambda: mlp_of(64, 32, 128, 1, lambda width: [nn.ReLU()]),
             make_loss=TripletLoss,
         ),
     ]
