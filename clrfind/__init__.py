@@ -22,6 +22,7 @@ __all__ = [
     "RunInterrupted",
     "SetupError",
     "StepEvent",
+    "TrainingLength",
     "UsageError",
     "__version__",
     "load_results",
@@ -42,6 +43,7 @@ _LAZY = {
     "RangeTestResult": "clrfind.results",
     "Bounds": "clrfind.results",
     "StepEvent": "clrfind.events",
+    "TrainingLength": "clrfind.settings",
     "ClrfindError": "clrfind.errors",
     "ClrfindWarning": "clrfind.errors",
     "ExportError": "clrfind.errors",
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from clrfind.groups import param_groups
     from clrfind.loggers import log_result
     from clrfind.results import Bounds, RangeTestResult, load_results
+    from clrfind.settings import TrainingLength
 
 
 def __getattr__(name: str) -> Any:

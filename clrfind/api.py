@@ -15,7 +15,7 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,7 @@ from clrfind.faults import (
 )
 from clrfind.fileio import check_writable_dir, folder_lock
 from clrfind.groups import describe_groups, differs, json_option
-from clrfind.ladder import DEFAULT_STEPS, ModeChoice, describe_ladder
+from clrfind.ladder import ModeChoice, describe_ladder
 from clrfind.results import (
     PLOT_NAME,
     RESULTS_NAME,
@@ -62,7 +62,7 @@ from clrfind.results import (
     format_seconds,
     to_json,
 )
-from clrfind.settings import DEFAULT_MAX_LR, DEFAULT_MIN_LR, RunSettings
+from clrfind.settings import DEFAULT_MAX_LR, DEFAULT_MIN_LR, RunSettings, TrainingLength
 from clrfind.spec import known_keywords
 from clrfind.state import (
     MemoryProbe,
@@ -176,6 +176,7 @@ def make_result(
         stop_detail=out.stop_text(terms),
         bounds=bounds,
         steps_per_epoch=out.steps_per_epoch,
+        training=settings.training_length(out.steps_per_epoch),
         batch_size=batch_size,
         world_size=world_size,
         global_batch_size=batch_size * world_size * settings.accumulate if batch_size else None,
@@ -206,7 +207,7 @@ def range_test(
     *,
     min_lr: float = DEFAULT_MIN_LR,
     max_lr: float = DEFAULT_MAX_LR,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     mode: ModeChoice = "auto",
     device: str | torch.device | None = None,
     step_fn: Callable[..., torch.Tensor] | None = None,
@@ -227,6 +228,7 @@ def range_test(
     clip_grad_norm: float | None = None,
     clip_grad_value: float | None = None,
     save: str | os.PathLike[str] | None = None,
+    training: TrainingLength | Mapping[str, int] | None = None,
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer (README "Library API" for every argument).
 
@@ -241,7 +243,9 @@ def range_test(
     kept (`result.verification`). On every rank of a torchrun job (a DistributedDataParallel model) the loss is
     averaged over the ranks and every rank returns rank 0's result, all ranks together, after rank 0 alone has
     written `save` if given; rank 0 alone shows `progress` and logs to `log`'s trackers. `loss_fn` may be None when
-    `step_fn` computes the loss itself.
+    `step_fn` computes the loss itself. `training` (`{"epochs": 20}`, optionally `"steps_per_epoch"`) is the run
+    the bounds are for: without `steps` the test lasts about as long, within 300-1000 steps, and the result records
+    it for the exported schedule (`TrainingLength`).
 
     Raises:
         UsageError: a bad argument, before anything runs. SetupError: a setup that does not fit, in these
@@ -256,6 +260,7 @@ def range_test(
         min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, metric=metric, eval_every=eval_every,
         eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
         verify_bounds=verify_bounds, clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+        training=training,
     )  # fmt: skip
     step_fn = _library_step(step_fn, loss_fn)
     _check_parts(model, train_loader, loss_fn, optimizer)
@@ -264,6 +269,9 @@ def range_test(
     rank, world = (job.rank, job.world_size) if job is not None else (0, 1)
     loggers, out_dir = _rank_0_outputs(log, save, rank)
     terms = terms or library_terms(step_fn=step_fn is not None, clip_grad_value=clip_grad_value)
+    from clrfind.engine import loader_length
+
+    steps = settings.planned_steps(loader_length(train_loader), source=terms.prefix)
     from clrfind.build import refuse_loader_repeating_stream
 
     refuse_loader_repeating_stream(train_loader, f"{terms.prefix}{terms.name('data')}")
@@ -1037,7 +1045,7 @@ def run_spec(
             f"{stops.stop_verb(signum)} while building the model and data; nothing was measured or saved",
             signum=signum,
         ) from None
-    total = settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: range_test")
+    total = settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: ")
     trainer = Trainer(
         comps.model, comps.train_loader, comps.loss_fn, comps.optimizer, device=device, settings=settings,
         step_fn=comps.step_fn, reduce_loss=reduce_loss, val_loader=comps.val_loader,
@@ -1270,7 +1278,7 @@ def check_spec(loaded: LoadedSpec, *, timed_steps: int = 3) -> CheckReport:
         batch_size=comps.batch_size,
         batches_per_epoch=comps.batches_per_epoch,
         steps_per_epoch=settings.steps_per_epoch(comps.batches_per_epoch),
-        planned_steps=settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: range_test"),
+        planned_steps=settings.planned_steps(comps.batches_per_epoch, source=f"{loaded.source}: "),
         seconds_per_step=per_batch * settings.accumulate,
         metric=settings.metric,
         ladder=describe_ladder(settings.min_lr, settings.max_lr, settings.mode),

@@ -646,10 +646,9 @@ def build_components(
         )
     if step_fn is not None:
         step_fn = as_step(step_fn)
-    try:
-        batches_per_epoch = len(train_loader)
-    except TypeError:
-        batches_per_epoch = None
+    from clrfind.engine import loader_length
+
+    batches_per_epoch = loader_length(train_loader)
     return Components(
         model=train_model,
         train_loader=train_loader,

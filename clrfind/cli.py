@@ -238,6 +238,7 @@ def _overrides(**values: Any) -> dict[str, Any]:
         "seed": "seed",
         "metric": "range_test.metric",
         "verify_bounds": "verify_bounds",
+        "train_epochs": "training.epochs",
     }
     if values.get("steps") is not None and values.get("epochs") is not None:
         raise UsageError("--steps and --epochs give the test's length two ways", hint="pass one of them")
@@ -272,6 +273,14 @@ def range_test_cmd(
     epochs: Annotated[
         int | None,
         typer.Option(help="Run for N passes over the data instead of --steps.", rich_help_panel=_RANGE),
+    ] = None,
+    train_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs of the training the bounds are for: the test then lasts about as long (300-1000 steps) "
+            "unless --steps/--epochs say otherwise, and the schedule spans them (the spec's training.epochs).",
+            rich_help_panel=_RANGE,
+        ),
     ] = None,
     min_lr: Annotated[
         float | None, typer.Option(help="Lowest LR of the ladder.", rich_help_panel=_RANGE)
@@ -353,6 +362,7 @@ def range_test_cmd(
         seed=seed,
         metric=metric,
         verify_bounds=verify_bounds,
+        train_epochs=train_epochs,
     )
     loaded = load_spec(spec, overrides)
     out = out or default_out_dir(loaded)
@@ -444,13 +454,23 @@ def export_cmd(
     ] = None,
     policy: Annotated[
         PolicyOpt,
-        typer.Option(help="Schedule policy; auto = one-cycle with --epochs, triangular without."),
+        typer.Option(
+            help="Schedule policy; auto = one-cycle with a training length (--epochs or the test's training.epochs), "
+            "triangular without."
+        ),
     ] = PolicyOpt.auto,
     epochs: Annotated[
-        int | None, typer.Option(help="Training length; the schedule is fitted to end at the end of a cycle.")
+        int | None,
+        typer.Option(
+            help="Training length; the schedule is fitted to end at the end of a cycle (default: the range "
+            "test's training.epochs)."
+        ),
     ] = None,
     steps_per_epoch: Annotated[
-        int | None, typer.Option(help="Optimizer steps per epoch (default: what the range test saw).")
+        int | None,
+        typer.Option(
+            help="Optimizer steps per epoch (default: the range test's training, else what it saw)."
+        ),
     ] = None,
     fmt: Annotated[FormatOpt, typer.Option("--format", help="Output format.")] = FormatOpt.yaml,
     verify: Annotated[
@@ -485,6 +505,8 @@ def export_cmd(
     )
     if verify:
         verify_schedule(schedule, trust=trust_results)
+    for warning in schedule.get("warnings", []):
+        _err().print(f"warning: {warning}", markup=False)
     text = render_schedule(schedule, fmt.value)
     if out == "-":
         sys.stdout.write(text)

@@ -142,6 +142,14 @@ def _move(x: Any, device: torch.device, non_blocking: bool, channels_last: bool)
     return x
 
 
+def loader_length(loader: Iterable[Any]) -> int | None:
+    """Batches in one pass over `loader`, or None for a stream (an IterableDataset's loader has no length)."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 class _Batches:
     """Cycles through a loader forever, counting epochs, without rebuilding anything.
 
@@ -153,9 +161,7 @@ class _Batches:
         self.loader = loader
         self.epoch = 0
         self.batches_this_epoch = 0
-        self.batches_per_epoch: int | None = None
-        with contextlib.suppress(TypeError):
-            self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
+        self.batches_per_epoch = loader_length(loader)
         # Started here, where it always was (a loader without a generator draws its seed from torch's RNG), but a
         # loader failing to start (its workers, its dataset's __iter__) fails at the first batch, inside the
         # loop: the data's failure of that step, with what was measured kept.

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from clrfind.errors import ClrfindWarning, ExportError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
 from clrfind.results import OptimizerRef, ParamGroup, RangeTestResult
+from clrfind.settings import TrainingLength
 from clrfind.spec import DEFAULT_GROUP, known_keywords
 
 if TYPE_CHECKING:
@@ -141,6 +142,13 @@ def build_schedule(
         raise ExportError(
             f"epochs must be a positive number of epochs, got {epochs}", hint="e.g. --epochs 20"
         )
+    told = result.training
+    notes: list[str] = []
+    if epochs is None and told is not None:
+        epochs = told.epochs
+        notes.append(f"training length from the range test's spec (training): {_count(epochs, 'epoch')}")
+    if steps_per_epoch is None and told is not None:
+        steps_per_epoch = told.steps_per_epoch
     spe = steps_per_epoch if steps_per_epoch is not None else result.steps_per_epoch
     if spe is None:
         raise ExportError(
@@ -150,7 +158,6 @@ def build_schedule(
     if spe <= 0:
         raise ExportError(f"steps_per_epoch must be positive, got {spe}", hint="pass --steps-per-epoch N")
 
-    notes: list[str] = []
     if policy == AUTO_POLICY:
         policy, why = resolve_policy(epochs)
         notes.append(why)
@@ -182,13 +189,31 @@ def build_schedule(
         "method": bounds.method,
         "stop_reason": result.stop_reason,
     }
+    warnings = _other_length(told, part.training["total_steps"])
     return {
         "optimizer": optimizer,
         "scheduler": {"target": part.target, "policy": policy, "interval": "step", "kwargs": part.kwargs},
         "training": part.training,
         "source": {k: v for k, v in source.items() if v is not None},
         "notes": notes,
+        **({"warnings": warnings} if warnings else {}),
     }
+
+
+def _other_length(told: TrainingLength | None, total: int) -> list[str]:
+    """A warning when the schedule trains another length than the range test was told, else nothing.
+
+    The test's length and its self-check's trials followed the training it was told (`training:`), and the
+    benchmark found the best peak moving with the length of the run: bounds checked for one run are a guess for
+    another.
+    """
+    if told is None or told.total_steps is None or told.total_steps == total:
+        return []
+    return [
+        f"this schedule trains {_count(total, 'optimizer step')}, the range test was told its training is "
+        f"{_count(told.total_steps, 'step')} ({_count(told.epochs, 'epoch')} of {told.steps_per_epoch}): its bounds "
+        f"were checked for that run; re-run the range test with training.epochs: N for this one"
+    ]
 
 
 class _Scheduler(NamedTuple):

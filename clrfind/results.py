@@ -19,11 +19,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from clrfind.errors import ResultsError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
-from clrfind.settings import FrozenModel, MetricName
+from clrfind.settings import FrozenModel, MetricName, TrainingLength
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# Version 9 added `training`, the length of the training the bounds are for (the spec's `training:` with its steps
+# per epoch filled in), which `export` fits the schedule to by default; version 8 files load without one.
 # Version 8 added `timing.total_steps` and `timing.total_seconds`, what the whole run cost (its reruns, the
 # self-check's trials and hold included); version 7 files load without them.
 # Version 7 added `bounds.peak_ceiling_lr`, how far up the self-check may raise a one-cycle peak left at max_lr (an
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 # it also added `verification`, the self-check of the bounds.
 # Version 2 added `bounds.peak_lr`; version 1 files have no peak (one-cycle peaks at max_lr). Older files are
 # migrated on load.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 READABLE_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))  # each older one only lacks fields, or renamed two
 RESULTS_NAME = "range_test.json"
 PLOT_NAME = "range_test.png"
@@ -289,6 +291,8 @@ class RangeTestResult(FrozenModel):
     stop_detail: str = ""
     bounds: Bounds | None = None
     steps_per_epoch: int | None = None
+    # The training the bounds are for, when the spec or call said (`training:`); its steps per epoch are filled in.
+    training: TrainingLength | None = None
     batch_size: int | None = None
     world_size: int = 1
     global_batch_size: int | None = None
@@ -358,6 +362,12 @@ class RangeTestResult(FrozenModel):
             ),
             f"stopped: {self.stop_reason} ({self.stop_detail})",
         ]
+        if self.training is not None and self.training.total_steps:
+            t = self.training
+            lines.append(
+                f"for a training of {t.epochs} epochs x {t.steps_per_epoch} steps = {t.total_steps} steps "
+                "(the exported schedule's length)"
+            )
         if b is not None and b.usable:
             peak = (
                 "" if b.peak_above_max_lr is None else f"  one-cycle peak_lr {format_lr(b.peak_above_max_lr)}"

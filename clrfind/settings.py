@@ -24,6 +24,10 @@ MetricName = Literal["loss", "accuracy", "val_loss"]
 MAX_STEPS = 1_000_000
 MAX_EPOCHS = 10_000
 
+# The longest test a training length sets (`RunSettings.planned_steps`): the benchmark's runs of 1,000-2,000
+# steps were measured with tests of 1000; a longer test would cost more than such a run's own training.
+LONGEST_FITTED_STEPS = 1000
+
 # The constraints of each setting, one definition for the spec and the library.
 LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Steps = Annotated[int, Field(ge=2, le=MAX_STEPS)]
@@ -68,6 +72,25 @@ def length_and_range_problem(
     return None
 
 
+class TrainingLength(FrozenModel):
+    """The training the bounds are for: the spec's `training:` section, `export --epochs/--steps-per-epoch`'s
+    defaults.
+
+    Told it, the test rehearses that run: unless its own length is given, the test lasts about as long as the
+    training (DEFAULT_STEPS to LONGEST_FITTED_STEPS steps), so the self-check's trials, a quarter of the test,
+    stand for a quarter of the run rather than for a fixed 75 steps; and the exported schedule spans the run.
+    """
+
+    epochs: Epochs
+    # None: the range test's own steps per epoch (its data's batches over `accumulate`), filled in the results.
+    steps_per_epoch: Positive | None = None
+
+    @property
+    def total_steps(self) -> int | None:
+        """Optimizer steps of the whole training, when the steps per epoch are known."""
+        return self.epochs * self.steps_per_epoch if self.steps_per_epoch else None
+
+
 class LadderSettings(FrozenModel):
     """The LR ladder, the test's length and what is measured along it: the spec's `range_test:` section."""
 
@@ -102,6 +125,7 @@ class RunSettings(LadderSettings):
         clip_grad_norm / clip_grad_value: clip the gradients between backward and the optimizer step with
             `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_` (unscaled first under fp16), as the training the
             test stands for does: clipping changes which LRs diverge.
+        training: the training the bounds are for; sets the length when neither steps nor epochs is given.
     """
 
     precision: Precision = "fp32"
@@ -113,6 +137,7 @@ class RunSettings(LadderSettings):
     verify_bounds: bool = True
     clip_grad_norm: ClipThreshold | None = None
     clip_grad_value: ClipThreshold | None = None
+    training: TrainingLength | None = None
 
     @model_validator(mode="after")
     def _one_clip(self) -> RunSettings:
@@ -144,19 +169,42 @@ class RunSettings(LadderSettings):
         """Optimizer steps in one pass over the data (`accumulate` batches make one step)."""
         return max(1, batches_per_epoch // self.accumulate) if batches_per_epoch else None
 
-    def planned_steps(self, batches_per_epoch: int | None, *, source: str = "range_test") -> int:
-        """`steps`, or `epochs` passes over the data, or DEFAULT_STEPS when neither is set."""
-        if self.epochs is None:
-            return self.steps or DEFAULT_STEPS
+    def training_length(self, steps_per_epoch: int | None, *, source: str = "") -> TrainingLength | None:
+        """`training` with its steps per epoch filled in from the test's data when it left them out.
+
+        `source`: the spec file, as a prefix of a problem's key.
+        """
+        if self.training is None or self.training.steps_per_epoch is not None:
+            return self.training
+        if steps_per_epoch is None:
+            raise SetupError(
+                f"{source}training.epochs: the training data has no length, so its epochs have no known steps",
+                hint="give them as training.steps_per_epoch",
+            )
+        return self.training.model_copy(update={"steps_per_epoch": steps_per_epoch})
+
+    def planned_steps(self, batches_per_epoch: int | None, *, source: str = "") -> int:
+        """`steps`, or `epochs` passes over the data, or about the training's length, or DEFAULT_STEPS.
+
+        `source`: the spec file, as a prefix of a problem's key (`spec.yaml: `).
+        """
         per_epoch = self.steps_per_epoch(batches_per_epoch)
+        training = self.training_length(
+            per_epoch, source=source
+        )  # checked even when the test's length is given
+        if self.epochs is None:
+            if self.steps is None and training is not None:
+                return min(max(training.total_steps or DEFAULT_STEPS, DEFAULT_STEPS), LONGEST_FITTED_STEPS)
+            return self.steps or DEFAULT_STEPS
         if per_epoch is None:
             raise SetupError(
-                f"{source}.epochs: the training data has no length, so epochs cannot be counted",
+                f"{source}range_test.epochs: the training data has no length, so epochs cannot be counted",
                 hint="give the length in steps instead",
             )
         if self.epochs * per_epoch > MAX_STEPS:
             raise SetupError(
-                f"{source}.epochs: {self.epochs} epochs of {per_epoch} steps is more than {MAX_STEPS:,} steps",
+                f"{source}range_test.epochs: {self.epochs} epochs of {per_epoch} steps is more than {MAX_STEPS:,} "
+                "steps",
                 hint="run fewer epochs, or give the length in steps",
             )
         return max(2, self.epochs * per_epoch)

@@ -37,7 +37,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from clrfind.errors import SpecError, UsageError, describe_exception, one_line, short_repr
-from clrfind.ladder import DEFAULT_STEPS
 from clrfind.settings import (
     ClipThreshold,
     FrozenModel,
@@ -46,6 +45,7 @@ from clrfind.settings import (
     Precision,
     RunSettings,
     Seed,
+    TrainingLength,
     clip_problem,
     length_and_range_problem,
 )
@@ -418,13 +418,8 @@ class RangeTestSpec(LadderSettings):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_length(cls, data: Any) -> Any:
-        # The default length applies only when neither is given; a given `epochs` must not collide with it.
-        if isinstance(data, dict) and data.get("steps") is None and data.get("epochs") is None:
-            return {**data, "steps": DEFAULT_STEPS}
-        return data
+    # Neither steps nor epochs: the length comes from `training:` when given, else DEFAULT_STEPS
+    # (`RunSettings.planned_steps`); the results record the length that ran (`planned_steps`).
 
     @model_validator(mode="after")
     def _consistent(self) -> RangeTestSpec:
@@ -433,6 +428,12 @@ class RangeTestSpec(LadderSettings):
             field, detail = problem
             raise _rule(detail, None if field == "epochs" else field)
         return self
+
+
+class TrainingSpec(TrainingLength):
+    """The training the bounds are for (`training:`): `TrainingLength`'s fields and constraints, typed strictly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Spec(_Strict):
@@ -449,6 +450,7 @@ class Spec(_Strict):
     step: TargetRef | None = None
     setup: TargetRef | None = None
     range_test: RangeTestSpec = Field(default_factory=RangeTestSpec)
+    training: TrainingSpec | None = None
     device: str = "auto"
     seed: Seed = 0
     precision: Precision = "fp32"
@@ -506,6 +508,7 @@ class Spec(_Strict):
             **self.range_test.model_dump(), precision=self.precision, accumulate=self.accumulate,
             compile=self.compile, channels_last=self.channels_last, seed=self.seed, verify_bounds=self.verify_bounds,
             clip_grad_norm=self.clip_grad_norm, clip_grad_value=self.clip_grad_value,
+            training=self.training.model_dump() if self.training else None,
         )  # fmt: skip
 
     def resolved(self) -> dict[str, Any]:

@@ -238,3 +238,16 @@ def test_check_times_steps_after_the_warm_up(tmp_path) -> None:
     assert 0.05 <= report.seconds_per_step < 0.25, report.seconds_per_step
     calls = resolve_target("steps.py:calls", base_dir=tmp_path, key="k", source="s")
     assert len(calls) == CHECK_WARMUP_STEPS + 3  # one engine call: warm-up and timed steps, nothing else
+
+
+def test_a_training_length_sizes_the_library_test(tiny_task) -> None:
+    model, loader, loss_fn, optimizer = tiny_task
+    told = clrfind.range_test(
+        model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, training={"epochs": 40}, verify_bounds=False,
+        progress=False,
+    )  # fmt: skip
+    per_epoch = len(loader)
+    assert told.training == clrfind.TrainingLength(epochs=40, steps_per_epoch=per_epoch)
+    assert told.planned_steps == min(max(40 * per_epoch, 300), 1000)
+    with pytest.raises(UsageError, match="training"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, training={"epochs": 0})

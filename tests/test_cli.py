@@ -487,3 +487,32 @@ def test_the_given_lr_note_places_a_number_and_only_a_number(lr: Any, ending: st
         f"the test sets every LR itself{ending}"
     )
     assert given_lr_note(0.05, None).endswith("itself")
+
+
+def test_train_epochs_sizes_the_test_and_the_schedule(runner: CliRunner, tmp_path: Path) -> None:
+    # 1024 samples in batches of 64: 16 steps an epoch; 25 epochs are 400 steps, and the test lasts as long.
+    spec = write_spec(tmp_path, BASE_SPEC.replace(", steps: 60}", "}"))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["range-test", str(spec), "-o", str(out), "-q", "--train-epochs", "25"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == ""
+    assert "for a training of 25 epochs x 16 steps = 400 steps (the exported schedule's length)" in res.stdout
+    data = json.loads((out / "range_test.json").read_text())
+    assert data["planned_steps"] == 400 and data["training"] == {"epochs": 25, "steps_per_epoch": 16}
+    written = yaml.safe_load((out / "schedule.yaml").read_text())  # the run's own schedule spans the training
+    assert written["scheduler"]["kwargs"]["total_steps"] == 400
+    same = runner.invoke(app, ["export", str(out), "--out", "-"])
+    assert same.exit_code == 0 and same.stderr == ""
+    assert yaml.safe_load(same.stdout)["training"]["total_steps"] == 400
+    other = runner.invoke(app, ["export", str(out), "--out", "-", "--epochs", "10"])
+    assert other.exit_code == 0, other.stderr
+    assert other.stderr.startswith(
+        "warning: this schedule trains 160 optimizer steps, the range test was told"
+    )
+    assert yaml.safe_load(other.stdout)["training"]["total_steps"] == 160
+
+
+def test_train_epochs_must_be_positive(runner: CliRunner, spec: Path) -> None:
+    res = runner.invoke(app, ["range-test", str(spec), "-q", "--train-epochs", "0"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: ") and "training.epochs" in res.stderr

@@ -36,6 +36,7 @@ from clrfind.export import (
     write_schedule,
 )
 from clrfind.results import SCHEMA_VERSION, Bounds, OptimizerRef, RangeTestResult, load_results
+from clrfind.settings import TrainingLength
 
 BASE, PEAK = 0.012, 0.41
 SPE = 10
@@ -285,7 +286,7 @@ def test_peak_lr_and_the_whole_cost_round_trip_through_the_results_file(tmp_path
     timing = result.timing.model_copy(update={"total_steps": 612, "total_seconds": 3.5})
     path = result.model_copy(update={"timing": timing}).save(tmp_path / "range_test.json")
     loaded = load_results(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 8 and loaded.bounds.peak_lr == 0.5
+    assert loaded.schema_version == SCHEMA_VERSION == 9 and loaded.bounds.peak_lr == 0.5
     assert loaded.bounds.peak_ceiling_lr == 0.9
     assert (loaded.timing.total_steps, loaded.timing.total_seconds) == (612, 3.5)
     assert (
@@ -658,3 +659,40 @@ def test_cycle_arithmetic_matches_the_paper_formula() -> None:
         cycle = math.floor(1 + it / (2 * s))
         x = abs(it / s - 2 * cycle + 1)
         assert lr == pytest.approx(BASE + (PEAK - BASE) * max(0.0, 1 - x))
+
+
+def test_the_range_tests_training_length_is_the_exports_default() -> None:
+    told = make_result().model_copy(update={"training": TrainingLength(epochs=12, steps_per_epoch=25)})
+    schedule = build_schedule(told)
+    assert schedule["scheduler"]["target"] == "torch.optim.lr_scheduler.OneCycleLR"
+    assert schedule["training"] == {"steps_per_epoch": 25, "epochs": 12, "total_steps": 300, "cycles": 1}
+    assert schedule["notes"][0] == "training length from the range test's spec (training): 12 epochs"
+    assert "warnings" not in schedule
+    # The same length given again is no news; another one trains a run the bounds were not checked for.
+    assert "warnings" not in build_schedule(told, epochs=12, steps_per_epoch=25)
+    other = build_schedule(told, epochs=4)
+    assert other["training"]["total_steps"] == 100
+    assert other["warnings"] == [
+        "this schedule trains 100 optimizer steps, the range test was told its training is 300 steps "
+        "(12 epochs of 25): its bounds were checked for that run; re-run the range test with training.epochs: N "
+        "for this one"
+    ]
+    assert "warnings:" in render_schedule(other)  # the file says so too, not only the command
+    assert build_schedule(make_result())["scheduler"]["target"].endswith("CyclicLR")  # untold: as before
+
+
+def test_a_version_8_file_loads_without_a_training_length(tmp_path: Path) -> None:
+    """Schema version 9 added `training`, the length of the training the bounds are for."""
+    data = {**json.loads(make_result().model_dump_json()), "schema_version": 8}
+    del data["training"]
+    path = tmp_path / "range_test.json"
+    path.write_text(json.dumps(data))
+    loaded = load_results(path)
+    assert loaded.schema_version == SCHEMA_VERSION and loaded.training is None
+    assert "for a training of" not in loaded.summary()
+    told = make_result().model_copy(update={"training": TrainingLength(epochs=3, steps_per_epoch=10)})
+    again = load_results(told.save(tmp_path / "told.json"))
+    assert again.training == told.training
+    assert (
+        "for a training of 3 epochs x 10 steps = 30 steps (the exported schedule's length)" in again.summary()
+    )

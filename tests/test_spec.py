@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clrfind.errors import SpecError, UsageError
-from clrfind.spec import DEFAULT_STEPS, Spec, load_spec, parse_override, yaml_load
+from clrfind.errors import SetupError, SpecError, UsageError
+from clrfind.ladder import DEFAULT_STEPS
+from clrfind.settings import RunSettings, TrainingLength
+from clrfind.spec import Spec, load_spec, parse_override, yaml_load
 
 VALID = """\
 model:
@@ -104,7 +107,8 @@ def test_verify_bounds_is_a_boolean_spec_key(tmp_path: Path) -> None:
 
 def test_minimal_spec_gets_default_length_and_range(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, dump(MINIMAL))).spec
-    assert spec.range_test.steps == DEFAULT_STEPS == 300 and spec.range_test.epochs is None
+    assert spec.range_test.steps is None and spec.range_test.epochs is None
+    assert spec.settings().planned_steps(10) == DEFAULT_STEPS == 300
     assert 0 < spec.range_test.min_lr < spec.range_test.max_lr
     assert spec.data.batch_size > 0
 
@@ -550,3 +554,64 @@ def test_random_overrides_load_or_raise_spec_error(
     if not path.exists():
         write(path.parent, dump(_full_raw()), name="full.yaml")
     _check_outcome(path, copy.deepcopy(overrides))
+
+
+@pytest.mark.parametrize(
+    ("training", "range_test", "batches", "expected"),
+    [
+        ({"epochs": 2}, {}, 64, 300),  # shorter than the default: the default
+        ({"epochs": 10}, {}, 64, 640),  # about as long as the training
+        ({"epochs": 50}, {}, 64, 1000),  # never longer than LONGEST_FITTED_STEPS
+        ({"epochs": 10, "steps_per_epoch": 70}, {}, 64, 700),  # the training's own steps per epoch
+        ({"epochs": 10}, {"steps": 120}, 64, 120),  # the test's own length wins
+        ({"epochs": 10}, {"epochs": 2}, 64, 128),
+    ],
+)
+def test_the_training_length_sets_the_tests_unless_it_has_its_own(
+    tmp_path: Path, training: dict, range_test: dict, batches: int, expected: int
+) -> None:
+    raw = {**valid_raw(), "training": training, "range_test": range_test}
+    run = load_spec(write(tmp_path, dump(raw))).spec.settings()
+    assert run.planned_steps(batches) == expected
+    spe = training.get("steps_per_epoch", batches)
+    assert run.training_length(batches) == TrainingLength(epochs=training["epochs"], steps_per_epoch=spe)
+
+
+def test_accumulation_counts_in_the_trainings_steps_per_epoch() -> None:
+    run = RunSettings(training=TrainingLength(epochs=10), accumulate=2)
+    assert run.planned_steps(128) == 640  # 128 batches of 2 per step: 64 steps an epoch
+    assert RunSettings().training_length(128) is None and RunSettings().planned_steps(128) == 300
+
+
+def test_a_stream_needs_the_trainings_steps_per_epoch() -> None:
+    run = RunSettings(training=TrainingLength(epochs=10), steps=100)
+    with pytest.raises(
+        SetupError, match=r"^spec.yaml: training.epochs: the training data has no length"
+    ) as info:
+        run.planned_steps(None, source="spec.yaml: ")  # checked even though the test has its own length
+    assert info.value.hint == "give them as training.steps_per_epoch"
+    given = RunSettings(training=TrainingLength(epochs=10, steps_per_epoch=50))
+    assert given.planned_steps(None) == 500
+
+
+@pytest.mark.parametrize(
+    ("training", "needle"),
+    [
+        ({}, "training.epochs: "),
+        ({"epochs": 0}, "training.epochs: "),
+        ({"epochs": "20"}, "training.epochs: "),
+        ({"epochs": 5, "steps_per_epoch": 0}, "training.steps_per_epoch: "),
+        ({"epochs": 5, "steps": 100}, "training.steps: "),
+        (20, "training: "),
+    ],
+)
+def test_bad_training_blocks_name_their_key(tmp_path: Path, training: object, needle: str) -> None:
+    raw = {**valid_raw(), "training": training}
+    with pytest.raises(SpecError, match=re.escape(needle)):
+        load_spec(write(tmp_path, dump(raw)))
+
+
+def test_an_override_sets_the_training_length(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, dump(valid_raw())), {"training.epochs": 4}).spec
+    assert spec.training is not None and spec.training.epochs == 4
+    assert spec.resolved()["training"] == {"epochs": 4, "steps_per_epoch": None}
