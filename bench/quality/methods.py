@@ -33,9 +33,10 @@ FELL_BACK = (NO_BOUNDS, EXPORT_FAILED)
 
 @dataclass(frozen=True)
 class ClrfindSettings:
-    """How the benchmark drives clrfind: as a user who writes a spec for the task (model, data, loss, optimizer;
-    `tasks.task_spec`), runs `clrfind range-test SPEC` with clrfind's defaults, then `clrfind export --epochs
-    <budget> --steps-per-epoch <the training loop's>` with the default policy.
+    """How the benchmark drives clrfind: as a user who writes a spec for the task (model, data, loss, optimizer
+    and the training's length, `training:`; `tasks.task_spec`), runs `clrfind range-test SPEC` with clrfind's
+    defaults, then `clrfind export --epochs <budget> --steps-per-epoch <the training loop's>` (the same length)
+    with the default policy. `--clrfind-set training=null` drives it as a user who does not say the length.
 
     Experiments only: `overrides` are dotted spec keys set on every task's spec (`range_test.steps=100`), and
     `constants` module constants of clrfind (`analysis.bounds.STOP_SLOPE_FRAC=0.1`) set inside the worker for the

@@ -741,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         "default LR = what a user gets without a range test: 0.01 for SGD, torch's own default for the others "
         "(Adam/AdamW/RAdam 1e-3, RMSprop/Adagrad 1e-2, Adadelta 1.0), constant; peers: the better of constant and "
         "CLR(suggestion/4.."
-        "suggestion); clrfind: its test with its defaults, then exactly the exported schedule (`export --epochs`)",
+        "suggestion); clrfind: its test with its defaults and the training's length in the spec (`training:`), then "
+        "exactly the exported schedule (`export --epochs`)",
         "test steps / test s = optimizer steps and seconds of the method's range test per seed; for the oracle, "
         "test s is its whole grid (all seeds)",
         "diverged = training runs whose loss became non-finite (metric counted as chance); at chance = training "

@@ -4271,8 +4271,9 @@ DATA_MODES = ("dataset", "val", "loader", "stream")
 
 
 def task_spec(task: Task, seed: int, data: str = "dataset") -> dict[str, Any]:
-    """The spec a user writes for this task: model, data, loss and optimizer, and nothing about the range test, so
-    clrfind runs with its defaults; `data` is one of DATA_MODES."""
+    """The spec a user writes for this task: model, data, loss and optimizer, and the training they will run
+    (`training:`, its epochs and steps per epoch, as they would pass them to `export`), and nothing about the range
+    test, so clrfind runs with its defaults; `data` is one of DATA_MODES."""
     train: dict[str, Any] = {"target": "bench.quality.tasks:spec_train_set", "kwargs": {"task": task.name}}
     if data in ("stream", "loader"):
         target = "TrainStream" if data == "stream" else "spec_train_loader"
@@ -4285,6 +4286,7 @@ def task_spec(task: Task, seed: int, data: str = "dataset") -> dict[str, Any]:
         "data": data_spec,
         "loss": {"target": "bench.quality.tasks:spec_loss", "kwargs": {"task": task.name}},
         "optimizer": {"target": task.optimizer, "kwargs": dict(task.optimizer_kwargs)},
+        "training": {"epochs": task.epochs, "steps_per_epoch": task.steps_per_epoch},
         "device": "cpu",
         "seed": seed,
     }
