@@ -7,12 +7,14 @@ the user gives only the range test's own settings, checked here as `clrfind.rang
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from clrfind.errors import UsageError
 from clrfind.ladder import ModeChoice
+from clrfind.settings import TrainingLength
 
 if TYPE_CHECKING:
     import torch
@@ -25,8 +27,9 @@ if TYPE_CHECKING:
 class RangeTestSettings(TypedDict, total=False):
     """The range test's own settings, as `clrfind.range_test` takes them, each optional with its default there:
     `min_lr`, `max_lr` (the spec's 1e-5 and 1.0), `steps`, `mode`, `verify_bounds`, `seed`, `callback` (a
-    `StepEvent` a call), `progress` (the bar; by default as the framework shows its own) and `save` (a folder for
-    the results, plot and schedule, as the CLI writes them)."""
+    `StepEvent` a call), `progress` (the bar; by default as the framework shows its own), `save` (a folder for
+    the results, plot and schedule, as the CLI writes them) and `training` (the run the bounds are for, as
+    `clrfind.range_test` takes it; by default the framework's own length where it is known)."""
 
     min_lr: float
     max_lr: float
@@ -37,6 +40,7 @@ class RangeTestSettings(TypedDict, total=False):
     callback: Callable[[StepEvent], None] | None
     progress: bool
     save: str | os.PathLike[str] | None
+    training: TrainingLength | Mapping[str, int] | None
 
 
 SETTING_NAMES = sorted(RangeTestSettings.__required_keys__ | RangeTestSettings.__optional_keys__)
@@ -67,13 +71,26 @@ def run_range_test(
     accumulate: int,
     clip_grad_norm: float | None = None,
     clip_grad_value: float | None = None,
+    fit: TrainingLength | None = None,
 ) -> RangeTestResult:
     """`clrfind.range_test` on a framework's objects: its step computes the loss, so there is no loss_fn; the
     framework's own gradient clipping (`gradient_clip_val`, `max_grad_norm`) is applied as its training applies it,
-    since clipping lets a run survive higher LRs."""
+    since clipping lets a run survive higher LRs. `fit`: the framework's training length, the test's `training`
+    unless the settings give `steps` or `training` (the test then rehearses the run its schedule spans)."""
     from clrfind.api import range_test
+
+    if fit is not None and "steps" not in settings and "training" not in settings:
+        settings = {**settings, "training": fit}
 
     return range_test(
         model, loader, None, optimizer, device=device, step_fn=step_fn, precision=precision, accumulate=accumulate,
         terms=terms, clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value, **settings,
     )  # fmt: skip
+
+
+def whole_epochs(total_steps: float, steps_per_epoch: int | None) -> TrainingLength | None:
+    """A framework's training of `total_steps` optimizer steps as the whole epochs that cover it, or None when its
+    length is unknown or endless. Whole epochs: OneCycleLR fails when stepped past its total."""
+    if not steps_per_epoch or not math.isfinite(total_steps) or total_steps <= 0:
+        return None
+    return TrainingLength(epochs=math.ceil(total_steps / steps_per_epoch), steps_per_epoch=steps_per_epoch)

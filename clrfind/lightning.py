@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import SetupError, UsageError, describe_exception
 from clrfind.faults import Part, Terms
-from clrfind.integration import RangeTestSettings, check_settings, run_range_test
+from clrfind.integration import RangeTestSettings, check_settings, run_range_test, whole_epochs
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from clrfind.results import RangeTestResult
+    from clrfind.settings import TrainingLength
 
 # Errors name the module's hooks, not range_test()'s arguments.
 _NAMES: dict[Part, str] = {
@@ -113,7 +114,9 @@ class RangeTestCallback:
                 f"LRRangeTest: configure_optimizers() gave {len(optimizers)} optimizers; the range test needs one"
             )
         loader = _one_loader(trainer.train_dataloader)
-        self.result = _run(trainer, pl_module, loader, optimizers[0], self.settings)
+        # Told the fit's length, the test rehearses the run the schedule it applies will span.
+        fit = whole_epochs(trainer.estimated_stepping_batches, _steps_per_epoch(trainer))
+        self.result = _run(trainer, pl_module, loader, optimizers[0], self.settings, fit=fit)
         bounds = self.result.bounds
         if self.apply and bounds is not None and bounds.usable:
             from lightning.pytorch.utilities.types import LRSchedulerConfig
@@ -154,12 +157,18 @@ def optimizer_config(
     from clrfind.export import scheduler_for
 
     total = trainer.estimated_stepping_batches  # also loads the training data when it is not yet
-    batches = trainer.num_training_batches
-    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
-    per_epoch = per_epoch or result.steps_per_epoch
-    epochs = math.ceil(total / per_epoch) if per_epoch and math.isfinite(total) and total > 0 else None
-    scheduler = scheduler_for(result, optimizer, policy=policy, epochs=epochs, steps_per_epoch=per_epoch)
+    per_epoch = _steps_per_epoch(trainer) or result.steps_per_epoch
+    length = whole_epochs(total, per_epoch)
+    scheduler = scheduler_for(
+        result, optimizer, policy=policy, epochs=length.epochs if length else None, steps_per_epoch=per_epoch
+    )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _steps_per_epoch(trainer: pl.Trainer) -> int | None:
+    """Optimizer steps in one epoch of the fit (None for a stream of unknown length)."""
+    batches = trainer.num_training_batches
+    return math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
 
 
 def log_result(result: RangeTestResult, loggers: Iterable[Any]) -> None:
@@ -207,8 +216,11 @@ def _run(
     loader: Iterable[Any],
     optimizer: torch.optim.Optimizer,
     settings: RangeTestSettings,
+    *,
+    fit: TrainingLength | None = None,
 ) -> RangeTestResult:
-    """The range test of both entry points, its result logged to the trainer's loggers."""
+    """The range test of both entry points, its result logged to the trainer's loggers; `fit`: the fit's length,
+    where it is known (inside the fit)."""
     if not module.automatic_optimization:
         raise UsageError(
             "the module uses manual optimization: its training_step steps the optimizer itself, so the range test "
@@ -225,7 +237,7 @@ def _run(
             {"progress": trainer.progress_bar_callback is not None, **settings}, terms=TERMS,
             device=trainer.strategy.root_device, precision=_PRECISION.get(str(trainer.precision), "fp32"),
             accumulate=trainer.accumulate_grad_batches, clip_grad_norm=None if by_value else clip,
-            clip_grad_value=clip if by_value else None,
+            clip_grad_value=clip if by_value else None, fit=fit,
         )  # fmt: skip
     log_result(result, trainer.loggers)
     return result

@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from clrfind.faults import Part, Terms
-from clrfind.integration import RangeTestSettings, check_settings, run_range_test
+from clrfind.integration import RangeTestSettings, check_settings, run_range_test, whole_epochs
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from clrfind.results import RangeTestResult
+    from clrfind.settings import TrainingLength
 
 # Errors name the Trainer's parts, not range_test()'s arguments.
 _NAMES: dict[Part, str] = {
@@ -42,7 +43,9 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
     `settings` are the range test's (`min_lr`, `max_lr`, `steps`, ... as for `clrfind.range_test`; see
     `clrfind.integration.RangeTestSettings`). The model and the optimizer are left exactly as they were; an
     optimizer the Trainer did not have before is dropped again, so `trainer.train()` builds its own as it would
-    have. Gradients are clipped to `max_grad_norm`, as `trainer.train()` clips them.
+    have. Gradients are clipped to `max_grad_norm`, as `trainer.train()` clips them. Unless `steps` or `training`
+    is given, the test is told the Trainer's length (`max_steps`, else `num_train_epochs`), the one
+    `optimizers_for` fits the schedule to.
 
     Raises:
         UsageError, SetupError, RunError: as `clrfind.range_test`, in the Trainer's terms.
@@ -51,13 +54,14 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
     args = trainer.args
     had_optimizer = trainer.optimizer is not None
     optimizer = trainer.create_optimizer()  # the Trainer's own when it has one
+    loader = trainer.get_train_dataloader()
     try:
         return run_range_test(
-            trainer.model, trainer.get_train_dataloader(), optimizer, _ComputeLoss(trainer),
+            trainer.model, loader, optimizer, _ComputeLoss(trainer),
             {"seed": args.seed, "progress": not args.disable_tqdm, **settings}, terms=TERMS, device=args.device,
             precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
             accumulate=args.gradient_accumulation_steps,
-            clip_grad_norm=args.max_grad_norm or None,
+            clip_grad_norm=args.max_grad_norm or None, fit=_length(trainer, loader),
         )  # fmt: skip
     finally:
         if not had_optimizer:
@@ -79,14 +83,24 @@ def optimizers_for(
     """
     from clrfind.export import scheduler_for
 
-    args = trainer.args
     optimizer = trainer.create_optimizer()
-    per_epoch = math.ceil(len(trainer.get_train_dataloader()) / args.gradient_accumulation_steps)
-    total = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * per_epoch)
-    # Whole epochs cover the Trainer's steps: OneCycleLR fails when stepped past its total.
-    epochs = math.ceil(total / per_epoch)
+    length = _length(trainer, trainer.get_train_dataloader())
+    epochs, per_epoch = (length.epochs, length.steps_per_epoch) if length else (None, None)
     scheduler = scheduler_for(result, optimizer, policy=policy, epochs=epochs, steps_per_epoch=per_epoch)
     return optimizer, scheduler
+
+
+def _length(trainer: transformers.Trainer, loader: Any) -> TrainingLength | None:
+    """The Trainer's training in whole epochs of optimizer steps: `max_steps`, else `num_train_epochs` of its
+    dataloader `loader` (None for a dataloader without a length and no `max_steps`)."""
+    from clrfind.engine import loader_length
+
+    args = trainer.args
+    batches = loader_length(loader)
+    per_epoch = math.ceil(batches / args.gradient_accumulation_steps) if batches else None
+    if args.max_steps > 0:
+        return whole_epochs(args.max_steps, per_epoch or args.max_steps)
+    return whole_epochs(math.ceil(args.num_train_epochs * per_epoch), per_epoch) if per_epoch else None
 
 
 class _ComputeLoss:

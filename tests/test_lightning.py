@@ -50,10 +50,11 @@ def _loader() -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=32)  # 16 batches an epoch, in order
 
 
-def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+def _trainer(tmp_path: Path, max_epochs: int = 1, **kwargs) -> L.Trainer:
     return L.Trainer(
-        max_epochs=1, accelerator="cpu", devices=1, logger=L.loggers.CSVLogger(tmp_path), enable_progress_bar=False,
-        enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=1, **kwargs,
+        max_epochs=max_epochs, accelerator="cpu", devices=1, logger=L.loggers.CSVLogger(tmp_path),
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=1,
+        **kwargs,
     )  # fmt: skip
 
 
@@ -72,6 +73,7 @@ def test_the_callback_measures_what_a_plain_loop_does_then_trains_with_its_sched
     trainer.fit(Classifier(), _loader())
     assert finder.result.losses == plain.losses
     assert finder.result.bounds == plain.bounds and plain.bounds.usable
+    assert finder.result.training is None  # given its own steps, the test is not sized by the fit
     # The fit then followed the suggested one cycle, stepped every optimizer step.
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert type(scheduler).__name__ == "OneCycleLR" and scheduler.last_epoch == 16
@@ -212,3 +214,11 @@ def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, prog
     clrfind.lightning.range_test(shown, Classifier(), _loader(), **quick)
     clrfind.lightning.range_test(shown, Classifier(), _loader(), progress=False, **quick)  # the caller's wins
     assert progress_seen == [False, True, False]
+
+
+def test_inside_a_fit_the_test_is_told_its_length(tmp_path) -> None:
+    finder = clrfind.lightning.LRRangeTest(min_lr=1e-3, max_lr=3.0, seed=0, verify_bounds=False, apply=False)
+    _trainer(tmp_path, max_epochs=20, callbacks=[finder]).fit(Classifier(), _loader())
+    # 20 epochs of 16 steps: the test lasts as long as the fit, which the schedule would span.
+    assert finder.result.training == clrfind.TrainingLength(epochs=20, steps_per_epoch=16)
+    assert finder.result.planned_steps == 320

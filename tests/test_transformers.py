@@ -15,6 +15,7 @@ pytest.importorskip("accelerate")  # the Trainer needs it
 
 import torch  # noqa: E402
 
+import clrfind  # noqa: E402
 import clrfind.transformers  # noqa: E402
 
 CONFIG = {
@@ -104,3 +105,11 @@ def test_the_bar_follows_the_trainers_and_save_writes_the_results(tmp_path, prog
         trainer, steps=20, verify_bounds=False, progress=True
     )  # the caller's wins
     assert progress_seen == [False, True]
+
+
+def test_the_range_test_is_told_the_trainers_length(tmp_path) -> None:
+    trainer = _trainer(tmp_path, num_train_epochs=20)
+    result = clrfind.transformers.range_test(trainer, min_lr=1e-5, max_lr=1.0, verify_bounds=False)
+    assert result.training == clrfind.TrainingLength(epochs=20, steps_per_epoch=16)
+    assert result.planned_steps == 320  # as long as the training, which optimizers_for fits the schedule to
+    assert clrfind.transformers.optimizers_for(trainer, result)[1].total_steps == 320
