@@ -250,6 +250,39 @@ def _overrides(**values: Any) -> dict[str, Any]:
     return out
 
 
+# range-test's options with a paragraph of help, kept out of its signature.
+_TrainEpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Epochs of the training the bounds are for: the test then lasts about as long (300-1000 steps) "
+        "unless --steps/--epochs say otherwise, and the schedule spans them (the spec's training.epochs).",
+        rich_help_panel=_RANGE,
+    ),
+]
+
+_VerifyBoundsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--verify-bounds/--no-verify-bounds",
+        help="Train with the suggested one cycle, compressed, before trusting its peak (default: the spec's "
+        "verify_bounds, on).",
+        rich_help_panel=_RANGE,
+    ),
+]
+
+_LogOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--log",
+        metavar="TRACKER",
+        help="Also log the curve, bounds, plot and schedule to tensorboard[:DIR] (default DIR: "
+        "<out>/tensorboard/<time>), wandb[:PROJECT] or mlflow[:EXPERIMENT]; repeat for several.",
+        rich_help_panel=_RUN,
+        show_default=False,
+    ),
+]
+
+
 @app.command("range-test")
 @_cli_errors
 def range_test_cmd(
@@ -274,14 +307,7 @@ def range_test_cmd(
         int | None,
         typer.Option(help="Run for N passes over the data instead of --steps.", rich_help_panel=_RANGE),
     ] = None,
-    train_epochs: Annotated[
-        int | None,
-        typer.Option(
-            help="Epochs of the training the bounds are for: the test then lasts about as long (300-1000 steps) "
-            "unless --steps/--epochs say otherwise, and the schedule spans them (the spec's training.epochs).",
-            rich_help_panel=_RANGE,
-        ),
-    ] = None,
+    train_epochs: _TrainEpochsOpt = None,
     min_lr: Annotated[
         float | None, typer.Option(help="Lowest LR of the ladder.", rich_help_panel=_RANGE)
     ] = None,
@@ -315,15 +341,7 @@ def range_test_cmd(
             min=1,
         ),
     ] = 1,
-    verify_bounds: Annotated[
-        bool | None,
-        typer.Option(
-            "--verify-bounds/--no-verify-bounds",
-            help="Train with the suggested one cycle, compressed, before trusting its peak (default: the spec's "
-            "verify_bounds, on).",
-            rich_help_panel=_RANGE,
-        ),
-    ] = None,
+    verify_bounds: _VerifyBoundsOpt = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -332,17 +350,7 @@ def range_test_cmd(
             rich_help_panel=_RUN,
         ),
     ] = False,
-    log: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--log",
-            metavar="TRACKER",
-            help="Also log the curve, bounds, plot and schedule to tensorboard[:DIR] (default DIR: "
-            "<out>/tensorboard/<time>), wandb[:PROJECT] or mlflow[:EXPERIMENT]; repeat for several.",
-            rich_help_panel=_RUN,
-            show_default=False,
-        ),
-    ] = None,
+    log: _LogOpt = None,
 ) -> None:
     """Run the LR range test a spec describes; write results, plot and schedule."""
     import time
