@@ -9,6 +9,7 @@ Ctrl-C, 143 for SIGTERM); `--debug` shows the traceback instead. Nothing heavy i
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,8 +109,16 @@ class _State:
 _state = _State()
 
 
+class _Stdout(Console):
+    """stdout, whose reader may leave early (`clrfind ... | head`): that ends the command quietly (`_cli_errors`)
+    instead of in rich's SystemExit, which would read as the spec's code calling sys.exit."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return _Stdout(highlight=False, soft_wrap=True)
 
 
 def _err() -> Console:
@@ -132,6 +141,10 @@ def _cli_errors(fn: F) -> F:
             if not exc.reported:  # reported already by another rank of the same torchrun job
                 _err().print(f"error: {without_escapes(str(exc))}", markup=False)
             raise typer.Exit(code=exc.exit_code) from None
+        except BrokenPipeError:  # stdout's reader left (`| head`); what the command saves is saved already
+            # Python flushes stdout again at exit: onto /dev/null, not into the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(code=1) from None
         except KeyboardInterrupt as exc:  # outside a run (the library says what a run saved)
             if _state.debug:
                 raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -516,3 +518,21 @@ def test_train_epochs_must_be_positive(runner: CliRunner, spec: Path) -> None:
     res = runner.invoke(app, ["range-test", str(spec), "-q", "--train-epochs", "0"])
     assert res.exit_code == 2 and res.stdout == ""
     assert res.stderr.startswith("error: ") and "training.epochs" in res.stderr
+
+
+@pytest.mark.parametrize("command", ["plot", "export"])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(
+    run_dir: Path, tmp_path: Path, command: str
+) -> None:
+    # `clrfind ... | head`: the pipe is closed before the command writes; no error blames the spec's code.
+    out = ["--out", str(tmp_path / "again.png")] if command == "plot" else ["--out", "-"]  # rich; sys.stdout
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clrfind", command, str(run_dir / "range_test.json"), *out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and err == b""
+    if command == "plot":
+        assert (tmp_path / "again.png").exists()  # done before the reader was found gone
