@@ -24,8 +24,9 @@ MetricName = Literal["loss", "accuracy", "val_loss"]
 MAX_STEPS = 1_000_000
 MAX_EPOCHS = 10_000
 
-# The longest test a training length sets (`RunSettings.planned_steps`): the benchmark's runs of 1,000-2,000
-# steps were measured with tests of 1000; a longer test would cost more than such a run's own training.
+# The longest test a training length sets (`RunSettings.planned_steps`): the longest measured on the quality
+# benchmark, whose runs of 1,000-2,000 steps it served (trials of 250); a run 100x longer would cost a test 100x
+# longer for trials no one has measured.
 LONGEST_FITTED_STEPS = 1000
 
 # The constraints of each setting, one definition for the spec and the library.
@@ -178,7 +179,7 @@ class RunSettings(LadderSettings):
             return self.training
         if steps_per_epoch is None:
             raise SetupError(
-                f"{source}training.epochs: the training data has no length, so its epochs have no known steps",
+                f"{source}training.epochs: the training data has no length, so an epoch's steps are unknown",
                 hint="give them as training.steps_per_epoch",
             )
         return self.training.model_copy(update={"steps_per_epoch": steps_per_epoch})
@@ -189,9 +190,8 @@ class RunSettings(LadderSettings):
         `source`: the spec file, as a prefix of a problem's key (`spec.yaml: `).
         """
         per_epoch = self.steps_per_epoch(batches_per_epoch)
-        training = self.training_length(
-            per_epoch, source=source
-        )  # checked even when the test's length is given
+        # Checked even when the test's own length is given: the results record it, and export reads it.
+        training = self.training_length(per_epoch, source=source)
         if self.epochs is None:
             if self.steps is None and training is not None:
                 return min(max(training.total_steps or DEFAULT_STEPS, DEFAULT_STEPS), LONGEST_FITTED_STEPS)
