@@ -313,7 +313,8 @@ def range_test_cmd(
     steps: Annotated[
         int | None,
         typer.Option(
-            help="Optimizer steps in the test (default: the spec's, else 300).", rich_help_panel=_RANGE
+            help="Optimizer steps in the test (default: the spec's, else 300 or about --train-epochs' length).",
+            rich_help_panel=_RANGE,
         ),
     ] = None,
     epochs: Annotated[
