@@ -146,7 +146,7 @@ def build_schedule(
     notes: list[str] = []
     if epochs is None and told is not None:
         epochs = told.epochs
-        notes.append(f"training length from the range test's spec (training): {_count(epochs, 'epoch')}")
+        notes.append(f"training length the range test was told (its training): {_count(epochs, 'epoch')}")
     if steps_per_epoch is None and told is not None:
         steps_per_epoch = told.steps_per_epoch
     spe = steps_per_epoch if steps_per_epoch is not None else result.steps_per_epoch

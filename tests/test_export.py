@@ -666,7 +666,7 @@ def test_the_range_tests_training_length_is_the_exports_default() -> None:
     schedule = build_schedule(told)
     assert schedule["scheduler"]["target"] == "torch.optim.lr_scheduler.OneCycleLR"
     assert schedule["training"] == {"steps_per_epoch": 25, "epochs": 12, "total_steps": 300, "cycles": 1}
-    assert schedule["notes"][0] == "training length from the range test's spec (training): 12 epochs"
+    assert schedule["notes"][0] == "training length the range test was told (its training): 12 epochs"
     assert "warnings" not in schedule
     # The same length given again is no news; another one trains a run the bounds were not checked for.
     assert "warnings" not in build_schedule(told, epochs=12, steps_per_epoch=25)
