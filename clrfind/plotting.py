@@ -469,9 +469,11 @@ def _footnote(result: RangeTestResult) -> str:
 
 
 def _training_notes(result: RangeTestResult) -> list[str]:
-    """How the test trained, where it differs from one LR for all and plain steps: the groups' ratios, clipping,
-    and a start from a trained state."""
+    """How the test trained, where it differs from one LR for all and plain steps: the training it was told, the
+    groups' ratios, clipping, and a start from a trained state."""
     notes = []
+    if result.training is not None:
+        notes.append(f"For a training of {result.training.described} (the exported schedule's length).")
     groups = result.param_groups or []
     if len(groups) > 1:
         top = max(groups, key=lambda g: g.lr_ratio)

@@ -363,11 +363,7 @@ class RangeTestResult(FrozenModel):
             f"stopped: {self.stop_reason} ({self.stop_detail})",
         ]
         if self.training is not None and self.training.total_steps:
-            t = self.training
-            lines.append(
-                f"for a training of {t.epochs} epochs x {t.steps_per_epoch} steps = {t.total_steps} steps "
-                "(the exported schedule's length)"
-            )
+            lines.append(f"for a training of {self.training.described} (the exported schedule's length)")
         if b is not None and b.usable:
             peak = (
                 "" if b.peak_above_max_lr is None else f"  one-cycle peak_lr {format_lr(b.peak_above_max_lr)}"

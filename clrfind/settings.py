@@ -91,6 +91,13 @@ class TrainingLength(FrozenModel):
         """Optimizer steps of the whole training, when the steps per epoch are known."""
         return self.epochs * self.steps_per_epoch if self.steps_per_epoch else None
 
+    @property
+    def described(self) -> str:
+        """As the summary and the plot say it: '20 epochs x 64 steps = 1280 steps'."""
+        if self.total_steps is None:
+            return f"{self.epochs} epochs"
+        return f"{self.epochs} epochs x {self.steps_per_epoch} steps = {self.total_steps} steps"
+
 
 class LadderSettings(FrozenModel):
     """The LR ladder, the test's length and what is measured along it: the spec's `range_test:` section."""

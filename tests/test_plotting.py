@@ -19,6 +19,7 @@ import clrfind.plotting as plotting
 from clrfind.errors import UsageError
 from clrfind.plotting import plot_result, plot_sweep, save_figure
 from clrfind.results import Bounds, MetricCurve, RangeTestResult, RunCurve, Spread
+from clrfind.settings import TrainingLength
 
 LRS = np.geomspace(1e-3, 1.0, 80)
 FALL = 1.8  # of the synthetic curve, from 2.3 to 0.5
@@ -108,6 +109,14 @@ def test_normal_result() -> None:
     assert "loss starts falling clearly at 0.012" in all_text(fig) and f"diverged at {DIV:.3g}" in all_text(
         fig
     )
+
+
+def test_the_training_the_test_was_told_is_in_the_footnote() -> None:
+    told = " ".join(
+        all_text(plot_result(make_result(training=TrainingLength(epochs=20, steps_per_epoch=64)))).split()
+    )
+    assert "For a training of 20 epochs x 64 steps = 1280 steps (the exported schedule's length)." in told
+    assert "For a training of" not in all_text(plot_result(make_result()))
 
 
 def test_one_cycle_peak_is_marked_only_above_max_lr() -> None:
