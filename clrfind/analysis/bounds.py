@@ -42,6 +42,11 @@ STOP_SLOPE_FRAC = 0.2
 # slope near any such fraction for a long stretch, and that crossing jumped by a decade between seeds of the same
 # task. The knee does not move with the scale or shift of either axis, and it is not the minimum itself, which a
 # noisy curve does not place reliably.
+# A fall that slows and then falls again, at least half as steep as its steepest and twice as steep as where it
+# slowed, by more than a quarter of its whole fall, ends at the later stage's knee (`_last_knee`). A slow tail
+# after a steep fall (the language model above) never gets back to half the steepest slope; a second stage does.
+RESUMED = 0.5
+SECOND_FALL = 0.25
 # Persistence of slope decisions, in points: at least this many, else half the smoothing window.
 MIN_PERSIST = 2
 # Slope decisions need the steepest slope 8x above the slope's own noise; the window widens (x1.5 a time, up
@@ -274,6 +279,29 @@ def _knee(axis: np.ndarray, level: np.ndarray, i_steep: int, i_min: int) -> int:
     return i_steep + int(np.argmax(below)) if below.max() > 0 else i_min
 
 
+def _last_knee(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_steep: int) -> int:
+    """The knee of the fall's last stage: where the loss stops falling (Smith 2017), not where it first slows.
+
+    A fall that slows and then falls clearly again (at least RESUMED as steep as its steepest, and more than
+    1/RESUMED times as steep as where it slowed) by more than SECOND_FALL of its whole fall did not stop at its
+    first knee: the model learned the easy part at low LRs and the rest only once the LR was high enough. Its end
+    is the knee from the later stage's steepest point to the minimum.
+    """
+    level, slope, i_min = curve.level, curve.slope, curve.i_min
+    while i_steep < i_min - 1:
+        seg = slope[i_steep : i_min + 1]
+        slowest = np.maximum.accumulate(seg)  # the slowest slope from the steep point up to each point
+        again = np.flatnonzero((seg <= RESUMED * seg[0]) & (slowest >= RESUMED * seg))
+        if not again.size:
+            break
+        k = i_steep + int(np.argmax(seg[: again[0]]))  # where it slowed
+        left = float(level[k] - level[i_min])
+        if left <= SECOND_FALL * stats.fall or not _stands_out(left, curve, stats):
+            break
+        i_steep = k + int(np.argmin(slope[k : i_min + 1]))
+    return _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
+
+
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
     """Length of the run of True values starting at each index (0 where mask is False)."""
     idx = np.arange(mask.size)
@@ -305,7 +333,7 @@ def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool) 
     stops[: i_steep + 1] = False
     after = np.flatnonzero(stops)
     still_falling = after.size == 0 and i_min >= n - persist
-    i_end = i_min if still_falling or i_min <= i_steep + 1 else _knee(axis, level, i_steep, i_min)
+    i_end = i_min if still_falling or i_min <= i_steep + 1 else _last_knee(axis, curve, stats, i_steep)
 
     # Start: the first point below the start level by a clear margin for good, and only after a plateau (a
     # slow stretch of `persist` points) that shows the fall did not begin before the first step.
