@@ -562,24 +562,17 @@ def test_a_steep_then_slow_fall_ends_at_its_bend_on_every_seed():
     assert max(ends) / min(ends) < 2.0
 
 
-@pytest.mark.parametrize(
-    ("first", "second", "width", "ends_after"),
-    [(1.0, 0.6, 0.15, 1e-2), (1.0, 0.2, 0.15, None), (7.0, 2.6, 0.15, 3e-3)],
-    ids=["two-stages", "a-small-dip", "ctc-like"],
-)
-def test_a_fall_that_pauses_and_falls_again_ends_at_its_last_bend(first, second, width, ends_after):
-    """Two falls with a pause between (a classifier's priors first, a CTC model's blanks): the loss stopped falling
-    after the second, so max_lr is its bend, on every seed, also where the second fall is a quarter of the first's
-    size and slope. A second dip under a quarter of the whole fall is the tail of the first, whose bend stays the
-    end."""
+@pytest.mark.parametrize(("second", "ends_after"), [(0.6, 1e-2), (0.2, None)])
+def test_a_fall_that_pauses_and_falls_again_ends_at_its_last_bend(second, ends_after):
+    """Two falls with a pause between (easy features first, the rest only at a higher LR): the loss stopped
+    falling after the second, so max_lr is its bend, on every seed. A second dip under a quarter of the whole
+    fall is the tail of the first, whose bend stays the end."""
     lrs = lr_ladder(1e-5, 1.0, 300, "exp")
     u = np.log10(lrs)
     clean = (
-        0.2
-        + first
-        + second
-        - first / (1 + np.exp(-(u + 3.6) / (0.15 if first < 2 else 0.1)))
-        - second / (1 + np.exp(-(u + 1.9 if first < 2 else u + 2.4) / width))
+        2.8
+        - 1.0 / (1 + np.exp(-(u + 3.6) / 0.15))
+        - second / (1 + np.exp(-(u + 1.9) / 0.15))
         + np.exp((u + 0.4) / 0.1)
     )
     for seed in range(5):
@@ -591,7 +584,7 @@ def test_a_fall_that_pauses_and_falls_again_ends_at_its_last_bend(first, second,
         if ends_after is None:
             assert 3e-4 < end < 3e-3, end  # the first fall's bend
         else:
-            assert ends_after < end < 0.1, end  # the second's
+            assert ends_after < end < 0.1, end  # the second's: it is over by ~0.05
 
 
 def test_a_fall_that_runs_into_the_divergence_keeps_max_lr_within_2x_of_it():

@@ -42,15 +42,11 @@ STOP_SLOPE_FRAC = 0.2
 # slope near any such fraction for a long stretch, and that crossing jumped by a decade between seeds of the same
 # task. The knee does not move with the scale or shift of either axis, and it is not the minimum itself, which a
 # noisy curve does not place reliably.
-# A fall that slows and then falls clearly again (steeper than STOP_SLOPE_FRAC of its steepest and at least
-# REACCELERATION times as steep as where it slowed), by more than FLAT_TOLERANCE of its whole fall, ends at the later
-# stage's knee (`_last_knee`): its first knee is further above the minimum than the curve's level stretch may be.
-# The renewed fall must be clear on one of two scales: as steep as the fall was (RESUMED of its steepest), or a
-# speed-up that stands out of the slope's noise by FLAT_SIGMAS, as every level decision must (a CTC model's second
-# fall, after a first one ten times its size). A slow tail after a steep fall (the language model above) does
-# neither: its slope wanders within its noise (at most 4.8 sigma over 40 seeds of that test's curve).
-REACCELERATION = 2.0
+# A fall that slows and then falls again, at least half as steep as its steepest and twice as steep as where it
+# slowed, by more than a quarter of its whole fall, ends at the later stage's knee (`_last_knee`). A slow tail
+# after a steep fall (the language model above) never gets back to half the steepest slope; a second stage does.
 RESUMED = 0.5
+SECOND_FALL = 0.25
 # Persistence of slope decisions, in points: at least this many, else half the smoothing window.
 MIN_PERSIST = 2
 # Slope decisions need the steepest slope 8x above the slope's own noise; the window widens (x1.5 a time, up
@@ -286,29 +282,24 @@ def _knee(axis: np.ndarray, level: np.ndarray, i_steep: int, i_min: int) -> int:
 def _last_knee(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_steep: int) -> int:
     """The knee of the fall's last stage: where the loss stops falling (Smith 2017), not where it first slows.
 
-    A fall that slows and then speeds up again to a clear fall (see REACCELERATION, RESUMED) with more than
-    FLAT_TOLERANCE of its whole fall still to go did not stop at its first knee: the model learned one part of the
-    task at low LRs and the rest only once the LR was high enough (a CTC model first predicts blanks, a classifier
-    its class priors). Its end is the knee from the later stage's steepest point to the minimum.
+    A fall that slows and then falls clearly again (at least RESUMED as steep as its steepest, and more than
+    1/RESUMED times as steep as where it slowed) by more than SECOND_FALL of its whole fall did not stop at its
+    first knee: the model learned the easy part at low LRs and the rest only once the LR was high enough. Its end
+    is the knee from the later stage's steepest point to the minimum.
     """
     level, slope, i_min = curve.level, curve.slope, curve.i_min
     while i_steep < i_min - 1:
-        i_end = _knee(axis, level, i_steep, i_min)
-        seg = slope[i_end : i_min + 1]
-        slowest = np.maximum.accumulate(seg)  # the slowest slope from the knee up to each point
-        faster = slowest - seg  # how much steeper than where it slowed
-        steepest = slope[i_steep]
-        again = np.flatnonzero(
-            (seg < STOP_SLOPE_FRAC * steepest)
-            & (faster >= (1 - 1 / REACCELERATION) * -seg)
-            & ((seg <= RESUMED * steepest) | (faster > FLAT_SIGMAS * curve.slope_noise))
-        )
-        left = float(level[i_end] - level[i_min])
-        if not again.size or left <= FLAT_TOLERANCE * stats.fall or not _stands_out(left, curve, stats):
-            return i_end
-        k = i_end + int(np.argmax(seg[: again[0]]))  # where it slowed
+        seg = slope[i_steep : i_min + 1]
+        slowest = np.maximum.accumulate(seg)  # the slowest slope from the steep point up to each point
+        again = np.flatnonzero((seg <= RESUMED * seg[0]) & (slowest >= RESUMED * seg))
+        if not again.size:
+            break
+        k = i_steep + int(np.argmax(seg[: again[0]]))  # where it slowed
+        left = float(level[k] - level[i_min])
+        if left <= SECOND_FALL * stats.fall or not _stands_out(left, curve, stats):
+            break
         i_steep = k + int(np.argmin(slope[k : i_min + 1]))
-    return i_min
+    return _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
 
 
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
