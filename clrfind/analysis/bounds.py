@@ -43,10 +43,10 @@ STOP_SLOPE_FRAC = 0.2
 # task. The knee does not move with the scale or shift of either axis, and it is not the minimum itself, which a
 # noisy curve does not place reliably.
 # A fall that slows and then falls again, at least half as steep as its steepest and twice as steep as where it
-# slowed, by more than a quarter of its whole fall, ends at the later stage's knee (`_last_knee`). A slow tail
-# after a steep fall (the language model above) never gets back to half the steepest slope; a second stage does.
+# slowed, from where it slowed to more than FLAT_TOLERANCE of its whole fall below (so the slowdown was not on the
+# level stretch by the minimum), ends at the later stage's knee (`_last_knee`). A slow tail after a steep fall (the
+# language model above) never gets back to half the steepest slope; a second stage does.
 RESUMED = 0.5
-SECOND_FALL = 0.25
 # Persistence of slope decisions, in points: at least this many, else half the smoothing window.
 MIN_PERSIST = 2
 # Slope decisions need the steepest slope 8x above the slope's own noise; the window widens (x1.5 a time, up
@@ -283,9 +283,9 @@ def _last_knee(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_steep: int) 
     """The knee of the fall's last stage: where the loss stops falling (Smith 2017), not where it first slows.
 
     A fall that slows and then falls clearly again (at least RESUMED as steep as its steepest, and more than
-    1/RESUMED times as steep as where it slowed) by more than SECOND_FALL of its whole fall did not stop at its
-    first knee: the model learned the easy part at low LRs and the rest only once the LR was high enough. Its end
-    is the knee from the later stage's steepest point to the minimum.
+    1/RESUMED times as steep as where it slowed) by more than FLAT_TOLERANCE of its whole fall did not stop at
+    its first knee: the model learned the easy part at low LRs and the rest only once the LR was high enough. Its
+    end is the knee from the later stage's steepest point to the minimum.
     """
     level, slope, i_min = curve.level, curve.slope, curve.i_min
     while i_steep < i_min - 1:
@@ -296,7 +296,7 @@ def _last_knee(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_steep: int) 
             break
         k = i_steep + int(np.argmax(seg[: again[0]]))  # where it slowed
         left = float(level[k] - level[i_min])
-        if left <= SECOND_FALL * stats.fall or not _stands_out(left, curve, stats):
+        if left <= FLAT_TOLERANCE * stats.fall or not _stands_out(left, curve, stats):
             break
         i_steep = k + int(np.argmin(slope[k : i_min + 1]))
     return _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
