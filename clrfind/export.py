@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from clrfind.errors import ClrfindWarning, ExportError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
 from clrfind.results import OptimizerRef, ParamGroup, RangeTestResult
-from clrfind.settings import TrainingLength
+from clrfind.settings import told_test_steps
 from clrfind.spec import DEFAULT_GROUP, known_keywords
 
 if TYPE_CHECKING:
@@ -189,7 +189,8 @@ def build_schedule(
         "method": bounds.method,
         "stop_reason": result.stop_reason,
     }
-    warnings = _other_length(told, part.training["total_steps"])
+    # Without a length from the user or the test, the schedule's is a default (4 cycles), no run to warn about.
+    warnings = _length_warnings(result, part.training) if epochs is not None else []
     return {
         "optimizer": optimizer,
         "scheduler": {"target": part.target, "policy": policy, "interval": "step", "kwargs": part.kwargs},
@@ -200,19 +201,38 @@ def build_schedule(
     }
 
 
-def _other_length(told: TrainingLength | None, total: int) -> list[str]:
-    """A warning when the schedule trains another length than the range test was told, else nothing.
+def _length_warnings(result: RangeTestResult, training: dict[str, int]) -> list[str]:
+    """A warning when the range test rehearsed another run than the schedule's `training` (its section), else
+    nothing.
 
-    The test's length and its self-check's trials followed the training it was told (`training:`), and the
-    benchmark found the best peak moving with the length of the run: bounds checked for one run are a guess for
-    another.
+    The test's length and its self-check's trials follow the training it is told (`training:`), and the benchmark
+    found the best peak moving with the length of the run: bounds checked for one run are a guess for another. An
+    untold test rehearsed its own few hundred steps; a run at least twice as long as the test it would get told
+    (its trials then rehearse under an eighth of it) trained better told on the quality benchmark's runs of 500
+    steps and more.
     """
-    if told is None or told.total_steps is None or told.total_steps == total:
+    told, total, epochs = result.training, training["total_steps"], training["epochs"]
+    rerun = f"re-run the range test with training.epochs: {epochs} (--train-epochs {epochs})"
+    if told is not None:
+        if told.total_steps is None or told.total_steps == total:
+            return []
+        return [
+            f"this schedule trains {_count(total, 'optimizer step')}, the range test was told its training is "
+            f"{_count(told.total_steps, 'step')} ({_count(told.epochs, 'epoch')} of {told.steps_per_epoch}): its "
+            f"bounds were checked for that run; {rerun} for this one"
+        ]
+    test_steps = told_test_steps(total)
+    # A run at least twice as long as the test that ran, which told would at least double.
+    if min(total, test_steps) < 2 * result.planned_steps:
         return []
+    check = result.verification
+    trials = (
+        f" and its self-check's trials of {check.trials[0].steps} steps" if check and check.trials else ""
+    )
     return [
-        f"this schedule trains {_count(total, 'optimizer step')}, the range test was told its training is "
-        f"{_count(told.total_steps, 'step')} ({_count(told.epochs, 'epoch')} of {told.steps_per_epoch}): its bounds "
-        f"were checked for that run; re-run the range test with training.epochs: N for this one"
+        f"this schedule trains {_count(total, 'optimizer step')}, and the range test was not told its training: "
+        f"its {result.planned_steps}-step test{trials} rehearsed a shorter run; {rerun} and no steps of its own: "
+        f"the test then lasts {test_steps} steps, each trial a quarter of them"
     ]
 
 

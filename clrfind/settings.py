@@ -73,6 +73,12 @@ def length_and_range_problem(
     return None
 
 
+def told_test_steps(training_steps: int | None) -> int:
+    """The test's length when told a training of `training_steps` and given none of its own: about the
+    training's, within DEFAULT_STEPS and LONGEST_FITTED_STEPS."""
+    return min(max(training_steps or DEFAULT_STEPS, DEFAULT_STEPS), LONGEST_FITTED_STEPS)
+
+
 class TrainingLength(FrozenModel):
     """The training the bounds are for: the spec's `training:` section, `export --epochs/--steps-per-epoch`'s
     defaults.
@@ -201,7 +207,7 @@ class RunSettings(LadderSettings):
         training = self.training_length(per_epoch, source=source)
         if self.epochs is None:
             if self.steps is None and training is not None:
-                return min(max(training.total_steps or DEFAULT_STEPS, DEFAULT_STEPS), LONGEST_FITTED_STEPS)
+                return told_test_steps(training.total_steps)
             return self.steps or DEFAULT_STEPS
         if per_epoch is None:
             raise SetupError(

@@ -35,7 +35,15 @@ from clrfind.export import (
     verify_schedule,
     write_schedule,
 )
-from clrfind.results import SCHEMA_VERSION, Bounds, OptimizerRef, RangeTestResult, load_results
+from clrfind.results import (
+    SCHEMA_VERSION,
+    Bounds,
+    OptimizerRef,
+    RangeTestResult,
+    Trial,
+    Verification,
+    load_results,
+)
 from clrfind.settings import TrainingLength
 
 BASE, PEAK = 0.012, 0.41
@@ -674,11 +682,46 @@ def test_the_range_tests_training_length_is_the_exports_default() -> None:
     assert other["training"]["total_steps"] == 100
     assert other["warnings"] == [
         "this schedule trains 100 optimizer steps, the range test was told its training is 300 steps "
-        "(12 epochs of 25): its bounds were checked for that run; re-run the range test with training.epochs: N "
-        "for this one"
+        "(12 epochs of 25): its bounds were checked for that run; re-run the range test with training.epochs: 4 "
+        "(--train-epochs 4) for this one"
     ]
     assert "warnings:" in render_schedule(other)  # the file says so too, not only the command
     assert build_schedule(make_result())["scheduler"]["target"].endswith("CyclicLR")  # untold: as before
+
+
+@pytest.mark.parametrize(
+    ("planned", "epochs", "warned"),
+    [
+        (300, 9, False),  # 9 x 25 = 225 steps: told, the test would run the same 300
+        (60, 4, False),  # a 60-step test of its own: a 100-step run is under twice as long
+        (60, 5, True),  # 125 steps: told, a 300-step test
+        (300, 23, False),  # 575 steps: told, a 575-step test, under twice the 300 that ran
+        (300, 24, True),  # 600 steps: told, twice as long
+        (300, 200, True),  # told, the longest test (1000 steps)
+        (600, 200, False),  # a test of 600 steps of its own: told, 1000 is not twice as long
+    ],
+)
+def test_an_untold_test_warns_when_the_schedule_trains_a_run_it_would_rehearse_longer(
+    planned: int, epochs: int, warned: bool
+) -> None:
+    """Untold, the test and its trials rehearse their own few hundred steps; told a run of twice that or more, they
+    would rehearse a longer run (a quarter of it per trial), which trained better on the benchmark's long runs."""
+    trials = [Trial(peak=PEAK, steps=planned // 4, final_loss=0.5, stop_reason="completed")]
+    check = Verification(trials=trials, steps=planned, checked_peak=PEAK, peak_lr=PEAK, outcome="kept")
+    result = make_result().model_copy(update={"planned_steps": planned, "verification": check})
+    schedule = build_schedule(result, epochs=epochs, steps_per_epoch=25)
+    if not warned:
+        assert "warnings" not in schedule
+        return
+    total = epochs * 25
+    assert schedule["warnings"] == [
+        f"this schedule trains {total} optimizer steps, and the range test was not told its training: its "
+        f"{planned}-step test and its self-check's trials of {planned // 4} steps rehearsed a shorter run; re-run "
+        f"the range test with training.epochs: {epochs} (--train-epochs {epochs}) and no steps of its own: the test "
+        f"then lasts {min(max(total, 300), 1000)} steps, each trial a quarter of them"
+    ]
+    # Without a length of the user's, the schedule's own (4 cycles) is no run to warn about.
+    assert "warnings" not in build_schedule(result, steps_per_epoch=25)
 
 
 def test_a_version_8_file_loads_without_a_training_length(tmp_path: Path) -> None:
