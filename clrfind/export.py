@@ -649,8 +649,11 @@ def _render_python(schedule: dict[str, Any]) -> str:
         "# `model` is a placeholder: replace it with your model (or pass your parameter groups).",
         *(
             line
-            for note in schedule.get("notes", [])
-            for line in textwrap.wrap(note, HEADER_WIDTH, initial_indent="# note: ", subsequent_indent="#   ")
+            for kind in ("warning", "note")
+            for text in schedule.get(f"{kind}s", [])
+            for line in textwrap.wrap(
+                text, HEADER_WIDTH, initial_indent=f"# {kind}: ", subsequent_indent="#   "
+            )
         ),
         *imports,
         "",

@@ -686,6 +686,7 @@ def test_the_range_tests_training_length_is_the_exports_default() -> None:
         "(--train-epochs 4) for this one"
     ]
     assert "warnings:" in render_schedule(other)  # the file says so too, not only the command
+    assert "# warning: this schedule trains 100 optimizer steps" in render_schedule(other, "python")
     assert build_schedule(make_result())["scheduler"]["target"].endswith("CyclicLR")  # untold: as before
 
 
