@@ -363,7 +363,8 @@ def _make_scaler(device: torch.device, precision: Precision) -> Any:
         return None
     if hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler(device.type)
-    return torch.cuda.amp.GradScaler()  # torch < 2.3
+    # torch < 2.3 scales on CUDA only; elsewhere fp16 runs unscaled (its scaler would warn and disable itself).
+    return torch.cuda.amp.GradScaler(enabled=device.type == "cuda")
 
 
 def choose_sync_every(device: torch.device, requested: int | None) -> int:

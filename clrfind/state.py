@@ -162,7 +162,7 @@ class StateSnapshot:
             p.grad = None
         if self.path is not None:
             # A memory map: the tensors are read from the file as they are copied, not all at once.
-            tensors = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+            tensors = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=True)
         else:
             tensors = self._tensors or []
         self.model.load_state_dict(_unpack(self._layout["model"], tensors))  # copies into the parameters

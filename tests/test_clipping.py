@@ -30,13 +30,15 @@ def _task():
 def _by_hand(model, loader, lrs, *, clip=None, precision: str = "fp32") -> None:
     """The training loop a user writes, at the LRs the range test used."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lrs[0], momentum=0.9)
-    scaler = torch.amp.GradScaler("cpu") if precision == "fp16" else None
+    # torch < 2.3 has no CPU scaler: fp16 then runs autocast unscaled, as the engine does.
+    scaled = precision == "fp16" and hasattr(torch.amp, "GradScaler")
+    scaler = torch.amp.GradScaler("cpu") if scaled else None
     loss_fn = torch.nn.CrossEntropyLoss()
     for lr, (x, y) in zip(lrs, loader, strict=False):
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.float16, enabled=scaler is not None):
+        with torch.autocast("cpu", dtype=torch.float16, enabled=precision == "fp16"):
             loss = loss_fn(model(x), y)
         if scaler is None:
             loss.backward()
