@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 # Keys in the process group's store: how many ranks failed, and the first failure ("<rank>:<what failed>").
 _FAILURES_KEY = "clrfind/failures"
 _FIRST_KEY = "clrfind/first-failure"
+# How long a reader that saw the failure count go up waits for the first failure's text, which its rank sets next.
+_RECORD_WAIT = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,10 @@ class Peers:
         if self.store is None:
             return None
         try:
-            if not self.store.check([_FIRST_KEY]):
+            # add(key, 0) reads the count on every torch: torch < 2.3's PrefixStore has no `check`.
+            if self.store.add(_FAILURES_KEY, 0) == 0:
                 return None
+            self.store.wait([_FIRST_KEY], _RECORD_WAIT)
             rank, _, text = self.store.get(_FIRST_KEY).decode("utf-8", "replace").partition(":")
             return int(rank), text
         except Exception:

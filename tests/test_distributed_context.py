@@ -58,3 +58,27 @@ def test_a_wait_that_a_departed_peer_breaks_still_tears_down(
     with distributed_context("cpu"):
         pass
     assert calls == ["init gloo", "barrier", "destroy"]
+
+
+class _StoreWithoutCheck:
+    """torch < 2.3's PrefixStore: add, set, get and wait, but no `check`."""
+
+    def __init__(self, store: dist.Store) -> None:
+        self.add, self.set, self.get, self.wait = store.add, store.set, store.get, store.wait
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["store", "store-without-check"])
+def test_a_failure_one_rank_records_is_what_the_others_read(old: bool) -> None:
+    from clrfind.distributed import Peers
+
+    shared = dist.PrefixStore("default_pg", dist.HashStore())
+    store = _StoreWithoutCheck(shared) if old else shared
+    failing, other, later = Peers(1, store), Peers(0, store), Peers(0, store)
+    assert other.first_failure() is None and other.caused_by_peer() is None
+    assert failing.record("step.target 'hooks.py:step' raised ValueError at step 4: boom")
+    assert other.caused_by_peer() == (1, "step.target 'hooks.py:step' raised ValueError at step 4: boom")
+    assert failing.caused_by_peer() is None  # its own failure is not a peer's
+    assert not later.record(
+        "rank 0's broken collective"
+    )  # a second failure is not the first: it is not reported
+    assert other.first_failure() == (1, "step.target 'hooks.py:step' raised ValueError at step 4: boom")
