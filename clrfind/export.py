@@ -833,12 +833,15 @@ def scheduler_for(
     that take a scheduler object (Lightning's `configure_optimizers`, a transformers `Trainer`).
 
     Sets the optimizer's lr as `load_schedule` does, and warns the same way when it is not of the class the
-    range test measured.
+    range test measured, or when the schedule trains another run than the test rehearsed (the warnings
+    `export` prints).
 
     Raises:
         ExportError: the result has no usable bounds, or the lengths do not fit the policy (see `build_schedule`).
     """
     schedule = build_schedule(result, policy=policy, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    for warning in schedule.get("warnings", []):
+        warnings.warn(warning, ClrfindWarning, stacklevel=2)
     return _scheduler_on(schedule, optimizer, "the range test's result")
 
 

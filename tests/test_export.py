@@ -19,7 +19,7 @@ import torch
 import yaml
 from conftest import REPO
 
-from clrfind.errors import ExportError
+from clrfind.errors import ClrfindWarning, ExportError
 from clrfind.export import (
     AUTO_POLICY,
     COSINE,
@@ -32,6 +32,7 @@ from clrfind.export import (
     build_schedule,
     load_schedule,
     render_schedule,
+    scheduler_for,
     verify_schedule,
     write_schedule,
 )
@@ -723,6 +724,10 @@ def test_an_untold_test_warns_when_the_schedule_trains_a_run_it_would_rehearse_l
     ]
     # Without a length of the user's, the schedule's own (4 cycles) is no run to warn about.
     assert "warnings" not in build_schedule(result, steps_per_epoch=25)
+    # A scheduler built without a file (the Lightning and Hugging Face integrations) warns the same.
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
+    with pytest.warns(ClrfindWarning, match="not told its training"):
+        scheduler_for(result, optimizer, epochs=epochs, steps_per_epoch=25)
 
 
 def test_a_version_8_file_loads_without_a_training_length(tmp_path: Path) -> None:
