@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
@@ -13,7 +15,9 @@ SAMPLE_SPECS = sorted(SAMPLES.glob("*.yaml"))
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("ruff") or str(REPO / ".venv" / "bin" / "ruff")
+    # The test extra's ruff, in the environment that runs the tests (whichever venv that is), else one on PATH.
+    beside = Path(sys.executable).parent / "ruff"
+    exe = str(beside) if beside.is_file() else shutil.which("ruff") or str(REPO / ".venv" / "bin" / "ruff")
     return subprocess.run([exe, *args], capture_output=True, text=True, cwd=REPO)
 
 
