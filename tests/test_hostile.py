@@ -429,7 +429,7 @@ def test_values_out_of_range_are_refused_at_load(tmp_path: Path, args: list[str]
 @pytest.mark.parametrize(
     ("value", "needle"),
     [
-        ("9" * 5000, "refused (a value cannot be read (ValueError: Exceeds the limit (4300 digits)"),
+        ("9" * 5000, "refused (a value cannot be read (ValueError: Exceeds the limit (4300"),
         ("'" + "x" * 1_000_000 + "'", "precision: expected one of fp32, bf16, fp16, got 'xxxx"),
         ("[" + ", ".join(["1"] * 50_000) + "]", "precision: expected one of fp32, bf16, fp16, got [1, 1, 1"),
     ],
