@@ -207,9 +207,9 @@ def _length_warnings(result: RangeTestResult, training: dict[str, int]) -> list[
 
     The test's length and its self-check's trials follow the training it is told (`training:`), and the benchmark
     found the best peak moving with the length of the run: bounds checked for one run are a guess for another. An
-    untold test rehearsed its own few hundred steps; a run at least twice as long as the test it would get told
-    (its trials then rehearse under an eighth of it) trained better told on the quality benchmark's runs of 500
-    steps and more.
+    untold test rehearsed its own few hundred steps: for a run at least twice as long as that test (counting at
+    most the longest test a training sets), its trials rehearsed under an eighth of the run, and telling it would
+    at least double them; told, the quality benchmark's runs of 500 steps and more trained better.
     """
     told, total, epochs = result.training, training["total_steps"], training["epochs"]
     rerun = f"re-run the range test with training.epochs: {epochs} (--train-epochs {epochs})"
@@ -222,7 +222,6 @@ def _length_warnings(result: RangeTestResult, training: dict[str, int]) -> list[
             f"bounds were checked for that run; {rerun} for this one"
         ]
     test_steps = told_test_steps(total)
-    # A run at least twice as long as the test that ran, which told would at least double.
     if min(total, test_steps) < 2 * result.planned_steps:
         return []
     check = result.verification
