@@ -78,7 +78,6 @@ def test_a_failure_one_rank_records_is_what_the_others_read(old: bool) -> None:
     assert failing.record("step.target 'hooks.py:step' raised ValueError at step 4: boom")
     assert other.caused_by_peer() == (1, "step.target 'hooks.py:step' raised ValueError at step 4: boom")
     assert failing.caused_by_peer() is None  # its own failure is not a peer's
-    assert not later.record(
-        "rank 0's broken collective"
-    )  # a second failure is not the first: it is not reported
+    # A second failure is not the first: its rank does not report it.
+    assert not later.record("rank 0's broken collective")
     assert other.first_failure() == (1, "step.target 'hooks.py:step' raised ValueError at step 4: boom")
