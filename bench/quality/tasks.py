@@ -458,6 +458,13 @@ def five_class_data() -> TaskData:
                       n_clusters_per_class=2, class_sep=1.1, random_state=11)  # fmt: skip
 
 
+def six_class_data() -> TaskData:
+    """make_classification (24 features, 6 classes), 12000 samples to train on: enough for 375 steps an epoch at
+    batch 32 and 23 at batch 512, the twenty-seventh batch's three batch sizes."""
+    return _generated(2000, n_samples=14000, n_features=24, n_informative=14, n_redundant=4, n_classes=6,
+                      n_clusters_per_class=2, class_sep=1.0, random_state=27)  # fmt: skip
+
+
 def spirals_data() -> TaskData:
     """Two interleaved spirals (1.5 turns each, Gaussian noise 0.3), 1000 points to train on."""
     rng = np.random.default_rng(4)
@@ -4178,6 +4185,88 @@ TASKS: dict[str, Task] = {
             make_model=lambda: mlp_of(64, 32, 128, 1, lambda width: [nn.ReLU()]),
             make_loss=TripletLoss,
         ),
+        # twenty-seventh batch: one model on one dataset for the same four epochs at three batch sizes, under SGD
+        # with momentum and under Adam: the LR that trains best moves with the batch size (about in proportion
+        # under SGD) while the default LR stays put, so the range test has to follow it; written and first scored
+        # with the rules as of db23b6a
+        Task(
+            name="classes-batch32-sgd",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, SGD momentum 0.9, "
+            "batch 32, 4 epochs (1500 steps)",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=128),
+        ),
+        Task(
+            name="classes-batch128-sgd",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, SGD momentum 0.9, "
+            "batch 128, 4 epochs (372 steps)",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=128,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=128),
+        ),
+        Task(
+            name="classes-batch512-sgd",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, SGD momentum 0.9, "
+            "batch 512, 4 epochs (92 steps)",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=512,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=128),
+        ),
+        Task(
+            name="classes-batch32-adam",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, Adam, "
+            "batch 32, 4 epochs (1500 steps)",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=128),
+        ),
+        Task(
+            name="classes-batch128-adam",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, Adam, "
+            "batch 128, 4 epochs (372 steps)",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=128,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=128),
+        ),
+        Task(
+            name="classes-batch512-adam",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, Adam, "
+            "batch 512, 4 epochs (92 steps)",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=512,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=128),
+        ),
     ]
 }
 
@@ -4190,7 +4279,7 @@ FRESH_BATCH_STARTS = (
     "digits-cnn-nesterov098", "char-lstm-clip-sgd", "char-gru-clip-sgd", "sines-gru-adam", "digits-hinge-sgd",
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
-    "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam",
+    "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
 )  # fmt: skip
 
 
