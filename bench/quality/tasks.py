@@ -4267,6 +4267,61 @@ TASKS: dict[str, Task] = {
             make_data=six_class_data,
             make_model=lambda: mlp(24, 6, hidden=128),
         ),
+        # twenty-eighth batch: the twenty-seventh's batch-128 tasks at widths 16 and 1024 instead of 128: under
+        # torch's default initialization the LR that trains best should fall as the layers widen (each output sums more
+        # inputs moved by the same step); written and first scored with the rules as of f78ce4f
+        Task(
+            name="classes-width16-sgd",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-16-16-6, "
+            "SGD momentum 0.9, batch 128, 4 epochs (372 steps)",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=128,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=16),
+        ),
+        Task(
+            name="classes-width1024-sgd",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-1024-1024-6, "
+            "SGD momentum 0.9, batch 128, 4 epochs (372 steps)",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=128,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=1024),
+        ),
+        Task(
+            name="classes-width16-adam",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-16-16-6, "
+            "Adam, batch 128, 4 epochs (372 steps)",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=128,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=16),
+        ),
+        Task(
+            name="classes-width1024-adam",
+            description="make_classification (24 features, 6 classes, 12k train), MLP 24-1024-1024-6, "
+            "Adam, batch 128, 4 epochs (372 steps)",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=128,
+            epochs=4,
+            metric="accuracy",
+            make_data=six_class_data,
+            make_model=lambda: mlp(24, 6, hidden=1024),
+        ),
     ]
 }
 
@@ -4280,6 +4335,7 @@ FRESH_BATCH_STARTS = (
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
+    "classes-width16-sgd",
 )  # fmt: skip
 
 
