@@ -458,11 +458,15 @@ def five_class_data() -> TaskData:
                       n_clusters_per_class=2, class_sep=1.1, random_state=11)  # fmt: skip
 
 
+# `six_class_data`'s training samples: 375 steps an epoch at batch 32, 23 at batch 512.
+SIX_CLASS_TRAIN = 12000
+
+
 def six_class_data() -> TaskData:
-    """make_classification (24 features, 6 classes), 12000 samples to train on: enough for 375 steps an epoch at
-    batch 32 and 23 at batch 512, the twenty-seventh batch's three batch sizes."""
-    return _generated(2000, n_samples=14000, n_features=24, n_informative=14, n_redundant=4, n_classes=6,
-                      n_clusters_per_class=2, class_sep=1.0, random_state=27)  # fmt: skip
+    """make_classification (24 features, 6 classes), SIX_CLASS_TRAIN samples to train on, for the twenty-seventh
+    batch's three batch sizes."""
+    return _generated(2000, n_samples=SIX_CLASS_TRAIN + 2000, n_features=24, n_informative=14, n_redundant=4,
+                      n_classes=6, n_clusters_per_class=2, class_sep=1.0, random_state=27)  # fmt: skip
 
 
 def spirals_data() -> TaskData:
@@ -2295,6 +2299,29 @@ NADAM, ADAGRAD, ADAMAX = "torch.optim.NAdam", "torch.optim.Adagrad", "torch.opti
 ADADELTA, RADAM = "torch.optim.Adadelta", "torch.optim.RAdam"
 ADAFACTOR, ASGD, MUON = "torch.optim.Adafactor", "torch.optim.ASGD", "torch.optim.Muon"
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+
+
+def classes_task(optimizer: str, *, batch_size: int, width: int = 128) -> Task:
+    """The twenty-seventh and twenty-eighth batches: one MLP 24-width-width-6 on `six_class_data` for four epochs,
+    under SGD momentum 0.9 or Adam, named after what the batch varies (`classes-batch32-sgd`,
+    `classes-width16-adam`)."""
+    kind = "sgd" if optimizer == SGD else "adam"
+    varied = f"width{width}" if width != 128 else f"batch{batch_size}"
+    steps = 4 * (SIX_CLASS_TRAIN // batch_size)
+    return Task(
+        name=f"classes-{varied}-{kind}",
+        description=f"make_classification (24 features, 6 classes, 12k train), MLP 24-{width}-{width}-6, "
+        f"{'SGD momentum 0.9' if kind == 'sgd' else 'Adam'}, batch {batch_size}, 4 epochs ({steps} steps)",
+        half="fresh",
+        optimizer=optimizer,
+        optimizer_kwargs={"momentum": 0.9} if kind == "sgd" else {},
+        batch_size=batch_size,
+        epochs=4,
+        metric="accuracy",
+        make_data=six_class_data,
+        make_model=lambda: mlp(24, 6, hidden=width),
+    )
+
 
 TASKS: dict[str, Task] = {
     t.name: t
@@ -4189,139 +4216,11 @@ TASKS: dict[str, Task] = {
         # with momentum and under Adam: the LR that trains best moves with the batch size (about in proportion
         # under SGD) while the default LR stays put, so the range test has to follow it; written and first scored
         # with the rules as of db23b6a
-        Task(
-            name="classes-batch32-sgd",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, SGD momentum 0.9, "
-            "batch 32, 4 epochs (1500 steps)",
-            half="fresh",
-            optimizer=SGD,
-            optimizer_kwargs={"momentum": 0.9},
-            batch_size=32,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=128),
-        ),
-        Task(
-            name="classes-batch128-sgd",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, SGD momentum 0.9, "
-            "batch 128, 4 epochs (372 steps)",
-            half="fresh",
-            optimizer=SGD,
-            optimizer_kwargs={"momentum": 0.9},
-            batch_size=128,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=128),
-        ),
-        Task(
-            name="classes-batch512-sgd",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, SGD momentum 0.9, "
-            "batch 512, 4 epochs (92 steps)",
-            half="fresh",
-            optimizer=SGD,
-            optimizer_kwargs={"momentum": 0.9},
-            batch_size=512,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=128),
-        ),
-        Task(
-            name="classes-batch32-adam",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, Adam, "
-            "batch 32, 4 epochs (1500 steps)",
-            half="fresh",
-            optimizer=ADAM,
-            optimizer_kwargs={},
-            batch_size=32,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=128),
-        ),
-        Task(
-            name="classes-batch128-adam",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, Adam, "
-            "batch 128, 4 epochs (372 steps)",
-            half="fresh",
-            optimizer=ADAM,
-            optimizer_kwargs={},
-            batch_size=128,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=128),
-        ),
-        Task(
-            name="classes-batch512-adam",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-128-128-6, Adam, "
-            "batch 512, 4 epochs (92 steps)",
-            half="fresh",
-            optimizer=ADAM,
-            optimizer_kwargs={},
-            batch_size=512,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=128),
-        ),
+        *(classes_task(optimizer, batch_size=b) for optimizer in (SGD, ADAM) for b in (32, 128, 512)),
         # twenty-eighth batch: the twenty-seventh's batch-128 tasks at widths 16 and 1024 instead of 128: under
         # torch's default initialization the LR that trains best should fall as the layers widen (each output sums more
         # inputs moved by the same step); written and first scored with the rules as of f78ce4f
-        Task(
-            name="classes-width16-sgd",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-16-16-6, "
-            "SGD momentum 0.9, batch 128, 4 epochs (372 steps)",
-            half="fresh",
-            optimizer=SGD,
-            optimizer_kwargs={"momentum": 0.9},
-            batch_size=128,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=16),
-        ),
-        Task(
-            name="classes-width1024-sgd",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-1024-1024-6, "
-            "SGD momentum 0.9, batch 128, 4 epochs (372 steps)",
-            half="fresh",
-            optimizer=SGD,
-            optimizer_kwargs={"momentum": 0.9},
-            batch_size=128,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=1024),
-        ),
-        Task(
-            name="classes-width16-adam",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-16-16-6, "
-            "Adam, batch 128, 4 epochs (372 steps)",
-            half="fresh",
-            optimizer=ADAM,
-            optimizer_kwargs={},
-            batch_size=128,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=16),
-        ),
-        Task(
-            name="classes-width1024-adam",
-            description="make_classification (24 features, 6 classes, 12k train), MLP 24-1024-1024-6, "
-            "Adam, batch 128, 4 epochs (372 steps)",
-            half="fresh",
-            optimizer=ADAM,
-            optimizer_kwargs={},
-            batch_size=128,
-            epochs=4,
-            metric="accuracy",
-            make_data=six_class_data,
-            make_model=lambda: mlp(24, 6, hidden=1024),
-        ),
+        *(classes_task(optimizer, batch_size=128, width=w) for optimizer in (SGD, ADAM) for w in (16, 1024)),
     ]
 }
 
