@@ -4213,9 +4213,8 @@ TASKS: dict[str, Task] = {
             make_loss=TripletLoss,
         ),
         # twenty-seventh batch: one model on one dataset for the same four epochs at three batch sizes, under SGD
-        # with momentum and under Adam: the LR that trains best moves with the batch size (about in proportion
-        # under SGD) while the default LR stays put, so the range test has to follow it; written and first scored
-        # with the rules as of db23b6a
+        # with momentum and under Adam: the LR that trains best rises with the batch size while the default LR stays
+        # put, so the range test has to follow it; written and first scored with the rules as of db23b6a
         *(classes_task(optimizer, batch_size=b) for optimizer in (SGD, ADAM) for b in (32, 128, 512)),
         # twenty-eighth batch: the twenty-seventh's batch-128 tasks at widths 16 and 1024 instead of 128: under
         # torch's default initialization the LR that trains best should fall as the layers widen (each output sums more
