@@ -2310,8 +2310,9 @@ def classes_task(optimizer: str, *, batch_size: int, width: int = 128) -> Task:
     steps = 4 * (SIX_CLASS_TRAIN // batch_size)
     return Task(
         name=f"classes-{varied}-{kind}",
-        description=f"make_classification (24 features, 6 classes, 12k train), MLP 24-{width}-{width}-6, "
-        f"{'SGD momentum 0.9' if kind == 'sgd' else 'Adam'}, batch {batch_size}, 4 epochs ({steps} steps)",
+        description=f"make_classification (24 features, 6 classes, {SIX_CLASS_TRAIN // 1000}k train), MLP "
+        f"24-{width}-{width}-6, {'SGD momentum 0.9' if kind == 'sgd' else 'Adam'}, batch {batch_size}, 4 epochs "
+        f"({steps} steps)",
         half="fresh",
         optimizer=optimizer,
         optimizer_kwargs={"momentum": 0.9} if kind == "sgd" else {},
