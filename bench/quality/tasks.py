@@ -2301,23 +2301,28 @@ ADAFACTOR, ASGD, MUON = "torch.optim.Adafactor", "torch.optim.ASGD", "torch.opti
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
-def classes_task(optimizer: str, *, batch_size: int, width: int = 128) -> Task:
-    """The twenty-seventh and twenty-eighth batches: one MLP 24-width-width-6 on `six_class_data` for four epochs,
-    under SGD momentum 0.9 or Adam, named after what the batch varies (`classes-batch32-sgd`,
-    `classes-width16-adam`)."""
+def classes_task(optimizer: str, *, batch_size: int, width: int = 128, epochs: int = 4) -> Task:
+    """The twenty-seventh to twenty-ninth batches: one MLP 24-width-width-6 on `six_class_data`, under SGD momentum
+    0.9 or Adam, named after what the batch varies from batch 128, width 128 and four epochs
+    (`classes-batch32-sgd`, `classes-width16-adam`, `classes-epochs16-sgd`)."""
     kind = "sgd" if optimizer == SGD else "adam"
-    varied = f"width{width}" if width != 128 else f"batch{batch_size}"
-    steps = 4 * (SIX_CLASS_TRAIN // batch_size)
+    if width != 128:
+        varied = f"width{width}"
+    elif epochs != 4:
+        varied = f"epochs{epochs}"
+    else:
+        varied = f"batch{batch_size}"
+    steps = epochs * (SIX_CLASS_TRAIN // batch_size)
     return Task(
         name=f"classes-{varied}-{kind}",
         description=f"make_classification (24 features, 6 classes, {SIX_CLASS_TRAIN // 1000}k train), MLP "
-        f"24-{width}-{width}-6, {'SGD momentum 0.9' if kind == 'sgd' else 'Adam'}, batch {batch_size}, 4 epochs "
-        f"({steps} steps)",
+        f"24-{width}-{width}-6, {'SGD momentum 0.9' if kind == 'sgd' else 'Adam'}, batch {batch_size}, "
+        f"{epochs} epoch{'s' if epochs > 1 else ''} ({steps} steps)",
         half="fresh",
         optimizer=optimizer,
         optimizer_kwargs={"momentum": 0.9} if kind == "sgd" else {},
         batch_size=batch_size,
-        epochs=4,
+        epochs=epochs,
         metric="accuracy",
         make_data=six_class_data,
         make_model=lambda: mlp(24, 6, hidden=width),
@@ -4221,6 +4226,13 @@ TASKS: dict[str, Task] = {
         # torch's default initialization the LR that trains best should fall as the layers widen (each output sums more
         # inputs moved by the same step); written and first scored with the rules as of f78ce4f
         *(classes_task(optimizer, batch_size=128, width=w) for optimizer in (SGD, ADAM) for w in (16, 1024)),
+        # twenty-ninth batch: the twenty-seventh's batch-128 tasks for 1 and 16 epochs instead of 4 (93 and 1,488
+        # steps): the same curve, the same default LR, but a budget 16x shorter or 4x longer. A short run has to
+        # move far in few steps, so the best peak should sit higher there; a long one reaches the same floor at a
+        # lower peak and may start to overfit 12k samples. Told the training, the test lasts 300 steps for the
+        # first (its minimum) and 1000 for the second (its maximum); written and first scored with the rules as of
+        # 4d7a3e5
+        *(classes_task(optimizer, batch_size=128, epochs=e) for optimizer in (SGD, ADAM) for e in (1, 16)),
     ]
 }
 
@@ -4234,7 +4246,7 @@ FRESH_BATCH_STARTS = (
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
-    "classes-width16-sgd",
+    "classes-width16-sgd", "classes-epochs1-sgd",
 )  # fmt: skip
 
 
