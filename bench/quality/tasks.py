@@ -39,7 +39,11 @@ LLaMA-style language model under Adam with beta2 0.95) and a twentieth (per-pixe
 adapters on a frozen pretrained body, a deep linear network, 1-D batch norm on waveforms under Nesterov SGD, a
 skip-gram word model, a post-norm Transformer) and a twenty-first (torch's Muon, which orthogonalizes each matrix's
 update, on an MLP classifier and an MLP regression) and a twenty-second (a plain tanh RNN, unclipped, under SGD
-with momentum and under Adam): how the rules fare where nobody looked.
+with momentum and under Adam) and a twenty-third (density models: a normalizing flow, a mixture density network) and
+a twenty-fourth (CTC on unsegmented sequences, a two-headed model on a summed loss) and a twenty-fifth (losses over
+the whole batch: a Cox partial likelihood, a contrastive loss) and a twenty-sixth (ordinal thresholds, a triplet
+margin loss) and a twenty-seventh, twenty-eighth and twenty-ninth (one MLP on one dataset at three batch sizes, at
+three widths, for three budgets): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
