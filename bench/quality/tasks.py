@@ -42,8 +42,8 @@ update, on an MLP classifier and an MLP regression) and a twenty-second (a plain
 with momentum and under Adam) and a twenty-third (density models: a normalizing flow, a mixture density network) and
 a twenty-fourth (CTC on unsegmented sequences, a two-headed model on a summed loss) and a twenty-fifth (losses over
 the whole batch: a Cox partial likelihood, a contrastive loss) and a twenty-sixth (ordinal thresholds, a triplet
-margin loss) and a twenty-seventh, twenty-eighth and twenty-ninth (one MLP on one dataset at three batch sizes, at
-three widths, for three budgets): how the rules fare where nobody looked.
+margin loss) and a twenty-seventh to thirtieth (one MLP on one dataset at three batch sizes, at three widths, for
+three budgets, under three weight decays): how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -2305,26 +2305,34 @@ ADAFACTOR, ASGD, MUON = "torch.optim.Adafactor", "torch.optim.ASGD", "torch.opti
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
-def classes_task(optimizer: str, *, batch_size: int, width: int = 128, epochs: int = 4) -> Task:
-    """The twenty-seventh to twenty-ninth batches: one MLP 24-width-width-6 on `six_class_data`, under SGD momentum
-    0.9 or Adam, named after what the batch varies from batch 128, width 128 and four epochs
-    (`classes-batch32-sgd`, `classes-width16-adam`, `classes-epochs16-sgd`)."""
-    kind = "sgd" if optimizer == SGD else "adam"
-    if width != 128:
+def classes_task(
+    optimizer: str, *, batch_size: int = 128, width: int = 128, epochs: int = 4, weight_decay: float = 0.0
+) -> Task:
+    """The twenty-seventh to thirtieth batches: one MLP 24-width-width-6 on `six_class_data`, under SGD momentum 0.9,
+    Adam or AdamW, named after what the batch varies from batch 128, width 128, four epochs and no weight decay
+    (`classes-batch32-sgd`, `classes-width16-adam`, `classes-epochs16-sgd`, `classes-wd0.1-adamw`)."""
+    kind = {SGD: "sgd", ADAM: "adam", ADAMW: "adamw"}[optimizer]
+    if weight_decay:
+        varied = f"wd{weight_decay:g}"
+    elif width != 128:
         varied = f"width{width}"
     elif epochs != 4:
         varied = f"epochs{epochs}"
     else:
         varied = f"batch{batch_size}"
     steps = epochs * (SIX_CLASS_TRAIN // batch_size)
+    kwargs: dict[str, Any] = {"momentum": 0.9} if kind == "sgd" else {}
+    if weight_decay:
+        kwargs["weight_decay"] = weight_decay
+    label = {"sgd": "SGD momentum 0.9", "adam": "Adam", "adamw": "AdamW"}[kind]
     return Task(
         name=f"classes-{varied}-{kind}",
         description=f"make_classification (24 features, 6 classes, {SIX_CLASS_TRAIN // 1000}k train), MLP "
-        f"24-{width}-{width}-6, {'SGD momentum 0.9' if kind == 'sgd' else 'Adam'}, batch {batch_size}, "
+        f"24-{width}-{width}-6, {label}{f' (wd {weight_decay:g})' if weight_decay else ''}, batch {batch_size}, "
         f"{epochs} epoch{'s' if epochs > 1 else ''} ({steps} steps)",
         half="fresh",
         optimizer=optimizer,
-        optimizer_kwargs={"momentum": 0.9} if kind == "sgd" else {},
+        optimizer_kwargs=kwargs,
         batch_size=batch_size,
         epochs=epochs,
         metric="accuracy",
@@ -4237,6 +4245,13 @@ TASKS: dict[str, Task] = {
         # first (its minimum) and 1000 for the second (its maximum); written and first scored with the rules as of
         # 4d7a3e5
         *(classes_task(optimizer, batch_size=128, epochs=e) for optimizer in (SGD, ADAM) for e in (1, 16)),
+        # thirtieth batch: the batch-128 tasks with weight decay: AdamW's decoupled decay at 0.01 (torch's default),
+        # 0.1 and 1, and SGD's L2 at 1e-4, 1e-3 and 1e-2. Each step shrinks the weights by lr x wd, so the LR that
+        # trains best should fall as the decay grows (a one cycle at 0.03 with wd 1 takes 3% off every weight a step
+        # at its peak), a cost that builds up over the run more than over a short test; written and first scored
+        # with the rules as of 0d3e209
+        *(classes_task(ADAMW, weight_decay=wd) for wd in (0.01, 0.1, 1.0)),
+        *(classes_task(SGD, weight_decay=wd) for wd in (1e-4, 1e-3, 1e-2)),
     ]
 }
 
@@ -4250,7 +4265,7 @@ FRESH_BATCH_STARTS = (
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
-    "classes-width16-sgd", "classes-epochs1-sgd",
+    "classes-width16-sgd", "classes-epochs1-sgd", "classes-wd0.01-adamw",
 )  # fmt: skip
 
 
