@@ -1,14 +1,15 @@
 """The quality bench's comparisons (a tie within float32 rounding is a tie, a real difference is not) and its
-fresh set's batches."""
+fresh set's batches, and that no two tasks share a name."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.quality.methods import CLRFIND
 from bench.quality.peers import DEFAULT
 from bench.quality.run import Row, _vs_default, batch_rows, better
-from bench.quality.tasks import FRESH_BATCH_STARTS, TASKS, fresh_batches
+from bench.quality.tasks import ADAM, FRESH_BATCH_STARTS, SGD, TASKS, by_name, classes_task, fresh_batches
 
 
 def _mean_of_float32(values: list[float]) -> float:
@@ -43,6 +44,15 @@ def test_every_fresh_task_has_a_batch_in_the_order_written() -> None:
     assert [batches[name] for name in FRESH_BATCH_STARTS] == list(range(1, len(FRESH_BATCH_STARTS) + 1))
 
 
+def test_a_task_name_given_twice_is_refused_not_overwritten() -> None:
+    # classes_task names a task after one varied setting; varying two at once repeats another task's name
+    one, two = classes_task(SGD, weight_decay=1e-3), classes_task(SGD, weight_decay=1e-3, width=16)
+    assert one.name == two.name
+    with pytest.raises(ValueError, match=r"named 'classes-wd0\.001-sgd'"):
+        by_name([one, classes_task(ADAM), two])
+    assert list(by_name([one, classes_task(ADAM)])) == ["classes-wd0.001-sgd", "classes-batch128-adam"]
+
+
 def _row(method: str, score: float, vs_default: str = "-") -> Row:
     return Row(method, [0.5], "", None, None, 0, 0, 1, score=score, vs_default=vs_default)
 
@@ -62,7 +72,6 @@ def test_batch_rows_average_each_fresh_batch_and_leave_the_halves_out() -> None:
 
 
 def test_tasks_whose_optimizer_this_torch_lacks_are_named_before_anything_runs(monkeypatch) -> None:
-    import pytest
     import torch
 
     from bench.quality.run import select_tasks

@@ -2341,9 +2341,18 @@ def classes_task(
     )
 
 
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in [
+def by_name(tasks: list[Task]) -> dict[str, Task]:
+    """{name: task}, refusing a name given twice: a dict built from the list would keep the later task silently."""
+    named: dict[str, Task] = {}
+    for task in tasks:
+        if task.name in named:
+            raise ValueError(f"two tasks are named {task.name!r}")
+        named[task.name] = task
+    return named
+
+
+TASKS: dict[str, Task] = by_name(
+    [
         # -- dev: the seven tasks clrfind's rules were fitted to ----------------------------------------------
         Task(
             name="moons",
@@ -4253,7 +4262,7 @@ TASKS: dict[str, Task] = {
         *(classes_task(ADAMW, weight_decay=wd) for wd in (0.01, 0.1, 1.0)),
         *(classes_task(SGD, weight_decay=wd) for wd in (1e-4, 1e-3, 1e-2)),
     ]
-}
+)
 
 
 # The first task of each fresh batch, in the order the batches were written (TASKS keeps that order): a batch was
