@@ -2305,13 +2305,17 @@ ADAFACTOR, ASGD, MUON = "torch.optim.Adafactor", "torch.optim.ASGD", "torch.opti
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
+# `classes_task`'s optimizers: (the short name its task names end in, how its description names it).
+_CLASSES_OPTIMIZERS = {SGD: ("sgd", "SGD momentum 0.9"), ADAM: ("adam", "Adam"), ADAMW: ("adamw", "AdamW")}
+
+
 def classes_task(
     optimizer: str, *, batch_size: int = 128, width: int = 128, epochs: int = 4, weight_decay: float = 0.0
 ) -> Task:
     """The twenty-seventh to thirtieth batches: one MLP 24-width-width-6 on `six_class_data`, under SGD momentum 0.9,
     Adam or AdamW, named after what the batch varies from batch 128, width 128, four epochs and no weight decay
     (`classes-batch32-sgd`, `classes-width16-adam`, `classes-epochs16-sgd`, `classes-wd0.1-adamw`)."""
-    kind = {SGD: "sgd", ADAM: "adam", ADAMW: "adamw"}[optimizer]
+    kind, label = _CLASSES_OPTIMIZERS[optimizer]
     if weight_decay:
         varied = f"wd{weight_decay:g}"
     elif width != 128:
@@ -2324,7 +2328,6 @@ def classes_task(
     kwargs: dict[str, Any] = {"momentum": 0.9} if kind == "sgd" else {}
     if weight_decay:
         kwargs["weight_decay"] = weight_decay
-    label = {"sgd": "SGD momentum 0.9", "adam": "Adam", "adamw": "AdamW"}[kind]
     return Task(
         name=f"classes-{varied}-{kind}",
         description=f"make_classification (24 features, 6 classes, {SIX_CLASS_TRAIN // 1000}k train), MLP "
@@ -4246,14 +4249,14 @@ TASKS: dict[str, Task] = by_name(
         # twenty-eighth batch: the twenty-seventh's batch-128 tasks at widths 16 and 1024 instead of 128: under
         # torch's default initialization the LR that trains best should fall as the layers widen (each output sums more
         # inputs moved by the same step); written and first scored with the rules as of f78ce4f
-        *(classes_task(optimizer, batch_size=128, width=w) for optimizer in (SGD, ADAM) for w in (16, 1024)),
+        *(classes_task(optimizer, width=w) for optimizer in (SGD, ADAM) for w in (16, 1024)),
         # twenty-ninth batch: the twenty-seventh's batch-128 tasks for 1 and 16 epochs instead of 4 (93 and 1,488
         # steps): the same curve, the same default LR, but a budget 16x shorter or 4x longer. A short run has to
         # move far in few steps, so the best peak should sit higher there; a long one reaches the same floor at a
         # lower peak and may start to overfit 12k samples. Told the training, the test lasts 300 steps for the
         # first (its minimum) and 1000 for the second (its maximum); written and first scored with the rules as of
         # 4d7a3e5
-        *(classes_task(optimizer, batch_size=128, epochs=e) for optimizer in (SGD, ADAM) for e in (1, 16)),
+        *(classes_task(optimizer, epochs=e) for optimizer in (SGD, ADAM) for e in (1, 16)),
         # thirtieth batch: the batch-128 tasks with weight decay: AdamW's decoupled decay at 0.01 (torch's default),
         # 0.1 and 1, and SGD's L2 at 1e-4, 1e-3 and 1e-2. Each step shrinks the weights by lr x wd, so the LR that
         # trains best should fall as the decay grows (a one cycle at 0.03 with wd 1 takes 3% off every weight a step
