@@ -43,7 +43,8 @@ with momentum and under Adam) and a twenty-third (density models: a normalizing 
 a twenty-fourth (CTC on unsegmented sequences, a two-headed model on a summed loss) and a twenty-fifth (losses over
 the whole batch: a Cox partial likelihood, a contrastive loss) and a twenty-sixth (ordinal thresholds, a triplet
 margin loss) and a twenty-seventh to thirtieth (one MLP on one dataset at three batch sizes, at three widths, for
-three budgets, under three weight decays): how the rules fare where nobody looked.
+three budgets, under three weight decays) and a thirty-first (Hugging Face GPT-2 and BERT, built from configs):
+how the rules fare where nobody looked.
 Data comes from code, from sklearn's generators and bundled datasets, from the text of sklearn's dataset
 descriptions (`sklearn/datasets/descr/*.rst`) and from Python's own help topics (`pydoc_data`).
 """
@@ -2131,6 +2132,49 @@ class PostNormLM(TinyTransformer):
             dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=False
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class HuggingFaceLogits(nn.Module):
+    """A Hugging Face model as the bench's loop calls every model: token ids in, logits out (no labels are passed,
+    so the model computes no loss of its own; the task's loss is the one every method trains on)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=tokens).logits
+
+
+# The Hugging Face models' size: the bench's own Transformers' (two layers of width 64, four heads), so that what
+# differs is how transformers builds them: its initialization (normal, std 0.02), dropout 0.1 everywhere, GELU.
+HF_DIM, HF_LAYERS, HF_HEADS = 64, 2, 4
+
+
+def hf_gpt2(vocab: int, length: int) -> HuggingFaceLogits:
+    """GPT-2 (pre-norm, causal) built from a config, nothing downloaded."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=vocab, n_positions=length, n_embd=HF_DIM, n_layer=HF_LAYERS, n_head=HF_HEADS,
+        bos_token_id=None, eos_token_id=None,
+    )  # fmt: skip
+    return HuggingFaceLogits(GPT2LMHeadModel(config))
+
+
+def hf_bert(vocab: int, length: int, labels: int, *, per_token: bool) -> HuggingFaceLogits:
+    """BERT (post-norm, bidirectional) built from a config, nothing downloaded, with a head per sequence or per
+    token. Its padding id is one past the data's tokens: BERT keeps the padding token's embedding at zero, and
+    every token of these tasks is a real one."""
+    from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
+
+    config = BertConfig(
+        vocab_size=vocab + 1, pad_token_id=vocab, hidden_size=HF_DIM, num_hidden_layers=HF_LAYERS,
+        num_attention_heads=HF_HEADS, intermediate_size=2 * HF_DIM, max_position_embeddings=length,
+        num_labels=labels,
+    )  # fmt: skip
+    head = BertForTokenClassification if per_token else BertForSequenceClassification
+    return HuggingFaceLogits(head(config))
 
 
 class AffineCoupling(nn.Module):
@@ -4264,6 +4308,72 @@ TASKS: dict[str, Task] = by_name(
         # with the rules as of 0d3e209
         *(classes_task(ADAMW, weight_decay=wd) for wd in (0.01, 0.1, 1.0)),
         *(classes_task(SGD, weight_decay=wd) for wd in (1e-4, 1e-3, 1e-2)),
+        # thirty-first batch: models from Hugging Face transformers, built from a config (nothing downloaded), as
+        # many users' are: GPT-2 on the character language model under AdamW and under SGD with momentum, BERT
+        # classifying sequences under AdamW and under Adam. Their initialization (std 0.02) and their dropout of 0.1
+        # differ from every other Transformer here; BERT is post-norm, which is known to want a lower LR or a
+        # warm-up, GPT-2 pre-norm. Under AdamW the best peak should sit near the bench's own Transformers'
+        # (1e-3 to 1e-2), under SGD one to two decades higher. (A BERT tagger of tagging-bilstm-adamw's task was
+        # dropped before any run but one at the default LR: that reached 100%, nothing to tell LRs apart.) Written
+        # and first scored with the rules as of 763eb1f
+        Task(
+            name="hf-gpt2-adamw",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), Hugging Face "
+            f"GPT-2 from a config ({HF_LAYERS} layers, dim {HF_DIM}, {HF_HEADS} heads, dropout 0.1), AdamW (wd "
+            "0.01), batch 32, 2 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: hf_gpt2(len(CHARS), CHAR_LEN),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="hf-gpt2-sgd",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), Hugging Face "
+            f"GPT-2 from a config ({HF_LAYERS} layers, dim {HF_DIM}, {HF_HEADS} heads, dropout 0.1), SGD momentum "
+            "0.9, batch 32, 2 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={"momentum": 0.9},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: hf_gpt2(len(CHARS), CHAR_LEN),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="hf-bert-count-adamw",
+            description=f"count the 0s in a random {COUNT_LEN}-token sequence ({COUNT_CLASSES} classes), Hugging "
+            f"Face BERT from a config ({HF_LAYERS} layers, dim {HF_DIM}, {HF_HEADS} heads, dropout 0.1) with its "
+            "sequence-classification head, AdamW (wd 0.01), batch 64, 4 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=64,
+            epochs=4,
+            metric="accuracy",
+            make_data=count_data,
+            make_model=lambda: hf_bert(COUNT_VOCAB, COUNT_LEN, COUNT_CLASSES, per_token=False),
+        ),
+        Task(
+            name="hf-bert-mode-adam",
+            description=f"the most frequent of {MODE_VOCAB} tokens in a random {MODE_LEN}-token sequence, Hugging "
+            f"Face BERT from a config ({HF_LAYERS} layers, dim {HF_DIM}, {HF_HEADS} heads, dropout 0.1) with its "
+            "sequence-classification head, Adam, batch 32, 3 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=3,
+            metric="accuracy",
+            make_data=mode_data,
+            make_model=lambda: hf_bert(MODE_VOCAB, MODE_LEN, MODE_VOCAB, per_token=False),
+        ),
     ]
 )
 
@@ -4277,7 +4387,7 @@ FRESH_BATCH_STARTS = (
     "image-siren-adam", "digits-vae-adam", "imbalanced-focal-adam", "digits-mixer-adamw", "segment-unet-adam",
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
-    "classes-width16-sgd", "classes-epochs1-sgd", "classes-wd0.01-adamw",
+    "classes-width16-sgd", "classes-epochs1-sgd", "classes-wd0.01-adamw", "hf-gpt2-adamw",
 )  # fmt: skip
 
 
