@@ -42,9 +42,10 @@ def candidates(task_name: str, seed: int) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     shipped = verify_module.verify
 
-    def recording(bounds, optimizer, budget, run_trial, *, judged_on=""):  # type: ignore[no-untyped-def]
+    def recording(bounds, optimizer, budget, run_trial, **kwargs):  # type: ignore[no-untyped-def]
         steps = budget // verify_module.MAX_TRIALS
-        top = bounds.peak_lr or bounds.max_lr
+        # as verify() searches: up to the one-cycle peak or, where higher, the ceiling it may raise it to
+        top = max(bounds.peak_lr or bounds.max_lr, bounds.peak_ceiling_lr or 0.0)
         up, down = verify_module.candidate_peaks(bounds.max_lr, top)
         peaks = sorted({bounds.max_lr, *up, *down})
         seen.update(bounds=bounds, trials={})
@@ -53,9 +54,11 @@ def candidates(task_name: str, seed: int) -> dict[str, Any]:
                 losses, stop, check = run_trial(
                     *verify_module.trial_schedule(bounds.base_lr, peak, optimizer, steps)
                 )
-                run = verify_module._Run(peak, np.asarray(losses, dtype=float), stop, check)
+                run = verify_module._Run(
+                    peak, np.asarray(losses, dtype=float), stop, check, kwargs.get("untrained")
+                )
                 seen["trials"][peak] = run.record()
-        checked = shipped(bounds, optimizer, budget, run_trial, judged_on=judged_on)
+        checked = shipped(bounds, optimizer, budget, run_trial, **kwargs)
         seen["kept"] = checked[0].peak_lr
         return checked
 
