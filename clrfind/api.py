@@ -857,7 +857,7 @@ class Trainer:
         save everything before it stops.
         """
         from clrfind.trials import TrialDataFailed, TrialRunner, per_sample, trial_data
-        from clrfind.verify import rescue, verify
+        from clrfind.verify import reached_losses, rescue, verify
 
         b = result.bounds
         if initial is None or not self.settings.verify_bounds:
@@ -868,6 +868,11 @@ class Trainer:
         check = verify if b.usable else rescue if b.level_until_lr is not None else None
         if check is None:
             return result, None
+        if (
+            check is verify
+        ):  # how far the test itself got: a tie between trials that fell short of it says nothing
+            curve = (np.array(result.losses, dtype=float), np.array(result.smoothed, dtype=float))
+            check = functools.partial(verify, reached=reached_losses(*curve, result.planned_steps))
         if out.stopped_early:
             return result, None
         started = time.perf_counter()

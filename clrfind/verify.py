@@ -22,7 +22,9 @@ The search is asymmetric because short trials are: they favour a higher LR (a lo
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
 only where a higher one ends clearly lower, and down wherever a lower one ends no worse than the best trial: a peak
 that keeps up over a few dozen steps does at least as well over the whole run. The lowest peak within noise of the
-best is kept, as the one-standard-error rule keeps the simplest model within noise of the best one.
+best is kept, as the one-standard-error rule keeps the simplest model within noise of the best one; but only when the
+trials got as far as the range test did: trials that all stop clearly above the test's lowest losses are sharing a
+plateau that none has left yet (a language model at its characters' frequencies), and there a tie says nothing.
 
 Pure decisions on the trials' losses live here; running a trial is `clrfind.trials`', through the engine.
 """
@@ -182,6 +184,35 @@ def _clearly_lower(losses: np.ndarray, than: np.ndarray, fall: float) -> bool:
     return gain > max(SIGNIFICANCE * se, MIN_GAIN * abs(fall))
 
 
+def reached_losses(losses: np.ndarray, smoothed: np.ndarray, budget: int) -> np.ndarray | None:
+    """The range test's training losses around its lowest smoothed loss, as many as a trial's end has (`_Run.tail`
+    of a `budget // MAX_TRIALS`-step trial): how far the test itself got, for `_cut_short`."""
+    finite = np.isfinite(smoothed)
+    if not finite.any():
+        return None
+    i = int(np.nanargmin(np.where(finite, smoothed, np.nan)))
+    half = max(1, round(FINAL_FRACTION * (budget // MAX_TRIALS))) // 2
+    window = losses[max(0, i - half) : i + half + 1]
+    window = window[np.isfinite(window)]
+    return window if window.size >= 2 else None
+
+
+def _cut_short(run: _Run, reached: np.ndarray | None) -> bool:
+    """The trial ended clearly above the losses the range test reached (unpaired: other batches, other steps).
+
+    Then the trials stopped before the point the test got to, and a lower peak that ties with this one only shows
+    that neither got there in a few dozen steps: on a plateau they all share (a language model at its characters'
+    frequencies) a higher LR leaves sooner. The tie is evidence that the lower peak keeps up only where the trials
+    reached what the test reached, as at an adaptive optimizer's loss floor or a small dataset being memorized.
+    """
+    if reached is None or not run.trained:
+        return False
+    tail = run.tail
+    gap = float(tail.mean()) - float(reached.mean())
+    se = math.sqrt(float(tail.var(ddof=1)) / tail.size + float(reached.var(ddof=1)) / reached.size)
+    return gap > max(SIGNIFICANCE * se, MIN_GAIN * abs(run.fall))
+
+
 def candidate_peaks(max_lr: float, top: float) -> tuple[list[float], list[float]]:
     """(peaks above max_lr, peaks below it) the self-check may try, nearest first: up toward the range test's own
     upper estimate `top`, never past it; down as far as max_lr / FLOOR."""
@@ -204,6 +235,7 @@ def verify(
     judged_on: str = "",
     prefer_lower: bool = True,
     untrained: np.ndarray | None = None,
+    reached: np.ndarray | None = None,
 ) -> tuple[Bounds, Verification]:
     """Check the one-cycle peak by training; return the bounds it supports and what was checked.
 
@@ -211,7 +243,8 @@ def verify(
     `run_trial(lrs, momenta)` trains from the initial weights on the usual batches and returns (losses, stop reason).
     Without `prefer_lower`, the descent stops at the first peak that trains instead of going on while lower ones
     keep up. `untrained`: the initial model's loss on the held-out samples the trials are judged on, which a trial
-    must beat to count as trained.
+    must beat to count as trained. `reached`: the range test's training losses around its lowest point
+    (`reached_losses`); a tie with a trial that ended clearly above them moves nothing (`_cut_short`).
     """
     assert bounds.base_lr is not None and bounds.max_lr is not None
     steps = budget // MAX_TRIALS
@@ -259,9 +292,12 @@ def verify(
                 continue
             if not challenger.trained or clearly_better(best, challenger):
                 break
-            chosen = challenger
             if clearly_better(challenger, best):
-                best = challenger
+                chosen = best = challenger
+                continue
+            if _cut_short(best, reached):
+                break
+            chosen = challenger
         return chosen or best
 
     center = best

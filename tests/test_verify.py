@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from clrfind.results import Bounds, OptimizerRef
-from clrfind.verify import MAX_TRIALS, STEP, candidate_peaks, rescue, trial_schedule, verify
+from clrfind.verify import MAX_TRIALS, STEP, candidate_peaks, reached_losses, rescue, trial_schedule, verify
 
 if TYPE_CHECKING:
     from clrfind.api import Trainer
@@ -468,3 +468,33 @@ def test_a_stop_during_the_search_below_a_level_curve_keeps_no_bounds_and_says_s
     record = checked.verification
     assert record.outcome.endswith(": no bounds") and record.trials == [] and record.steps == 0
     assert record.checked_peak == record.peak_lr == result.bounds.level_until_lr
+
+
+def test_a_tie_between_trials_cut_short_of_the_test_keeps_the_higher_peak() -> None:
+    """Trials that all stop well above where the range test got (a plateau they share) tie whatever the peak: the
+    tie says nothing about the lower peak, so the descent keeps max_lr. Where the test got no further than the
+    trials, the same tie lowers the peak as before."""
+    noise = np.random.default_rng(1).normal(0.0, 0.002, 16)
+    run, asked = scripted(lambda p: 0.5 if p >= 0.03 else 0.9)
+    bounds, record = verify(BOUNDS, SGD, 300, run, reached=0.2 + noise)
+    assert bounds.peak_lr == pytest.approx(0.1) and bounds.max_lr == pytest.approx(0.1)
+    assert any(p == pytest.approx(0.1 / STEP, rel=1e-3) for p in asked)  # the lower peak was tried, and tied
+    assert "trained no worse" not in record.outcome
+    run, _asked = scripted(lambda p: 0.5 if p >= 0.03 else 0.9)
+    bounds, _record = verify(BOUNDS, SGD, 300, run, reached=0.5 + noise)
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP)
+
+
+def test_a_lower_peak_that_trains_clearly_better_is_taken_though_the_trials_fell_short_of_the_test() -> None:
+    run, _asked = scripted(lambda p: 0.3 + 0.3 * abs(math.log10(p / 0.01)))
+    reached = 0.05 + np.random.default_rng(1).normal(0.0, 0.002, 16)
+    bounds, _record = verify(BOUNDS, SGD, 300, run, reached=reached)
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP**2)
+
+
+def test_how_far_the_test_got_is_read_around_its_lowest_smoothed_loss() -> None:
+    losses = np.array([3.0, 2.0, 1.0, 0.5, 0.6, math.nan, 5.0])
+    smoothed = np.array([3.0, 2.5, 1.5, 0.9, 0.7, math.nan, math.nan])
+    # 300 planned steps: 75-step trials whose end is their last 15 steps, so 7 losses each side of the lowest
+    assert reached_losses(losses, smoothed, 300).tolist() == [3.0, 2.0, 1.0, 0.5, 0.6, 5.0]
+    assert reached_losses(losses, np.full(7, math.nan), 300) is None
