@@ -279,6 +279,8 @@ def verify(
             best = challenger
         return best
 
+    short_of: list[tuple[_Run, _Run]] = []  # a tie set aside: (the lower trial, the one it tied with)
+
     def descend(candidates: list[float], best: _Run) -> _Run:
         """Step down through `candidates` while each trains no worse than the best trial so far; the lowest."""
         chosen = best if best.trained else None
@@ -296,6 +298,7 @@ def verify(
                 chosen = best = challenger
                 continue
             if _cut_short(best, reached):
+                short_of.append((challenger, best))
                 break
             chosen = challenger
         return chosen or best
@@ -312,6 +315,12 @@ def verify(
         if best is center or not best.trained:
             best = descend(down, best)
     checked, record = _apply(bounds, best, runs, steps, top)
+    if short_of and reached is not None:
+        why = (
+            f"{two_digits(short_of[0][0].peak)} tied with {two_digits(short_of[0][1].peak)}, but both ended short of "
+            f"the range test's lowest loss ({two_digits(float(reached.mean()))}), so the tie says nothing"
+        )
+        record = record.model_copy(update={"outcome": f"{record.outcome} ({why})"})
     left = budget - steps * len(runs)
     if best.trained and left >= steps:
         checked, record = _hold(checked, record, runs, optimizer, left, run_trial)

@@ -479,7 +479,10 @@ def test_a_tie_between_trials_cut_short_of_the_test_keeps_the_higher_peak() -> N
     bounds, record = verify(BOUNDS, SGD, 300, run, reached=0.2 + noise)
     assert bounds.peak_lr == pytest.approx(0.1) and bounds.max_lr == pytest.approx(0.1)
     assert any(p == pytest.approx(0.1 / STEP, rel=1e-3) for p in asked)  # the lower peak was tried, and tied
-    assert "trained no worse" not in record.outcome
+    assert (
+        "trained no worse" not in record.outcome
+        and "tied with 0.1, but both ended short of" in record.outcome
+    )
     run, _asked = scripted(lambda p: 0.5 if p >= 0.03 else 0.9)
     bounds, _record = verify(BOUNDS, SGD, 300, run, reached=0.5 + noise)
     assert bounds.peak_lr == pytest.approx(0.1 / STEP)
