@@ -868,13 +868,12 @@ class Trainer:
         check = verify if b.usable else rescue if b.level_until_lr is not None else None
         if check is None:
             return result, None
-        if (
-            check is verify
-        ):  # how far the test itself got: a tie between trials that fell short of it says nothing
-            curve = (np.array(result.losses, dtype=float), np.array(result.smoothed, dtype=float))
-            check = functools.partial(verify, reached=reached_losses(*curve, result.planned_steps))
         if out.stopped_early:
             return result, None
+        if check is verify:
+            # How far the test itself got: a tie between trials that fell short of it says nothing.
+            curve = (np.array(result.losses, dtype=float), np.array(result.smoothed, dtype=float))
+            check = functools.partial(verify, reached=reached_losses(*curve, result.planned_steps))
         started = time.perf_counter()
         stopped, runner = None, None
         try:

@@ -95,6 +95,16 @@ def trial_schedule(
     return np.array(lrs), (np.array(momenta) if cycled else None)
 
 
+def _tail_size(steps: int) -> int:
+    """How many of a `steps`-step run's last losses are its end (its annealed last FINAL_FRACTION)."""
+    return max(2, round(FINAL_FRACTION * steps))
+
+
+def _unpaired_se(a: np.ndarray, b: np.ndarray) -> float:
+    """Standard error of the difference of the means of `a` and `b`, taken on different batches or steps."""
+    return math.sqrt(float(a.var(ddof=1)) / a.size + float(b.var(ddof=1)) / b.size)
+
+
 @dataclass(frozen=True)
 class _Run:
     """One trial's training losses, how it ended, and its loss on each held-out batch (None without any)."""
@@ -109,8 +119,7 @@ class _Run:
 
     @property
     def tail(self) -> np.ndarray:
-        m = max(2, round(FINAL_FRACTION * self.losses.size))
-        return self.losses[-m:]
+        return self.losses[-_tail_size(self.losses.size) :]
 
     @property
     def finished(self) -> bool:
@@ -130,7 +139,7 @@ class _Run:
         two means are compared unpaired); +inf or -inf for a noiseless fall or rise."""
         head, tail = self.losses[: self.tail.size], self.tail
         fall = self.fall
-        se = math.sqrt(float(head.var(ddof=1)) / head.size + float(tail.var(ddof=1)) / tail.size)
+        se = _unpaired_se(head, tail)
         return fall / se if se > 0 else math.copysign(math.inf, fall) if fall else 0.0
 
     @property
@@ -191,7 +200,7 @@ def reached_losses(losses: np.ndarray, smoothed: np.ndarray, budget: int) -> np.
     if not finite.any():
         return None
     i = int(np.nanargmin(np.where(finite, smoothed, np.nan)))
-    half = max(1, round(FINAL_FRACTION * (budget // MAX_TRIALS))) // 2
+    half = _tail_size(budget // MAX_TRIALS) // 2
     window = losses[max(0, i - half) : i + half + 1]
     window = window[np.isfinite(window)]
     return window if window.size >= 2 else None
@@ -209,8 +218,15 @@ def _cut_short(run: _Run, reached: np.ndarray | None) -> bool:
         return False
     tail = run.tail
     gap = float(tail.mean()) - float(reached.mean())
-    se = math.sqrt(float(tail.var(ddof=1)) / tail.size + float(reached.var(ddof=1)) / reached.size)
-    return gap > max(SIGNIFICANCE * se, MIN_GAIN * abs(run.fall))
+    return gap > max(SIGNIFICANCE * _unpaired_se(tail, reached), MIN_GAIN * abs(run.fall))
+
+
+def trial_ceiling(bounds: Bounds) -> float:
+    """The highest peak the trials may try: the one-cycle peak, or the ceiling an adaptive optimizer's or a
+    converged test's peak may be raised to, where that is higher."""
+    top = bounds.peak_lr or bounds.max_lr
+    assert top is not None
+    return max(top, bounds.peak_ceiling_lr or top)
 
 
 def candidate_peaks(max_lr: float, top: float) -> tuple[list[float], list[float]]:
@@ -250,7 +266,7 @@ def verify(
     steps = budget // MAX_TRIALS
     top = bounds.peak_lr or bounds.max_lr
     # An adaptive optimizer's cycle peaks at max_lr; the trials may still raise it as far as its ceiling.
-    ceiling = max(top, bounds.peak_ceiling_lr or top)
+    ceiling = trial_ceiling(bounds)
     if steps < MIN_TRIAL_STEPS:
         why = (
             f"not run: a {budget}-step test leaves too few steps for {MAX_TRIALS} trials of {MIN_TRIAL_STEPS}"

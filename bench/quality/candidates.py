@@ -44,9 +44,7 @@ def candidates(task_name: str, seed: int) -> dict[str, Any]:
 
     def recording(bounds, optimizer, budget, run_trial, **kwargs):  # type: ignore[no-untyped-def]
         steps = budget // verify_module.MAX_TRIALS
-        # as verify() searches: up to the one-cycle peak or, where higher, the ceiling it may raise it to
-        top = max(bounds.peak_lr or bounds.max_lr, bounds.peak_ceiling_lr or 0.0)
-        up, down = verify_module.candidate_peaks(bounds.max_lr, top)
+        up, down = verify_module.candidate_peaks(bounds.max_lr, verify_module.trial_ceiling(bounds))
         peaks = sorted({bounds.max_lr, *up, *down})
         seen.update(bounds=bounds, trials={})
         if steps >= verify_module.MIN_TRIAL_STEPS:
