@@ -22,9 +22,12 @@ The search is asymmetric because short trials are: they favour a higher LR (a lo
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
 only where a higher one ends clearly lower, and down wherever a lower one ends no worse than the best trial: a peak
 that keeps up over a few dozen steps does at least as well over the whole run. The lowest peak within noise of the
-best is kept, as the one-standard-error rule keeps the simplest model within noise of the best one; but only when the
-trials got as far as the range test did: trials that all stop clearly above the test's lowest losses are sharing a
-plateau that none has left yet (a language model at its characters' frequencies), and there a tie says nothing.
+best is kept, as the one-standard-error rule keeps the simplest model within noise of the best one; under SGD only
+when the trials got as far as the range test did: trials that all stop clearly above the test's lowest losses are
+sharing a plateau that none has left yet (a language model at its characters' frequencies), which a higher LR leaves
+sooner, and there a tie says nothing. An adaptive optimizer's higher LR does not leave a plateau sooner by as much
+(its steps are scaled to the gradients), and what it costs, a higher loss floor, is what short trials cannot see:
+there the lowest peak within noise is kept either way.
 
 Pure decisions on the trials' losses live here; running a trial is `clrfind.trials`', through the engine.
 """
@@ -212,7 +215,7 @@ def _cut_short(run: _Run, reached: np.ndarray | None) -> bool:
     Then the trials stopped before the point the test got to, and a lower peak that ties with this one only shows
     that neither got there in a few dozen steps: on a plateau they all share (a language model at its characters'
     frequencies) a higher LR leaves sooner. The tie is evidence that the lower peak keeps up only where the trials
-    reached what the test reached, as at an adaptive optimizer's loss floor or a small dataset being memorized.
+    reached what the test reached, as at a small dataset being memorized. Only SGD's descent asks (`verify`).
     """
     if reached is None or not run.trained:
         return False
@@ -313,7 +316,7 @@ def verify(
             if clearly_better(challenger, best):
                 chosen = best = challenger
                 continue
-            if _cut_short(best, reached):
+            if not optimizer.adaptive and _cut_short(best, reached):
                 short_of.append((challenger, best))
                 break
             chosen = challenger

@@ -488,6 +488,16 @@ def test_a_tie_between_trials_cut_short_of_the_test_keeps_the_higher_peak() -> N
     assert bounds.peak_lr == pytest.approx(0.1 / STEP)
 
 
+def test_an_adaptive_optimizers_tie_lowers_the_peak_though_the_trials_fell_short_of_the_test() -> None:
+    """Under AdamW the same cut-short tie lowers the peak: its higher LR leaves a plateau little sooner (its steps
+    are scaled to the gradients) and costs a loss floor that short trials cannot see."""
+    noise = np.random.default_rng(1).normal(0.0, 0.002, 16)
+    run, _asked = scripted(lambda p: 0.5 if p >= 0.03 else 0.9)
+    bounds, record = verify(ADAPTIVE, ADAM, 300, run, reached=0.2 + noise)
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP) == bounds.max_lr
+    assert "trained no worse" in record.outcome and "tied with" not in record.outcome
+
+
 def test_a_lower_peak_that_trains_clearly_better_is_taken_though_the_trials_fell_short_of_the_test() -> None:
     run, _asked = scripted(lambda p: 0.3 + 0.3 * abs(math.log10(p / 0.01)))
     reached = 0.05 + np.random.default_rng(1).normal(0.0, 0.002, 16)
