@@ -263,7 +263,8 @@ def verify(
     Without `prefer_lower`, the descent stops at the first peak that trains instead of going on while lower ones
     keep up. `untrained`: the initial model's loss on the held-out samples the trials are judged on, which a trial
     must beat to count as trained. `reached`: the range test's training losses around its lowest point
-    (`reached_losses`); a tie with a trial that ended clearly above them moves nothing (`_cut_short`).
+    (`reached_losses`); under SGD a tie with a trial that ended clearly above them moves nothing (`_cut_short`),
+    under an adaptive optimizer it lowers the peak as any tie does.
     """
     assert bounds.base_lr is not None and bounds.max_lr is not None
     steps = budget // MAX_TRIALS
