@@ -598,6 +598,21 @@ def mode_data() -> TaskData:
     return TaskData(tokens[:4000], y[:4000], tokens[4000:], y[4000:], chance=_majority(y[4000:]))
 
 
+# The padding token of variable-length count sequences: one past the vocabulary.
+COUNT_PAD = COUNT_VOCAB
+
+
+def packed_count_data() -> TaskData:
+    """count_data's task on sequences of random length (COUNT_LEN // 3 to COUNT_LEN tokens), padded at the end
+    with COUNT_PAD; the label counts the 0s among the real tokens."""
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randint(0, COUNT_VOCAB, (6000, COUNT_LEN), generator=g)
+    lengths = torch.randint(COUNT_LEN // 3, COUNT_LEN + 1, (6000, 1), generator=g)
+    tokens[torch.arange(COUNT_LEN) >= lengths] = COUNT_PAD
+    y = (tokens == 0).sum(1).clamp(max=COUNT_CLASSES - 1)
+    return TaskData(tokens[:4000], y[:4000], tokens[4000:], y[4000:], chance=_majority(y[4000:]))
+
+
 def quantiles_data() -> TaskData:
     """Nested Gaussian shells (make_gaussian_quantiles, 3 classes in 4 dimensions), 600 samples to train on."""
     from sklearn.datasets import make_gaussian_quantiles
@@ -1310,6 +1325,55 @@ class TinyTransformer(nn.Module):
         return self.head(self.encoder(h))
 
 
+class TutorialTransformer(nn.Module):
+    """The model of torch's Transformer language-model tutorial, causal: post-norm encoder layers (torch's
+    default), dropout 0.2, sinusoidal positions added to the embedding scaled by sqrt(dim), embedding and head
+    weights uniform in +-0.1 and a zero head bias."""
+
+    def __init__(self, vocab: int, length: int, dim: int = 64, heads: int = 2, layers: int = 2) -> None:
+        super().__init__()
+        self.scale = math.sqrt(dim)
+        self.embed = nn.Embedding(vocab, dim)
+        position = torch.arange(length).unsqueeze(1)
+        rate = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(length, dim)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(position * rate), torch.cos(position * rate)
+        self.register_buffer("pe", pe)
+        self.drop = nn.Dropout(0.2)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=dim, dropout=0.2, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, vocab)
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.uniform_(self.head.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self.embed(tokens) * self.scale + self.pe[: tokens.shape[1]])
+        mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1])
+        return self.head(self.encoder(h, mask=mask, is_causal=True))
+
+
+class PackedGRU(nn.Module):
+    """Embedding (the padding token's row held at zero), a GRU run over each sequence's real tokens only
+    (`pack_padded_sequence`, as variable-length batches are usually fed), and a linear head on the state after its
+    last real token."""
+
+    def __init__(self, vocab: int, pad: int, classes: int, embed: int = 16, hidden: int = 64) -> None:
+        super().__init__()
+        self.pad = pad
+        self.embed = nn.Embedding(vocab + 1, embed, padding_idx=pad)
+        self.rnn = nn.GRU(embed, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        lengths = (tokens != self.pad).sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embed(tokens), lengths, batch_first=True, enforce_sorted=False
+        )
+        _, h = self.rnn(packed)
+        return self.head(h[-1])
+
+
 class RecurrentNet(nn.Module):
     """Embedding, a one-layer GRU or LSTM (`bidirectional`: one each way, the head reading both), and a linear
     head: on every step (`per_token`: a language model, or a tagger when bidirectional) or on the last one (a
@@ -1497,6 +1561,61 @@ def finetune_model() -> SmallCNN:
     model = SmallCNN(num_classes=5)
     model.features.load_state_dict(torch.load(pretrained_features(), weights_only=True))
     return model
+
+
+LM_PRETRAIN_EPOCHS = 6
+
+
+def lm_body() -> TinyTransformer:
+    """The language model that is pretrained, then fine-tuned: causal, dim 48, 4 heads, 2 layers."""
+    return TinyTransformer(len(CHARS), CHAR_LEN, dim=48, heads=4, causal=True)
+
+
+def pretrained_lm() -> Path:
+    """`lm_body` trained on sklearn's dataset descriptions (AdamW 1e-3, wd 0.1, batch 32, LM_PRETRAIN_EPOCHS
+    epochs, seed 0); saved once as `.bench-cache/quality/pretrained-descr-lm-<key>.pt`, keyed by this code."""
+    key = hashlib.sha256(code_closure(pretrained_lm).encode()).hexdigest()[:12]
+    path = CACHE_DIR / f"pretrained-descr-lm-{key}.pt"
+    if path.exists():
+        return path
+    data = descr_chars_data()
+    loss_fn = TokenCrossEntropy()
+    with torch.random.fork_rng():  # the caller's RNG (a run's seeded initial weights) is left as it was
+        torch.manual_seed(0)
+        model = lm_body()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        for _ in range(LM_PRETRAIN_EPOCHS):
+            for idx in torch.randperm(len(data.x_train)).split(PRETRAIN_BATCH):
+                loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+    return path
+
+
+def finetune_lm_model() -> TinyTransformer:
+    """The pretrained language model, every weight to be fine-tuned (the same characters: no new head)."""
+    model = lm_body()
+    model.load_state_dict(torch.load(pretrained_lm(), weights_only=True))
+    return model
+
+
+FINETUNE_LM_WINDOWS = 960
+
+
+def finetune_lm_data() -> TaskData:
+    """FINETUNE_LM_WINDOWS training windows of Python's help topics, the usual val windows; the score's zero is
+    the pretrained model's own val loss (what fine-tuning has to improve on), not a uniform guess."""
+    data = _char_windows(pydoc_text(), n_train=FINETUNE_LM_WINDOWS)
+    model = finetune_lm_model().eval()
+    with torch.no_grad():
+        logits = torch.cat([model(x) for x in data.x_val.split(512)])
+    start = float(TokenCrossEntropy()(logits, data.y_val))
+    return TaskData(data.x_train, data.y_train, data.x_val, data.y_val, chance=start)
 
 
 def each_linear(model: nn.Module, parametrize: Callable[[nn.Module], Any]) -> nn.Module:
@@ -4493,6 +4612,72 @@ TASKS: dict[str, Task] = by_name(
             make_data=digit_images_data,
             make_model=lambda: hf_vit(8, 2, 10),
         ),
+        # thirty-third batch: recipes users copy and a kind of training the bench lacks: torch's Transformer
+        # tutorial (a post-norm encoder language model, plain SGD with its gradients clipped to 0.5), Adam with
+        # coupled L2 weight decay (torch.optim.Adam's weight_decay, as older code has it) on a batch-norm CNN,
+        # variable-length sequences fed packed to a GRU, and fine-tuning a pretrained language model on a little
+        # text of another kind (every weight, AdamW; scored from the pretrained model's own loss). Written and first
+        # scored with the rules as of d9ce114
+        Task(
+            name="char-tutorial-transformer-sgd",
+            description=f"character language model on Python's help topics ({CHAR_LEN}-char windows), torch's "
+            "Transformer tutorial model (post-norm, 2 layers, dim 64, 2 heads, dropout 0.2), plain SGD with "
+            "gradients clipped to norm 0.5, batch 32, 2 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=2,
+            metric="nats",
+            make_data=pydoc_chars_data,
+            make_model=lambda: TutorialTransformer(len(CHARS), CHAR_LEN),
+            make_loss=TokenCrossEntropy,
+            clip_grad_norm=0.5,
+            # the tutorial trains at 5.0: a clipped step is at most lr * 0.5 long
+            grid=(1e-2, 100.0),
+        ),
+        Task(
+            name="digits-bncnn-adam-l2",
+            description="load_digits as 8x8 images, CNN with batch norm, Adam with coupled L2 weight decay 5e-4, "
+            "batch 64, 15 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={"weight_decay": 5e-4},
+            batch_size=64,
+            epochs=15,
+            metric="accuracy",
+            make_data=digit_images_data,
+            make_model=lambda: SmallCNN(10),
+        ),
+        Task(
+            name="count-packed-gru-adam",
+            description=f"count the 0s in a random sequence of {COUNT_LEN // 3}-{COUNT_LEN} tokens, padded, GRU "
+            "(hidden 64) over the packed sequences (pack_padded_sequence), Adam, batch 64, 6 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=6,
+            metric="accuracy",
+            make_data=packed_count_data,
+            make_model=lambda: PackedGRU(COUNT_VOCAB, COUNT_PAD, COUNT_CLASSES),
+        ),
+        Task(
+            name="char-finetune-transformer-adamw",
+            description=f"fine-tune a causal Transformer language model (dim 48, 4 heads) pretrained on sklearn's "
+            f"dataset descriptions on {FINETUNE_LM_WINDOWS} windows of Python's help topics, every weight, AdamW "
+            "(wd 0.01), batch 16, 3 epochs; scored from the pretrained model's val loss",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=16,
+            epochs=3,
+            metric="nats",
+            make_data=finetune_lm_data,
+            make_model=finetune_lm_model,
+            make_loss=TokenCrossEntropy,
+            prepare=pretrained_lm,
+        ),
     ]
 )
 
@@ -4507,7 +4692,7 @@ FRESH_BATCH_STARTS = (
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
     "classes-width16-sgd", "classes-epochs1-sgd", "classes-wd0.01-adamw", "hf-gpt2-adamw",
-    "hf-distilbert-mode-adamw",
+    "hf-distilbert-mode-adamw", "char-tutorial-transformer-sgd",
 )  # fmt: skip
 
 
