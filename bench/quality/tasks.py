@@ -1197,6 +1197,58 @@ def skipgram_data() -> TaskData:
     return TaskData(x[train], y[train], x[val], y[val], chance=chance)
 
 
+WORDLM_VOCAB, WORDLM_LEN = 2000, 24
+
+
+def words_lm_data() -> TaskData:
+    """Next-word prediction on the words of Python's help topics: WORDLM_LEN-word windows, 3000 starting at random
+    places (seed 0) in the first 90% of the words, the last 10% cut into consecutive windows for validation. The
+    WORDLM_VOCAB - 1 commonest words keep their ids, every other word is id 0. Chance is the val cross-entropy of
+    the training words' frequencies: a model that learned only how common each word is."""
+    import collections
+    import re
+
+    words = re.findall(r"[a-z_]+", pydoc_text().lower())
+    common = [w for w, _ in collections.Counter(words).most_common(WORDLM_VOCAB - 1)]
+    index = {w: i + 1 for i, w in enumerate(common)}
+    ids = torch.tensor([index.get(w, 0) for w in words])
+    cut = int(len(ids) * 0.9)
+    train, val = ids[:cut], ids[cut:]
+    starts = torch.randint(0, cut - WORDLM_LEN - 1, (3000,), generator=torch.Generator().manual_seed(0))
+    windows = torch.stack([train[s : s + WORDLM_LEN + 1] for s in starts.tolist()])
+    n_val = (len(val) - 1) // WORDLM_LEN
+    xv = val[: n_val * WORDLM_LEN].view(n_val, WORDLM_LEN)
+    yv = val[1 : n_val * WORDLM_LEN + 1].view(n_val, WORDLM_LEN)
+    freq = torch.bincount(train, minlength=WORDLM_VOCAB).double() + 1.0
+    chance = float(-(freq / freq.sum()).log()[yv.flatten()].mean())
+    return TaskData(windows[:, :-1], windows[:, 1:], xv, yv, chance=chance)
+
+
+SOURCE_LEN, SOURCE_PER_CLASS = CHAR_LEN, 64
+
+
+def source_data() -> TaskData:
+    """Which text a SOURCE_LEN-character snippet comes from: sklearn's dataset descriptions (0) or Python's help
+    topics (1). SOURCE_PER_CLASS snippets of each to train on, from the first 90% of each text (seed 0); 500 of
+    each from the last 10% to validate."""
+    index = {c: i for i, c in enumerate(CHARS)}
+    g = torch.Generator().manual_seed(0)
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for label, text in enumerate((descr_text(), pydoc_text())):
+        ids = torch.tensor([index.get(c, index["?"]) for c in text])
+        cut = int(len(ids) * 0.9)
+        for lo, hi, n in ((0, cut, SOURCE_PER_CLASS), (cut, len(ids), 500)):
+            starts = torch.randint(lo, hi - SOURCE_LEN, (n,), generator=g)
+            parts.append(
+                (torch.stack([ids[s : s + SOURCE_LEN] for s in starts.tolist()]), torch.full((n,), label))
+            )
+    (xt0, yt0), (xv0, yv0), (xt1, yt1), (xv1, yv1) = parts
+    order = torch.randperm(2 * SOURCE_PER_CLASS, generator=g)
+    xt, yt = torch.cat([xt0, xt1])[order], torch.cat([yt0, yt1])[order]
+    xv, yv = torch.cat([xv0, xv1]), torch.cat([yv0, yv1])
+    return TaskData(xt, yt, xv, yv, chance=_majority(yv))
+
+
 # -- models ------------------------------------------------------------------------------------------------------
 
 
@@ -1372,6 +1424,26 @@ class PackedGRU(nn.Module):
         )
         _, h = self.rnn(packed)
         return self.head(h[-1])
+
+
+class SeqTransformerRegressor(nn.Module):
+    """A pre-norm Transformer encoder over a real-valued sequence (B, L, 1): each value projected to `dim`, learned
+    positions, 2 layers, and a linear head on the last position."""
+
+    def __init__(self, length: int, dim: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Linear(1, dim)
+        self.pos = nn.Parameter(torch.randn(1, length, dim) / math.sqrt(dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.embed(x) + self.pos)
+        return self.head(self.norm(h[:, -1]))
 
 
 class RecurrentNet(nn.Module):
@@ -1602,6 +1674,21 @@ def finetune_lm_model() -> TinyTransformer:
     model = lm_body()
     model.load_state_dict(torch.load(pretrained_lm(), weights_only=True))
     return model
+
+
+class SourceClassifier(nn.Module):
+    """The pretrained language model's body (embedding, positions, encoder; bidirectional now: no causal mask) with
+    a new (seeded) head on its mean-pooled output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = finetune_lm_model()
+        self.head = nn.Linear(self.body.head.in_features, 2)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        body = self.body
+        h = body.encoder(body.embed(tokens) + body.pos[:, : tokens.shape[1]])
+        return self.head(h.mean(1))
 
 
 FINETUNE_LM_WINDOWS = 960
@@ -4678,6 +4765,53 @@ TASKS: dict[str, Task] = by_name(
             make_loss=TokenCrossEntropy,
             prepare=pretrained_lm,
         ),
+        # thirty-fourth batch: a word-level language model (a 2000-word softmax under Adam), a Transformer
+        # forecaster (real-valued inputs under AdamW) and fine-tuning the thirty-third batch's pretrained language
+        # model as a classifier with a new head on little data (128 snippets). Written and first scored with the
+        # rules as of d9ce114
+        Task(
+            name="words-lstm-adam",
+            description=f"word language model on Python's help topics ({WORDLM_LEN}-word windows, {WORDLM_VOCAB} "
+            "words), LSTM (embed 64, hidden 128), Adam, batch 32, 3 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=3,
+            metric="nats",
+            make_data=words_lm_data,
+            make_model=lambda: RecurrentNet(nn.LSTM, WORDLM_VOCAB, WORDLM_VOCAB, 64, 128, per_token=True),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="sines-transformer-adamw",
+            description=f"forecast the next value of a noisy sum of two sines from its last {SINE_LEN}, 2-layer "
+            "Transformer encoder (dim 32, 4 heads) regression, AdamW (wd 0.01), batch 32, 6 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=6,
+            metric="mse",
+            make_data=sines_data,
+            make_model=lambda: SeqTransformerRegressor(SINE_LEN),
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="source-finetune-adamw",
+            description=f"which text a {SOURCE_LEN}-character snippet comes from (sklearn's descriptions or Python's "
+            f"help topics), {SOURCE_PER_CLASS} of each: the pretrained language model's body, a new head, every "
+            "weight fine-tuned, AdamW (wd 0.01), batch 8, 10 epochs",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=8,
+            epochs=10,
+            metric="accuracy",
+            make_data=source_data,
+            make_model=SourceClassifier,
+            prepare=pretrained_lm,
+        ),
     ]
 )
 
@@ -4692,7 +4826,7 @@ FRESH_BATCH_STARTS = (
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
     "classes-width16-sgd", "classes-epochs1-sgd", "classes-wd0.01-adamw", "hf-gpt2-adamw",
-    "hf-distilbert-mode-adamw", "char-tutorial-transformer-sgd",
+    "hf-distilbert-mode-adamw", "char-tutorial-transformer-sgd", "words-lstm-adam",
 )  # fmt: skip
 
 
