@@ -222,6 +222,7 @@ def range_test(
     restore: bool | RestoreMode = True,
     seed: int | None = None,
     verify_bounds: bool = True,
+    verify_on: str = "auto",
     terms: Terms | None = None,
     progress: bool = True,
     log: Any = None,
@@ -235,17 +236,18 @@ def range_test(
     The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps (`mode`: "linear" as in Smith (2017), "exp",
     or "auto", exp over more than 1.5 decades) and stops when the loss diverges or becomes non-finite; a loss flat
     to the end with nothing diverging runs again up to a 10x higher end, and one that never falls at any LR runs again
-    with 3x the steps. Parameter groups keep their LR ratios (the
-    ladder drives the largest); `clip_grad_norm` / `clip_grad_value` clip between backward and step. `restore`
-    (True = "cpu", "disk", False) puts model and optimizer back from a host copy or a temporary file, never a second
-    copy on the device; a model in mid-training is tested from its state (`result.from_trained_state`). With
-    `verify_bounds` the one cycle is trained, compressed, from the initial state, and only a peak that trains is
-    kept (`result.verification`). On every rank of a torchrun job (a DistributedDataParallel model) the loss is
-    averaged over the ranks and every rank returns rank 0's result, all ranks together, after rank 0 alone has
-    written `save` if given; rank 0 alone shows `progress` and logs to `log`'s trackers. `loss_fn` may be None when
-    `step_fn` computes the loss itself. `training` (`{"epochs": 20}`, optionally `"steps_per_epoch"`) is the run
-    the bounds are for: without `steps` the test lasts about as long, within 300-1000 steps, and the result records
-    it for the exported schedule (`TrainingLength`).
+    with 3x the steps. Parameter groups keep their LR ratios (the ladder drives the largest); `clip_grad_norm` /
+    `clip_grad_value` clip between backward and step. `restore` (True = "cpu", "disk", False) puts model and
+    optimizer back from a host copy or a temporary file, never a second copy on the device; a model in mid-training
+    is tested from its state (`result.from_trained_state`). With `verify_bounds` the one cycle is trained,
+    compressed, from the initial state, and only a peak that trains is kept (`result.verification`), judged on
+    held-out training samples (`verify_on="auto"`) or on `val_loader` (`"val"`: where training samples overlap,
+    held-out ones share what the trials train on). On every rank of a torchrun job (a DistributedDataParallel model)
+    the loss is averaged over the ranks and every rank returns rank 0's result, all ranks together, after rank 0
+    alone has written `save` if given; rank 0 alone shows `progress` and logs to `log`'s trackers. `loss_fn` may be
+    None when `step_fn` computes the loss itself. `training` (`{"epochs": 20}`, optionally `"steps_per_epoch"`) is
+    the run the bounds are for: without `steps` the test lasts about as long, within 300-1000 steps, and the result
+    records it for the exported schedule (`TrainingLength`).
 
     Raises:
         UsageError: a bad argument, before anything runs. SetupError: a setup that does not fit, in these
@@ -259,8 +261,8 @@ def range_test(
     settings = RunSettings.from_arguments(
         min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, metric=metric, eval_every=eval_every,
         eval_batches=eval_batches, precision=precision, accumulate=accumulate, sync_every=sync_every, seed=seed,
-        verify_bounds=verify_bounds, clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
-        training=training,
+        verify_bounds=verify_bounds, verify_on=verify_on, clip_grad_norm=clip_grad_norm,
+        clip_grad_value=clip_grad_value, training=training,
     )  # fmt: skip
     step_fn = _library_step(step_fn, loss_fn)
     _check_parts(model, train_loader, loss_fn, optimizer)
@@ -594,6 +596,9 @@ class Trainer:
     def range_test(self, lrs: np.ndarray, *, callback: Callable[..., None] | None = None) -> EngineOutput:
         from clrfind.engine import run_loop
 
+        # Checked before the test's first step (a setup factory may leave out the validation data), as the metric's.
+        if self.settings.verify_bounds and self.settings.verify_on == "val" and self.val_loader is None:
+            raise Fault("verify_val_missing", "val_data")
         return self.counted(
             run_loop(
                 self.model, self.loader, self.loss_fn, self.optimizer, lrs, device=self.device,
@@ -879,7 +884,7 @@ class Trainer:
         try:
             data = trial_data(
                 self.loader, self.val_loader, device=self.device, sharded=self.reduce_loss is not None,
-                by_sample=per_sample(self.loss_fn, self.step_fn),
+                by_sample=per_sample(self.loss_fn, self.step_fn), prefer_val=self.settings.verify_on == "val",
             )  # fmt: skip
             runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
             with stops.allowed():  # a stop held back since the loop ended lands here, before the first trial

@@ -198,6 +198,11 @@ class MetricOpt(str, Enum):
     val_loss = "val_loss"
 
 
+class VerifyOnOpt(str, Enum):
+    auto = "auto"
+    val = "val"
+
+
 class PolicyOpt(str, Enum):
     auto = "auto"
     triangular = "triangular"
@@ -251,6 +256,7 @@ def _overrides(**values: Any) -> dict[str, Any]:
         "seed": "seed",
         "metric": "range_test.metric",
         "verify_bounds": "verify_bounds",
+        "verify_on": "verify_on",
         "train_epochs": "training.epochs",
     }
     if values.get("steps") is not None and values.get("epochs") is not None:
@@ -279,6 +285,16 @@ _VerifyBoundsOpt = Annotated[
         "--verify-bounds/--no-verify-bounds",
         help="Train with the suggested one cycle, compressed, before trusting its peak (default: the spec's "
         "verify_bounds, on).",
+        rich_help_panel=_RANGE,
+    ),
+]
+
+_VerifyOnOpt = Annotated[
+    VerifyOnOpt | None,
+    typer.Option(
+        help="Judge the self-check's trials on held-out training samples (auto) or on data.val (val: for training "
+        "samples that overlap, such as windows of one text or augmented copies). Default: the spec's verify_on, "
+        "auto.",
         rich_help_panel=_RANGE,
     ),
 ]
@@ -356,6 +372,7 @@ def range_test_cmd(
         ),
     ] = 1,
     verify_bounds: _VerifyBoundsOpt = None,
+    verify_on: _VerifyOnOpt = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -384,6 +401,7 @@ def range_test_cmd(
         seed=seed,
         metric=metric,
         verify_bounds=verify_bounds,
+        verify_on=verify_on,
         train_epochs=train_epochs,
     )
     loaded = load_spec(spec, overrides)

@@ -273,6 +273,11 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         "add data.val to the spec, or use metric: loss",
         "pass val_loader=..., or use metric='loss'",
     ),
+    "verify_val_missing": (
+        "{val_data}: verify_on 'val' judges the self-check's trials on the validation data, and there is none",
+        "add data.val to the spec (or return it from setup), or use verify_on: auto",
+        "pass val_loader=..., or use verify_on='auto'",
+    ),
     "accuracy_layout": (
         "{metric}: accuracy needs (inputs, targets) validation batches",
         "use metric: val_loss with a custom step, or return (inputs, targets) from data.val",

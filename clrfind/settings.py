@@ -18,6 +18,9 @@ from clrfind.ladder import DEFAULT_STEPS, Mode, ModeChoice, lr_ladder, resolve_m
 
 Precision = Literal["fp32", "bf16", "fp16"]
 MetricName = Literal["loss", "accuracy", "val_loss"]
+# What the self-check's trials are judged on: `auto` (a held-out tenth of the training data when it can be held
+# out by sample, else the validation data, else a tenth held out by position) or `val` (the validation data).
+VerifyOn = Literal["auto", "val"]
 
 # Longest test, in optimizer steps (also what `epochs` may come to): range tests run hundreds to thousands of
 # steps; a billion is a typo that would train for days and hold the whole ladder in memory.
@@ -136,6 +139,8 @@ class RunSettings(LadderSettings):
         sync_every: steps per host read of the losses (None: the engine's choice).
         verify_bounds: train with the suggested one-cycle schedule, compressed, before trusting its peak
             (`clrfind.verify`).
+        verify_on: what the trials are judged on (`VerifyOn`); `val` where held-out training samples would share
+            what the trials train on (overlapping windows of one text, augmented copies of one image).
         clip_grad_norm / clip_grad_value: clip the gradients between backward and the optimizer step with
             `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_` (unscaled first under fp16), as the training the
             test stands for does: clipping changes which LRs diverge.
@@ -149,6 +154,7 @@ class RunSettings(LadderSettings):
     seed: Seed | None = None
     sync_every: Positive | None = None
     verify_bounds: bool = True
+    verify_on: VerifyOn = "auto"
     clip_grad_norm: ClipThreshold | None = None
     clip_grad_value: ClipThreshold | None = None
     training: TrainingLength | None = None

@@ -46,6 +46,7 @@ from clrfind.settings import (
     RunSettings,
     Seed,
     TrainingLength,
+    VerifyOn,
     clip_problem,
     length_and_range_problem,
 )
@@ -458,6 +459,7 @@ class Spec(_Strict):
     compile: bool = False
     channels_last: bool = False
     verify_bounds: bool = True
+    verify_on: VerifyOn = "auto"
     clip_grad_norm: ClipThreshold | None = None
     clip_grad_value: ClipThreshold | None = None
 
@@ -496,6 +498,17 @@ class Spec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _verify_on_needs_val(self) -> Spec:
+        # As for the metric, a setup factory may return the validation data: the run checks for it when it starts.
+        if self.verify_on == "val" and self.setup is None and self.data and self.data.val is None:
+            raise _rule(
+                "verify_on 'val' needs data.val (add val: {target: data.py:val_set} under data, or use "
+                "verify_on: auto)",
+                "verify_on",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_clip(self) -> Spec:
         problem = clip_problem(self.clip_grad_norm, self.clip_grad_value)
         if problem is not None:
@@ -507,6 +520,7 @@ class Spec(_Strict):
         return RunSettings(
             **self.range_test.model_dump(), precision=self.precision, accumulate=self.accumulate,
             compile=self.compile, channels_last=self.channels_last, seed=self.seed, verify_bounds=self.verify_bounds,
+            verify_on=self.verify_on,
             clip_grad_norm=self.clip_grad_norm, clip_grad_value=self.clip_grad_value,
             training=self.training.model_dump() if self.training else None,
         )  # fmt: skip

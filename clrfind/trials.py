@@ -17,6 +17,10 @@ on the quality bench. The judge, in order:
   pass shows the trials some of those samples again in their later passes;
 - else (a one-shot iterator, a pass too short to spare a batch, a custom sampler or stream sharded by
   torch.distributed, where every rank must judge on as many samples) the trial's own training loss.
+`verify_on: val` puts the validation data first: where training samples overlap (windows of one text at random
+offsets, augmented copies of one image), held-out ones share what the trials train on, and a high LR that
+memorizes passes for one that learns (on the quality bench's word language model every peak the held-out samples
+chose trained to chance).
 """
 
 from __future__ import annotations
@@ -78,9 +82,10 @@ def trial_data(
     device: torch.device,
     sharded: bool = False,
     by_sample: bool = True,
+    prefer_val: bool = False,
 ) -> TrialData:
     """A held-out tenth of the training data when it can be held out by sample, else the validation batches when
-    there are some, else a tenth held out by position, else none.
+    there are some, else a tenth held out by position, else none; `prefer_val`: the validation batches first.
 
     `sharded`: the loader is one rank's shard under torch.distributed; only a plain sampler is split then, since
     every rank must judge on as many samples as the others, which a custom sampler or a stream does not promise.
@@ -99,7 +104,9 @@ def trial_data(
                     break
         return out
 
-    split = _split(loader, by_sample) or (None if sharded else _split_indices(loader, by_sample))
+    split = None
+    if not (prefer_val and val_loader is not None):
+        split = _split(loader, by_sample) or (None if sharded else _split_indices(loader, by_sample))
     if split is not None:
         trial_loader, check_loader, held = split
         return TrialData(

@@ -7,7 +7,7 @@ import torch
 from conftest import assert_same_state, state_of, warm_up
 
 import clrfind
-from clrfind.errors import RunError, UsageError
+from clrfind.errors import RunError, SetupError, UsageError
 from clrfind.results import load_results
 
 
@@ -98,6 +98,24 @@ def test_bad_arguments_are_usage_errors(tiny_task) -> None:
     with pytest.raises(UsageError) as info:
         clrfind.range_test(model, loader, loss_fn, optimizer, learning_rate=0.1)
     assert info.value.hint == "help(clrfind.range_test) lists the arguments"
+    with pytest.raises(UsageError, match="verify_on"):
+        clrfind.range_test(model, loader, loss_fn, optimizer, verify_on="train")
+
+
+def test_verify_on_val_without_val_data_fails_before_a_step_and_leaves_the_model(tiny_task) -> None:
+    model, loader, loss_fn, optimizer = tiny_task
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(
+        SetupError, match="verify_on 'val' judges the self-check's trials on the validation data"
+    ) as info:
+        clrfind.range_test(model, loader, loss_fn, optimizer, steps=30, verify_on="val", progress=False)
+    assert info.value.hint == "pass val_loader=..., or use verify_on='auto'"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    # with the validation data the trials are judged on it
+    result = clrfind.range_test(
+        model, loader, loss_fn, optimizer, steps=60, verify_on="val", val_loader=loader, progress=False
+    )
+    assert result.verification is not None and result.verification.judged_on == "the validation data"
 
 
 # A notebook's slips, each refused before anything runs (they failed as AttributeErrors deep in the run, or trained

@@ -388,6 +388,31 @@ def test_the_self_check_runs_by_default_and_can_be_turned_off(
     assert "self-check" not in res.stdout
 
 
+def test_verify_on_val_judges_the_trials_on_data_val_and_needs_it(
+    runner: CliRunner, spec: Path, tmp_path: Path
+) -> None:
+    with_val = tmp_path / "with_val.yaml"
+    with_val.write_text(
+        spec.read_text().replace(
+            "  batch_size: 64", "  val: {target: task.py:blobs, kwargs: {n: 256, seed: 1}}\n  batch_size: 64"
+        )
+    )
+    out = tmp_path / "val"
+    args = ["range-test", str(with_val), "--out", str(out), "--quiet", "--steps", "80", "--verify-on", "val"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.stderr
+    data = json.loads((out / "range_test.json").read_text())
+    assert data["spec"]["verify_on"] == "val"
+    assert data["verification"]["judged_on"] == "the validation data"
+    res = runner.invoke(app, ["range-test", str(spec), "--out", str(tmp_path / "none"), "--verify-on", "val"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith(
+        "error: spec.yaml: verify_on (as the command line set it): verify_on 'val' needs data.val (add val:"
+    )
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "none").exists()
+
+
 def test_ctrl_c_during_the_self_check_saves_everything_and_exits_130(
     runner: CliRunner, spec: Path, tmp_path: Path, monkeypatch
 ) -> None:

@@ -214,6 +214,24 @@ def test_validation_data_judges_data_that_can_only_be_held_out_by_position(name:
     assert [i for batch in indices(data.check or []) for i in batch] == list(range(1000, 1040))
 
 
+@pytest.mark.parametrize("name", list(LOADERS))
+def test_verify_on_val_judges_on_the_validation_data_and_the_trials_train_on_all_the_training_data(
+    name: str,
+) -> None:
+    """`verify_on: val`: where training samples overlap (windows of one text), held-out ones share what the trials
+    train on, so the validation data judges, and no training sample is set aside."""
+    make, _ = LOADERS[name]
+    loader = make()
+    data = trial_data(loader, DataLoader(VAL, batch_size=BATCH), device=CPU, prefer_val=True)
+    assert data.loader is loader and data.source == "the validation data"
+    assert [i for batch in indices(data.check or []) for i in batch] == list(range(1000, 1040))
+    # without validation data it falls back to the usual judge
+    assert (
+        trial_data(make(), None, device=CPU, prefer_val=True).source
+        == trial_data(make(), None, device=CPU).source
+    )
+
+
 def test_a_shard_of_distributed_data_is_split_only_by_a_plain_sampler() -> None:
     """Every rank must judge on as many samples as the others: a custom sampler or a stream is not split then."""
     for name in ("weighted sampler", "custom batch sampler", "stream"):
