@@ -233,21 +233,19 @@ def range_test(
 ) -> RangeTestResult:
     """Run an LR range test on your own model, loader, loss and optimizer (README "Library API" for every argument).
 
-    The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps (`mode`: "linear" as in Smith (2017), "exp",
-    or "auto", exp over more than 1.5 decades) and stops when the loss diverges or becomes non-finite; a loss flat
-    to the end with nothing diverging runs again up to a 10x higher end, and one that never falls at any LR runs again
-    with 3x the steps. Parameter groups keep their LR ratios (the ladder drives the largest); `clip_grad_norm` /
-    `clip_grad_value` clip between backward and step. `restore` (True = "cpu", "disk", False) puts model and
-    optimizer back from a host copy or a temporary file, never a second copy on the device; a model in mid-training
-    is tested from its state (`result.from_trained_state`). With `verify_bounds` the one cycle is trained,
-    compressed, from the initial state, and only a peak that trains is kept (`result.verification`), judged on
-    held-out training samples (`verify_on="auto"`) or on `val_loader` (`"val"`: where training samples overlap,
-    held-out ones share what the trials train on). On every rank of a torchrun job (a DistributedDataParallel model)
-    the loss is averaged over the ranks and every rank returns rank 0's result, all ranks together, after rank 0
-    alone has written `save` if given; rank 0 alone shows `progress` and logs to `log`'s trackers. `loss_fn` may be
-    None when `step_fn` computes the loss itself. `training` (`{"epochs": 20}`, optionally `"steps_per_epoch"`) is
-    the run the bounds are for: without `steps` the test lasts about as long, within 300-1000 steps, and the result
-    records it for the exported schedule (`TrainingLength`).
+    The LR climbs from `min_lr` to `max_lr` over `steps` optimizer steps (`mode`: "linear" as in Smith (2017), "exp", or
+    "auto", exp over more than 1.5 decades) and stops when the loss diverges or becomes non-finite; a loss flat to the
+    end with nothing diverging runs again up to a 10x higher end, and one that never falls at any LR runs again with 3x
+    the steps. Parameter groups keep their LR ratios (the ladder drives the largest); `clip_grad_norm` /
+    `clip_grad_value` clip between backward and step. `restore` (True = "cpu", "disk", False) puts model and optimizer
+    back from a host copy or a temporary file, never a second copy on the device; a model in mid-training is tested from
+    its state (`result.from_trained_state`). With `verify_bounds` the one cycle is trained, compressed, from the initial
+    state, and only a peak that trains is kept (`result.verification`; `verify_on="val"` judges it on `val_loader`). On
+    every rank of a torchrun job (a DistributedDataParallel model) the loss is averaged over the ranks and every rank
+    returns rank 0's result, all ranks together, after rank 0 alone has written `save` if given; rank 0 alone shows
+    `progress` and logs to `log`'s trackers. `loss_fn` may be None when `step_fn` computes the loss. `training`
+    (`{"epochs": 20}`, optionally `"steps_per_epoch"`) is the run the bounds are for: without `steps` the test lasts
+    about as long, within 300-1000 steps, and the result records it for the exported schedule (`TrainingLength`).
 
     Raises:
         UsageError: a bad argument, before anything runs. SetupError: a setup that does not fit, in these
