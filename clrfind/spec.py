@@ -487,25 +487,17 @@ class Spec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _metric_needs_val(self) -> Spec:
-        # A setup factory may return the validation data: the engine checks for it when the run starts.
-        if self.range_test.metric != "loss" and self.setup is None and self.data and self.data.val is None:
+    def _uses_of_val_need_it(self) -> Spec:
+        # A setup factory may return the validation data: the run checks for it when it starts.
+        if self.setup is not None or not self.data or self.data.val is not None:
+            return self
+        add = "add val: {target: data.py:val_set} under data"
+        if self.range_test.metric != "loss":
             raise _rule(
-                f"metric {self.range_test.metric!r} needs data.val "
-                "(add val: {target: data.py:val_set} under data, or use metric: loss)",
-                "metric",
+                f"metric {self.range_test.metric!r} needs data.val ({add}, or use metric: loss)", "metric"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _verify_on_needs_val(self) -> Spec:
-        # As for the metric, a setup factory may return the validation data: the run checks for it when it starts.
-        if self.verify_on == "val" and self.setup is None and self.data and self.data.val is None:
-            raise _rule(
-                "verify_on 'val' needs data.val (add val: {target: data.py:val_set} under data, or use "
-                "verify_on: auto)",
-                "verify_on",
-            )
+        if self.verify_on == "val":
+            raise _rule(f"verify_on 'val' needs data.val ({add}, or use verify_on: auto)", "verify_on")
         return self
 
     @model_validator(mode="after")
