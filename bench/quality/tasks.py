@@ -1249,6 +1249,80 @@ def source_data() -> TaskData:
     return TaskData(xt, yt, xv, yv, chance=_majority(yv))
 
 
+DIFFUSION_STEPS, DIFFUSION_DRAWS = 100, 4
+
+
+def diffusion_data() -> TaskData:
+    """A DDPM's noise-prediction objective on load_digits: each image (flattened, scaled to [-1, 1]) with
+    DIFFUSION_DRAWS draws (seed 0) of a step t of a DIFFUSION_STEPS-step linear beta schedule (1e-4 to 0.02, scaled to
+    100 steps) and of Gaussian noise eps; the input is sqrt(abar_t) x + sqrt(1 - abar_t) eps with t / DIFFUSION_STEPS
+    as a 65th column, the target eps. Images are split before the draws (597 for val), so no val image is trained
+    on; chance = the val MSE of the train mean noise (about 1)."""
+    x, _ = _digit_images()
+    images = torch.tensor(x.reshape(len(x), -1) * 2.0 - 1.0)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    betas = torch.linspace(1e-4, 0.02, 1000)[:: 1000 // DIFFUSION_STEPS]
+    abar = torch.cumprod(1.0 - betas * (1000 // DIFFUSION_STEPS), 0).clamp(min=1e-4)
+    g = torch.Generator().manual_seed(0)
+
+    def noised(clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = clean.repeat(DIFFUSION_DRAWS, 1)
+        t = torch.randint(0, DIFFUSION_STEPS, (len(clean),), generator=g)
+        eps = torch.randn(clean.shape, generator=g)
+        a = abar[t].unsqueeze(1)
+        inputs = a.sqrt() * clean + (1.0 - a).sqrt() * eps
+        return torch.cat([inputs, (t.float() / DIFFUSION_STEPS).unsqueeze(1)], 1), eps
+
+    xv, yv = noised(images[order[:597]])
+    xt, yt = noised(images[order[597:]])
+    shuffle = torch.randperm(
+        len(xt), generator=g
+    )  # the draws of one image apart, as a real loader would see them
+    xt, yt = xt[shuffle], yt[shuffle]
+    return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
+
+
+SORT_LEN, SORT_VOCAB = 12, 10
+
+
+def sort_data() -> TaskData:
+    """Sort SORT_LEN random tokens out of SORT_VOCAB (seed 3), as a sequence-to-sequence task with teacher forcing:
+    the input is the source followed by the decoder's input (a start token SORT_VOCAB, then the sorted sequence
+    shifted right), the target the sorted sequence; 4000 train, 2000 val; chance ln(SORT_VOCAB) nats per token."""
+    g = torch.Generator().manual_seed(3)
+    source = torch.randint(0, SORT_VOCAB, (6000, SORT_LEN), generator=g)
+    target = source.sort(1).values
+    start = torch.full((len(source), 1), SORT_VOCAB)
+    x = torch.cat([source, start, target[:, :-1]], 1)
+    return TaskData(x[:4000], target[:4000], x[4000:], target[4000:], chance=math.log(SORT_VOCAB))
+
+
+MLM_RATE = 0.15
+MLM_MASK = len(CHARS)  # the [MASK] token's id, one past the characters
+
+
+def mlm_data() -> TaskData:
+    """Masked language modelling on `pydoc_chars_data`'s windows (BERT's objective): MLM_RATE of the positions of
+    each window (at least one; drawn once, seed 0) replaced by MLM_MASK, the target the original character there
+    and -100 (ignored by the cross-entropy) everywhere else. Chance is the val cross-entropy of the training
+    characters' frequencies: a model that learned only how common each character is."""
+    chars = pydoc_chars_data()
+    g = torch.Generator().manual_seed(0)
+
+    def masked(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.rand(windows.shape, generator=g) < MLM_RATE
+        mask[torch.arange(len(windows)), torch.randint(0, windows.shape[1], (len(windows),), generator=g)] = (
+            True
+        )
+        return windows.masked_fill(mask, MLM_MASK), windows.masked_fill(~mask, -100)
+
+    xt, yt = masked(chars.x_train)
+    xv, yv = masked(chars.x_val)
+    freq = torch.bincount(chars.x_train.flatten(), minlength=len(CHARS)).double() + 1.0
+    chance = float(-(freq / freq.sum()).log()[yv[yv >= 0]].mean())
+    return TaskData(xt, yt, xv, yv, chance=chance)
+
+
 # -- models ------------------------------------------------------------------------------------------------------
 
 
@@ -2600,6 +2674,51 @@ class TripletLoss(nn.Module):
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.triplet(out[:, 0], out[:, 1], out[:, 2])
+
+
+class NoisePredictor(nn.Module):
+    """A DDPM's noise predictor for flattened 8x8 images: the noised image and sinusoidal features of its step
+    (the input's last column) through an MLP of three SiLU layers of 256, out the noise."""
+
+    def __init__(self, pixels: int = 64, width: int = 256, frequencies: int = 8) -> None:
+        super().__init__()
+        self.register_buffer("rates", torch.exp(torch.linspace(0.0, math.log(100.0), frequencies)))
+        self.net = nn.Sequential(
+            nn.Linear(pixels + 2 * frequencies, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+            nn.Linear(width, width), nn.SiLU(), nn.Linear(width, pixels),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angle = x[:, -1:] * self.rates
+        return self.net(torch.cat([x[:, :-1], angle.sin(), angle.cos()], 1))
+
+
+class Seq2SeqTransformer(nn.Module):
+    """torch's encoder-decoder `nn.Transformer` (post-norm, dropout 0.1) with learned positions, trained with
+    teacher forcing: the input is the source's `length` tokens and then the decoder's, the decoder masked causally;
+    out the logits of each target token."""
+
+    def __init__(self, vocab: int, length: int, dim: int = 64, heads: int = 4, layers: int = 2) -> None:
+        super().__init__()
+        self.length = length
+        self.source = nn.Embedding(vocab, dim)
+        self.target = nn.Embedding(vocab + 1, dim)  # and the start token
+        self.pos = nn.Parameter(torch.randn(2, length, dim) / math.sqrt(dim))
+        self.transformer = nn.Transformer(
+            dim, heads, layers, layers, dim_feedforward=2 * dim, dropout=0.1, batch_first=True
+        )
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        source, target = x[:, : self.length], x[:, self.length :]
+        mask = nn.Transformer.generate_square_subsequent_mask(target.shape[1])
+        h = self.transformer(
+            self.source(source) + self.pos[0],
+            self.target(target) + self.pos[1],
+            tgt_mask=mask,
+            tgt_is_causal=True,
+        )
+        return self.head(h)
 
 
 # -- the suite ---------------------------------------------------------------------------------------------------
@@ -4812,6 +4931,56 @@ TASKS: dict[str, Task] = by_name(
             make_model=SourceClassifier,
             prepare=pretrained_lm,
         ),
+        # thirty-fifth batch: kinds of training the bench lacks: a diffusion model's noise prediction (a loss
+        # that stays high and noisy however well it trains: the noise at small steps cannot be told), an
+        # encoder-decoder Transformer trained with teacher forcing under the "Attention is all you need" Adam
+        # (betas 0.9/0.98, eps 1e-9), and BERT's masked language modelling (the loss on 15% of the positions).
+        # Written and first scored with the rules as of b6c6b38
+        Task(
+            name="digits-diffusion-adam",
+            description=f"a DDPM's noise prediction on load_digits ({DIFFUSION_STEPS} steps, {DIFFUSION_DRAWS} "
+            "draws of step and noise per image), MLP of three SiLU layers of 256 with sinusoidal step features, "
+            "MSE, Adam, batch 64, 8 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=8,
+            metric="mse",
+            make_data=diffusion_data,
+            make_model=NoisePredictor,
+            make_loss=nn.MSELoss,
+        ),
+        Task(
+            name="sort-seq2seq-transformer-adam",
+            description=f"sort {SORT_LEN} random tokens out of {SORT_VOCAB}, torch's encoder-decoder nn.Transformer "
+            "(2+2 post-norm layers, dim 64, 4 heads, dropout 0.1) with teacher forcing, Adam betas (0.9, 0.98) "
+            "eps 1e-9, batch 64, 4 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={"betas": (0.9, 0.98), "eps": 1e-9},
+            batch_size=64,
+            epochs=4,
+            metric="nats",
+            make_data=sort_data,
+            make_model=lambda: Seq2SeqTransformer(SORT_VOCAB, SORT_LEN),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="char-mlm-encoder-adamw",
+            description=f"masked language modelling on Python's help topics ({CHAR_LEN}-char windows, "
+            f"{MLM_RATE:.0%} masked), 2-layer pre-norm Transformer encoder (dim 64, 4 heads), AdamW (wd 0.01), "
+            "batch 32, 10 epochs; scored on the masked characters",
+            half="fresh",
+            optimizer=ADAMW,
+            optimizer_kwargs={"weight_decay": 0.01},
+            batch_size=32,
+            epochs=10,
+            metric="nats",
+            make_data=mlm_data,
+            make_model=lambda: TinyTransformer(len(CHARS) + 1, CHAR_LEN, dim=64, heads=4),
+            make_loss=TokenCrossEntropy,
+        ),
     ]
 )
 
@@ -4826,7 +4995,7 @@ FRESH_BATCH_STARTS = (
     "digits-muon", "mode-rnn-sgd", "moons-flow-adam",
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
     "classes-width16-sgd", "classes-epochs1-sgd", "classes-wd0.01-adamw", "hf-gpt2-adamw",
-    "hf-distilbert-mode-adamw", "char-tutorial-transformer-sgd", "words-lstm-adam",
+    "hf-distilbert-mode-adamw", "char-tutorial-transformer-sgd", "words-lstm-adam", "digits-diffusion-adam",
 )  # fmt: skip
 
 
