@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from clrfind.errors import SetupError, UsageError, describe_exception
 from clrfind.faults import Part, Terms
-from clrfind.integration import RangeTestSettings, check_settings, run_range_test, whole_epochs
+from clrfind.integration import (
+    RangeTestSettings,
+    check_settings,
+    judges_on_val,
+    run_range_test,
+    val_missing,
+    whole_epochs,
+)
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -51,6 +58,8 @@ def range_test(
     module: pl.LightningModule,
     train_dataloaders: Any = None,
     datamodule: pl.LightningDataModule | None = None,
+    *,
+    val_dataloaders: Any = None,
     **settings: Unpack[RangeTestSettings],
 ) -> RangeTestResult:
     """Run the range test through `module.training_step` with the optimizer its `configure_optimizers` returns.
@@ -59,11 +68,14 @@ def range_test(
     module defines `train_dataloader()`), and the range test's settings (`min_lr`, `max_lr`, `steps`, ... as for
     `clrfind.range_test`; see `clrfind.integration.RangeTestSettings`). The module is left exactly as it was; the
     optimizer is built for the test and dropped (`fit` builds its own). `self.log` calls in `training_step` are
-    ignored during the test.
+    ignored during the test. `val_dataloaders` is the library's `val_loader`; with `verify_on="val"` and none
+    given, the datamodule's or the module's `val_dataloader()`, as `fit` would validate on.
 
     Raises:
-        UsageError: manual optimization, several optimizers or training dataloaders, or no training data.
-        SetupError: `configure_optimizers` failed (if it needs the fitting trainer, use `LRRangeTest`).
+        UsageError: manual optimization, several optimizers, training or validation dataloaders, or no training
+            data.
+        SetupError: `configure_optimizers` failed (if it needs the fitting trainer, use `LRRangeTest`), or
+            `verify_on="val"` without validation data.
         RunError: the module's code failed mid-run (after restoring it).
     """
     from lightning.pytorch import LightningDataModule
@@ -72,6 +84,7 @@ def range_test(
     if isinstance(train_dataloaders, LightningDataModule):  # as trainer.fit(module, datamodule) takes it
         train_dataloaders, datamodule = None, train_dataloaders
     loader = _fit_loader(module, train_dataloaders, datamodule)
+    val_loader = _val_loader(module, val_dataloaders, datamodule, needed=judges_on_val(settings))
     try:
         config = module.configure_optimizers()
     except Exception as exc:
@@ -80,17 +93,18 @@ def range_test(
             hint="if it needs the fitting trainer (self.trainer.estimated_stepping_batches), run the test with "
             "the LRRangeTest callback, which runs inside trainer.fit",
         ) from exc
-    return _run(trainer, module, loader, _only_optimizer(config), settings)
+    return _run(trainer, module, loader, _only_optimizer(config), settings, val_loader=val_loader)
 
 
 class RangeTestCallback:
     """A Lightning callback that runs the range test when training starts, then (with `apply`) trains with the
     schedule it suggests; use it as `LRRangeTest`, which is this class with Lightning's `Callback` as a base.
 
-    The test runs in `on_train_start`, on the optimizer and the training dataloader Lightning has set up, and
-    restores both, so training starts from the same state. With `apply=True` (the default) and usable bounds, the
-    optimizer then follows `optimizer_config`'s schedule (one cycle over the whole fit when its length is known),
-    in place of the schedulers `configure_optimizers` returned. The result is in `.result`.
+    The test runs in `on_train_start`, on the optimizer and the training dataloader Lightning has set up (with
+    `verify_on="val"`, its validation dataloader too), and restores both, so training starts from the same state.
+    With `apply=True` (the default) and usable bounds, the optimizer then follows `optimizer_config`'s schedule (one
+    cycle over the whole fit when its length is known), in place of the schedulers `configure_optimizers` returned.
+    The result is in `.result`.
 
     Args:
         apply: train with the suggested schedule.
@@ -114,9 +128,20 @@ class RangeTestCallback:
                 f"LRRangeTest: configure_optimizers() gave {len(optimizers)} optimizers; the range test needs one"
             )
         loader = _one_loader(trainer.train_dataloader)
+        val_loader = None
+        if judges_on_val(self.settings):
+            # Lightning has set up the validation data by now wherever the fit will validate.
+            if trainer.val_dataloaders is None:
+                raise val_missing(
+                    "LRRangeTest", "define validation_step and give the fit validation data (val_dataloaders, or "
+                    "val_dataloader() on the module or datamodule)",
+                )  # fmt: skip
+            val_loader = _one_loader(trainer.val_dataloaders, "validation")
         # Told the fit's length, the test rehearses the run the schedule it applies will span.
         fit = whole_epochs(trainer.estimated_stepping_batches, _steps_per_epoch(trainer))
-        self.result = _run(trainer, pl_module, loader, optimizers[0], self.settings, fit=fit)
+        self.result = _run(
+            trainer, pl_module, loader, optimizers[0], self.settings, fit=fit, val_loader=val_loader
+        )
         bounds = self.result.bounds
         if self.apply and bounds is not None and bounds.usable:
             from lightning.pytorch.utilities.types import LRSchedulerConfig
@@ -218,9 +243,10 @@ def _run(
     settings: RangeTestSettings,
     *,
     fit: TrainingLength | None = None,
+    val_loader: Iterable[Any] | None = None,
 ) -> RangeTestResult:
     """The range test of both entry points, its result logged to the trainer's loggers; `fit`: the fit's length,
-    where it is known (inside the fit)."""
+    where it is known (inside the fit); `val_loader`: the validation data, where the test is to have it."""
     if not module.automatic_optimization:
         raise UsageError(
             "the module uses manual optimization: its training_step steps the optimizer itself, so the range test "
@@ -237,7 +263,7 @@ def _run(
             {"progress": trainer.progress_bar_callback is not None, **settings}, terms=TERMS,
             device=trainer.strategy.root_device, precision=_PRECISION.get(str(trainer.precision), "fp32"),
             accumulate=trainer.accumulate_grad_batches, clip_grad_norm=None if by_value else clip,
-            clip_grad_value=clip if by_value else None, fit=fit,
+            clip_grad_value=clip if by_value else None, fit=fit, val_loader=val_loader,
         )  # fmt: skip
     log_result(result, trainer.loggers)
     return result
@@ -297,15 +323,35 @@ def _fit_loader(
     return _one_loader(loaders)
 
 
-def _one_loader(loaders: Any) -> Iterable[Any]:
-    """The one training dataloader in what Lightning holds or was given (it also takes lists and dicts)."""
+def _val_loader(
+    module: pl.LightningModule, loaders: Any, datamodule: pl.LightningDataModule | None, *, needed: bool
+) -> Iterable[Any] | None:
+    """The validation data given, else (only when `needed`) the datamodule's or the module's `val_dataloader()`,
+    which `_fit_loader` has set up; a `SetupError` when it is needed and there is none."""
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    if loaders is None and needed:
+        for owner in (datamodule, module):
+            if owner is not None and is_overridden("val_dataloader", owner):
+                loaders = owner.val_dataloader()
+                break
+        else:
+            raise val_missing(
+                "clrfind.lightning.range_test", "pass val_dataloaders=... (as trainer.fit takes them), or define "
+                "val_dataloader() on the module or datamodule",
+            )  # fmt: skip
+    return None if loaders is None else _one_loader(loaders, "validation")
+
+
+def _one_loader(loaders: Any, kind: str = "training") -> Iterable[Any]:
+    """The one `kind` dataloader in what Lightning holds or was given (it also takes lists and dicts)."""
     if isinstance(loaders, Mapping):
         loaders = list(loaders.values())
     if isinstance(loaders, (list, tuple)):
         if len(loaders) != 1:
+            uses = "trains on one" if kind == "training" else "judges its self-check on one"
             raise UsageError(
-                f"{len(loaders)} training dataloaders: the range test trains on one",
-                hint="pass one DataLoader",
+                f"{len(loaders)} {kind} dataloaders: the range test {uses}", hint="pass one DataLoader"
             )
         return loaders[0]
     return loaders

@@ -13,8 +13,16 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from clrfind.errors import UsageError
 from clrfind.faults import Part, Terms
-from clrfind.integration import RangeTestSettings, check_settings, run_range_test, whole_epochs
+from clrfind.integration import (
+    RangeTestSettings,
+    check_settings,
+    judges_on_val,
+    run_range_test,
+    val_missing,
+    whole_epochs,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -45,12 +53,15 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
     optimizer the Trainer did not have before is dropped again, so `trainer.train()` builds its own as it would
     have. Gradients are clipped to `max_grad_norm`, as `trainer.train()` clips them. Unless `steps` or `training`
     is given, the test is told the Trainer's length (`max_steps`, else `num_train_epochs`), the one
-    `optimizers_for` fits the schedule to.
+    `optimizers_for` fits the schedule to. With `verify_on="val"` the self-check judges its trials on
+    `trainer.get_eval_dataloader()`, the Trainer's `eval_dataset`.
 
     Raises:
-        UsageError, SetupError, RunError: as `clrfind.range_test`, in the Trainer's terms.
+        UsageError, SetupError, RunError: as `clrfind.range_test`, in the Trainer's terms (a `SetupError` for
+            `verify_on="val"` without an `eval_dataset`, a `UsageError` with several).
     """
     settings = check_settings(settings, where="clrfind.transformers.range_test")
+    val_loader = _eval_loader(trainer) if judges_on_val(settings) else None
     args = trainer.args
     had_optimizer = trainer.optimizer is not None
     optimizer = trainer.create_optimizer()  # the Trainer's own when it has one
@@ -61,7 +72,7 @@ def range_test(trainer: transformers.Trainer, **settings: Unpack[RangeTestSettin
             {"seed": args.seed, "progress": not args.disable_tqdm, **settings}, terms=TERMS, device=args.device,
             precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
             accumulate=args.gradient_accumulation_steps,
-            clip_grad_norm=args.max_grad_norm or None, fit=_length(trainer, loader),
+            clip_grad_norm=args.max_grad_norm or None, fit=_length(trainer, loader), val_loader=val_loader,
         )  # fmt: skip
     finally:
         if not had_optimizer:
@@ -88,6 +99,19 @@ def optimizers_for(
     epochs, per_epoch = (length.epochs, length.steps_per_epoch) if length else (None, None)
     scheduler = scheduler_for(result, optimizer, policy=policy, epochs=epochs, steps_per_epoch=per_epoch)
     return optimizer, scheduler
+
+
+def _eval_loader(trainer: transformers.Trainer) -> Any:
+    """The Trainer's evaluation dataloader, what `verify_on="val"` judges the trials on."""
+    data = trainer.eval_dataset
+    if data is None:
+        raise val_missing("clrfind.transformers.range_test", "give the Trainer an eval_dataset")
+    if isinstance(data, dict):  # the Trainer evaluates each of several by name
+        raise UsageError(
+            f"{len(data)} eval datasets ({', '.join(map(str, data))}): the range test judges its self-check on one",
+            hint="give the Trainer one eval_dataset for the range test",
+        )
+    return trainer.get_eval_dataloader()
 
 
 def _length(trainer: transformers.Trainer, loader: Any) -> TrainingLength | None:

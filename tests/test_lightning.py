@@ -43,8 +43,8 @@ class Classifier(L.LightningModule):
         return clrfind.lightning.optimizer_config(self.result, optimizer, self.trainer)
 
 
-def _loader() -> DataLoader:
-    g = torch.Generator().manual_seed(0)
+def _loader(seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
     x = torch.randn(512, 2, generator=g)
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
     return DataLoader(TensorDataset(x, y), batch_size=32)  # 16 batches an epoch, in order
@@ -222,3 +222,63 @@ def test_inside_a_fit_the_test_is_told_its_length(tmp_path) -> None:
     # 20 epochs of 16 steps: the test lasts as long as the fit, which the schedule would span.
     assert finder.result.training == clrfind.TrainingLength(epochs=20, steps_per_epoch=16)
     assert finder.result.planned_steps == 320
+
+
+class Validated(Classifier):
+    """Validates on data of its own, as `fit` would (`LRRangeTest` finds it through Lightning)."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self.net(x), y))
+
+    def val_dataloader(self):
+        return _loader(seed=1)
+
+
+def test_verify_on_val_judges_the_trials_on_the_validation_data_fit_would_use(tmp_path, plain) -> None:
+    judged = {**SETTINGS, "verify_on": "val"}
+    given = clrfind.lightning.range_test(
+        _trainer(tmp_path), Classifier(), _loader(), val_dataloaders=_loader(seed=1), **judged
+    )
+    own = clrfind.lightning.range_test(
+        _trainer(tmp_path), Validated(), _loader(), **judged
+    )  # val_dataloader()
+    finder = clrfind.lightning.LRRangeTest(**judged, apply=False)
+    _trainer(tmp_path, callbacks=[finder]).fit(Validated(), _loader())
+    for result in (given, own, finder.result):
+        assert result.verification is not None and result.verification.judged_on == "the validation data"
+        assert (
+            result.losses == plain.losses
+        )  # the test itself trains as before; only its trials' judge changed
+    assert plain.verification is not None and "training samples held out" in plain.verification.judged_on
+
+
+def test_verify_on_val_without_validation_data_is_refused_before_anything_runs(tmp_path) -> None:
+    module = Classifier()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(SetupError) as info:
+        clrfind.lightning.range_test(_trainer(tmp_path), module, _loader(), **SETTINGS, verify_on="val")
+    assert info.value.message == (
+        "clrfind.lightning.range_test: verify_on 'val' judges the self-check's trials on the validation data, and "
+        "there is none"
+    )
+    assert info.value.hint == (
+        "pass val_dataloaders=... (as trainer.fit takes them), or define val_dataloader() on the module or "
+        "datamodule, or use verify_on='auto'"
+    )
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    with pytest.raises(
+        UsageError, match="2 validation dataloaders: the range test judges its self-check on one"
+    ):
+        clrfind.lightning.range_test(
+            _trainer(tmp_path), module, _loader(), val_dataloaders=[_loader(), _loader(1)], verify_on="val"
+        )
+    finder = clrfind.lightning.LRRangeTest(**SETTINGS, verify_on="val")
+    with pytest.raises(SetupError, match=r"^LRRangeTest: verify_on 'val' judges") as info:
+        _trainer(tmp_path, callbacks=[finder]).fit(Classifier(), _loader())  # no validation_step: no val data
+    assert info.value.hint.startswith("define validation_step and give the fit validation data")
+    # without the self-check there is nothing to judge, and nothing is missing
+    quick = clrfind.lightning.range_test(
+        _trainer(tmp_path), module, _loader(), **SETTINGS, verify_on="val", verify_bounds=False
+    )
+    assert quick.verification is None

@@ -27,8 +27,8 @@ CONFIG = {
 class Tokens(torch.utils.data.Dataset):
     """Token ids made in code; the label says whether the first token is in the upper half of the vocabulary."""
 
-    def __init__(self, n: int = 256) -> None:
-        self.ids = torch.randint(4, 64, (n, 12), generator=torch.Generator().manual_seed(0))
+    def __init__(self, n: int = 256, seed: int = 0) -> None:
+        self.ids = torch.randint(4, 64, (n, 12), generator=torch.Generator().manual_seed(seed))
         self.labels = (self.ids[:, 0] >= 34).long()
 
     def __len__(self) -> int:
@@ -113,3 +113,22 @@ def test_the_range_test_is_told_the_trainers_length(tmp_path) -> None:
     assert result.training == clrfind.TrainingLength(epochs=20, steps_per_epoch=16)
     assert result.planned_steps == 320  # as long as the training, which optimizers_for fits the schedule to
     assert clrfind.transformers.optimizers_for(trainer, result)[1].total_steps == 320
+
+
+def test_verify_on_val_judges_the_trials_on_the_eval_dataset(tmp_path) -> None:
+    from clrfind.errors import SetupError, UsageError
+
+    trainer = _trainer(tmp_path)  # no eval_dataset
+    with pytest.raises(
+        SetupError, match=r"^clrfind\.transformers\.range_test: verify_on 'val' judges"
+    ) as info:
+        clrfind.transformers.range_test(trainer, min_lr=1e-5, max_lr=1.0, steps=60, verify_on="val")
+    assert info.value.hint == "give the Trainer an eval_dataset, or use verify_on='auto'"
+    trainer.eval_dataset = {"a": Tokens(32, seed=1), "b": Tokens(32, seed=2)}
+    with pytest.raises(
+        UsageError, match=r"^2 eval datasets \(a, b\): the range test judges its self-check on one"
+    ):
+        clrfind.transformers.range_test(trainer, min_lr=1e-5, max_lr=1.0, steps=60, verify_on="val")
+    trainer.eval_dataset = Tokens(64, seed=1)
+    result = clrfind.transformers.range_test(trainer, min_lr=1e-5, max_lr=1.0, steps=60, verify_on="val")
+    assert result.verification is not None and result.verification.judged_on == "the validation data"
