@@ -1068,24 +1068,32 @@ CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 CHAR_LEN = 32
 
 
-def _char_windows(text: str, n_train: int, val_fraction: float = 0.1) -> TaskData:
-    """Next-character prediction on `text`: inputs are CHAR_LEN characters, targets the same shifted by one.
-
-    Training windows start at n_train random places (seed 0) in the first 90% of the text; the last 10% is cut
-    into consecutive windows for validation. Batches are (inputs, targets) token tensors of shape (B, CHAR_LEN).
-    """
+def _char_ids(text: str) -> torch.Tensor:
+    """`text` as ids into CHARS (anything else reads as "?")."""
     index = {c: i for i, c in enumerate(CHARS)}
-    ids = torch.tensor([index.get(c, index["?"]) for c in text])
-    cut = int(len(ids) * (1 - val_fraction))
+    return torch.tensor([index.get(c, index["?"]) for c in text])
+
+
+def _next_token_windows(ids: torch.Tensor, length: int, n_train: int | None) -> tuple[torch.Tensor, ...]:
+    """Next-token prediction on `ids`: inputs are `length` tokens, targets the same shifted by one, as
+    (x_train, y_train, x_val, y_val). Training windows start at `n_train` random places (seed 0) in the first 90%
+    of `ids`, or with None follow one another (each window's last target is the next one's first input); the last
+    10% is cut into consecutive windows for validation."""
+    cut = int(len(ids) * 0.9)
     train, val = ids[:cut], ids[cut:]
-    starts = torch.randint(
-        0, len(train) - CHAR_LEN - 1, (n_train,), generator=torch.Generator().manual_seed(0)
-    )
-    windows = torch.stack([train[s : s + CHAR_LEN + 1] for s in starts.tolist()])
-    n_val = (len(val) - 1) // CHAR_LEN
-    xv = val[: n_val * CHAR_LEN].view(n_val, CHAR_LEN)
-    yv = val[1 : n_val * CHAR_LEN + 1].view(n_val, CHAR_LEN)
-    return TaskData(windows[:, :-1], windows[:, 1:], xv, yv, chance=math.log(len(CHARS)))
+    if n_train is None:
+        windows = train.unfold(0, length + 1, length)
+    else:
+        starts = torch.randint(0, cut - length - 1, (n_train,), generator=torch.Generator().manual_seed(0))
+        windows = torch.stack([train[s : s + length + 1] for s in starts.tolist()])
+    val_windows = val.unfold(0, length + 1, length)
+    return windows[:, :-1], windows[:, 1:], val_windows[:, :-1], val_windows[:, 1:]
+
+
+def _char_windows(text: str, n_train: int) -> TaskData:
+    """Next-character prediction on `text` (`_next_token_windows` of CHAR_LEN characters, `n_train` random ones
+    to train on). Batches are (inputs, targets) token tensors of shape (B, CHAR_LEN)."""
+    return TaskData(*_next_token_windows(_char_ids(text), CHAR_LEN, n_train), chance=math.log(len(CHARS)))
 
 
 def descr_text() -> str:
@@ -1200,28 +1208,40 @@ def skipgram_data() -> TaskData:
 WORDLM_VOCAB, WORDLM_LEN = 2000, 24
 
 
-def words_lm_data() -> TaskData:
-    """Next-word prediction on the words of Python's help topics: WORDLM_LEN-word windows, 3000 starting at random
-    places (seed 0) in the first 90% of the words, the last 10% cut into consecutive windows for validation. The
-    WORDLM_VOCAB - 1 commonest words keep their ids, every other word is id 0. Chance is the val cross-entropy of
-    the training words' frequencies: a model that learned only how common each word is."""
+def _pydoc_word_ids() -> torch.Tensor:
+    """The words of Python's help topics as ids: the WORDLM_VOCAB - 1 commonest words keep ids 1..., every other
+    word is id 0."""
     import collections
     import re
 
     words = re.findall(r"[a-z_]+", pydoc_text().lower())
     common = [w for w, _ in collections.Counter(words).most_common(WORDLM_VOCAB - 1)]
     index = {w: i + 1 for i, w in enumerate(common)}
-    ids = torch.tensor([index.get(w, 0) for w in words])
-    cut = int(len(ids) * 0.9)
-    train, val = ids[:cut], ids[cut:]
-    starts = torch.randint(0, cut - WORDLM_LEN - 1, (3000,), generator=torch.Generator().manual_seed(0))
-    windows = torch.stack([train[s : s + WORDLM_LEN + 1] for s in starts.tolist()])
-    n_val = (len(val) - 1) // WORDLM_LEN
-    xv = val[: n_val * WORDLM_LEN].view(n_val, WORDLM_LEN)
-    yv = val[1 : n_val * WORDLM_LEN + 1].view(n_val, WORDLM_LEN)
-    freq = torch.bincount(train, minlength=WORDLM_VOCAB).double() + 1.0
+    return torch.tensor([index.get(w, 0) for w in words])
+
+
+def _next_words(length: int, n_train: int | None) -> TaskData:
+    """Next-word prediction on `_pydoc_word_ids` (`_next_token_windows` of `length` words). Chance is the val
+    cross-entropy of the training words' frequencies: a model that learned only how common each word is."""
+    ids = _pydoc_word_ids()
+    xt, yt, xv, yv = _next_token_windows(ids, length, n_train)
+    freq = torch.bincount(ids[: int(len(ids) * 0.9)], minlength=WORDLM_VOCAB).double() + 1.0
     chance = float(-(freq / freq.sum()).log()[yv.flatten()].mean())
-    return TaskData(windows[:, :-1], windows[:, 1:], xv, yv, chance=chance)
+    return TaskData(xt, yt, xv, yv, chance=chance)
+
+
+def words_lm_data() -> TaskData:
+    """WORDLM_LEN-word windows, 3000 at random places: each word is in about three of them."""
+    return _next_words(WORDLM_LEN, 3000)
+
+
+WORDS_BPTT = 35
+
+
+def words_contiguous_data(length: int = WORDS_BPTT) -> TaskData:
+    """`length`-word windows that follow one another, as torch's word language model example cuts its text (its
+    bptt 35): no two share a word they predict."""
+    return _next_words(length, None)
 
 
 SOURCE_LEN, SOURCE_PER_CLASS = CHAR_LEN, 64
@@ -1231,11 +1251,10 @@ def source_data() -> TaskData:
     """Which text a SOURCE_LEN-character snippet comes from: sklearn's dataset descriptions (0) or Python's help
     topics (1). SOURCE_PER_CLASS snippets of each to train on, from the first 90% of each text (seed 0); 500 of
     each from the last 10% to validate."""
-    index = {c: i for i, c in enumerate(CHARS)}
     g = torch.Generator().manual_seed(0)
     parts: list[tuple[torch.Tensor, torch.Tensor]] = []
     for label, text in enumerate((descr_text(), pydoc_text())):
-        ids = torch.tensor([index.get(c, index["?"]) for c in text])
+        ids = _char_ids(text)
         cut = int(len(ids) * 0.9)
         for lo, hi, n in ((0, cut, SOURCE_PER_CLASS), (cut, len(ids), 500)):
             starts = torch.randint(lo, hi - SOURCE_LEN, (n,), generator=g)
@@ -2721,12 +2740,42 @@ class Seq2SeqTransformer(nn.Module):
         return self.head(h)
 
 
+class TiedLSTM(nn.Module):
+    """The model of torch's word language model example: an embedding, a 2-layer LSTM with dropout around it and
+    between its layers, and a decoder sharing the embedding's weight (tied); embedding uniform in +-0.1, decoder
+    bias zero."""
+
+    def __init__(self, vocab: int, dim: int = 128, layers: int = 2, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.embed = nn.Embedding(vocab, dim)
+        self.rnn = nn.LSTM(dim, dim, layers, dropout=dropout, batch_first=True)
+        self.head = nn.Linear(dim, vocab)
+        self.head.weight = self.embed.weight
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.drop(self.embed(tokens)))
+        return self.head(self.drop(h))
+
+
+class SparseFactorization(Factorization):
+    """`Factorization` with sparse embedding gradients (only the batch's rows), as torch.optim.SparseAdam needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for table in (self.users, self.items, self.user_bias, self.item_bias):
+            table.sparse = True
+
+
 # -- the suite ---------------------------------------------------------------------------------------------------
 
 SGD, ADAM, ADAMW, RMSPROP = "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop"
 NADAM, ADAGRAD, ADAMAX = "torch.optim.NAdam", "torch.optim.Adagrad", "torch.optim.Adamax"
 ADADELTA, RADAM = "torch.optim.Adadelta", "torch.optim.RAdam"
 ADAFACTOR, ASGD, MUON = "torch.optim.Adafactor", "torch.optim.ASGD", "torch.optim.Muon"
+SPARSE_ADAM = "torch.optim.SparseAdam"
 NESTEROV = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
@@ -4981,6 +5030,56 @@ TASKS: dict[str, Task] = by_name(
             make_model=lambda: TinyTransformer(len(CHARS) + 1, CHAR_LEN, dim=64, heads=4),
             make_loss=TokenCrossEntropy,
         ),
+        # thirty-sixth batch: torch's word language model example as written (tied LSTM, dropout, plain SGD
+        # clipped to 0.25, text cut into windows that follow one another), the thirty-fourth batch's word model on
+        # such windows (where it failed, its windows overlapped), and sparse embedding gradients under SparseAdam.
+        # Written and first scored with the rules as of b6c6b38
+        Task(
+            name="words-tied-lstm-sgd-clip",
+            description=f"word language model on Python's help topics ({WORDS_BPTT}-word windows that follow one "
+            f"another, {WORDLM_VOCAB} words), torch's example model (2-layer LSTM, 128, dropout 0.2, tied "
+            "weights), plain SGD with gradients clipped to norm 0.25, batch 20, 10 epochs",
+            half="fresh",
+            optimizer=SGD,
+            optimizer_kwargs={},
+            batch_size=20,
+            epochs=10,
+            metric="nats",
+            make_data=words_contiguous_data,
+            make_model=lambda: TiedLSTM(WORDLM_VOCAB),
+            make_loss=TokenCrossEntropy,
+            clip_grad_norm=0.25,
+            # the example trains at 20: a clipped step is at most lr * 0.25 long
+            grid=(1e-2, 100.0),
+        ),
+        Task(
+            name="words-contiguous-lstm-adam",
+            description=f"words-lstm-adam's model and optimizer on {WORDLM_LEN}-word windows that follow one "
+            "another (no word predicted twice), batch 32, 10 epochs",
+            half="fresh",
+            optimizer=ADAM,
+            optimizer_kwargs={},
+            batch_size=32,
+            epochs=10,
+            metric="nats",
+            make_data=lambda: words_contiguous_data(WORDLM_LEN),
+            make_model=lambda: RecurrentNet(nn.LSTM, WORDLM_VOCAB, WORDLM_VOCAB, 64, 128, per_token=True),
+            make_loss=TokenCrossEntropy,
+        ),
+        Task(
+            name="ratings-mf-sparseadam",
+            description=f"ratings-mf-sgd's matrix factorization ({USERS} users, {ITEMS} items) with sparse "
+            "embedding gradients, SparseAdam, batch 64, 4 epochs",
+            half="fresh",
+            optimizer=SPARSE_ADAM,
+            optimizer_kwargs={},
+            batch_size=64,
+            epochs=4,
+            metric="mse",
+            make_data=ratings_data,
+            make_model=SparseFactorization,
+            make_loss=nn.MSELoss,
+        ),
     ]
 )
 
@@ -4996,6 +5095,7 @@ FRESH_BATCH_STARTS = (
     "frames-ctc-adam", "survival-cox-sgd", "ordinal-thresholds-radam", "classes-batch32-sgd",
     "classes-width16-sgd", "classes-epochs1-sgd", "classes-wd0.01-adamw", "hf-gpt2-adamw",
     "hf-distilbert-mode-adamw", "char-tutorial-transformer-sgd", "words-lstm-adam", "digits-diffusion-adam",
+    "words-tied-lstm-sgd-clip",
 )  # fmt: skip
 
 
