@@ -1462,12 +1462,16 @@ class TinyTransformer(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(dim, vocab)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode(self, tokens: torch.Tensor, causal: bool | None = None) -> torch.Tensor:
+        """The encoder's output; `causal` (by default the model's own) masks the future."""
         h = self.embed(tokens) + self.pos[:, : tokens.shape[1]]
-        if self.causal:
+        if self.causal if causal is None else causal:
             mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1])
-            return self.head(self.encoder(h, mask=mask, is_causal=True))
-        return self.head(self.encoder(h))
+            return self.encoder(h, mask=mask, is_causal=True)
+        return self.encoder(h)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(tokens))
 
 
 class TutorialTransformer(nn.Module):
@@ -1694,31 +1698,51 @@ class Bfloat16(nn.Module):
 PRETRAIN_EPOCHS, PRETRAIN_BATCH = 10, 32
 
 
-def pretrained_features() -> Path:
-    """A SmallCNN trained on digits 0-4 (all 901 images, Adam 1e-3, PRETRAIN_EPOCHS epochs, seed 0); its
-    `features` are saved once as `.bench-cache/quality/pretrained-digits04-<key>.pt`, keyed by this code."""
-    key = hashlib.sha256(code_closure(pretrained_features).encode()).hexdigest()[:12]
-    path = CACHE_DIR / f"pretrained-digits04-{key}.pt"
+def _fit_epochs(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[..., torch.Tensor], x: torch.Tensor,
+    y: torch.Tensor, epochs: int,
+) -> None:  # fmt: skip
+    """`epochs` shuffled passes over (x, y) in batches of PRETRAIN_BATCH: the pretraining of a fine-tuning task."""
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(PRETRAIN_BATCH):
+            loss = loss_fn(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _made_once(keyed_by: Callable[..., Any], name: str, make: Callable[[], dict[str, torch.Tensor]]) -> Path:
+    """The state dict `make()` returns, made once with torch seeded 0 (the caller's RNG, a run's seeded initial
+    weights, left as it was) and saved as `.bench-cache/quality/pretrained-<name>-<key>.pt`, keyed by the code of
+    `keyed_by`, so that editing the pretraining makes it again."""
+    key = hashlib.sha256(code_closure(keyed_by).encode()).hexdigest()[:12]
+    path = CACHE_DIR / f"pretrained-{name}-{key}.pt"
     if path.exists():
         return path
-    x, y = _digit_images()
-    keep = y < 5
-    x, y = torch.tensor(x[keep]), torch.tensor(y[keep], dtype=torch.long)
-    with torch.random.fork_rng():  # the caller's RNG (a run's seeded initial weights) is left as it was
+    with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = SmallCNN(num_classes=5)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for _ in range(PRETRAIN_EPOCHS):
-            for idx in torch.randperm(len(x)).split(PRETRAIN_BATCH):
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        state = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(model.features.state_dict(), tmp)
+    torch.save(state, tmp)
     tmp.replace(path)
     return path
+
+
+def pretrained_features() -> Path:
+    """A SmallCNN trained on digits 0-4 (all 901 images, Adam 1e-3, PRETRAIN_EPOCHS epochs, seed 0); its
+    `features`, saved once (`_made_once`)."""
+
+    def make() -> dict[str, torch.Tensor]:
+        x, y = _digit_images()
+        keep = y < 5
+        model = SmallCNN(num_classes=5)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x, y = torch.tensor(x[keep]), torch.tensor(y[keep], dtype=torch.long)
+        _fit_epochs(model, optimizer, nn.functional.cross_entropy, x, y, PRETRAIN_EPOCHS)
+        return model.features.state_dict()
+
+    return _made_once(pretrained_features, "digits04", make)
 
 
 def finetune_model() -> SmallCNN:
@@ -1738,28 +1762,16 @@ def lm_body() -> TinyTransformer:
 
 def pretrained_lm() -> Path:
     """`lm_body` trained on sklearn's dataset descriptions (AdamW 1e-3, wd 0.1, batch 32, LM_PRETRAIN_EPOCHS
-    epochs, seed 0); saved once as `.bench-cache/quality/pretrained-descr-lm-<key>.pt`, keyed by this code."""
-    key = hashlib.sha256(code_closure(pretrained_lm).encode()).hexdigest()[:12]
-    path = CACHE_DIR / f"pretrained-descr-lm-{key}.pt"
-    if path.exists():
-        return path
-    data = descr_chars_data()
-    loss_fn = TokenCrossEntropy()
-    with torch.random.fork_rng():  # the caller's RNG (a run's seeded initial weights) is left as it was
-        torch.manual_seed(0)
+    epochs, seed 0), saved once (`_made_once`)."""
+
+    def make() -> dict[str, torch.Tensor]:
+        data = descr_chars_data()
         model = lm_body()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-        for _ in range(LM_PRETRAIN_EPOCHS):
-            for idx in torch.randperm(len(data.x_train)).split(PRETRAIN_BATCH):
-                loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return path
+        _fit_epochs(model, optimizer, TokenCrossEntropy(), data.x_train, data.y_train, LM_PRETRAIN_EPOCHS)
+        return model.state_dict()
+
+    return _made_once(pretrained_lm, "descr-lm", make)
 
 
 def finetune_lm_model() -> TinyTransformer:
@@ -1779,9 +1791,7 @@ class SourceClassifier(nn.Module):
         self.head = nn.Linear(self.body.head.in_features, 2)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        body = self.body
-        h = body.encoder(body.embed(tokens) + body.pos[:, : tokens.shape[1]])
-        return self.head(h.mean(1))
+        return self.head(self.body.encode(tokens, causal=False).mean(1))
 
 
 FINETUNE_LM_WINDOWS = 960
