@@ -292,9 +292,9 @@ _VerifyBoundsOpt = Annotated[
 _VerifyOnOpt = Annotated[
     VerifyOnOpt | None,
     typer.Option(
-        help="Judge the self-check's trials on held-out training samples (auto) or on data.val (val: for training "
-        "samples that overlap, such as windows of one text or augmented copies). Default: the spec's verify_on, "
-        "auto.",
+        help="Judge the self-check's trials on held-out training samples (auto) or on data.val (val: where held-out "
+        "samples would flatter memorization, such as windows of one text, augmented copies, or validation data from "
+        "elsewhere). Default: the spec's verify_on, auto.",
         rich_help_panel=_RANGE,
     ),
 ]

@@ -140,7 +140,8 @@ class RunSettings(LadderSettings):
         verify_bounds: train with the suggested one-cycle schedule, compressed, before trusting its peak
             (`clrfind.verify`).
         verify_on: what the trials are judged on (`VerifyOn`); `val` where held-out training samples would share
-            what the trials train on (overlapping windows of one text, augmented copies of one image).
+            what the trials train on (overlapping windows of one text, augmented copies of one image) or resemble
+            it more than the validation data does.
         clip_grad_norm / clip_grad_value: clip the gradients between backward and the optimizer step with
             `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_` (unscaled first under fp16), as the training the
             test stands for does: clipping changes which LRs diverge.

@@ -18,9 +18,9 @@ on the quality bench. The judge, in order:
 - else (a one-shot iterator, a pass too short to spare a batch, a custom sampler or stream sharded by
   torch.distributed, where every rank must judge on as many samples) the trial's own training loss.
 `verify_on: val` puts the validation data first: where training samples overlap (windows of one text at random
-offsets, augmented copies of one image), held-out ones share what the trials train on, and a high LR that
-memorizes passes for one that learns (on the quality bench's word language model every peak the held-out samples
-chose trained to chance).
+offsets, augmented copies of one image), or the validation data comes from elsewhere, held-out ones resemble what
+the trials train on, and a high LR that memorizes passes for one that learns (on the quality bench's word language
+models every peak the held-out samples chose trained to chance, with their windows overlapping or not).
 """
 
 from __future__ import annotations
