@@ -128,15 +128,14 @@ class RangeTestCallback:
                 f"LRRangeTest: configure_optimizers() gave {len(optimizers)} optimizers; the range test needs one"
             )
         loader = _one_loader(trainer.train_dataloader)
-        val_loader = None
-        if judges_on_val(self.settings):
-            # Lightning has set up the validation data by now wherever the fit will validate.
-            if trainer.val_dataloaders is None:
-                raise val_missing(
-                    "LRRangeTest", "define validation_step and give the fit validation data (val_dataloaders, or "
-                    "val_dataloader() on the module or datamodule)",
-                )  # fmt: skip
-            val_loader = _one_loader(trainer.val_dataloaders, "validation")
+        on_val = judges_on_val(self.settings)
+        # Lightning has set up the fit's validation data by now if the fit validates in its first epoch; else the
+        # module's or the datamodule's own val_dataloader().
+        val_loader = _val_loader(
+            pl_module, trainer.val_dataloaders if on_val else None, trainer.datamodule, needed=on_val,
+            where="LRRangeTest", fix="give the fit validation data (a validation_step, and val_dataloaders in "
+            "trainer.fit or val_dataloader() on the module or datamodule)",
+        )  # fmt: skip
         # Told the fit's length, the test rehearses the run the schedule it applies will span.
         fit = whole_epochs(trainer.estimated_stepping_batches, _steps_per_epoch(trainer))
         self.result = _run(
@@ -324,10 +323,18 @@ def _fit_loader(
 
 
 def _val_loader(
-    module: pl.LightningModule, loaders: Any, datamodule: pl.LightningDataModule | None, *, needed: bool
+    module: pl.LightningModule,
+    loaders: Any,
+    datamodule: pl.LightningDataModule | None,
+    *,
+    needed: bool,
+    where: str = "clrfind.lightning.range_test",
+    fix: str = "pass val_dataloaders=... (as trainer.fit takes them), or define val_dataloader() on the module or "
+    "datamodule",
 ) -> Iterable[Any] | None:
-    """The validation data given, else (only when `needed`) the datamodule's or the module's `val_dataloader()`,
-    which `_fit_loader` has set up; a `SetupError` when it is needed and there is none."""
+    """The validation data given, else (only when `needed`) the datamodule's or the module's `val_dataloader()`
+    (the datamodule set up for the fit); a `SetupError` from `where`, saying how to `fix` it, when it is needed
+    and there is none."""
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
     if loaders is None and needed:
@@ -336,10 +343,7 @@ def _val_loader(
                 loaders = owner.val_dataloader()
                 break
         else:
-            raise val_missing(
-                "clrfind.lightning.range_test", "pass val_dataloaders=... (as trainer.fit takes them), or define "
-                "val_dataloader() on the module or datamodule",
-            )  # fmt: skip
+            raise val_missing(where, fix)
     return None if loaders is None else _one_loader(loaders, "validation")
 
 

@@ -245,7 +245,12 @@ def test_verify_on_val_judges_the_trials_on_the_validation_data_fit_would_use(tm
     )  # val_dataloader()
     finder = clrfind.lightning.LRRangeTest(**judged, apply=False)
     _trainer(tmp_path, callbacks=[finder]).fit(Validated(), _loader())
-    for result in (given, own, finder.result):
+    # a fit that first validates after two epochs, without a sanity check, has not set its validation data up when
+    # training starts (trainer.val_dataloaders is None): the module's own val_dataloader() then
+    later = clrfind.lightning.LRRangeTest(**judged, apply=False)
+    fit = _trainer(tmp_path, callbacks=[later], check_val_every_n_epoch=2, num_sanity_val_steps=0)
+    fit.fit(Validated(), _loader())
+    for result in (given, own, finder.result, later.result):
         assert result.verification is not None and result.verification.judged_on == "the validation data"
         assert (
             result.losses == plain.losses
@@ -276,7 +281,7 @@ def test_verify_on_val_without_validation_data_is_refused_before_anything_runs(t
     finder = clrfind.lightning.LRRangeTest(**SETTINGS, verify_on="val")
     with pytest.raises(SetupError, match=r"^LRRangeTest: verify_on 'val' judges") as info:
         _trainer(tmp_path, callbacks=[finder]).fit(Classifier(), _loader())  # no validation_step: no val data
-    assert info.value.hint.startswith("define validation_step and give the fit validation data")
+    assert info.value.hint.startswith("give the fit validation data (a validation_step, and val_dataloaders")
     # without the self-check there is nothing to judge, and nothing is missing
     quick = clrfind.lightning.range_test(
         _trainer(tmp_path), module, _loader(), **SETTINGS, verify_on="val", verify_bounds=False
