@@ -107,10 +107,13 @@ def _eval_loader(trainer: transformers.Trainer) -> Any:
     if data is None:
         raise val_missing("clrfind.transformers.range_test", "give the Trainer an eval_dataset")
     if isinstance(data, dict):  # the Trainer evaluates each of several by name
-        raise UsageError(
-            f"{len(data)} eval datasets ({', '.join(map(str, data))}): the range test judges its self-check on one",
-            hint="give the Trainer one eval_dataset for the range test",
-        )
+        if len(data) != 1:
+            raise UsageError(
+                f"{len(data)} eval datasets ({', '.join(map(str, data))}): the range test judges its self-check on "
+                "one",
+                hint="give the Trainer one eval_dataset for the range test",
+            )
+        return trainer.get_eval_dataloader(next(iter(data)))
     return trainer.get_eval_dataloader()
 
 

@@ -129,6 +129,7 @@ def test_verify_on_val_judges_the_trials_on_the_eval_dataset(tmp_path) -> None:
         UsageError, match=r"^2 eval datasets \(a, b\): the range test judges its self-check on one"
     ):
         clrfind.transformers.range_test(trainer, min_lr=1e-5, max_lr=1.0, steps=60, verify_on="val")
-    trainer.eval_dataset = Tokens(64, seed=1)
-    result = clrfind.transformers.range_test(trainer, min_lr=1e-5, max_lr=1.0, steps=60, verify_on="val")
-    assert result.verification is not None and result.verification.judged_on == "the validation data"
+    for one in (Tokens(64, seed=1), {"only": Tokens(64, seed=1)}):  # a dataset, or a dict of one by its name
+        trainer.eval_dataset = one
+        result = clrfind.transformers.range_test(trainer, min_lr=1e-5, max_lr=1.0, steps=60, verify_on="val")
+        assert result.verification is not None and result.verification.judged_on == "the validation data"
