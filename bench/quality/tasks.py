@@ -319,6 +319,13 @@ def _mse_chance(y_train: torch.Tensor, y_val: torch.Tensor) -> float:
     return float(((y_val - y_train.mean(0)) ** 2).mean())
 
 
+def _frequency_chance(train_tokens: torch.Tensor, val_targets: torch.Tensor, vocab: int) -> float:
+    """A token model's chance level: the val cross-entropy of the training tokens' frequencies (add-one smoothed),
+    what a model that learned only how common each token is scores."""
+    freq = torch.bincount(train_tokens.flatten(), minlength=vocab).double() + 1.0
+    return float(-(freq / freq.sum()).log()[val_targets.flatten()].mean())
+
+
 def _regression(x: np.ndarray, y: np.ndarray, n_val: int, *, standardize: bool = True) -> TaskData:
     """A regression split with the target standardized (train stats), so val MSE ~1.0 = predicting the mean;
     `standardize=False` leaves the features as they are (ids that must stay ids)."""
@@ -1184,13 +1191,7 @@ def skipgram_data() -> TaskData:
     id 0. The pairs of the first 90% of the words train, those of the last 10% validate.
     Chance is the val cross-entropy of the training pairs' target frequencies: a model that learned only how common
     each word is."""
-    import collections
-    import re
-
-    words = re.findall(r"[a-z_]+", pydoc_text().lower())
-    common = [w for w, _ in collections.Counter(words).most_common(SKIPGRAM_VOCAB - 1)]
-    index = {w: i + 1 for i, w in enumerate(common)}
-    ids = np.array([index.get(w, 0) for w in words])
+    ids = _pydoc_word_ids(SKIPGRAM_VOCAB).numpy()
     offsets = [o for o in range(-SKIPGRAM_WINDOW, SKIPGRAM_WINDOW + 1) if o]
     middle = np.arange(SKIPGRAM_WINDOW, len(ids) - SKIPGRAM_WINDOW)
     centre = np.repeat(ids[middle], len(offsets))
@@ -1200,22 +1201,22 @@ def skipgram_data() -> TaskData:
     train = np.flatnonzero(position < cut - SKIPGRAM_WINDOW)  # no training pair reaches into the val words
     val = np.flatnonzero(position >= cut)
     x, y = torch.tensor(centre).unsqueeze(1), torch.tensor(context).unsqueeze(1)
-    freq = torch.bincount(y[train].flatten(), minlength=SKIPGRAM_VOCAB).double() + 1.0
-    chance = float(-(freq / freq.sum()).log()[y[val].flatten()].mean())
-    return TaskData(x[train], y[train], x[val], y[val], chance=chance)
+    return TaskData(
+        x[train], y[train], x[val], y[val], chance=_frequency_chance(y[train], y[val], SKIPGRAM_VOCAB)
+    )
 
 
 WORDLM_VOCAB, WORDLM_LEN = 2000, 24
 
 
-def _pydoc_word_ids() -> torch.Tensor:
-    """The words of Python's help topics as ids: the WORDLM_VOCAB - 1 commonest words keep ids 1..., every other
-    word is id 0."""
+def _pydoc_word_ids(vocab: int) -> torch.Tensor:
+    """The words of Python's help topics as ids: the `vocab` - 1 commonest words keep ids 1..., every other word
+    is id 0."""
     import collections
     import re
 
     words = re.findall(r"[a-z_]+", pydoc_text().lower())
-    common = [w for w, _ in collections.Counter(words).most_common(WORDLM_VOCAB - 1)]
+    common = [w for w, _ in collections.Counter(words).most_common(vocab - 1)]
     index = {w: i + 1 for i, w in enumerate(common)}
     return torch.tensor([index.get(w, 0) for w in words])
 
@@ -1223,11 +1224,9 @@ def _pydoc_word_ids() -> torch.Tensor:
 def _next_words(length: int, n_train: int | None) -> TaskData:
     """Next-word prediction on `_pydoc_word_ids` (`_next_token_windows` of `length` words). Chance is the val
     cross-entropy of the training words' frequencies: a model that learned only how common each word is."""
-    ids = _pydoc_word_ids()
+    ids = _pydoc_word_ids(WORDLM_VOCAB)
     xt, yt, xv, yv = _next_token_windows(ids, length, n_train)
-    freq = torch.bincount(ids[: int(len(ids) * 0.9)], minlength=WORDLM_VOCAB).double() + 1.0
-    chance = float(-(freq / freq.sum()).log()[yv.flatten()].mean())
-    return TaskData(xt, yt, xv, yv, chance=chance)
+    return TaskData(xt, yt, xv, yv, chance=_frequency_chance(ids[: int(len(ids) * 0.9)], yv, WORDLM_VOCAB))
 
 
 def words_lm_data() -> TaskData:
@@ -1294,9 +1293,8 @@ def diffusion_data() -> TaskData:
 
     xv, yv = noised(images[order[:597]])
     xt, yt = noised(images[order[597:]])
-    shuffle = torch.randperm(
-        len(xt), generator=g
-    )  # the draws of one image apart, as a real loader would see them
+    # the draws of one image apart, as a real loader would see them
+    shuffle = torch.randperm(len(xt), generator=g)
     xt, yt = xt[shuffle], yt[shuffle]
     return TaskData(xt, yt, xv, yv, chance=_mse_chance(yt, yv))
 
@@ -1337,9 +1335,7 @@ def mlm_data() -> TaskData:
 
     xt, yt = masked(chars.x_train)
     xv, yv = masked(chars.x_val)
-    freq = torch.bincount(chars.x_train.flatten(), minlength=len(CHARS)).double() + 1.0
-    chance = float(-(freq / freq.sum()).log()[yv[yv >= 0]].mean())
-    return TaskData(xt, yt, xv, yv, chance=chance)
+    return TaskData(xt, yt, xv, yv, chance=_frequency_chance(chars.x_train, yv[yv >= 0], len(CHARS)))
 
 
 # -- models ------------------------------------------------------------------------------------------------------
