@@ -174,7 +174,7 @@ def run_pairs(
     pairs = []
     for task in tasks:
         default_runs = [MethodRun.from_dict(caches[task.name].get(DEFAULT, s)) for s in seeds]  # type: ignore[arg-type]
-        default = float(np.mean([r.outcomes[next(iter(r.outcomes))].metric for r in default_runs]))
+        default = float(np.mean([r.outcomes["constant"].metric for r in default_runs]))
         runs = {label: [done[(label, task.name)][s] for s in seeds] for label in (BASE, VARIANT)}
         pairs.append(Paired(task, runs[BASE], runs[VARIANT], default))
     return pairs
