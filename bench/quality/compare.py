@@ -77,12 +77,14 @@ TASK_HEADER = [
 
 @dataclass(frozen=True)
 class Paired:
-    """One task's base and variant runs (per seed, the same seeds) and the default LR's mean metric."""
+    """One task's base and variant runs (per seed, the same seeds), the default LR's mean metric and the task's
+    chance level (`TaskData.chance`)."""
 
     task: Task
     base: list[MethodRun]
     variant: list[MethodRun]
     default: float
+    chance: float
 
     def metrics(self, runs: list[MethodRun]) -> np.ndarray:
         return np.array([r.outcomes["schedule"].metric for r in runs], dtype=float)
@@ -94,9 +96,8 @@ class Paired:
     @property
     def scale(self) -> float:
         """The largest gain over chance of base, variant and the default LR (0 when all sit at chance)."""
-        chance = self.task.data().chance
         means = (self.metrics(self.base).mean(), self.metrics(self.variant).mean(), self.default)
-        return max(0.0, *(self.sign * (m - chance) for m in means))
+        return max(0.0, *(self.sign * (m - self.chance) for m in means))
 
     @property
     def change(self) -> float:
@@ -176,7 +177,7 @@ def run_pairs(
         default_runs = [MethodRun.from_dict(caches[task.name].get(DEFAULT, s)) for s in seeds]  # type: ignore[arg-type]
         default = float(np.mean([r.outcomes["constant"].metric for r in default_runs]))
         runs = {label: [done[(label, task.name)][s] for s in seeds] for label in (BASE, VARIANT)}
-        pairs.append(Paired(task, runs[BASE], runs[VARIANT], default))
+        pairs.append(Paired(task, runs[BASE], runs[VARIANT], default, task.data().chance))
     return pairs
 
 
