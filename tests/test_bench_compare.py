@@ -81,3 +81,14 @@ def test_the_summary_counts_per_set_and_lists_only_the_tasks_that_moved() -> Non
     assert rows[0][6:8] == ["0/1", "1/1"]  # the base below the default LR, the variant above
     assert rows[1][6:8] == ["0/1", "0/1"]
     assert [r[0] for r in task_rows([moved, kept])] == ["moons"]
+
+
+def test_a_screen_where_no_peak_moved_prints_an_empty_table() -> None:
+    from bench.quality.compare import TASK_HEADER
+    from bench.quality.run import render_text
+
+    kept = _pair("wine-easy", [0.98] * 3, [0.98] * 3, 0.99)
+    assert task_rows([kept]) == []
+    header, rule = render_text(TASK_HEADER, []).splitlines()
+    assert header.split() == " ".join(TASK_HEADER).split()
+    assert set(rule.replace(" ", "")) == {"-"}
