@@ -100,15 +100,20 @@ class Paired:
         return max(0.0, *(self.sign * (m - self.chance) for m in means))
 
     @property
+    def diffs(self) -> np.ndarray:
+        """Variant minus base per seed, signed so that positive is better."""
+        return self.sign * (self.metrics(self.variant) - self.metrics(self.base))
+
+    @property
     def change(self) -> float:
         """(variant - base) in units of `scale`, positive when the variant trains better."""
-        diff = self.sign * (self.metrics(self.variant) - self.metrics(self.base))
-        return float(diff.mean()) / self.scale if self.scale > 0 else 0.0
+        scale = self.scale
+        return float(self.diffs.mean()) / scale if scale > 0 else 0.0
 
     @property
     def verdict(self) -> str:
         """better, worse or same: beyond the paired differences' noise and MIN_CHANGE of the scale, or not."""
-        diff = self.sign * (self.metrics(self.variant) - self.metrics(self.base))
+        diff = self.diffs
         se = float(diff.std(ddof=1)) / math.sqrt(diff.size) if diff.size > 1 else 0.0
         gap = float(diff.mean())
         if abs(gap) <= max(SIGNIFICANCE * se, MIN_CHANGE * self.scale):
