@@ -986,6 +986,30 @@ def test_a_converged_test_says_nothing_about_higher_lrs():
     assert level.peak_lr > 1.0  # the same shape on a high floor is a level stretch: one cycle may go higher
 
 
+@pytest.mark.parametrize("second", [0.15, 0.3], ids=["second-fall", "slow-second-fall"])
+def test_a_converged_fall_ends_where_it_converged_not_at_a_pause(second):
+    """A CTC model's test: the loss first falls 9.6 -> 2.6 (it learns to predict blanks), pauses, then falls again
+    to 0.2 (the labels), slower than the first fall, and stays there until it diverges. It converged, but not by
+    the first bend, where a quarter of the fall was still to come: max_lr is the second fall's bend, on every
+    seed, however slow that fall (a converged test is never read past its end, so its end must be the real one).
+    """
+    lrs = lr_ladder(1e-5, 1.0, 300, "exp")
+    u = np.log10(lrs)
+    clean = (
+        9.6
+        - 7.0 / (1 + np.exp(-(u + 3.6) / 0.1))
+        - 2.4 / (1 + np.exp(-(u + 2.4) / second))
+        + np.exp((u + 0.6) / 0.1)
+    )
+    for seed in range(5):
+        losses = clean + 0.02 * np.random.default_rng(seed).standard_normal(u.size)
+        for adaptive in (None, "Adam"):
+            b = suggest_bounds(lrs, losses, mode="exp", adaptive=adaptive)
+            assert_sound(b)
+            assert "converged" in (b.reason or "")
+            assert 2e-3 < b.max_lr < 0.1, (seed, adaptive, b.max_lr)
+
+
 def test_adaptive_optimizers_peak_at_max_lr():
     """Smith's 2x-from-divergence extrapolation is SGD's; for Adam and the like one cycle peaks at max_lr."""
     lrs, losses = lin_case(0.02, seed=1, c=0.15, w=0.03, d=5.0)

@@ -90,7 +90,8 @@ PEAK_WITHOUT_DIVERGENCE = 1.0
 # A test whose loss fell to within 5% of zero (from a positive start) has converged: its gradients, and so its
 # updates, have all but vanished (for cross-entropy they shrink with the loss itself), so the stretch after it
 # survives any LR and says nothing about which LR is stable from the start. Nothing past the end of its fall counts:
-# one cycle peaks at max_lr, and only the self-check's trials, which do train from the start, may raise it.
+# one cycle peaks at max_lr, and only the self-check's trials, which do train from the start, may raise it. So that
+# end must be where it converged, level with its floor (`_converged_end`), not a pause between two stages.
 CONVERGED_FRACTION = 0.05
 # Advice for a range that was too narrow or too high: move the end by this factor.
 RANGE_FACTOR = 10.0
@@ -184,6 +185,7 @@ class _Descent:
     i_start: int | None  # first point of the clear fall; None when the fall has no clear start
     i_end: int  # last point of the clear fall (never past the minimum)
     still_falling: bool  # the fall did not end inside the range
+    converged: bool = False  # the loss fell to within CONVERGED_FRACTION of zero (`_converged`)
 
 
 def _finite_prefix(axis: np.ndarray, y: np.ndarray) -> int:
@@ -302,6 +304,24 @@ def _last_knee(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_steep: int) 
     return _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
 
 
+def _converged_end(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_end: int) -> int:
+    """Where a converged curve's fall ends: the first knee level with its floor.
+
+    A converged test's max_lr stays where its fall ended, because past that point the converged model survives any
+    LR. That holds only where the loss had converged: a knee more than FLAT_TOLERANCE of the fall above the floor
+    (the level stretch's own tolerance) is a pause between two stages (a CTC model that first learns to predict
+    blanks, then the labels), however slowly the later stage resumes, and the fall ends at the later stage's knee.
+    """
+    level, slope, i_min = curve.level, curve.slope, curve.i_min
+    while i_end < i_min - 1 and level[i_end] - level[i_min] > FLAT_TOLERANCE * stats.fall:
+        i_steep = i_end + 1 + int(np.argmin(slope[i_end + 1 : i_min + 1]))
+        knee = _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
+        if knee <= i_end:
+            break
+        i_end = knee
+    return i_end
+
+
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
     """Length of the run of True values starting at each index (0 where mask is False)."""
     idx = np.arange(mask.size)
@@ -309,7 +329,9 @@ def _run_lengths(mask: np.ndarray) -> np.ndarray:
     return next_false - idx
 
 
-def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool) -> _Descent | None:
+def _descent(
+    curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool, converged: bool = False
+) -> _Descent | None:
     """Find the clear fall: where it starts and where it ends (None if the smoothed curve never falls)."""
     level, slope, i_min = curve.level, curve.slope, curve.i_min
     n = level.size
@@ -334,6 +356,8 @@ def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool) 
     after = np.flatnonzero(stops)
     still_falling = after.size == 0 and i_min >= n - persist
     i_end = i_min if still_falling or i_min <= i_steep + 1 else _last_knee(axis, curve, stats, i_steep)
+    if converged and not still_falling:
+        i_end = _converged_end(axis, curve, stats, i_end)
 
     # Start: the first point below the start level by a clear margin for good, and only after a plateau (a
     # slow stretch of `persist` points) that shows the fall did not begin before the first step.
@@ -343,7 +367,7 @@ def _descent(curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool) 
     plateau = bool((_run_lengths(slow[:i_start]) >= persist).any())
     if not plateau or i_start >= i_end:
         i_start = None
-    return _Descent(i_start, i_end, still_falling)
+    return _Descent(i_start, i_end, still_falling, converged)
 
 
 @dataclass
@@ -592,7 +616,7 @@ def _max_bound(ctx: _Context, curve: _Smoothed, stats: _Stats, descent: _Descent
         verdict.wider_max_lr = None if ctx.stopped_early else RANGE_FACTOR * ctx.end
         why = f"{what.name} still {what.improving} at the end of the range ({two_digits(max_lr)})"
         return _Top(max_lr, max_lr, why)
-    if ctx.method == "loss" and _converged(stats):
+    if descent.converged:
         floor = stats.floor
         verdict.cap(
             "medium",
@@ -701,7 +725,8 @@ def _bounds_from(
         return unreliable
     assert base is not None and stats is not None
     curve = _refine(axis[:n], y[:n], base, stats.noise)
-    descent = _descent(curve, stats, axis[:n], open_end=cut.kind is None)
+    converged = method == "loss" and _converged(stats)
+    descent = _descent(curve, stats, axis[:n], open_end=cut.kind is None, converged=converged)
     if descent is None:  # a fall that stands out has a negative steepest slope; kept as a guard
         return ctx.no_bounds(
             f"the {what.name} never {what.improves} clearly", f"lower the start 10x: {ctx.lower()}"
