@@ -314,11 +314,9 @@ def _converged_end(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_end: int
     """
     level, slope, i_min = curve.level, curve.slope, curve.i_min
     while i_end < i_min - 1 and level[i_end] - level[i_min] > FLAT_TOLERANCE * stats.fall:
+        # The later stage's steepest point, then its bend: always past i_end, so the loop ends by i_min.
         i_steep = i_end + 1 + int(np.argmin(slope[i_end + 1 : i_min + 1]))
-        knee = _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
-        if knee <= i_end:
-            break
-        i_end = knee
+        i_end = _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
     return i_end
 
 
