@@ -330,7 +330,8 @@ def _run_lengths(mask: np.ndarray) -> np.ndarray:
 def _descent(
     curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool, converged: bool = False
 ) -> _Descent | None:
-    """Find the clear fall: where it starts and where it ends (None if the smoothed curve never falls)."""
+    """Find the clear fall: where it starts and where it ends (None if the smoothed curve never falls); a
+    `converged` curve's fall ends where it came level with its floor (`_converged_end`)."""
     level, slope, i_min = curve.level, curve.slope, curve.i_min
     n = level.size
     persist = max(MIN_PERSIST, curve.half)
