@@ -185,7 +185,7 @@ class _Descent:
     i_start: int | None  # first point of the clear fall; None when the fall has no clear start
     i_end: int  # last point of the clear fall (never past the minimum)
     still_falling: bool  # the fall did not end inside the range
-    converged: bool = False  # the loss fell to within CONVERGED_FRACTION of zero (`_converged`)
+    converged: bool  # the loss fell to within CONVERGED_FRACTION of zero (`_converged`)
 
 
 def _finite_prefix(axis: np.ndarray, y: np.ndarray) -> int:
@@ -274,7 +274,10 @@ def _stands_out(delta: float, curve: _Smoothed, stats: _Stats) -> bool:
 
 def _knee(axis: np.ndarray, level: np.ndarray, i_steep: int, i_min: int) -> int:
     """Where the fall bends from steep to slow: the point of the smoothed curve farthest below the chord from the
-    steepest point to the minimum (on the sampled axis; unchanged by any scale or shift of either axis)."""
+    steepest point to the minimum (on the sampled axis; unchanged by any scale or shift of either axis); the
+    minimum itself when the stretch from one to the other has fewer than three points."""
+    if i_steep >= i_min - 1:
+        return i_min
     x, y = axis[i_steep : i_min + 1], level[i_steep : i_min + 1]
     chord = y[0] + (y[-1] - y[0]) * (x - x[0]) / (x[-1] - x[0])
     below = chord - y
@@ -301,7 +304,7 @@ def _last_knee(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_steep: int) 
         if left <= FLAT_TOLERANCE * stats.fall or not _stands_out(left, curve, stats):
             break
         i_steep = k + int(np.argmin(slope[k : i_min + 1]))
-    return _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
+    return _knee(axis, level, i_steep, i_min)
 
 
 def _converged_end(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_end: int) -> int:
@@ -316,7 +319,7 @@ def _converged_end(axis: np.ndarray, curve: _Smoothed, stats: _Stats, i_end: int
     while i_end < i_min - 1 and level[i_end] - level[i_min] > FLAT_TOLERANCE * stats.fall:
         # The later stage's steepest point, then its bend: always past i_end, so the loop ends by i_min.
         i_steep = i_end + 1 + int(np.argmin(slope[i_end + 1 : i_min + 1]))
-        i_end = _knee(axis, level, i_steep, i_min) if i_steep < i_min - 1 else i_min
+        i_end = _knee(axis, level, i_steep, i_min)
     return i_end
 
 
@@ -328,7 +331,7 @@ def _run_lengths(mask: np.ndarray) -> np.ndarray:
 
 
 def _descent(
-    curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool, converged: bool = False
+    curve: _Smoothed, stats: _Stats, axis: np.ndarray, open_end: bool, converged: bool
 ) -> _Descent | None:
     """Find the clear fall: where it starts and where it ends (None if the smoothed curve never falls); a
     `converged` curve's fall ends where it came level with its floor (`_converged_end`)."""
@@ -355,7 +358,7 @@ def _descent(
     after = np.flatnonzero(stops)
     still_falling = after.size == 0 and i_min >= n - persist
     i_end = i_min if still_falling or i_min <= i_steep + 1 else _last_knee(axis, curve, stats, i_steep)
-    if converged and not still_falling:
+    if converged:  # a fall still going at the end already ends at the minimum
         i_end = _converged_end(axis, curve, stats, i_end)
 
     # Start: the first point below the start level by a clear margin for good, and only after a plateau (a
