@@ -80,9 +80,11 @@ PEAK_TOWARD_DIVERGENCE = 1.0
 # comes from SGD; for adaptive optimizers one cycle peaks at max_lr (`_one_cycle_peak`) ...
 ADAPTIVE_PEAK_AT_MAX = True
 # ... unless the self-check finds a cycle that ends clearly lower at most half a decade up, and no further than
-# where the test's loss was still falling (its minimum, `best_lr`) nor past divergence_lr / 2. max_lr is the knee,
-# where the fall slows, not where it ends, and the floor argument above holds past the end of the fall, not
-# inside it; but trials a few dozen steps long favour the higher LR, so they may move this peak one step only.
+# where the test's loss was still falling (its minimum, `best_lr`) nor past divergence_lr / 2. max_lr (the knee,
+# where the fall slows, or past it toward divergence_lr / 2) need not be where the fall ends, and the floor
+# argument above holds past the end of the fall, not inside it; but trials a few dozen steps long favour the
+# higher LR, so they may move this peak one step only. A lower max_lr (the knee itself, or at most `best_lr`)
+# rescues the count task under BERT and costs the character language models more (BENCHMARKS.md, screening).
 HALF_DECADE = 10**0.5
 # When nothing diverged, the largest LR that still converges is at least the range's last LR, so one cycle may
 # peak this far toward last_lr / 2 (the same rule as divergence_lr / 2), no further than the curve stays level.
