@@ -62,7 +62,7 @@ from clrfind.results import (
     format_seconds,
     to_json,
 )
-from clrfind.settings import DEFAULT_MAX_LR, DEFAULT_MIN_LR, RunSettings, TrainingLength
+from clrfind.settings import DEFAULT_MAX_LR, DEFAULT_MIN_LR, RunSettings, TrainingLength, short_test
 from clrfind.spec import known_keywords
 from clrfind.state import (
     MemoryProbe,
@@ -651,7 +651,12 @@ class Trainer:
             "total_steps": self.steps_trained - steps_before,
             "total_seconds": round(time.perf_counter() - started, 4),
         }
-        return result.model_copy(update={"timing": result.timing.model_copy(update=cost)}), out, stopped
+        update: dict[str, Any] = {"timing": result.timing.model_copy(update=cost)}
+        training = result.training.total_steps if result.training is not None else None
+        short = short_test(result.planned_steps, training) if result.bounds is not None else None
+        if short is not None:
+            update["notes"] = [*result.notes, f"{short}; leave the test's length out and clrfind chooses it"]
+        return result.model_copy(update=update), out, stopped
 
     def widen(
         self, result: RangeTestResult, out: EngineOutput, again: Rerun

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from clrfind.errors import ClrfindWarning, ExportError, one_line, short_repr
 from clrfind.fileio import read_document, write_atomic
 from clrfind.results import OptimizerRef, ParamGroup, RangeTestResult
-from clrfind.settings import told_test_steps
+from clrfind.settings import short_test, told_test_steps
 from clrfind.spec import DEFAULT_GROUP, known_keywords
 
 if TYPE_CHECKING:
@@ -209,13 +209,17 @@ def _length_warnings(result: RangeTestResult, training: dict[str, int]) -> list[
     found the best peak moving with the length of the run: bounds checked for one run are a guess for another. An
     untold test rehearsed its own few hundred steps: for a run at least twice as long as that test (counting at
     most the longest test a training sets), its trials rehearsed under an eighth of the run, and telling it would
-    at least double them; told, the quality benchmark's runs of 500 steps and more trained better.
+    at least double them; told, the quality benchmark's runs of 500 steps and more trained better. A test set
+    shorter than half the length clrfind chooses for the run is too short for it (`short_test`), told or not.
     """
     told, total, epochs = result.training, training["total_steps"], training["epochs"]
     rerun = f"re-run the range test with training.epochs: {epochs} (--train-epochs {epochs})"
+    short = short_test(result.planned_steps, total)
+    # Whatever run it rehearsed, a test set under half the length clrfind would choose for this one is too short.
+    too_short = [f"{short}; re-run the range test without a length of its own"] if short else []
     if told is not None:
         if told.total_steps is None or told.total_steps == total:
-            return []
+            return too_short
         return [
             f"this schedule trains {_count(total, 'optimizer step')}, the range test was told its training is "
             f"{_count(told.total_steps, 'step')} ({_count(told.epochs, 'epoch')} of {told.steps_per_epoch}): its "
@@ -223,7 +227,7 @@ def _length_warnings(result: RangeTestResult, training: dict[str, int]) -> list[
         ]
     test_steps = told_test_steps(total)
     if min(total, test_steps) < 2 * result.planned_steps:
-        return []
+        return too_short
     check = result.verification
     trials = (
         f" and its self-check's trials of {check.trials[0].steps} steps" if check and check.trials else ""

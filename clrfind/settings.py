@@ -82,6 +82,25 @@ def told_test_steps(training_steps: int | None) -> int:
     return min(max(training_steps or DEFAULT_STEPS, DEFAULT_STEPS), LONGEST_FITTED_STEPS)
 
 
+def short_test(test_steps: int, training_steps: int | None) -> str | None:
+    """Why a test of `test_steps` is too short for the bounds it gives, when it is under half the length clrfind
+    chooses itself (`told_test_steps`), else None.
+
+    The loss needs steps to move, so a shorter ladder shows its fall, and so the bounds, at higher LRs: on the
+    quality benchmark, 100- and 60-step tests put max_lr higher and trained clearly worse than clrfind's own length
+    (BENCHMARKS.md, "How long the test runs"). Half, as export warns for a run at least twice as long as the test
+    it rehearsed.
+    """
+    own = told_test_steps(training_steps)
+    if 2 * test_steps >= own:
+        return None
+    runs = f"for the {training_steps}-step training" if training_steps else "when not told the training"
+    return (
+        f"a test of {test_steps} steps is under half the {own} clrfind runs {runs}: a shorter test shows the "
+        "loss's fall, and so the bounds, at higher LRs (the loss needs steps to move)"
+    )
+
+
 class TrainingLength(FrozenModel):
     """The training the bounds are for: the spec's `training:` section, `export --epochs/--steps-per-epoch`'s
     defaults.

@@ -147,7 +147,10 @@ def test_export_default_policy_follows_the_training_length(
 ) -> None:
     res = runner.invoke(app, ["export", str(run_dir), "--out", "-", *args])
     assert res.exit_code == 0, res.stderr
-    assert res.stderr == ""
+    # The fixture's 60-step test is under half what clrfind runs for any training, which a known length shows.
+    short = "warning: a test of 60 steps is under half the 300 clrfind runs for the 96-step training: "
+    assert res.stderr.startswith(short) if args else res.stderr == ""
+    assert res.stderr.count("\n") == (1 if args else 0)
     schedule = yaml.safe_load(res.stdout)
     assert schedule["scheduler"]["target"] == f"torch.optim.lr_scheduler.{target}"
     assert schedule["notes"][0].startswith("policy auto:")
@@ -537,6 +540,33 @@ def test_train_epochs_sizes_the_test_and_the_schedule(runner: CliRunner, tmp_pat
         "warning: this schedule trains 160 optimizer steps, the range test was told"
     )
     assert yaml.safe_load(other.stdout)["training"]["total_steps"] == 160
+    assert "note: a test of" not in res.stdout  # the length clrfind chose is no short test
+
+
+def test_a_test_set_under_half_clrfind_s_own_length_says_so(runner: CliRunner, tmp_path: Path) -> None:
+    """A short ladder shows the fall, and so the bounds, at higher LRs: the run's notes say so and export warns."""
+    spec = write_spec(tmp_path, BASE_SPEC)  # its own 60 steps, where told 25 epochs it would run 400
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["range-test", str(spec), "-o", str(out), "-q", "--train-epochs", "25"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == ""
+    said = (
+        "a test of 60 steps is under half the 400 clrfind runs for the 400-step training: a shorter test shows the "
+        "loss's fall, and so the bounds, at higher LRs (the loss needs steps to move)"
+    )
+    assert f"note: {said}; leave the test's length out and clrfind chooses it\n" in res.stdout
+    assert json.loads((out / "range_test.json").read_text())["notes"][-1].startswith(said)
+    again = runner.invoke(app, ["export", str(out), "--out", "-"])
+    assert again.exit_code == 0, again.stderr
+    assert again.stderr == f"warning: {said}; re-run the range test without a length of its own\n"
+    assert yaml.safe_load(again.stdout)["warnings"] == [
+        f"{said}; re-run the range test without a length of its own"
+    ]
+    untold = runner.invoke(
+        app, ["range-test", str(spec), "-o", str(tmp_path / "untold"), "-q", "--steps", "150"]
+    )
+    assert untold.exit_code == 0, untold.stderr
+    assert "note: a test of" not in untold.stdout  # half the 300 it runs untold is not under half
 
 
 def test_train_epochs_must_be_positive(runner: CliRunner, spec: Path) -> None:

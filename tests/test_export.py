@@ -671,7 +671,9 @@ def test_cycle_arithmetic_matches_the_paper_formula() -> None:
 
 
 def test_the_range_tests_training_length_is_the_exports_default() -> None:
-    told = make_result().model_copy(update={"training": TrainingLength(epochs=12, steps_per_epoch=25)})
+    # Told a 300-step training and given no length of its own, the test runs 300 steps.
+    length = TrainingLength(epochs=12, steps_per_epoch=25)
+    told = make_result().model_copy(update={"training": length, "planned_steps": 300})
     schedule = build_schedule(told)
     assert schedule["scheduler"]["target"] == "torch.optim.lr_scheduler.OneCycleLR"
     assert schedule["training"] == {"steps_per_epoch": 25, "epochs": 12, "total_steps": 300, "cycles": 1}
@@ -689,33 +691,54 @@ def test_the_range_tests_training_length_is_the_exports_default() -> None:
     assert "warnings:" in render_schedule(other)  # the file says so too, not only the command
     assert "# warning: this schedule trains 100 optimizer steps" in render_schedule(other, "python")
     assert build_schedule(make_result())["scheduler"]["target"].endswith("CyclicLR")  # untold: as before
+    # Told, but set to a third of the length it would have run: the bounds sit higher than that run's.
+    short = told.model_copy(update={"planned_steps": 100})
+    assert build_schedule(short)["warnings"] == [
+        "a test of 100 steps is under half the 300 clrfind runs for the 300-step training: a shorter test shows "
+        "the loss's fall, and so the bounds, at higher LRs (the loss needs steps to move); re-run the range test "
+        "without a length of its own"
+    ]
+    assert "warnings" not in build_schedule(short.model_copy(update={"planned_steps": 150}))
 
 
 @pytest.mark.parametrize(
     ("planned", "epochs", "warned"),
     [
-        (300, 9, False),  # 9 x 25 = 225 steps: told, the test would run the same 300
-        (60, 4, False),  # a 60-step test of its own: a 100-step run is under twice as long
-        (60, 5, True),  # 125 steps: told, a 300-step test
-        (300, 23, False),  # 575 steps: told, a 575-step test, under twice the 300 that ran
-        (300, 24, True),  # 600 steps: told, twice as long
-        (300, 200, True),  # told, the longest test (1000 steps)
-        (600, 200, False),  # a test of 600 steps of its own: told, 1000 is not twice as long
+        (300, 9, None),  # 9 x 25 = 225 steps: told, the test would run the same 300
+        (
+            150,
+            4,
+            None,
+        ),  # a 150-step test of its own: a 100-step run is under twice as long, 300 not twice 150
+        (60, 4, "short"),  # the same run, a 60-step test: under half the 300 it would run told
+        (60, 5, "longer"),  # 125 steps: told, a 300-step test
+        (300, 23, None),  # 575 steps: told, a 575-step test, under twice the 300 that ran
+        (300, 24, "longer"),  # 600 steps: told, twice as long
+        (300, 200, "longer"),  # told, the longest test (1000 steps)
+        (600, 200, None),  # a test of 600 steps of its own: told, 1000 is not twice as long
     ],
 )
 def test_an_untold_test_warns_when_the_schedule_trains_a_run_it_would_rehearse_longer(
-    planned: int, epochs: int, warned: bool
+    planned: int, epochs: int, warned: str | None
 ) -> None:
     """Untold, the test and its trials rehearse their own few hundred steps; told a run of twice that or more, they
-    would rehearse a longer run (a quarter of it per trial), which trained better on the benchmark's long runs."""
+    would rehearse a longer run (a quarter of it per trial), which trained better on the benchmark's long runs. A
+    test under half the length clrfind would run is too short for the run, however long."""
     trials = [Trial(peak=PEAK, steps=planned // 4, final_loss=0.5, stop_reason="completed")]
     check = Verification(trials=trials, steps=planned, checked_peak=PEAK, peak_lr=PEAK, outcome="kept")
     result = make_result().model_copy(update={"planned_steps": planned, "verification": check})
     schedule = build_schedule(result, epochs=epochs, steps_per_epoch=25)
-    if not warned:
+    if warned is None:
         assert "warnings" not in schedule
         return
     total = epochs * 25
+    if warned == "short":
+        assert schedule["warnings"] == [
+            f"a test of {planned} steps is under half the 300 clrfind runs for the {total}-step training: a "
+            "shorter test shows the loss's fall, and so the bounds, at higher LRs (the loss needs steps to move); "
+            "re-run the range test without a length of its own"
+        ]
+        return
     assert schedule["warnings"] == [
         f"this schedule trains {total} optimizer steps, and the range test was not told its training: its "
         f"{planned}-step test and its self-check's trials of {planned // 4} steps rehearsed a shorter run; re-run "

@@ -186,7 +186,7 @@ def test_the_advice_after_widening_names_the_curve_the_bounds_are_read_from(tmp_
     )
     result = run_spec(load_spec(tmp_path / "spec.yaml"), out_dir=tmp_path / "out", write=False).result
     assert not result.bounds.usable and result.max_lr == pytest.approx(20.0)
-    assert result.bounds.next_step.startswith("no rise of the accuracy from lr 0.001 to 20 in 128 steps")
+    assert result.bounds.next_step.startswith("no rise of the accuracy from lr 0.001 to 20 in 160 steps")
 
 
 def test_adadelta_whose_loss_still_falls_at_lr_1_is_run_again_until_its_fall_ends() -> None:
