@@ -1,14 +1,16 @@
 """Two ways of driving clrfind side by side on every task, without the grid: `python -m bench.quality.compare
---clrfind-set NAME=VALUE [--base-set NAME=VALUE] [--half dev|heldout|fresh|all] [--tasks a,b] [--seeds N]`.
+--clrfind-set NAME=VALUE [--base-set NAME=VALUE] [--variant-data MODE] [--half dev|heldout|fresh|all] [--tasks a,b]
+[--seeds N]`.
 
 A rule change is kept only when it holds on every set, and `bench.quality.run` scores against a grid search that
 takes about ten hours of this machine to fill for all tasks, while clrfind's own runs take minutes. The grid's
 best cancels out of a comparison of two clrfind variants on one task: their scores' ratio is (variant - chance) /
 (base - chance). So this runs the base (clrfind as a user runs it, or `--base-set`) and the variant
-(`--clrfind-set`) on the same seeds, and the default LR (cached with the peers, as `run` caches it), and reports per
-set: how many tasks the variant trains better or worse than the base beyond the seeds' noise, the mean change, on
-how many each is above the default LR, and what each run costs in steps. It is a screen, not a score: a change
-that holds here still has to hold in `bench.quality.run` on the tasks it moved.
+(`--clrfind-set`, or the same clrfind handed the data another way, `--variant-data`) on the same seeds, and the
+default LR (cached with the peers, as `run` caches it), and reports per set: how many tasks the variant trains
+better or worse than the base beyond the seeds' noise, the mean change, on how many each is above the default LR,
+and what each run costs in steps. It is a screen, not a score: a change that holds here still has to hold in
+`bench.quality.run` on the tasks it moved.
 
 The change on a task is (variant - base) over the largest gain over chance of the three (base, variant, default
 LR), sign-corrected for lower-is-better metrics: in [-1, 1], 1 when the variant gains everything the base missed.
@@ -238,6 +240,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)"
     )
     p.add_argument("--clrfind-data", choices=DATA_MODES, default="dataset", help="as in bench.quality.run")
+    p.add_argument("--variant-data", choices=DATA_MODES,
+                   help="the variant hands the training data over this way instead (default: as the base)")  # fmt: skip
     p.add_argument("--clrfind-set", action="append", default=[], metavar="NAME=VALUE",
                    help="the variant: a clrfind setting or module constant it changes (repeatable)")  # fmt: skip
     p.add_argument("--base-set", action="append", default=[], metavar="NAME=VALUE",
@@ -249,14 +253,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.clrfind_set:
-        raise SystemExit("--clrfind-set: name what the variant changes (e.g. verify.MAX_TRIALS=3)")
+    if not args.clrfind_set and args.variant_data in (None, args.clrfind_data):
+        raise SystemExit(
+            "--clrfind-set or --variant-data: name what the variant changes (e.g. verify.MAX_TRIALS=3, or loader)"
+        )
     given = sys.argv[1:] if argv is None else argv
     command = "python -m bench.quality.compare " + " ".join(shlex.quote(a) for a in given)
     tasks = select_tasks(args.half, args.tasks)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     base = replace(parse_settings(args.base_set), data=args.clrfind_data)
-    variant = replace(parse_settings(args.clrfind_set), data=args.clrfind_data)
+    variant = replace(parse_settings(args.clrfind_set), data=args.variant_data or args.clrfind_data)
     started = time.perf_counter()
     pairs = run_pairs(tasks, seeds, base, variant, args.workers)
     note = (
