@@ -191,6 +191,17 @@ def test_the_descent_compares_with_the_best_trial_not_the_last() -> None:
     assert run.holds == [pytest.approx(0.1 / STEP)] and record.hold.final_loss is not None
 
 
+def test_the_descent_is_judged_against_the_trial_that_ended_lowest_though_it_won_no_clear_step() -> None:
+    """The one-standard-error rule's reference is the lowest trial: 3x down ends a little lower than max_lr (within
+    noise, so it does not replace it as the incumbent), and 10x down, within noise of max_lr, is clearly worse than
+    that lowest trial: the descent keeps 3x down, not 10x down."""
+    # 0.1 -> 0.5, 3x down -> 0.495, 10x down -> 0.506, lower -> 0.6; 1% of the fall (about 0.009) is a clear gap
+    run, asked = scripted(lambda p: 0.5 if p > 0.05 else 0.495 if p > 0.02 else 0.506 if p > 0.005 else 0.6)
+    bounds, record = verify(BOUNDS.model_copy(update={"peak_lr": 0.1}), SGD, 300, run)
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP) and len(asked) == 3
+    assert "trained no worse" in record.outcome
+
+
 def test_a_lower_peak_that_trains_clearly_better_lowers_max_lr_too() -> None:
     run, asked = scripted(lambda p: 0.3 + 0.3 * abs(math.log10(p / 0.01)))
     bounds, _record = verify(BOUNDS, SGD, 300, run)
