@@ -163,11 +163,6 @@ class _Run:
         return self.finished and abs(self.change) <= SIGNIFICANCE
 
     @property
-    def judged(self) -> float:
-        """The loss it is judged by: its mean on the held-out batches when there are some, else its end's."""
-        return float(self.check.mean()) if self.check is not None else float(self.tail.mean())
-
-    @property
     def final(self) -> float | None:
         return float(self.tail.mean()) if self.trained else None
 
@@ -307,8 +302,9 @@ def verify(
     short_of: list[tuple[_Run, _Run]] = []  # a tie set aside: (the lower trial, the one it tied with)
 
     def descend(candidates: list[float], best: _Run) -> _Run:
-        """Step down through `candidates` while each trains no worse than the trial that ended lowest so far (the
-        one-standard-error rule's reference, whether or not it beat the others clearly); the lowest peak that does."""
+        """Step down through `candidates` while each trains no worse than the best trial so far; the lowest. The best
+        changes only on a clear win, not on a tie, so a run of ties can drift down: short trials lean toward the
+        higher LR (judging against the lowest trial instead moved nothing beyond noise and cost memorization)."""
         chosen = best if best.trained else None
         for peak in candidates:
             if len(runs) >= MAX_TRIALS or (chosen is not None and not prefer_lower):
@@ -318,9 +314,7 @@ def verify(
                 if challenger.trained:
                     chosen = best = challenger
                 continue
-            others = (r for r in runs.values() if r.trained and r is not challenger)
-            lowest = min(others, key=lambda r: r.judged, default=best)
-            if not challenger.trained or clearly_better(lowest, challenger):
+            if not challenger.trained or clearly_better(best, challenger):
                 break
             if clearly_better(challenger, best):
                 chosen = best = challenger
@@ -593,7 +587,8 @@ def _score(run: _Run) -> str:
                 f"({two_digits(float(run.untrained.mean()))})"
             )
         return "did not train"
-    return two_digits(run.judged)
+    value = run.check.mean() if run.check is not None else run.final
+    return two_digits(float(value))  # type: ignore[arg-type]
 
 
 def _join(first: str | None, second: str) -> str:

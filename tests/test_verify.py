@@ -191,14 +191,15 @@ def test_the_descent_compares_with_the_best_trial_not_the_last() -> None:
     assert run.holds == [pytest.approx(0.1 / STEP)] and record.hold.final_loss is not None
 
 
-def test_the_descent_is_judged_against_the_trial_that_ended_lowest_though_it_won_no_clear_step() -> None:
-    """The one-standard-error rule's reference is the lowest trial: 3x down ends a little lower than max_lr (within
-    noise, so it does not replace it as the incumbent), and 10x down, within noise of max_lr, is clearly worse than
-    that lowest trial: the descent keeps 3x down, not 10x down."""
+def test_a_tie_does_not_replace_the_best_trial_so_a_run_of_ties_can_drift_down() -> None:
+    """3x down ends a little lower than max_lr, within noise, so max_lr stays the trial to beat; 10x down, within
+    noise of max_lr though clearly above 3x down, is kept. Judging it against the lowest trial instead (the strict
+    one-standard-error rule) moved nothing beyond noise on the quality bench and cost the small datasets a long run
+    memorizes, where short trials lean most toward the higher LR."""
     # 0.1 -> 0.5, 3x down -> 0.495, 10x down -> 0.506, lower -> 0.6; 1% of the fall (about 0.009) is a clear gap
     run, asked = scripted(lambda p: 0.5 if p > 0.05 else 0.495 if p > 0.02 else 0.506 if p > 0.005 else 0.6)
     bounds, record = verify(BOUNDS.model_copy(update={"peak_lr": 0.1}), SGD, 300, run)
-    assert bounds.peak_lr == pytest.approx(0.1 / STEP) and len(asked) == 3
+    assert bounds.peak_lr == pytest.approx(0.1 / STEP**2) and len(asked) == MAX_TRIALS
     assert "trained no worse" in record.outcome
 
 
