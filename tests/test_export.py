@@ -705,11 +705,8 @@ def test_the_range_tests_training_length_is_the_exports_default() -> None:
     ("planned", "epochs", "warned"),
     [
         (300, 9, None),  # 9 x 25 = 225 steps: told, the test would run the same 300
-        (
-            150,
-            4,
-            None,
-        ),  # a 150-step test of its own: a 100-step run is under twice as long, 300 not twice 150
+        # a 150-step test of its own: a 100-step run is under twice as long, and 300 not twice 150
+        (150, 4, None),
         (60, 4, "short"),  # the same run, a 60-step test: under half the 300 it would run told
         (60, 5, "longer"),  # 125 steps: told, a 300-step test
         (300, 23, None),  # 575 steps: told, a 575-step test, under twice the 300 that ran
