@@ -24,6 +24,8 @@ from clrfind.errors import UsageError
 from clrfind.fileio import write_atomic
 
 if TYPE_CHECKING:  # the plot reads what a result carries; it never builds one
+    from matplotlib.text import Annotation, Text
+
     from clrfind.results import Bounds, RangeTestResult, RunCurve
 
 # 1600 x 1000 px: readable on a laptop screen and in a README without zooming.
@@ -48,6 +50,15 @@ BLOWUP_HEADROOM = 0.5
 # Footnote: characters per line at fontsize 8 across a 10-inch figure, and at most this many lines.
 FOOTNOTE_WIDTH = 165
 FOOTNOTE_LINES = 4
+# Where the stop marker's label may go, in order (offset in points, horizontal alignment): left of the x and just
+# below it, then right of it, then above on either side, then further down on the left, past a bound's label.
+STOP_LABEL_PLACES: tuple[tuple[tuple[float, float], str], ...] = (
+    ((-8, -14), "right"),
+    ((8, -14), "left"),
+    ((-8, 8), "right"),
+    ((8, 8), "left"),
+    *(((-8, -14 - 12 * k), "right") for k in range(1, 9)),
+)
 
 
 def plot_result(result: RangeTestResult, *, log_x: bool | None = None) -> Figure:
@@ -91,9 +102,9 @@ def plot_result(result: RangeTestResult, *, log_x: bool | None = None) -> Figure
             label=f"non-finite loss ({int(bad.sum())} steps)",
         )
 
-    _draw_bounds(ax, result)
+    bound_labels = _draw_bounds(ax, result)
     _draw_best(ax, lrs, smoothed, end)
-    _draw_stop(ax, result, lrs, raw, smoothed, end)
+    stop_label = _draw_stop(ax, result, lrs, raw, smoothed, end)
     _draw_trials(ax, result)
     handles, labels = ax.get_legend_handles_labels()
     if result.metric is not None:
@@ -127,6 +138,8 @@ def plot_result(result: RangeTestResult, *, log_x: bool | None = None) -> Figure
     ax.set_ylabel("training loss")
     ax.set_title(_title(result), fontsize=10.5)
     _finish(fig, _footnote(result))
+    if stop_label is not None:
+        _clear_of(fig, ax, stop_label, bound_labels)
     return fig
 
 
@@ -299,7 +312,8 @@ def _blowup_cap(smoothed: np.ndarray) -> float:
     return start + BLOWUP_HEADROOM * fall
 
 
-def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
+def _draw_bounds(ax: Axes, result: RangeTestResult) -> list[Text]:
+    """The suggested range and a line per bound; returns the bounds' labels, which other labels must keep clear of."""
     b = result.bounds
     if b is None or (b.base_lr is None and b.max_lr is None):
         why = (b.reason if b is not None else None) or "the results hold no analysis"
@@ -315,7 +329,7 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
             color=STOP_COLOR,
             bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": STOP_COLOR, "alpha": 0.9},
         )
-        return
+        return []
     if b.base_lr is not None and b.max_lr is not None:
         ax.axvspan(
             b.base_lr,
@@ -326,6 +340,7 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
             label=f"suggested range ({b.confidence} confidence)",
         )
     spread = result.spread or {}
+    texts: list[Text] = []
     # base_lr's label sits left of its line, max_lr's right of it, so neither covers the band; the one-cycle peak's
     # goes at the bottom, clear of max_lr's label and of the divergence marker's text, both near the top.
     for value, name, key, ls, ha, y, va in (
@@ -340,7 +355,7 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
             s = spread[key]
             label += f" (runs: IQR {s.q1:.2g}-{s.q3:.2g})"
         ax.axvline(value, color=BOUND_COLOR, ls=ls, lw=1.5, label=label)
-        ax.text(
+        text = ax.text(
             value,
             y,
             f" {label} ",
@@ -351,6 +366,8 @@ def _draw_bounds(ax: Axes, result: RangeTestResult) -> None:
             fontsize=9,
             color="darkgreen",
         )
+        texts.append(text)
+    return texts
 
 
 def _draw_best(ax: Axes, lrs: np.ndarray, smoothed: np.ndarray, end: int) -> None:
@@ -375,10 +392,11 @@ def _draw_best(ax: Axes, lrs: np.ndarray, smoothed: np.ndarray, end: int) -> Non
 
 def _draw_stop(
     ax: Axes, result: RangeTestResult, lrs: np.ndarray, raw: np.ndarray, smoothed: np.ndarray, end: int
-) -> None:
-    """An x where the run diverged, hit a non-finite loss, or was cut short; nothing for a completed run."""
+) -> Annotation | None:
+    """An x where the run diverged, hit a non-finite loss, or was cut short, and its label; nothing for a completed
+    run."""
     if lrs.size == 0:
-        return
+        return None
     div_lr = result.bounds.divergence_lr if result.bounds else None
     if result.stop_reason in ("diverged", "non-finite") or div_lr is not None or end < lrs.size:
         i = min(end, lrs.size - 1)
@@ -386,22 +404,42 @@ def _draw_stop(
     elif result.stop_reason in ("interrupted", "error"):
         i, what = lrs.size - 1, f"stopped ({result.stop_reason})"
     else:
-        return
+        return None
     label = f"{what} at {lrs[i]:.3g}"
     lo, hi = ax.get_ylim()
     y = next((float(v[i]) for v in (raw, smoothed) if math.isfinite(v[i])), hi)
     # A blow-up lies far above the focused range: pin the marker to the top edge, where the curve leaves.
     y = min(max(y, lo), hi - 0.02 * (hi - lo))
     ax.plot([lrs[i]], [y], ls="", marker="x", ms=11, mew=2.5, color=STOP_COLOR, zorder=6, label=label)
-    ax.annotate(
+    return ax.annotate(
         label,
         (lrs[i], y),
-        xytext=(-8, -14),
+        xytext=STOP_LABEL_PLACES[0][0],
         textcoords="offset points",
-        ha="right",
+        ha=STOP_LABEL_PLACES[0][1],
         fontsize=9,
         color=STOP_COLOR,
+        # Readable where it crosses a bound's line or the raw loss.
+        bbox={"boxstyle": "square,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
     )
+
+
+def _clear_of(fig: Figure, ax: Axes, label: Annotation, others: list[Text]) -> None:
+    """Move `label` to the first of STOP_LABEL_PLACES inside the axes where it covers none of `others`: a max_lr
+    close to the divergence puts its vertical label right where the stop marker's text goes. Positions are only
+    final after the layout, so this runs last; it keeps the first place when none is free."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    frame = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in others]
+    for offset, ha in STOP_LABEL_PLACES:
+        label.set_position(offset)
+        label.set_horizontalalignment(ha)
+        box = label.get_window_extent(renderer)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        if inside and not any(box.overlaps(other) for other in boxes):
+            return
+    label.set_position(STOP_LABEL_PLACES[0][0])
+    label.set_horizontalalignment(STOP_LABEL_PLACES[0][1])
 
 
 def _draw_trials(ax: Axes, result: RangeTestResult) -> None:

@@ -164,6 +164,26 @@ def test_divergence_is_marked_and_does_not_flatten_the_curve() -> None:
     assert f"diverged at {DIV:.3g}" in [t.get_text() for t in ax.texts]
 
 
+def test_the_stop_label_keeps_clear_of_the_bounds_labels() -> None:
+    """max_lr 0.41 sits under half a decade below the divergence at the top edge: its vertical label runs down
+    from the top right where the stop marker's text goes first, so that text moves (here, further down)."""
+    fig = plot_result(make_result())
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    stop = next(t for t in ax.texts if t.get_text() == f"diverged at {DIV:.3g}")
+    bounds = [t for t in ax.texts if t.get_text().strip().startswith(("base_lr", "max_lr"))]
+    assert len(bounds) == 2
+    box = stop.get_window_extent(renderer)
+    assert not any(box.overlaps(t.get_window_extent(renderer)) for t in bounds)
+    assert ax.get_window_extent(renderer).contains(box.x0, box.y0)
+    assert stop.get_position() != plotting.STOP_LABEL_PLACES[0][0]  # the first place was taken
+    # A run whose bounds sit far from the divergence keeps the first place, just below and left of the x.
+    far = BOUNDS.model_copy(update={"base_lr": 0.002, "max_lr": 0.02})
+    fig = plot_result(make_result(bounds=far))
+    stop = next(t for t in fig.axes[0].texts if t.get_text() == f"diverged at {DIV:.3g}")
+    assert stop.get_position() == plotting.STOP_LABEL_PLACES[0][0]
+
+
 @pytest.mark.parametrize("analysed", [True, False])
 def test_single_spike_does_not_set_the_y_range(analysed: bool) -> None:
     raw, smoothed = curve(blowup=False)
