@@ -47,6 +47,18 @@ def test_readme_quickstart_command_names_a_real_spec() -> None:
         assert (REPO / spec).exists(), spec
 
 
+def test_readme_names_the_results_schema_version_written() -> None:
+    """The Outputs section says which schema version `range_test.json` has and which older ones load."""
+    from clrfind.results import SCHEMA_VERSION
+
+    readme = (REPO / "README.md").read_text()
+    stated = re.search(
+        r"`range_test.json` \(schema version (\d+); files of versions 1-(\d+) still load", readme
+    )
+    assert stated is not None
+    assert (int(stated[1]), int(stated[2])) == (SCHEMA_VERSION, SCHEMA_VERSION - 1)
+
+
 @pytest.mark.parametrize("spec", SAMPLE_SPECS, ids=lambda p: p.name)
 def test_sample_config_is_valid(spec) -> None:
     from clrfind.spec import load_spec
