@@ -864,7 +864,7 @@ class Trainer:
         them, keeps the range test's bounds with one cycle at max_lr (unchecked), and says so, so the caller can
         save everything before it stops.
         """
-        from clrfind.trials import TrialDataFailed, TrialRunner, per_sample, trial_data
+        from clrfind.trials import TrialDataFailed, TrialRunner, averages, per_sample, trial_data
         from clrfind.verify import reached_losses, rescue, verify
 
         b = result.bounds
@@ -881,7 +881,11 @@ class Trainer:
         if check is verify:
             # How far the test itself got: a tie between trials that fell short of it says nothing.
             curve = (np.array(result.losses, dtype=float), np.array(result.smoothed, dtype=float))
-            check = functools.partial(verify, reached=reached_losses(*curve, result.planned_steps))
+            check = functools.partial(
+                verify,
+                reached=reached_losses(*curve, result.planned_steps),
+                mean_loss=averages(self.loss_fn),
+            )
         started = time.perf_counter()
         stopped, runner = None, None
         try:

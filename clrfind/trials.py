@@ -76,6 +76,13 @@ def per_sample(loss_fn: Any, step_fn: Any) -> bool:
     return step_fn is None and getattr(loss_fn, "reduction", None) == "mean"
 
 
+def averages(loss_fn: Any) -> bool:
+    """Whether the loss is a mean over its batch: any loss but one that says it sums (`reduction="sum"`), and a
+    step function's (`loss_fn` None). Then a loss on held-out samples, per sample or per batch of any size, is in the
+    training loss's units."""
+    return getattr(loss_fn, "reduction", "mean") != "sum"
+
+
 def trial_data(
     loader: Iterable[Any],
     val_loader: Iterable[Any] | None,

@@ -1,22 +1,24 @@
 """The self-check: before the schedule is written, train with it and keep only a peak that trains.
 
 A range test reads the bounds off one short run whose LR keeps rising; the one-cycle peak extrapolates from it
-(Smith: the best LR is within 2x of the largest that still converges). Neither is evidence that a *whole* run at that
-peak trains: a model that already converged survives any LR, batch norm lets a short run survive rates a long one
-does not, and a high LR can fit noisy labels or overfit a small dataset. So the self-check asks the task itself: from
-the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps, once per
-candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down; an adaptive optimizer's
-peak, at max_lr, goes down first and up to its ceiling only when the lower side lost; a converged test's, at max_lr,
-goes up first toward its ceiling), on the same batches in the same order, and judges them on held-out samples when
-there are some (`clrfind.trials`). A trial that diverges, turns non-finite, ends clearly higher than it started or no
-better on the held-out samples than the untrained model fails; one whose loss neither falls nor rises beyond its
-noise shows nothing, and when no trial shows more the peak is left unchecked at max_lr. Then the steps left in the
-budget hold the chosen peak: the same warm-up, then the peak to the end. A whole run spends far longer near its peak
-than a compressed trial does, and an instability that grows with that stay (a Transformer under SGD, units of a
-narrow ReLU layer dying one high-LR step at a time) shows only there; a hold that turns non-finite, whose loss
-clearly rises over the stay, or that ends no lower than it began (a blow-up that settles at the untrained loss)
-lowers the peak to the highest lower trial that trained (or half a decade). All trials together cost at most the
-range test's planned steps.
+(Smith: the best LR is within 2x of the largest that still converges). Neither is evidence that a *whole* run at
+that peak trains: a model that already converged survives any LR, batch norm lets a short run survive rates a long
+one does not, and a high LR can fit noisy labels or overfit a small dataset. So the self-check asks the task itself:
+from the model's initial weights, it trains with the exported one-cycle schedule compressed to a few dozen steps,
+once per candidate peak (half a decade apart, starting at max_lr, going up toward peak_lr or down; an adaptive
+optimizer's peak, at max_lr, goes down first and up to its ceiling only when the lower side lost; a converged
+test's, at max_lr, goes up first toward its ceiling), on the same batches in the same order, and judges them on
+held-out samples when there are some (`clrfind.trials`); a higher peak's edge counts there only when at least half
+of what it gains on its own training batches shows on the held-out samples, for the rest is a fit to those batches
+that a whole run, longer than a trial, grows into overfitting (a small text, noisy labels). A trial that diverges,
+turns non-finite, ends clearly higher than it started or no better on the held-out samples than the untrained model
+fails; one whose loss neither falls nor rises beyond its noise shows nothing, and when no trial shows more the peak
+is left unchecked at max_lr. Then the steps left in the budget hold the chosen peak: the same warm-up, then the peak
+to the end. A whole run spends far longer near its peak than a compressed trial does, and an instability that grows
+with that stay (a Transformer under SGD, units of a narrow ReLU layer dying one high-LR step at a time) shows only
+there; a hold that turns non-finite, whose loss clearly rises over the stay, or that ends no lower than it began (a
+blow-up that settles at the untrained loss) lowers the peak to the highest lower trial that trained (or half a
+decade). All trials together cost at most the range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
@@ -65,6 +67,12 @@ FINAL_FRACTION = 0.2
 # the trial's fall: noise alone never moves the peak up, nor stops a lower peak that trains as well.
 SIGNIFICANCE = 2.0
 MIN_GAIN = 0.01
+# A higher peak's win on the held-out samples counts only when at least this share of what it gained over the lower
+# peak on its own training batches shows there too. The rest is a fit to the samples it trained on, which a run
+# longer than the trial grows into overfitting while the held-out edge stays (Smith 2018 reads overfitting off short
+# runs: the held-out loss stalls or rises while the training loss falls). Under half, the fit is most of the gain,
+# and the two peaks tie: no evidence for the higher one, none against it. Half is "most", not a fitted value.
+TRANSFER = 0.5
 
 
 class TrialRunner(Protocol):
@@ -119,6 +127,10 @@ class _Run:
     # The untrained model's loss on the same held-out samples (None without any): what "it trained" is measured
     # against, beside its own fall.
     untrained: np.ndarray | None = None
+    # The loss averages over its batch, so its held-out values (per sample, or per smaller batch) are in the training
+    # loss's units: only then can what a trial gains on its training batches be set against what it gains on the
+    # held-out samples (`_fits`). A loss that sums over its batch is not, read on held-out batches of another size.
+    mean_loss: bool = False
 
     @property
     def tail(self) -> np.ndarray:
@@ -176,14 +188,36 @@ class _Run:
 
 def clearly_better(challenger: _Run, incumbent: _Run) -> bool:
     """True when `challenger` trained and ends clearly lower than `incumbent`: on the held-out batches when both
-    have them (batch by batch), else on their last training steps (step by step, on the same batches)."""
+    have them (batch by batch), else on their last training steps (step by step, on the same batches). With
+    held-out batches, a higher peak whose edge is mostly a fit to its training batches ties (`_fits`)."""
     if not challenger.trained:
         return False
     if not incumbent.trained:
         return True
     if challenger.check is not None and incumbent.check is not None:
+        if _fits(*sorted((challenger, incumbent), key=lambda r: -r.peak)):
+            return False  # no evidence for the higher peak, and none against it: a tie
         return _clearly_lower(challenger.check, incumbent.check, incumbent.fall)
     return _clearly_lower(challenger.tail, incumbent.tail, incumbent.fall)
+
+
+def _fits(higher: _Run, lower: _Run) -> bool:
+    """The higher peak ends clearly lower than the lower one on their training batches (the same ones), and less
+    than TRANSFER of that gain shows on the held-out samples: it memorizes faster, it does not learn faster. False
+    without held-out samples or with a loss that sums (`_Run.mean_loss`), where the two cannot be set side by side."""
+    if not (higher.mean_loss and lower.mean_loss) or higher.check is None or lower.check is None:
+        return False
+    if not _clearly_lower(higher.tail, lower.tail, lower.fall):
+        return False
+    train_gain, held_gain = _gains(higher, lower)
+    return held_gain < TRANSFER * train_gain
+
+
+def _gains(higher: _Run, lower: _Run) -> tuple[float, float]:
+    """(how much lower `higher` ends on the training batches, how much lower on the held-out samples)."""
+    assert higher.check is not None and lower.check is not None
+    n = min(higher.tail.size, lower.tail.size)
+    return float((lower.tail[-n:] - higher.tail[-n:]).mean()), float(lower.check.mean() - higher.check.mean())
 
 
 def _clearly_lower(losses: np.ndarray, than: np.ndarray, fall: float) -> bool:
@@ -255,6 +289,7 @@ def verify(
     prefer_lower: bool = True,
     untrained: np.ndarray | None = None,
     reached: np.ndarray | None = None,
+    mean_loss: bool = False,
 ) -> tuple[Bounds, Verification]:
     """Check the one-cycle peak by training; return the bounds it supports and what was checked.
 
@@ -264,7 +299,8 @@ def verify(
     keep up. `untrained`: the initial model's loss on the held-out samples the trials are judged on, which a trial
     must beat to count as trained. `reached`: the range test's training losses around its lowest point
     (`reached_losses`); under SGD a tie with a trial that ended clearly above them moves nothing (`_cut_short`),
-    under an adaptive optimizer it lowers the peak as any tie does.
+    under an adaptive optimizer it lowers the peak as any tie does. `mean_loss`: the loss averages over its batch, so
+    held-out losses are in the training loss's units (`_Run.mean_loss`).
     """
     assert bounds.base_lr is not None and bounds.max_lr is not None
     steps = budget // MAX_TRIALS
@@ -282,7 +318,7 @@ def verify(
         if peak not in runs:
             lrs, momenta = trial_schedule(bounds.base_lr, peak, optimizer, steps)  # type: ignore[arg-type]
             losses, stop, check = run_trial(lrs, momenta)
-            runs[peak] = _Run(peak, np.asarray(losses, dtype=float), stop, check, untrained)
+            runs[peak] = _Run(peak, np.asarray(losses, dtype=float), stop, check, untrained, mean_loss)
         return runs[peak]
 
     best = trial(bounds.max_lr)
@@ -533,6 +569,7 @@ def _apply(
         )
         return lowered, record.model_copy(update={"outcome": outcome})
     peak = best.peak
+    fitted = _fit_note(best, runs)
     if peak >= bounds.max_lr:
         if math.isclose(peak, top):
             what, note = "kept", "the self-check kept the one-cycle peak"
@@ -543,15 +580,22 @@ def _apply(
             if peak > top:  # only up to a ceiling: an adaptive optimizer's, or a converged curve's
                 note += " (a cycle peaking there trained clearly better from the initial weights)"
         outcome = f"one-cycle peak {two_digits(peak)} {what}; loss after {steps}-step trials: {tried}"
+        if fitted:
+            outcome = f"{outcome} ({fitted})"
         update: dict[str, object] = {"peak_lr": peak, "max_rationale": f"{bounds.max_rationale}; {note}"}
     else:
         at_max = runs[bounds.max_lr]
-        why = (
-            f"a cycle peaking there trained no worse than one at max_lr {two_digits(bounds.max_lr)}, and short "
-            "trials favour the higher LR"
-            if at_max.trained
-            else f"the highest that trained; the trial at max_lr {two_digits(bounds.max_lr)}: {_score(at_max)}"
-        )
+        if fitted:
+            why = fitted
+        elif at_max.trained:
+            why = (
+                f"a cycle peaking there trained no worse than one at max_lr {two_digits(bounds.max_lr)}, and short "
+                "trials favour the higher LR"
+            )
+        else:
+            why = (
+                f"the highest that trained; the trial at max_lr {two_digits(bounds.max_lr)}: {_score(at_max)}"
+            )
         outcome = (
             f"max_lr and the one-cycle peak lowered to {two_digits(peak)} ({why}); loss after {steps}-step trials: "
             f"{tried}"
@@ -559,9 +603,26 @@ def _apply(
         update = {
             "peak_lr": peak,
             **_bounds_down_to(bounds, peak),
-            "max_rationale": f"{bounds.max_rationale}; the self-check lowered it to {two_digits(peak)}",
+            "max_rationale": f"{bounds.max_rationale}; the self-check lowered it to {two_digits(peak)}"
+            + (": higher peaks mostly fit their training batches" if fitted else ""),
         }
     return bounds.model_copy(update=update), record.model_copy(update={"outcome": outcome})
+
+
+def _fit_note(best: _Run, runs: dict[float, _Run]) -> str | None:
+    """What the highest trial whose edge over `best` was mostly a fit (`_fits`) gained where, for the outcome (the
+    descent ties lower peaks with the highest clear winner); None when there is none."""
+    higher = [r for r in runs.values() if r.peak > best.peak and r.trained and _fits(r, best)]
+    if not best.trained or not higher:
+        return None
+    top = max(higher, key=lambda r: r.peak)
+    train_gain, held_gain = _gains(top, best)
+    held = f"only {two_digits(held_gain)}" if held_gain > 0 else "no lower"
+    return (
+        f"{two_digits(top.peak)} ended {two_digits(train_gain)} lower than {two_digits(best.peak)} on its "
+        f"training batches but {held} on held-out samples: under half of that edge is learning, the rest a fit to "
+        "the batches, which a longer run grows"
+    )
 
 
 def _bounds_down_to(bounds: Bounds, peak: float) -> dict[str, object]:

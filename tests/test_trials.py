@@ -15,7 +15,7 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from clrfind.trials import CHECK_BATCHES, HOLD_EVERY, loader_generators, per_sample, trial_data
+from clrfind.trials import CHECK_BATCHES, HOLD_EVERY, averages, loader_generators, per_sample, trial_data
 
 N, BATCH = 200, 8
 X = torch.arange(N, dtype=torch.float32).unsqueeze(1)
@@ -130,6 +130,14 @@ def test_the_held_out_loss_is_read_per_sample_only_for_an_averaging_loss_without
     assert not per_sample(torch.nn.MSELoss(reduction="sum"), None)
     assert not per_sample(torch.nn.CrossEntropyLoss(), lambda model, batch, loss_fn: loss_fn(*batch))
     assert not per_sample(torch.nn.functional.cross_entropy, None)  # a function has no reduction to switch
+
+
+def test_only_a_loss_that_says_it_sums_is_in_other_units_than_a_mean_over_its_batch() -> None:
+    """What a trial gains on held-out samples is set against what it gains on its training batches only in the same
+    units (`clrfind.verify._fits`): a summed loss on held-out batches of another size is not."""
+    assert averages(torch.nn.CrossEntropyLoss()) and averages(torch.nn.functional.cross_entropy)
+    assert averages(None)  # a step function's loss
+    assert not averages(torch.nn.MSELoss(reduction="sum"))
 
 
 @pytest.mark.parametrize("name", ["shuffled", "batch sampler, no collation", "batch sampler", "stream"])

@@ -277,6 +277,51 @@ def test_held_out_losses_judge_when_there_are_some() -> None:
     assert all(t.check_loss is not None for t in record.trials)
 
 
+def test_a_higher_peaks_edge_counts_only_when_most_of_it_shows_on_held_out_samples() -> None:
+    """The higher peak ends lower on its training batches and on the held-out samples, but on those by a quarter
+    as much: it fits its batches faster rather than learning faster, so its edge is no win, and a tie goes down;
+    when three quarters of its edge shows on held-out samples, it wins and the peak climbs as without them."""
+
+    def trained(p: float) -> float:
+        return 0.5 - 0.2 * math.log10(p / 0.1)
+
+    run, asked = scripted(trained, held_out=lambda p: 1.0 - 0.05 * math.log10(p / 0.1))
+    bounds, record = verify(BOUNDS, SGD, 300, run, mean_loss=True)
+    assert asked[1] > 0.1 and bounds.peak_lr == pytest.approx(0.01) == bounds.max_lr
+    # the outcome names the highest trial whose edge was a fit and what it gained where; the rationale, shorter
+    assert "0.32 ended 0.3 lower than 0.01 on its training batches but only 0.075 on held-out samples" in (
+        record.outcome
+    )
+    assert bounds.max_rationale.endswith("lowered it to 0.01: higher peaks mostly fit their training batches")
+    run, _ = scripted(trained, held_out=lambda p: 1.0 - 0.15 * math.log10(p / 0.1))
+    assert verify(BOUNDS, SGD, 300, run, mean_loss=True)[0].peak_lr == pytest.approx(0.5)
+
+
+def test_a_word_model_whose_higher_peaks_mostly_fit_their_batches_comes_down() -> None:
+    """A word model on a small text under Adam (the quality bench's words-contiguous-lstm-adam, seed 0): each step
+    up half a decade ends lower on the held-out samples, but the edge of 0.1 over every lower peak is mostly on its
+    training batches (over 0.032: 0.62 there, 0.10 held out), so each ties with it and the peak comes down to the
+    lowest tried; a whole run at 0.1 memorizes the text. A loss that sums over its batch, whose held-out values are
+    in other units than the training loss's, is not set against it, and there the peak stays."""
+    train = {0.1: 0.19, 0.1 / STEP: 0.81, 0.01: 1.55, 0.01 / STEP: 1.94}
+    held = {0.1: 1.67, 0.1 / STEP: 1.77, 0.01: 2.08, 0.01 / STEP: 2.34}
+
+    def nearest(table: dict[float, float], p: float) -> float:
+        return table[min(table, key=lambda k: abs(math.log(k / p)))]
+
+    run, asked = scripted(lambda p: nearest(train, p), held_out=lambda p: nearest(held, p))
+    bounds, record = verify(ADAPTIVE, ADAM, 300, run, mean_loss=True)
+    assert asked == pytest.approx([0.1, 0.1 / STEP, 0.01, 0.01 / STEP], rel=1e-3)
+    assert bounds.peak_lr == pytest.approx(0.01 / STEP) == bounds.max_lr
+    assert bounds.base_lr == pytest.approx(0.001 / STEP)
+    assert record.outcome.startswith(
+        "max_lr and the one-cycle peak lowered to 0.0032 (0.1 ended 1.7 lower than 0.0032 on its training batches "
+        "but only 0.67 on held-out samples: under half of that edge is learning"
+    )
+    run, _ = scripted(lambda p: nearest(train, p), held_out=lambda p: nearest(held, p))
+    assert verify(ADAPTIVE, ADAM, 300, run)[0].peak_lr == pytest.approx(0.1)
+
+
 def test_when_nothing_trains_the_bounds_stay_with_low_confidence() -> None:
     run, _ = scripted(lambda p: 2.5)  # every trial ends above its start
     bounds, record = verify(BOUNDS, SGD, 300, run)
@@ -303,6 +348,27 @@ def test_too_short_a_budget_runs_no_trial() -> None:
     run, asked = scripted(lambda p: 0.5)
     bounds, record = verify(BOUNDS, SGD, 40, run)
     assert asked == [] and bounds == BOUNDS and record.steps == 0 and record.outcome.startswith("not run")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_engine_tells_the_self_check_whether_the_loss_is_a_mean(
+    tiny_task, monkeypatch, reduction
+) -> None:
+    import clrfind
+    import clrfind.verify
+
+    seen: list[bool] = []
+    real = clrfind.verify.verify
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["mean_loss"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clrfind.verify, "verify", spy)
+    model, loader, _, optimizer = tiny_task
+    loss_fn = torch.nn.CrossEntropyLoss(reduction=reduction)
+    clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120)
+    assert seen == [reduction == "mean"]
 
 
 def test_the_self_check_through_the_engine_restores_everything(tiny_task) -> None:
