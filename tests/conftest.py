@@ -36,14 +36,19 @@ def progress_seen(monkeypatch) -> list[bool]:
     """The `progress` each `clrfind.api.range_test` call got (an integration passes it on), in call order."""
     import clrfind.api
 
-    seen: list[bool] = []
-    real = clrfind.api.range_test
+    return keyword_spy(monkeypatch, clrfind.api, "range_test", "progress")
+
+
+def keyword_spy(monkeypatch, module, name: str, keyword: str) -> list:
+    """Wrap `module.name` so that each call's `keyword` argument is recorded, in call order; the list is returned."""
+    seen: list = []
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["progress"])
+        seen.append(kwargs[keyword])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(clrfind.api, "range_test", spy)
+    monkeypatch.setattr(module, name, spy)
     return seen
 
 

@@ -354,17 +354,12 @@ def test_too_short_a_budget_runs_no_trial() -> None:
 def test_the_engine_tells_the_self_check_whether_the_loss_is_a_mean(
     tiny_task, monkeypatch, reduction
 ) -> None:
+    from conftest import keyword_spy
+
     import clrfind
     import clrfind.verify
 
-    seen: list[bool] = []
-    real = clrfind.verify.verify
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["mean_loss"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(clrfind.verify, "verify", spy)
+    seen = keyword_spy(monkeypatch, clrfind.verify, "verify", "mean_loss")
     model, loader, _, optimizer = tiny_task
     loss_fn = torch.nn.CrossEntropyLoss(reduction=reduction)
     clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120)
