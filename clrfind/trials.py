@@ -77,9 +77,9 @@ def per_sample(loss_fn: Any, step_fn: Any) -> bool:
 
 
 def averages(loss_fn: Any) -> bool:
-    """Whether the loss is a mean over its batch: any loss but one that says it sums (`reduction="sum"`), and a
-    step function's (`loss_fn` None). Then a loss on held-out samples, per sample or per batch of any size, is in the
-    training loss's units."""
+    """Whether the loss is taken as a mean over its batch: any loss but one that says it sums (`reduction="sum"`);
+    a custom module, a function or none (a step function's own loss) cannot say, and a mean is the rule. Then a loss
+    on held-out samples, per sample or per batch of any size, is in the training loss's units."""
     return getattr(loss_fn, "reduction", "mean") != "sum"
 
 

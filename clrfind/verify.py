@@ -610,10 +610,10 @@ def _apply(
 
 
 def _fit_note(best: _Run, runs: dict[float, _Run]) -> str | None:
-    """What the highest trial whose edge over `best` was mostly a fit (`_fits`) gained where, for the outcome (the
-    descent ties lower peaks with the highest clear winner); None when there is none."""
+    """What the highest trial whose edge over the trained `best` was mostly a fit (`_fits`) gained where, for the
+    outcome (the descent ties lower peaks with the highest clear winner); None when there is none."""
     higher = [r for r in runs.values() if r.peak > best.peak and r.trained and _fits(r, best)]
-    if not best.trained or not higher:
+    if not higher:
         return None
     top = max(higher, key=lambda r: r.peak)
     train_gain, held_gain = _gains(top, best)
