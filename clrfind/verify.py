@@ -73,6 +73,11 @@ MIN_GAIN = 0.01
 # runs: the held-out loss stalls or rises while the training loss falls). Under half, the fit is most of the gain,
 # and the two peaks tie: no evidence for the higher one, none against it. Half is "most", not a fitted value.
 TRANSFER = 0.5
+# A hold whose loss stalls at the peak (no fall over the stay beyond its noise) and ends short of where the kept
+# peak's own trial ended by more than this share of that trial's fall fails: most of what the trial learned, it
+# learned as its LR came down, and at the peak this model does not learn. Less than that is the noise floor of a
+# constant LR, which the one cycle's annealing removes (Smith's super-convergence). Half is "most", not fitted.
+STALL = 0.5
 
 
 class TrialRunner(Protocol):
@@ -489,7 +494,8 @@ def _hold(
     # began (units that died, a network that predicts a constant), lower than its blow-up but no lower than the
     # untrained model's. A run whose loss ends no lower than it began, beyond its noise, has learned nothing.
     unlearned = held.finished and whole.change <= SIGNIFICANCE
-    failed = not held.finished or held.change < -SIGNIFICANCE or unlearned
+    stalled = not unlearned and _stalled(held, runs.get(peak))
+    failed = not held.finished or held.change < -SIGNIFICANCE or unlearned or stalled
     trial = Trial(
         peak=peak, steps=steps, final_loss=None if failed else float(held.tail.mean()), stop_reason=stop
     )
@@ -505,8 +511,15 @@ def _hold(
         how = stopped
     elif held.change < -SIGNIFICANCE:
         how = "its loss rose"
-    else:
+    elif unlearned:
         how = "its loss ended no lower than where the run began"
+    else:
+        own = runs[peak]
+        how = (
+            f"its loss stalled at {two_digits(float(held.tail.mean()))}, far short of the "
+            f"{two_digits(float(own.tail.mean()))} its trial reached as its LR came down: at this peak the "
+            "model does not learn"
+        )
     lower = max((r.peak for r in runs.values() if r.trained and r.peak * NEAR < peak), default=peak / STEP)
     moved: dict[str, object] = {
         "peak_lr": lower,
@@ -519,6 +532,16 @@ def _hold(
     return bounds.model_copy(update=moved), record.model_copy(
         update={**update, "outcome": outcome, "peak_lr": lower}
     )
+
+
+def _stalled(held: _Run, trial: _Run | None) -> bool:
+    """The stay at the peak learned nothing beyond its noise, and ended clearly above the kept peak's own trial, by
+    more than STALL of that trial's fall: the trial learned, but as its LR came down, not at the peak (a
+    Transformer that leaves its classes' frequencies only below its peak). Unpaired: other steps of the batches."""
+    if trial is None or not trial.trained or not held.finished or held.change > SIGNIFICANCE:
+        return False
+    gap = float(held.tail.mean()) - float(trial.tail.mean())
+    return gap > max(SIGNIFICANCE * _unpaired_se(held.tail, trial.tail), STALL * trial.fall)
 
 
 def _apply(

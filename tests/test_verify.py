@@ -32,13 +32,15 @@ def scripted(
     hold_fails_above: float = math.inf,
     hold_rises_above: float = math.inf,
     hold_unlearns_above: float = math.inf,
+    hold_stalls_at: tuple[float, float] | None = None,
 ):
     """A trainer whose trial ends at `final_of(peak)`: a fall from 2.0 plus seeded noise shared by every trial (the
     same batches), or a blow-up when the peak is above `diverge_above`; with `held_out`, 16 held-out batch losses
     around `held_out(peak)`. Records the peaks of the one-cycle trials it was asked to train in `asked`, and those of
     the holds (the LR stays at its top) in `run.holds`; a hold above `hold_fails_above` blows up, one above
     `hold_rises_above` runs to its end with a loss that climbs back, by far more than its noise, and one above
-    `hold_unlearns_above` blows up early in its stay and settles where it began."""
+    `hold_unlearns_above` blows up early in its stay and settles where it began. `hold_stalls_at=(above, level)`: a
+    hold above `above` falls to `level` over its warm-up and stays there, whatever its trial reached."""
     asked: list[float] = []
 
     def run(
@@ -61,6 +63,11 @@ def scripted(
             fall, blow_up = np.linspace(2.0, 0.5, n // 3), np.linspace(8.0, 2.0, n // 6)
             settled = np.full(n - fall.size - blow_up.size, 2.0)
             return np.concatenate([fall, blow_up, settled]) + batches, "completed", None
+        if held and hold_stalls_at is not None and peak > hold_stalls_at[0]:
+            warm_up = int(np.argmax(lrs))
+            level = hold_stalls_at[1]
+            stay = np.concatenate([np.linspace(2.0, level, warm_up), np.full(n - warm_up, level)])
+            return stay + batches, "completed", None
         if not held and peak > diverge_above:
             return np.concatenate([np.linspace(2.0, 1.0, n // 2), [50.0, 80.0]]), "diverged", None
         final = final_of(peak)
@@ -144,6 +151,30 @@ def test_a_hold_that_blows_up_and_settles_at_the_untrained_loss_is_lowered() -> 
     # Below that, the same hold trains on: the criterion is the ending, not the stay's bounce.
     _, kept = verify(BOUNDS, SGD, 300, scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1))[0])
     assert kept.hold.final_loss is not None and "it trained on" in kept.outcome
+
+
+def test_a_hold_that_stalls_far_above_its_own_trial_is_lowered() -> None:
+    """The trial at 0.5 falls from 2.0 to 0.37, but held at 0.5 the loss stops at 1.9 after the warm-up and stays
+    there: what the trial learned, it learned as its LR came down (a Transformer that leaves its classes'
+    frequencies only below its peak), so a whole run near that peak does not learn."""
+    run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), hold_stalls_at=(0.4, 1.9))
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert record.hold.stop_reason == "completed" and record.hold.final_loss is None
+    assert bounds.peak_lr == pytest.approx(0.1 * STEP) == record.peak_lr
+    assert (
+        "its loss stalled at 1.9, far short of the 0.37 its trial reached as its LR came down"
+        in record.outcome
+    )
+    assert "the peak is lowered to 0.32" in record.outcome
+
+
+def test_a_hold_level_at_a_constant_lrs_noise_floor_trains_on() -> None:
+    """A stay level a little above its trial's end (0.45 against 0.37, of a 1.6 fall) is the noise floor of a
+    constant LR, which the cycle's annealing removes: the peak stays."""
+    run, _ = scripted(lambda p: 0.5 - 0.2 * math.log10(p / 0.1), hold_stalls_at=(0.4, 0.45))
+    bounds, record = verify(BOUNDS, SGD, 300, run)
+    assert bounds.peak_lr == pytest.approx(0.5) and record.hold.final_loss is not None
+    assert "it trained on" in record.outcome
 
 
 def test_a_hold_below_max_lr_that_fails_moves_max_lr_and_base_lr_down_with_the_peak() -> None:
