@@ -16,9 +16,10 @@ fails; one whose loss neither falls nor rises beyond its noise shows nothing, an
 is left unchecked at max_lr. Then the steps left in the budget hold the chosen peak: the same warm-up, then the peak
 to the end. A whole run spends far longer near its peak than a compressed trial does, and an instability that grows
 with that stay (a Transformer under SGD, units of a narrow ReLU layer dying one high-LR step at a time) shows only
-there; a hold that turns non-finite, whose loss clearly rises over the stay, or that ends no lower than it began (a
-blow-up that settles at the untrained loss) lowers the peak to the highest lower trial that trained (or half a
-decade). All trials together cost at most the range test's planned steps.
+there; a hold that turns non-finite, whose loss clearly rises over the stay, that ends no lower than it began (a
+blow-up that settles at the untrained loss), or that stalls at the peak far short of where the peak's own trial got
+as its LR came down (at the peak the model does not learn) lowers the peak to the highest lower trial that trained
+(or half a decade). All trials together cost at most the range test's planned steps.
 
 The search is asymmetric because short trials are: they favour a higher LR (a lower one has not caught up yet, and
 the price of a high LR, a higher loss floor or a fit to noise, grows with the length of the run). So the peak goes up
