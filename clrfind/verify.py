@@ -495,7 +495,8 @@ def _hold(
     # began (units that died, a network that predicts a constant), lower than its blow-up but no lower than the
     # untrained model's. A run whose loss ends no lower than it began, beyond its noise, has learned nothing.
     unlearned = held.finished and whole.change <= SIGNIFICANCE
-    stalled = not unlearned and _stalled(held, runs.get(peak))
+    own = runs.get(peak)  # the kept peak's own trial, which a stay that stalls is measured against
+    stalled = not unlearned and _stalled(held, own)
     failed = not held.finished or held.change < -SIGNIFICANCE or unlearned or stalled
     trial = Trial(
         peak=peak, steps=steps, final_loss=None if failed else float(held.tail.mean()), stop_reason=stop
@@ -515,7 +516,7 @@ def _hold(
     elif unlearned:
         how = "its loss ended no lower than where the run began"
     else:
-        own = runs[peak]
+        assert own is not None  # `_stalled` is False without the peak's own trial
         how = (
             f"its loss stalled at {two_digits(float(held.tail.mean()))}, far short of the "
             f"{two_digits(float(own.tail.mean()))} its trial reached as its LR came down: at this peak the "
