@@ -892,6 +892,7 @@ class Trainer:
             data = trial_data(
                 self.loader, self.val_loader, device=self.device, sharded=self.reduce_loss is not None,
                 by_sample=per_sample(self.loss_fn, self.step_fn), prefer_val=self.settings.verify_on == "val",
+                seed=self.settings.seed or 0,
             )  # fmt: skip
             runner = TrialRunner(self, initial, data, self.settings.model_copy(update={"metric": "loss"}))
             with stops.allowed():  # a stop held back since the loop ended lands here, before the first trial

@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 # batches for a paired comparison, little enough that the trials train on almost everything.
 CHECK_BATCHES = 16
 CHECK_FRACTION = 0.1
-# The held-out samples are chosen by a fixed permutation: the same for every run of a spec.
+# The held-out samples, and the trials' order over the rest, are drawn from the run's seed (offset by CHECK_SEED):
+# the same for every run of a spec, another draw for another seed, so the seed covers all of a run's randomness
+# (which samples judge decides between trials that tie, and a second seed shows that spread too).
 CHECK_SEED = 0
 # Data split by position: the batches at positions 0, HOLD_EVERY, 2 * HOLD_EVERY, ... of a pass judge (a tenth).
 HOLD_EVERY = round(1 / CHECK_FRACTION)
@@ -91,6 +93,7 @@ def trial_data(
     sharded: bool = False,
     by_sample: bool = True,
     prefer_val: bool = False,
+    seed: int = 0,
 ) -> TrialData:
     """A held-out tenth of the training data when it can be held out by sample, else the validation batches when
     there are some, else a tenth held out by position, else none; `prefer_val`: the validation batches first.
@@ -99,7 +102,8 @@ def trial_data(
     every rank must judge on as many samples as the others, which a custom sampler or a stream does not promise.
     `by_sample`: the held-out loss is read per sample (`per_sample`); else the held-out samples are batched
     smaller, into CHECK_BATCHES batches, since a paired comparison of a trial's loss needs several values, and
-    a tenth of a small dataset is one or two of the training's batches.
+    a tenth of a small dataset is one or two of the training's batches. `seed`: the run's, which draws the
+    held-out samples and the trials' shuffled order (`_draw`).
     """
     from clrfind.engine import move_to_device
 
@@ -114,7 +118,9 @@ def trial_data(
 
     split = None
     if not (prefer_val and val_loader is not None):
-        split = _split(loader, by_sample) or (None if sharded else _split_indices(loader, by_sample))
+        split = _split(loader, by_sample, seed)
+        if split is None and not sharded:
+            split = _split_indices(loader, by_sample, seed)
     if split is not None:
         trial_loader, check_loader, held = split
         return TrialData(
@@ -153,10 +159,9 @@ def _check_batches(indices: list[int], batch: int, by_sample: bool) -> list[list
     return [chunk.tolist() for chunk in np.array_split(np.asarray(indices), count)]
 
 
-def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int] | None:
+def _split(loader: Iterable[Any], by_sample: bool, seed: int) -> tuple[Any, Any, int] | None:
     """(trial loader, held-out loader, held-out samples) for a DataLoader over a map-style dataset with plain
     shuffling or none, built like the original; None for anything else."""
-    import torch
     from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler, Subset
 
     if not isinstance(loader, DataLoader) or loader.batch_size is None:
@@ -167,14 +172,14 @@ def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int
     if type(loader.sampler) not in (RandomSampler, SequentialSampler):
         return None
     batch = loader.batch_size
-    held_out = _held_out(len(dataset), batch)
+    held_out = _held_out(len(dataset), batch, seed)
     if held_out is None:
         return None
     order, held = held_out
     args = _loader_args(loader)
     common = {"batch_size": batch, **args}
     shuffle = isinstance(loader.sampler, RandomSampler)
-    generator = torch.Generator().manual_seed(CHECK_SEED) if shuffle else None
+    generator = _draw(seed) if shuffle else None
     trials = DataLoader(
         Subset(dataset, order[held:]),
         shuffle=shuffle,
@@ -190,7 +195,7 @@ def _split(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int
     return trials, check, held
 
 
-def _split_indices(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, Any, int] | None:
+def _split_indices(loader: Iterable[Any], by_sample: bool, seed: int) -> tuple[Any, Any, int] | None:
     """(trial loader, held-out loader, held-out samples) for a DataLoader over a map-style dataset with any other
     sampler (weighted, bucketing, a batch sampler): a tenth of the indices, at most CHECK_BATCHES batches, is held
     out, and the trials' loader draws from the loader's own sampler, skipping them. None for anything else."""
@@ -209,7 +214,7 @@ def _split_indices(loader: Iterable[Any], by_sample: bool = True) -> tuple[Any, 
         batch = getattr(sampler, "batch_size", None)
     if not isinstance(batch, int) or batch < 1:
         return None
-    held_out = _held_out(len(dataset), batch)
+    held_out = _held_out(len(dataset), batch, seed)
     if held_out is None:
         return None
     order, held = held_out
@@ -243,15 +248,23 @@ def _without(batches: Any, skipped: frozenset[int]) -> Any:
     return _Skipping(batches, skipped)
 
 
-def _held_out(n: int, batch: int) -> tuple[list[int], int] | None:
-    """(a fixed permutation of the n indices, how many of its first ones are held out): a tenth, at most
-    CHECK_BATCHES batches; None when that is less than a batch or leaves less than one to train on."""
+def _held_out(n: int, batch: int, seed: int) -> tuple[list[int], int] | None:
+    """(a permutation of the n indices drawn from `seed`, how many of its first ones are held out): a tenth, at
+    most CHECK_BATCHES batches; None when that is less than a batch or leaves less than one to train on."""
     import torch
 
     held = min(CHECK_BATCHES * batch, int(CHECK_FRACTION * n))
     if held < batch or n - held < batch:
         return None
-    return torch.randperm(n, generator=torch.Generator().manual_seed(CHECK_SEED)).tolist(), held
+    return torch.randperm(n, generator=_draw(seed)).tolist(), held
+
+
+def _draw(seed: int) -> torch.Generator:
+    """A generator for the run's `seed`, apart from the torch default one that the range test and trials draw
+    from, so choosing held-out samples leaves the training's own randomness as it was."""
+    import torch
+
+    return torch.Generator().manual_seed((CHECK_SEED + seed) % 2**64)
 
 
 def _loader_args(loader: Any) -> dict[str, Any]:

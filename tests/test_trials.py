@@ -359,3 +359,42 @@ def test_a_trial_whose_last_step_blows_the_weights_up_ends_non_finite() -> None:
     losses, stop, check = runner(torch.full((steps,), 0.05).numpy(), None)
     assert stop == "non-finite" and check is None and len(losses) == steps
     assert torch.isfinite(torch.as_tensor(losses)).all()
+
+
+@pytest.mark.parametrize("name", [n for n, (_, unit) in LOADERS.items() if unit == "samples"])
+def test_the_runs_seed_draws_the_held_out_samples_the_same_way_every_time(name: str) -> None:
+    """A spec's run is repeatable, and its seed covers which samples judge: another seed, another draw."""
+    make, _ = LOADERS[name]
+
+    def judged(seed: int) -> list[int]:
+        data = trial_data(make(), None, device=CPU, seed=seed)
+        return sorted(i for batch in indices(data.check) for i in batch)
+
+    assert judged(7) == judged(7)
+    assert judged(7) != judged(8)
+    assert judged(0) == sorted(
+        i for batch in indices(trial_data(make(), None, device=CPU).check) for i in batch
+    )
+    assert len(judged(2**64 - 1)) == N // 10  # the largest seed a spec takes
+
+
+def test_the_runs_seed_draws_the_trials_order_when_the_split_reshuffles() -> None:
+    """A plain shuffled loader is rebuilt over the samples the trials keep; its order comes from the seed too."""
+    make, _ = LOADERS["shuffled"]
+    first = [indices(trial_data(make(), None, device=CPU, seed=s).loader) for s in (3, 3, 4)]
+    assert first[0] == first[1] != first[2]
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_the_engine_hands_the_runs_seed_to_the_self_checks_data(
+    tiny_task, monkeypatch, seed: int | None
+) -> None:
+    from conftest import keyword_spy
+
+    import clrfind
+    import clrfind.trials
+
+    seen = keyword_spy(monkeypatch, clrfind.trials, "trial_data", "seed")
+    model, loader, loss_fn, optimizer = tiny_task
+    clrfind.range_test(model, loader, loss_fn, optimizer, min_lr=1e-3, max_lr=20.0, steps=120, seed=seed)
+    assert seen == [seed or 0]
