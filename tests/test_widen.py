@@ -175,18 +175,26 @@ def test_the_cli_lengthens_a_spec_whose_loss_never_falls_and_saves_the_longer_ru
 def test_the_advice_after_widening_names_the_curve_the_bounds_are_read_from(tmp_path: Path) -> None:
     """Read from validation accuracy, the curve that showed nothing is the accuracy's, and it should have risen.
 
-    The bundled CNN sample on a linear ladder: its accuracy swings too much in the top decade to show a rise, the
-    test runs again up to 20, and still nothing."""
+    The bundled CNN sample on a linear ladder, its images and labels replaced by noise: no LR makes the accuracy
+    rise, the test runs again up to 20 and longer, and still nothing. (On the real shapes, whether the widened run
+    finds a rise depends on how the CPU's kernels round: this one diverges at 7.4 and its self-check finds a peak.)"""
     samples = Path(__file__).parents[1] / "sample_configs"
-    for name in ("models.py", "data.py"):
-        (tmp_path / name).write_text((samples / name).read_text())
+    (tmp_path / "models.py").write_text((samples / "models.py").read_text())
+    (tmp_path / "data.py").write_text(
+        "import torch\n\n\ndef shapes(n, seed):\n"
+        "    g = torch.Generator().manual_seed(seed)\n"
+        "    x, y = torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, 4, (n,), generator=g)\n"
+        "    return torch.utils.data.TensorDataset(x, y)\n"
+    )
     spec = (samples / "cnn_shapes.yaml").read_text()
     (tmp_path / "spec.yaml").write_text(
         re.sub(r"(?m)^  mode: auto.*\n(^ {21}#.*\n)?", "  mode: linear\n", spec)
     )
     result = run_spec(load_spec(tmp_path / "spec.yaml"), out_dir=tmp_path / "out", write=False).result
     assert not result.bounds.usable and result.max_lr == pytest.approx(20.0)
-    assert result.bounds.next_step.startswith("no rise of the accuracy from lr 0.001 to 20 in 160 steps")
+    assert result.bounds.next_step.startswith(
+        "no rise of the accuracy from lr 0.001 to 20 in 160 or 480 steps"
+    )
 
 
 def test_adadelta_whose_loss_still_falls_at_lr_1_is_run_again_until_its_fall_ends() -> None:
