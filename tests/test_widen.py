@@ -177,7 +177,8 @@ def test_the_advice_after_widening_names_the_curve_the_bounds_are_read_from(tmp_
 
     The bundled CNN sample on a linear ladder, its images and labels replaced by noise: no LR makes the accuracy
     rise, the test runs again up to 20 and longer, and still nothing. (On the real shapes, whether the widened run
-    finds a rise depends on how the CPU's kernels round: this one diverges at 7.4 and its self-check finds a peak.)"""
+    finds a rise depends on how the CPU's kernels round: on an Intel Xeon it diverges at 7.4 and the self-check
+    finds a peak.)"""
     samples = Path(__file__).parents[1] / "sample_configs"
     (tmp_path / "models.py").write_text((samples / "models.py").read_text())
     (tmp_path / "data.py").write_text(
